@@ -1,0 +1,77 @@
+# ReefLab: `make up` installs everything and starts the platform; `make test` runs the tests.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+VENV := .venv
+PY := $(VENV)/bin/python
+# pip prints a warning per missing local index folder; keep the real messages
+PIP := quiet_pip() { $(PY) -m pip "$$@" 2>&1 | { grep -v 'is ignored: it is neither' || true; }; }; quiet_pip
+SITE := $(VENV)/lib/python3.11/site-packages
+LABEXT_BUILD := server_extension/reeflab/labextension
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export YOLO_OFFLINE := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: up test install install-test lint bench lock clean
+
+up: install
+	$(VENV)/bin/reeflab up
+
+test: install install-test
+	$(PY) -m pytest tests
+
+install: $(VENV)/.platform.stamp $(VENV)/.reeflab.stamp
+
+install-test: $(VENV)/.test.stamp .venv-oidc/.stamp
+
+$(VENV)/.torch.stamp: requirements/torch.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q -U pip wheel setuptools
+	$(PIP) install -q -r requirements/torch.txt
+	touch $@
+
+$(VENV)/.platform.stamp: $(VENV)/.torch.stamp requirements/platform.txt requirements/constraints.txt
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/platform.txt
+	touch $@
+
+$(VENV)/.test.stamp: $(VENV)/.platform.stamp requirements/test.txt
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/test.txt
+	touch $@
+
+# The OIDC test provider needs its own environment (its dependencies clash with the stack).
+.venv-oidc/.stamp:
+	python3 -m venv .venv-oidc
+	quiet_pip() { .venv-oidc/bin/pip "$$@" 2>&1 | { grep -v 'is ignored: it is neither' || true; }; }; \
+	  quiet_pip install -q "oidc-provider-mock>=0.3,<0.4"
+	touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(LABEXT_BUILD)/package.json: node_modules/.stamp $(VENV)/.platform.stamp $(wildcard labextension/src/*) labextension/style/index.css labextension/tsconfig.json
+	npm run --silent build:lib
+	npm run --silent build:labextension >/dev/null
+	touch $@
+
+# The package is installed editable; its data files (lab extension, server config, kernel) are
+# linked or copied into the environment here, since editable installs skip data_files.
+$(VENV)/.reeflab.stamp: $(VENV)/.platform.stamp setup.py $(LABEXT_BUILD)/package.json kernels/reeflab-python/kernel.json server_extension/jupyter-config/jupyter_server_config.d/reeflab.json
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	mkdir -p $(VENV)/share/jupyter/labextensions $(VENV)/etc/jupyter/jupyter_server_config.d
+	ln -sfn $(CURDIR)/$(LABEXT_BUILD) $(VENV)/share/jupyter/labextensions/reeflab
+	cp server_extension/jupyter-config/jupyter_server_config.d/reeflab.json $(VENV)/etc/jupyter/jupyter_server_config.d/
+	$(VENV)/bin/jupyter kernelspec install --sys-prefix kernels/reeflab-python >/dev/null
+	touch $@
+
+lint: install-test
+	$(VENV)/bin/ruff check server_extension hub_config tests bench
+
+bench: install install-test
+	$(PY) bench/spawn_time.py
+
+# Re-pin every package after changing requirements/*.txt
+lock:
+	$(PY) -m pip freeze --exclude-editable | grep -v '^reeflab' | sed '1i # pip freeze of a working environment (make lock); every install is constrained to it.' > requirements/constraints.txt
+
+clean:
+	rm -rf $(VENV) .venv-oidc node_modules $(LABEXT_BUILD) labextension/lib .reeflab

@@ -1,0 +1,75 @@
+"""The `reeflab` command: `reeflab up` starts the platform on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from .hub.config import REPO, state_dir
+
+
+def hub_url() -> str:
+    ip = os.environ.get("REEFLAB_IP", "127.0.0.1")
+    port = os.environ.get("REEFLAB_PORT", "8000")
+    base = os.environ.get("REEFLAB_BASE_URL", "/")
+    return f"http://{ip}:{port}{base}"
+
+
+def wait_for_hub(url: str, proc: subprocess.Popen, timeout: float = 180) -> bool:
+    """True once the hub answers its API; False if it exits or times out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url + "hub/api/", timeout=2):
+                return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    return False
+
+
+def login_help(url: str) -> str:
+    if os.environ.get("REEFLAB_AUTH", "local") == "oidc":
+        return f"  Log in:  {url}hub/login with {os.environ.get('REEFLAB_OIDC_NAME', 'your OIDC provider')}"
+    admin = os.environ.get("REEFLAB_ADMINS", "admin").split(",")[0]
+    return (
+        f"  Log in:  {url}hub/login\n"
+        f"  First login of a name sets its password: log in as '{admin}' (the admin) now,\n"
+        f"  then add users in {url}hub/admin; each sets a password at first login."
+    )
+
+
+def up(args: argparse.Namespace) -> int:
+    """Run JupyterHub in the foreground; Ctrl-C stops it and every server it started."""
+    config = REPO / "hub_config" / "jupyterhub_config.py"
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=state_dir())
+    # `kill` of this command stops the hub too (it then stops the servers it spawned)
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    url = hub_url()
+    try:
+        if wait_for_hub(url, proc):
+            print(
+                f"\n  ReefLab is up: {url}\n{login_help(url)}\n  Stop: Ctrl-C\n",
+                flush=True,
+            )
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reeflab", description="ReefLab AI platform")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start JupyterHub with ReefLab on this machine").set_defaults(func=up)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

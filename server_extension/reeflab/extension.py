@@ -1,0 +1,54 @@
+"""The `reeflab` jupyter-server extension: route table and configuration."""
+
+from __future__ import annotations
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Type, Unicode, default
+
+from . import __version__
+from .handlers.base import ReefLabHandler
+from .handlers.system import InfoHandler, ProfilesHandler
+from .identity import HubIdentity
+from .profiles import ProfileStore, default_profiles_path
+
+
+class ReefLabApp(ExtensionApp):
+    """Serves the ReefLab REST API under /reeflab/api/ in every user server."""
+
+    name = "reeflab"
+    load_other_extensions = True
+
+    profiles_file = Unicode(
+        config=True,
+        help="Hardware profiles file (hub_config/profiles.yaml format). "
+        "Default: $REEFLAB_PROFILES_FILE, else the copy installed with the package.",
+    )
+
+    @default("profiles_file")
+    def _default_profiles_file(self) -> str:
+        return str(default_profiles_path())
+
+    identity_class = Type(
+        HubIdentity,
+        klass=HubIdentity,
+        config=True,
+        help="Resolves the current user's groups (JupyterHub groups / VOs).",
+    )
+
+    def initialize_settings(self) -> None:
+        self.settings["reeflab"] = {
+            "version": __version__,
+            "profiles": ProfileStore(self.profiles_file),
+            "identity": self.identity_class(parent=self),
+        }
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(
+            [
+                (r"/reeflab/api/info", InfoHandler),
+                (r"/reeflab/api/profiles", ProfilesHandler),
+            ]
+        )
+
+
+__all__ = ["ReefLabApp", "ReefLabHandler"]

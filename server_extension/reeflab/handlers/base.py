@@ -1,0 +1,44 @@
+"""Base class of every ReefLab handler: authentication, authorization and error mapping."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+
+from ..errors import ReefLabError
+
+
+class ReefLabHandler(ExtensionHandlerMixin, APIHandler):
+    """Every method of a subclass is decorated with `@web.authenticated` and `@authorized`."""
+
+    auth_resource = "reeflab"
+
+    @property
+    def reeflab(self) -> dict[str, Any]:
+        return self.settings["reeflab"]
+
+    @property
+    def username(self) -> str:
+        return self.current_user.username
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        # Services raise ReefLabError without knowing HTTP; answer with its status and message.
+        if isinstance(e, ReefLabError):
+            e = web.HTTPError(e.status, reason=e.message.splitlines()[0][:200], log_message=e.message)
+            e.args = (e.log_message,)
+        super()._handle_request_exception(e)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": message, "reason": self._reason}))

@@ -1,0 +1,54 @@
+"""Platform information and hardware profiles."""
+
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from .. import __version__
+from .base import ReefLabHandler
+
+
+class InfoHandler(ReefLabHandler):
+    """GET /reeflab/api/info: version, who you are, and which backends this server uses."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        identity = self.reeflab["identity"]
+        self.write_json(
+            {
+                "version": __version__,
+                "user": self.username,
+                "groups": identity.groups(self.current_user),
+                "hub": identity.hub_api_url,
+                "backends": {
+                    "identity": _class_path(identity),
+                    "profiles": str(self.reeflab["profiles"].path),
+                },
+            }
+        )
+
+
+class ProfilesHandler(ReefLabHandler):
+    """GET /reeflab/api/profiles: the hardware profiles the current user may use."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        catalog = self.reeflab["profiles"].catalog()
+        groups = self.reeflab["identity"].groups(self.current_user)
+        allowed = catalog.allowed(groups)
+        default = catalog.choose(None, groups).slug if allowed else None
+        self.write_json(
+            {
+                "default": default,
+                "profiles": [
+                    {**p.public_model(), "image": catalog.image_of(p)} for p in allowed
+                ],
+            }
+        )
+
+
+def _class_path(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"

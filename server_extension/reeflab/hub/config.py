@@ -1,0 +1,182 @@
+"""Everything hub_config/jupyterhub_config.py sets, driven by REEFLAB_* environment variables.
+
+Switches: REEFLAB_MODE=local|kubernetes (spawner), REEFLAB_AUTH=local|oidc (login).
+The README lists every variable with a worked example.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+VENV_BIN = Path(sys.executable).parent
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in _env(name, default).split(",") if item.strip()]
+
+
+def state_dir() -> Path:
+    path = Path(_env("REEFLAB_STATE_DIR") or REPO / ".reeflab").resolve()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def configure(c) -> None:
+    """Apply the whole ReefLab hub configuration to the traitlets config object `c`."""
+    mode = _env("REEFLAB_MODE", "local")
+    auth = _env("REEFLAB_AUTH", "local")
+    if mode not in ("local", "kubernetes"):
+        raise ValueError(f"REEFLAB_MODE={mode!r}: use 'local' or 'kubernetes'")
+    if auth not in ("local", "oidc"):
+        raise ValueError(f"REEFLAB_AUTH={auth!r}: use 'local' or 'oidc'")
+    configure_hub(c)
+    (configure_local if mode == "local" else configure_kubernetes)(c)
+    (configure_local_login if auth == "local" else configure_oidc_login)(c)
+    configure_idle_culler(c)
+
+
+def configure_hub(c) -> None:
+    state = state_dir()
+    ip = _env("REEFLAB_IP", "127.0.0.1")
+    port = int(_env("REEFLAB_PORT", "8000"))
+    c.JupyterHub.bind_url = f"http://{ip}:{port}{_env('REEFLAB_BASE_URL', '/')}"
+    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{_env('REEFLAB_HUB_API_PORT', '8081')}"
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{_env('REEFLAB_PROXY_API_PORT', '8001')}"
+    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+    chp = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+    if chp.exists():
+        c.ConfigurableHTTPProxy.command = [str(chp)]
+    c.ConfigurableHTTPProxy.auth_token = _secret(state / "proxy_token")
+    c.JupyterHub.db_url = _env("REEFLAB_DB_URL") or f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.JupyterHub.default_url = "/hub/home"
+    c.JupyterHub.cleanup_servers = True
+    c.Spawner.default_url = "/lab"
+    c.Spawner.http_timeout = 120
+    c.Spawner.start_timeout = 300
+    profiles = _env("REEFLAB_PROFILES_FILE") or str(REPO / "hub_config" / "profiles.yaml")
+    c.Spawner.environment = {
+        "REEFLAB_PROFILES_FILE": profiles,
+        "YOLO_OFFLINE": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+
+
+def configure_local(c) -> None:
+    from .spawners import ReefLabLocalSpawner
+
+    c.JupyterHub.spawner_class = ReefLabLocalSpawner
+    c.Spawner.cmd = [str(VENV_BIN / "jupyterhub-singleuser")]
+    c.Spawner.environment = {
+        **c.Spawner.environment,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+    }
+    homes = _env("REEFLAB_HOMES")
+    if homes:
+        c.ReefLabLocalSpawner.home_dir_template = str(Path(homes) / "{username}")
+    else:
+        c.ReefLabLocalSpawner.home_dir_template = str(state_dir() / "homes" / "{username}")
+
+
+def configure_kubernetes(c) -> None:
+    from .spawners import ReefLabKubeSpawner
+
+    c.JupyterHub.spawner_class = ReefLabKubeSpawner
+    # user pods read the copy of profiles.yaml installed in the image (<prefix>/etc/reeflab)
+    c.Spawner.environment.pop("REEFLAB_PROFILES_FILE")
+    c.ReefLabKubeSpawner.profiles_file = _env("REEFLAB_PROFILES_FILE") or str(REPO / "hub_config" / "profiles.yaml")
+    c.KubeSpawner.namespace = _env("REEFLAB_NAMESPACE", "reeflab")
+    c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
+    c.KubeSpawner.working_dir = "/home/jovyan"
+    c.KubeSpawner.uid = 1000
+    c.KubeSpawner.fs_gid = 100
+    c.KubeSpawner.storage_pvc_ensure = True
+    c.KubeSpawner.storage_capacity = _env("REEFLAB_HOME_SIZE", "10Gi")
+    c.KubeSpawner.pvc_name_template = "claim-{username}"
+    c.KubeSpawner.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-{username}"}}]
+    c.KubeSpawner.volume_mounts = [{"name": "home", "mountPath": "/home/jovyan"}]
+    # the hub runs in the cluster: the proxy and user pods reach it through its service
+    c.JupyterHub.hub_bind_url = "http://:8081"
+    c.JupyterHub.hub_connect_url = _env("REEFLAB_HUB_CONNECT_URL", "http://hub:8081")
+
+
+def configure_local_login(c) -> None:
+    """Local accounts for one lab machine: an admin adds users, each sets a password at first login."""
+    c.JupyterHub.authenticator_class = "firstuseauthenticator.FirstUseAuthenticator"
+    c.Authenticator.admin_users = set(_env_list("REEFLAB_ADMINS", "admin"))
+    c.Authenticator.allowed_users = set(_env_list("REEFLAB_USERS"))
+    c.Authenticator.allow_existing_users = True
+    c.FirstUseAuthenticator.dbm_path = str(state_dir() / "passwords.dbm")
+    c.FirstUseAuthenticator.min_password_length = 8
+    # closed by default: only users an admin added (admin panel or REEFLAB_USERS) may log in
+    c.FirstUseAuthenticator.create_users = _env("REEFLAB_OPEN_SIGNUP", "false").lower() in ("1", "true", "yes")
+
+
+def configure_oidc_login(c) -> None:
+    from oauthenticator.generic import GenericOAuthenticator
+
+    from .oidc import auth_state_groups, discover
+
+    issuer = _env("REEFLAB_OIDC_ISSUER")
+    endpoints = {}
+    if issuer and not (_env("REEFLAB_OIDC_AUTHORIZE_URL") and _env("REEFLAB_OIDC_TOKEN_URL")):
+        endpoints = discover(issuer)
+    claim = _env("REEFLAB_OIDC_GROUPS_CLAIM", "eduperson_entitlement")
+    allowed = set(_env_list("REEFLAB_OIDC_ALLOWED_VOS"))
+    if not allowed:
+        raise ValueError("REEFLAB_OIDC_ALLOWED_VOS is empty: name the VOs whose members may log in")
+    if not _env("JUPYTERHUB_CRYPT_KEY"):
+        raise ValueError("OIDC login keeps tokens in encrypted auth_state: set JUPYTERHUB_CRYPT_KEY (openssl rand -hex 32)")
+
+    c.JupyterHub.authenticator_class = GenericOAuthenticator
+    a = c.GenericOAuthenticator
+    a.client_id = _env("REEFLAB_OIDC_CLIENT_ID")
+    a.client_secret = _env("REEFLAB_OIDC_CLIENT_SECRET")
+    a.oauth_callback_url = _env("REEFLAB_OIDC_CALLBACK_URL")
+    a.authorize_url = _env("REEFLAB_OIDC_AUTHORIZE_URL") or endpoints["authorization_endpoint"]
+    a.token_url = _env("REEFLAB_OIDC_TOKEN_URL") or endpoints["token_endpoint"]
+    a.userdata_url = _env("REEFLAB_OIDC_USERDATA_URL") or endpoints["userinfo_endpoint"]
+    a.scope = _env_list("REEFLAB_OIDC_SCOPES", f"openid,profile,email,{claim}")
+    a.username_claim = _env("REEFLAB_OIDC_USERNAME_CLAIM", "preferred_username")
+    a.login_service = _env("REEFLAB_OIDC_NAME", "EGI Check-in")
+    a.enable_auth_state = True
+    a.manage_groups = True
+    a.auth_state_groups_key = auth_state_groups(claim)
+    a.allowed_groups = allowed
+    a.admin_groups = set(_env_list("REEFLAB_OIDC_ADMIN_VOS"))
+    a.refresh_pre_spawn = True
+
+
+def configure_idle_culler(c) -> None:
+    timeout = int(_env("REEFLAB_CULL_TIMEOUT", "3600"))
+    if timeout <= 0:
+        return
+    add_service(
+        c,
+        {"name": "idle-culler", "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={timeout}"]},
+        scopes=["list:users", "read:users:activity", "read:servers", "delete:servers"],
+    )
+
+
+def add_service(c, service: dict, scopes: list[str]) -> None:
+    """Register a hub-managed service and a role with the scopes it needs."""
+    hub = c.JupyterHub
+    hub.services = [*(hub.services if "services" in hub else []), service]
+    role = {"name": service["name"], "scopes": scopes, "services": [service["name"]]}
+    hub.load_roles = [*(hub.load_roles if "load_roles" in hub else []), role]
+
+
+def _secret(path: Path) -> str:
+    """A random token kept in `path` (0600), so restarts reuse it."""
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()

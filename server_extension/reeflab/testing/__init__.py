@@ -1,0 +1,1 @@
+"""Helpers to run the real platform in tests and benchmarks."""

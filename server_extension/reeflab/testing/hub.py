@@ -1,0 +1,162 @@
+"""A real JupyterHub with ReefLab's configuration, for tests and benchmarks.
+
+It runs hub_config/jupyterhub_config.py unchanged (plus a service token to drive the REST
+API) on free 127.0.0.1 ports, with its state in a temporary folder, and stops everything
+it started.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from ..hub.config import REPO
+
+SERVICE = "reeflab-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.25):
+    """Poll `predicate` until it returns a truthy value; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class HubProcess:
+    """`with HubProcess(tmp_path) as hub:` starts the hub; `hub.api(...)` calls its REST API."""
+
+    def __init__(self, state: Path, env: dict[str, str] | None = None, extra_config: str = ""):
+        self.state = Path(state)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.token = secrets.token_hex(16)
+        self.extra_config = extra_config
+        self.env = {
+            **os.environ,
+            "REEFLAB_STATE_DIR": str(self.state),
+            "REEFLAB_PORT": str(self.port),
+            "REEFLAB_HUB_API_PORT": str(free_port()),
+            "REEFLAB_PROXY_API_PORT": str(free_port()),
+            "REEFLAB_CULL_TIMEOUT": "0",
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.state / "jupyterhub.log"
+
+    def _write_config(self) -> Path:
+        path = self.state / "jupyterhub_test_config.py"
+        path.write_text(
+            f"load_subconfig({str(REPO / 'hub_config' / 'jupyterhub_config.py')!r})\n"
+            "from reeflab.hub.config import add_service\n"
+            f"add_service(c, {{'name': {SERVICE!r}, 'api_token': {self.token!r}}},\n"
+            "    scopes=['admin:users', 'admin:servers', 'access:servers', 'tokens', 'admin:groups', 'list:users'])\n"
+            f"{self.extra_config}\n"
+        )
+        return path
+
+    def start(self, timeout: float = 90) -> HubProcess:
+        self.state.mkdir(parents=True, exist_ok=True)
+        config = self._write_config()
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(config)],
+            cwd=self.state,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"JupyterHub exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                return requests.get(self.url + "hub/api/", timeout=2).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, timeout, "JupyterHub to answer")
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc:
+            self._log.close()
+
+    def __enter__(self) -> HubProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"token {self.token}", **kwargs.pop("headers", {})}
+        return requests.request(method, self.url + "hub/api/" + path.lstrip("/"), headers=headers, timeout=30, **kwargs)
+
+    def user_token(self, name: str) -> str:
+        r = self.api("POST", f"users/{name}/tokens", json={"note": "test"})
+        r.raise_for_status()
+        return r.json()["token"]
+
+    def spawn(self, name: str, timeout: float = 180, options: dict | None = None) -> str:
+        """Start `name`'s server and wait until it is ready; returns its URL through the proxy."""
+        r = self.api("POST", f"users/{name}/server", json=options or {})
+        if r.status_code not in (201, 202):
+            raise RuntimeError(f"spawn of {name} refused: {r.status_code} {r.text}")
+
+        def ready():
+            server = self.api("GET", f"users/{name}").json()["servers"].get("")
+            if server and server.get("ready"):
+                return server["url"]
+            if not server:
+                raise RuntimeError(f"server of {name} stopped while starting:\n{self.log_tail()}")
+            return None
+
+        path = wait_until(ready, timeout, f"the server of {name}", interval=0.2)
+        return self.url.rstrip("/") + path
+
+    def stop_server(self, name: str, timeout: float = 60) -> None:
+        self.api("DELETE", f"users/{name}/server")
+        wait_until(
+            lambda: not self.api("GET", f"users/{name}").json()["servers"],
+            timeout,
+            f"the server of {name} to stop",
+        )
+
+
+def form_post(session: requests.Session, url: str, data: dict) -> requests.Response:
+    """Submit a hub HTML form the way a browser does: GET it for the _xsrf token, then POST."""
+    page = session.get(url, timeout=30)
+    page.raise_for_status()
+    match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+    xsrf = match.group(1) if match else session.cookies.get("_xsrf", "")
+    return session.post(url, data={**data, "_xsrf": xsrf}, timeout=30)

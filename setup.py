@@ -1,0 +1,53 @@
+"""ReefLab: the `reeflab` Python package (jupyter-server extension, services, client, CLI).
+
+The prebuilt JupyterLab extension, the server-extension config, the kernel specs and the
+hardware profiles are installed as data files under the environment's prefix.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+LABEXT = Path("server_extension/reeflab/labextension")
+
+
+def tree(source: Path, target: str) -> list[tuple[str, list[str]]]:
+    """data_files entries that copy the directory `source` to `target`, keeping its layout."""
+    entries = []
+    for folder in sorted({p.parent for p in (HERE / source).rglob("*") if p.is_file()}):
+        rel = folder.relative_to(HERE / source)
+        files = [str(p.relative_to(HERE)) for p in sorted(folder.iterdir()) if p.is_file()]
+        entries.append((str(Path(target) / rel), files))
+    return entries
+
+
+data_files = [
+    ("etc/jupyter/jupyter_server_config.d", ["server_extension/jupyter-config/jupyter_server_config.d/reeflab.json"]),
+    ("etc/reeflab", ["hub_config/profiles.yaml"]),
+    *tree(Path("kernels/reeflab-python"), "share/jupyter/kernels/reeflab-python"),
+    *tree(LABEXT, "share/jupyter/labextensions/reeflab"),
+]
+
+setup(
+    name="reeflab",
+    version="0.1.0",
+    description="AI platform for scientists on JupyterHub: marketplace, deployments, serverless, storage, training",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.11",
+    package_dir={"": "server_extension"},
+    packages=find_packages("server_extension"),
+    data_files=data_files,
+    install_requires=[
+        "jupyter_server>=2.14",
+        "jupyterlab>=4.2,<5",
+        "pydantic>=2",
+        "pyyaml",
+        "traitlets",
+        "tornado",
+    ],
+    entry_points={"console_scripts": ["reeflab = reeflab.cli:main"]},
+    zip_safe=False,
+)

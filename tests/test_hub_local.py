@@ -1,0 +1,119 @@
+"""Local mode end to end: a real JupyterHub, real sign-up and login, real user servers."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+import requests
+
+from reeflab.testing.hub import HubProcess, form_post
+
+PASSWORD = "c0ral-Reef-42"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with HubProcess(tmp_path_factory.mktemp("hub"), env={"REEFLAB_ADMINS": "admin"}) as hub:
+        yield hub
+        for user in ("alice", "bob"):
+            hub.api("DELETE", f"users/{user}/server")
+
+
+def login(hub: HubProcess, name: str, password: str = PASSWORD) -> requests.Session:
+    session = requests.Session()
+    form_post(session, hub.url + "hub/login", {"username": name, "password": password})
+    return session
+
+
+def logged_in_as(hub: HubProcess, session: requests.Session) -> str | None:
+    me = session.get(hub.url + "hub/api/user", timeout=30)
+    return me.json()["name"] if me.ok else None
+
+
+def test_only_users_an_admin_added_can_log_in_and_first_login_sets_the_password(hub):
+    assert logged_in_as(hub, login(hub, "admin")) == "admin"
+    # a name nobody added is refused and not created
+    assert logged_in_as(hub, login(hub, "mallory")) is None
+    assert hub.api("GET", "users/mallory").status_code == 404
+
+    admin = login(hub, "admin")
+    xsrf = admin.cookies.get("_xsrf")
+    added = admin.post(
+        hub.url + "hub/api/users",
+        json={"usernames": ["alice", "bob"]},
+        headers={"X-XSRFToken": xsrf},
+        timeout=30,
+    )
+    assert added.status_code == 201, added.text
+
+    assert logged_in_as(hub, login(hub, "alice")) == "alice"
+    assert logged_in_as(hub, login(hub, "alice", "not-her-password")) is None
+    assert logged_in_as(hub, login(hub, "admin", "a-guess-at-it")) is None
+    assert logged_in_as(hub, login(hub, "bob")) == "bob"
+
+
+def test_user_server_serves_reeflab_api_only_to_its_owner(hub):
+    alice_url = hub.spawn("alice")
+    alice_token = hub.user_token("alice")
+    bob_token = hub.user_token("bob")
+    info_url = alice_url + "reeflab/api/info"
+
+    ok = requests.get(info_url, headers={"Authorization": f"token {alice_token}"}, timeout=30)
+    assert ok.status_code == 200, ok.text
+    info = ok.json()
+    assert info["user"] == "alice"
+    assert info["version"]
+    assert info["hub"]
+
+    anonymous = requests.get(info_url, timeout=30, allow_redirects=False)
+    assert anonymous.status_code in (401, 403), anonymous.status_code
+
+    other = requests.get(info_url, headers={"Authorization": f"token {bob_token}"}, timeout=30)
+    assert other.status_code in (401, 403), other.status_code
+
+    profiles = requests.get(
+        alice_url + "reeflab/api/profiles", headers={"Authorization": f"token {alice_token}"}, timeout=30
+    ).json()
+    # alice is in no group: only the profiles open to everyone
+    assert [p["slug"] for p in profiles["profiles"]] == ["cpu-small"]
+
+
+def test_each_user_gets_own_private_home_and_jupyterlab(hub):
+    hub.spawn("bob")
+    token = hub.user_token("bob")
+    bob = hub.api("GET", "users/bob").json()
+    lab = requests.get(
+        hub.url.rstrip("/") + bob["servers"][""]["url"] + "lab",
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
+    assert lab.ok and "JupyterLab" in lab.text
+
+    home = Path(hub.state) / "homes" / "bob"
+    assert home.is_dir()
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    # the file browser of bob's server is rooted at his home: alice's files are not there
+    contents = requests.get(
+        hub.url.rstrip("/") + bob["servers"][""]["url"] + "api/contents/",
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    ).json()
+    (home / "bob-notes.txt").write_text("hello")
+    listing = requests.get(
+        hub.url.rstrip("/") + bob["servers"][""]["url"] + "api/contents/",
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    ).json()
+    names = {item["name"] for item in listing["content"]}
+    assert "bob-notes.txt" in names and contents["path"] == ""
+
+
+def test_the_reeflab_lab_extension_is_installed_in_user_servers(hub):
+    token = hub.user_token("alice")
+    alice = hub.api("GET", "users/alice").json()
+    base = hub.url.rstrip("/") + alice["servers"][""]["url"]
+    ext = requests.get(base + "lab/api/extensions", headers={"Authorization": f"token {token}"}, timeout=30)
+    assert ext.ok
+    assert any(e["name"] == "reeflab" and e["enabled"] for e in ext.json())
