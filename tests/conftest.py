@@ -10,7 +10,7 @@ def jp_server_config(jp_server_config):
     """The server as users get it: ReefLab enabled, anonymous access refused everywhere."""
     return {
         "ServerApp": {
-            "jpserver_extensions": {"reeflab": True},
+            "jpserver_extensions": {"reeflab": True, "jupyter_server_terminals": False},
             "allow_unauthenticated_access": False,
         },
     }

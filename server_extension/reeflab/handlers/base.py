@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
-from tornado import web
-
 from ..errors import ReefLabError
 
 
@@ -31,14 +30,19 @@ class ReefLabHandler(ExtensionHandlerMixin, APIHandler):
         self.finish(json.dumps(data, default=str))
 
     def _handle_request_exception(self, e: BaseException) -> None:
-        # Services raise ReefLabError without knowing HTTP; answer with its status and message.
-        if isinstance(e, ReefLabError):
-            e = web.HTTPError(e.status, reason=e.message.splitlines()[0][:200], log_message=e.message)
-            e.args = (e.log_message,)
+        # Services raise ReefLabError without knowing HTTP: answer with its status and message.
+        if isinstance(e, ReefLabError) and not self._finished:
+            if e.status >= 500:
+                self.log.error("%s %s failed: %s", self.request.method, self.request.path, e.message)
+            self.send_error(e.status, exc_info=sys.exc_info())
+            return
         super()._handle_request_exception(e)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(exc, "log_message", None) or self._reason
+        if isinstance(exc, ReefLabError):
+            message = exc.message
+        else:
+            message = getattr(exc, "log_message", None) or self._reason
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"message": message, "reason": self._reason}))

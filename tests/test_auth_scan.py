@@ -1,0 +1,86 @@
+"""Every ReefLab handler requires an authenticated user and an authorization check."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from jupyter_server.auth import Authorizer
+from tornado.httpclient import HTTPClientError
+
+from reeflab.handlers.base import ReefLabHandler
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+class DenyAll(Authorizer):
+    """An authorizer that refuses every action: any handler it lets through skipped @authorized."""
+
+    def is_authorized(self, handler, user, action, resource):
+        return False
+
+
+def reeflab_routes(serverapp) -> list[tuple[str, type]]:
+    """(path regex, handler class) of every ReefLab route, found by walking tornado's routers."""
+    routes = []
+
+    def walk(router):
+        for rule in getattr(router, "rules", []):
+            target = rule.target
+            if isinstance(target, type) and issubclass(target, ReefLabHandler):
+                routes.append((rule.matcher.regex.pattern.rstrip("$"), target))
+            else:
+                walk(target)
+
+    walk(serverapp.web_app.default_router)
+    return routes
+
+
+def implemented(handler: type) -> list[str]:
+    return [m for m in METHODS if getattr(handler, m.lower()) is not getattr(ReefLabHandler, m.lower())]
+
+
+def concrete_path(pattern: str, base_url: str) -> str:
+    """A URL path (relative to the base URL) matching `pattern`, path parameters filled in."""
+    path = re.sub(r"\([^)]*\)", "x", pattern)
+    return path[len(base_url.rstrip("/")) :] if path.startswith(base_url.rstrip("/")) else path
+
+
+def test_reeflab_registers_handlers(jp_serverapp):
+    assert reeflab_routes(jp_serverapp), "no ReefLab handler is registered"
+
+
+async def test_anonymous_requests_are_refused_everywhere(jp_serverapp, jp_fetch):
+    for pattern, handler in reeflab_routes(jp_serverapp):
+        for method in implemented(handler):
+            path = concrete_path(pattern, jp_serverapp.base_url)
+            with pytest.raises(HTTPClientError) as err:
+                await jp_fetch(
+                    path.lstrip("/"),
+                    method=method,
+                    body=b"{}" if method in ("POST", "PUT", "PATCH") else None,
+                    headers={"Authorization": ""},
+                    allow_nonstandard_methods=True,
+                )
+            assert err.value.code in (401, 403), f"{method} {path} answered {err.value.code} without auth"
+
+
+class TestAuthorization:
+    @pytest.fixture
+    def jp_server_config(self, jp_server_config):
+        app = {**jp_server_config["ServerApp"], "authorizer_class": DenyAll}
+        return {**jp_server_config, "ServerApp": app}
+
+    async def test_every_handler_asks_the_authorizer(self, jp_serverapp, jp_fetch):
+        for pattern, handler in reeflab_routes(jp_serverapp):
+            assert handler.auth_resource.startswith("reeflab")
+            for method in implemented(handler):
+                path = concrete_path(pattern, jp_serverapp.base_url)
+                with pytest.raises(HTTPClientError) as err:
+                    await jp_fetch(
+                        path.lstrip("/"),
+                        method=method,
+                        body=b"{}" if method in ("POST", "PUT", "PATCH") else None,
+                        allow_nonstandard_methods=True,
+                    )
+                assert err.value.code == 403, f"{method} {path} is not checked by @authorized"

@@ -1,0 +1,85 @@
+"""hub_config/jupyterhub_config.py under each switch, loaded the way JupyterHub loads it."""
+
+from __future__ import annotations
+
+import pytest
+from traitlets.config import PyFileConfigLoader
+
+from reeflab.hub.config import REPO
+
+
+def load(monkeypatch, tmp_path, **env):
+    for key in [k for k in __import__("os").environ if k.startswith("REEFLAB_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("REEFLAB_STATE_DIR", str(tmp_path))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return PyFileConfigLoader("jupyterhub_config.py", path=str(REPO / "hub_config")).load_config()
+
+
+def test_local_mode_is_the_default(monkeypatch, tmp_path):
+    c = load(monkeypatch, tmp_path)
+    assert c.JupyterHub.spawner_class.__name__ == "ReefLabLocalSpawner"
+    assert c.JupyterHub.authenticator_class == "firstuseauthenticator.FirstUseAuthenticator"
+    assert c.JupyterHub.bind_url == "http://127.0.0.1:8000/"
+    assert c.Spawner.default_url == "/lab"
+    assert c.Authenticator.admin_users == {"admin"}
+    assert c.FirstUseAuthenticator.create_users is False
+    assert c.ReefLabLocalSpawner.home_dir_template == str(tmp_path / "homes" / "{username}")
+    assert c.JupyterHub.db_url == f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
+    token = tmp_path / "proxy_token"
+    assert token.stat().st_mode & 0o077 == 0, "the proxy token must be private to its owner"
+    assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler"]
+
+
+def test_admins_and_users_come_from_the_environment(monkeypatch, tmp_path):
+    c = load(monkeypatch, tmp_path, REEFLAB_ADMINS="ana, ben", REEFLAB_USERS="cy", REEFLAB_OPEN_SIGNUP="true")
+    assert c.Authenticator.admin_users == {"ana", "ben"}
+    assert c.Authenticator.allowed_users == {"cy"}
+    assert c.FirstUseAuthenticator.create_users is True
+
+
+def test_kubernetes_mode_uses_the_gated_kubespawner(monkeypatch, tmp_path):
+    c = load(monkeypatch, tmp_path, REEFLAB_MODE="kubernetes", REEFLAB_NAMESPACE="reef")
+    assert c.JupyterHub.spawner_class.__name__ == "ReefLabKubeSpawner"
+    assert c.KubeSpawner.namespace == "reef"
+    assert c.ReefLabKubeSpawner.profiles_file == str(REPO / "hub_config" / "profiles.yaml")
+    assert "REEFLAB_PROFILES_FILE" not in c.Spawner.environment
+
+
+def test_oidc_mode_maps_vos_to_groups(monkeypatch, tmp_path):
+    c = load(
+        monkeypatch,
+        tmp_path,
+        REEFLAB_AUTH="oidc",
+        REEFLAB_OIDC_AUTHORIZE_URL="https://aai.example/auth",
+        REEFLAB_OIDC_TOKEN_URL="https://aai.example/token",
+        REEFLAB_OIDC_USERDATA_URL="https://aai.example/userinfo",
+        REEFLAB_OIDC_CLIENT_ID="reeflab",
+        REEFLAB_OIDC_ALLOWED_VOS="vo.imagine-ai.eu",
+        JUPYTERHUB_CRYPT_KEY="00" * 32,
+    )
+    a = c.GenericOAuthenticator
+    assert c.JupyterHub.authenticator_class.__name__ == "GenericOAuthenticator"
+    assert a.allowed_groups == {"vo.imagine-ai.eu"} and a.manage_groups and a.enable_auth_state
+    assert "eduperson_entitlement" in a.scope
+    state = {"oauth_user": {"eduperson_entitlement": ["urn:mace:egi.eu:group:vo.imagine-ai.eu:role=member#aai.egi.eu"]}}
+    assert a.auth_state_groups_key(state) == {"vo.imagine-ai.eu"}
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"REEFLAB_MODE": "docker"}, "use 'local' or 'kubernetes'"),
+        ({"REEFLAB_AUTH": "ldap"}, "use 'local' or 'oidc'"),
+        ({"REEFLAB_AUTH": "oidc", "REEFLAB_OIDC_AUTHORIZE_URL": "x", "REEFLAB_OIDC_TOKEN_URL": "y"}, "REEFLAB_OIDC_ALLOWED_VOS"),
+        (
+            {"REEFLAB_AUTH": "oidc", "REEFLAB_OIDC_AUTHORIZE_URL": "x", "REEFLAB_OIDC_TOKEN_URL": "y", "REEFLAB_OIDC_ALLOWED_VOS": "v"},
+            "JUPYTERHUB_CRYPT_KEY",
+        ),
+    ],
+)
+def test_bad_switches_say_what_to_set(monkeypatch, tmp_path, env, message):
+    monkeypatch.delenv("JUPYTERHUB_CRYPT_KEY", raising=False)
+    with pytest.raises(Exception, match=message):
+        load(monkeypatch, tmp_path, **env)
