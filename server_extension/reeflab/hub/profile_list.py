@@ -27,8 +27,10 @@ def kubespawner_override(catalog: ProfileCatalog, profile: HardwareProfile) -> d
         "image": catalog.image_of(profile),
         "cpu_guarantee": profile.cpu,
         "cpu_limit": profile.cpu,
-        "mem_guarantee": profile.memory,
-        "mem_limit": profile.memory,
+        # bytes, parsed as profiles.py and Kubernetes read sizes ("4G" = 4e9, "16Gi" = 16 * 2**30);
+        # KubeSpawner's own parser reads "4G" as 4 GiB and rejects "Mi"/"Gi" suffixes
+        "mem_guarantee": profile.memory_bytes,
+        "mem_limit": profile.memory_bytes,
         # extended resources (GPUs, MIG slices) must have request == limit in Kubernetes
         "extra_resource_guarantees": dict(gpus),
         "extra_resource_limits": dict(gpus),

@@ -1,0 +1,234 @@
+"""Kubernetes mode, offline: the pods ReefLabKubeSpawner renders from a hardware profiles file.
+
+No cluster and no Kubernetes API emulator: KubeSpawner builds the pod manifest without talking
+to an API server (every socket connect fails the test), and kubernetes-validate checks it
+against the Kubernetes JSON schema it ships.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+import kubernetes_validate
+import pytest
+from reeflab.hub.config import configure_kubernetes
+from reeflab.hub.spawners import ReefLabKubeSpawner
+from tornado.web import HTTPError
+from traitlets.config import Config
+
+SHIPPED = Path(__file__).resolve().parents[1] / "hub_config" / "profiles.yaml"
+K8S_VERSION = "1.33.0"  # one of the schema sets kubernetes-validate ships in its wheel
+
+IMAGE = "quay.io/reeflab/singleuser:0.1.0"
+CUDA_IMAGE = "quay.io/reeflab/singleuser-cuda:0.1.0"
+GPU_TAINT = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+GB = 10**9  # "4G" in profiles.yaml means what it means to Kubernetes: 4 * 10^9 bytes
+ALL_SHIPPED = ["cpu-small", "cpu-large", "gpu-t4", "gpu-a100-mig"]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No network, no kubeconfig: rendering a pod must need neither."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the test tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    # KubeSpawner loads a kubeconfig when constructed; the default client config (never used) will do
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
+
+
+@pytest.fixture
+async def make_spawner():
+    """make_spawner(groups, profiles_file=SHIPPED): a spawner as the hub config makes it."""
+
+    def make(groups=(), profiles_file: Path = SHIPPED) -> ReefLabKubeSpawner:
+        c = Config()
+        c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(profiles_file)}
+        configure_kubernetes(c)
+        c.ReefLabKubeSpawner.profiles_file = str(profiles_file)
+        user = SimpleNamespace(
+            name="alice", id=7, url="/user/alice/", groups=[SimpleNamespace(name=g) for g in groups]
+        )
+        return ReefLabKubeSpawner(_mock=True, user=user, config=c)
+
+    yield make
+    # KubeSpawner's shared API client lives in a task that closes it when cancelled
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def spawn(spawner: ReefLabKubeSpawner, slug: str | None) -> dict:
+    """Load the user's choice as JupyterHub does before start(), and render the pod."""
+    spawner.user_options = {"profile": slug} if slug else {}
+    await spawner.load_user_options()
+    pod = await spawner.get_pod_manifest()
+    manifest = spawner.api.api_client.sanitize_for_serialization(pod)
+    manifest.setdefault("apiVersion", "v1")
+    manifest.setdefault("kind", "Pod")
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    return manifest
+
+
+def hardware(manifest: dict) -> dict:
+    """What a profile decides in a pod, in the shape the tables below use."""
+    spec = manifest["spec"]
+    container = next(c for c in spec["containers"] if c["name"] == "notebook")
+    requests, limits = container["resources"]["requests"], container["resources"]["limits"]
+    def extended(resources: dict) -> dict:
+        return {k: str(v) for k, v in resources.items() if k not in ("cpu", "memory")}
+
+    assert extended(requests) == extended(limits), "extended resources need request == limit"
+    return {
+        "image": container["image"],
+        "cpu": (requests["cpu"], limits["cpu"]),
+        "memory": (requests["memory"], limits["memory"]),
+        "gpu": extended(limits),
+        "node_selector": spec.get("nodeSelector") or {},
+        "tolerations": spec.get("tolerations") or [],
+        "env": {e["name"]: e.get("value") for e in container["env"]},
+    }
+
+
+# slug, a group of its users, image, cpu, memory (bytes), GPU resources, node selector, tolerations
+SHIPPED_PODS = [
+    ("cpu-small", [], IMAGE, 2, 4 * GB, {}, {}, []),
+    ("cpu-large", ["vo.imagine-ai.eu"], IMAGE, 8, 32 * GB, {}, {}, []),
+    (
+        "gpu-t4",
+        ["vo.imagine-ai.eu"],
+        CUDA_IMAGE,
+        4,
+        16 * GB,
+        {"nvidia.com/gpu": "1"},
+        {"nvidia.com/gpu.product": "Tesla-T4"},
+        GPU_TAINT,
+    ),
+    (
+        "gpu-a100-mig",
+        ["reeflab-staff"],
+        CUDA_IMAGE,
+        4,
+        16 * GB,
+        {"nvidia.com/mig-1g.10gb": "1"},
+        {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB-MIG-1g.10gb"},
+        GPU_TAINT,
+    ),
+]
+
+
+async def test_the_table_covers_every_shipped_profile(make_spawner):
+    assert [row[0] for row in SHIPPED_PODS] == ALL_SHIPPED
+    assert [p.slug for p in make_spawner().profile_store.catalog().profiles] == ALL_SHIPPED
+
+
+@pytest.mark.parametrize("slug, groups, image, cpu, memory, gpu, node_selector, tolerations", SHIPPED_PODS)
+async def test_each_shipped_profile_renders_a_valid_pod_with_its_hardware(
+    make_spawner, slug, groups, image, cpu, memory, gpu, node_selector, tolerations
+):
+    pod = hardware(await spawn(make_spawner(groups), slug))
+    assert pod["image"] == image
+    assert pod["cpu"] == (cpu, cpu)
+    assert pod["memory"] == (memory, memory)
+    assert pod["gpu"] == gpu
+    assert pod["node_selector"] == node_selector
+    assert pod["tolerations"] == tolerations
+    assert pod["env"]["REEFLAB_PROFILE"] == slug
+
+
+async def test_no_choice_gets_the_default_profile(make_spawner):
+    pod = hardware(await spawn(make_spawner(), None))
+    assert (pod["env"]["REEFLAB_PROFILE"], pod["image"], pod["gpu"]) == ("cpu-small", IMAGE, {})
+
+
+@pytest.mark.parametrize(
+    "groups, offered",
+    [
+        ([], ["cpu-small"]),
+        (["some-other-vo"], ["cpu-small"]),
+        (["vo.imagine-ai.eu"], ["cpu-small", "cpu-large", "gpu-t4"]),
+        (["reeflab-staff"], ALL_SHIPPED),
+    ],
+)
+async def test_users_are_offered_only_the_profiles_of_their_groups(make_spawner, groups, offered):
+    spawner = make_spawner(groups)
+    assert [p["slug"] for p in spawner.profile_list(spawner)] == offered
+    form = await spawner.get_options_form()
+    assert re.findall(r'id="profile-item-([^"]+)"', form) == offered
+
+
+@pytest.mark.parametrize(
+    "groups, slug, status, says",
+    [
+        ([], "gpu-t4", 403, ["'gpu-t4' is reserved", "vo.imagine-ai.eu", "reeflab-staff"]),
+        (["vo.imagine-ai.eu"], "gpu-a100-mig", 403, ["'gpu-a100-mig' is reserved", "reeflab-staff"]),
+        ([], "gpu-h100", 400, ["Unknown hardware profile 'gpu-h100'", "Profiles you may use: cpu-small."]),
+        (["vo.imagine-ai.eu"], "huge", 400, ["Profiles you may use: cpu-small, cpu-large, gpu-t4."]),
+    ],
+)
+async def test_a_profile_the_user_may_not_have_is_refused_with_a_reason(make_spawner, groups, slug, status, says):
+    spawner = make_spawner(groups)
+    spawner.user_options = {"profile": slug}
+    with pytest.raises(HTTPError) as refused:
+        await spawner.load_user_options()
+    assert refused.value.status_code == status
+    for words in says:
+        assert words in refused.value.jupyterhub_message
+
+
+@pytest.mark.parametrize("first, then", [("gpu-t4", "cpu-small"), ("gpu-a100-mig", "gpu-t4")])
+async def test_a_respawn_keeps_nothing_of_the_previous_profile(make_spawner, first, then):
+    rows = {row[0]: row for row in SHIPPED_PODS}
+    spawner = make_spawner(["reeflab-staff"])
+    await spawn(spawner, first)
+    pod = hardware(await spawn(spawner, then))
+    _, _, image, cpu, memory, gpu, node_selector, tolerations = rows[then]
+    assert pod["image"] == image
+    assert pod["cpu"] == (cpu, cpu)
+    assert pod["memory"] == (memory, memory)
+    assert pod["gpu"] == gpu
+    assert pod["node_selector"] == node_selector
+    assert pod["tolerations"] == tolerations
+
+
+CUSTOM = """
+image: example.org/lab:1
+profiles:
+  - slug: tiny
+    display_name: Tiny
+    cpu: 0.5
+    memory: 512Mi
+  - slug: amd-pair
+    display_name: Two AMD GPUs
+    cpu: 16
+    memory: 64Gi
+    gpu: {count: 2, resource: amd.com/gpu}
+    node_selector: {accelerator: mi210}
+    groups: [hpc]
+"""
+
+
+@pytest.mark.parametrize(
+    "slug, cpu, memory, gpu, node_selector",
+    [
+        ("tiny", 0.5, 512 * 2**20, {}, {}),
+        ("amd-pair", 16, 64 * 2**30, {"amd.com/gpu": "2"}, {"accelerator": "mi210"}),
+    ],
+)
+async def test_an_operators_own_profiles_file(make_spawner, tmp_path, slug, cpu, memory, gpu, node_selector):
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text(CUSTOM)
+    pod = hardware(await spawn(make_spawner(["hpc"], profiles), slug))
+    assert pod["image"] == "example.org/lab:1"
+    assert pod["cpu"] == (cpu, cpu)
+    assert pod["memory"] == (memory, memory)
+    assert pod["gpu"] == gpu
+    assert pod["node_selector"] == node_selector
+    assert pod["tolerations"] == []
