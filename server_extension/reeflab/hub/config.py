@@ -121,37 +121,56 @@ def configure_local_login(c) -> None:
 
 
 def configure_oidc_login(c) -> None:
+    """Login with an OIDC provider (EGI Check-in, Keycloak): members of REEFLAB_OIDC_ALLOWED_VOS only."""
     from oauthenticator.generic import GenericOAuthenticator
 
     from .oidc import auth_state_groups, discover
 
-    issuer = _env("REEFLAB_OIDC_ISSUER")
-    endpoints = {}
-    if issuer and not (_env("REEFLAB_OIDC_AUTHORIZE_URL") and _env("REEFLAB_OIDC_TOKEN_URL")):
-        endpoints = discover(issuer)
     claim = _env("REEFLAB_OIDC_GROUPS_CLAIM", "eduperson_entitlement")
     allowed = set(_env_list("REEFLAB_OIDC_ALLOWED_VOS"))
     if not allowed:
         raise ValueError("REEFLAB_OIDC_ALLOWED_VOS is empty: name the VOs whose members may log in")
     if not _env("JUPYTERHUB_CRYPT_KEY"):
         raise ValueError("OIDC login keeps tokens in encrypted auth_state: set JUPYTERHUB_CRYPT_KEY (openssl rand -hex 32)")
+    if not _env("REEFLAB_OIDC_CLIENT_ID"):
+        raise ValueError("REEFLAB_OIDC_CLIENT_ID is empty: register the hub as a client of the provider")
+    # explicit URLs win; the issuer's discovery document fills in the ones not given
+    endpoints = {
+        "authorization_endpoint": _env("REEFLAB_OIDC_AUTHORIZE_URL"),
+        "token_endpoint": _env("REEFLAB_OIDC_TOKEN_URL"),
+        "userinfo_endpoint": _env("REEFLAB_OIDC_USERDATA_URL"),
+    }
+    issuer = _env("REEFLAB_OIDC_ISSUER")
+    if issuer and not all(endpoints.values()):
+        discovered = discover(issuer)
+        endpoints = {name: url or discovered.get(name, "") for name, url in endpoints.items()}
+    missing = sorted(name for name, url in endpoints.items() if not url)
+    if missing:
+        raise ValueError(
+            f"OIDC endpoints unknown: {', '.join(missing)}. Set REEFLAB_OIDC_ISSUER (discovery), "
+            "or REEFLAB_OIDC_AUTHORIZE_URL, REEFLAB_OIDC_TOKEN_URL and REEFLAB_OIDC_USERDATA_URL"
+        )
 
     c.JupyterHub.authenticator_class = GenericOAuthenticator
     a = c.GenericOAuthenticator
     a.client_id = _env("REEFLAB_OIDC_CLIENT_ID")
     a.client_secret = _env("REEFLAB_OIDC_CLIENT_SECRET")
     a.oauth_callback_url = _env("REEFLAB_OIDC_CALLBACK_URL")
-    a.authorize_url = _env("REEFLAB_OIDC_AUTHORIZE_URL") or endpoints["authorization_endpoint"]
-    a.token_url = _env("REEFLAB_OIDC_TOKEN_URL") or endpoints["token_endpoint"]
-    a.userdata_url = _env("REEFLAB_OIDC_USERDATA_URL") or endpoints["userinfo_endpoint"]
+    a.authorize_url = endpoints["authorization_endpoint"]
+    a.token_url = endpoints["token_endpoint"]
+    a.userdata_url = endpoints["userinfo_endpoint"]
     a.scope = _env_list("REEFLAB_OIDC_SCOPES", f"openid,profile,email,{claim}")
     a.username_claim = _env("REEFLAB_OIDC_USERNAME_CLAIM", "preferred_username")
     a.login_service = _env("REEFLAB_OIDC_NAME", "EGI Check-in")
     a.enable_auth_state = True
     a.manage_groups = True
-    a.auth_state_groups_key = auth_state_groups(claim)
+    a.auth_state_groups_key = auth_state_groups(claim, key=GenericOAuthenticator.user_auth_state_key)
     a.allowed_groups = allowed
     a.admin_groups = set(_env_list("REEFLAB_OIDC_ADMIN_VOS"))
+    a.custom_403_message = (
+        f"Sorry, only members of {', '.join(sorted(allowed))} may use this hub. "
+        "Ask to join one of these VOs, then log in again."
+    )
     a.refresh_pre_spawn = True
 
 

@@ -20,28 +20,35 @@ def groups_from_entitlements(values: Iterable[str] | str | None, roles: Iterable
     Other URNs are not groups and are dropped; plain strings (a Keycloak `groups` claim)
     are kept as they are, without a leading slash.
     """
-    if values is None:
-        return set()
     if isinstance(values, str):
         values = [values]
+    elif not isinstance(values, (list, tuple, set, frozenset)):
+        return set()  # absent, or not a claim we understand
     roles = set(roles)
     groups = set()
     for value in values:
+        if not isinstance(value, str):
+            continue
         match = ENTITLEMENT.match(value)
         if match:
             if match["role"] in roles:
                 groups.add(match["group"])
-        elif not value.startswith("urn:"):
+        elif not value.startswith("urn:") and value.strip("/"):
             groups.add(value.lstrip("/"))
     return groups
 
 
-def auth_state_groups(claim: str, roles: Iterable[str] = ("member",)) -> Callable[[dict], set[str]]:
-    """An `auth_state_groups_key` callable reading `claim` from the userinfo in auth_state."""
+def auth_state_groups(
+    claim: str, roles: Iterable[str] = ("member",), key: str = "oauth_user"
+) -> Callable[[dict], set[str]]:
+    """An `auth_state_groups_key` callable reading `claim` from the userinfo in `auth_state[key]`.
+
+    `key` is oauthenticator's `user_auth_state_key` ("oauth_user" for GenericOAuthenticator).
+    """
     roles = tuple(roles)
 
     def groups(auth_state: dict) -> set[str]:
-        userinfo = auth_state.get("oauth_user") or {}
+        userinfo = auth_state.get(key) or {}
         return groups_from_entitlements(userinfo.get(claim), roles)
 
     return groups
@@ -51,7 +58,7 @@ def discover(issuer: str, timeout: float = 10) -> dict:
     """The provider's endpoints from its OpenID discovery document."""
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (operator-given URL)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return json.load(response)
     except (OSError, ValueError) as err:
         raise RuntimeError(
