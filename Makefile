@@ -17,6 +17,7 @@ up: install
 	$(VENV)/bin/reeflab up
 
 test: install install-test
+	$(VENV)/bin/ruff check server_extension hub_config tests bench
 	$(PY) -m pytest tests
 
 install: $(VENV)/.platform.stamp $(VENV)/.reeflab.stamp
@@ -65,6 +66,7 @@ $(VENV)/.reeflab.stamp: $(VENV)/.platform.stamp setup.py $(LABEXT_BUILD)/package
 
 lint: install-test
 	$(VENV)/bin/ruff check server_extension hub_config tests bench
+	$(VENV)/bin/ruff format --check server_extension hub_config tests bench
 
 bench: install install-test
 	$(PY) bench/spawn_time.py

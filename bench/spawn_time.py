@@ -16,7 +16,6 @@ import tempfile
 import time
 
 import requests
-
 from reeflab.testing.hub import HubProcess
 
 WITHOUT_REEFLAB_FOR_PLAIN = """

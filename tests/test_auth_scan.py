@@ -6,9 +6,8 @@ import re
 
 import pytest
 from jupyter_server.auth import Authorizer
-from tornado.httpclient import HTTPClientError
-
 from reeflab.handlers.base import ReefLabHandler
+from tornado.httpclient import HTTPClientError
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 

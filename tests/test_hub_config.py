@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from traitlets.config import PyFileConfigLoader
-
 from reeflab.hub.config import REPO
+from traitlets.config import PyFileConfigLoader
 
 
 def load(monkeypatch, tmp_path, **env):
@@ -72,9 +71,17 @@ def test_oidc_mode_maps_vos_to_groups(monkeypatch, tmp_path):
     [
         ({"REEFLAB_MODE": "docker"}, "use 'local' or 'kubernetes'"),
         ({"REEFLAB_AUTH": "ldap"}, "use 'local' or 'oidc'"),
-        ({"REEFLAB_AUTH": "oidc", "REEFLAB_OIDC_AUTHORIZE_URL": "x", "REEFLAB_OIDC_TOKEN_URL": "y"}, "REEFLAB_OIDC_ALLOWED_VOS"),
         (
-            {"REEFLAB_AUTH": "oidc", "REEFLAB_OIDC_AUTHORIZE_URL": "x", "REEFLAB_OIDC_TOKEN_URL": "y", "REEFLAB_OIDC_ALLOWED_VOS": "v"},
+            {"REEFLAB_AUTH": "oidc", "REEFLAB_OIDC_AUTHORIZE_URL": "x", "REEFLAB_OIDC_TOKEN_URL": "y"},
+            "REEFLAB_OIDC_ALLOWED_VOS",
+        ),
+        (
+            {
+                "REEFLAB_AUTH": "oidc",
+                "REEFLAB_OIDC_AUTHORIZE_URL": "x",
+                "REEFLAB_OIDC_TOKEN_URL": "y",
+                "REEFLAB_OIDC_ALLOWED_VOS": "v",
+            },
             "JUPYTERHUB_CRYPT_KEY",
         ),
     ],

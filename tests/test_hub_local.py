@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from reeflab.testing.hub import HubProcess, form_post
 
 PASSWORD = "c0ral-Reef-42"

@@ -44,7 +44,7 @@ def offline(monkeypatch):
 
 
 @pytest.fixture
-async def make_spawner():
+def make_spawner(jp_asyncio_loop):
     """make_spawner(groups, profiles_file=SHIPPED): a spawner as the hub config makes it."""
 
     def make(groups=(), profiles_file: Path = SHIPPED) -> ReefLabKubeSpawner:
@@ -52,17 +52,20 @@ async def make_spawner():
         c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(profiles_file)}
         configure_kubernetes(c)
         c.ReefLabKubeSpawner.profiles_file = str(profiles_file)
-        user = SimpleNamespace(
-            name="alice", id=7, url="/user/alice/", groups=[SimpleNamespace(name=g) for g in groups]
-        )
+        user = SimpleNamespace(name="alice", id=7, url="/user/alice/", groups=[SimpleNamespace(name=g) for g in groups])
         return ReefLabKubeSpawner(_mock=True, user=user, config=c)
 
     yield make
-    # KubeSpawner's shared API client lives in a task that closes it when cancelled
-    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close_clients():
+        # KubeSpawner's shared API client lives in a task that closes it when cancelled
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # the tests run in pytest-jupyter's loop (tests/conftest.py); close in the same one
+    jp_asyncio_loop.run_until_complete(close_clients())
 
 
 async def spawn(spawner: ReefLabKubeSpawner, slug: str | None) -> dict:
@@ -82,6 +85,7 @@ def hardware(manifest: dict) -> dict:
     spec = manifest["spec"]
     container = next(c for c in spec["containers"] if c["name"] == "notebook")
     requests, limits = container["resources"]["requests"], container["resources"]["limits"]
+
     def extended(resources: dict) -> dict:
         return {k: str(v) for k, v in resources.items() if k not in ("cpu", "memory")}
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import pytest
-
 from reeflab.errors import BadRequest, Forbidden
-from reeflab.profiles import load_profiles, memory_bytes
 from reeflab.hub.config import REPO
+from reeflab.profiles import load_profiles, memory_bytes
 
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("4G", 4 * 10**9), ("512Mi", 512 * 2**20), ("16Gi", 16 * 2**30), ("1.5G", 1_500_000_000), (1024, 1024), ("2GB", 2 * 10**9)],
+    [
+        ("4G", 4 * 10**9),
+        ("512Mi", 512 * 2**20),
+        ("16Gi", 16 * 2**30),
+        ("1.5G", 1_500_000_000),
+        (1024, 1024),
+        ("2GB", 2 * 10**9),
+    ],
 )
 def test_memory_sizes(text, expected):
     assert memory_bytes(text) == expected
@@ -44,11 +50,16 @@ def write(tmp_path, text: str):
         ("image: i\nprofiles:\n  - {slug: A_B, display_name: A, cpu: 1, memory: 1G}\n", "profiles.0.slug"),
         ("image: i\nprofiles:\n  - {slug: a, display_name: A, cpu: 0, memory: 1G}\n", "profiles.0.cpu"),
         (
-            "image: i\nprofiles:\n  - {slug: a, display_name: A, cpu: 1, memory: 1G}\n"
-            "  - {slug: a, display_name: B, cpu: 1, memory: 1G}\n",
+            (
+                "image: i\nprofiles:\n  - {slug: a, display_name: A, cpu: 1, memory: 1G}\n"
+                "  - {slug: a, display_name: B, cpu: 1, memory: 1G}\n"
+            ),
             "repeated: a",
         ),
-        ("image: i\nprofiles:\n  - {slug: a, display_name: A, cpu: 1, memory: 1G, gpu: {count: -1}}\n", "profiles.0.gpu.count"),
+        (
+            "image: i\nprofiles:\n  - {slug: a, display_name: A, cpu: 1, memory: 1G, gpu: {count: -1}}\n",
+            "profiles.0.gpu.count",
+        ),
         ("image: [unclosed\n", "not valid YAML"),
     ],
 )

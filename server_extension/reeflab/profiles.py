@@ -68,9 +68,7 @@ class HardwareProfile(BaseModel):
     image: str | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict] = Field(default_factory=list)
-    groups: list[str] = Field(
-        default_factory=list, description="JupyterHub groups allowed to use it; empty: everyone"
-    )
+    groups: list[str] = Field(default_factory=list, description="JupyterHub groups allowed to use it; empty: everyone")
 
     @field_validator("memory")
     @classmethod
@@ -164,9 +162,7 @@ def load_profiles(path: str | os.PathLike | None = None) -> ProfileCatalog:
     try:
         return ProfileCatalog.model_validate(data or {})
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors())
         raise ValueError(f"hardware profiles file {path} is invalid: {problems}") from None
 
 

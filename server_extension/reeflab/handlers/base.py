@@ -8,6 +8,7 @@ from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
+
 from ..errors import ReefLabError
 
 

@@ -43,9 +43,7 @@ class ProfilesHandler(ReefLabHandler):
         self.write_json(
             {
                 "default": default,
-                "profiles": [
-                    {**p.public_model(), "image": catalog.image_of(p)} for p in allowed
-                ],
+                "profiles": [{**p.public_model(), "image": catalog.image_of(p)} for p in allowed],
             }
         )
 

@@ -131,7 +131,9 @@ def configure_oidc_login(c) -> None:
     if not allowed:
         raise ValueError("REEFLAB_OIDC_ALLOWED_VOS is empty: name the VOs whose members may log in")
     if not _env("JUPYTERHUB_CRYPT_KEY"):
-        raise ValueError("OIDC login keeps tokens in encrypted auth_state: set JUPYTERHUB_CRYPT_KEY (openssl rand -hex 32)")
+        raise ValueError(
+            "OIDC login keeps tokens in encrypted auth_state: set JUPYTERHUB_CRYPT_KEY (openssl rand -hex 32)"
+        )
     if not _env("REEFLAB_OIDC_CLIENT_ID"):
         raise ValueError("REEFLAB_OIDC_CLIENT_ID is empty: register the hub as a client of the provider")
     # explicit URLs win; the issuer's discovery document fills in the ones not given

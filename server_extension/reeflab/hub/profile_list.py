@@ -55,4 +55,3 @@ def kubespawner_profiles(catalog: ProfileCatalog, groups: Iterable[str]) -> list
 
 def user_groups(spawner) -> list[str]:
     return sorted(g.name for g in getattr(spawner.user, "groups", []) or [])
-
