@@ -11,6 +11,8 @@ import secrets
 import sys
 from pathlib import Path
 
+from ..profiles import default_profiles_path
+
 REPO = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
 
@@ -37,13 +39,30 @@ def configure(c) -> None:
         raise ValueError(f"REEFLAB_MODE={mode!r}: use 'local' or 'kubernetes'")
     if auth not in ("local", "oidc"):
         raise ValueError(f"REEFLAB_AUTH={auth!r}: use 'local' or 'oidc'")
-    configure_hub(c)
-    (configure_local if mode == "local" else configure_kubernetes)(c)
+    configure_user_servers(c)
+    if mode == "local":
+        configure_local(c)
+    else:
+        configure_kubernetes(c)
     (configure_local_login if auth == "local" else configure_oidc_login)(c)
-    configure_idle_culler(c)
 
 
-def configure_hub(c) -> None:
+def configure_user_servers(c) -> None:
+    """What every user server gets, whatever spawns it."""
+    c.Spawner.default_url = "/lab"
+    c.Spawner.http_timeout = 120
+    c.Spawner.start_timeout = 300
+    c.Spawner.environment = {
+        "REEFLAB_PROFILES_FILE": str(default_profiles_path()),
+        "YOLO_OFFLINE": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+
+
+def configure_local(c) -> None:
+    """One machine: the hub, its proxy and one server process per user, all on 127.0.0.1."""
+    from .spawners import ReefLabLocalSpawner
+
     state = state_dir()
     ip = _env("REEFLAB_IP", "127.0.0.1")
     port = int(_env("REEFLAB_PORT", "8000"))
@@ -59,19 +78,6 @@ def configure_hub(c) -> None:
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.default_url = "/hub/home"
     c.JupyterHub.cleanup_servers = True
-    c.Spawner.default_url = "/lab"
-    c.Spawner.http_timeout = 120
-    c.Spawner.start_timeout = 300
-    profiles = _env("REEFLAB_PROFILES_FILE") or str(REPO / "hub_config" / "profiles.yaml")
-    c.Spawner.environment = {
-        "REEFLAB_PROFILES_FILE": profiles,
-        "YOLO_OFFLINE": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
-
-
-def configure_local(c) -> None:
-    from .spawners import ReefLabLocalSpawner
 
     c.JupyterHub.spawner_class = ReefLabLocalSpawner
     c.Spawner.cmd = [str(VENV_BIN / "jupyterhub-singleuser")]
@@ -79,33 +85,27 @@ def configure_local(c) -> None:
         **c.Spawner.environment,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
     }
-    homes = _env("REEFLAB_HOMES")
-    if homes:
-        c.ReefLabLocalSpawner.home_dir_template = str(Path(homes) / "{username}")
-    else:
-        c.ReefLabLocalSpawner.home_dir_template = str(state_dir() / "homes" / "{username}")
+    homes = Path(_env("REEFLAB_HOMES") or state / "homes")
+    c.ReefLabLocalSpawner.home_dir_template = str(homes / "{username}")
+    configure_idle_culler(c)
 
 
 def configure_kubernetes(c) -> None:
+    """At scale: user pods from the gated profiles. The hub's own networking, database, proxy,
+    user storage and culling stay with the deployment (e.g. the Zero to JupyterHub chart)."""
     from .spawners import ReefLabKubeSpawner
 
     c.JupyterHub.spawner_class = ReefLabKubeSpawner
     # user pods read the copy of profiles.yaml installed in the image (<prefix>/etc/reeflab)
     c.Spawner.environment.pop("REEFLAB_PROFILES_FILE")
-    c.ReefLabKubeSpawner.profiles_file = _env("REEFLAB_PROFILES_FILE") or str(REPO / "hub_config" / "profiles.yaml")
-    c.KubeSpawner.namespace = _env("REEFLAB_NAMESPACE", "reeflab")
+    c.ReefLabKubeSpawner.profiles_file = str(default_profiles_path())
+    if _env("REEFLAB_NAMESPACE"):
+        c.KubeSpawner.namespace = _env("REEFLAB_NAMESPACE")
+    # the contract of the images in images/: jupyterhub-singleuser as jovyan (uid 1000)
     c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
     c.KubeSpawner.working_dir = "/home/jovyan"
     c.KubeSpawner.uid = 1000
     c.KubeSpawner.fs_gid = 100
-    c.KubeSpawner.storage_pvc_ensure = True
-    c.KubeSpawner.storage_capacity = _env("REEFLAB_HOME_SIZE", "10Gi")
-    c.KubeSpawner.pvc_name_template = "claim-{username}"
-    c.KubeSpawner.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-{username}"}}]
-    c.KubeSpawner.volume_mounts = [{"name": "home", "mountPath": "/home/jovyan"}]
-    # the hub runs in the cluster: the proxy and user pods reach it through its service
-    c.JupyterHub.hub_bind_url = "http://:8081"
-    c.JupyterHub.hub_connect_url = _env("REEFLAB_HUB_CONNECT_URL", "http://hub:8081")
 
 
 def configure_local_login(c) -> None:
