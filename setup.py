@@ -48,6 +48,14 @@ setup(
         "traitlets",
         "tornado",
     ],
-    entry_points={"console_scripts": ["reeflab = reeflab.cli:main"]},
+    package_data={"reeflab": ["modules/*/ai4-metadata.yml", "modules/*/weights/*", "modules/*/samples/*"]},
+    entry_points={
+        "console_scripts": ["reeflab = reeflab.cli:main"],
+        # built-in modules: any package exposing this entry point is a ReefLab module
+        "deepaas.v2.model": [
+            "yolo-detector = reeflab.modules.yolo_detector:model",
+            "image-classifier = reeflab.modules.image_classifier:model",
+        ],
+    },
     zip_safe=False,
 )

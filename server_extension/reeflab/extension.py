@@ -7,9 +7,14 @@ from traitlets import Type, Unicode, default
 
 from . import __version__
 from .handlers.base import ReefLabHandler
+from .catalog.service import CatalogService
+from .handlers.catalog import ModuleFormHandler, ModuleHandler, ModulesHandler, RefreshHandler
 from .handlers.system import InfoHandler, ProfilesHandler
 from .identity import HubIdentity
 from .profiles import ProfileStore, default_profiles_path
+
+
+MODULE_ID = r"(?P<module_id>[a-z0-9][a-z0-9\-_.]*)"
 
 
 class ReefLabApp(ExtensionApp):
@@ -40,6 +45,7 @@ class ReefLabApp(ExtensionApp):
             "version": __version__,
             "profiles": ProfileStore(self.profiles_file),
             "identity": self.identity_class(parent=self),
+            "catalog": CatalogService(parent=self),
         }
 
     def initialize_handlers(self) -> None:
@@ -47,6 +53,10 @@ class ReefLabApp(ExtensionApp):
             [
                 (r"/reeflab/api/info", InfoHandler),
                 (r"/reeflab/api/profiles", ProfilesHandler),
+                (r"/reeflab/api/catalog/modules", ModulesHandler),
+                (rf"/reeflab/api/catalog/modules/{MODULE_ID}", ModuleHandler),
+                (rf"/reeflab/api/catalog/modules/{MODULE_ID}/form", ModuleFormHandler),
+                (r"/reeflab/api/catalog/refresh", RefreshHandler),
             ]
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from typing import Any
@@ -24,6 +25,10 @@ class ReefLabHandler(ExtensionHandlerMixin, APIHandler):
     @property
     def username(self) -> str:
         return self.current_user.username
+
+    async def run_blocking(self, func, *args):
+        """Run slow, blocking service work (imports, downloads) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)

@@ -1,0 +1,1 @@
+"""The marketplace: module entries from several sources, searched with facets."""

@@ -1,0 +1,66 @@
+"""What the catalogue knows about a module, independent of where it came from."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+# Facets a user filters on; keys of ai4-metadata v2 except "data-type" spelled as in the schema.
+FACETS = ("tasks", "libraries", "categories", "data-type", "tags")
+
+SourceKind = Literal["builtin", "installed", "remote"]
+
+
+def slug(name: str) -> str:
+    """A module id from any name: lower case letters, digits, '-', '_' and '.'."""
+    return re.sub(r"[^a-z0-9\-_.]+", "-", name.lower()).strip("-_.") or "unnamed"
+
+
+class MetadataProblem(BaseModel):
+    """One reason a module's metadata is invalid: the field at fault and what is wrong."""
+
+    field: str = Field(description="Dotted path of the field, e.g. 'resources.inference.cpu'; '' for the top")
+    message: str
+
+
+class ModuleEntry(BaseModel):
+    """A module in the catalogue: its ai4-metadata, where it comes from, and whether it validates."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-_.]*$", description="Unique slug, e.g. 'yolo-detector'")
+    source: SourceKind
+    metadata: dict[str, Any] = Field(default_factory=dict, description="ai4-metadata v2 document")
+    valid: bool = True
+    problems: list[MetadataProblem] = Field(default_factory=list)
+    entry_point: str | None = Field(None, description="deepaas.v2.model entry point name, if installed here")
+    versions: list[str] = Field(default_factory=list, description="Registered versions, newest last")
+
+    @property
+    def title(self) -> str:
+        return str(self.metadata.get("title") or self.id)
+
+    @property
+    def summary(self) -> str:
+        return str(self.metadata.get("summary") or "")
+
+    def facet_values(self, facet: str) -> list[str]:
+        values = self.metadata.get(facet) or []
+        return [str(v) for v in values] if isinstance(values, list) else [str(values)]
+
+    def updated(self) -> str:
+        dates = self.metadata.get("dates") or {}
+        return str(dates.get("updated") or dates.get("created") or "")
+
+    def card(self) -> dict[str, Any]:
+        """The short form shown in search results."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "summary": self.summary,
+            "source": self.source,
+            "valid": self.valid,
+            "deployable": self.entry_point is not None,
+            "updated": self.updated(),
+            **{facet: self.facet_values(facet) for facet in FACETS},
+        }

@@ -1,0 +1,1 @@
+"""The module contract (DEEPaaS v2) and ReefLab's built-in modules."""

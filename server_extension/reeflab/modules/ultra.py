@@ -1,0 +1,226 @@
+"""Ultralytics YOLO models (detect, classify) behind the DEEPaaS v2 model contract.
+
+A built-in module is one `UltralyticsModule` object named `model` in its package, registered
+as a `deepaas.v2.model` entry point, so `deepaas-run --model-name <id>` serves it unchanged.
+DEEPaaS runs predict/train in spawned worker processes: the object pickles as a reference to
+its package, and each worker loads the network once and reuses it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .metadata import load_module_metadata
+
+
+def _resolve(package: str, attribute: str) -> UltralyticsModule:
+    return getattr(importlib.import_module(package), attribute)
+
+
+def ultralytics_offline() -> None:
+    """Keep Ultralytics from reaching the network: no downloads, no telemetry, own config dir."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    config_dir = Path(os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / "reeflab-yolo")))
+    font = config_dir / "Ultralytics" / "Arial.ttf"
+    if not font.exists():
+        # plotting and training look for this font and would download it
+        import matplotlib
+
+        font.parent.mkdir(parents=True, exist_ok=True)
+        source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        font.write_bytes(source.read_bytes())
+
+
+def check_image(upload: Any) -> bool:
+    """marshmallow validator for uploaded files: refuse anything that is not a readable image."""
+    from marshmallow import ValidationError
+    from PIL import Image, UnidentifiedImageError
+
+    name = getattr(upload, "filename", None) or "the file"
+    stream = getattr(upload, "file", None)
+    if stream is None:
+        raise ValidationError("send an image file (multipart form field 'files')")
+    try:
+        with Image.open(stream) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        raise ValidationError(f"'{name}' is not an image this model can read; send a JPEG, PNG, TIFF or BMP") from None
+    finally:
+        stream.seek(0)
+    return True
+
+
+class UltralyticsModule:
+    """A YOLO detector or classifier: metadata from the package, weights shipped or built from yaml."""
+
+    def __init__(self, package: str, task: str, model: str, imgsz: int = 640):
+        self.package = package
+        self.task = task  # "detect" or "classify"
+        self.default_model = model  # weights file inside the package, or an Ultralytics yaml
+        self.imgsz = imgsz
+        self._network = None
+
+    def __reduce__(self):
+        return (_resolve, (self.package, "model"))
+
+    # -- DEEPaaS v2 contract -------------------------------------------------
+
+    def get_metadata(self) -> dict:
+        metadata = load_module_metadata(self.package)
+        return {
+            "name": metadata.get("title", self.package),
+            "description": metadata.get("summary", ""),
+            "license": metadata.get("license", ""),
+            "version": metadata.get("version", ""),
+            "author": ", ".join(metadata.get("authors", [])) if isinstance(metadata.get("authors"), list) else "",
+            "url": (metadata.get("links") or {}).get("source_code", ""),
+            "ai4_metadata": metadata,
+        }
+
+    def warm(self) -> None:
+        self.network()
+
+    def get_predict_args(self) -> dict:
+        from webargs import fields, validate
+
+        args = {
+            "files": fields.Field(
+                required=True,
+                type="file",
+                location="form",
+                validate=check_image,
+                description="Image to analyse (JPEG, PNG, TIFF, BMP)",
+            ),
+            "imgsz": fields.Int(
+                load_default=self.imgsz,
+                validate=validate.Range(32, 4096),
+                description="Inference image size (pixels)",
+            ),
+            "accept": fields.Str(
+                load_default="application/json",
+                location="headers",
+                validate=validate.OneOf(["application/json", "image/png"]),
+                description="JSON results, or the image annotated with them",
+            ),
+        }
+        if self.task == "detect":
+            args["conf"] = fields.Float(load_default=0.25, validate=validate.Range(0, 1), description="Min confidence")
+            args["iou"] = fields.Float(load_default=0.7, validate=validate.Range(0, 1), description="NMS IoU threshold")
+        else:
+            args["top_k"] = fields.Int(load_default=5, validate=validate.Range(1, 100), description="Classes returned")
+        return args
+
+    def predict(self, **kwargs) -> Any:
+        upload = kwargs["files"]
+        options = {"imgsz": kwargs.get("imgsz", self.imgsz), "verbose": False}
+        if self.task == "detect":
+            options.update(conf=kwargs.get("conf", 0.25), iou=kwargs.get("iou", 0.7))
+        from PIL import Image
+
+        # DEEPaaS hands over a temp file without extension, which Ultralytics would refuse
+        with Image.open(upload.filename) as image:
+            rgb = image.convert("RGB")
+        start = time.perf_counter()
+        result = self.network().predict(rgb, **options)[0]
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        if kwargs.get("accept") == "image/png":
+            return self._annotated_png(result)
+        name = getattr(upload, "original_filename", None) or Path(upload.filename).name
+        return self.describe(result, name, elapsed_ms, kwargs.get("top_k", 5))
+
+    def get_train_args(self) -> dict:
+        from webargs import fields, validate
+
+        return {
+            "data": fields.Str(
+                required=True,
+                description="Dataset: a data.yaml (detection) or a folder with train/ and val/ (classification)",
+            ),
+            "epochs": fields.Int(load_default=10, validate=validate.Range(1, 10000)),
+            "imgsz": fields.Int(load_default=self.imgsz, validate=validate.Range(32, 4096)),
+            "batch": fields.Int(load_default=16, validate=validate.Range(1, 1024)),
+            "model": fields.Str(
+                load_default="",
+                description="Model yaml (e.g. yolov8n.yaml) or previous weights (.pt); default: this module's",
+            ),
+            "device": fields.Str(load_default="", description="'cpu', '0', '0,1' ...; default: GPU if any"),
+            "project": fields.Str(load_default="", description="Folder for runs; default: ./runs"),
+        }
+
+    def train(self, **kwargs) -> dict:
+        from ultralytics import YOLO
+
+        ultralytics_offline()
+        network = YOLO(kwargs.get("model") or self.model_path(), task=self.task)
+        options = {k: kwargs[k] for k in ("data", "epochs", "imgsz", "batch") if k in kwargs}
+        if kwargs.get("device"):
+            options["device"] = kwargs["device"]
+        if kwargs.get("project"):
+            options["project"] = kwargs["project"]
+        results = network.train(amp=False, plots=False, exist_ok=True, **options)
+        trainer = network.trainer
+        return {
+            "weights": str(trainer.best if Path(trainer.best).exists() else trainer.last),
+            "save_dir": str(trainer.save_dir),
+            "metrics": {k: float(v) for k, v in (getattr(results, "results_dict", None) or {}).items()},
+        }
+
+    # -- helpers ---------------------------------------------------------------
+
+    def model_path(self) -> str:
+        """The shipped weights as a file path, or the yaml name Ultralytics builds from."""
+        if self.default_model.endswith(".pt"):
+            return str(resources.files(self.package).joinpath(self.default_model))
+        return self.default_model
+
+    def network(self):
+        if self._network is None:
+            from ultralytics import YOLO
+
+            ultralytics_offline()
+            self._network = YOLO(self.model_path(), task=self.task)
+        return self._network
+
+    def describe(self, result, name: str, elapsed_ms: float, top_k: int = 5) -> dict:
+        """JSON results of one image: boxes for a detector, top-k classes for a classifier."""
+        height, width = result.orig_shape
+        out: dict[str, Any] = {
+            "file": name,
+            "width": int(width),
+            "height": int(height),
+            "time_ms": round(elapsed_ms, 1),
+        }
+        if self.task == "detect":
+            boxes = result.boxes
+            out["detections"] = [
+                {
+                    "class_id": int(cls),
+                    "label": result.names[int(cls)],
+                    "confidence": round(float(conf), 4),
+                    "box": [round(float(v), 1) for v in xyxy],
+                }
+                for xyxy, conf, cls in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=True)
+            ]
+        else:
+            probs = result.probs
+            order = probs.data.argsort(descending=True)[:top_k].tolist()
+            out["classes"] = [
+                {"class_id": i, "label": result.names[i], "probability": round(float(probs.data[i]), 4)} for i in order
+            ]
+        return out
+
+    def _annotated_png(self, result) -> io.BufferedReader:
+        from PIL import Image
+
+        plotted = result.plot()[..., ::-1]  # BGR -> RGB
+        handle, path = tempfile.mkstemp(suffix=".png")
+        os.close(handle)
+        Image.fromarray(plotted).save(path, format="PNG")
+        return open(path, "rb")  # noqa: SIM115 (DEEPaaS streams and closes it)

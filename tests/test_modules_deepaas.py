@@ -1,0 +1,107 @@
+"""Built-in modules run unchanged under the real `deepaas-run` (the DEEPaaS v2 API)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+from reeflab.modules.contract import CONTRACT, missing_functions
+from reeflab.modules.image_classifier import model as classifier
+from reeflab.modules.yolo_detector import model as detector
+from reeflab.testing.hub import free_port, wait_until
+
+DEEPAAS_RUN = str(Path(sys.executable).parent / "deepaas-run")
+
+
+@pytest.fixture(scope="module")
+def deepaas(tmp_path_factory):
+    """`deepaas-run --model-name yolo-detector` on a free port, stopped at the end."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("deepaas") / "deepaas.log"
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(log.parent / "yolo")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [DEEPAAS_RUN, "--model-name", "yolo-detector", "--listen-ip", "127.0.0.1", "--listen-port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    base = f"http://127.0.0.1:{port}/v2/"
+
+    def up():
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            return requests.get(base + "models/", timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(up, 120, "deepaas-run to answer")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def image_bytes(fmt: str = "JPEG", size=(320, 240)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (20, 90, 120)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("module", [detector, classifier], ids=["detector", "classifier"])
+def test_builtin_modules_implement_the_whole_contract(module):
+    assert missing_functions(module) == []
+    assert set(CONTRACT) <= set(dir(module))
+    assert module.get_metadata()["ai4_metadata"]["metadata_version"].startswith("2.")
+
+
+def test_deepaas_lists_the_module_with_its_metadata(deepaas):
+    models = requests.get(deepaas + "models/", timeout=10).json()["models"]
+    assert [m["id"] for m in models] == ["yolo-detector"]
+    assert models[0]["name"] == "YOLO object detector"
+    assert models[0]["ai4_metadata"]["tasks"] == ["Computer Vision", "Other"]
+
+
+def test_predict_answers_json_for_an_image(deepaas):
+    r = requests.post(
+        deepaas + "models/yolo-detector/predict/",
+        params={"conf": 0.25},
+        files={"files": ("reef.jpg", image_bytes(), "image/jpeg")},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    prediction = r.json()["predictions"]
+    assert prediction["file"] == "reef.jpg"
+    assert (prediction["width"], prediction["height"]) == (320, 240)
+    assert isinstance(prediction["detections"], list)
+
+
+def test_predict_returns_an_annotated_png_on_request(deepaas):
+    r = requests.post(
+        deepaas + "models/yolo-detector/predict/",
+        headers={"accept": "image/png"},
+        files={"files": ("reef.png", image_bytes("PNG"), "image/png")},
+        timeout=120,
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/png")
+    assert Image.open(io.BytesIO(r.content)).size == (320, 240)
+
+
+@pytest.mark.parametrize(
+    "params, files, says",
+    [
+        ({}, {"files": ("notes.txt", b"not an image", "text/plain")}, "'notes.txt' is not an image"),
+        ({"conf": 2}, {"files": ("reef.jpg", image_bytes(), "image/jpeg")}, "conf"),
+        ({}, {}, "files"),
+    ],
+)
+def test_bad_input_is_refused_with_a_message(deepaas, params, files, says):
+    r = requests.post(deepaas + "models/yolo-detector/predict/", params=params, files=files or None, timeout=60)
+    assert 400 <= r.status_code < 500 and says in r.text
