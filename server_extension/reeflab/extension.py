@@ -6,13 +6,12 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Type, Unicode, default
 
 from . import __version__
-from .handlers.base import ReefLabHandler
 from .catalog.service import CatalogService
+from .handlers.base import ReefLabHandler
 from .handlers.catalog import ModuleFormHandler, ModuleHandler, ModulesHandler, RefreshHandler
 from .handlers.system import InfoHandler, ProfilesHandler
 from .identity import HubIdentity
 from .profiles import ProfileStore, default_profiles_path
-
 
 MODULE_ID = r"(?P<module_id>[a-z0-9][a-z0-9\-_.]*)"
 
