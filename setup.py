@@ -48,7 +48,14 @@ setup(
         "traitlets",
         "tornado",
     ],
-    package_data={"reeflab": ["modules/*/ai4-metadata.yml", "modules/*/weights/*", "modules/*/samples/*"]},
+    package_data={
+        "reeflab": [
+            "modules/*/ai4-metadata.yml",
+            "modules/*/weights/*",
+            "modules/*/samples/*",
+            "modules/template/package/**/*",
+        ]
+    },
     entry_points={
         "console_scripts": ["reeflab = reeflab.cli:main"],
         # built-in modules: any package exposing this entry point is a ReefLab module

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from .hub.config import REPO, state_dir
 
@@ -63,10 +64,33 @@ def up(args: argparse.Namespace) -> int:
         return proc.wait()
 
 
+def module_new(args: argparse.Namespace) -> int:
+    """Scaffold a module package from the template."""
+    from .errors import ReefLabError
+    from .modules.template import new_module
+
+    try:
+        path = new_module(args.name, Path(args.dir), args.title)
+    except ReefLabError as err:
+        print(f"reeflab: {err.message}", file=sys.stderr)
+        return 2
+    print(f"Created {path}\n  cd {path} && pip install -e '.[test]' && pytest")
+    print(
+        "  Once installed it appears in the ReefLab marketplace; `deepaas-run --model-name", args.name, "` serves it."
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reeflab", description="ReefLab AI platform")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start JupyterHub with ReefLab on this machine").set_defaults(func=up)
+    module = commands.add_parser("module", help="develop AI modules").add_subparsers(dest="action", required=True)
+    new = module.add_parser("new", help="scaffold a new module package (DEEPaaS v2 contract)")
+    new.add_argument("name", help="module id: lower-case words joined by '-', e.g. fish-counter")
+    new.add_argument("--dir", default=".", help="folder to create it in (default: here)")
+    new.add_argument("--title", help="title shown in the marketplace")
+    new.set_defaults(func=module_new)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
+import site
 import time
 import urllib.request
+import warnings
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,11 @@ def _metadata_of(obj: Any) -> tuple[Any, list[MetadataProblem]]:
 
 def installed_entries() -> list[ModuleEntry]:
     """Every installed package exposing a `deepaas.v2.model` entry point, ReefLab's own included."""
+    # a module pip-installed (editable) since this process started is only importable once its
+    # .pth file is read: re-read them, as a refresh after `pip install -e` must find it
+    for directory in site.getsitepackages():
+        site.addsitedir(directory)
+    importlib.invalidate_caches()
     entries = []
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         entries.append(_installed_entry(ep))
@@ -62,7 +70,10 @@ def _installed_entry(ep: EntryPoint) -> ModuleEntry:
     source = "builtin" if ep.value.startswith("reeflab.") else "installed"
     module_id = slug(ep.name)
     try:
-        obj = ep.load()
+        with warnings.catch_warnings():
+            # a module's own deprecation warnings (old webargs, distutils...) are not the catalogue's
+            warnings.simplefilter("ignore", DeprecationWarning)
+            obj = ep.load()
     except Exception as err:
         log.warning("module %s failed to load: %s", ep.name, err)
         problem = MetadataProblem(field="", message=f"the module failed to load: {type(err).__name__}: {err}")
