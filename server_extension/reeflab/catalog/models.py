@@ -45,11 +45,15 @@ class ModuleEntry(BaseModel):
         return str(self.metadata.get("summary") or "")
 
     def facet_values(self, facet: str) -> list[str]:
+        # invalid metadata may hold anything: keep only what reads as values
         values = self.metadata.get(facet) or []
-        return [str(v) for v in values] if isinstance(values, list) else [str(values)]
+        values = values if isinstance(values, list) else [values]
+        return [str(v) for v in values if isinstance(v, str | int | float)]
 
     def updated(self) -> str:
-        dates = self.metadata.get("dates") or {}
+        dates = self.metadata.get("dates")
+        if not isinstance(dates, dict):
+            return ""
         return str(dates.get("updated") or dates.get("created") or "")
 
     def card(self) -> dict[str, Any]:
