@@ -7,13 +7,22 @@ from traitlets import Type, Unicode, default
 
 from . import __version__
 from .catalog.service import CatalogService
+from .deployments.service import DeploymentService
 from .handlers.base import ReefLabHandler
 from .handlers.catalog import ModuleFormHandler, ModuleHandler, ModulesHandler, RefreshHandler
+from .handlers.deployments import (
+    DeploymentHandler,
+    DeploymentProxyHandler,
+    DeploymentsHandler,
+    LogsHandler,
+    RestartHandler,
+)
 from .handlers.system import InfoHandler, ProfilesHandler
 from .identity import HubIdentity
 from .profiles import ProfileStore, default_profiles_path
 
 MODULE_ID = r"(?P<module_id>[a-z0-9][a-z0-9\-_.]*)"
+DEPLOYMENT_ID = r"(?P<deployment_id>[a-f0-9]{8})"
 
 
 class ReefLabApp(ExtensionApp):
@@ -40,12 +49,18 @@ class ReefLabApp(ExtensionApp):
     )
 
     def initialize_settings(self) -> None:
+        catalog = CatalogService(parent=self)
         self.settings["reeflab"] = {
             "version": __version__,
             "profiles": ProfileStore(self.profiles_file),
             "identity": self.identity_class(parent=self),
-            "catalog": CatalogService(parent=self),
+            "catalog": catalog,
+            "deployments": DeploymentService(parent=self, catalog=catalog),
         }
+
+    async def _start_jupyter_server_extension(self, serverapp) -> None:
+        # deployments started before a restart of this server: re-attach, or report them stopped
+        self.settings["reeflab"]["deployments"].ensure_watching()
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(
@@ -56,6 +71,11 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/catalog/modules/{MODULE_ID}", ModuleHandler),
                 (rf"/reeflab/api/catalog/modules/{MODULE_ID}/form", ModuleFormHandler),
                 (r"/reeflab/api/catalog/refresh", RefreshHandler),
+                (r"/reeflab/api/deployments", DeploymentsHandler),
+                (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}", DeploymentHandler),
+                (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}/restart", RestartHandler),
+                (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}/logs", LogsHandler),
+                (rf"/reeflab/deployments/{DEPLOYMENT_ID}/?(?P<path>.*)", DeploymentProxyHandler),
             ]
         )
 

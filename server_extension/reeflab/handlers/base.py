@@ -24,7 +24,7 @@ class ReefLabHandler(ExtensionHandlerMixin, APIHandler):
 
     @property
     def username(self) -> str:
-        return self.current_user.username
+        return self.settings["reeflab"]["identity"].name(self.current_user)
 
     async def run_blocking(self, func, *args):
         """Run slow, blocking service work (imports, downloads) off the event loop."""

@@ -1,0 +1,1 @@
+"""Dedicated deployments and "try" deployments of modules, served by DEEPaaS."""

@@ -1,0 +1,1 @@
+"""Where deployments run: local processes (one machine) or Kubernetes (at scale)."""

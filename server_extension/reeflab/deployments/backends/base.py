@@ -1,0 +1,48 @@
+"""What every deployment backend provides to DeploymentService."""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from pathlib import Path
+
+from traitlets.config import LoggingConfigurable
+
+from ..models import Deployment
+
+
+class BackendStatus:
+    """A backend's view of one deployment: `state` is starting, ready, failed or stopped."""
+
+    def __init__(self, state: str, reason: str | None = None):
+        self.state = state
+        self.reason = reason
+
+
+class _AbstractConfigurable(type(LoggingConfigurable), ABCMeta):
+    pass
+
+
+class DeploymentBackend(LoggingConfigurable, metaclass=_AbstractConfigurable):
+    """Starts, watches and stops DEEPaaS servers of modules. Subclasses: local, kubernetes."""
+
+    name = "base"
+
+    @abstractmethod
+    async def start(self, deployment: Deployment, folder: Path) -> dict:
+        """Launch the module; return the runtime handle kept in `deployment.runtime`."""
+
+    @abstractmethod
+    async def status(self, deployment: Deployment) -> BackendStatus:
+        """Where a started deployment stands now (also after a server restart)."""
+
+    @abstractmethod
+    async def stop(self, deployment: Deployment) -> None:
+        """Stop it and free everything it holds; idempotent."""
+
+    @abstractmethod
+    def endpoint(self, deployment: Deployment) -> tuple[str, int]:
+        """Host and port of its DEEPaaS API, for the authenticated proxy route."""
+
+    @abstractmethod
+    async def logs(self, deployment: Deployment, folder: Path, tail: int) -> list[str]:
+        """The last `tail` lines of its log."""

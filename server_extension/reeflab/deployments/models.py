@@ -1,0 +1,83 @@
+"""Deployments as users create and see them."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+State = Literal["queued", "starting", "ready", "failed", "stopped"]
+ACTIVE_STATES = ("queued", "starting", "ready")
+Kind = Literal["deployment", "try"]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# set by the platform for every deployment; a user may not override them
+RESERVED_ENV = ("DEEPAAS_V2_MODEL", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PATH", "HOME")
+
+
+class Hardware(BaseModel):
+    """What a deployment gets: within the limits of the chosen profile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: float = Field(gt=0, le=1024)
+    memory_MB: int = Field(gt=0)
+    gpu: int = Field(0, ge=0)
+
+
+class DeploymentRequest(BaseModel):
+    """POST /reeflab/api/deployments"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    module: str = Field(min_length=1, description="Marketplace module id, e.g. 'fish-detector'")
+    title: str | None = Field(None, max_length=120)
+    kind: Kind = "deployment"
+    profile: str | None = Field(None, description="Hardware profile slug; default: the user's default")
+    hardware: Hardware | None = Field(None, description="Default: what the module needs, within the profile")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables")
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"'{name}' is not an environment variable name (letters, digits, '_')")
+            if name in RESERVED_ENV:
+                raise ValueError(f"{name} is set by ReefLab and cannot be overridden")
+        return env
+
+
+class Deployment(BaseModel):
+    """A deployment and everything the platform keeps about it (runtime details stay server-side)."""
+
+    id: str
+    owner: str
+    module: str
+    entry_point: str
+    title: str
+    kind: Kind
+    profile: str
+    hardware: Hardware
+    env: dict[str, str] = Field(default_factory=dict)
+    state: State = "queued"
+    reason: str | None = None
+    backend: str
+    created: datetime
+    started_at: datetime | None = None
+    ready_at: datetime | None = None
+    stopped_at: datetime | None = None
+    expires: datetime | None = None
+    runtime: dict[str, Any] = Field(default_factory=dict, description="Backend's handle: pid, port, names...")
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    def public(self) -> dict[str, Any]:
+        """What the API returns: no runtime internals, environment values hidden (they may be secrets)."""
+        data = self.model_dump(mode="json", exclude={"runtime", "env"})
+        data["env"] = sorted(self.env)
+        data["path"] = f"reeflab/deployments/{self.id}/"
+        return data

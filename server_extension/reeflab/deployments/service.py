@@ -1,0 +1,225 @@
+"""DeploymentService: create, watch, expire, stop and describe a user's module deployments."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from jupyter_core.paths import jupyter_data_dir
+from traitlets import Float, Instance, Int, Type, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..catalog.service import CatalogService
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..profiles import ProfileCatalog
+from .backends.base import DeploymentBackend
+from .backends.local import LocalProcessBackend
+from .models import Deployment, DeploymentRequest, Hardware
+from .store import DeploymentStore
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeploymentService(LoggingConfigurable):
+    """One user's deployments: the backend runs them, this keeps their state true and bounded."""
+
+    backend_class = Type(
+        LocalProcessBackend,
+        klass=DeploymentBackend,
+        config=True,
+        help="Where deployments run: reeflab.deployments.backends.local.LocalProcessBackend (one machine) "
+        "or reeflab.deployments.backends.kubernetes.KubernetesBackend",
+    )
+    root_dir = Unicode(config=True, help="Where deployments keep their state, working dirs and logs")
+
+    @default("root_dir")
+    def _default_root_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "reeflab" / "deployments")
+
+    try_minutes = Float(10, config=True, help="Lifetime of a 'try' deployment, in minutes")
+    max_tries = Int(2, config=True, help="Try deployments a user may have at once")
+    max_deployments = Int(5, config=True, help="Deployments (tries included) a user may have at once")
+    max_gpus = Int(1, config=True, help="GPUs a user's deployments may hold together")
+    start_timeout = Float(600, config=True, help="Seconds a deployment may take to become ready")
+    poll_interval = Float(1.0, config=True, help="Seconds between checks of starting deployments")
+
+    catalog = Instance(CatalogService)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.backend = self.backend_class(parent=self)
+        self.store = DeploymentStore(self.root_dir)
+        self._deployments = {d.id: d for d in self.store.load_all()}
+        self._watcher: asyncio.Task | None = None
+        self._changed = asyncio.Event()
+
+    # -- queries -------------------------------------------------------------
+
+    def list(self, owner: str) -> list[Deployment]:
+        return sorted((d for d in self._deployments.values() if d.owner == owner), key=lambda d: d.created)
+
+    def get(self, owner: str, deployment_id: str) -> Deployment:
+        deployment = self._deployments.get(deployment_id)
+        if deployment is None or deployment.owner != owner:  # another user's is as absent as a missing one
+            raise NotFound(f"No deployment '{deployment_id}'; list yours at /reeflab/api/deployments.")
+        return deployment
+
+    def folder(self, deployment: Deployment) -> Path:
+        return self.store.folder(deployment.id)
+
+    async def logs(self, owner: str, deployment_id: str, tail: int = 200) -> list[str]:
+        if not 1 <= tail <= 10000:
+            raise BadRequest("tail must be between 1 and 10000 lines")
+        deployment = self.get(owner, deployment_id)
+        return await self.backend.logs(deployment, self.folder(deployment), tail)
+
+    def endpoint(self, owner: str, deployment_id: str) -> tuple[str, int]:
+        deployment = self.get(owner, deployment_id)
+        if deployment.state != "ready":
+            raise Conflict(f"Deployment '{deployment_id}' is {deployment.state}, not ready: it cannot answer yet.")
+        return self.backend.endpoint(deployment)
+
+    # -- changes ---------------------------------------------------------------
+
+    async def create(
+        self, owner: str, groups: list[str], request: DeploymentRequest, profiles: ProfileCatalog
+    ) -> Deployment:
+        entry = self.catalog.get(request.module)
+        if not (entry.entry_point and entry.valid):
+            why = "its metadata is invalid" if not entry.valid else "it is not installed on this server"
+            raise BadRequest(f"Module '{entry.id}' cannot be deployed: {why}.")
+        form = self.catalog.deployment_form(entry.id, profiles, groups)
+        profile = profiles.choose(request.profile or form["default"], groups)
+        choice = next(c for c in form["profiles"] if c["slug"] == profile.slug)
+        hardware = request.hardware or Hardware(**choice["prefill"])
+        self._check_fits(hardware, choice)
+        self._check_quota(owner, request, hardware)
+        created = now()
+        deployment = Deployment(
+            id=secrets.token_hex(4),
+            owner=owner,
+            module=entry.id,
+            entry_point=entry.entry_point,
+            title=request.title or entry.title,
+            kind=request.kind,
+            profile=profile.slug,
+            hardware=hardware,
+            env=request.env,
+            backend=self.backend.name,
+            created=created,
+            expires=created + timedelta(minutes=self.try_minutes) if request.kind == "try" else None,
+        )
+        self._save(deployment)
+        await self._launch(deployment)
+        return deployment
+
+    async def delete(self, owner: str, deployment_id: str) -> None:
+        deployment = self.get(owner, deployment_id)
+        await self.backend.stop(deployment)
+        del self._deployments[deployment.id]
+        folder = self.folder(deployment)
+        (folder / "deployment.json").unlink(missing_ok=True)
+        await asyncio.get_running_loop().run_in_executor(None, _remove_tree, folder)
+
+    async def restart(self, owner: str, deployment_id: str) -> Deployment:
+        deployment = self.get(owner, deployment_id)
+        await self.backend.stop(deployment)
+        if deployment.kind == "try" and deployment.expires and deployment.expires <= now():
+            raise Conflict("This try has ended; create a new try or a deployment.")
+        deployment.reason = deployment.ready_at = deployment.stopped_at = None
+        await self._launch(deployment)
+        return deployment
+
+    async def _launch(self, deployment: Deployment) -> None:
+        deployment.state = "starting"
+        deployment.started_at = now()
+        try:
+            deployment.runtime = await self.backend.start(deployment, self.folder(deployment))
+        except Exception as err:  # the backend could not even start it: say why
+            self._finish(deployment, "failed", f"could not start: {err}")
+            return
+        self._save(deployment)
+        self.ensure_watching()
+
+    def _check_fits(self, hardware: Hardware, choice: dict) -> None:
+        limits = choice["limits"]
+        over = [
+            f"{name} {getattr(hardware, name):g} > {limits[name]:g}"
+            for name in ("cpu", "memory_MB", "gpu")
+            if getattr(hardware, name) > limits[name]
+        ]
+        if over:
+            raise BadRequest(f"Hardware beyond profile '{choice['slug']}': {', '.join(over)}.")
+
+    def _check_quota(self, owner: str, request: DeploymentRequest, hardware: Hardware) -> None:
+        active = [d for d in self.list(owner) if d.active]
+        if len(active) >= self.max_deployments:
+            raise Forbidden(f"You have {len(active)} deployments running, the most allowed; delete one first.")
+        if request.kind == "try" and sum(d.kind == "try" for d in active) >= self.max_tries:
+            raise Forbidden(f"You may have {self.max_tries} tries at once; delete one or wait for it to end.")
+        gpus = sum(d.hardware.gpu for d in active)
+        if hardware.gpu and gpus + hardware.gpu > self.max_gpus:
+            raise Forbidden(f"GPU quota exceeded: you hold {gpus} of {self.max_gpus} GPUs; delete a GPU deployment.")
+
+    def _save(self, deployment: Deployment) -> None:
+        self._deployments[deployment.id] = deployment
+        self.store.save(deployment)
+        self._changed.set()
+
+    def _finish(self, deployment: Deployment, state: str, reason: str | None) -> None:
+        deployment.state = state
+        deployment.reason = reason
+        deployment.stopped_at = now()
+        self._save(deployment)
+
+    # -- watching ----------------------------------------------------------------
+
+    def ensure_watching(self) -> None:
+        """Start the background check of active deployments (after a restart too: re-attach)."""
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while any(d.active for d in self._deployments.values()):
+            await self.check_all()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self.poll_interval)
+            self._changed.clear()
+
+    async def check_all(self) -> None:
+        for deployment in [d for d in self._deployments.values() if d.active]:
+            try:
+                await self.check(deployment)
+            except Exception:
+                self.log.exception("checking deployment %s failed", deployment.id)
+
+    async def check(self, deployment: Deployment) -> None:
+        """Move one deployment along: ready, failed with its reason, or stopped when its try ends."""
+        if deployment.expires and deployment.expires <= now():
+            await self.backend.stop(deployment)
+            minutes = f"{self.try_minutes:g}"
+            self._finish(deployment, "stopped", f"the try period of {minutes} minutes ended")
+            return
+        status = await self.backend.status(deployment)
+        if status.state == "ready" and deployment.state != "ready":
+            deployment.state = "ready"
+            deployment.ready_at = now()
+            self._save(deployment)
+        elif status.state in ("failed", "stopped"):
+            self._finish(deployment, status.state, status.reason)
+        elif deployment.state == "starting" and deployment.started_at:
+            waited = (now() - deployment.started_at).total_seconds()
+            if waited > self.start_timeout:
+                await self.backend.stop(deployment)
+                self._finish(deployment, "failed", f"not ready after {self.start_timeout:g} s")
+
+
+def _remove_tree(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,192 @@
+"""Deployments: REST lifecycle, logs, and the authenticated route to each DEEPaaS API."""
+
+from __future__ import annotations
+
+import json
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server_proxy.handlers import ProxyHandler
+from pydantic import ValidationError
+from tornado import web
+
+from ..deployments.models import DeploymentRequest
+from ..errors import BadRequest, ReefLabError
+from .base import ReefLabHandler
+
+
+def parse_request(body: bytes) -> DeploymentRequest:
+    try:
+        return DeploymentRequest.model_validate_json(body or b"{}")
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors(include_url=False)
+        )
+        raise BadRequest(f"Invalid deployment request: {problems}") from None
+
+
+class DeploymentsBase(ReefLabHandler):
+    auth_resource = "reeflab:deployments"
+
+    @property
+    def deployments(self):
+        return self.reeflab["deployments"]
+
+
+class DeploymentsHandler(DeploymentsBase):
+    """GET: your deployments. POST: deploy a module (or try it, with kind 'try')."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json({"deployments": [d.public() for d in self.deployments.list(self.username)]})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        request = parse_request(self.request.body)
+        groups = self.reeflab["identity"].groups(self.current_user)
+        profiles = self.reeflab["profiles"].catalog()
+        deployment = await self.deployments.create(self.username, groups, request, profiles)
+        self.write_json(deployment.public(), status=201)
+
+
+class DeploymentHandler(DeploymentsBase):
+    """GET: one deployment. DELETE: stop it and remove it."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, deployment_id: str) -> None:
+        self.write_json(self.deployments.get(self.username, deployment_id).public())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, deployment_id: str) -> None:
+        await self.deployments.delete(self.username, deployment_id)
+        self.set_status(204)
+        self.finish()
+
+
+class RestartHandler(DeploymentsBase):
+    @web.authenticated
+    @authorized
+    async def post(self, deployment_id: str) -> None:
+        self.write_json((await self.deployments.restart(self.username, deployment_id)).public())
+
+
+class LogsHandler(DeploymentsBase):
+    """GET ?tail=N: the last lines. GET ?follow=1: stream new lines until the deployment ends."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, deployment_id: str) -> None:
+        tail = int(self.get_argument("tail", "200")) if self.get_argument("tail", "200").isdigit() else 0
+        lines = await self.deployments.logs(self.username, deployment_id, tail)
+        if self.get_argument("follow", "0") not in ("1", "true"):
+            self.write_json({"lines": lines})
+            return
+        await self.follow(deployment_id, lines)
+
+    async def follow(self, deployment_id: str, lines: list[str]) -> None:
+        import asyncio
+
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        seen = lines
+        for line in lines:
+            self.write(line + "\n")
+        await self.flush()
+        while not self.request.connection.stream.closed():
+            deployment = self.deployments.get(self.username, deployment_id)
+            current = await self.deployments.logs(self.username, deployment_id, 1000)
+            new = _new_lines(seen, current)
+            for line in new:
+                self.write(line + "\n")
+            if new:
+                await self.flush()
+            seen = current
+            if not deployment.active:
+                break
+            await asyncio.sleep(0.5)
+        self.finish()
+
+
+def _new_lines(before: list[str], after: list[str]) -> list[str]:
+    """Lines of `after` that come after the end of `before` (both are tails of one growing log)."""
+    if not before:
+        return after
+    for start in range(len(after), -1, -1):
+        overlap = after[:start]
+        if overlap and before[-len(overlap) :] == overlap:
+            return after[start:]
+    return after
+
+
+class DeploymentProxyHandler(ProxyHandler):
+    """/reeflab/deployments/<id>/...: the deployment's DEEPaaS API, for its owner only.
+
+    jupyter-server-proxy authenticates the request (and handles websockets and streaming);
+    this adds the authorization check and maps the deployment id to its host and port.
+    """
+
+    auth_resource = "reeflab:deployments"
+
+    async def prepare(self, *args, **kwargs):
+        await super().prepare(*args, **kwargs)
+        if self._finished:
+            return
+        if not self.authorizer.is_authorized(self, self.current_user, "execute", self.auth_resource):
+            raise web.HTTPError(403, "not allowed to call deployments")
+
+    def _target(self, deployment_id: str) -> tuple[str, int]:
+        service = self.settings["reeflab"]["deployments"]
+        try:
+            owner = self.settings["reeflab"]["identity"].name(self.current_user)
+            host, port = service.endpoint(owner, deployment_id)
+        except ReefLabError as err:
+            raise web.HTTPError(err.status, err.message) from None
+        self.host_allowlist = [host]
+        self.proxy_base = f"reeflab/deployments/{deployment_id}"  # for rewriting redirects
+        return host, port
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": getattr(exc, "log_message", None) or self._reason}))
+
+    # Authentication happens in prepare() for every method; the decorators make that visible
+    # to jupyter-server's check of extension handlers (and to readers).
+    @web.authenticated
+    async def get(self, deployment_id: str, path: str = "") -> None:
+        return await super().get(deployment_id, path)
+
+    async def http_get(self, deployment_id: str, path: str = "") -> None:
+        return await self.proxy(*self._target(deployment_id), path)
+
+    async def open(self, deployment_id: str, path: str = "") -> None:
+        host, port = self._target(deployment_id)
+        return await self.proxy_open(host, port, path)
+
+    @web.authenticated
+    async def post(self, deployment_id: str, path: str = ""):
+        return await self.proxy(*self._target(deployment_id), path)
+
+    @web.authenticated
+    async def put(self, deployment_id: str, path: str = ""):
+        return await self.proxy(*self._target(deployment_id), path)
+
+    @web.authenticated
+    async def delete(self, deployment_id: str, path: str = ""):
+        return await self.proxy(*self._target(deployment_id), path)
+
+    @web.authenticated
+    async def patch(self, deployment_id: str, path: str = ""):
+        return await self.proxy(*self._target(deployment_id), path)
+
+    @web.authenticated
+    async def head(self, deployment_id: str, path: str = ""):
+        return await self.proxy(*self._target(deployment_id), path)
+
+    @web.authenticated
+    async def options(self, deployment_id: str, path: str = ""):
+        return await self.proxy(*self._target(deployment_id), path)
