@@ -1,6 +1,7 @@
 """ReefLab from Python (notebooks, scripts): the same REST API the panel uses."""
 
-from . import catalog
+from . import catalog, deployments
 from .connection import Connection, ReefLabClientError
+from .deployments import deploy
 
-__all__ = ["Connection", "ReefLabClientError", "catalog"]
+__all__ = ["Connection", "ReefLabClientError", "catalog", "deploy", "deployments"]

@@ -1,0 +1,112 @@
+"""Deployments from Python: `d = deploy("fish-detector"); d.wait_ready(); d.predict(files=["reef.jpg"])`."""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .connection import Connection, ReefLabClientError, default_connection
+
+
+class Deployment:
+    """A handle on one deployment; `info` is its latest state from the server."""
+
+    def __init__(self, info: dict[str, Any], connection: Connection):
+        self.info = info
+        self.connection = connection
+
+    @property
+    def id(self) -> str:
+        return self.info["id"]
+
+    @property
+    def state(self) -> str:
+        return self.info["state"]
+
+    @property
+    def url(self) -> str:
+        """The DEEPaaS API of the deployment, through your server (send your token with it)."""
+        return self.connection.url + self.info["path"]
+
+    def __repr__(self) -> str:
+        return f"<Deployment {self.id} {self.info['module']} {self.state}>"
+
+    def refresh(self) -> Deployment:
+        self.info = self.connection.get("deployments", self.id)
+        return self
+
+    def wait_ready(self, timeout: float = 600, progress: bool = True) -> Deployment:
+        """Block until it is ready; raise with the reason if it fails or stops."""
+        deadline = time.monotonic() + timeout
+        with tqdm(desc=f"{self.info['module']}: starting", bar_format="{desc} {elapsed}", disable=not progress) as bar:
+            while self.refresh().state in ("queued", "starting"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self!r} not ready after {timeout:.0f} s")
+                bar.update()
+                time.sleep(1)
+            bar.set_description(f"{self.info['module']}: {self.state}")
+        if self.state != "ready":
+            raise ReefLabClientError(409, f"deployment {self.state}: {self.info.get('reason')}")
+        return self
+
+    def predict(self, files: list[str | Path] | str | Path, accept: str = "application/json", **params) -> list[Any]:
+        """Predict on each file; JSON results, or PNG bytes with accept='image/png'."""
+        files = [files] if isinstance(files, str | Path) else files
+        url = f"{self.url}v2/models/{self.info['entry_point']}/predict/"
+        results = []
+        for path in map(Path, files):
+            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            with open(path, "rb") as data:
+                response = self.connection.session.post(
+                    url,
+                    params=params,
+                    headers={"accept": accept},
+                    files={"files": (path.name, data, content_type)},
+                    timeout=self.connection.timeout,
+                )
+            if not response.ok:
+                raise ReefLabClientError(response.status_code, f"{path.name}: {response.text[:500]}")
+            results.append(response.json()["predictions"] if accept == "application/json" else response.content)
+        return results
+
+    def logs(self, tail: int = 200) -> list[str]:
+        return self.connection.get("deployments", self.id, "logs", tail=tail)["lines"]
+
+    def restart(self) -> Deployment:
+        self.info = self.connection.post("deployments", self.id, "restart")
+        return self
+
+    def delete(self) -> None:
+        self.connection.request("DELETE", "deployments", self.id)
+        self.info = {**self.info, "state": "stopped"}
+
+
+def deploy(
+    module: str,
+    *,
+    profile: str | None = None,
+    title: str | None = None,
+    kind: str = "deployment",
+    hardware: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    connection: Connection | None = None,
+) -> Deployment:
+    """Deploy a marketplace module (kind='try' for a short, self-ending trial)."""
+    connection = connection or default_connection()
+    body = {"module": module, "kind": kind, "profile": profile, "title": title, "hardware": hardware, "env": env or {}}
+    info = connection.post("deployments", json={k: v for k, v in body.items() if v is not None})
+    return Deployment(info, connection)
+
+
+def list_deployments(connection: Connection | None = None) -> list[Deployment]:
+    connection = connection or default_connection()
+    return [Deployment(info, connection) for info in connection.get("deployments")["deployments"]]
+
+
+def get(deployment_id: str, connection: Connection | None = None) -> Deployment:
+    connection = connection or default_connection()
+    return Deployment(connection.get("deployments", deployment_id), connection)

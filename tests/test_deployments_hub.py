@@ -1,0 +1,83 @@
+"""From a notebook's point of view on the real hub: deploy, predict through the route, delete; others shut out."""
+
+from __future__ import annotations
+
+import io
+
+import psutil
+import pytest
+import requests
+from PIL import Image
+from reeflab.client import Connection, ReefLabClientError, deploy
+from reeflab.client.deployments import list_deployments
+from reeflab.testing.hub import HubProcess
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with HubProcess(tmp_path_factory.mktemp("hub")) as hub:
+        for name in ("alice", "bob"):
+            hub.api("POST", f"users/{name}")
+        yield hub
+        for name in ("alice", "bob"):
+            hub.api("DELETE", f"users/{name}/server")
+
+
+@pytest.fixture(scope="module")
+def servers(hub):
+    """Each user's server URL and token, as a notebook on the hub gets them."""
+    return {name: (hub.spawn(name), hub.user_token(name)) for name in ("alice", "bob")}
+
+
+def test_a_user_deploys_predicts_through_the_route_and_deletes(servers, tmp_path):
+    url, token = servers["alice"]
+    alice = Connection(url, token)
+    image = tmp_path / "reef.png"
+    Image.new("RGB", (96, 64), (30, 100, 160)).save(image)
+
+    deployment = deploy("yolo-detector", title="Reef survey", connection=alice)
+    deployment.wait_ready(timeout=180, progress=False)
+    assert deployment.url == f"{url}reeflab/deployments/{deployment.id}/"
+    [result] = deployment.predict(files=[image], conf=0.3)
+    assert result["file"] == "reef.png" and (result["width"], result["height"]) == (96, 64)
+    [png] = deployment.predict(files=image, accept="image/png")
+    assert Image.open(io.BytesIO(png)).size == (96, 64)
+    assert any("predict" in line for line in deployment.logs())
+
+    pid = _deepaas_pid(deployment.info["id"])
+    deployment.delete()
+    assert pid is None or not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert list_deployments(connection=alice) == []
+
+
+def test_another_user_can_neither_see_nor_call_nor_delete_it(servers):
+    alice_url, alice_token = servers["alice"]
+    _, bob_token = servers["bob"]
+    deployment = deploy("image-classifier", connection=Connection(alice_url, alice_token))
+    try:
+        as_bob = Connection(alice_url, bob_token)
+        for action in (
+            lambda: list_deployments(connection=as_bob),
+            lambda: as_bob.get("deployments", deployment.id),
+            lambda: as_bob.request("DELETE", "deployments", deployment.id),
+        ):
+            with pytest.raises(ReefLabClientError) as err:
+                action()
+            assert err.value.status in (401, 403)
+        route = requests.get(
+            f"{alice_url}reeflab/deployments/{deployment.id}/v2/models/",
+            headers={"Authorization": f"token {bob_token}"},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert route.status_code in (302, 401, 403)
+        assert deployment.refresh().state in ("starting", "ready")
+    finally:
+        deployment.delete()
+
+
+def _deepaas_pid(deployment_id: str) -> int | None:
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        if process.info["cwd"] and deployment_id in process.info["cwd"]:
+            return process.pid
+    return None
