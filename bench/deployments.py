@@ -23,7 +23,6 @@ from pathlib import Path
 
 import requests
 from PIL import Image
-
 from reeflab.testing.hub import free_port, wait_until
 
 
@@ -75,7 +74,8 @@ def main() -> None:
     for label, series in (("GET /v2/models/", times), ("predict 64x48 JPEG", predict)):
         d50, p50 = statistics.median(series["direct"]), statistics.median(series["proxied"])
         d95, p95 = percentile(series["direct"], 0.95), percentile(series["proxied"], 0.95)
-        print(f"{label}: direct p50 {d50:.2f} ms p95 {d95:.2f} ms | through the route p50 {p50:.2f} ms p95 {p95:.2f} ms")
+        print(f"{label}: direct p50 {d50:.2f} ms p95 {d95:.2f} ms", end=" | ")
+        print(f"through the route p50 {p50:.2f} ms p95 {p95:.2f} ms")
         print(f"  added by the route: p50 {p50 - d50:+.2f} ms (target <= 5 ms), ratio p50 {p50 / d50:.2f}")
 
 
@@ -99,7 +99,8 @@ def _predict_times(session, direct: str, proxied: str, entry_point: str, n: int)
     for _ in range(n):
         for name, url in (("direct", direct), ("proxied", proxied)):
             t0 = time.perf_counter()
-            r = session.post(f"{url}{entry_point}/predict/", files={"files": ("a.jpg", buffer.getvalue(), "image/jpeg")})
+            files = {"files": ("a.jpg", buffer.getvalue(), "image/jpeg")}
+            r = session.post(f"{url}{entry_point}/predict/", files=files)
             assert r.ok, r.text
             times[name].append((time.perf_counter() - t0) * 1000)
     return times
