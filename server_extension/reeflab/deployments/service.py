@@ -45,7 +45,7 @@ class DeploymentService(LoggingConfigurable):
     max_tries = Int(2, config=True, help="Try deployments a user may have at once")
     max_deployments = Int(5, config=True, help="Deployments (tries included) a user may have at once")
     max_gpus = Int(1, config=True, help="GPUs a user's deployments may hold together")
-    start_timeout = Float(600, config=True, help="Seconds a deployment may take to become ready")
+    start_timeout = Float(900, config=True, help="Seconds a deployment may take to become ready (model loading)")
     poll_interval = Float(1.0, config=True, help="Seconds between checks of starting deployments")
 
     catalog = Instance(CatalogService)

@@ -1,0 +1,348 @@
+"""Dedicated deployments at scale: per deployment, a Kubernetes Deployment + Service (+ Secret, Ingress), built by
+pure functions (checked offline) and sent by KubernetesBackend with kubernetes_asyncio."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.rest import ApiException
+from traitlets import Dict, Float, Instance, Unicode, default
+
+from ...errors import BadRequest, Conflict, ReefLabError
+from ...profiles import HardwareProfile, ProfileStore, default_profiles_path
+from ..models import Deployment
+from .base import BackendStatus, DeploymentBackend
+
+PORT = 5000  # deepaas-run in images/module.Dockerfile, which runs as uid 1000, gid 100
+CONTAINER = "module"
+INSTANCE = "app.kubernetes.io/instance"
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+_OBJECT_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+Labels = dict[str, str] | None
+Manifest = dict[str, Any]
+
+
+def _slug(value: str, valid: re.Pattern[str]) -> str:
+    """`value` when valid, else a readable part and a hash of it (KubeSpawner's safe_slug scheme)."""
+    if "--" not in value and valid.match(value):
+        return value
+    readable = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")
+    readable = readable if readable[:1].isalpha() else "x-" + readable
+    return f"{readable[:52].rstrip('-')}---{hashlib.sha256(value.encode()).hexdigest()[:8]}"
+
+
+def object_name(deployment_id: str) -> str:
+    """Name of every object of a deployment: "reeflab-<id>", a DNS-1035 label of at most 63 characters."""
+    return _slug(f"reeflab-{deployment_id}", _OBJECT_NAME)
+
+
+def selector(dep: Deployment) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "reeflab-module", INSTANCE: object_name(dep.id)}
+
+
+def labels(dep: Deployment, extra: Labels = None) -> dict[str, str]:
+    """Labels of all its objects; usernames (maybe emails) and module ids escaped to valid label values."""
+    owner, module = _slug(dep.owner, _LABEL_VALUE), _slug(dep.module, _LABEL_VALUE)
+    mine = {"app.kubernetes.io/managed-by": "reeflab", "reeflab.io/owner": owner, "reeflab.io/module": module}
+    return {**(extra or {}), **selector(dep), **mine, "reeflab.io/kind": dep.kind}
+
+
+def _metadata(dep: Deployment, namespace: str, extra: Labels) -> Manifest:
+    notes = {"reeflab.io/id": dep.id, "reeflab.io/owner": dep.owner}
+    return {"name": object_name(dep.id), "namespace": namespace, "labels": labels(dep, extra), "annotations": notes}
+
+
+def cpu_quantity(cpu: float) -> str:
+    millis = max(1, round(cpu * 1000))
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
+
+
+def _probe(delay: int, period: int, failures: int) -> Manifest:
+    check = {"httpGet": {"path": "/v2/models/", "port": "http"}, "timeoutSeconds": 4}
+    return {**check, "initialDelaySeconds": delay, "periodSeconds": period, "failureThreshold": failures}
+
+
+def deployment_manifest(
+    dep: Deployment, profile: HardwareProfile, image: str, namespace: str, *, account: str = "", extra: Labels = None
+) -> Manifest:
+    """One replica of `deepaas-run` serving dep.entry_point, with exactly the hardware of dep.hardware."""
+    hw = dep.hardware
+    resources = {"cpu": cpu_quantity(hw.cpu), "memory": str(hw.memory_MB * 10**6)}
+    pod: Manifest = {}
+    if hw.gpu:
+        if not profile.gpu or hw.gpu > profile.gpu.count:
+            raise BadRequest(f"Profile '{profile.slug}' has {profile.gpu_count} GPU(s); {hw.gpu} were asked for.")
+        resources[profile.gpu.resource] = str(hw.gpu)  # extended resources: request == limit
+        # only GPU pods go to (and tolerate the taints of) the profile's GPU nodes
+        placement = {"nodeSelector": dict(profile.node_selector), "tolerations": [dict(t) for t in profile.tolerations]}
+        pod = {key: value for key, value in placement.items() if value}
+    threads = str(max(1, math.ceil(hw.cpu)))  # as the local backend does
+    env = dict(DEEPAAS_V2_MODEL=dep.entry_point, YOLO_OFFLINE="1", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    container: Manifest = {
+        "name": CONTAINER,
+        "image": image,
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "env": [{"name": k, "value": v} for k, v in env.items()],  # wins over envFrom: not overridable
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        # loading a model may take minutes: liveness and readiness only count once it has answered
+        "startupProbe": _probe(delay=5, period=5, failures=180),
+        "readinessProbe": _probe(delay=5, period=5, failures=6),
+        "livenessProbe": _probe(delay=0, period=20, failures=6),
+        # a crash's last log lines become the termination message that status() shows the user
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    if dep.env:  # user values may be secrets: never inline in the Deployment
+        container["envFrom"] = [{"secretRef": {"name": object_name(dep.id)}}]
+    security = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100}
+    pod.update(containers=[container], automountServiceAccountToken=False, enableServiceLinks=False)
+    pod["securityContext"] = {**security, "seccompProfile": {"type": "RuntimeDefault"}}
+    if account:
+        pod["serviceAccountName"] = account
+    meta = _metadata(dep, namespace, extra)
+    if dep.expires:
+        # Deployments have no activeDeadlineSeconds (a pod's would only make the ReplicaSet start
+        # another one): the deployment service stops a "try" deployment once this time has passed.
+        meta["annotations"]["reeflab.io/expires"] = dep.expires.isoformat()
+    spec = {"replicas": 1, "revisionHistoryLimit": 1, "selector": {"matchLabels": selector(dep)}}
+    spec["strategy"] = {"type": "Recreate"}  # never two pods holding GPUs at once
+    spec["progressDeadlineSeconds"] = 1800  # image pull + the startup probe's 15 minutes
+    spec["template"] = {"metadata": {"labels": labels(dep, extra)}, "spec": pod}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+
+
+def secret_manifest(dep: Deployment, namespace: str, *, extra: Labels = None) -> Manifest:
+    """The user's environment variables, which the module container reads through envFrom."""
+    meta = _metadata(dep, namespace, extra)
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "stringData": dict(dep.env)}
+
+
+def service_manifest(dep: Deployment, namespace: str, *, extra: Labels = None) -> Manifest:
+    """A ClusterIP Service, <name>.<namespace>.svc:5000, in front of the module's pod."""
+    port = {"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}
+    spec = {"type": "ClusterIP", "selector": selector(dep), "ports": [port]}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(dep, namespace, extra), "spec": spec}
+
+
+def ingress_manifest(
+    dep: Deployment, namespace: str, parent_domain: str, *, annotations: Labels = None, extra: Labels = None
+) -> Manifest:
+    """Routes <name>.<parent_domain> to the Service; DEEPaaS itself checks no credentials."""
+    meta = _metadata(dep, namespace, extra)
+    meta["annotations"].update(annotations or {})
+    path = {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": meta["name"], "port": {"number": PORT}}}}
+    rule = {"host": f"{meta['name']}.{parent_domain}", "http": {"paths": [path]}}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": {"rules": [rule]}}
+
+
+def _crash(terminated: dict[str, Any], limits: dict[str, str]) -> str:
+    if terminated.get("reason") == "OOMKilled":
+        mb = int(limits["memory"]) // 10**6 if limits.get("memory", "").isdigit() else "?"
+        return f"it ran out of memory (limit {mb} MB); deploy it with more memory"
+    lines = [line.strip() for line in (terminated.get("message") or "").splitlines() if line.strip()]
+    exited = f"it exited with code {terminated.get('exitCode', '?')} ({terminated.get('reason') or 'no reason given'})"
+    return " | ".join(lines[-3:])[-300:] if lines else exited
+
+
+def _unschedulable(message: str, requests: dict[str, str]) -> str:
+    missing = []
+    for resource in dict.fromkeys(re.findall(r"Insufficient ([\w./-]*\w)", message)):
+        amount = requests.get(resource, "?")
+        amount = str(int(amount) // 10**6) if resource == "memory" and amount.isdigit() else amount
+        missing.append({"cpu": "{} CPU", "memory": "{} MB of memory"}.get(resource, "{} " + resource).format(amount))
+    return f"no node has {' and '.join(missing)} free" if missing else f"no node can run it: {message}"
+
+
+def pod_problem(pod: Manifest, patience: float = 0) -> str | None:
+    """Why a pod (its API JSON) will not become ready by itself, in words a user understands; None if it may."""
+    status, spec = pod.get("status") or {}, pod.get("spec") or {}
+    resources = (spec.get("containers") or [{}])[0].get("resources") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+            since = datetime.fromisoformat(cond.get("lastTransitionTime") or "1970-01-01T00:00:00Z")
+            if (datetime.now(UTC) - since).total_seconds() >= patience:  # a node may come, or a GPU be freed
+                return _unschedulable(cond.get("message") or "", resources.get("requests") or {})
+    for state in status.get("containerStatuses") or []:
+        waiting = (state.get("state") or {}).get("waiting") or {}
+        why, says = waiting.get("reason"), waiting.get("message") or waiting.get("reason")
+        if why == "CrashLoopBackOff":
+            last = (state.get("lastState") or {}).get("terminated") or {}
+            return "the module keeps crashing: " + _crash(last, resources.get("limits") or {})
+        if why in ("ImagePullBackOff", "InvalidImageName"):
+            return f"its image {state.get('image')} cannot be pulled: {says}"
+        if why in ("CreateContainerConfigError", "CreateContainerError"):
+            return f"its container cannot be created: {says}"
+    if status.get("phase") == "Failed":
+        return f"its pod failed: {status.get('message') or status.get('reason') or 'no reason given'}"
+    return None
+
+
+def deployment_problem(deployment: Manifest) -> str | None:
+    """A condition of a Deployment (its API JSON) that means it will not become ready by itself."""
+    for cond in (deployment.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return f"Kubernetes cannot create its pod: {cond.get('message')}"
+        if cond.get("reason") == "ProgressDeadlineExceeded":
+            return f"it did not become ready in time: {cond.get('message')}"
+    return None
+
+
+def _error(err: ApiException, kind: str, name: str, namespace: str) -> ReefLabError:
+    try:
+        says = json.loads(err.body).get("message") or err.reason
+    except (TypeError, ValueError, AttributeError):
+        says = err.reason
+    if err.status == 409:
+        return Conflict(f"A {kind} '{name}' already exists in namespace '{namespace}'; ask an admin to delete it.")
+    if err.status in (401, 403):
+        return ReefLabError(f"ReefLab may not manage {kind}s in namespace '{namespace}' ({says}); ask an admin.")
+    return ReefLabError(f"Kubernetes refused {kind} '{name}' in namespace '{namespace}': {says} ({err.status})")
+
+
+def _call(api: client.ApiClient, verb: str, kind: str) -> Any:
+    """The kubernetes_asyncio method that does `verb` (create, delete) to an object of `kind` in a namespace."""
+    group = {"Deployment": client.AppsV1Api, "Ingress": client.NetworkingV1Api}.get(kind, client.CoreV1Api)
+    return getattr(group(api), f"{verb}_namespaced_{kind.lower()}")
+
+
+class KubernetesBackend(DeploymentBackend):
+    """Runs each deployment as a Deployment + Service in one namespace, with its profile's hardware."""
+
+    name = "kubernetes"
+
+    namespace = Unicode(config=True, help="Namespace of deployments (default: REEFLAB_NAMESPACE, the pod's, 'reeflab')")
+    image = Unicode("quay.io/reeflab/module:0.1.0", config=True, help="Module runtime image; '{module}' is replaced")
+    gpu_image = Unicode("", config=True, help="Image of deployments with a GPU (CUDA torch); empty: `image`")
+    profiles_file = Unicode(config=True, help="Hardware profiles file (default: default_profiles_path())")
+    ingress_host = Unicode("", config=True, help="Parent domain: if set, an Ingress serves <name>.<ingress_host>")
+    ingress_annotations = Dict(config=True, help="Annotations of those Ingresses, e.g. to require authentication")
+    service_account = Unicode("", config=True, help="serviceAccountName of module pods (its token is not mounted)")
+    extra_labels = Dict(config=True, help="More labels on every object")
+    unschedulable_patience = Float(90, config=True, help="Seconds a pod may wait for a node before it counts as failed")
+    api_client = Instance(client.ApiClient, allow_none=True, help="Client to use (tests); default: from config")
+
+    @default("namespace")
+    def _default_namespace(self) -> str:
+        mine = NAMESPACE_FILE.read_text().strip() if NAMESPACE_FILE.exists() else ""  # a pod's own namespace
+        return os.environ.get("REEFLAB_NAMESPACE") or mine or "reeflab"
+
+    async def _api(self) -> client.ApiClient:
+        """The injected client, else one from the pod's service account, else from the kubeconfig."""
+        if self.api_client is None:
+            cfg = client.Configuration()
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+            except config.ConfigException:
+                try:
+                    await config.load_kube_config(client_configuration=cfg)
+                except (config.ConfigException, OSError) as err:
+                    raise ReefLabError(f"ReefLab cannot reach Kubernetes ({err}); ask an admin.") from None
+            self.api_client = client.ApiClient(cfg)
+        return self.api_client
+
+    async def close(self) -> None:
+        if self.api_client is not None:
+            await self.api_client.close()
+
+    def _where(self, dep: Deployment) -> tuple[str, str]:
+        return dep.runtime.get("namespace") or self.namespace, dep.runtime.get("name") or object_name(dep.id)
+
+    def _profile(self, dep: Deployment) -> HardwareProfile:
+        catalog = ProfileStore(self.profiles_file or default_profiles_path()).catalog()
+        found = {p.slug: p for p in catalog.profiles}.get(dep.profile)
+        if found is None:
+            raise BadRequest(f"Hardware profile '{dep.profile}' no longer exists; deploy again with another.")
+        return found
+
+    async def start(self, deployment: Deployment, folder: Path) -> dict:
+        ns, name, extra = self.namespace, object_name(deployment.id), {"extra": self.extra_labels}
+        image = self.gpu_image if deployment.hardware.gpu and self.gpu_image else self.image
+        image, profile = image.replace("{module}", deployment.module), self._profile(deployment)
+        manifests = [("Secret", secret_manifest(deployment, ns, **extra))] if deployment.env else []
+        spec = deployment_manifest(deployment, profile, image, ns, account=self.service_account, **extra)
+        manifests += [("Deployment", spec), ("Service", service_manifest(deployment, ns, **extra))]
+        if self.ingress_host:
+            ingress = ingress_manifest(deployment, ns, self.ingress_host, annotations=self.ingress_annotations, **extra)
+            manifests.append(("Ingress", ingress))
+        api = await self._api()
+        created: list[str] = []
+        for kind, manifest in manifests:  # the Secret first, so the pod never waits for it
+            try:
+                await _call(api, "create", kind)(ns, manifest)
+            except ApiException as err:
+                await self._delete(ns, name, created, quiet=True)  # only what it made: a conflict may be another's
+                raise _error(err, kind, name, ns) from None
+            created.append(kind)
+        self.log.info("Deployment %s runs as Kubernetes Deployment %s in namespace %s", deployment.id, name, ns)
+        url = {"url": f"https://{name}.{self.ingress_host}/"} if self.ingress_host else {}
+        return {"namespace": ns, "name": name, "service_host": f"{name}.{ns}.svc", "port": PORT, **url}
+
+    async def _pods(self, ns: str, name: str, since: datetime | None = None) -> list[Manifest]:
+        """Its pods as API JSON, the newest first; with `since`, only live ones created since (not a restart's old)."""
+        api = await self._api()
+        found = await client.CoreV1Api(api).list_namespaced_pod(ns, label_selector=f"{INSTANCE}={name}")
+        mine = [p for p in found.items if not since or p.metadata.creation_timestamp >= since]
+        pods = [api.sanitize_for_serialization(p) for p in mine if not (since and p.metadata.deletion_timestamp)]
+        return sorted(pods, key=lambda p: str(p["metadata"].get("creationTimestamp", "")), reverse=True)
+
+    async def status(self, deployment: Deployment) -> BackendStatus:
+        api = await self._api()
+        ns, name = self._where(deployment)
+        try:
+            found = await client.AppsV1Api(api).read_namespaced_deployment(name, ns)
+        except ApiException as err:
+            if err.status == 404:
+                return BackendStatus("stopped", f"its Kubernetes Deployment {name} is gone")
+            raise _error(err, "Deployment", name, ns) from None
+        if found.status and (found.status.ready_replicas or 0) >= 1:
+            return BackendStatus("ready")
+        pods = await self._pods(ns, name, since=found.metadata.creation_timestamp)
+        problems = [pod_problem(pod, self.unschedulable_patience) for pod in pods]
+        reason = next(filter(None, problems), None) or deployment_problem(api.sanitize_for_serialization(found))
+        return BackendStatus("failed", reason) if reason else BackendStatus("starting")
+
+    async def _delete(self, ns: str, name: str, kinds: list[str], quiet: bool = False) -> None:
+        api = await self._api()
+        for kind in kinds:
+            try:
+                await _call(api, "delete", kind)(name, ns, propagation_policy="Background")
+            except ApiException as err:
+                if err.status == 404:
+                    continue  # already gone
+                if not quiet:
+                    raise _error(err, kind, name, ns) from None
+                self.log.warning("Could not delete %s %s in namespace %s: %s", kind, name, ns, err.reason)
+
+    async def stop(self, deployment: Deployment) -> None:
+        ns, name = self._where(deployment)
+        with_ingress = bool(self.ingress_host or deployment.runtime.get("url"))
+        await self._delete(ns, name, ["Ingress"] * with_ingress + ["Service", "Deployment", "Secret"])
+        self.log.info("Deleted Kubernetes objects %s of deployment %s in namespace %s", name, deployment.id, ns)
+
+    def endpoint(self, deployment: Deployment) -> tuple[str, int]:
+        ns, name = self._where(deployment)
+        return deployment.runtime.get("service_host") or f"{name}.{ns}.svc", int(deployment.runtime.get("port", PORT))
+
+    async def logs(self, deployment: Deployment, folder: Path, tail: int) -> list[str]:
+        ns, name = self._where(deployment)
+        pods = await self._pods(ns, name)
+        read = client.CoreV1Api(await self._api()).read_namespaced_pod_log
+        for previous in (False, True) if pods else ():  # a crashed container: the logs of its last run
+            options = {"container": CONTAINER, "tail_lines": tail, "previous": previous, "_preload_content": False}
+            try:
+                async with await read(pods[0]["metadata"]["name"], ns, **options) as response:
+                    # the raw text: through the client's JSON decoding, a line such as "42" would not stay a line
+                    return (await response.text()).splitlines()[-tail:] if tail > 0 else []
+            except ApiException as err:
+                if err.status not in (400, 404):
+                    raise _error(err, "pod log", name, ns) from None
+        return []
