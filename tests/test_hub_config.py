@@ -44,6 +44,7 @@ def test_kubernetes_mode_uses_the_gated_kubespawner(monkeypatch, tmp_path):
     assert c.KubeSpawner.namespace == "reef"
     assert c.ReefLabKubeSpawner.profiles_file == str(REPO / "hub_config" / "profiles.yaml")
     assert "REEFLAB_PROFILES_FILE" not in c.Spawner.environment
+    assert c.Spawner.environment["REEFLAB_DEPLOYMENTS"] == "kubernetes"
     # networking, database and proxy belong to the deployment (e.g. the z2jh chart)
     assert "bind_url" not in c.JupyterHub and "db_url" not in c.JupyterHub
     assert "services" not in c.JupyterHub

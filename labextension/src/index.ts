@@ -5,6 +5,7 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { ReefLabPanel } from './panel';
@@ -20,14 +21,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'ReefLab side panel: AI modules, deployments, serverless, storage and jobs.',
   autoStart: true,
   requires: [ILabShell],
-  optional: [ICommandPalette, ILayoutRestorer],
+  optional: [ICommandPalette, ILayoutRestorer, IRenderMimeRegistry],
   activate: (
     app: JupyterFrontEnd,
     shell: ILabShell,
     palette: ICommandPalette | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    rendermime: IRenderMimeRegistry | null
   ) => {
-    const panel = new ReefLabPanel();
+    // module descriptions are markdown: rendered (sanitised) by JupyterLab's renderer when it is there
+    const panel = new ReefLabPanel(rendermime);
     panel.title.icon = reefIcon;
     panel.title.caption = 'ReefLab';
     shell.add(panel, 'left', { rank: 300 });

@@ -1,8 +1,12 @@
-/** The ReefLab side panel. Sections are added as their APIs land. */
+/** The ReefLab side panel: the marketplace, and the user's account and hardware. Sections are added as their APIs land. */
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { api, ReefLab } from './api';
+import { api, errorMessage, ReefLab } from './api';
+import { Marketplace } from './marketplace';
+import { ErrorNotice, Loading } from './notice';
+import { Section } from './section';
 
 function formatProfile(profile: ReefLab.IProfile): string {
   const gb = (profile.memory_bytes / 1e9).toFixed(0);
@@ -10,41 +14,44 @@ function formatProfile(profile: ReefLab.IProfile): string {
   return `${profile.cpu} CPU · ${gb} GB${gpu}`;
 }
 
-export function ReefLabPanelView(): JSX.Element {
+/** Who is signed in, their groups, and the hardware profiles they may use. */
+function AccountSection(): JSX.Element {
   const [info, setInfo] = React.useState<ReefLab.IInfo | null>(null);
   const [profiles, setProfiles] = React.useState<ReefLab.IProfiles | null>(null);
   const [error, setError] = React.useState<string | null>(null);
+  const [attempt, setAttempt] = React.useState(0);
 
   React.useEffect(() => {
+    setError(null);
     Promise.all([api.info(), api.profiles()])
       .then(([i, p]) => {
         setInfo(i);
         setProfiles(p);
       })
-      .catch((e: Error) => setError(e.message));
-  }, []);
+      .catch(e => setError(errorMessage(e)));
+  }, [attempt]);
 
   return (
-    <div className="jp-ReefLab-panel">
-      <header className="jp-ReefLab-header">
-        <h2>ReefLab</h2>
-        {info && <span className="jp-ReefLab-version">v{info.version}</span>}
-      </header>
-      {error && (
-        <div className="jp-ReefLab-error" role="alert">
-          {error}
+    <Section
+      title="Account and hardware"
+      hint={info ? info.user : undefined}
+      defaultOpen={false}
+      className="jp-ReefLab-account"
+    >
+      {error && <ErrorNotice message={error} onRetry={() => setAttempt(a => a + 1)} />}
+      {!info && !error && <Loading>Loading…</Loading>}
+      {info && (
+        <div aria-label="Account">
+          <p>
+            Signed in as <strong>{info.user}</strong>
+            <span className="jp-ReefLab-muted"> · ReefLab v{info.version}</span>
+          </p>
+          <p>{info.groups.length ? `Groups: ${info.groups.join(', ')}` : 'No groups'}</p>
         </div>
       )}
-      {!info && !error && <div className="jp-ReefLab-loading">Loading…</div>}
-      {info && (
-        <section className="jp-ReefLab-section" aria-label="Account">
-          <h3>Signed in as {info.user}</h3>
-          <p>{info.groups.length ? `Groups: ${info.groups.join(', ')}` : 'No groups'}</p>
-        </section>
-      )}
       {profiles && (
-        <section className="jp-ReefLab-section" aria-label="Hardware">
-          <h3>Hardware you may use</h3>
+        <div aria-label="Hardware">
+          <h4>Hardware you may use</h4>
           <ul className="jp-ReefLab-profiles">
             {profiles.profiles.map(p => (
               <li key={p.slug} title={p.description}>
@@ -54,20 +61,34 @@ export function ReefLabPanelView(): JSX.Element {
               </li>
             ))}
           </ul>
-        </section>
+        </div>
       )}
+    </Section>
+  );
+}
+
+export function ReefLabPanelView(props: { rendermime?: IRenderMimeRegistry | null }): JSX.Element {
+  return (
+    <div className="jp-ReefLab-panel">
+      <header className="jp-ReefLab-header">
+        <h2>ReefLab</h2>
+      </header>
+      <Section title="Marketplace" className="jp-ReefLab-marketplaceSection">
+        <Marketplace rendermime={props.rendermime} />
+      </Section>
+      <AccountSection />
     </div>
   );
 }
 
 export class ReefLabPanel extends ReactWidget {
-  constructor() {
+  constructor(private readonly rendermime: IRenderMimeRegistry | null = null) {
     super();
     this.id = 'reeflab-panel';
     this.addClass('jp-ReefLab');
   }
 
   render(): JSX.Element {
-    return <ReefLabPanelView />;
+    return <ReefLabPanelView rendermime={this.rendermime} />;
   }
 }

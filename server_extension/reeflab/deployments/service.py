@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -29,12 +30,20 @@ class DeploymentService(LoggingConfigurable):
     """One user's deployments: the backend runs them, this keeps their state true and bounded."""
 
     backend_class = Type(
-        LocalProcessBackend,
         klass=DeploymentBackend,
         config=True,
         help="Where deployments run: reeflab.deployments.backends.local.LocalProcessBackend (one machine) "
-        "or reeflab.deployments.backends.kubernetes.KubernetesBackend",
+        "or reeflab.deployments.backends.kubernetes.KubernetesBackend. Default: $REEFLAB_DEPLOYMENTS "
+        "('local' or 'kubernetes'; the hub sets it in kubernetes mode), else local.",
     )
+
+    @default("backend_class")
+    def _default_backend_class(self) -> type[DeploymentBackend]:
+        if os.environ.get("REEFLAB_DEPLOYMENTS", "local") == "kubernetes":
+            from .backends.kubernetes import KubernetesBackend
+
+            return KubernetesBackend
+        return LocalProcessBackend
     root_dir = Unicode(config=True, help="Where deployments keep their state, working dirs and logs")
 
     @default("root_dir")

@@ -101,6 +101,8 @@ def configure_kubernetes(c) -> None:
     c.ReefLabKubeSpawner.profiles_file = str(default_profiles_path())
     if _env("REEFLAB_NAMESPACE"):
         c.KubeSpawner.namespace = _env("REEFLAB_NAMESPACE")
+    # deployments made from user pods are Kubernetes Deployments next to them
+    c.Spawner.environment["REEFLAB_DEPLOYMENTS"] = "kubernetes"
     # the contract of the images in images/: jupyterhub-singleuser as jovyan (uid 1000)
     c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
     c.KubeSpawner.working_dir = "/home/jovyan"
