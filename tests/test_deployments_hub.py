@@ -81,3 +81,23 @@ def _deepaas_pid(deployment_id: str) -> int | None:
         if process.info["cwd"] and deployment_id in process.info["cwd"]:
             return process.pid
     return None
+
+
+def test_a_deployment_survives_a_restart_of_the_users_server(hub, servers, tmp_path):
+    url, token = servers["alice"]
+    deployment = deploy("image-classifier", connection=Connection(url, token))
+    deployment.wait_ready(timeout=180, progress=False)
+    pid = _deepaas_pid(deployment.id)
+
+    hub.stop_server("alice")
+    url = hub.spawn("alice")  # a new server process: it must find the deployment and re-attach
+    alice = Connection(url, token)
+    [again] = list_deployments(connection=alice)
+    assert again.id == deployment.id and again.state == "ready" and _deepaas_pid(deployment.id) == pid
+    image = tmp_path / "plankton.png"
+    Image.new("RGB", (32, 32), (200, 220, 90)).save(image)
+    [result] = again.predict(files=[image])
+    assert result["classes"]
+
+    again.delete()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
