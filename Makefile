@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 PIP := quiet_pip() { $(PY) -m pip "$$@" 2>&1 | { grep -v 'is ignored: it is neither' || true; }; }; quiet_pip
 SITE := $(VENV)/lib/python3.11/site-packages
 LABEXT_BUILD := server_extension/reeflab/labextension
+# Browser tests drive Debian's Chromium through Playwright (never `playwright install`)
+CHROMIUM := /usr/bin/chromium
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export YOLO_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -18,11 +20,12 @@ up: install
 
 test: install install-test
 	$(VENV)/bin/ruff check server_extension hub_config tests bench
+	npm test --silent
 	$(PY) -m pytest tests
 
 install: $(VENV)/.platform.stamp $(VENV)/.reeflab.stamp
 
-install-test: $(VENV)/.test.stamp .venv-oidc/.stamp
+install-test: $(VENV)/.test.stamp .venv-oidc/.stamp $(CHROMIUM)
 
 $(VENV)/.torch.stamp: requirements/torch.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +47,10 @@ $(VENV)/.test.stamp: $(VENV)/.platform.stamp requirements/test.txt
 	quiet_pip() { .venv-oidc/bin/pip "$$@" 2>&1 | { grep -v 'is ignored: it is neither' || true; }; }; \
 	  quiet_pip install -q "oidc-provider-mock>=0.3,<0.4"
 	touch $@
+
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 
 node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

@@ -1,4 +1,7 @@
-/** The ReefLab side panel: the marketplace, and the user's account and hardware. Sections are added as their APIs land. */
+/**
+ * The ReefLab side panel: the marketplace, and the user's account and hardware.
+ * Sections are added as their APIs land.
+ */
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';

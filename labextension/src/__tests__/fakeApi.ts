@@ -1,0 +1,114 @@
+/** A marketplace API in memory, recording each call, with answers the tests can hold back. */
+import { vi } from 'vitest';
+
+import { Catalog, MarketplaceAPI, ReefLabError, searchParams } from '../api';
+
+export function card(id: string, title: string, extra: Partial<Catalog.ICard> = {}): Catalog.ICard {
+  return {
+    id,
+    title,
+    summary: `${title} summary`,
+    source: 'builtin',
+    valid: true,
+    deployable: true,
+    updated: '2026-11-23',
+    tasks: ['Computer Vision'],
+    libraries: ['PyTorch'],
+    categories: ['AI4 inference'],
+    'data-type': ['Image'],
+    tags: [],
+    ...extra
+  };
+}
+
+export const CATALOGUE = [
+  card('image-classifier', 'Image classifier', { tasks: ['Computer Vision', 'Classification'], tags: ['plankton'] }),
+  card('yolo-detector', 'YOLO object detector', { tasks: ['Computer Vision', 'Other'] }),
+  card('whale-calls', 'Whale call detector', {
+    source: 'remote',
+    valid: false,
+    tasks: ['Classification'],
+    'data-type': ['Audio']
+  })
+];
+
+/**
+ * Search the way the server does: words in the title, any value of a facet, every facet; a facet's
+ * counts are among the modules matching the words and the *other* facets' filters.
+ */
+export function answer(query: Catalog.ISearchQuery, catalogue = CATALOGUE): Catalog.ISearchResult {
+  const words = (query.q ?? '').toLowerCase().split(/\s+/).filter(Boolean);
+  const matching = (except?: Catalog.Facet) =>
+    catalogue.filter(
+      item =>
+        words.every(w => item.title.toLowerCase().includes(w)) &&
+        Catalog.FACETS.every(
+          f => f === except || !query.filters?.[f]?.length || query.filters[f]!.some(v => item[f].includes(v))
+        )
+    );
+  const matches = matching();
+  const facets = {} as Catalog.ISearchResult['facets'];
+  for (const facet of Catalog.FACETS) {
+    const counts = new Map<string, number>();
+    matching(facet).forEach(item => item[facet].forEach(v => counts.set(v, (counts.get(v) ?? 0) + 1)));
+    facets[facet] = [...counts].map(([value, count]) => ({ value, count })).sort((a, b) => b.count - a.count);
+  }
+  const perPage = query.per_page ?? 20;
+  const page = query.page ?? 1;
+  return {
+    total: matches.length,
+    page,
+    per_page: perPage,
+    pages: Math.ceil(matches.length / perPage),
+    items: matches.slice((page - 1) * perPage, page * perPage),
+    facets
+  };
+}
+
+interface IHeld {
+  query: Catalog.ISearchQuery;
+  signal?: AbortSignal;
+  release: () => void;
+}
+
+export class FakeAPI implements MarketplaceAPI {
+  searches: Array<{ query: Catalog.ISearchQuery; signal?: AbortSignal; qs: string }> = [];
+  held: IHeld[] = [];
+  /** when true, searches wait for `release()` */
+  hold = false;
+  failNext: ReefLabError | null = null;
+  modules = new Map<string, Catalog.IModule>();
+  forms = new Map<string, Catalog.IForm>();
+
+  searchModules = vi.fn((query: Catalog.ISearchQuery, signal?: AbortSignal): Promise<Catalog.ISearchResult> => {
+    this.searches.push({ query, signal, qs: searchParams(query) });
+    const failure = this.failNext;
+    this.failNext = null;
+    return new Promise((resolve, reject) => {
+      const release = () => (failure ? reject(failure) : resolve(answer(query)));
+      if (this.hold) {
+        this.held.push({ query, signal, release });
+      } else {
+        release();
+      }
+    });
+  });
+
+  module = vi.fn(async (id: string): Promise<Catalog.IModule> => {
+    const found = this.modules.get(id);
+    if (!found) {
+      throw new ReefLabError(`No module '${id}' in the marketplace; search the catalogue for its id.`, 404);
+    }
+    return found;
+  });
+
+  moduleForm = vi.fn(async (id: string): Promise<Catalog.IForm> => {
+    const found = this.forms.get(id);
+    if (!found) {
+      throw new ReefLabError('The server failed to answer (HTTP 500). Try again in a moment.', 500);
+    }
+    return found;
+  });
+
+  refreshCatalog = vi.fn(async (): Promise<Catalog.IRefreshResult> => ({ modules: 3, invalid: 1, errors: [] }));
+}

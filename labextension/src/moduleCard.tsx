@@ -1,0 +1,28 @@
+/** One module in the search results: a button that opens its detail. */
+import * as React from 'react';
+
+import { Catalog } from './api';
+import { FacetBadges, InvalidBadge, SourceBadge } from './badges';
+
+export function ModuleCard(props: { card: Catalog.ICard; onOpen: (id: string) => void }): JSX.Element {
+  const { card } = props;
+  return (
+    <li className="jp-ReefLab-cardItem">
+      <button
+        type="button"
+        className="jp-ReefLab-card"
+        data-module-id={card.id}
+        aria-label={`${card.title}: ${card.summary}`}
+        onClick={() => props.onOpen(card.id)}
+      >
+        <span className="jp-ReefLab-cardTitle">{card.title}</span>
+        <span className="jp-ReefLab-cardSummary">{card.summary || 'No summary given.'}</span>
+        <span className="jp-ReefLab-badges">
+          {!card.valid && <InvalidBadge />}
+          <FacetBadges card={card} />
+          <SourceBadge source={card.source} />
+        </span>
+      </button>
+    </li>
+  );
+}

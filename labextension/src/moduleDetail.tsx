@@ -1,0 +1,169 @@
+/** Everything about one module: description, needs, hardware that fits, links, metadata problems. */
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { caretLeftIcon, launchIcon } from '@jupyterlab/ui-components';
+import * as React from 'react';
+
+import { Catalog, errorMessage, MarketplaceAPI } from './api';
+import { FacetBadges, InvalidBadge, SourceBadge } from './badges';
+import { HardwareForm } from './hardwareForm';
+import { Markdown } from './markdown';
+import { describeNeeds, problemField, safeLinks } from './marketplaceState';
+import { ErrorNotice, Loading } from './notice';
+
+/** Actions that belong to other parts of ReefLab; shown so people know they are coming, never faked. */
+const ACTIONS = [
+  { label: 'Try', what: 'run it once on your own files' },
+  { label: 'Deploy', what: 'start it as a service you can call' },
+  { label: 'Make serverless', what: 'run it on demand for each uploaded file' }
+];
+
+interface IRemote<T> {
+  value: T | null;
+  error: string | null;
+}
+
+function useModule(api: MarketplaceAPI, id: string, attempt: number) {
+  const [module, setModule] = React.useState<IRemote<Catalog.IModule>>({ value: null, error: null });
+  const [form, setForm] = React.useState<IRemote<Catalog.IForm>>({ value: null, error: null });
+  React.useEffect(() => {
+    const controller = new AbortController();
+    setModule({ value: null, error: null });
+    setForm({ value: null, error: null });
+    const live = () => !controller.signal.aborted;
+    // both at once: the description shows while the hardware check is still running
+    api.module(id, controller.signal).then(
+      value => live() && setModule({ value, error: null }),
+      e => live() && setModule({ value: null, error: errorMessage(e) })
+    );
+    api.moduleForm(id, controller.signal).then(
+      value => live() && setForm({ value, error: null }),
+      e => live() && setForm({ value: null, error: errorMessage(e) })
+    );
+    return () => controller.abort();
+  }, [api, id, attempt]);
+  return { module, form };
+}
+
+export interface IModuleDetailProps {
+  id: string;
+  api: MarketplaceAPI;
+  rendermime?: IRenderMimeRegistry | null;
+  onBack: () => void;
+}
+
+export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
+  const [attempt, setAttempt] = React.useState(0);
+  const { module, form } = useModule(props.api, props.id, attempt);
+  const retry = () => setAttempt(a => a + 1);
+  const m = module.value;
+  const links = safeLinks(m?.metadata.links);
+  const training = m?.metadata.resources?.training;
+
+  return (
+    <article className="jp-ReefLab-detail" aria-label={m ? m.title : 'Module'}>
+      <button type="button" className="jp-ReefLab-back" onClick={props.onBack}>
+        <caretLeftIcon.react tag="span" className="jp-ReefLab-caret" />
+        Back to results
+      </button>
+      {!m && !module.error && <Loading>Loading the module…</Loading>}
+      {module.error && <ErrorNotice message={module.error} onRetry={retry} />}
+      {m && (
+        <>
+          <header className="jp-ReefLab-detailHeader">
+            <h3 className="jp-ReefLab-detailTitle">{m.title}</h3>
+            <div className="jp-ReefLab-badges">
+              <SourceBadge source={m.source} />
+              {!m.valid && <InvalidBadge />}
+              <FacetBadges card={m} facets={['tasks', 'data-type', 'libraries']} />
+            </div>
+            {m.summary && <p className="jp-ReefLab-summary">{m.summary}</p>}
+          </header>
+
+          <div className="jp-ReefLab-actions">
+            {ACTIONS.map(action => (
+              <span key={action.label} title={`Coming soon: ${action.what}`}>
+                <button type="button" className="jp-ReefLab-button" disabled title={`Coming soon: ${action.what}`}>
+                  {action.label}
+                </button>
+              </span>
+            ))}
+            <span className="jp-ReefLab-muted jp-ReefLab-soon">coming soon</span>
+          </div>
+
+          {m.problems.length > 0 && (
+            <div className="jp-ReefLab-problems" role="note">
+              <h4>Problems in its metadata</h4>
+              <ul>
+                {m.problems.map((p, i) => (
+                  <li key={i}>
+                    <code>{problemField(p.field)}</code>: {p.message}
+                  </li>
+                ))}
+              </ul>
+            </div>
+          )}
+
+          <h4>Description</h4>
+          {m.metadata.description ? (
+            <Markdown source={String(m.metadata.description)} rendermime={props.rendermime} />
+          ) : (
+            <p className="jp-ReefLab-muted">The authors gave no description.</p>
+          )}
+
+          <h4>Hardware</h4>
+          {!form.value && !form.error && <Loading>Checking which hardware fits…</Loading>}
+          {form.error && <ErrorNotice message={form.error} onRetry={retry} />}
+          {form.value && <HardwareForm form={form.value} valid={m.valid} source={m.source} />}
+          {training && (
+            <p>
+              <span className="jp-ReefLab-label">Needs for training: </span>
+              {describeNeeds(training)}
+            </p>
+          )}
+
+          {links.length > 0 && (
+            <>
+              <h4>Links</h4>
+              <ul className="jp-ReefLab-links">
+                {links.map(link => (
+                  <li key={link.label}>
+                    <a href={link.url} target="_blank" rel="noopener noreferrer" title={link.url}>
+                      {link.label}
+                      <launchIcon.react tag="span" className="jp-ReefLab-linkIcon" />
+                    </a>
+                  </li>
+                ))}
+              </ul>
+            </>
+          )}
+
+          <h4>About</h4>
+          <dl className="jp-ReefLab-facts">
+            <dt>Id</dt>
+            <dd>
+              <code>{m.id}</code>
+            </dd>
+            {typeof m.metadata.license === 'string' && (
+              <>
+                <dt>License</dt>
+                <dd>{m.metadata.license}</dd>
+              </>
+            )}
+            {m.updated && (
+              <>
+                <dt>Updated</dt>
+                <dd>{m.updated}</dd>
+              </>
+            )}
+            {m.versions.length > 0 && (
+              <>
+                <dt>Versions</dt>
+                <dd>{m.versions.join(', ')}</dd>
+              </>
+            )}
+          </dl>
+        </>
+      )}
+    </article>
+  );
+}
