@@ -53,7 +53,9 @@ def test_reeflab_registers_handlers(jp_serverapp):
     assert reeflab_routes(jp_serverapp), "no ReefLab handler is registered"
 
 
-async def test_anonymous_requests_are_refused_everywhere(jp_serverapp, jp_fetch):
+async def refusals(jp_serverapp, jp_fetch, **options):
+    """(method, path, refused request) for every method of every ReefLab route."""
+    found = []
     for pattern, handler in reeflab_routes(jp_serverapp):
         for method in implemented(handler):
             path = concrete_path(pattern, jp_serverapp.base_url)
@@ -62,15 +64,20 @@ async def test_anonymous_requests_are_refused_everywhere(jp_serverapp, jp_fetch)
                     path.lstrip("/"),
                     method=method,
                     body=b"{}" if method in ("POST", "PUT", "PATCH") else None,
-                    headers={"Authorization": ""},
                     allow_nonstandard_methods=True,
-                    follow_redirects=False,
+                    **options,
                 )
-            code = err.value.code
-            if code == 302:  # a browser GET of a page is sent to the login page, never to the handler
-                assert method == "GET" and "login" in err.value.response.headers["Location"], path
-            else:
-                assert code in (401, 403), f"{method} {path} answered {code} without auth"
+            found.append((method, path, err.value))
+    return found
+
+
+async def test_anonymous_requests_are_refused_everywhere(jp_serverapp, jp_fetch):
+    anonymous = {"headers": {"Authorization": ""}, "follow_redirects": False}
+    for method, path, error in await refusals(jp_serverapp, jp_fetch, **anonymous):
+        if error.code == 302:  # a browser GET of a page is sent to the login page, never to the handler
+            assert method == "GET" and "login" in error.response.headers["Location"], path
+        else:
+            assert error.code in (401, 403), f"{method} {path} answered {error.code} without auth"
 
 
 class TestAuthorization:
@@ -80,15 +87,6 @@ class TestAuthorization:
         return {**jp_server_config, "ServerApp": app}
 
     async def test_every_handler_asks_the_authorizer(self, jp_serverapp, jp_fetch):
-        for pattern, handler in reeflab_routes(jp_serverapp):
-            assert handler.auth_resource.startswith("reeflab")
-            for method in implemented(handler):
-                path = concrete_path(pattern, jp_serverapp.base_url)
-                with pytest.raises(HTTPClientError) as err:
-                    await jp_fetch(
-                        path.lstrip("/"),
-                        method=method,
-                        body=b"{}" if method in ("POST", "PUT", "PATCH") else None,
-                        allow_nonstandard_methods=True,
-                    )
-                assert err.value.code == 403, f"{method} {path} is not checked by @authorized"
+        assert all(handler.auth_resource.startswith("reeflab") for _, handler in reeflab_routes(jp_serverapp))
+        for method, path, error in await refusals(jp_serverapp, jp_fetch):
+            assert error.code == 403, f"{method} {path} is not checked by @authorized"
