@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 from PIL import Image
-from reeflab.testing.hub import free_port, wait_until
+from reeflab.testing.process import free_port, wait_until
 
 
 def percentile(values: list[float], q: float) -> float:

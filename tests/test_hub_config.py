@@ -28,7 +28,7 @@ def test_local_mode_is_the_default(monkeypatch, tmp_path):
     assert c.JupyterHub.db_url == f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
     token = tmp_path / "proxy_token"
     assert token.stat().st_mode & 0o077 == 0, "the proxy token must be private to its owner"
-    assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler"]
+    assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler", "reeflab-serverless"]
 
 
 def test_admins_and_users_come_from_the_environment(monkeypatch, tmp_path):

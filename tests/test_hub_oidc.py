@@ -21,7 +21,8 @@ import pytest
 import requests
 from reeflab.hub.config import REPO, configure_oidc_login
 from reeflab.hub.oidc import groups_from_entitlements
-from reeflab.testing.hub import HubProcess, free_port, wait_until
+from reeflab.testing.hub import HubProcess
+from reeflab.testing.process import free_port, wait_until
 from traitlets.config import Config
 
 MOCK_PYTHON = REPO / ".venv-oidc" / "bin" / "python"

@@ -14,7 +14,7 @@ from PIL import Image
 from reeflab.modules.contract import CONTRACT, missing_functions
 from reeflab.modules.image_classifier import model as classifier
 from reeflab.modules.yolo_detector import model as detector
-from reeflab.testing.hub import free_port, wait_until
+from reeflab.testing.process import free_port, wait_until
 
 DEEPAAS_RUN = str(Path(sys.executable).parent / "deepaas-run")
 

@@ -88,6 +88,7 @@ def configure_local(c) -> None:
     homes = Path(_env("REEFLAB_HOMES") or state / "homes")
     c.ReefLabLocalSpawner.home_dir_template = str(homes / "{username}")
     configure_idle_culler(c)
+    configure_serverless(c)
 
 
 def configure_kubernetes(c) -> None:
@@ -203,3 +204,47 @@ def _secret(path: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+SERVERLESS_SERVICE = "reeflab-serverless"
+
+
+def configure_serverless(c) -> None:
+    """The local OSCAR-compatible engine as a hub-managed service at /services/reeflab-serverless/.
+
+    Every user may call it with a hub token (the access scope is added to the `user` role and to
+    the tokens of user servers); each user gets an OSCAR basic-auth login from its /system/config.
+    S3 (SeaweedFS) given to OSCAR clients: REEFLAB_S3_ENDPOINT, REEFLAB_S3_ACCESS_KEY and
+    REEFLAB_S3_SECRET_KEY_FILE (a 0600 file).
+    """
+    port = int(_env("REEFLAB_SERVERLESS_PORT", "8095"))
+    command = [sys.executable, "-m", "reeflab.serverless", f"--state-dir={state_dir() / 'serverless'}"]
+    for variable, trait in (
+        ("REEFLAB_S3_ENDPOINT", "s3_endpoint"),
+        ("REEFLAB_S3_ACCESS_KEY", "s3_access_key"),
+        ("REEFLAB_S3_SECRET_KEY_FILE", "s3_secret_key_file"),
+    ):
+        if _env(variable):
+            command.append(f"--ServerlessApp.{trait}={_env(variable)}")
+    service = {
+        "name": SERVERLESS_SERVICE,
+        "url": f"http://127.0.0.1:{port}",
+        "command": command,
+        "environment": {"YOLO_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"},
+    }
+    add_service(c, service, scopes=[])
+    access = f"access:services!service={SERVERLESS_SERVICE}"
+    _grant_scopes(c, "user", ["self"], [access])
+    _grant_scopes(c, "server", ["users:activity!user", "access:servers!server"], [access])
+
+
+def _grant_scopes(c, role: str, defaults: list[str], scopes: list[str]) -> None:
+    """Add scopes to one of JupyterHub's default roles, keeping what it (or earlier config) grants."""
+    hub = c.JupyterHub
+    roles = list(hub.load_roles) if "load_roles" in hub else []
+    found = next((r for r in roles if r.get("name") == role), None)
+    if found is None:
+        roles.append({"name": role, "scopes": [*defaults, *scopes]})
+    else:
+        found["scopes"] = [*found.get("scopes", defaults), *(s for s in scopes if s not in found.get("scopes", []))]
+    hub.load_roles = roles

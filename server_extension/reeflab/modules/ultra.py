@@ -50,7 +50,8 @@ def check_image(upload: Any) -> bool:
     try:
         with Image.open(stream) as image:
             image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError):
+    except (UnidentifiedImageError, OSError, SyntaxError, ImportError):
+        # ImportError: Ultralytics patches Image.open to try optional HEIF support (pi_heif) on unknown data
         raise ValidationError(f"'{name}' is not an image this model can read; send a JPEG, PNG, TIFF or BMP") from None
     finally:
         stream.seek(0)

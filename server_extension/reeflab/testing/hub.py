@@ -10,42 +10,25 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 from ..hub.config import REPO
+from .process import ServerProcess, free_port, wait_until
 
 SERVICE = "reeflab-test"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.25):
-    """Poll `predicate` until it returns a truthy value; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-class HubProcess:
+class HubProcess(ServerProcess):
     """`with HubProcess(tmp_path) as hub:` starts the hub; `hub.api(...)` calls its REST API."""
+
+    what = "JupyterHub"
 
     def __init__(self, state: Path, env: dict[str, str] | None = None, extra_config: str = ""):
         self.state = Path(state)
+        super().__init__(self.state / "jupyterhub.log", cwd=self.state)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.token = secrets.token_hex(16)
@@ -57,10 +40,9 @@ class HubProcess:
             "REEFLAB_HUB_API_PORT": str(free_port()),
             "REEFLAB_PROXY_API_PORT": str(free_port()),
             "REEFLAB_CULL_TIMEOUT": "0",
+            "REEFLAB_SERVERLESS_PORT": str(free_port()),
             **(env or {}),
         }
-        self.proc: subprocess.Popen | None = None
-        self.log_path = self.state / "jupyterhub.log"
 
     def _write_config(self) -> Path:
         path = self.state / "jupyterhub_test_config.py"
@@ -73,50 +55,12 @@ class HubProcess:
         )
         return path
 
-    def start(self, timeout: float = 90) -> HubProcess:
+    def command(self) -> list[str]:
         self.state.mkdir(parents=True, exist_ok=True)
-        config = self._write_config()
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(config)],
-            cwd=self.state,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        return [sys.executable, "-m", "jupyterhub", "-f", str(self._write_config())]
 
-        def up():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"JupyterHub exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                return requests.get(self.url + "hub/api/", timeout=2).ok
-            except requests.ConnectionError:
-                return False
-
-        wait_until(up, timeout, "JupyterHub to answer")
-        return self
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        if self.proc:
-            self._log.close()
-
-    def __enter__(self) -> HubProcess:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+    def healthy(self) -> bool:
+        return requests.get(self.url + "hub/api/", timeout=2).ok
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"Authorization": f"token {self.token}", **kwargs.pop("headers", {})}

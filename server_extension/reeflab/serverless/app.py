@@ -1,0 +1,182 @@
+"""`python -m reeflab.serverless`: the engine as a process, standalone or as a JupyterHub service.
+
+Under the hub (a managed service), JUPYTERHUB_SERVICE_URL gives where to listen and
+JUPYTERHUB_SERVICE_PREFIX the base URL (/services/reeflab-serverless/), and hub tokens are
+checked with HubAuth. Standalone, pass --ip/--port/--base-url; for tests and development
+without a hub, `--ServerlessApp.static_tokens_file` maps tokens to user names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets.config import Application
+
+from .._version import __version__
+from .auth import RequestAuthenticator
+from .engine import EngineSettings, OscarEngine
+from .handlers import UnknownRouteHandler, routes
+from .system import S3Settings
+
+PR_SET_DUMPABLE = 4
+# what workers inherit from the engine's environment (never its hub token or other secrets)
+WORKER_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES")
+WORKER_ENV_PREFIXES = ("YOLO_", "MLFLOW_", "OMP_", "MKL_", "TORCH_", "HF_")
+
+
+def worker_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in WORKER_ENV_KEEP or k.startswith(WORKER_ENV_PREFIXES)}
+
+
+class ServerlessApp(Application):
+    """The engine's configuration (traitlets: command line or a config file) and its lifecycle."""
+
+    name = "reeflab-serverless"
+    version = __version__
+    description = "ReefLab's local OSCAR-compatible serverless engine"
+    aliases = {
+        "ip": "ServerlessApp.ip",
+        "port": "ServerlessApp.port",
+        "base-url": "ServerlessApp.base_url",
+        "state-dir": "ServerlessApp.state_dir",
+        "config": "ServerlessApp.config_file",
+    }
+
+    config_file = Unicode("", config=True, help="A Python traitlets config file to load")
+    ip = Unicode(config=True, help="Interface to listen on (default: from JUPYTERHUB_SERVICE_URL, else 127.0.0.1)")
+    port = Integer(config=True, help="Port to listen on (default: from JUPYTERHUB_SERVICE_URL, else 8095)")
+    base_url = Unicode(config=True, help="URL prefix of every route (default: JUPYTERHUB_SERVICE_PREFIX, else /)")
+    state_dir = Unicode(config=True, help="Folder of the job queue, inputs, outputs and logs (kept private)")
+    static_tokens_file = Unicode(
+        "", config=True, help="Tests/development only: JSON file {token: user name} accepted as Bearer tokens"
+    )
+    idle_seconds = Float(300, config=True, help="Stop a warm worker idle this long (above its service's min_scale)")
+    max_attempts = Integer(3, config=True, help="Runs of an async job whose worker died before it fails")
+    invocation_timeout = Float(600, config=True, help="Seconds one invocation may run before it is stopped")
+    start_timeout = Float(180, config=True, help="Seconds a worker may take to load its module")
+    max_workers = Integer(os.cpu_count() or 1, config=True, help="Warm workers alive at once, all services together")
+    max_workers_per_service = Integer(
+        os.cpu_count() or 1, config=True, help="Default max_scale of a service whose FDL sets none"
+    )
+    max_body_mb = Integer(200, config=True, help="Largest invocation body accepted (MB)")
+    s3_endpoint = Unicode("", config=True, help="S3 endpoint given to clients as minio_provider (e.g. SeaweedFS)")
+    s3_region = Unicode("us-east-1", config=True)
+    s3_access_key = Unicode("", config=True)
+    s3_secret_key_file = Unicode("", config=True, help="File holding the S3 secret key (never on the command line)")
+    s3_verify = Bool(True, config=True, help="Whether clients should verify the S3 endpoint's TLS certificate")
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        return urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "")).hostname or "127.0.0.1"
+
+    @default("port")
+    def _default_port(self) -> int:
+        return urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "")).port or 8095
+
+    @default("base_url")
+    def _default_base_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+
+    @default("state_dir")
+    def _default_state_dir(self) -> str:
+        root = os.environ.get("REEFLAB_STATE_DIR") or str(Path.home() / ".reeflab")
+        return str(Path(root) / "serverless")
+
+    def initialize(self, argv=None) -> None:
+        super().initialize(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+
+    def settings(self) -> EngineSettings:
+        return EngineSettings(
+            state_dir=Path(self.state_dir),
+            idle_seconds=self.idle_seconds,
+            max_attempts=self.max_attempts,
+            invocation_timeout=self.invocation_timeout,
+            start_timeout=self.start_timeout,
+            max_workers=self.max_workers,
+            max_workers_per_service=self.max_workers_per_service,
+            worker_env=worker_env(),
+        )
+
+    def s3(self) -> S3Settings:
+        secret = Path(self.s3_secret_key_file).read_text().strip() if self.s3_secret_key_file else ""
+        return S3Settings(self.s3_endpoint, self.s3_region, self.s3_access_key, secret, self.s3_verify)
+
+    def hub_auth(self):
+        """HubAuth when running under JupyterHub (it sets JUPYTERHUB_API_TOKEN and _URL), else None."""
+        if not (os.environ.get("JUPYTERHUB_API_TOKEN") and os.environ.get("JUPYTERHUB_API_URL")):
+            return None
+        from jupyterhub.services.auth import HubAuth
+
+        return HubAuth(parent=self)
+
+    def start(self) -> None:
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        logging.basicConfig(level=self.log_level, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
+        state = Path(self.state_dir)
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = _lock(state / "engine.lock")
+        _not_dumpable()
+        engine = OscarEngine(self.settings())
+        static = json.loads(Path(self.static_tokens_file).read_text()) if self.static_tokens_file else {}
+        auth = RequestAuthenticator(engine.store, self.hub_auth(), static)
+        app = web.Application(
+            routes(self.base_url, engine=engine, auth=auth, s3=self.s3()),
+            base_url=self.base_url,
+            default_handler_class=UnknownRouteHandler,
+            xsrf_cookies=False,
+        )
+        await engine.start()
+        server = HTTPServer(app, max_body_size=self.max_body_mb * 2**20, max_buffer_size=self.max_body_mb * 2**20)
+        server.listen(self.port, self.ip)
+        self.log.info(
+            "ReefLab serverless engine at http://%s:%s%s (state in %s)", self.ip, self.port, self.base_url, state
+        )
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+        self.log.info("stopping: running jobs go back to the queue at the next start")
+        server.stop()
+        await engine.stop()
+        lock.close()
+
+
+def _lock(path: Path):
+    """Hold an exclusive lock on the state folder: two engines must never share a queue."""
+    handle = open(path, "a")  # held open (and locked) for the life of the engine
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"another engine already uses {path.parent}: stop it first") from None
+    return handle
+
+
+def _not_dumpable() -> None:
+    """Keep same-account processes (service scripts) from reading this process's memory and environment."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0)
+
+
+def main() -> None:
+    ServerlessApp.launch_instance()

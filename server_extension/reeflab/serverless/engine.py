@@ -1,0 +1,333 @@
+"""The local OSCAR engine: services, sync and async invocations, job logs, for many users.
+
+No HTTP here: handlers pass in who is calling and what they sent; errors are ReefLabErrors with
+a message and a status. Others' private services answer 404, as if they did not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadRequest, Forbidden, NotFound, ReefLabError
+from .dispatcher import JobDispatcher, stamp
+from .fdl import MODULE_VAR, ServiceDefinition, parse_definition
+from .payload import decode_event, sync_response
+from .pool import WorkerDied, WorkerPool, WorkerSpec
+from .store import RUNNING, SUCCEEDED, EngineStore, ServiceRecord
+
+log = logging.getLogger(__name__)
+JOBS_PAGE = 500
+
+
+class InvocationFailed(ReefLabError):
+    status = 500
+
+
+class Unauthorized(ReefLabError):
+    status = 401
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls: an authenticated user, and/or the bearer token sent (a service token on /run, /job)."""
+
+    user: str | None = None
+    token: str | None = None
+
+
+@dataclass
+class EngineSettings:
+    state_dir: Path
+    idle_seconds: float = 300.0
+    max_attempts: int = 3
+    invocation_timeout: float = 600.0
+    start_timeout: float = 180.0
+    max_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_workers_per_service: int = field(default_factory=lambda: os.cpu_count() or 1)
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+
+def installed_modules() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group="deepaas.v2.model"))
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if timestamp else None
+
+
+class OscarEngine:
+    """Services and their invocations; `start()` resumes the queue left by a previous run."""
+
+    def __init__(self, settings: EngineSettings):
+        self.settings = settings
+        state = Path(settings.state_dir)
+        self.jobs_dir, self.runs_dir = state / "jobs", state / "runs"
+        for folder in (self.jobs_dir, self.runs_dir):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = EngineStore(state / "engine.sqlite")
+        self.pool = WorkerPool(state / "workers", settings.worker_env, settings.max_workers, settings.start_timeout)
+        self.dispatcher = JobDispatcher(
+            self.store,
+            self.pool,
+            self.jobs_dir,
+            self.spec,
+            settings.max_attempts,
+            settings.invocation_timeout,
+            settings.max_workers,
+        )
+        self._specs: dict[str, tuple[str, WorkerSpec]] = {}
+        self._maintainer: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        requeued = self.store.recover()
+        if requeued:
+            log.info("requeued %d jobs that were running when the engine stopped", requeued)
+        known = self.store.job_names()
+        for folder in self.jobs_dir.iterdir():
+            if folder.name not in known:  # input written, job never recorded (stopped in between)
+                shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(self.runs_dir, ignore_errors=True)
+        self.runs_dir.mkdir(mode=0o700)
+        self.dispatcher.start()
+        self._maintainer = asyncio.ensure_future(self._maintain())
+
+    async def stop(self) -> None:
+        if self._maintainer:
+            self._maintainer.cancel()
+        await self.dispatcher.stop()
+        self.pool.close()
+        self.store.close()
+
+    async def _maintain(self) -> None:
+        while True:
+            try:
+                self.pool.maintain({r.name: s for r in self.store.list_services() if (s := self.spec(r.name))})
+            except Exception:
+                log.exception("could not scale the workers")
+            await asyncio.sleep(1.0)
+
+    # -- services -------------------------------------------------------------------------
+
+    def create_service(self, user: str, data: Any) -> dict[str, Any]:
+        definition = self._checked(parse_definition(data))
+        self.store.add_service(definition.name, user, definition.model_dump(mode="json"))
+        return self.get_service(user, definition.name)
+
+    def update_service(self, user: str, data: Any, name: str | None = None) -> None:
+        target = name or (data.get("name") if isinstance(data, dict) else None)
+        if not isinstance(target, str) or not target:
+            raise BadRequest("name: give the name of the service to update")
+        record = self._owned(user, target)
+        if name and isinstance(data, dict):
+            data = {**data, "name": name}
+        definition = self._checked(parse_definition(data, previous=self._definition(record)))
+        self.store.update_service(record.name, definition.model_dump(mode="json"))
+        self.pool.retire(record.name)
+
+    def list_services(self, user: str) -> list[dict[str, Any]]:
+        records = self.store.list_services()
+        return [self._view(r, user) for r in records if self._definition(r).visible_to(user, r.owner)]
+
+    def get_service(self, user: str, name: str) -> dict[str, Any]:
+        return self._view(self._visible(user, name), user)
+
+    def delete_service(self, user: str, name: str) -> None:
+        record = self._owned(user, name)
+        for job in self.store.delete_service(record.name):
+            self.dispatcher.cancel(job)
+            shutil.rmtree(self.jobs_dir / job, ignore_errors=True)
+        self.pool.retire(record.name)
+        self._specs.pop(record.name, None)
+
+    def _checked(self, definition: ServiceDefinition) -> ServiceDefinition:
+        """Refuse a module that is not installed here (the FDL itself is valid)."""
+        module, installed = definition.module, installed_modules()
+        if module and module not in installed:
+            raise BadRequest(
+                f"environment.variables.{MODULE_VAR}: no module named '{module}' is installed here; "
+                f"installed: {', '.join(installed) or 'none'}"
+            )
+        return definition
+
+    def _view(self, record: ServiceRecord, user: str) -> dict[str, Any]:
+        view = self._definition(record).public_view(owner=record.owner == user)
+        return {**view, "owner": record.owner, "token": record.token}
+
+    @staticmethod
+    def _definition(record: ServiceRecord) -> ServiceDefinition:
+        return ServiceDefinition.model_validate(record.definition)
+
+    def _visible(self, user: str | None, name: str) -> ServiceRecord:
+        record = self.store.get_service(name)
+        if record is None or user is None or not self._definition(record).visible_to(user, record.owner):
+            raise NotFound(f"no service named '{name}' that you can use: GET /system/services lists yours")
+        return record
+
+    def _owned(self, user: str, name: str) -> ServiceRecord:
+        record = self._visible(user, name)
+        if record.owner != user:
+            raise Forbidden(f"only the owner of service '{name}' may change or delete it")
+        return record
+
+    def spec(self, name: str) -> WorkerSpec | None:
+        """How the pool runs a service's workers (cached until its definition changes)."""
+        record = self.store.get_service(name)
+        if record is None:
+            return None
+        digest = hashlib.sha256(json.dumps([record.definition, record.created], sort_keys=True).encode()).hexdigest()
+        cached = self._specs.get(name)
+        if cached and cached[0] == digest:
+            return cached[1]
+        definition, settings = self._definition(record), self.settings
+        max_scale = min(definition.synchronous.max_scale or settings.max_workers_per_service, settings.max_workers)
+        threads = str(max(1, -(-definition.cpu_millicores // 1000)))  # the CPU limit, rounded up
+        spec = WorkerSpec(
+            service=name,
+            version=digest[:16],
+            module=definition.module,
+            script=definition.script,
+            predict_args=definition.predict_args,
+            env={"OMP_NUM_THREADS": threads, **definition.environment.variables, **definition.environment.secrets},
+            min_scale=min(definition.synchronous.min_scale, max_scale),
+            max_scale=max_scale,
+            idle_seconds=definition.idle_seconds(settings.idle_seconds),
+            cpu_millicores=definition.cpu_millicores,
+            memory_bytes=definition.memory_bytes,
+        )
+        self._specs[name] = (digest, spec)
+        return spec
+
+    # -- invocations ----------------------------------------------------------------------
+
+    def _invocable(self, caller: Caller, name: str) -> ServiceRecord:
+        record = self.store.get_service(name)
+        if record and caller.token and hmac.compare_digest(caller.token.encode(), record.token.encode()):
+            return record
+        if caller.user is None:
+            raise Unauthorized(
+                f"this token is not valid for service '{name}': send the service's token "
+                "(its owner sees it in GET /system/services/<name>) or your own credentials"
+            )
+        return self._visible(caller.user, name)
+
+    async def run(self, caller: Caller, name: str, body: bytes) -> bytes:
+        """A synchronous invocation: the answer OSCAR gives (base64 of the output, or the log)."""
+        record = self._invocable(caller, name)
+        spec = self.spec(record.name)
+        run_id = f"run-{uuid.uuid4().hex}"
+        work = self.runs_dir / run_id
+        (work / "input").mkdir(parents=True)
+        (work / "output").mkdir()
+        source = work / "input" / run_id
+        source.write_bytes(decode_event(body))
+        request = {
+            "id": run_id,
+            "input": str(source),
+            "name": run_id,
+            "output_dir": str(work / "output"),
+            "log": str(work / "log"),
+            "workdir": str(work),
+        }
+        try:
+            reply = await self.pool.invoke(spec, request, self.settings.invocation_timeout)
+            output = (work / "log").read_bytes() if (work / "log").exists() else b""
+            if reply.get("ok"):
+                return sync_response(work / "output", output)
+            if reply.get("kind") == "input":
+                raise BadRequest(reply.get("error") or "the service refused this input")
+            tail = output.decode(errors="replace").strip().splitlines()[-15:]
+            raise InvocationFailed("; ".join([reply.get("error") or "the invocation failed", *tail]))
+        except WorkerDied as error:
+            raise InvocationFailed(f"{error}; try again") from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def submit(self, caller: Caller, name: str, body: bytes) -> str:
+        """An asynchronous invocation: the input is stored, the job queued; returns the job name."""
+        record = self._invocable(caller, name)
+        data = decode_event(body)
+        job = f"{record.name[:16] if len(record.name) >= 25 else record.name}-{uuid.uuid4()}"
+        folder = self.jobs_dir / job
+        (folder / "input").mkdir(parents=True, mode=0o700)
+        with open(folder / "input" / job, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        self.store.add_job(job, record.name, caller.user or record.owner)
+        self.dispatcher.wake()
+        return job
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def list_jobs(self, user: str, name: str, page: str = "") -> dict[str, Any]:
+        record = self._visible(user, name)
+        offset = int(page) if page.isdigit() else 0
+        submitter = None if record.owner == user else user
+        jobs, remaining = self.store.list_jobs(record.name, submitter, offset, JOBS_PAGE)
+        return {
+            "jobs": {
+                job.name: {
+                    "status": job.status,
+                    "creation_time": iso_time(job.created),
+                    "start_time": iso_time(job.started),
+                    "finish_time": iso_time(job.finished),
+                }
+                for job in jobs
+            },
+            "next_page": str(offset + len(jobs)) if remaining else "",
+            "remaining_jobs": remaining,
+        }
+
+    def job_log(self, user: str, name: str, job: str) -> str:
+        """What each attempt printed, with the engine's notes, then the job's one recorded outcome."""
+        self._job(user, name, job)
+        path = self.jobs_dir / job / "log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        result = self.store.result(job)
+        if result is None:
+            return text
+        if result["status"] == SUCCEEDED:
+            listed = ", ".join(f"{o['name']} ({o['size']} bytes)" for o in result["outputs"]) or "none"
+            outcome = f"job succeeded; outputs: {listed}"
+        else:
+            outcome = f"job failed: {result['error']}"
+        return f"{text}[{stamp(result['completed'])}] {outcome}\n"
+
+    def delete_job(self, user: str, name: str, job: str) -> None:
+        self._remove([self._job(user, name, job).name])
+
+    def delete_jobs(self, user: str, name: str, everything: bool = False) -> None:
+        """Remove finished jobs (OSCAR's default: succeeded ones), or all of them with `everything`."""
+        record = self._visible(user, name)
+        submitter = None if record.owner == user else user
+        jobs, _ = self.store.list_jobs(record.name, submitter, 0, 2**31)
+        self._remove([job.name for job in jobs if everything or job.status == SUCCEEDED])
+
+    def _job(self, user: str, name: str, job: str):
+        record = self._visible(user, name)
+        found = self.store.get_job(job)
+        if found is None or found.service != record.name or (record.owner != user and found.submitter != user):
+            raise NotFound(f"service '{name}' has no job '{job}': GET /system/logs/{name} lists its jobs")
+        return found
+
+    def _remove(self, jobs: list[str]) -> None:
+        for job in jobs:
+            self.dispatcher.cancel(job)
+        self.store.delete_jobs(jobs)
+        for job in jobs:
+            shutil.rmtree(self.jobs_dir / job, ignore_errors=True)
+
+    def running_jobs(self) -> int:
+        return self.store.status_counts().get(RUNNING, 0)

@@ -1,0 +1,210 @@
+"""OSCAR service definitions (FDL): validation with messages that name the field to fix.
+
+ReefLab reads a few extra settings from `environment.variables`, so an FDL written for ReefLab
+still deploys unchanged on a real OSCAR cluster:
+
+- `REEFLAB_MODULE`: serve this DEEPaaS module (a `deepaas.v2.model` entry point) from warm
+  workers instead of running `script` per invocation; `image` is then ignored locally.
+- `REEFLAB_PREDICT_ARGS`: JSON object of extra `predict` arguments (e.g. `{"conf": 0.4}`).
+- `REEFLAB_IDLE_SECONDS`: stop an idle warm worker after this many seconds (default: engine's).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import BadRequest
+from ..profiles import memory_bytes
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SECRET_MASK = "********"
+MODULE_VAR = "REEFLAB_MODULE"
+PREDICT_ARGS_VAR = "REEFLAB_PREDICT_ARGS"
+IDLE_VAR = "REEFLAB_IDLE_SECONDS"
+_CPU_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m?)\s*$")
+
+
+def cpu_millicores(value: str) -> int:
+    """Parse a Kubernetes CPU quantity ("0.5", "2", "500m") into millicores."""
+    match = _CPU_RE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a CPU quantity such as '0.5', '2' or '500m'")
+    number, milli = match.groups()
+    return max(1, round(float(number) * (1 if milli else 1000)))
+
+
+class StorageIO(BaseModel):
+    """An input or output storage path of the service (used by upload triggers and outputs)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    storage_provider: str = "minio.default"
+    path: str = Field(min_length=1)
+    suffix: list[str] = []
+    prefix: list[str] = []
+
+
+class Environment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variables: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+
+    @field_validator("variables", "secrets", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        # YAML turns `DEBUG: 1` into an int; the container would see the string "1"
+        if isinstance(value, dict):
+            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+        return value
+
+
+class Synchronous(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    min_scale: int = Field(0, ge=0)
+    max_scale: int = Field(0, ge=0, description="0: as many as the engine allows")
+
+
+class ServiceDefinition(BaseModel):
+    """The FDL fields the local engine acts on; any other OSCAR field is kept and echoed back."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    image: str = ""
+    script: str = ""
+    cpu: str = "0.2"
+    memory: str = "256Mi"
+    log_level: str = "INFO"
+    visibility: Literal["private", "public", "restricted"] = "private"
+    allowed_users: list[str] = []
+    environment: Environment = Environment()
+    input: list[StorageIO] = []
+    output: list[StorageIO] = []
+    synchronous: Synchronous = Synchronous()
+    storage_providers: dict[str, Any] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if len(value) > 39 or not NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a service name: use 1-39 lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit (e.g. 'fish-detector')"
+            )
+        return value
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _quantity_as_string(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @field_validator("cpu")
+    @classmethod
+    def _check_cpu(cls, value: str) -> str:
+        cpu_millicores(value)
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _check_memory(cls, value: str) -> str:
+        memory_bytes(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_execution(self) -> ServiceDefinition:
+        variables = self.environment.variables
+        if not self.module and not self.script.strip():
+            raise ValueError(
+                "give 'script' (the shell script run for each invocation) or set "
+                f"environment.variables.{MODULE_VAR} to the name of an installed module"
+            )
+        if PREDICT_ARGS_VAR in variables:
+            try:
+                args = json.loads(variables[PREDICT_ARGS_VAR])
+            except ValueError:
+                args = None
+            if not isinstance(args, dict):
+                raise ValueError(
+                    f'environment.variables.{PREDICT_ARGS_VAR} must be a JSON object, e.g. {{"conf": 0.4}}'
+                )
+        if IDLE_VAR in variables and not variables[IDLE_VAR].isdigit():
+            raise ValueError(f"environment.variables.{IDLE_VAR} must be a whole number of seconds")
+        max_scale = self.synchronous.max_scale
+        if max_scale and max_scale < self.synchronous.min_scale:
+            raise ValueError("synchronous.max_scale must be 0 (no limit) or at least synchronous.min_scale")
+        return self
+
+    # -- what the engine needs ---------------------------------------------------------
+
+    @property
+    def module(self) -> str:
+        return self.environment.variables.get(MODULE_VAR, "").strip()
+
+    @property
+    def predict_args(self) -> dict[str, Any]:
+        return json.loads(self.environment.variables.get(PREDICT_ARGS_VAR) or "{}")
+
+    @property
+    def cpu_millicores(self) -> int:
+        return cpu_millicores(self.cpu)
+
+    @property
+    def memory_bytes(self) -> int:
+        return memory_bytes(self.memory)
+
+    def idle_seconds(self, default: float) -> float:
+        value = self.environment.variables.get(IDLE_VAR)
+        return float(value) if value else default
+
+    def visible_to(self, user: str, owner: str) -> bool:
+        """Whether `user` may see and invoke the service (the owner may also change it)."""
+        if user == owner or self.visibility == "public":
+            return True
+        return self.visibility == "restricted" and user in self.allowed_users
+
+    def public_view(self, owner: bool) -> dict[str, Any]:
+        """The definition as the API shows it: secret values masked, storage credentials to the owner only.
+
+        oscar-python's storage client reads `storage_providers` from the service, so the owner gets them.
+        """
+        data = self.model_dump(mode="json")
+        data["environment"]["secrets"] = {key: SECRET_MASK for key in self.environment.secrets}
+        if not owner:
+            data["storage_providers"] = {}
+        return data
+
+
+def parse_definition(data: Any, previous: ServiceDefinition | None = None) -> ServiceDefinition:
+    """Validate an FDL service (a JSON object); 400 with 'field: what to fix' on any error.
+
+    On update, secrets sent back masked (as GET shows them) keep their previous values.
+    """
+    if not isinstance(data, dict):
+        raise BadRequest("send the service definition as a JSON object (OSCAR FDL: name, image, script, ...)")
+    data = {key: value for key, value in data.items() if key not in ("owner", "token")}  # read-only fields
+    try:
+        definition = ServiceDefinition.model_validate(data)
+    except ValidationError as error:
+        raise BadRequest("invalid service definition: " + describe(error)) from None
+    if previous is not None:
+        secrets = definition.environment.secrets
+        for key, value in secrets.items():
+            if value == SECRET_MASK and key in previous.environment.secrets:
+                secrets[key] = previous.environment.secrets[key]
+    return definition
+
+
+def describe(error: ValidationError) -> str:
+    """One line per problem, each starting with the dotted path of the field."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "definition"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)

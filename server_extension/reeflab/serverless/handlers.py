@@ -1,0 +1,184 @@
+"""HTTP only: OSCAR's REST routes, each parsing the request, calling the engine, writing the answer.
+
+Every route but /health needs a caller (see auth.py); /run and /job also take a service token.
+Errors answer with their status and a plain-text message, as OSCAR does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+from tornado import web
+
+from ..errors import BadRequest, ReefLabError
+from . import system
+from .auth import RequestAuthenticator
+from .engine import Caller, OscarEngine
+
+log = logging.getLogger(__name__)
+
+
+class EngineHandler(web.RequestHandler):
+    """Authenticates in `prepare`; `self.user` is the caller's name."""
+
+    requires_user = True
+
+    def initialize(self, engine: OscarEngine, auth: RequestAuthenticator, s3: system.S3Settings) -> None:
+        self.engine, self.auth, self.s3 = engine, auth, s3
+        self.caller = Caller()
+
+    async def prepare(self) -> None:
+        self.caller = await self.auth.identify(self.request.headers.get("Authorization", ""))
+        if self.requires_user and not self.caller.user:
+            raise web.HTTPError(401, "log in: send a JupyterHub token or your OSCAR basic-auth credentials")
+
+    @property
+    def user(self) -> str:
+        assert self.caller.user
+        return self.caller.user
+
+    def json_body(self) -> Any:
+        try:
+            return json.loads(self.request.body or b"null")
+        except ValueError as error:
+            raise BadRequest(f"the request body is not valid JSON ({error})") from None
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def write_text(self, text: str | bytes, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(text)
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, ReefLabError) and not self._finished:
+            if e.status >= 500:
+                log.error("%s %s failed: %s", self.request.method, self.request.path, e.message)
+            self.send_error(e.status, exc_info=sys.exc_info())
+            return
+        super()._handle_request_exception(e)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(error, "message", None) or getattr(error, "log_message", None) or self._reason
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", 'Basic realm="reeflab-serverless"')
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(message)
+
+
+class HealthHandler(EngineHandler):
+    requires_user = False
+
+    def get(self) -> None:
+        self.write_text("Ok")
+
+
+class InfoHandler(EngineHandler):
+    def get(self) -> None:
+        self.write_json(system.info())
+
+
+class StatusHandler(EngineHandler):
+    def get(self) -> None:
+        self.write_json(system.status(self.engine))
+
+
+class ConfigHandler(EngineHandler):
+    def get(self) -> None:
+        proto = self.request.headers.get("X-Forwarded-Proto", self.request.protocol)
+        endpoint = f"{proto}://{self.request.host}{self.settings['base_url'].rstrip('/')}"
+        self.write_json(system.user_config(self.engine, self.s3, self.user, endpoint))
+
+
+class ServicesHandler(EngineHandler):
+    def get(self) -> None:
+        self.write_json(self.engine.list_services(self.user))
+
+    def post(self) -> None:
+        self.write_json(self.engine.create_service(self.user, self.json_body()), status=201)
+
+    def put(self) -> None:
+        self.engine.update_service(self.user, self.json_body())
+        self.set_status(204)
+
+
+class ServiceHandler(EngineHandler):
+    def get(self, name: str) -> None:
+        self.write_json(self.engine.get_service(self.user, name))
+
+    def put(self, name: str) -> None:
+        self.engine.update_service(self.user, self.json_body(), name=name)
+        self.set_status(204)
+
+    def delete(self, name: str) -> None:
+        self.engine.delete_service(self.user, name)
+        self.set_status(204)
+
+
+class RunHandler(EngineHandler):
+    requires_user = False  # a service token is enough (checked by the engine)
+
+    async def post(self, name: str) -> None:
+        self.write_text(await self.engine.run(self.caller, name, self.request.body))
+
+
+class JobHandler(EngineHandler):
+    requires_user = False
+
+    def post(self, name: str) -> None:
+        self.write_json({"jobName": self.engine.submit(self.caller, name, self.request.body)}, status=201)
+
+
+class JobsHandler(EngineHandler):
+    def get(self, name: str) -> None:
+        self.write_json(self.engine.list_jobs(self.user, name, self.get_argument("page", "")))
+
+    def delete(self, name: str) -> None:
+        everything = self.get_argument("all", "false").lower() in ("1", "true", "yes")
+        self.engine.delete_jobs(self.user, name, everything)
+        self.set_status(204)
+
+
+class JobLogHandler(EngineHandler):
+    def get(self, name: str, job: str) -> None:
+        self.write_text(self.engine.job_log(self.user, name, job))
+
+    def delete(self, name: str, job: str) -> None:
+        self.engine.delete_job(self.user, name, job)
+        self.set_status(204)
+
+
+class UnknownRouteHandler(web.RequestHandler):
+    """Any other path, e.g. OSCAR routes this engine does not offer (buckets, volumes, metrics)."""
+
+    def prepare(self) -> None:
+        self.set_status(404)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(
+            f"{self.request.path}: no such route on this engine (it offers OSCAR's services, run, job and logs)"
+        )
+
+
+def routes(base_url: str, **context: Any) -> list[tuple[str, type, dict[str, Any]]]:
+    """The route table under `base_url` (e.g. /services/reeflab-serverless/ under the hub)."""
+    prefix = "/" + base_url.strip("/") if base_url.strip("/") else ""
+    table = [
+        (r"/health/?", HealthHandler),
+        (r"/system/info/?", InfoHandler),
+        (r"/system/status/?", StatusHandler),
+        (r"/system/config/?", ConfigHandler),
+        (r"/system/services/?", ServicesHandler),
+        (r"/system/services/([^/]+)/?", ServiceHandler),
+        (r"/run/([^/]+)/?", RunHandler),
+        (r"/job/([^/]+)/?", JobHandler),
+        (r"/system/logs/([^/]+)/?", JobsHandler),
+        (r"/system/logs/([^/]+)/([^/]+)/?", JobLogHandler),
+    ]
+    return [(prefix + path, handler, context) for path, handler in table]

@@ -1,0 +1,280 @@
+"""The engine's durable state in one sqlite database (WAL): services, jobs, results, user passwords.
+
+A job moves Pending -> Running -> Succeeded | Failed (the Kubernetes pod phases OSCAR reports).
+Its outcome is written once: `results` is keyed by job name, so a late or repeated completion
+of the same job (a retried attempt, a restart) cannot record a second output.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import Conflict
+
+PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    token TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    name TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    submitter TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_service ON jobs (service, created);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created);
+CREATE TABLE IF NOT EXISTS results (
+    job TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    outputs TEXT NOT NULL,
+    error TEXT NOT NULL,
+    completed REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    password TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    name: str
+    owner: str
+    definition: dict[str, Any]
+    token: str
+    created: float
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    name: str
+    service: str
+    submitter: str
+    status: str
+    attempts: int
+    created: float
+    started: float | None
+    finished: float | None
+    error: str = ""
+
+
+class EngineStore:
+    """All reads and writes of the engine's state; used from the event loop thread only."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.exists():
+            self.path.touch(mode=0o600)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _transaction(self):
+        return _Transaction(self.db)
+
+    # -- services ------------------------------------------------------------------------
+
+    def add_service(self, name: str, owner: str, definition: dict[str, Any]) -> ServiceRecord:
+        token = secrets.token_hex(32)  # 64 characters, as OSCAR's service tokens
+        try:
+            self.db.execute(
+                "INSERT INTO services (name, owner, definition, token, created) VALUES (?, ?, ?, ?, ?)",
+                (name, owner, json.dumps(definition), token, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"a service named '{name}' already exists: choose another name") from None
+        return self.get_service(name)
+
+    def update_service(self, name: str, definition: dict[str, Any]) -> None:
+        self.db.execute("UPDATE services SET definition = ? WHERE name = ?", (json.dumps(definition), name))
+
+    def get_service(self, name: str) -> ServiceRecord | None:
+        row = self.db.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone()
+        return _service(row) if row else None
+
+    def list_services(self) -> list[ServiceRecord]:
+        return [_service(row) for row in self.db.execute("SELECT * FROM services ORDER BY name")]
+
+    def delete_service(self, name: str) -> list[str]:
+        """Forget the service and all its jobs; returns the names of the jobs removed."""
+        with self._transaction():
+            jobs = [row[0] for row in self.db.execute("SELECT name FROM jobs WHERE service = ?", (name,))]
+            self.db.execute("DELETE FROM results WHERE job IN (SELECT name FROM jobs WHERE service = ?)", (name,))
+            self.db.execute("DELETE FROM jobs WHERE service = ?", (name,))
+            self.db.execute("DELETE FROM services WHERE name = ?", (name,))
+        return jobs
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def add_job(self, name: str, service: str, submitter: str) -> None:
+        self.db.execute(
+            "INSERT INTO jobs (name, service, submitter, status, created) VALUES (?, ?, ?, ?, ?)",
+            (name, service, submitter, PENDING, time.time()),
+        )
+
+    def claim(self, name: str) -> int | None:
+        """Mark a pending job running; returns its attempt number, None if it is not pending."""
+        with self._transaction():
+            changed = self.db.execute(
+                "UPDATE jobs SET status = ?, attempts = attempts + 1, started = ? WHERE name = ? AND status = ?",
+                (RUNNING, time.time(), name, PENDING),
+            ).rowcount
+            if not changed:
+                return None
+            return self.db.execute("SELECT attempts FROM jobs WHERE name = ?", (name,)).fetchone()[0]
+
+    def requeue(self, name: str, attempt: int) -> bool:
+        """Put a running job back in the queue (its worker died); False if it moved on meanwhile."""
+        return bool(
+            self.db.execute(
+                "UPDATE jobs SET status = ? WHERE name = ? AND status = ? AND attempts = ?",
+                (PENDING, name, RUNNING, attempt),
+            ).rowcount
+        )
+
+    def complete(self, name: str, attempt: int, status: str, outputs: list[dict], error: str = "") -> bool:
+        """Record the one outcome of a job; False (and nothing written) if it already has one."""
+        now = time.time()
+        with self._transaction():
+            job = self.db.execute("SELECT status, attempts FROM jobs WHERE name = ?", (name,)).fetchone()
+            if job is None or job["status"] != RUNNING or job["attempts"] != attempt:
+                return False
+            inserted = self.db.execute(
+                "INSERT OR IGNORE INTO results (job, status, outputs, error, completed) VALUES (?, ?, ?, ?, ?)",
+                (name, status, json.dumps(outputs), error, now),
+            ).rowcount
+            if inserted:
+                self.db.execute("UPDATE jobs SET status = ?, finished = ? WHERE name = ?", (status, now, name))
+        return bool(inserted)
+
+    def recover(self) -> int:
+        """After a restart: jobs left running go back to the queue; the lost attempt does not count."""
+        return self.db.execute(
+            "UPDATE jobs SET status = ?, attempts = MAX(attempts - 1, 0) WHERE status = ?", (PENDING, RUNNING)
+        ).rowcount
+
+    def services_with_pending(self) -> list[str]:
+        """Services that have queued jobs, the one waiting longest first."""
+        rows = self.db.execute(
+            "SELECT service, MIN(created) AS oldest FROM jobs WHERE status = ? GROUP BY service ORDER BY oldest",
+            (PENDING,),
+        )
+        return [row[0] for row in rows]
+
+    def pending(self, service: str, limit: int) -> list[JobRecord]:
+        """The oldest queued jobs of a service."""
+        rows = self.db.execute(
+            "SELECT * FROM jobs WHERE service = ? AND status = ? ORDER BY created, rowid LIMIT ?",
+            (service, PENDING, limit),
+        ).fetchall()
+        return [_job(row) for row in rows]
+
+    def get_job(self, name: str) -> JobRecord | None:
+        row = self.db.execute(
+            "SELECT jobs.*, results.error FROM jobs LEFT JOIN results ON results.job = jobs.name WHERE name = ?",
+            (name,),
+        ).fetchone()
+        return _job(row) if row else None
+
+    def result(self, name: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM results WHERE job = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        return {
+            "status": row["status"],
+            "outputs": json.loads(row["outputs"]),
+            "error": row["error"],
+            "completed": row["completed"],
+        }
+
+    def list_jobs(self, service: str, submitter: str | None, offset: int, limit: int) -> tuple[list[JobRecord], int]:
+        """A page of a service's jobs (only `submitter`'s if given) and how many remain after it."""
+        where, args = "service = ?", [service]
+        if submitter is not None:
+            where, args = where + " AND submitter = ?", [*args, submitter]
+        total = self.db.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}", args).fetchone()[0]
+        rows = self.db.execute(
+            f"SELECT * FROM jobs WHERE {where} ORDER BY created, rowid LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        ).fetchall()
+        return [_job(row) for row in rows], max(0, total - offset - len(rows))
+
+    def delete_jobs(self, names: list[str]) -> None:
+        with self._transaction():
+            for name in names:
+                self.db.execute("DELETE FROM results WHERE job = ?", (name,))
+                self.db.execute("DELETE FROM jobs WHERE name = ?", (name,))
+
+    def job_names(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT name FROM jobs")}
+
+    def status_counts(self) -> dict[str, int]:
+        return {row[0]: row[1] for row in self.db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")}
+
+    # -- users -----------------------------------------------------------------------------
+
+    def password(self, user: str) -> str:
+        """The user's basic-auth password for OSCAR clients, created on first use."""
+        self.db.execute("INSERT OR IGNORE INTO users (name, password) VALUES (?, ?)", (user, secrets.token_urlsafe(24)))
+        return self.db.execute("SELECT password FROM users WHERE name = ?", (user,)).fetchone()[0]
+
+    def check_password(self, user: str, password: str) -> bool:
+        row = self.db.execute("SELECT password FROM users WHERE name = ?", (user,)).fetchone()
+        expected = row[0] if row else secrets.token_urlsafe(24)  # compare anyway: same time either way
+        return hmac.compare_digest(expected.encode(), password.encode()) and row is not None
+
+
+class _Transaction:
+    """`with store._transaction():` BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind, *exc) -> None:
+        self.db.execute("ROLLBACK" if kind else "COMMIT")
+
+
+def _service(row: sqlite3.Row) -> ServiceRecord:
+    return ServiceRecord(row["name"], row["owner"], json.loads(row["definition"]), row["token"], row["created"])
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    error = row["error"] if "error" in row.keys() and row["error"] else ""
+    return JobRecord(
+        row["name"],
+        row["service"],
+        row["submitter"],
+        row["status"],
+        row["attempts"],
+        row["created"],
+        row["started"],
+        row["finished"],
+        error,
+    )

@@ -1,0 +1,133 @@
+"""The /system/info, /system/status and /system/config answers, shaped as OSCAR's types.
+
+Status reports this machine as the one node; "free" CPU and memory subtract what live workers
+requested (their service's `cpu` and `memory`), as OSCAR subtracts pod requests, so a batch
+coordinator can size its parallelism from it. CPU figures are millicores, as OSCAR reports them.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from .._version import __version__
+from .engine import OscarEngine
+
+BACKEND_NAME = "reeflab-local"
+
+
+@dataclass
+class S3Settings:
+    """The S3 endpoint OSCAR clients are given as `minio_provider` (SeaweedFS locally)."""
+
+    endpoint: str = ""
+    region: str = "us-east-1"
+    access_key: str = ""
+    secret_key: str = ""
+    verify: bool = True
+
+
+def info() -> dict[str, Any]:
+    return {
+        "version": __version__,
+        "git_commit": "",
+        "architecture": platform.machine(),
+        "kubernetes_version": "",
+        "serverless_backend": {"name": BACKEND_NAME, "version": __version__},
+    }
+
+
+def status(engine: OscarEngine) -> dict[str, Any]:
+    workers = engine.pool.live()
+    capacity_m = (psutil.cpu_count() or 1) * 1000
+    requested_m = sum(w.spec.cpu_millicores for w in workers)
+    memory = psutil.virtual_memory()
+    requested_bytes = sum(w.spec.memory_bytes for w in workers)
+    free_m = max(0, capacity_m - requested_m)
+    free_bytes = max(0, min(memory.available, memory.total - requested_bytes))
+    node = {
+        "name": socket.gethostname(),
+        "status": "Ready",
+        "conditions": [{"type": "Ready", "status": True}],
+        "cpu": {
+            "capacity_cores": capacity_m,
+            "request_cores": requested_m,
+            "usage_cores": round(psutil.cpu_percent(interval=None) * capacity_m / 100),
+        },
+        "memory": {
+            "capacity_bytes": memory.total,
+            "request_bytes": requested_bytes,
+            "usage_bytes": memory.total - memory.available,
+        },
+        "gpu": 0,
+        "is_interlink": False,
+    }
+    jobs = engine.store.status_counts()
+    pods = Counter("Running" if w.busy else "Idle" for w in workers)
+    return {
+        "cluster": {
+            "nodes_count": 1,
+            "nodes": [node],
+            "metrics": {
+                "cpu": {
+                    "total_free_cores": free_m,
+                    "max_free_on_node_cores": free_m,
+                    "total_schedulable_cores": capacity_m,
+                    "total_schedulable_on_node_cores": capacity_m,
+                },
+                "memory": {
+                    "total_free_bytes": free_bytes,
+                    "max_free_on_node_bytes": free_bytes,
+                    "total_schedulable_bytes": memory.total,
+                    "max_schedulable_on_node_bytes": memory.total,
+                },
+                "gpu": {"total_gpu": 0},
+            },
+        },
+        "oscar": {
+            "ready": True,
+            "deployment_name": BACKEND_NAME,
+            "jobs_count": sum(jobs.values()),
+            "pods": {"total": len(workers), "states": dict(pods)},
+        },
+        "minio": {"buckets_count": 0, "total_objects": 0},
+    }
+
+
+def user_config(engine: OscarEngine, s3: S3Settings, user: str, endpoint: str) -> dict[str, Any]:
+    """The caller's view of the cluster: S3 credentials, and (ReefLab) their basic-auth login."""
+    return {
+        "config": {
+            "name": BACKEND_NAME,
+            "namespace": "reeflab",
+            "services_namespace": "reeflab",
+            "serverless_backend": BACKEND_NAME,
+            "gpu_available": False,
+            "interLink_available": False,
+            "yunikorn_enable": False,
+            "kueue_enable": False,
+            "volume_enable": False,
+            "minio_quota_enabled": False,
+            "oidc_groups": [],
+        },
+        "minio_provider": {
+            "endpoint": s3.endpoint,
+            "region": s3.region,
+            "access_key": s3.access_key,
+            "secret_key": s3.secret_key,
+            "verify": s3.verify,
+        },
+        "allowed_image_repositories": [],
+        # oscar-cli's cluster entry (types.Cluster): what oscar-python's basic-auth Client needs
+        "oscar_cluster": {
+            "endpoint": endpoint,
+            "auth_user": user,
+            "auth_password": engine.store.password(user),
+            "ssl_verify": endpoint.startswith("https:"),
+        },
+    }

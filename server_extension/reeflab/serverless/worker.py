@@ -1,0 +1,224 @@
+"""A warm worker: one long-lived process per service instance, serving invocations over a pipe.
+
+The engine starts `python -m reeflab.serverless.worker`, writes the service spec as the first
+JSON line on stdin, then one JSON line per invocation; the worker answers one JSON line each on
+its original stdout. A module is loaded (and warmed) once per worker; a script runs per call
+under OSCAR's contract (`INPUT_FILE_PATH`, `TMP_OUTPUT_DIR`). Whatever user code prints goes to
+the invocation's log file, never into the protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import mimetypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (an engine killed with SIGKILL)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ScriptRunner:
+    """Runs the service script with /bin/sh per invocation, as OSCAR's FaaS supervisor does."""
+
+    def __init__(self, spec: dict[str, Any]):
+        handle, path = tempfile.mkstemp(prefix="reeflab-script-", suffix=".sh")
+        with os.fdopen(handle, "w") as script:
+            script.write(spec["script"])
+        self.path = path
+
+    def invoke(self, request: dict[str, Any]) -> dict[str, Any]:
+        env = {
+            **os.environ,
+            "INPUT_FILE_PATH": request["input"],
+            "TMP_INPUT_DIR": str(Path(request["input"]).parent),
+            "TMP_OUTPUT_DIR": request["output_dir"],
+            "JOB_UUID": request["id"],
+        }
+        with open(request["log"], "ab") as log:
+            done = subprocess.run(  # fixed argv, no shell
+                ["/bin/sh", self.path],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=request["workdir"],
+                preexec_fn=die_with_parent,  # safe: a script worker runs no threads
+                check=False,
+            )
+        if done.returncode != 0:
+            return {"ok": False, "kind": "failure", "error": f"the service script exited with status {done.returncode}"}
+        return {"ok": True}
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.remove(self.path)
+
+
+class _Upload:
+    """The uploaded file as DEEPaaS validators see it (webargs file field: .file, .filename)."""
+
+    def __init__(self, stream, filename: str):
+        self.file, self.filename, self.name = stream, filename, filename
+        self.content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+class ModuleRunner:
+    """A DEEPaaS v2 module loaded once: arguments validated with its own schema, then `predict`."""
+
+    def __init__(self, spec: dict[str, Any]):
+        from importlib.metadata import entry_points
+
+        from marshmallow import Schema
+
+        found = [ep for ep in entry_points(group="deepaas.v2.model") if ep.name == spec["module"]]
+        if not found:
+            raise RuntimeError(f"no module named '{spec['module']}' is installed")
+        self.model = found[0].load()
+        if callable(getattr(self.model, "warm", None)):
+            self.model.warm()
+        fields = self.model.get_predict_args()
+        files = [name for name, field in fields.items() if field.metadata.get("type") == "file"]
+        if not files:
+            raise RuntimeError(f"module '{spec['module']}' takes no file in predict: it cannot serve invocations")
+        self.file_arg = files[0]
+        unknown = sorted(set(spec.get("predict_args", {})) - set(fields))
+        if unknown:
+            raise RuntimeError(
+                f"REEFLAB_PREDICT_ARGS: {', '.join(unknown)} not accepted by the module's predict "
+                f"(it takes: {', '.join(sorted(fields))})"
+            )
+        self.extra = spec.get("predict_args", {})
+        self.schema = Schema.from_dict(fields)()
+
+    def invoke(self, request: dict[str, Any]) -> dict[str, Any]:
+        from deepaas.model.v2.wrapper import UploadedFile
+        from marshmallow import EXCLUDE, ValidationError
+
+        path, name = request["input"], request["name"]
+        with open(path, "rb") as stream:
+            try:
+                values = self.schema.load({**self.extra, self.file_arg: _Upload(stream, name)}, unknown=EXCLUDE)
+            except ValidationError as error:
+                return {"ok": False, "kind": "input", "error": _validation_message(error.messages)}
+            except Exception as error:  # a validator that crashed on this input
+                traceback.print_exc()
+                problem = f"the module could not read the input file '{name}' ({type(error).__name__}: {error})"
+                return {"ok": False, "kind": "input", "error": f"{self.file_arg}: {problem}"}
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        values[self.file_arg] = UploadedFile(self.file_arg, path, content_type, name)
+        try:
+            result = self.model.predict(**values)
+        except Exception as error:  # the module's failure is this invocation's failure
+            traceback.print_exc()
+            return {"ok": False, "kind": "failure", "error": f"predict failed: {type(error).__name__}: {error}"}
+        save_result(result, Path(request["output_dir"]), Path(name).stem or "result")
+        return {"ok": True}
+
+    def close(self) -> None:
+        pass
+
+
+def save_result(result: Any, output_dir: Path, stem: str) -> Path:
+    """Write what `predict` returned into the output folder: a returned file as is, else JSON."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    source = getattr(result, "name", None) or getattr(result, "filename", None)
+    if isinstance(source, str) and os.path.isfile(source):  # an open file or DEEPaaS ReturnedFile
+        target = output_dir / (stem + (Path(source).suffix or ".bin"))
+        shutil.copyfile(source, target)
+        with contextlib.suppress(Exception):
+            result.close()
+        return target
+    if isinstance(result, bytes | bytearray):
+        target = output_dir / (stem + ".bin")
+        target.write_bytes(result)
+        return target
+    text = json.dumps(result, default=str)
+    print(text)  # into the invocation log, as deepaas-cli logs what predict returned
+    target = output_dir / (stem + ".json")
+    target.write_text(text)
+    return target
+
+
+def _validation_message(messages: Any) -> str:
+    if isinstance(messages, dict):
+        return "; ".join(f"{field}: {' '.join(map(str, problems))}" for field, problems in messages.items())
+    return str(messages)
+
+
+@contextlib.contextmanager
+def output_into(log_path: str):
+    """Send fds 1 and 2 (Python and C-level output alike) to the invocation log meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, log):
+            os.close(fd)
+
+
+def serve(requests: TextIO, replies: TextIO) -> int:
+    """Read the spec, load the service, then answer invocations until stdin closes."""
+
+    def send(message: dict[str, Any]) -> None:
+        replies.write(json.dumps(message) + "\n")
+        replies.flush()
+
+    spec = json.loads(requests.readline() or "{}")
+    try:
+        runner = ModuleRunner(spec) if spec.get("module") else ScriptRunner(spec)
+    except Exception as error:
+        traceback.print_exc()
+        message = str(error) if isinstance(error, RuntimeError) else f"{type(error).__name__}: {error}"
+        send({"ready": False, "error": message})
+        return 1
+    send({"ready": True, "pid": os.getpid()})
+    try:
+        for line in requests:
+            request = json.loads(line)
+            with output_into(request["log"]):
+                try:
+                    reply = runner.invoke(request)
+                except Exception as error:  # keep serving: this invocation alone fails
+                    traceback.print_exc()
+                    reply = {"ok": False, "kind": "failure", "error": f"{type(error).__name__}: {error}"}
+            send({"id": request["id"], **reply})
+    finally:
+        runner.close()
+    return 0
+
+
+def main() -> int:
+    die_with_parent()
+    if os.getppid() != int(os.environ.get("REEFLAB_ENGINE_PID", os.getppid())):
+        return 1  # the engine died before we could ask to follow it
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # stray prints (imports, warm) go to the worker log, not into the protocol
+    return serve(sys.stdin, replies)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
