@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
+import os
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +44,7 @@ class DeploymentService(LoggingConfigurable):
 
             return KubernetesBackend
         return LocalProcessBackend
+
     root_dir = Unicode(config=True, help="Where deployments keep their state, working dirs and logs")
 
     @default("root_dir")
