@@ -25,10 +25,14 @@ def jp_server_config(jp_server_config, tmp_path):
 
 
 async def call(jp_fetch, method: str, *path: str, body=None, **kwargs):
-    response = await jp_fetch(
-        "reeflab", "api", "deployments", *path, method=method, body=None if body is None else json.dumps(body), **kwargs
-    )
+    response = await jp_fetch("reeflab", "api", "deployments", *path, method=method, body=_body(method, body), **kwargs)
     return json.loads(response.body) if response.body else None
+
+
+def _body(method: str, body) -> str | None:
+    if body is not None:
+        return json.dumps(body)
+    return "" if method == "POST" else None
 
 
 async def refused(jp_fetch, method: str, *path: str, body=None) -> tuple[int, str]:
@@ -93,7 +97,25 @@ async def test_deploy_predict_through_the_route_logs_and_delete(jp_fetch, jp_ser
     logs = await call(jp_fetch, "GET", created["id"], "logs", params={"tail": "50"})
     assert any("predict" in line for line in logs["lines"])
 
+    followed: list[bytes] = []
+    follow = asyncio.ensure_future(
+        jp_fetch(
+            "reeflab", "api", "deployments", created["id"], "logs",
+            params={"follow": "1", "tail": "5"}, streaming_callback=followed.append, request_timeout=120,
+        )
+    )  # fmt: skip
+    await asyncio.sleep(1)
+    await jp_fetch(
+        "reeflab", "deployments", created["id"], "v2/models/yolo-detector/predict/",
+        method="POST", body=body, headers={"Content-Type": content_type}, request_timeout=120,
+    )  # fmt: skip
+
     service = jp_serverapp.web_app.settings["reeflab"]["deployments"]
+    pid = service.get(ready["owner"], created["id"]).runtime["pid"]
+    restarted = await call(jp_fetch, "POST", created["id"], "restart")
+    assert restarted["state"] == "starting"
+    assert (await wait_for(jp_fetch, created["id"], ("ready", "failed")))["state"] == "ready"
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # old one gone
     pid = service.get(ready["owner"], created["id"]).runtime["pid"]
     assert psutil.pid_exists(pid)
     await call(jp_fetch, "DELETE", created["id"])
@@ -101,6 +123,10 @@ async def test_deploy_predict_through_the_route_logs_and_delete(jp_fetch, jp_ser
     code, _ = await refused(jp_fetch, "GET", created["id"])
     assert code == 404
     assert not (service.store.folder(created["id"])).exists()
+    # the follower saw the log grow (the predict after it started) and ended with the deployment
+    await asyncio.wait_for(follow, 30)
+    streamed = b"".join(followed).decode()
+    assert streamed.count("\n") > 5 and "predict" in streamed
 
 
 @pytest.mark.parametrize(

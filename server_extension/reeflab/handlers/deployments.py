@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from jupyter_server.auth.decorator import authorized
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 from tornado import web
 
 from ..deployments.models import DeploymentRequest
-from ..errors import BadRequest, ReefLabError
+from ..errors import BadRequest, NotFound, ReefLabError
 from .base import ReefLabHandler
 
 
@@ -87,27 +88,24 @@ class LogsHandler(DeploymentsBase):
         await self.follow(deployment_id, lines)
 
     async def follow(self, deployment_id: str, lines: list[str]) -> None:
-        import asyncio
-
+        """Stream the log as it grows; ends when the deployment stops, is deleted, or the client goes."""
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
-        seen = lines
-        for line in lines:
-            self.write(line + "\n")
-        await self.flush()
+        seen: list[str] = []
         while not self.request.connection.stream.closed():
-            deployment = self.deployments.get(self.username, deployment_id)
-            current = await self.deployments.logs(self.username, deployment_id, 1000)
-            new = _new_lines(seen, current)
-            for line in new:
-                self.write(line + "\n")
+            new = _new_lines(seen, lines)
             if new:
+                self.write("".join(line + "\n" for line in new))
                 await self.flush()
-            seen = current
-            if not deployment.active:
+            seen = lines
+            try:
+                if not self.deployments.get(self.username, deployment_id).active:
+                    break
+                await asyncio.sleep(0.5)
+                lines = await self.deployments.logs(self.username, deployment_id, 1000)
+            except NotFound:  # deleted while followed
                 break
-            await asyncio.sleep(0.5)
         self.finish()
 
 
