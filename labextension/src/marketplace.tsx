@@ -3,7 +3,7 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { filterIcon, refreshIcon, searchIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { api as restAPI, Catalog, errorMessage, MarketplaceAPI } from './api';
+import { api as restAPI, Catalog, Deployments, errorMessage, MarketplaceAPI } from './api';
 import { FacetFilters, SelectedFilters } from './facets';
 import { describeTotal, selectedFilters, SORT_LABELS, toggleFilter } from './marketplaceState';
 import { ModuleCard } from './moduleCard';
@@ -17,6 +17,8 @@ export interface IMarketplaceProps {
   perPage?: number;
   /** how long typing must pause before searching */
   debounceMs?: number;
+  /** a module was deployed or tried from its detail */
+  onDeployed?: (deployment: Deployments.IDeployment) => void;
 }
 
 interface IRefreshState {
@@ -173,7 +175,13 @@ export function Marketplace(props: IMarketplaceProps): JSX.Element {
       </div>
 
       {openId !== null && (
-        <ModuleDetail id={openId} api={api} rendermime={props.rendermime} onBack={() => setOpenId(null)} />
+        <ModuleDetail
+          id={openId}
+          api={api}
+          rendermime={props.rendermime}
+          onBack={() => setOpenId(null)}
+          onDeployed={props.onDeployed}
+        />
       )}
     </div>
   );

@@ -3,19 +3,18 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { caretLeftIcon, launchIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { Catalog, errorMessage, MarketplaceAPI } from './api';
+import { Catalog, Deployments, errorMessage, MarketplaceAPI } from './api';
 import { FacetBadges, InvalidBadge, SourceBadge } from './badges';
+import { DeployDialog } from './deployDialog';
 import { HardwareForm } from './hardwareForm';
 import { Markdown } from './markdown';
 import { describeNeeds, problemField, safeLinks } from './marketplaceState';
 import { ErrorNotice, Loading } from './notice';
 
-/** Actions that belong to other parts of ReefLab; shown so people know they are coming, never faked. */
-const ACTIONS = [
-  { label: 'Try', what: 'run it once on your own files' },
-  { label: 'Deploy', what: 'start it as a service you can call' },
-  { label: 'Make serverless', what: 'run it on demand for each uploaded file' }
-];
+/** What the deploy buttons say they do; serverless is shown so people know it is coming, never faked. */
+const TRY_WHAT = 'run it for a few minutes on your own images';
+const DEPLOY_WHAT = 'start it as a service you can call';
+const SERVERLESS_WHAT = 'run it on demand for each uploaded file';
 
 interface IRemote<T> {
   value: T | null;
@@ -49,10 +48,59 @@ export interface IModuleDetailProps {
   api: MarketplaceAPI;
   rendermime?: IRenderMimeRegistry | null;
   onBack: () => void;
+  /** a deployment or try was started from here */
+  onDeployed?: (deployment: Deployments.IDeployment) => void;
+}
+
+/** Why the deploy buttons are off, or null when they work. */
+function whyNotDeployable(module: Catalog.IModule, form: Catalog.IForm | null): string | null {
+  if (!form) {
+    return 'Checking which hardware fits…';
+  }
+  if (!module.deployable || !form.deployable) {
+    return 'This module cannot run here (see Hardware below).';
+  }
+  if (!form.profiles.some(p => p.fits)) {
+    return 'No hardware you may use fits this module (see Hardware below).';
+  }
+  return null;
+}
+
+function DeployActions(props: {
+  module: Catalog.IModule;
+  form: Catalog.IForm | null;
+  onOpen: (kind: Deployments.Kind) => void;
+}): JSX.Element {
+  const why = whyNotDeployable(props.module, props.form);
+  const action = (kind: Deployments.Kind, label: string, what: string) => (
+    <button
+      type="button"
+      className={`jp-ReefLab-button${kind === 'deployment' ? ' jp-mod-accept' : ''}`}
+      disabled={why !== null}
+      title={why ?? `${label}: ${what}`}
+      onClick={() => props.onOpen(kind)}
+    >
+      {label}
+    </button>
+  );
+  return (
+    <div className="jp-ReefLab-actions">
+      {action('try', 'Try', TRY_WHAT)}
+      {action('deployment', 'Deploy', DEPLOY_WHAT)}
+      <span title={`Coming soon: ${SERVERLESS_WHAT}`}>
+        <button type="button" className="jp-ReefLab-button" disabled title={`Coming soon: ${SERVERLESS_WHAT}`}>
+          Make serverless
+        </button>
+      </span>
+      <span className="jp-ReefLab-muted jp-ReefLab-soon">serverless: coming soon</span>
+    </div>
+  );
 }
 
 export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
   const [attempt, setAttempt] = React.useState(0);
+  const [dialog, setDialog] = React.useState<Deployments.Kind | null>(null);
+  const [started, setStarted] = React.useState<Deployments.IDeployment | null>(null);
   const { module, form } = useModule(props.api, props.id, attempt);
   const retry = () => setAttempt(a => a + 1);
   const m = module.value;
@@ -79,16 +127,34 @@ export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
             {m.summary && <p className="jp-ReefLab-summary">{m.summary}</p>}
           </header>
 
-          <div className="jp-ReefLab-actions">
-            {ACTIONS.map(action => (
-              <span key={action.label} title={`Coming soon: ${action.what}`}>
-                <button type="button" className="jp-ReefLab-button" disabled title={`Coming soon: ${action.what}`}>
-                  {action.label}
-                </button>
-              </span>
-            ))}
-            <span className="jp-ReefLab-muted jp-ReefLab-soon">coming soon</span>
-          </div>
+          {dialog && form.value ? (
+            <DeployDialog
+              form={form.value}
+              kind={dialog}
+              api={props.api}
+              onCancel={() => setDialog(null)}
+              onCreated={deployment => {
+                setDialog(null);
+                setStarted(deployment);
+                props.onDeployed?.(deployment);
+              }}
+            />
+          ) : (
+            <DeployActions
+              module={m}
+              form={form.value}
+              onOpen={kind => {
+                setStarted(null);
+                setDialog(kind);
+              }}
+            />
+          )}
+          {started && (
+            <div className="jp-ReefLab-info" role="status">
+              {started.kind === 'try' ? 'Your try of' : 'Your deployment of'} {started.title} is starting: follow it
+              under Deployments.
+            </div>
+          )}
 
           {m.problems.length > 0 && (
             <div className="jp-ReefLab-problems" role="note">

@@ -1,15 +1,19 @@
 /**
- * The ReefLab side panel: the marketplace, and the user's account and hardware.
+ * The ReefLab side panel: the marketplace, your deployments, and your account and hardware.
  * Sections are added as their APIs land.
  */
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
-import { ReactWidget } from '@jupyterlab/ui-components';
+import { ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
+import type { Message } from '@lumino/messaging';
 import * as React from 'react';
 
-import { api, errorMessage, ReefLab } from './api';
+import { api, Deployments, errorMessage, ReefLab } from './api';
+import { DeploymentsView } from './deployments';
+import { summarize } from './deploymentsState';
 import { Marketplace } from './marketplace';
 import { ErrorNotice, Loading } from './notice';
 import { Section } from './section';
+import { useDeployments, usePageVisible } from './useDeployments';
 
 function formatProfile(profile: ReefLab.IProfile): string {
   const gb = (profile.memory_bytes / 1e9).toFixed(0);
@@ -70,14 +74,48 @@ function AccountSection(): JSX.Element {
   );
 }
 
-export function ReefLabPanelView(props: { rendermime?: IRenderMimeRegistry | null }): JSX.Element {
+export interface IPanelViewProps {
+  rendermime?: IRenderMimeRegistry | null;
+  /** whether the panel is shown in the sidebar: nothing is polled while it is not */
+  visible?: boolean;
+}
+
+export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
+  const pageVisible = usePageVisible();
+  const deployments = useDeployments(api, (props.visible ?? true) && pageVisible);
+  const [focusId, setFocusId] = React.useState<string | null>(null);
+  const deployed = React.useCallback(
+    (deployment: Deployments.IDeployment) => {
+      deployments.put(deployment);
+      setFocusId(deployment.id);
+    },
+    [deployments.put]
+  );
   return (
     <div className="jp-ReefLab-panel">
       <header className="jp-ReefLab-header">
         <h2>ReefLab</h2>
       </header>
       <Section title="Marketplace" className="jp-ReefLab-marketplaceSection">
-        <Marketplace rendermime={props.rendermime} />
+        <Marketplace rendermime={props.rendermime} onDeployed={deployed} />
+      </Section>
+      <Section
+        title="Deployments"
+        hint={summarize(deployments.list)}
+        className="jp-ReefLab-deploymentsSection"
+        actions={
+          <button
+            type="button"
+            className="jp-ReefLab-iconButton"
+            aria-label="Refresh the deployments"
+            title="Refresh the deployments"
+            onClick={deployments.refresh}
+          >
+            <refreshIcon.react tag="span" />
+          </button>
+        }
+      >
+        <DeploymentsView api={api} deployments={deployments} focusId={focusId} />
       </Section>
       <AccountSection />
     </div>
@@ -91,7 +129,17 @@ export class ReefLabPanel extends ReactWidget {
     this.addClass('jp-ReefLab');
   }
 
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.update();
+  }
+
+  protected onAfterHide(msg: Message): void {
+    super.onAfterHide(msg);
+    this.update();
+  }
+
   render(): JSX.Element {
-    return <ReefLabPanelView rendermime={this.rendermime} />;
+    return <ReefLabPanelView rendermime={this.rendermime} visible={this.isVisible} />;
   }
 }

@@ -189,6 +189,8 @@ class LabServer:
             f"--ServerApp.root_dir={notebooks}",
             f"--IdentityProvider.token={self.token}",
             "--ServerApp.port_retries=0",
+            # deployments (and their logs) live with this server, not in the user's Jupyter data folder
+            f"--DeploymentService.root_dir={self.root / 'state' / 'deployments'}",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             command.append("--allow-root")
@@ -216,6 +218,15 @@ class LabServer:
 
     def api_url(self, path: str) -> str:
         return self.url + path
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        """Call the ReefLab REST API (`reeflab/api/<path>`) as the test user."""
+        return requests.request(method, self.api_url(f"reeflab/api/{path}"), headers=self.headers, timeout=30, **kwargs)
+
+    def delete_deployments(self) -> None:
+        """Remove every deployment: each test starts with none, and quotas never fill up."""
+        for deployment in self.api("GET", "deployments").json()["deployments"]:
+            self.api("DELETE", f"deployments/{deployment['id']}")
 
     def set_theme(self, theme: str) -> None:
         """Choose the Lab theme through the settings REST API, before the page loads."""

@@ -1,7 +1,8 @@
 /** A marketplace API in memory, recording each call, with answers the tests can hold back. */
 import { vi } from 'vitest';
 
-import { Catalog, MarketplaceAPI, ReefLabError, searchParams } from '../api';
+import { Catalog, Deployments, MarketplaceAPI, ReefLabError, searchParams } from '../api';
+import { deployment } from './fakeDeployments';
 
 export function card(id: string, title: string, extra: Partial<Catalog.ICard> = {}): Catalog.ICard {
   return {
@@ -111,4 +112,23 @@ export class FakeAPI implements MarketplaceAPI {
   });
 
   refreshCatalog = vi.fn(async (): Promise<Catalog.IRefreshResult> => ({ modules: 3, invalid: 1, errors: [] }));
+
+  /** the server's refusal of the next deployment */
+  refuseNext: ReefLabError | null = null;
+
+  createDeployment = vi.fn(async (request: Deployments.IRequest): Promise<Deployments.IDeployment> => {
+    const refusal = this.refuseNext;
+    this.refuseNext = null;
+    if (refusal) {
+      throw refusal;
+    }
+    return deployment({
+      id: 'feedbeef',
+      module: request.module,
+      kind: request.kind,
+      title: request.title ?? this.modules.get(request.module)?.title ?? request.module,
+      state: 'starting',
+      env: Object.keys(request.env ?? {}).sort()
+    });
+  });
 }

@@ -146,12 +146,20 @@ describe('ModuleDetail', () => {
     expect(host.querySelector('.jp-ReefLab-warning')).toBeNull();
   });
 
-  it('offers Try, Deploy and Make serverless only as "coming soon"', async () => {
+  it('offers Try and Deploy, and Make serverless only as "coming soon"', async () => {
     const host = await show('yolo-detector', apiWith([YOLO, YOLO_FORM]));
-    for (const name of ['Try', 'Deploy', 'Make serverless']) {
-      const action = button(host, name)!;
-      expect(action.disabled).toBe(true);
-      expect(action.title).toMatch(/^Coming soon: /);
+    expect(button(host, 'Try')!.disabled).toBe(false);
+    expect(button(host, 'Deploy')!.disabled).toBe(false);
+    const serverless = button(host, 'Make serverless')!;
+    expect(serverless.disabled).toBe(true);
+    expect(serverless.title).toMatch(/^Coming soon: /);
+  });
+
+  it('offers no deployment of a module that cannot run here, and says why', async () => {
+    const host = await show('coral', apiWith([CORAL, CORAL_FORM]));
+    for (const name of ['Try', 'Deploy']) {
+      expect(button(host, name)!.disabled).toBe(true);
+      expect(button(host, name)!.title).toBe('This module cannot run here (see Hardware below).');
     }
   });
 

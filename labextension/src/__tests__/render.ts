@@ -53,3 +53,32 @@ export function button(host: ParentNode, text: string | RegExp): HTMLButtonEleme
     typeof text === 'string' ? b.textContent?.trim() === text : text.test(b.textContent ?? '')
   );
 }
+
+/** Choose an option of a React-controlled select. */
+export async function select(element: HTMLSelectElement, value: string): Promise<void> {
+  await act(async () => {
+    element.value = value;
+    element.dispatchEvent(new Event('change', { bubbles: true }));
+  });
+}
+
+/** Leave a field, as tabbing away does (React's onBlur listens to focusout). */
+export async function leave(element: HTMLElement): Promise<void> {
+  await act(async () => {
+    element.dispatchEvent(new FocusEvent('focusout', { bubbles: true }));
+  });
+}
+
+/** The input, select or textarea labelled `text` (by its <label> or aria-label). */
+export function field<T extends HTMLElement = HTMLInputElement>(host: ParentNode, text: string): T {
+  const labelled = host.querySelector<T>(`[aria-label="${text}"]`);
+  if (labelled) {
+    return labelled;
+  }
+  const label = [...host.querySelectorAll('label')].find(l => l.querySelector('span')?.textContent === text);
+  const control = label?.querySelector<T>('input, select, textarea');
+  if (!control) {
+    throw new Error(`no field labelled ${text}`);
+  }
+  return control;
+}

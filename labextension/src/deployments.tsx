@@ -1,0 +1,248 @@
+/** Your deployments: live state, hardware, age, a try's time left, the address to call, why one failed, and actions. */
+import { Clipboard } from '@jupyterlab/apputils';
+import { copyIcon } from '@jupyterlab/ui-components';
+import * as React from 'react';
+
+import { Deployments, DeploymentsAPI, deploymentURL, errorMessage } from './api';
+import {
+  countdown,
+  describeAge,
+  describeDeploymentHardware,
+  isActive,
+  newestFirst,
+  STATE_WORDS,
+  tickInterval
+} from './deploymentsState';
+import { LogsViewer } from './logsViewer';
+import { ErrorNotice, Loading } from './notice';
+import { TryView } from './tryView';
+import { IDeploymentsList, useNow } from './useDeployments';
+
+type Open = 'logs' | 'try' | null;
+
+async function copyText(text: string): Promise<void> {
+  if (navigator.clipboard?.writeText) {
+    return navigator.clipboard.writeText(text);
+  }
+  Clipboard.copyToSystem(text); // outside a secure context (plain http to a remote host)
+}
+
+function Address(props: { deployment: Deployments.IDeployment }): JSX.Element {
+  const url = deploymentURL(props.deployment);
+  const [copied, setCopied] = React.useState<string | null>(null);
+  React.useEffect(() => {
+    if (copied) {
+      const timer = setTimeout(() => setCopied(null), 4000);
+      return () => clearTimeout(timer);
+    }
+  }, [copied]);
+  return (
+    <div className="jp-ReefLab-address">
+      <code title={url}>{url}</code>
+      <button
+        type="button"
+        className="jp-ReefLab-iconButton"
+        aria-label="Copy the address"
+        title="Copy the address"
+        onClick={() =>
+          copyText(url).then(
+            () => setCopied('Copied'),
+            () => setCopied('Could not copy: select the address and copy it')
+          )
+        }
+      >
+        <copyIcon.react tag="span" />
+      </button>
+      {copied && (
+        <span className="jp-ReefLab-muted" role="status">
+          {copied}
+        </span>
+      )}
+    </div>
+  );
+}
+
+interface IRowProps {
+  deployment: Deployments.IDeployment;
+  api: DeploymentsAPI;
+  now: number;
+  /** just started from the panel: show it, and open Try once a try is ready */
+  focused: boolean;
+  onChanged: (deployment: Deployments.IDeployment) => void;
+  onDeleted: (id: string) => void;
+}
+
+function DeploymentRow(props: IRowProps): JSX.Element {
+  const { deployment: d, api, now } = props;
+  const [open, setOpen] = React.useState<Open>(null);
+  const [confirming, setConfirming] = React.useState(false);
+  const [busy, setBusy] = React.useState<string | null>(null);
+  const [error, setError] = React.useState<string | null>(null);
+  const row = React.useRef<HTMLLIElement>(null);
+  const state = STATE_WORDS[d.state];
+  const left = countdown(d, now);
+  const ready = d.state === 'ready';
+
+  React.useEffect(() => {
+    if (props.focused) {
+      row.current?.scrollIntoView({ block: 'nearest' });
+    }
+  }, [props.focused]);
+  React.useEffect(() => {
+    if (props.focused && ready && d.kind === 'try') {
+      setOpen('try');
+    }
+  }, [props.focused, ready, d.kind]);
+  React.useEffect(() => {
+    if (!ready && open === 'try') {
+      setOpen(null);
+    }
+  }, [ready, open]);
+
+  const act = (what: string, call: () => Promise<void>) => {
+    setBusy(what);
+    setError(null);
+    call().then(
+      () => setBusy(null),
+      e => {
+        setBusy(null);
+        setError(errorMessage(e));
+      }
+    );
+  };
+  const restart = () => act('Restarting…', () => api.restartDeployment(d.id).then(props.onChanged));
+  const remove = () =>
+    act('Deleting…', () =>
+      api.deleteDeployment(d.id).then(() => {
+        setConfirming(false);
+        props.onDeleted(d.id);
+      })
+    );
+  const toggle = (what: Open) => setOpen(open === what ? null : what);
+
+  return (
+    <li ref={row} className={`jp-ReefLab-deployment jp-mod-${d.state}`} data-deployment-id={d.id} aria-label={d.title}>
+      <div className="jp-ReefLab-deploymentHead">
+        <span className={`jp-ReefLab-state jp-mod-${d.state}`} title={state.hint}>
+          {(d.state === 'queued' || d.state === 'starting') && (
+            <span className="jp-ReefLab-spinner" aria-hidden="true" />
+          )}
+          {state.label}
+        </span>
+        <strong className="jp-ReefLab-deploymentTitle">{d.title}</strong>
+        {d.kind === 'try' && <span className="jp-ReefLab-badge">try</span>}
+      </div>
+      <div className="jp-ReefLab-muted">
+        {d.module} · {describeDeploymentHardware(d)} · started {describeAge(d.created, now)}
+        {left && (
+          <>
+            {' · '}
+            <span className="jp-ReefLab-countdown" title="A try stops by itself">
+              {left}
+            </span>
+          </>
+        )}
+      </div>
+      {isActive(d) && <Address deployment={d} />}
+      {d.env.length > 0 && (
+        <div className="jp-ReefLab-muted">Environment: {d.env.join(', ')} (values hidden)</div>
+      )}
+      {d.reason && (
+        <pre className={`jp-ReefLab-reason${d.state === 'failed' ? ' jp-mod-failed' : ''}`} aria-label="Why">
+          {d.reason}
+        </pre>
+      )}
+      <div className="jp-ReefLab-rowActions">
+        <button
+          type="button"
+          className="jp-ReefLab-button"
+          disabled={!ready}
+          title={ready ? 'Send it one of your images' : 'It can be tried once it is ready'}
+          aria-expanded={open === 'try'}
+          onClick={() => toggle('try')}
+        >
+          Try
+        </button>
+        <button
+          type="button"
+          className="jp-ReefLab-button"
+          aria-expanded={open === 'logs'}
+          onClick={() => toggle('logs')}
+        >
+          Logs
+        </button>
+        <button type="button" className="jp-ReefLab-button" disabled={busy !== null} onClick={restart}>
+          Restart
+        </button>
+        <button
+          type="button"
+          className="jp-ReefLab-button"
+          disabled={busy !== null}
+          onClick={() => setConfirming(true)}
+        >
+          Delete
+        </button>
+      </div>
+      {confirming && (
+        <div className="jp-ReefLab-confirm" role="alertdialog" aria-label={`Delete ${d.title}?`}>
+          <span>
+            Delete <strong>{d.title}</strong>? It stops answering and its log is removed.
+          </span>
+          <button type="button" className="jp-ReefLab-button jp-mod-warn" disabled={busy !== null} onClick={remove}>
+            Delete it
+          </button>
+          <button
+            type="button"
+            className="jp-ReefLab-button"
+            disabled={busy !== null}
+            onClick={() => setConfirming(false)}
+          >
+            Keep it
+          </button>
+        </div>
+      )}
+      {busy && <Loading>{busy}</Loading>}
+      {error && <ErrorNotice message={error} />}
+      {open === 'logs' && <LogsViewer deployment={d} api={api} />}
+      {open === 'try' && ready && <TryView deployment={d} api={api} />}
+    </li>
+  );
+}
+
+export interface IDeploymentsViewProps {
+  api: DeploymentsAPI;
+  deployments: IDeploymentsList;
+  /** the deployment just started from the marketplace */
+  focusId?: string | null;
+}
+
+export function DeploymentsView(props: IDeploymentsViewProps): JSX.Element {
+  const { list, error, refresh, put, drop } = props.deployments;
+  const now = useNow(tickInterval(list));
+  return (
+    <div className="jp-ReefLab-deployments">
+      {error && <ErrorNotice message={error} onRetry={refresh} />}
+      {list === null && !error && <Loading>Loading your deployments…</Loading>}
+      {list?.length === 0 && (
+        <p className="jp-ReefLab-muted">
+          Nothing runs yet. Open a module in the Marketplace and choose Try or Deploy.
+        </p>
+      )}
+      {list && list.length > 0 && (
+        <ul className="jp-ReefLab-deploymentList" aria-label="Your deployments">
+          {newestFirst(list).map(d => (
+            <DeploymentRow
+              key={d.id}
+              deployment={d}
+              api={props.api}
+              now={now}
+              focused={d.id === props.focusId}
+              onChanged={put}
+              onDeleted={drop}
+            />
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
