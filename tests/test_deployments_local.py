@@ -12,16 +12,28 @@ import psutil
 import pytest
 from PIL import Image
 from reeflab.cli import main as reeflab_cli
+from reeflab.hub.config import REPO
 from tornado.httpclient import HTTPClientError
 
 
 @pytest.fixture
 def jp_server_config(jp_server_config, tmp_path):
+    profiles = tmp_path / "profiles.yaml"
+    tiny = "  - {slug: tiny, display_name: Tiny, cpu: 1, memory: 1G}\n"
+    profiles.write_text((REPO / "hub_config" / "profiles.yaml").read_text() + tiny)
     return {
         **jp_server_config,
+        "ReefLabApp": {"profiles_file": str(profiles)},
         "DeploymentService": {"root_dir": str(tmp_path / "deployments"), "try_minutes": 0.25, "poll_interval": 0.5},
         "CatalogService": {"cache_dir": str(tmp_path / "cache")},
     }
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_deployments(jp_serverapp, jp_asyncio_loop):
+    """Deployments outlive their server by design: stop what a test left running."""
+    yield
+    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"]["deployments"].stop_all())
 
 
 async def call(jp_fetch, method: str, *path: str, body=None, **kwargs):
@@ -136,7 +148,13 @@ async def test_deploy_predict_through_the_route_logs_and_delete(jp_fetch, jp_ser
         ({"module": "yolo-detector", "profile": "gpu-t4"}, 403, "reserved for members"),
         ({"module": "yolo-detector", "profile": "huge"}, 400, "Unknown hardware profile 'huge'"),
         ({"module": "yolo-detector", "hardware": {"cpu": 64, "memory_MB": 1000}}, 400, "beyond profile"),
-        ({"module": "yolo-detector", "env": {"PATH": "/tmp"}}, 400, "PATH is set by ReefLab"),
+        ({"module": "yolo-detector", "env": {"PATH": "/tmp"}}, 400, "env: PATH is set by ReefLab"),
+        (
+            {"module": "yolo-detector", "profile": "cpu-small", "hardware": {"cpu": 1, "memory_MB": 99999}},
+            400,
+            "beyond",
+        ),
+        ({"module": "yolo-detector", "profile": "tiny"}, 400, "Profile 'tiny' is too small for YOLO object detector"),
         ({"module": "yolo-detector", "replicas": 3}, 400, "replicas"),
         ({}, 400, "module"),
     ],

@@ -40,6 +40,8 @@ async def test_info_reports_version_user_and_backends(jp_fetch, profiles_file):
     assert info["groups"] == []
     assert info["backends"]["profiles"] == str(profiles_file)
     assert info["backends"]["identity"].endswith("HubIdentity")
+    assert info["backends"]["deployments"].endswith("LocalProcessBackend")
+    assert info["deployments"]["try_minutes"] == 10 and info["deployments"]["max_tries"] == 2
 
 
 async def test_profiles_lists_only_what_the_user_may_use(jp_fetch):

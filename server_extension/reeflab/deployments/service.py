@@ -70,6 +70,15 @@ class DeploymentService(LoggingConfigurable):
 
     # -- queries -------------------------------------------------------------
 
+    def limits(self) -> dict:
+        """What users may have at once, and how long a try lasts (shown before they hit a limit)."""
+        return {
+            "try_minutes": self.try_minutes,
+            "max_deployments": self.max_deployments,
+            "max_tries": self.max_tries,
+            "max_gpus": self.max_gpus,
+        }
+
     def list(self, owner: str) -> list[Deployment]:
         return sorted((d for d in self._deployments.values() if d.owner == owner), key=lambda d: d.created)
 
@@ -106,6 +115,8 @@ class DeploymentService(LoggingConfigurable):
         form = self.catalog.deployment_form(entry.id, profiles, groups)
         profile = profiles.choose(request.profile or form["default"], groups)
         choice = next(c for c in form["profiles"] if c["slug"] == profile.slug)
+        if not choice["fits"]:
+            raise BadRequest(f"Profile '{profile.slug}' is too small for {entry.title}: it {choice['reason']}.")
         hardware = request.hardware or Hardware(**choice["prefill"])
         self._check_fits(hardware, choice)
         self._check_quota(owner, request, hardware)
@@ -127,6 +138,12 @@ class DeploymentService(LoggingConfigurable):
         self._save(deployment)
         await self._launch(deployment)
         return deployment
+
+    async def stop_all(self) -> None:
+        """Stop every deployment (tests, and operators cleaning up); their records stay."""
+        for deployment in [d for d in self._deployments.values() if d.active]:
+            await self.backend.stop(deployment)
+            self._finish(deployment, "stopped", "stopped by the platform")
 
     async def delete(self, owner: str, deployment_id: str) -> None:
         deployment = self.get(owner, deployment_id)

@@ -20,7 +20,8 @@ def parse_request(body: bytes) -> DeploymentRequest:
         return DeploymentRequest.model_validate_json(body or b"{}")
     except ValidationError as err:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors(include_url=False)
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors(include_url=False)
         )
         raise BadRequest(f"Invalid deployment request: {problems}") from None
 

@@ -25,7 +25,9 @@ class InfoHandler(ReefLabHandler):
                 "backends": {
                     "identity": _class_path(identity),
                     "profiles": str(self.reeflab["profiles"].path),
+                    "deployments": _class_path(self.reeflab["deployments"].backend),
                 },
+                "deployments": self.reeflab["deployments"].limits(),
             }
         )
 
