@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export YOLO_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: up test install install-test lint bench lock clean
+.PHONY: up test install install-test lint bench lock clean fish-weights
 
 up: install
 	$(VENV)/bin/reeflab up
@@ -77,6 +77,10 @@ lint: install-test
 
 bench: install install-test
 	$(PY) bench/spawn_time.py
+
+# Re-train the fish detector's shipped weights from generated data (CPU, ~20 min; see weights/TRAINING.md)
+fish-weights: install
+	$(PY) -m reeflab.modules.fish_detector.train_weights
 
 # Re-pin every package after changing requirements/*.txt
 lock:

@@ -62,6 +62,7 @@ setup(
         "deepaas.v2.model": [
             "yolo-detector = reeflab.modules.yolo_detector:model",
             "image-classifier = reeflab.modules.image_classifier:model",
+            "fish-detector = reeflab.modules.fish_detector:model",
         ],
     },
     zip_safe=False,

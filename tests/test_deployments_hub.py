@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import psutil
 import pytest
@@ -10,7 +12,11 @@ import requests
 from PIL import Image
 from reeflab.client import Connection, ReefLabClientError, deploy
 from reeflab.client.deployments import list_deployments
+from reeflab.modules.fish_detector import model as fish
+from reeflab.modules.fish_detector.evaluate import greedy_match
 from reeflab.testing.hub import HubProcess
+
+SAMPLES = Path(fish.model_path()).parents[1] / "samples"
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +35,21 @@ def servers(hub):
     return {name: (hub.spawn(name), hub.user_token(name)) for name in ("alice", "bob")}
 
 
-def test_a_user_deploys_predicts_through_the_route_and_deletes(servers, tmp_path):
+def test_a_user_deploys_the_demo_module_gets_correct_predictions_and_deletes_it(servers):
     url, token = servers["alice"]
     alice = Connection(url, token)
-    image = tmp_path / "reef.png"
-    Image.new("RGB", (96, 64), (30, 100, 160)).save(image)
+    image = SAMPLES / "fish_04.jpg"
+    truth = json.loads((SAMPLES / "ground_truth.json").read_text())["images"]["fish_04.jpg"]["boxes"]
 
-    deployment = deploy("yolo-detector", title="Reef survey", connection=alice)
+    deployment = deploy("fish-detector", title="Reef survey", connection=alice)
     deployment.wait_ready(timeout=180, progress=False)
     assert deployment.url == f"{url}reeflab/deployments/{deployment.id}/"
-    [result] = deployment.predict(files=[image], conf=0.3)
-    assert result["file"] == "reef.png" and (result["width"], result["height"]) == (96, 64)
+    [result] = deployment.predict(files=[image])
+    boxes = [d["box"] for d in result["detections"]]
+    ious, _ = greedy_match(truth, boxes, [d["confidence"] for d in result["detections"]])
+    assert result["file"] == "fish_04.jpg" and all(v is not None for v in ious), (truth, boxes)
     [png] = deployment.predict(files=image, accept="image/png")
-    assert Image.open(io.BytesIO(png)).size == (96, 64)
+    assert Image.open(io.BytesIO(png)).size == (384, 288)
     assert any("predict" in line for line in deployment.logs())
 
     pid = _deepaas_pid(deployment.info["id"])

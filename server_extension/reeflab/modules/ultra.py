@@ -61,8 +61,9 @@ def check_image(upload: Any) -> bool:
 class UltralyticsModule:
     """A YOLO detector or classifier: metadata from the package, weights shipped or built from yaml."""
 
-    def __init__(self, package: str, task: str, model: str, imgsz: int = 640):
+    def __init__(self, package: str, task: str, model: str, imgsz: int = 640, conf: float = 0.25):
         self.package = package
+        self.conf = conf
         self.task = task  # "detect" or "classify"
         self.default_model = model  # weights file inside the package, or an Ultralytics yaml
         self.imgsz = imgsz
@@ -112,7 +113,7 @@ class UltralyticsModule:
             ),
         }
         if self.task == "detect":
-            args["conf"] = fields.Float(load_default=0.25, validate=validate.Range(0, 1), description="Min confidence")
+            args["conf"] = fields.Float(load_default=self.conf, validate=validate.Range(0, 1), description="Min confidence")
             args["iou"] = fields.Float(load_default=0.7, validate=validate.Range(0, 1), description="NMS IoU threshold")
         else:
             args["top_k"] = fields.Int(load_default=5, validate=validate.Range(1, 100), description="Classes returned")
@@ -122,7 +123,7 @@ class UltralyticsModule:
         upload = kwargs["files"]
         options = {"imgsz": kwargs.get("imgsz", self.imgsz), "verbose": False}
         if self.task == "detect":
-            options.update(conf=kwargs.get("conf", 0.25), iou=kwargs.get("iou", 0.7))
+            options.update(conf=kwargs.get("conf", self.conf), iou=kwargs.get("iou", 0.7))
         from PIL import Image
 
         # DEEPaaS hands over a temp file without extension, which Ultralytics would refuse

@@ -1,0 +1,11 @@
+"""Fish detector: ReefLab's aquatic demo module.
+
+A small YOLO detector (one class, ``fish``) whose weights the project trains itself on synthetic
+underwater scenes (``synth.py``, ``train_weights.py``); the trained weights live in ``weights/`` and
+the bundled sample images with their ground truth in ``samples/``.
+"""
+
+from ..ultra import UltralyticsModule
+
+# imgsz: the size it was trained at; conf: its operating point on the bundled samples (weights/TRAINING.md)
+model = UltralyticsModule(package=__name__, task="detect", model="weights/fish-yolo.pt", imgsz=256, conf=0.25)
