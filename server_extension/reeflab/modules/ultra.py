@@ -113,7 +113,9 @@ class UltralyticsModule:
             ),
         }
         if self.task == "detect":
-            args["conf"] = fields.Float(load_default=self.conf, validate=validate.Range(0, 1), description="Min confidence")
+            args["conf"] = fields.Float(
+                load_default=self.conf, validate=validate.Range(0, 1), description="Min confidence"
+            )
             args["iou"] = fields.Float(load_default=0.7, validate=validate.Range(0, 1), description="NMS IoU threshold")
         else:
             args["top_k"] = fields.Int(load_default=5, validate=validate.Range(1, 100), description="Classes returned")
