@@ -21,7 +21,9 @@ up: install
 test: install install-test
 	$(VENV)/bin/ruff check server_extension hub_config tests bench
 	npm test --silent
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --ignore=tests/browser
+	@# Playwright's sync API keeps its own event loop for the session: browser tests run apart
+	$(PY) -m pytest tests/browser
 
 install: $(VENV)/.platform.stamp $(VENV)/.reeflab.stamp
 
