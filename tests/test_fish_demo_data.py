@@ -132,4 +132,5 @@ def test_shipped_weights_find_the_fish(yolo):
         misses += [f"{name} fish {i}" for i, v in enumerate(ious) if v is None]
     assert fish >= 6
     assert found == fish, f"missed: {misses}"
-    assert false_pos <= 1
+    # at least 80% of the boxes are fish (the operating point recorded in weights/TRAINING.md)
+    assert found / (found + false_pos) >= 0.8, f"{false_pos} false alarms for {found} fish"
