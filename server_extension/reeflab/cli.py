@@ -55,7 +55,8 @@ def up(args: argparse.Namespace) -> int:
     try:
         if wait_for_hub(url, proc):
             print(
-                f"\n  ReefLab is up: {url}\n{login_help(url)}\n  Stop: Ctrl-C\n",
+                f"\n  ReefLab is up: {url}\n{login_help(url)}\n"
+                f"  Serverless (OSCAR API): {url}services/reeflab-serverless/\n  Stop: Ctrl-C\n",
                 flush=True,
             )
         return proc.wait()
