@@ -334,7 +334,9 @@ class LabPage:
         return self.panel.locator(".jp-ReefLab-card")
 
     def card(self, title: str):
-        return self.cards().filter(has=self.page.locator(".jp-ReefLab-cardTitle", has_text=re.compile(f"^{title}$")))
+        return self.cards().filter(
+            has=self.page.locator(".jp-ReefLab-cardTitle", has_text=re.compile(f"^{re.escape(title)}$"))
+        )
 
     def search_requests(self) -> list[str]:
         return [url for url in self.requests if "/reeflab/api/catalog/modules?" in url or url.endswith("/modules")]
