@@ -279,8 +279,14 @@ def test_a_worker_killed_mid_job_is_retried(engine, tmp_path):
 
 def worker_pids(engine, service: str) -> set[int]:
     """The engine's live worker processes of one service (their working folder is the service's)."""
-    children = psutil.Process(engine.proc.pid).children()
-    return {p.pid for p in children if p.is_running() and p.status() != "zombie" and p.cwd().endswith("/" + service)}
+    pids = set()
+    for child in psutil.Process(engine.proc.pid).children():
+        try:  # a worker may exit while we look at it
+            if child.status() != psutil.STATUS_ZOMBIE and child.cwd().endswith("/" + service):
+                pids.add(child.pid)
+        except (psutil.Error, OSError):
+            continue
+    return pids
 
 
 def test_workers_stay_warm_scale_to_zero_and_keep_min_scale(engine, tmp_path):
