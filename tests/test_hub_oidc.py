@@ -102,7 +102,7 @@ def set_claims(issuer: str, sub: str, claims: dict) -> None:
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory) -> Iterator[str]:
     if not MOCK_PYTHON.exists():
-        pytest.skip("no .venv-oidc with oidc-provider-mock: run make install-test")
+        pytest.fail("no .venv-oidc with oidc-provider-mock: run make install-test")
     with oidc_provider(tmp_path_factory.mktemp("oidc") / "provider.log") as issuer:
         yield issuer
 
