@@ -51,6 +51,7 @@ setup(
     package_data={
         "reeflab": [
             "modules/*/ai4-metadata.yml",
+            "modules/*/*.yaml",
             "modules/*/weights/*",
             "modules/*/samples/*",
             "modules/template/package/**/*",
