@@ -133,17 +133,22 @@ async def test_the_table_covers_every_shipped_profile(make_spawner):
     assert [p.slug for p in make_spawner().profile_store.catalog().profiles] == ALL_SHIPPED
 
 
-@pytest.mark.parametrize("slug, groups, image, cpu, memory, gpu, node_selector, tolerations", SHIPPED_PODS)
-async def test_each_shipped_profile_renders_a_valid_pod_with_its_hardware(
-    make_spawner, slug, groups, image, cpu, memory, gpu, node_selector, tolerations
-):
-    pod = hardware(await spawn(make_spawner(groups), slug))
+def assert_pod_has(pod: dict, image, cpu, memory, gpu, node_selector, tolerations) -> None:
+    """The pod carries exactly a profile's hardware: requests equal limits."""
     assert pod["image"] == image
     assert pod["cpu"] == (cpu, cpu)
     assert pod["memory"] == (memory, memory)
     assert pod["gpu"] == gpu
     assert pod["node_selector"] == node_selector
     assert pod["tolerations"] == tolerations
+
+
+@pytest.mark.parametrize("slug, groups, image, cpu, memory, gpu, node_selector, tolerations", SHIPPED_PODS)
+async def test_each_shipped_profile_renders_a_valid_pod_with_its_hardware(
+    make_spawner, slug, groups, image, cpu, memory, gpu, node_selector, tolerations
+):
+    pod = hardware(await spawn(make_spawner(groups), slug))
+    assert_pod_has(pod, image, cpu, memory, gpu, node_selector, tolerations)
     assert pod["env"]["REEFLAB_PROFILE"] == slug
 
 
@@ -193,13 +198,7 @@ async def test_a_respawn_keeps_nothing_of_the_previous_profile(make_spawner, fir
     spawner = make_spawner(["reeflab-staff"])
     await spawn(spawner, first)
     pod = hardware(await spawn(spawner, then))
-    _, _, image, cpu, memory, gpu, node_selector, tolerations = rows[then]
-    assert pod["image"] == image
-    assert pod["cpu"] == (cpu, cpu)
-    assert pod["memory"] == (memory, memory)
-    assert pod["gpu"] == gpu
-    assert pod["node_selector"] == node_selector
-    assert pod["tolerations"] == tolerations
+    assert_pod_has(pod, *rows[then][2:])
 
 
 CUSTOM = """

@@ -21,6 +21,8 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw, ImageFilter
 
+from .evaluate import iou
+
 FISH_CLASS = 0
 NAMES = {FISH_CLASS: "fish"}
 SPLITS = {"train": 0, "val": 1, "samples": 2}
@@ -243,14 +245,6 @@ def _fish_sprite(rng: np.random.Generator, length: float, body: tuple[int, int, 
     return sprite.resize((max(1, W // s), max(1, H // s)), Image.LANCZOS)
 
 
-def _iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _cover(a: Box, b: Box) -> float:
     """Fraction of the smaller box covered by the intersection."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -304,7 +298,7 @@ def render_scene(
             else:
                 py = int(rng.integers(2, height - sh - 2)) - sy0
             box = (float(px + sx0), float(py + sy0), float(px + sx1), float(py + sy1))
-            if any(_iou(box, b) > 0.15 or _cover(box, b) > 0.3 for b in boxes):
+            if any(iou(box, b) > 0.15 or _cover(box, b) > 0.3 for b in boxes):
                 continue
             # water tint grows with depth, and some fish are a little see-through
             row = rows[min(height - 1, int((box[1] + box[3]) / 2))]
