@@ -1,0 +1,1 @@
+"""Training: MLflow tracking, model registry and federated learning (Flower)."""
