@@ -17,12 +17,15 @@ from .handlers.deployments import (
     LogsHandler,
     RestartHandler,
 )
+from .handlers.jobs import CancelHandler, JobHandler, JobLogHandler, JobsHandler, OutputHandler
 from .handlers.system import InfoHandler, ProfilesHandler
 from .identity import HubIdentity
+from .jobs.service import JobService
 from .profiles import ProfileStore, default_profiles_path
 
 MODULE_ID = r"(?P<module_id>[a-z0-9][a-z0-9\-_.]*)"
 DEPLOYMENT_ID = r"(?P<deployment_id>[a-f0-9]{8})"
+JOB_ID = r"(?P<job_id>[a-f0-9]{8})"
 
 
 class ReefLabApp(ExtensionApp):
@@ -56,11 +59,13 @@ class ReefLabApp(ExtensionApp):
             "identity": self.identity_class(parent=self),
             "catalog": catalog,
             "deployments": DeploymentService(parent=self, catalog=catalog),
+            "jobs": JobService(parent=self, notebook_root=self.serverapp.root_dir),
         }
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         # deployments started before a restart of this server: re-attach, or report them stopped
         self.settings["reeflab"]["deployments"].ensure_watching()
+        self.settings["reeflab"]["jobs"].ensure_watching()  # jobs that ran on while this server was down
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(
@@ -76,6 +81,11 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}/restart", RestartHandler),
                 (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}/logs", LogsHandler),
                 (rf"/reeflab/deployments/{DEPLOYMENT_ID}/?(?P<path>.*)", DeploymentProxyHandler),
+                (r"/reeflab/api/jobs", JobsHandler),
+                (rf"/reeflab/api/jobs/{JOB_ID}", JobHandler),
+                (rf"/reeflab/api/jobs/{JOB_ID}/cancel", CancelHandler),
+                (rf"/reeflab/api/jobs/{JOB_ID}/log", JobLogHandler),
+                (rf"/reeflab/api/jobs/{JOB_ID}/output", OutputHandler),
             ]
         )
 

@@ -1,0 +1,1 @@
+"""Where notebook jobs run: a local detached process, or a Kubernetes Job."""

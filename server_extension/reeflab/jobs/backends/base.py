@@ -1,0 +1,41 @@
+"""What every notebook-job backend provides to JobService."""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from traitlets.config import LoggingConfigurable
+
+from ...profiles import HardwareProfile
+from ..models import Job
+
+
+class _AbstractConfigurable(type(LoggingConfigurable), ABCMeta):
+    pass
+
+
+class JobBackend(LoggingConfigurable, metaclass=_AbstractConfigurable):
+    """Starts, watches, cancels notebook jobs. Subclasses: local, kubernetes."""
+
+    name = "base"
+
+    @abstractmethod
+    async def start(self, job: Job, folder: Path, spec: dict[str, Any], profile: HardwareProfile) -> dict:
+        """Launch the job; return the runtime handle kept in `job.runtime`.
+
+        `spec` is what the runner needs: input, output (absolute paths), cwd, parameters, kernel.
+        """
+
+    @abstractmethod
+    async def status(self, job: Job, folder: Path) -> dict[str, Any]:
+        """The runner's view: state, progress, error, reason, finished_at (also after a server restart)."""
+
+    @abstractmethod
+    async def cancel(self, job: Job, folder: Path) -> None:
+        """Stop the job and everything it started (kernel included); idempotent."""
+
+    @abstractmethod
+    async def logs(self, job: Job, folder: Path, tail: int) -> list[str]:
+        """The last `tail` lines of its log."""

@@ -1,0 +1,97 @@
+"""Notebook jobs as users submit and see them."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+State = Literal["starting", "running", "completed", "failed", "cancelled"]
+ACTIVE_STATES = ("starting", "running")
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class JobRequest(BaseModel):
+    """POST /reeflab/api/jobs"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    notebook: str = Field(min_length=1, description="Path of the notebook, relative to your Jupyter root folder")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Values for the notebook's parameters cell")
+    kernel: str | None = Field(None, description="Kernel name; default: the notebook's own kernel")
+    profile: str | None = Field(None, description="Hardware profile slug; default: your default profile")
+    title: str | None = Field(None, max_length=120)
+
+    @field_validator("notebook")
+    @classmethod
+    def _relative_notebook(cls, notebook: str) -> str:
+        path = PurePosixPath(notebook.replace("\\", "/"))
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError("give the notebook's path relative to your Jupyter root folder, without '..'")
+        if path.suffix != ".ipynb":
+            raise ValueError(f"'{notebook}' is not a notebook (.ipynb)")
+        return str(path)
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameter_names(cls, parameters: dict[str, Any]) -> dict[str, Any]:
+        for name in parameters:
+            if not _PARAM_NAME.match(name):
+                raise ValueError(f"'{name}' is not a Python variable name (letters, digits, '_')")
+        return parameters
+
+
+class Progress(BaseModel):
+    """Where the run is: cell `cell` (1-based, in your notebook) of `cells`."""
+
+    cell: int = 0
+    cells: int = 0
+    source: str = Field("", description="First line of the running cell")
+
+
+class JobError(BaseModel):
+    """The failing cell of a failed job, and what it raised."""
+
+    cell_index: int | None = Field(None, description="0-based index of the failing cell in your notebook")
+    execution_count: int | None = None
+    ename: str
+    evalue: str
+    source: str = ""
+
+
+class Job(BaseModel):
+    """A notebook job and everything the platform keeps about it (runtime details stay server-side)."""
+
+    id: str
+    owner: str
+    title: str
+    notebook: str
+    output: str = Field(description="Executed notebook, relative to your Jupyter root folder")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    kernel: str
+    profile: str
+    cpu: float
+    memory_MB: int
+    gpu: int = 0
+    state: State = "starting"
+    reason: str | None = None
+    progress: Progress = Field(default_factory=Progress)
+    error: JobError | None = None
+    backend: str
+    created: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    runtime: dict[str, Any] = Field(default_factory=dict, description="Backend's handle: pid, names...")
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    def public(self) -> dict[str, Any]:
+        """What the API returns: no runtime internals."""
+        data = self.model_dump(mode="json", exclude={"runtime"})
+        data["output_url"] = f"lab/tree/{self.output}"
+        return data

@@ -1,0 +1,185 @@
+"""The process that runs one notebook job: `python -m reeflab.jobs.runner <job folder>`.
+
+Started by the local backend in its own session, so it outlives the browser tab and restarts of the
+Jupyter server. It reads `spec.json` from the job folder, runs papermill with the chosen kernel, and
+keeps `status.json` current (the cell running, or the failing cell and its error) while papermill logs
+every cell's output into the job log. The kernel is started by jupyter_client in a session of its own,
+so the runner itself makes sure no kernel outlives it: on a normal end, on an error, and on SIGTERM
+(cancel), it kills whatever processes it started (papermill's known leak of dead kernels).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .store import STATUS_FILE, write_private
+
+ENGINE = "reeflab"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class StatusFile:
+    """status.json of the job: merged updates, written atomically."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / STATUS_FILE
+        self.data: dict[str, Any] = {"pid": os.getpid(), "state": "starting", "started_at": now()}
+        self.write()
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(fields)
+        self.write()
+
+    def write(self) -> None:
+        write_private(self.path, json.dumps(self.data, indent=1, default=str))
+
+
+def descendants() -> list[psutil.Process]:
+    try:
+        return psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def kill_descendants(grace: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL, every process this runner started (the kernel and anything it spawned)."""
+    procs = descendants()
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _gone, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=grace)
+
+
+def user_cell(index: int, injected: int | None) -> int:
+    """Index in the user's notebook of cell `index` of the executed one (papermill inserts a parameters cell)."""
+    if injected is None or index < injected:
+        return index
+    return max(0, index - 1)
+
+
+def _injected_index(nb) -> int | None:
+    for i, cell in enumerate(nb.cells):
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            return i
+    return None
+
+
+def _first_line(source: str) -> str:
+    return next((line.strip() for line in source.splitlines() if line.strip()), "")[:120]
+
+
+def make_engine(status: StatusFile):
+    """A papermill engine (nbclient's) that also reports each cell's start to status.json."""
+    from papermill.engines import NBClientEngine
+
+    class ReportingEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            injected = _injected_index(nb_man.nb)
+            total = len(nb_man.nb.cells) - (injected is not None)
+            cell_start = nb_man.cell_start
+
+            def reporting_cell_start(cell, cell_index=None, **kw):
+                index = user_cell(cell_index or 0, injected)
+                if "kernel_pids" not in status.data:  # the kernel is up once the first cell runs
+                    status.data["kernel_pids"] = [p.pid for p in descendants()]
+                progress = {"cell": index + 1, "cells": total, "source": _first_line(cell.source)}
+                status.update(state="running", progress=progress)
+                return cell_start(cell, cell_index, **kw)
+
+            nb_man.cell_start = reporting_cell_start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    return ReportingEngine
+
+
+def run(folder: Path) -> int:
+    spec = json.loads((folder / "spec.json").read_text())
+    status = StatusFile(folder)
+
+    def cancel(signum, frame):  # noqa: ARG001 - signal handler signature
+        kill_descendants(grace=1.0)
+        status.update(state="cancelled", finished_at=now(), reason="cancelled")
+        print("[reeflab] job cancelled; kernel stopped", flush=True)
+        os._exit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, cancel)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
+
+    import papermill
+    from papermill.engines import papermill_engines
+    from papermill.exceptions import PapermillExecutionError
+
+    papermill_engines.register(ENGINE, make_engine(status))
+    print(f"[reeflab] running {spec['input']} with kernel {spec['kernel']}", flush=True)
+    try:
+        papermill.execute_notebook(
+            spec["input"],
+            spec["output"],
+            parameters=spec.get("parameters") or {},
+            kernel_name=spec["kernel"],
+            engine_name=ENGINE,
+            cwd=spec.get("cwd"),
+            log_output=True,
+            progress_bar=False,
+            request_save_on_cell_execute=True,
+        )
+    except PapermillExecutionError as err:
+        import nbformat
+        from papermill.execute import ERROR_MARKER_TAG
+
+        executed = nbformat.read(spec["output"], as_version=4)
+        # papermill has since added its error banner and anchor cells: count without them
+        executed.cells = [c for c in executed.cells if ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]
+        injected = _injected_index(executed)
+        error = {
+            "cell_index": user_cell(err.cell_index, injected),
+            "execution_count": err.exec_count,
+            "ename": err.ename,
+            "evalue": err.evalue,
+            "source": (err.source or "")[:2000],
+        }
+        status.update(state="failed", error=error, reason=f"{err.ename}: {err.evalue}", finished_at=now())
+        print(f"[reeflab] job failed in cell {error['cell_index']}: {err.ename}: {err.evalue}", flush=True)
+        return 1
+    except Exception as err:  # the kernel died, the notebook could not be read...
+        status.update(state="failed", reason=f"{type(err).__name__}: {err}", finished_at=now())
+        print(f"[reeflab] job failed: {type(err).__name__}: {err}", flush=True)
+        return 1
+    finally:
+        kill_descendants()
+    status.update(state="completed", finished_at=now())
+    print("[reeflab] job completed", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m reeflab.jobs.runner <job folder>", file=sys.stderr)
+        return 2
+    return run(Path(argv[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""JobService: submit, watch, cancel and describe a user's papermill notebook jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_core.paths import jupyter_data_dir
+from traitlets import Float, Int, Type, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..profiles import ProfileCatalog
+from .activity import HubActivity
+from .backends.base import JobBackend
+from .backends.local import LocalJobBackend
+from .models import Job, JobError, JobRequest, Progress
+from .store import JobStore
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobService(LoggingConfigurable):
+    """One user's notebook jobs: the backend runs them, this keeps their state true and the server alive."""
+
+    backend_class = Type(
+        klass=JobBackend,
+        config=True,
+        help="Where jobs run: reeflab.jobs.backends.local.LocalJobBackend (one machine) or "
+        "reeflab.jobs.backends.kubernetes.KubernetesJobBackend. Default: $REEFLAB_JOBS "
+        "('local' or 'kubernetes'), else $REEFLAB_DEPLOYMENTS, else local.",
+    )
+
+    @default("backend_class")
+    def _default_backend_class(self) -> type[JobBackend]:
+        mode = os.environ.get("REEFLAB_JOBS") or os.environ.get("REEFLAB_DEPLOYMENTS", "local")
+        if mode == "kubernetes":
+            from .backends.kubernetes import KubernetesJobBackend
+
+            return KubernetesJobBackend
+        return LocalJobBackend
+
+    root_dir = Unicode(config=True, help="Where jobs keep their state and logs (private to the user)")
+
+    @default("root_dir")
+    def _default_root_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "reeflab" / "jobs")
+
+    notebook_root = Unicode(help="The Jupyter server's root folder: notebooks and outputs live under it")
+
+    @default("notebook_root")
+    def _default_notebook_root(self) -> str:
+        return os.getcwd()
+
+    output_dir = Unicode("reeflab-jobs", config=True, help="Folder under the root for executed notebooks")
+    max_running = Int(3, config=True, help="Jobs a user may run at once")
+    poll_interval = Float(1.0, config=True, help="Seconds between checks of running jobs")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.backend = self.backend_class(parent=self)
+        self.store = JobStore(self.root_dir)
+        self.activity = HubActivity(parent=self)
+        self._jobs = {j.id: j for j in self.store.load_all()}
+        self._watcher: asyncio.Task | None = None
+        self._last_report = 0.0
+
+    # -- queries -------------------------------------------------------------
+
+    def list(self, owner: str) -> list[Job]:
+        return sorted((j for j in self._jobs.values() if j.owner == owner), key=lambda j: j.created)
+
+    def get(self, owner: str, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None or job.owner != owner:  # another user's is as absent as a missing one
+            raise NotFound(f"No job '{job_id}'; list yours at /reeflab/api/jobs.")
+        return job
+
+    async def fresh(self, owner: str, job_id: str) -> Job:
+        """The job with its latest progress from the backend."""
+        job = self.get(owner, job_id)
+        if job.active:
+            await self.check(job)
+        return job
+
+    def folder(self, job: Job) -> Path:
+        return self.store.folder(job.id)
+
+    def output_path(self, owner: str, job_id: str) -> Path:
+        return Path(self.notebook_root) / self.get(owner, job_id).output
+
+    async def logs(self, owner: str, job_id: str, tail: int = 200) -> list[str]:
+        if not 1 <= tail <= 10000:
+            raise BadRequest("tail must be between 1 and 10000 lines")
+        job = self.get(owner, job_id)
+        return await self.backend.logs(job, self.folder(job), tail)
+
+    @staticmethod
+    def kernels() -> list[str]:
+        return sorted(KernelSpecManager().find_kernel_specs())
+
+    # -- changes ---------------------------------------------------------------
+
+    def _notebook(self, relative: str) -> Path:
+        """The notebook's absolute path, confined to the root folder (symlinks resolved)."""
+        root = Path(self.notebook_root).resolve()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root):
+            raise BadRequest(f"'{relative}' is outside your folder; give a path inside it.")
+        if not path.is_file():
+            raise BadRequest(f"No notebook '{relative}' in your folder; check the path (relative to your home).")
+        return path
+
+    def _kernel(self, asked: str | None, notebook: Path) -> str:
+        try:
+            nb = nbformat.read(notebook, as_version=4)
+        except Exception as err:
+            raise BadRequest(f"'{notebook.name}' is not a readable notebook: {err}") from None
+        kernel = asked or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+        known = self.kernels()
+        if kernel not in known:
+            raise BadRequest(f"Unknown kernel '{kernel}'. Kernels on this server: {', '.join(known)}.")
+        return kernel
+
+    async def submit(self, owner: str, groups: list[str], request: JobRequest, profiles: ProfileCatalog) -> Job:
+        notebook = self._notebook(request.notebook)
+        kernel = self._kernel(request.kernel, notebook)
+        profile = profiles.choose(request.profile, groups)
+        running = [j for j in self.list(owner) if j.active]
+        if len(running) >= self.max_running:
+            raise Forbidden(f"You have {len(running)} jobs running, the most allowed; wait or cancel one.")
+        job_id = secrets.token_hex(4)
+        output = Path(self.output_dir) / job_id / notebook.name
+        job = Job(
+            id=job_id,
+            owner=owner,
+            title=request.title or notebook.stem,
+            notebook=request.notebook,
+            output=str(output),
+            parameters=request.parameters,
+            kernel=kernel,
+            profile=profile.slug,
+            cpu=profile.cpu,
+            memory_MB=profile.memory_bytes // 10**6,
+            gpu=profile.gpu_count,
+            backend=self.backend.name,
+            created=now(),
+        )
+        (Path(self.notebook_root) / output).parent.mkdir(parents=True, exist_ok=True)
+        spec = {
+            "input": str(notebook),
+            "output": str(Path(self.notebook_root) / output),
+            "notebook": request.notebook,
+            "cwd": str(notebook.parent),
+            "root": str(Path(self.notebook_root).resolve()),
+            "parameters": request.parameters,
+            "kernel": kernel,
+        }
+        self._save(job)
+        job.started_at = now()
+        try:
+            job.runtime = await self.backend.start(job, self.folder(job), spec, profile)
+        except Exception as err:  # the backend could not even start it: say why
+            self._finish(job, "failed", f"could not start: {err}")
+            return job
+        self._save(job)
+        self.ensure_watching()
+        return job
+
+    async def cancel(self, owner: str, job_id: str) -> Job:
+        job = self.get(owner, job_id)
+        if not job.active:
+            raise Conflict(f"Job '{job_id}' is {job.state}; only a running job can be cancelled.")
+        await self.backend.cancel(job, self.folder(job))
+        self._finish(job, "cancelled", "cancelled by you")
+        return job
+
+    async def delete(self, owner: str, job_id: str) -> None:
+        """Forget a job (cancelling it if it runs); its output notebook stays in your folder."""
+        job = self.get(owner, job_id)
+        if job.active:
+            await self.backend.cancel(job, self.folder(job))
+        del self._jobs[job.id]
+        await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, self.folder(job), True)
+
+    async def cancel_all(self) -> None:
+        """Cancel every running job (tests, operators cleaning up); records stay."""
+        for job in [j for j in self._jobs.values() if j.active]:
+            await self.backend.cancel(job, self.folder(job))
+            self._finish(job, "cancelled", "stopped by the platform")
+
+    def _save(self, job: Job) -> None:
+        self._jobs[job.id] = job
+        self.store.save(job)
+
+    def _finish(self, job: Job, state: str, reason: str | None) -> None:
+        job.state = state
+        job.reason = reason
+        job.finished_at = job.finished_at or now()
+        self._save(job)
+
+    # -- watching ----------------------------------------------------------------
+
+    def ensure_watching(self) -> None:
+        """Start the background check of running jobs (after a restart too: re-attach)."""
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while any(j.active for j in self._jobs.values()):
+            for job in [j for j in self._jobs.values() if j.active]:
+                try:
+                    await self.check(job)
+                except Exception:
+                    self.log.exception("checking job %s failed", job.id)
+            due = time.monotonic() - self._last_report >= self.activity.interval
+            if due and any(j.active for j in self._jobs.values()):
+                self._last_report = time.monotonic()
+                await self.activity.report()
+            await asyncio.sleep(self.poll_interval)
+
+    async def check(self, job: Job) -> None:
+        """Take over the runner's view: progress, and the end state with the failing cell."""
+        status = await self.backend.status(job, self.folder(job))
+        if status.get("progress"):
+            job.progress = Progress(**status["progress"])
+        state = status.get("state", "starting")
+        if state in ("completed", "failed", "cancelled"):
+            if status.get("error"):
+                job.error = JobError(**status["error"])
+            with contextlib.suppress(KeyError, ValueError):
+                job.finished_at = datetime.fromisoformat(status["finished_at"])
+            self._finish(job, state, status.get("reason"))
+        elif state != job.state:
+            job.state = state
+            self._save(job)
