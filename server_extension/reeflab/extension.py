@@ -17,15 +17,26 @@ from .handlers.deployments import (
     LogsHandler,
     RestartHandler,
 )
+from .handlers.federated import (
+    ServerHandler,
+    ServerLogsHandler,
+    ServersHandler,
+    StopHandler,
+    TokenHandler,
+    TokensHandler,
+)
 from .handlers.jobs import CancelHandler, JobHandler, JobLogHandler, JobsHandler, OutputHandler
 from .handlers.system import InfoHandler, ProfilesHandler
 from .identity import HubIdentity
 from .jobs.service import JobService
 from .profiles import ProfileStore, default_profiles_path
+from .training.federated import FederatedService
 
 MODULE_ID = r"(?P<module_id>[a-z0-9][a-z0-9\-_.]*)"
 DEPLOYMENT_ID = r"(?P<deployment_id>[a-f0-9]{8})"
 JOB_ID = r"(?P<job_id>[a-f0-9]{8})"
+FEDERATED_ID = r"(?P<server_id>[a-f0-9]{8})"
+TOKEN_ID = r"(?P<token_id>[a-f0-9]{8})"
 
 
 class ReefLabApp(ExtensionApp):
@@ -60,6 +71,7 @@ class ReefLabApp(ExtensionApp):
             "catalog": catalog,
             "deployments": DeploymentService(parent=self, catalog=catalog),
             "jobs": JobService(parent=self, notebook_root=self.serverapp.root_dir),
+            "federated": FederatedService(parent=self),
         }
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
@@ -86,6 +98,12 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/jobs/{JOB_ID}/cancel", CancelHandler),
                 (rf"/reeflab/api/jobs/{JOB_ID}/log", JobLogHandler),
                 (rf"/reeflab/api/jobs/{JOB_ID}/output", OutputHandler),
+                (r"/reeflab/api/federated/servers", ServersHandler),
+                (rf"/reeflab/api/federated/servers/{FEDERATED_ID}", ServerHandler),
+                (rf"/reeflab/api/federated/servers/{FEDERATED_ID}/stop", StopHandler),
+                (rf"/reeflab/api/federated/servers/{FEDERATED_ID}/logs", ServerLogsHandler),
+                (r"/reeflab/api/federated/tokens", TokensHandler),
+                (rf"/reeflab/api/federated/tokens/{TOKEN_ID}", TokenHandler),
             ]
         )
 

@@ -1,0 +1,127 @@
+"""Federated learning from Python: start a Flower server, hand tokens to sites, follow the rounds.
+
+    from reeflab.client import federated
+    token = federated.create_token("site-lisbon")["token"]   # shown once: give it to that site
+    server = federated.start_server(strategy="FedProx", rounds=5, min_clients=2)
+    print(server.address)                                    # what the sites connect to
+    server.wait_finished(); server.history()["rounds"]
+
+At a site (needs only flwr and this package, or the 30 lines of `reeflab.training.federated_auth`):
+
+    federated.connect(address, token, MyNumPyClient())
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..training.federated_client import FederatedAuthError, connect
+from .connection import Connection, ReefLabClientError, default_connection
+
+
+class FederatedServer:
+    """A handle on one of your Flower servers; `info` is its latest state from the platform."""
+
+    def __init__(self, info: dict[str, Any], connection: Connection):
+        self.info = info
+        self.connection = connection
+
+    @property
+    def id(self) -> str:
+        return self.info["id"]
+
+    @property
+    def state(self) -> str:
+        return self.info["state"]
+
+    @property
+    def address(self) -> str:
+        """HOST:PORT that clients connect to with `connect(address, token, client)`."""
+        return self.info["address"]
+
+    def __repr__(self) -> str:
+        return f"<FederatedServer {self.id} {self.info['config']['strategy']} {self.state} at {self.address}>"
+
+    def refresh(self) -> FederatedServer:
+        self.info = self.connection.get("federated", "servers", self.id)
+        return self
+
+    def history(self) -> dict[str, Any]:
+        """Rounds so far: for each, the clients (by token name) that contributed and the aggregated metrics."""
+        return self.refresh().info.get("history", {})
+
+    def wait_finished(self, timeout: float = 3600, interval: float = 1) -> FederatedServer:
+        """Block until all rounds are done; raise with the reason if the server fails or is stopped."""
+        deadline = time.monotonic() + timeout
+        while self.refresh().state == "running":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self!r} still running after {timeout:.0f} s")
+            time.sleep(interval)
+        if self.state != "finished":
+            raise ReefLabClientError(409, f"federated server {self.state}: {self.info.get('reason')}")
+        return self
+
+    def logs(self, tail: int = 200) -> list[str]:
+        return self.connection.get("federated", "servers", self.id, "logs", tail=tail)["lines"]
+
+    def stop(self) -> FederatedServer:
+        self.info = self.connection.post("federated", "servers", self.id, "stop")
+        return self
+
+    def delete(self) -> None:
+        self.connection.request("DELETE", "federated", "servers", self.id)
+        self.info = {**self.info, "state": "stopped"}
+
+
+def start_server(
+    *,
+    strategy: str = "FedAvg",
+    rounds: int = 3,
+    min_clients: int = 2,
+    connection: Connection | None = None,
+    **options: Any,
+) -> FederatedServer:
+    """Start a Flower server (FedAvg, FedProx or FedAdam); options: title, local_epochs, proximal_mu,
+    server_learning_rate, round_timeout."""
+    connection = connection or default_connection()
+    body = {"strategy": strategy, "rounds": rounds, "min_clients": min_clients, **options}
+    return FederatedServer(connection.post("federated", "servers", json=body), connection)
+
+
+def list_servers(connection: Connection | None = None) -> list[FederatedServer]:
+    connection = connection or default_connection()
+    return [FederatedServer(info, connection) for info in connection.get("federated", "servers")["servers"]]
+
+
+def get(server_id: str, connection: Connection | None = None) -> FederatedServer:
+    connection = connection or default_connection()
+    return FederatedServer(connection.get("federated", "servers", server_id), connection)
+
+
+def create_token(name: str, connection: Connection | None = None) -> dict[str, Any]:
+    """A new client token `{id, name, created, token}`: the value is shown this once, keep it secret."""
+    return (connection or default_connection()).post("federated", "tokens", json={"name": name})
+
+
+def list_tokens(connection: Connection | None = None) -> list[dict[str, Any]]:
+    """Your tokens' ids, names and creation dates (never their values)."""
+    return (connection or default_connection()).get("federated", "tokens")["tokens"]
+
+
+def revoke_token(token_id: str, connection: Connection | None = None) -> None:
+    """Servers refuse the token from the next connection on."""
+    (connection or default_connection()).request("DELETE", "federated", "tokens", token_id)
+
+
+__all__ = [
+    "FederatedAuthError",
+    "FederatedServer",
+    "connect",
+    "create_token",
+    "get",
+    "list_servers",
+    "list_tokens",
+    "revoke_token",
+    "start_server",
+]
