@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Type, Unicode, default
 
@@ -26,15 +29,29 @@ from .handlers.federated import (
     TokensHandler,
 )
 from .handlers.jobs import CancelHandler, JobHandler, JobLogHandler, JobsHandler, OutputHandler
+from .handlers.storage import (
+    ConnectionHandler,
+    ConnectionsHandler,
+    ConnectionTestHandler,
+    FileHandler,
+    FilesHandler,
+    MountHandler,
+    StorageHandler,
+    TransferHandler,
+    TransfersHandler,
+)
 from .handlers.system import InfoHandler, ProfilesHandler
 from .identity import HubIdentity
 from .jobs.service import JobService
 from .profiles import ProfileStore, default_profiles_path
+from .storage.service import StorageService
 from .training.federated import FederatedService
 
 MODULE_ID = r"(?P<module_id>[a-z0-9][a-z0-9\-_.]*)"
 DEPLOYMENT_ID = r"(?P<deployment_id>[a-f0-9]{8})"
 JOB_ID = r"(?P<job_id>[a-f0-9]{8})"
+CONNECTION = r"(?P<name>[a-z][a-z0-9_\-]*)"
+TRANSFER_ID = r"(?P<transfer_id>\w+)"
 FEDERATED_ID = r"(?P<server_id>[a-f0-9]{8})"
 TOKEN_ID = r"(?P<token_id>[a-f0-9]{8})"
 
@@ -71,6 +88,7 @@ class ReefLabApp(ExtensionApp):
             "catalog": catalog,
             "deployments": DeploymentService(parent=self, catalog=catalog),
             "jobs": JobService(parent=self, notebook_root=self.serverapp.root_dir),
+            "storage": StorageService(parent=self, workspace=self.serverapp.root_dir),
             "federated": FederatedService(parent=self),
         }
 
@@ -78,6 +96,10 @@ class ReefLabApp(ExtensionApp):
         # deployments started before a restart of this server: re-attach, or report them stopped
         self.settings["reeflab"]["deployments"].ensure_watching()
         self.settings["reeflab"]["jobs"].ensure_watching()  # jobs that ran on while this server was down
+        # storage the user had mounted: re-attach to the mounts, or mount again (off the event loop)
+        owner = os.environ.get("JUPYTERHUB_USER") or self.settings["reeflab"]["identity"].standalone_name
+        storage = self.settings["reeflab"]["storage"]
+        asyncio.get_running_loop().run_in_executor(None, storage.restore_mounts, owner)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(
@@ -98,6 +120,15 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/jobs/{JOB_ID}/cancel", CancelHandler),
                 (rf"/reeflab/api/jobs/{JOB_ID}/log", JobLogHandler),
                 (rf"/reeflab/api/jobs/{JOB_ID}/output", OutputHandler),
+                (r"/reeflab/api/storage", StorageHandler),
+                (r"/reeflab/api/storage/connections", ConnectionsHandler),
+                (rf"/reeflab/api/storage/connections/{CONNECTION}", ConnectionHandler),
+                (rf"/reeflab/api/storage/connections/{CONNECTION}/test", ConnectionTestHandler),
+                (rf"/reeflab/api/storage/connections/{CONNECTION}/mount", MountHandler),
+                (rf"/reeflab/api/storage/connections/{CONNECTION}/files", FilesHandler),
+                (rf"/reeflab/api/storage/connections/{CONNECTION}/file", FileHandler),
+                (r"/reeflab/api/storage/transfers", TransfersHandler),
+                (rf"/reeflab/api/storage/transfers/{TRANSFER_ID}", TransferHandler),
                 (r"/reeflab/api/federated/servers", ServersHandler),
                 (rf"/reeflab/api/federated/servers/{FEDERATED_ID}", ServerHandler),
                 (rf"/reeflab/api/federated/servers/{FEDERATED_ID}/stop", StopHandler),
