@@ -21,14 +21,15 @@ from urllib.parse import urlparse
 
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Float, Integer, Unicode, default
 from traitlets.config import Application
 
 from .._version import __version__
+from ..storage.platform_s3 import PlatformS3
+from ..storage.seaweedfs import read_key
 from .auth import RequestAuthenticator
 from .engine import EngineSettings, OscarEngine
 from .handlers import UnknownRouteHandler, routes
-from .system import S3Settings
 
 PR_SET_DUMPABLE = 4
 # what workers inherit from the engine's environment (never its hub token or other secrets)
@@ -71,11 +72,14 @@ class ServerlessApp(Application):
         os.cpu_count() or 1, config=True, help="Default max_scale of a service whose FDL sets none"
     )
     max_body_mb = Integer(200, config=True, help="Largest invocation body accepted (MB)")
-    s3_endpoint = Unicode("", config=True, help="S3 endpoint given to clients as minio_provider (e.g. SeaweedFS)")
-    s3_region = Unicode("us-east-1", config=True)
-    s3_access_key = Unicode("", config=True)
-    s3_secret_key_file = Unicode("", config=True, help="File holding the S3 secret key (never on the command line)")
-    s3_verify = Bool(True, config=True, help="Whether clients should verify the S3 endpoint's TLS certificate")
+    s3_endpoint = Unicode("", config=True, help="The platform's S3 server (SeaweedFS): buckets, triggers, outputs")
+    s3_admin_key_file = Unicode(
+        "", config=True, help="JSON file {access_key, secret_key} of the S3 admin (never on the command line)"
+    )
+    events_token_file = Unicode(
+        "", config=True, help="File with the bearer token the S3 server sends with upload events (webhook)"
+    )
+    reconcile_seconds = Float(300, config=True, help="How often input paths are listed to catch missed upload events")
 
     @default("log_level")
     def _default_log_level(self) -> int:
@@ -113,11 +117,16 @@ class ServerlessApp(Application):
             max_workers=self.max_workers,
             max_workers_per_service=self.max_workers_per_service,
             worker_env=worker_env(),
+            s3=self.s3(),
+            reconcile_seconds=self.reconcile_seconds,
         )
 
-    def s3(self) -> S3Settings:
-        secret = Path(self.s3_secret_key_file).read_text().strip() if self.s3_secret_key_file else ""
-        return S3Settings(self.s3_endpoint, self.s3_region, self.s3_access_key, secret, self.s3_verify)
+    def s3(self) -> PlatformS3 | None:
+        if not self.s3_endpoint:
+            return None
+        if not self.s3_admin_key_file:
+            raise SystemExit("--ServerlessApp.s3_admin_key_file is needed with s3_endpoint")
+        return PlatformS3(self.s3_endpoint, read_key(Path(self.s3_admin_key_file)))
 
     def hub_auth(self):
         """HubAuth when running under JupyterHub (it sets JUPYTERHUB_API_TOKEN and _URL), else None."""
@@ -139,8 +148,9 @@ class ServerlessApp(Application):
         engine = OscarEngine(self.settings())
         static = json.loads(Path(self.static_tokens_file).read_text()) if self.static_tokens_file else {}
         auth = RequestAuthenticator(engine.store, self.hub_auth(), static)
+        events_token = Path(self.events_token_file).read_text().strip() if self.events_token_file else ""
         app = web.Application(
-            routes(self.base_url, engine=engine, auth=auth, s3=self.s3()),
+            routes(self.base_url, engine=engine, auth=auth, events_token=events_token),
             base_url=self.base_url,
             default_handler_class=UnknownRouteHandler,
             xsrf_cookies=False,

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from .objects import JobStorage, TransferFailed
 from .payload import describe_outputs
 from .pool import InvocationTimeout, WorkerDied, WorkerPool, WorkerSpec, WorkerStartFailed
 from .store import FAILED, SUCCEEDED, EngineStore, JobRecord
@@ -55,11 +56,13 @@ class JobDispatcher:
         pool: WorkerPool,
         jobs_dir: Path,
         spec_for: Callable[[str], WorkerSpec | None],
+        storage: JobStorage,
         max_attempts: int,
         timeout: float,
         max_running: int,
     ):
         self.store, self.pool, self.jobs_dir, self.spec_for = store, pool, Path(jobs_dir), spec_for
+        self.storage = storage
         self.max_attempts, self.timeout, self.max_running = max_attempts, timeout, max_running
         self.running: dict[str, tuple[asyncio.Task, str]] = {}
         self._wakeup = asyncio.Event()
@@ -119,18 +122,18 @@ class JobDispatcher:
         folder = self.jobs_dir / job.name
         work = folder / f"attempt-{attempt}"
         try:
-            source = job_input(folder)
-            if source is None:
-                self._complete(folder, job, attempt, FAILED, "the job's input file is missing from the engine's state")
-                return
             shutil.rmtree(work, ignore_errors=True)
             (work / "input").mkdir(parents=True)
             (work / "output").mkdir()
-            shutil.copyfile(source, work / "input" / source.name)  # modules may delete their input
+            try:
+                source = await self.storage.fetch(job, job_input(folder), work / "input")
+            except TransferFailed as error:
+                self._complete(folder, job, attempt, FAILED, error.message)
+                return
             note(folder, f"attempt {attempt} of {self.max_attempts} started")
             request = {
                 "id": job.name,
-                "input": str(work / "input" / source.name),
+                "input": str(source),
                 "name": source.name,
                 "output_dir": str(work / "output"),
                 "log": str(work / "log"),
@@ -159,10 +162,18 @@ class JobDispatcher:
         if not reply.get("ok"):
             self._complete(folder, job, attempt, FAILED, reply.get("error") or "the invocation failed")
             return
+        try:
+            written = await self.storage.deliver(job, work / "output")
+        except TransferFailed as error:
+            self._complete(folder, job, attempt, FAILED, error.message)
+            return
         output = folder / "output"
         shutil.rmtree(output, ignore_errors=True)
         (work / "output").replace(output)
-        self._complete(folder, job, attempt, SUCCEEDED, "", describe_outputs(output))
+        outputs = describe_outputs(output)
+        if written:
+            note(folder, "outputs written to " + ", ".join(written))
+        self._complete(folder, job, attempt, SUCCEEDED, "", outputs)
 
     def _keep_log(self, folder: Path, work: Path) -> None:
         if (work / "log").exists():

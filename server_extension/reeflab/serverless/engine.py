@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest, Forbidden, NotFound, ReefLabError
+from ..storage.platform_s3 import PlatformS3, check_path, split_path
 from .dispatcher import JobDispatcher, stamp
 from .fdl import MODULE_VAR, ServiceDefinition, parse_definition
+from .objects import JobStorage
 from .payload import decode_event, sync_response
 from .pool import WorkerDied, WorkerPool, WorkerSpec
 from .store import RUNNING, SUCCEEDED, EngineStore, ServiceRecord
+from .triggers import UploadedObject, from_event, from_listing, is_platform, matches
 
 log = logging.getLogger(__name__)
 JOBS_PAGE = 500
@@ -57,6 +60,8 @@ class EngineSettings:
     max_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_workers_per_service: int = field(default_factory=lambda: os.cpu_count() or 1)
     worker_env: dict[str, str] = field(default_factory=dict)
+    s3: PlatformS3 | None = None
+    reconcile_seconds: float = 300.0
 
 
 def installed_modules() -> list[str]:
@@ -83,12 +88,14 @@ class OscarEngine:
             self.pool,
             self.jobs_dir,
             self.spec,
+            JobStorage(settings.s3, self.definition),
             settings.max_attempts,
             settings.invocation_timeout,
             settings.max_workers,
         )
         self._specs: dict[str, tuple[str, WorkerSpec]] = {}
         self._maintainer: asyncio.Task | None = None
+        self._reconciler: asyncio.Task | None = None
 
     async def start(self) -> None:
         requeued = self.store.recover()
@@ -102,10 +109,13 @@ class OscarEngine:
         self.runs_dir.mkdir(mode=0o700)
         self.dispatcher.start()
         self._maintainer = asyncio.ensure_future(self._maintain())
+        if self.settings.s3 is not None:
+            self._reconciler = asyncio.ensure_future(self._reconcile_forever())
 
     async def stop(self) -> None:
-        if self._maintainer:
-            self._maintainer.cancel()
+        for task in (self._maintainer, self._reconciler):
+            if task:
+                task.cancel()
         await self.dispatcher.stop()
         self.pool.close()
         self.store.close()
@@ -121,7 +131,7 @@ class OscarEngine:
     # -- services -------------------------------------------------------------------------
 
     def create_service(self, user: str, data: Any) -> dict[str, Any]:
-        definition = self._checked(parse_definition(data))
+        definition = self._checked(parse_definition(data), user)
         self.store.add_service(definition.name, user, definition.model_dump(mode="json"))
         return self.get_service(user, definition.name)
 
@@ -132,7 +142,7 @@ class OscarEngine:
         record = self._owned(user, target)
         if name and isinstance(data, dict):
             data = {**data, "name": name}
-        definition = self._checked(parse_definition(data, previous=self._definition(record)))
+        definition = self._checked(parse_definition(data, previous=self._definition(record)), user)
         self.store.update_service(record.name, definition.model_dump(mode="json"))
         self.pool.retire(record.name)
 
@@ -151,15 +161,32 @@ class OscarEngine:
         self.pool.retire(record.name)
         self._specs.pop(record.name, None)
 
-    def _checked(self, definition: ServiceDefinition) -> ServiceDefinition:
-        """Refuse a module that is not installed here (the FDL itself is valid)."""
+    def _checked(self, definition: ServiceDefinition, user: str) -> ServiceDefinition:
+        """Refuse a module not installed here and storage paths outside the user's buckets."""
         module, installed = definition.module, installed_modules()
         if module and module not in installed:
             raise BadRequest(
                 f"environment.variables.{MODULE_VAR}: no module named '{module}' is installed here; "
                 f"installed: {', '.join(installed) or 'none'}"
             )
+        self._check_storage(definition, user)
         return definition
+
+    def _check_storage(self, definition: ServiceDefinition, user: str) -> None:
+        """Input/output paths on the platform's S3 must be the user's; their buckets are made here."""
+        storages = [("input", io) for io in definition.input] + [("output", io) for io in definition.output]
+        platform = [(f"{kind}.path", io) for kind, io in storages if is_platform(io)]
+        if platform and self.settings.s3 is None:
+            raise BadRequest(f"{platform[0][0]}: this engine has no S3 storage configured; remove input and output")
+        buckets = {check_path(user, io.path, where)[0] for where, io in platform}
+        inputs = [io.path.strip("/") + "/" for io in definition.input if is_platform(io)]
+        for i, out in enumerate(definition.output):
+            if is_platform(out) and any((out.path.strip("/") + "/").startswith(path) for path in inputs):
+                raise BadRequest(f"output[{i}].path: '{out.path}' is inside an input path: outputs would trigger jobs")
+        for bucket in sorted(buckets):
+            self.settings.s3.ensure_bucket(bucket)
+        if buckets:
+            self.storage_key(user)  # the owner's key, given to the service's workers
 
     def _view(self, record: ServiceRecord, user: str) -> dict[str, Any]:
         view = self._definition(record).public_view(owner=record.owner == user)
@@ -168,6 +195,10 @@ class OscarEngine:
     @staticmethod
     def _definition(record: ServiceRecord) -> ServiceDefinition:
         return ServiceDefinition.model_validate(record.definition)
+
+    def definition(self, name: str) -> ServiceDefinition | None:
+        record = self.store.get_service(name)
+        return self._definition(record) if record else None
 
     def _visible(self, user: str | None, name: str) -> ServiceRecord:
         record = self.store.get_service(name)
@@ -199,7 +230,12 @@ class OscarEngine:
             module=definition.module,
             script=definition.script,
             predict_args=definition.predict_args,
-            env={"OMP_NUM_THREADS": threads, **definition.environment.variables, **definition.environment.secrets},
+            env={
+                "OMP_NUM_THREADS": threads,
+                **self._storage_env(record.owner),
+                **definition.environment.variables,
+                **definition.environment.secrets,
+            },
             min_scale=min(definition.synchronous.min_scale, max_scale),
             max_scale=max_scale,
             idle_seconds=definition.idle_seconds(settings.idle_seconds),
@@ -208,6 +244,82 @@ class OscarEngine:
         )
         self._specs[name] = (digest, spec)
         return spec
+
+    # -- storage --------------------------------------------------------------------------
+
+    def storage_key(self, user: str) -> dict[str, str]:
+        """The user's own key to the platform's S3 (made on first use)."""
+        if self.settings.s3 is None:
+            return {"access_key": "", "secret_key": ""}
+        known = self.store.s3_key(user)
+        key = self.settings.s3.user_key(user, known)
+        if key != known:
+            self.store.set_s3_key(user, key)
+        return key
+
+    def _storage_env(self, owner: str) -> dict[str, str]:
+        """What a service's workers get to reach S3 as their owner (as OSCAR gives its scripts)."""
+        key = self.store.s3_key(owner) if self.settings.s3 else None
+        if not key:
+            return {}
+        return {
+            "AWS_ENDPOINT_URL": self.settings.s3.endpoint,
+            "AWS_ACCESS_KEY_ID": key["access_key"],
+            "AWS_SECRET_ACCESS_KEY": key["secret_key"],
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def storage_events(self, events: list[Any]) -> int:
+        """Queue a job for each upload into a service's input path; returns how many were queued."""
+        uploads = [obj for obj in map(from_event, events) if obj]
+        if not uploads:
+            return 0
+        services = [(r, self._definition(r)) for r in self.store.list_services()]
+        return sum(self._trigger(record, definition, obj) for obj in uploads for record, definition in services)
+
+    def _trigger(self, record: ServiceRecord, definition: ServiceDefinition, obj: UploadedObject) -> bool:
+        if not any(matches(storage, obj) is not None for storage in definition.input):
+            return False
+        job = self._job_name(record.name)
+        (self.jobs_dir / job).mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.store.add_triggered_job(job, record.name, record.owner, obj.source, obj.version):
+            shutil.rmtree(self.jobs_dir / job, ignore_errors=True)
+            return False
+        self.dispatcher.wake()
+        return True
+
+    async def reconcile(self) -> int:
+        """Catch up with uploads whose event never arrived (the engine was down): list each input path."""
+        queued = 0
+        for record in self.store.list_services():
+            definition = self._definition(record)
+            for storage in (io for io in definition.input if is_platform(io)):
+                objects = await asyncio.to_thread(self._list, storage.path, record.created)
+                done = self.store.triggered(record.name)
+                fresh = [obj for obj in objects if (obj.source, obj.version) not in done]
+                queued += sum(self._trigger(record, definition, obj) for obj in fresh)
+        if queued:
+            log.info("queued %d jobs for uploads that arrived while no event reached the engine", queued)
+        return queued
+
+    def _list(self, path: str, since: float) -> list[UploadedObject]:
+        bucket, prefix = split_path(path)
+        pages = self.settings.s3.client().get_paginator("list_objects_v2")
+        found = []
+        for page in pages.paginate(Bucket=bucket, Prefix=prefix + "/" if prefix else ""):
+            for item in page.get("Contents", []):
+                obj = from_listing(bucket, item)
+                if obj and obj.mtime >= int(since) - 1:  # OSCAR triggers on new uploads only
+                    found.append(obj)
+        return found
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except Exception as error:
+                log.warning("could not list the input paths to catch up with uploads: %s", error)
+            await asyncio.sleep(self.settings.reconcile_seconds)
 
     # -- invocations ----------------------------------------------------------------------
 
@@ -258,7 +370,7 @@ class OscarEngine:
         """An asynchronous invocation: the input is stored, the job queued; returns the job name."""
         record = self._invocable(caller, name)
         data = decode_event(body)
-        job = f"{record.name[:16] if len(record.name) >= 25 else record.name}-{uuid.uuid4()}"
+        job = self._job_name(record.name)
         folder = self.jobs_dir / job
         (folder / "input").mkdir(parents=True, mode=0o700)
         with open(folder / "input" / job, "wb") as out:
@@ -268,6 +380,10 @@ class OscarEngine:
         self.store.add_job(job, record.name, caller.user or record.owner)
         self.dispatcher.wake()
         return job
+
+    @staticmethod
+    def _job_name(service: str) -> str:
+        return f"{service[:16] if len(service) >= 25 else service}-{uuid.uuid4()}"
 
     # -- jobs -----------------------------------------------------------------------------
 

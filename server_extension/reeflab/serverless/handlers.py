@@ -6,6 +6,7 @@ Errors answer with their status and a plain-text message, as OSCAR does.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import sys
@@ -26,8 +27,8 @@ class EngineHandler(web.RequestHandler):
 
     requires_user = True
 
-    def initialize(self, engine: OscarEngine, auth: RequestAuthenticator, s3: system.S3Settings) -> None:
-        self.engine, self.auth, self.s3 = engine, auth, s3
+    def initialize(self, engine: OscarEngine, auth: RequestAuthenticator, events_token: str = "") -> None:
+        self.engine, self.auth, self.events_token = engine, auth, events_token
         self.caller = Caller()
 
     async def prepare(self) -> None:
@@ -94,7 +95,7 @@ class ConfigHandler(EngineHandler):
     def get(self) -> None:
         proto = self.request.headers.get("X-Forwarded-Proto", self.request.protocol)
         endpoint = f"{proto}://{self.request.host}{self.settings['base_url'].rstrip('/')}"
-        self.write_json(system.user_config(self.engine, self.s3, self.user, endpoint))
+        self.write_json(system.user_config(self.engine, self.user, endpoint))
 
 
 class ServicesHandler(EngineHandler):
@@ -155,6 +156,24 @@ class JobLogHandler(EngineHandler):
         self.set_status(204)
 
 
+class StorageEventsHandler(EngineHandler):
+    """ReefLab's own route: the S3 server's webhook (SeaweedFS filer events), with its bearer token."""
+
+    requires_user = False
+
+    def post(self) -> None:
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if (
+            not self.events_token
+            or scheme.lower() != "bearer"
+            or not hmac.compare_digest(token.strip().encode(), self.events_token.encode())
+        ):
+            raise web.HTTPError(403, "storage events are accepted from the platform's S3 server only")
+        events = self.json_body()
+        queued = self.engine.storage_events(events if isinstance(events, list) else [events])
+        self.write_json({"queued": queued})
+
+
 class UnknownRouteHandler(web.RequestHandler):
     """Any other path, e.g. OSCAR routes this engine does not offer (buckets, volumes, metrics)."""
 
@@ -180,5 +199,6 @@ def routes(base_url: str, **context: Any) -> list[tuple[str, type, dict[str, Any
         (r"/job/([^/]+)/?", JobHandler),
         (r"/system/logs/([^/]+)/?", JobsHandler),
         (r"/system/logs/([^/]+)/([^/]+)/?", JobLogHandler),
+        (r"/system/storage-events/?", StorageEventsHandler),
     ]
     return [(prefix + path, handler, context) for path, handler in table]

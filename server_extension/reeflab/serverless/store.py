@@ -51,7 +51,21 @@ CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     password TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS s3_keys (
+    name TEXT PRIMARY KEY,
+    access_key TEXT NOT NULL,
+    secret_key TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS triggers (
+    service TEXT NOT NULL,
+    object TEXT NOT NULL,
+    version TEXT NOT NULL,
+    job TEXT NOT NULL,
+    PRIMARY KEY (service, object, version)
+);
 """
+# columns added after the first release: (table, column, declaration)
+MIGRATIONS = [("jobs", "source", "TEXT")]
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,7 @@ class JobRecord:
     started: float | None
     finished: float | None
     error: str = ""
+    source: str = ""  # "bucket/key" of the uploaded file that triggered the job, if any
 
 
 class EngineStore:
@@ -89,6 +104,9 @@ class EngineStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        for table, column, declaration in MIGRATIONS:
+            if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def close(self) -> None:
         self.db.close()
@@ -126,15 +144,32 @@ class EngineStore:
             self.db.execute("DELETE FROM results WHERE job IN (SELECT name FROM jobs WHERE service = ?)", (name,))
             self.db.execute("DELETE FROM jobs WHERE service = ?", (name,))
             self.db.execute("DELETE FROM services WHERE name = ?", (name,))
+            self.db.execute("DELETE FROM triggers WHERE service = ?", (name,))
         return jobs
 
     # -- jobs ----------------------------------------------------------------------------
 
-    def add_job(self, name: str, service: str, submitter: str) -> None:
+    def add_job(self, name: str, service: str, submitter: str, source: str = "") -> None:
         self.db.execute(
-            "INSERT INTO jobs (name, service, submitter, status, created) VALUES (?, ?, ?, ?, ?)",
-            (name, service, submitter, PENDING, time.time()),
+            "INSERT INTO jobs (name, service, submitter, status, created, source) VALUES (?, ?, ?, ?, ?, ?)",
+            (name, service, submitter, PENDING, time.time(), source or None),
         )
+
+    def add_triggered_job(self, name: str, service: str, submitter: str, source: str, version: str) -> bool:
+        """Queue the job of an uploaded object once: False if this version of it already has one."""
+        with self._transaction():
+            added = self.db.execute(
+                "INSERT OR IGNORE INTO triggers (service, object, version, job) VALUES (?, ?, ?, ?)",
+                (service, source, version, name),
+            ).rowcount
+            if added:
+                self.add_job(name, service, submitter, source)
+        return bool(added)
+
+    def triggered(self, service: str) -> set[tuple[str, str]]:
+        """(object, version) pairs that already made a job of `service`."""
+        rows = self.db.execute("SELECT object, version FROM triggers WHERE service = ?", (service,))
+        return {(row[0], row[1]) for row in rows}
 
     def claim(self, name: str) -> int | None:
         """Mark a pending job running; returns its attempt number, None if it is not pending."""
@@ -242,6 +277,16 @@ class EngineStore:
         self.db.execute("INSERT OR IGNORE INTO users (name, password) VALUES (?, ?)", (user, secrets.token_urlsafe(24)))
         return self.db.execute("SELECT password FROM users WHERE name = ?", (user,)).fetchone()[0]
 
+    def s3_key(self, user: str) -> dict[str, str] | None:
+        row = self.db.execute("SELECT access_key, secret_key FROM s3_keys WHERE name = ?", (user,)).fetchone()
+        return {"access_key": row[0], "secret_key": row[1]} if row else None
+
+    def set_s3_key(self, user: str, key: dict[str, str]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO s3_keys (name, access_key, secret_key) VALUES (?, ?, ?)",
+            (user, key["access_key"], key["secret_key"]),
+        )
+
     def check_password(self, user: str, password: str) -> bool:
         row = self.db.execute("SELECT password FROM users WHERE name = ?", (user,)).fetchone()
         expected = row[0] if row else secrets.token_urlsafe(24)  # compare anyway: same time either way
@@ -277,4 +322,5 @@ def _job(row: sqlite3.Row) -> JobRecord:
         row["started"],
         row["finished"],
         error,
+        (row["source"] or "") if "source" in row.keys() else "",
     )

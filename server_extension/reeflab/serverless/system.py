@@ -10,26 +10,15 @@ from __future__ import annotations
 import platform
 import socket
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
 from .._version import __version__
+from ..storage.platform_s3 import REGION
 from .engine import OscarEngine
 
 BACKEND_NAME = "reeflab-local"
-
-
-@dataclass
-class S3Settings:
-    """The S3 endpoint OSCAR clients are given as `minio_provider` (SeaweedFS locally)."""
-
-    endpoint: str = ""
-    region: str = "us-east-1"
-    access_key: str = ""
-    secret_key: str = ""
-    verify: bool = True
 
 
 def info() -> dict[str, Any]:
@@ -99,8 +88,10 @@ def status(engine: OscarEngine) -> dict[str, Any]:
     }
 
 
-def user_config(engine: OscarEngine, s3: S3Settings, user: str, endpoint: str) -> dict[str, Any]:
-    """The caller's view of the cluster: S3 credentials, and (ReefLab) their basic-auth login."""
+def user_config(engine: OscarEngine, user: str, endpoint: str) -> dict[str, Any]:
+    """The caller's view of the cluster: their own S3 key, and (ReefLab) their basic-auth login."""
+    s3 = engine.settings.s3
+    key = engine.storage_key(user)
     return {
         "config": {
             "name": BACKEND_NAME,
@@ -116,11 +107,11 @@ def user_config(engine: OscarEngine, s3: S3Settings, user: str, endpoint: str) -
             "oidc_groups": [],
         },
         "minio_provider": {
-            "endpoint": s3.endpoint,
-            "region": s3.region,
-            "access_key": s3.access_key,
-            "secret_key": s3.secret_key,
-            "verify": s3.verify,
+            "endpoint": s3.endpoint if s3 else "",
+            "region": REGION,
+            "access_key": key["access_key"],
+            "secret_key": key["secret_key"],
+            "verify": bool(s3 and s3.endpoint.startswith("https:")),
         },
         "allowed_image_repositories": [],
         # oscar-cli's cluster entry (types.Cluster): what oscar-python's basic-auth Client needs

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import requests
 
+from ..storage.seaweedfs import SeaweedProcess
 from ..testing.process import ServerProcess, free_port
 
 
@@ -21,13 +22,45 @@ class EngineProcess(ServerProcess):
 
     what = "the serverless engine"
 
-    def __init__(self, state: Path, users: list[str] = (), args: list[str] = (), port: int | None = None):
+    def __init__(
+        self, state: Path, users: list[str] = (), args: list[str] = (), port: int | None = None, s3: bool = False
+    ):
         self.state = Path(state)
         super().__init__(self.state.parent / f"{self.state.name}-engine.log")
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tokens = {user: secrets.token_hex(16) for user in users}
         self.args = list(args)
+        self.seaweed: SeaweedProcess | None = None
+        if s3:  # a real SeaweedFS whose upload events come to this engine, as under the hub
+            events_token = secrets.token_hex(16)
+            self.seaweed = SeaweedProcess(
+                self.state.parent / f"{self.state.name}-s3", self.url + "/system/storage-events", events_token
+            )
+            token_file = self.state.parent / f"{self.state.name}-events-token"
+            token_file.write_text(events_token)
+            self.args += [
+                f"--ServerlessApp.s3_endpoint={self.seaweed.endpoint}",
+                f"--ServerlessApp.s3_admin_key_file={self.seaweed.key_file}",
+                f"--ServerlessApp.events_token_file={token_file}",
+            ]
+
+    def start(self, timeout: float = 90):
+        if self.seaweed and not (self.seaweed.proc and self.seaweed.proc.poll() is None):
+            self.seaweed.start()
+        return super().start(timeout)
+
+    def __exit__(self, *exc) -> None:
+        super().__exit__(*exc)
+        if self.seaweed:
+            self.seaweed.stop()
+
+    def s3(self, user: str):
+        """A boto3 S3 client with `user`'s own key, as oscar-python's minio provider gets it."""
+        from ..storage.platform_s3 import s3_client
+
+        provider = self.request("GET", "/system/config", user).json()["minio_provider"]
+        return s3_client(provider["endpoint"], provider)
 
     def command(self) -> list[str]:
         self.state.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,83 @@
+"""Where a job's input comes from and where its outputs go, in the platform's S3 storage.
+
+A job made by an upload reads the uploaded object; every async job of a service with `output`
+paths gets its output files uploaded there, below the same sub-folder its input had under the
+input path (`in/site1/a.jpg` -> `out/site1/a.json`), so each input gives one output and two
+inputs never write the same key. Transfers run in threads: boto3 blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import ReefLabError
+from ..storage.platform_s3 import PlatformS3, split_path
+from .fdl import ServiceDefinition
+from .payload import output_files
+from .store import JobRecord
+from .triggers import UploadedObject, is_platform, matches
+
+
+class TransferFailed(ReefLabError):
+    status = 502
+
+
+class JobStorage:
+    """Fetches job inputs and delivers job outputs for the dispatcher."""
+
+    def __init__(self, s3: PlatformS3 | None, definition_for: Callable[[str], ServiceDefinition | None]):
+        self.s3 = s3
+        self.definition_for = definition_for
+
+    async def fetch(self, job: JobRecord, stored: Path | None, target: Path) -> Path:
+        """The job's input file, copied or downloaded into `target` (a folder)."""
+        if not job.source:
+            if stored is None:
+                raise TransferFailed("the job's input file is missing from the engine's state")
+            shutil.copyfile(stored, target / stored.name)  # modules may delete their input
+            return target / stored.name
+        if self.s3 is None:
+            raise TransferFailed("this engine has no S3 storage configured to read the input from")
+        bucket, key = split_path(job.source)
+        path = target / posixpath.basename(key)
+        try:
+            await asyncio.to_thread(self.s3.client().download_file, bucket, key, str(path))
+        except Exception as error:
+            raise TransferFailed(f"could not read the uploaded file {job.source}: {error}") from None
+        return path
+
+    async def deliver(self, job: JobRecord, output_dir: Path) -> list[str]:
+        """Upload the outputs to the service's output paths; returns the 'bucket/key's written."""
+        definition = self.definition_for(job.service)
+        targets = [o for o in (definition.output if definition else []) if is_platform(o)]
+        files = output_files(output_dir)
+        if not targets or not files or self.s3 is None:
+            return []
+        folder = self._subfolder(definition, job)
+        written = []
+        client = self.s3.client()
+        for target in targets:
+            bucket, prefix = split_path(target.path)
+            for path in files:
+                key = posixpath.join(prefix, folder, path.relative_to(output_dir).as_posix()).lstrip("/")
+                try:
+                    await asyncio.to_thread(client.upload_file, str(path), bucket, key)
+                except Exception as error:
+                    raise TransferFailed(f"could not write the output {bucket}/{key}: {error}") from None
+                written.append(f"{bucket}/{key}")
+        return written
+
+    @staticmethod
+    def _subfolder(definition: ServiceDefinition, job: JobRecord) -> str:
+        if not job.source:
+            return ""
+        bucket, key = split_path(job.source)
+        for storage in definition.input:
+            relative = matches(storage, UploadedObject(bucket, key, 0, 0))
+            if relative is not None:
+                return posixpath.dirname(relative)
+        return ""
