@@ -28,7 +28,12 @@ def test_local_mode_is_the_default(monkeypatch, tmp_path):
     assert c.JupyterHub.db_url == f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
     token = tmp_path / "proxy_token"
     assert token.stat().st_mode & 0o077 == 0, "the proxy token must be private to its owner"
-    assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler", "reeflab-serverless"]
+    names = [s["name"] for s in c.JupyterHub.services]
+    assert names[:3] == ["idle-culler", "reeflab-s3", "reeflab-serverless"]
+    assert (tmp_path / "s3-admin-key.json").stat().st_mode & 0o077 == 0, "the S3 admin key must be private"
+    s3 = next(s for s in c.JupyterHub.services if s["name"] == "reeflab-s3")
+    assert not any("secret" in arg for arg in s3["command"]), "no secret on a command line"
+    assert c.Spawner.environment["REEFLAB_S3_ENDPOINT"] == "http://127.0.0.1:8333"
 
 
 def test_admins_and_users_come_from_the_environment(monkeypatch, tmp_path):

@@ -18,6 +18,7 @@ import requests
 import yaml
 from PIL import Image
 from reeflab.serverless.testing import EngineProcess
+from reeflab.storage.platform_s3 import s3_client
 from reeflab.testing.hub import HubProcess
 from reeflab.testing.process import free_port, wait_until
 
@@ -385,3 +386,16 @@ def test_under_the_hub_hub_tokens_and_basic_logins_reach_the_engine(tmp_path):
         ana.create_service(script_service("ana-env", script="env\n"))
         environment = call(ana_token, "/run/ana-env", method="POST").text
         assert "INPUT_FILE_PATH=" in environment and "JUPYTERHUB_API_TOKEN" not in environment
+        # the hub also runs SeaweedFS: an upload into ana's input path comes back processed
+        storage_paths = {
+            "input": [{"storage_provider": "minio.default", "path": "ana/in"}],
+            "output": [{"storage_provider": "minio.default", "path": "ana/out"}],
+        }
+        ana.create_service(script_service("ana-triggered", **storage_paths))
+        (tmp_path / "note.txt").write_text("grouper")
+        storage = ana.create_storage_client("ana-triggered")
+        storage.upload_file("minio.default", str(tmp_path / "note.txt"), "ana/in")
+        provider = call(ana_token, "/system/config").json()["minio_provider"]
+        s3 = s3_client(provider["endpoint"], provider)
+        wait_until(lambda: s3.list_objects_v2(Bucket="ana", Prefix="out/").get("KeyCount"), 120, "the output")
+        assert s3.get_object(Bucket="ana", Key="out/upper.txt")["Body"].read() == b"GROUPER"

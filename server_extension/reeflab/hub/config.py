@@ -210,22 +210,25 @@ SERVERLESS_SERVICE = "reeflab-serverless"
 
 
 def configure_serverless(c) -> None:
-    """The local OSCAR-compatible engine as a hub-managed service at /services/reeflab-serverless/.
+    """The local OSCAR-compatible engine as a hub-managed service at /services/reeflab-serverless/,
+    with the platform's S3 server (SeaweedFS, managed service `reeflab-s3`) for its buckets.
 
-    Every user may call it with a hub token (the access scope is added to the `user` role and to
-    the tokens of user servers); each user gets an OSCAR basic-auth login from its /system/config.
-    S3 (SeaweedFS) given to OSCAR clients: REEFLAB_S3_ENDPOINT, REEFLAB_S3_ACCESS_KEY and
-    REEFLAB_S3_SECRET_KEY_FILE (a 0600 file).
+    Every user may call the engine with a hub token (the access scope is added to the `user` role
+    and to the tokens of user servers); each user gets an OSCAR basic-auth login and their own S3
+    key from its /system/config. SeaweedFS posts upload events to the engine (a shared token).
     """
     port = int(_env("REEFLAB_SERVERLESS_PORT", "8095"))
-    command = [sys.executable, "-m", "reeflab.serverless", f"--state-dir={state_dir() / 'serverless'}"]
-    for variable, trait in (
-        ("REEFLAB_S3_ENDPOINT", "s3_endpoint"),
-        ("REEFLAB_S3_ACCESS_KEY", "s3_access_key"),
-        ("REEFLAB_S3_SECRET_KEY_FILE", "s3_secret_key_file"),
-    ):
-        if _env(variable):
-            command.append(f"--ServerlessApp.{trait}={_env(variable)}")
+    prefix = f"/services/{SERVERLESS_SERVICE}/"
+    s3 = configure_object_storage(c, webhook=f"http://127.0.0.1:{port}{prefix}system/storage-events")
+    command = [
+        sys.executable,
+        "-m",
+        "reeflab.serverless",
+        f"--state-dir={state_dir() / 'serverless'}",
+        f"--ServerlessApp.s3_endpoint={s3['endpoint']}",
+        f"--ServerlessApp.s3_admin_key_file={s3['admin_key_file']}",
+        f"--ServerlessApp.events_token_file={s3['events_token_file']}",
+    ]
     service = {
         "name": SERVERLESS_SERVICE,
         "url": f"http://127.0.0.1:{port}",
@@ -236,6 +239,35 @@ def configure_serverless(c) -> None:
     access = f"access:services!service={SERVERLESS_SERVICE}"
     _grant_scopes(c, "user", ["self"], [access])
     _grant_scopes(c, "server", ["users:activity!user", "access:servers!server"], [access])
+
+
+def configure_object_storage(c, webhook: str) -> dict[str, str]:
+    """SeaweedFS (S3 on REEFLAB_S3_PORT, default 8333) as the hub-managed service `reeflab-s3`.
+
+    Its admin key and the webhook token are 0600 files in the state folder; user servers get the
+    endpoint (REEFLAB_S3_ENDPOINT), and their own key from the engine's /system/config.
+    """
+    from ..storage.seaweedfs import new_admin_key
+
+    state = state_dir()
+    port = int(_env("REEFLAB_S3_PORT", "8333"))
+    files = {"admin_key_file": str(state / "s3-admin-key.json"), "events_token_file": str(state / "s3-events-token")}
+    new_admin_key(Path(files["admin_key_file"]))
+    _secret(Path(files["events_token_file"]))
+    command = [
+        sys.executable,
+        "-m",
+        "reeflab.storage.seaweedfs",
+        f"--dir={state / 's3'}",
+        f"--s3-port={port}",
+        f"--admin-key-file={files['admin_key_file']}",
+        f"--webhook-url={webhook}",
+        f"--webhook-token-file={files['events_token_file']}",
+    ]
+    add_service(c, {"name": "reeflab-s3", "command": command}, scopes=[])
+    endpoint = f"http://127.0.0.1:{port}"
+    c.Spawner.environment = {**c.Spawner.environment, "REEFLAB_S3_ENDPOINT": endpoint}
+    return {"endpoint": endpoint, **files}
 
 
 def _grant_scopes(c, role: str, defaults: list[str], scopes: list[str]) -> None:

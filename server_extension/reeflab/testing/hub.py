@@ -41,6 +41,7 @@ class HubProcess(ServerProcess):
             "REEFLAB_PROXY_API_PORT": str(free_port()),
             "REEFLAB_CULL_TIMEOUT": "0",
             "REEFLAB_SERVERLESS_PORT": str(free_port()),
+            "REEFLAB_S3_PORT": str(free_port()),
             **(env or {}),
         }
 
