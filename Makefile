@@ -9,6 +9,8 @@ SITE := $(VENV)/lib/python3.11/site-packages
 LABEXT_BUILD := server_extension/reeflab/labextension
 # Browser tests drive Debian's Chromium through Playwright (never `playwright install`)
 CHROMIUM := /usr/bin/chromium
+# rclone mounts (storage) need FUSE 3's fusermount3
+FUSERMOUNT := /usr/bin/fusermount3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export YOLO_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -27,7 +29,7 @@ test: install install-test
 
 install: $(VENV)/.platform.stamp $(VENV)/.reeflab.stamp
 
-install-test: $(VENV)/.test.stamp .venv-oidc/.stamp $(CHROMIUM)
+install-test: $(VENV)/.test.stamp .venv-oidc/.stamp $(CHROMIUM) $(FUSERMOUNT)
 
 $(VENV)/.torch.stamp: requirements/torch.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -49,6 +51,10 @@ $(VENV)/.test.stamp: $(VENV)/.platform.stamp requirements/test.txt
 	quiet_pip() { .venv-oidc/bin/pip "$$@" 2>&1 | { grep -v 'is ignored: it is neither' || true; }; }; \
 	  quiet_pip install -q "oidc-provider-mock>=0.3,<0.4"
 	touch $@
+
+$(FUSERMOUNT):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse3 >/dev/null
 
 $(CHROMIUM):
 	apt-get update -qq
