@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from .hub.config import REPO, state_dir
+from .training import federated_cli
 
 
 def hub_url() -> str:
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     new.add_argument("--dir", default=".", help="folder to create it in (default: here)")
     new.add_argument("--title", help="title shown in the marketplace")
     new.set_defaults(func=module_new)
+    federated_cli.add_parser(commands)
     args = parser.parse_args(argv)
     return args.func(args)
 

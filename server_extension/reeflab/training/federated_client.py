@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -92,6 +93,34 @@ def connect(
             raise
 
 
+def spawn_site(address: str, token: str | None, site: int, log_path: str | os.PathLike | None = None, wait: float = 60):
+    """Run the default task as one site in its own process (a demo site on this machine, or a test's).
+
+    The token travels in the environment, never on the command line where `ps` would show it.
+    """
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    env.update({"FLWR_TELEMETRY_ENABLED": "0", "OMP_NUM_THREADS": "1"})
+    if token:
+        env[TOKEN_ENV] = token
+    command = [
+        sys.executable,
+        "-m",
+        "reeflab.training.federated_client",
+        "--server",
+        address,
+        "--site",
+        str(site),
+        "--wait",
+        str(wait),
+    ]
+    output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    finally:
+        if log_path:
+            output.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train ReefLab's default federated task as one site")
     parser.add_argument("--server", required=True, help="HOST:PORT of the federated server")
@@ -101,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .federated_task import TaskClient
 
-    token = Path(args.token_file).read_text().strip() if args.token_file else None
+    token = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get(TOKEN_ENV)
     try:
         connect(args.server, token, TaskClient(site=args.site), wait=args.wait)
     except FederatedAuthError as err:
