@@ -1,0 +1,114 @@
+"""Storage mounts in kubernetes mode, offline: rclone sidecars rendered into the pod KubeSpawner
+makes, validated with kubernetes-validate; secrets only in the Secret, never in the pod."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import kubernetes_validate
+import pytest
+from pydantic import TypeAdapter
+from reeflab.hub.config import configure_kubernetes
+from reeflab.hub.spawners import ReefLabKubeSpawner
+from reeflab.storage.kubernetes import SIDECAR_ROOT, render_mounts, secret_name
+from reeflab.storage.models import ConnectionRequest, StorageConnection
+from reeflab.storage.rclone import remote_env
+from traitlets.config import Config
+
+K8S_VERSION = "1.33.0"
+PROFILES = Path(__file__).resolve().parents[1] / "hub_config" / "profiles.yaml"
+S3_SECRET = "s3-secret-Zq81"
+DAV_PASSWORD = "app-pass-Kx02"
+
+
+def connection(**spec) -> StorageConnection:
+    return StorageConnection(
+        owner="alice", created=datetime.now(UTC), spec=TypeAdapter(ConnectionRequest).validate_python(spec)
+    )
+
+
+CONNECTIONS = [
+    connection(kind="s3", name="lake", endpoint="https://minio.example.org", bucket="alice", prefix="fish",
+               access_key="AK1", secret_key=S3_SECRET),
+    connection(kind="webdav", name="nextcloud", url="https://cloud.example.org/remote.php/dav/files/alice",
+               user="alice", password=DAV_PASSWORD),
+]  # fmt: skip
+
+
+@pytest.fixture
+def spawner(jp_asyncio_loop, monkeypatch):
+    """A KubeSpawner as the hub config makes it; rendering must not touch the network."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the test tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
+    c = Config()
+    c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(PROFILES)}
+    configure_kubernetes(c)
+    c.ReefLabKubeSpawner.profiles_file = str(PROFILES)
+    user = SimpleNamespace(name="alice", id=7, url="/user/alice/", groups=[])
+    # made inside the test's running loop, as KubeSpawner wants
+    yield lambda: ReefLabKubeSpawner(_mock=True, user=user, config=c)
+
+    async def close_clients():
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    jp_asyncio_loop.run_until_complete(close_clients())
+
+
+async def test_sidecars_mount_each_connection_in_the_users_pod(spawner):
+    spec = render_mounts("alice", CONNECTIONS, remote_env, namespace="reeflab")
+    spawner = spawner()
+    spawner.extra_containers = spec.extra_containers
+    spawner.volumes = spec.volumes
+    spawner.volume_mounts = spec.volume_mounts
+    await spawner.load_user_options()
+    pod = spawner.api.api_client.sanitize_for_serialization(await spawner.get_pod_manifest())
+    pod.setdefault("apiVersion", "v1")
+    pod.setdefault("kind", "Pod")
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    kubernetes_validate.validate(spec.secret, K8S_VERSION, strict=True)
+
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    notebook = containers["notebook"]
+    assert {"name": "reeflab-storage", "mountPath": "/home/jovyan/storage", "mountPropagation": "HostToContainer"} in [
+        {k: m[k] for k in ("name", "mountPath", "mountPropagation") if k in m} for m in notebook["volumeMounts"]
+    ]
+    sidecars = [c for name, c in containers.items() if name.startswith("rclone-")]
+    assert [c["args"][1:3] for c in sidecars] == [
+        ["rl_lake:alice/fish", f"{SIDECAR_ROOT}/lake"],
+        ["rl_nextcloud:", f"{SIDECAR_ROOT}/nextcloud"],
+    ]
+    for sidecar in sidecars:
+        assert sidecar["envFrom"] == [{"secretRef": {"name": secret_name("alice")}}]
+        assert sidecar["volumeMounts"][0]["mountPropagation"] == "Bidirectional"
+        assert sidecar["securityContext"]["privileged"] is True
+
+    # credentials: in the Secret only (WebDAV password obscured, as rclone wants it)
+    assert S3_SECRET not in json.dumps(pod) and DAV_PASSWORD not in json.dumps(pod)
+    secret = {k: base64.b64decode(v).decode() for k, v in spec.secret["data"].items()}
+    assert secret["RCLONE_CONFIG_RL_LAKE_SECRET_ACCESS_KEY"] == S3_SECRET
+    assert secret["RCLONE_CONFIG_RL_NEXTCLOUD_TYPE"] == "webdav"
+    assert secret["RCLONE_CONFIG_RL_NEXTCLOUD_PASS"] not in ("", DAV_PASSWORD)
+
+
+def test_no_connection_renders_nothing_in_the_pod():
+    spec = render_mounts("alice", [], remote_env)
+    assert spec.extra_containers == spec.volumes == spec.volume_mounts == []
+
+
+def test_odd_user_names_give_valid_kubernetes_names():
+    spec = render_mounts("Ana.López@uni.example", CONNECTIONS[:1], remote_env)
+    kubernetes_validate.validate(spec.secret, K8S_VERSION, strict=True)
+    assert spec.secret["metadata"]["name"] != secret_name("ana-lopez-uni-example")
