@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 # Facets a user filters on; keys of ai4-metadata v2 except "data-type" spelled as in the schema.
 FACETS = ("tasks", "libraries", "categories", "data-type", "tags")
 
-SourceKind = Literal["builtin", "installed", "remote"]
+SourceKind = Literal["builtin", "installed", "remote", "registered"]
 
 
 def slug(name: str) -> str:
@@ -35,6 +35,8 @@ class ModuleEntry(BaseModel):
     problems: list[MetadataProblem] = Field(default_factory=list)
     entry_point: str | None = Field(None, description="deepaas.v2.model entry point name, if installed here")
     versions: list[str] = Field(default_factory=list, description="Registered versions, newest last")
+    # environment a deployment of this entry gets (a registered model's weights); internal paths, never shown
+    deploy_env: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     @property
     def title(self) -> str:

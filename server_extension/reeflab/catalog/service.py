@@ -14,9 +14,9 @@ from ..errors import NotFound
 from ..profiles import HardwareProfile, ProfileCatalog
 from .index import CatalogIndex
 from .models import ModuleEntry
-from .sources import RemoteIndex, installed_entries
+from .sources import RemoteIndex, installed_entries, registered_entries
 
-SOURCE_ORDER = {"builtin": 0, "installed": 1, "remote": 2}
+SOURCE_ORDER = {"builtin": 0, "installed": 1, "remote": 2, "registered": 3}
 
 
 class CatalogService(LoggingConfigurable):
@@ -45,6 +45,18 @@ class CatalogService(LoggingConfigurable):
         self._entries: dict[str, ModuleEntry] = {}
         self._remotes = [RemoteIndex(url, Path(self.cache_dir)) for url in self.remote_indexes]
 
+    registry_dir = Unicode(config=True, help="Where the user's registered (retrained) models are kept")
+
+    @default("registry_dir")
+    def _default_registry_dir(self) -> str:
+        from jupyter_core.paths import jupyter_data_dir
+
+        return str(Path(jupyter_data_dir()) / "reeflab" / "models")
+
+    def reload(self) -> None:
+        """Rebuild from installed modules, cached indexes and registered models (no re-fetch)."""
+        self._build(refresh=False)
+
     def refresh(self) -> dict[str, Any]:
         """Reload installed modules and re-fetch remote indexes; returns counts and fetch errors."""
         return self._build(refresh=True)
@@ -53,6 +65,7 @@ class CatalogService(LoggingConfigurable):
         found = installed_entries()
         for remote in self._remotes:
             found.extend(remote.entries(refresh=refresh))
+        found.extend(registered_entries(Path(self.registry_dir)))
         merged: dict[str, ModuleEntry] = {}
         for entry in sorted(found, key=lambda e: SOURCE_ORDER[e.source]):
             merged.setdefault(entry.id, entry)

@@ -130,7 +130,7 @@ class DeploymentService(LoggingConfigurable):
             kind=request.kind,
             profile=profile.slug,
             hardware=hardware,
-            env=request.env,
+            env={**entry.deploy_env, **request.env},  # a registered model: its weights
             backend=self.backend.name,
             created=created,
             expires=created + timedelta(minutes=self.try_minutes) if request.kind == "try" else None,

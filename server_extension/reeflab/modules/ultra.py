@@ -179,7 +179,10 @@ class UltralyticsModule:
     # -- helpers ---------------------------------------------------------------
 
     def model_path(self) -> str:
-        """The shipped weights as a file path, or the yaml name Ultralytics builds from."""
+        """The weights to serve: $REEFLAB_WEIGHTS (a registered model's deployment), else the
+        shipped weights as a file path, or the yaml name Ultralytics builds from."""
+        if os.environ.get("REEFLAB_WEIGHTS"):
+            return os.environ["REEFLAB_WEIGHTS"]
         if self.default_model.endswith(".pt"):
             return str(resources.files(self.package).joinpath(self.default_model))
         return self.default_model

@@ -1,0 +1,254 @@
+"""ModelRegistry: a user's trained weights as new marketplace modules, deployable like any other.
+
+A registered model is a folder `<root>/<name>/` (0700) with `model.json` (its versions) and one
+folder per version holding `weights.pt` and the version's `ai4-metadata.yml` (0600). Its
+metadata is the base module's, with title, summary, dates, training data, metrics and the
+MLflow run filled in, and validated with the ai4-metadata schema. The catalogue lists it
+(source `registered`) with the base module's entry point, and a deployment of it runs the base
+module's `deepaas-run` with REEFLAB_WEIGHTS pointing at the newest version's weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..catalog.models import ModuleEntry
+from ..errors import BadRequest, Conflict, NotFound
+from ..modules.metadata import METADATA_FILE, validate_metadata
+
+WEIGHTS_FILE = "weights.pt"
+RECORD_FILE = "model.json"
+WEIGHTS_ENV = "REEFLAB_WEIGHTS"
+MLFLOW_WEIGHTS = "weights/best.pt"  # where Ultralytics' MLflow callback puts the best checkpoint
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-+]{0,39}$")
+
+
+class RegisterRequest(BaseModel):
+    """POST /reeflab/api/training/models"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-_.]{1,62}$", description="Marketplace id of the new module")
+    version: str = Field(description="e.g. '1.0.0'; a new version of an existing name adds to it")
+    base_module: str = Field("yolo-detector", description="Ultralytics module whose code serves the weights")
+    run_id: str | None = Field(None, description="MLflow run whose weights/best.pt to register")
+    weights: str | None = Field(None, description="Or a .pt file, relative to your Jupyter root folder")
+    title: str | None = Field(None, max_length=100)
+    summary: str | None = Field(None, max_length=250)
+    training_data: str | None = Field(None, max_length=500, description="Dataset used; default: the run's 'data'")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Added to (and overriding) the run's")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RegisterRequest:
+        if not _VERSION.match(self.version):
+            raise ValueError("version: letters, digits, '.', '-', '+' (e.g. 1.0.0), at most 40 characters")
+        if bool(self.run_id) == bool(self.weights):
+            raise ValueError("give either run_id (an MLflow run) or weights (a .pt file), not both or neither")
+        return self
+
+
+class ModelVersion(BaseModel):
+    version: str
+    created: datetime
+    sha256: str
+    size: int
+    metrics: dict[str, float] = Field(default_factory=dict)
+    training_data: str | None = None
+    run_id: str | None = None
+    run_path: str | None = None
+    source: str = Field(description="Where the weights came from: the run, or the file")
+
+
+class RegisteredModel(BaseModel):
+    name: str
+    owner: str
+    base_module: str
+    entry_point: str
+    task: str
+    versions: list[ModelVersion] = Field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        data["latest"] = self.versions[-1].version if self.versions else None
+        return data
+
+
+class ModelRegistry:
+    """Registered models of one user (a user server has one owner), stored under `root`."""
+
+    def __init__(self, root: str | os.PathLike, contents_root: str | os.PathLike):
+        self.root = Path(root)
+        self.contents_root = Path(contents_root).resolve()
+
+    # -- queries -------------------------------------------------------------------
+
+    def list(self) -> list[RegisteredModel]:
+        if not self.root.exists():
+            return []
+        return [RegisteredModel.model_validate_json(p.read_text()) for p in sorted(self.root.glob(f"*/{RECORD_FILE}"))]
+
+    def get(self, name: str) -> RegisteredModel:
+        path = self.root / name / RECORD_FILE
+        if "/" in name or not path.exists():
+            raise NotFound(f"No registered model '{name}'; list yours at /reeflab/api/training/models.")
+        return RegisteredModel.model_validate_json(path.read_text())
+
+    def weights(self, model: RegisteredModel, version: str | None = None) -> Path:
+        chosen = version or model.versions[-1].version
+        return self.root / model.name / chosen / WEIGHTS_FILE
+
+    def entries(self) -> list[ModuleEntry]:
+        """Catalogue entries: the newest version's metadata, deployed with its weights."""
+        entries = []
+        for model in self.list():
+            latest = model.versions[-1]
+            document = yaml.safe_load((self.root / model.name / latest.version / METADATA_FILE).read_text())
+            problems = validate_metadata(document)
+            entries.append(
+                ModuleEntry(
+                    id=model.name,
+                    source="registered",
+                    metadata=document,
+                    valid=not problems,
+                    problems=problems,
+                    entry_point=model.entry_point,
+                    versions=[v.version for v in model.versions],
+                    deploy_env={WEIGHTS_ENV: str(self.weights(model))},
+                )
+            )
+        return entries
+
+    # -- changes -----------------------------------------------------------------------
+
+    def source_file(self, weights: str) -> Path:
+        """A user's .pt path, confined to their Jupyter root folder."""
+        path = (self.contents_root / weights).resolve()
+        if not path.is_relative_to(self.contents_root):
+            raise BadRequest(f"'{weights}' is outside your folder; give a path inside {self.contents_root}.")
+        if not path.is_file():
+            raise BadRequest(f"No file '{weights}' in your folder; give the path of a trained .pt file.")
+        return path
+
+    def register(
+        self,
+        owner: str,
+        request: RegisterRequest,
+        base: ModuleEntry,
+        weights: Path,
+        task: str,
+        run: dict[str, Any] | None = None,
+    ) -> RegisteredModel:
+        """Store `weights` as version `request.version` of `request.name`, with its ai4-metadata."""
+        try:
+            model = self.get(request.name)
+        except NotFound:
+            model = RegisteredModel(
+                name=request.name, owner=owner, base_module=base.id, entry_point=base.entry_point, task=task
+            )
+        if model.base_module != base.id:
+            raise Conflict(
+                f"'{model.name}' is registered on '{model.base_module}'; register weights of '{base.id}' "
+                "under another name."
+            )
+        if any(v.version == request.version for v in model.versions):
+            raise Conflict(f"'{model.name}' already has version {request.version}; give a new version.")
+        run = run or {}
+        metrics = {**{k: float(v) for k, v in (run.get("metrics") or {}).items()}, **request.metrics}
+        training_data = request.training_data or (run.get("params") or {}).get("data")
+        created = datetime.now(UTC)
+        version = ModelVersion(
+            version=request.version,
+            created=created,
+            sha256=_sha256(weights),
+            size=weights.stat().st_size,
+            metrics=metrics,
+            training_data=training_data,
+            run_id=run.get("id"),
+            run_path=run.get("path"),
+            source=f"MLflow run {run['id']}" if run else str(weights.relative_to(self.contents_root)),
+        )
+        first = model.versions[0].created if model.versions else created
+        document = metadata_for(base, request, version, first)
+        problems = validate_metadata(document)
+        if problems:
+            listed = "; ".join(f"{p.field or 'metadata'}: {p.message}" for p in problems)
+            raise BadRequest(f"The new module's metadata would be invalid: {listed}")
+        folder = self.root / model.name / version.version
+        self._write(folder, weights, document)
+        model.versions.append(version)
+        _write_private(self.root / model.name / RECORD_FILE, model.model_dump_json(indent=1))
+        return model
+
+    def _write(self, folder: Path, weights: Path, document: dict) -> None:
+        """Everything of one version, into place at once (a failure leaves no half version)."""
+        folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.chmod(0o700)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".new-"))
+        try:
+            fd = os.open(staging / WEIGHTS_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out, open(weights, "rb") as source:
+                shutil.copyfileobj(source, out)
+            _write_private(staging / METADATA_FILE, yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+            staging.replace(folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def delete(self, name: str) -> None:
+        self.get(name)
+        shutil.rmtree(self.root / name)
+
+
+def metadata_for(base: ModuleEntry, request: RegisterRequest, version: ModelVersion, first: datetime) -> dict:
+    """The base module's ai4-metadata, made the new module's: dates, training data, metrics, run."""
+    document = copy.deepcopy(base.metadata)
+    document["title"] = request.title or f"{request.name} ({base.title})"
+    document["summary"] = request.summary or f"{base.title} trained on {version.training_data or 'new data'}."
+    document["dates"] = {"created": first.date().isoformat(), "updated": version.created.date().isoformat()}
+    tags = [t for t in document.get("tags") or [] if t != "demo"]
+    document["tags"] = [*tags, *(t for t in ("retrained", "registered") if t not in tags)]
+    if version.training_data and re.match(r"^[a-z][a-z0-9+.\-]*://", version.training_data):
+        document.setdefault("links", {})["dataset"] = version.training_data
+    document["version"] = version.version
+    lines = [
+        (
+            f"**Version {version.version}**, registered {version.created:%Y-%m-%d %H:%M} UTC: weights of the "
+            f"`{base.id}` module retrained by its owner ({version.source})."
+        ),
+        "",
+        f"**Training data**: {version.training_data or 'not given'}",
+        "",
+    ]
+    if version.metrics:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {value:.4g} |" for name, value in sorted(version.metrics.items())]
+        lines.append("")
+    lines += ["---", "", f"*About the base module, {base.title}:*", "", str(base.metadata.get("description", ""))]
+    document["description"] = "\n".join(lines)
+    return document
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    tmp.replace(path)
