@@ -41,11 +41,22 @@ from .handlers.storage import (
     TransfersHandler,
 )
 from .handlers.system import InfoHandler, ProfilesHandler
+from .handlers.training import (
+    ExperimentsHandler,
+    ModelHandler,
+    ModelsHandler,
+    RunHandler,
+    RunsHandler,
+    TrackingInfoHandler,
+)
 from .identity import HubIdentity
 from .jobs.service import JobService
 from .profiles import ProfileStore, default_profiles_path
 from .storage.service import StorageService
 from .training.federated import FederatedService
+from .training.publish import PublishService
+from .training.registry import ModelRegistry
+from .training.tracking import TrackingService
 
 MODULE_ID = r"(?P<module_id>[a-z0-9][a-z0-9\-_.]*)"
 DEPLOYMENT_ID = r"(?P<deployment_id>[a-f0-9]{8})"
@@ -54,6 +65,8 @@ CONNECTION = r"(?P<name>[a-z][a-z0-9_\-]*)"
 TRANSFER_ID = r"(?P<transfer_id>\w+)"
 FEDERATED_ID = r"(?P<server_id>[\w\-]{1,64})"  # unknown ids get a 404 that says how to list yours
 TOKEN_ID = r"(?P<token_id>[\w\-]{1,64})"
+RUN_ID = r"(?P<run_id>[A-Za-z0-9_\-]{1,64})"
+MODEL_NAME = r"(?P<model_name>[a-z0-9][a-z0-9\-_.]*)"
 
 
 class ReefLabApp(ExtensionApp):
@@ -91,6 +104,10 @@ class ReefLabApp(ExtensionApp):
             "storage": StorageService(parent=self, workspace=self.serverapp.root_dir),
             "federated": FederatedService(parent=self),
         }
+        tracking = TrackingService(parent=self)
+        registry = ModelRegistry(catalog.registry_dir, self.serverapp.root_dir)
+        self.settings["reeflab"]["tracking"] = tracking
+        self.settings["reeflab"]["publish"] = PublishService(catalog, tracking, registry)
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         # deployments started before a restart of this server: re-attach, or report them stopped
@@ -135,6 +152,12 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/federated/servers/{FEDERATED_ID}/logs", ServerLogsHandler),
                 (r"/reeflab/api/federated/tokens", TokensHandler),
                 (rf"/reeflab/api/federated/tokens/{TOKEN_ID}", TokenHandler),
+                (r"/reeflab/api/training", TrackingInfoHandler),
+                (r"/reeflab/api/training/experiments", ExperimentsHandler),
+                (r"/reeflab/api/training/runs", RunsHandler),
+                (rf"/reeflab/api/training/runs/{RUN_ID}", RunHandler),
+                (r"/reeflab/api/training/models", ModelsHandler),
+                (rf"/reeflab/api/training/models/{MODEL_NAME}", ModelHandler),
             ]
         )
 
