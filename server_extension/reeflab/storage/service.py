@@ -28,6 +28,7 @@ from . import rclone, transfers
 from .models import PLATFORM, ConnectionRequest, S3Request, StorageConnection, Transfer, TransferRequest
 from .mounts import MountManager, fuse_problem
 from .paths import join, remote_path, workspace_path
+from .platform import engine_config_url, fetch_provider, platform_bucket
 from .remotes import StorageFailed, remote_for
 from .store import ConnectionStore
 
@@ -85,19 +86,43 @@ class StorageService(LoggingConfigurable):
     max_connections = Int(20, config=True, help="Connections a user may have")
     page_size = Int(100, config=True, help="Default number of entries per listing page (at most 1000)")
 
+    platform_config_url = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="The serverless engine's /system/config, source of the user's platform S3 keys "
+        "(default: $REEFLAB_SERVERLESS_URL/system/config; none: no platform connection)",
+    )
+
+    @default("platform_config_url")
+    def _default_platform_config_url(self) -> str | None:
+        return engine_config_url()
+
+    platform_token = Unicode(config=True, help="Token to ask the engine with (default: $JUPYTERHUB_API_TOKEN)")
+
+    @default("platform_token")
+    def _default_platform_token(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    platform_retry = Float(60, config=True, help="Seconds before asking the engine again after it failed")
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.store = ConnectionStore(self.root_dir)
         self._mounts: dict[str, MountManager] = {}
         self._transfers: dict[str, Transfer] = {}
         self._tasks: dict[str, asyncio.Task] = {}
+        self._platform_tried: dict[str, float] = {}
 
     # -- connections -----------------------------------------------------------
 
     def list(self, owner: str) -> list[StorageConnection]:
+        self.ensure_platform_connection(owner)
         return sorted(self.store.load(owner).values(), key=lambda c: (not c.platform, c.name))
 
     def get(self, owner: str, name: str) -> StorageConnection:
+        if name == PLATFORM:
+            self.ensure_platform_connection(owner)
         connection = self.store.load(owner).get(name)
         if connection is None:  # another user's is as absent as a missing one
             raise NotFound(f"No storage connection '{name}'; list yours at /reeflab/api/storage/connections.")
@@ -151,6 +176,29 @@ class StorageService(LoggingConfigurable):
         )
         self.store.save(connection)
         return connection
+
+    def ensure_platform_connection(self, owner: str) -> StorageConnection | None:
+        """Make (or refresh) the user's `reeflab` connection from the engine's config; quiet on failure."""
+        if not self.platform_config_url or not self.platform_token:
+            return None
+        existing = self.store.load(owner).get(PLATFORM)
+        last = self._platform_tried.get(owner)
+        if last is not None and (existing or time.monotonic() - last < self.platform_retry):
+            return existing
+        self._platform_tried[owner] = time.monotonic()
+        try:
+            provider = fetch_provider(self.platform_config_url, self.platform_token, self.connect_timeout)
+        except StorageFailed as err:
+            self.log.warning("no platform storage for %s: %s", owner, err.message)
+            return existing
+        spec = existing.spec if existing else None
+        if spec and (spec.endpoint, spec.access_key) == (provider["endpoint"].rstrip("/"), provider["access_key"]):
+            if spec.secret_key.get_secret_value() == provider["secret_key"]:
+                return existing
+        bucket = platform_bucket(owner)
+        return self.set_platform_connection(
+            owner, provider["endpoint"], provider["access_key"], provider["secret_key"], bucket
+        )
 
     def test(self, owner: str, name: str) -> dict[str, Any]:
         connection = self.get(owner, name)
