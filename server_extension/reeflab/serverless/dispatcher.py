@@ -138,6 +138,7 @@ class JobDispatcher:
                 "output_dir": str(work / "output"),
                 "log": str(work / "log"),
                 "workdir": str(work),
+                "trusted": job.submitter == spec.owner,
             }
             await self._attempt(folder, work, job, attempt, spec, request)
         finally:

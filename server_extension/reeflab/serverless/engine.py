@@ -32,6 +32,7 @@ from .triggers import UploadedObject, from_event, from_listing, is_platform, mat
 
 log = logging.getLogger(__name__)
 JOBS_PAGE = 500
+TOKEN_SUBMITTER = "(service token)"  # jobs sent with the service token alone: nobody's but the owner's to see
 
 
 class InvocationFailed(ReefLabError):
@@ -227,6 +228,7 @@ class OscarEngine:
         spec = WorkerSpec(
             service=name,
             version=digest[:16],
+            owner=record.owner,
             module=definition.module,
             script=definition.script,
             predict_args=definition.predict_args,
@@ -351,6 +353,7 @@ class OscarEngine:
             "output_dir": str(work / "output"),
             "log": str(work / "log"),
             "workdir": str(work),
+            "trusted": caller.user == record.owner,
         }
         try:
             reply = await self.pool.invoke(spec, request, self.settings.invocation_timeout)
@@ -377,7 +380,7 @@ class OscarEngine:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        self.store.add_job(job, record.name, caller.user or record.owner)
+        self.store.add_job(job, record.name, caller.user or TOKEN_SUBMITTER)
         self.dispatcher.wake()
         return job
 

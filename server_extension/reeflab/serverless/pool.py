@@ -45,6 +45,7 @@ class WorkerSpec:
 
     service: str
     version: str
+    owner: str = ""
     module: str = ""
     script: str = ""
     predict_args: dict[str, Any] = field(default_factory=dict)

@@ -23,6 +23,8 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
+from .slices import read_slice, run_slice
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -106,10 +108,18 @@ class ModuleRunner:
         self.schema = Schema.from_dict(fields)()
 
     def invoke(self, request: dict[str, Any]) -> dict[str, Any]:
+        descriptor = read_slice(Path(request["input"]))
+        if descriptor is not None:
+            if not request.get("trusted"):
+                return {"ok": False, "kind": "input", "error": "only the service's owner may send it batch slices"}
+            return run_slice(descriptor, self.predict_file, Path(request["workdir"]))
+        return self.predict_file(Path(request["input"]), request["name"], Path(request["output_dir"]))
+
+    def predict_file(self, path: Path, name: str, output_dir: Path) -> dict[str, Any]:
+        """Validate and predict one file; its result goes into `output_dir`."""
         from deepaas.model.v2.wrapper import UploadedFile
         from marshmallow import EXCLUDE, ValidationError
 
-        path, name = request["input"], request["name"]
         with open(path, "rb") as stream:
             try:
                 values = self.schema.load({**self.extra, self.file_arg: _Upload(stream, name)}, unknown=EXCLUDE)
@@ -120,13 +130,13 @@ class ModuleRunner:
                 problem = f"the module could not read the input file '{name}' ({type(error).__name__}: {error})"
                 return {"ok": False, "kind": "input", "error": f"{self.file_arg}: {problem}"}
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        values[self.file_arg] = UploadedFile(self.file_arg, path, content_type, name)
+        values[self.file_arg] = UploadedFile(self.file_arg, str(path), content_type, name)
         try:
             result = self.model.predict(**values)
         except Exception as error:  # the module's failure is this invocation's failure
             traceback.print_exc()
             return {"ok": False, "kind": "failure", "error": f"predict failed: {type(error).__name__}: {error}"}
-        save_result(result, Path(request["output_dir"]), Path(name).stem or "result")
+        save_result(result, output_dir, Path(name).stem or "result")
         return {"ok": True}
 
     def close(self) -> None:

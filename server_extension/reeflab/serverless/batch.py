@@ -1,0 +1,249 @@
+"""The batch coordinator (OSCAR-Batch): a folder of inputs through a service, in slices, resumable.
+
+1. list the input files under `bucket/prefix` and write the index to
+   `<output>/.batch/<id>/index.json` (the service's first output path unless one is given);
+2. size the parallelism from the engine's free CPU and memory: 80% of what is free divided by
+   what one invocation of the service requests (its FDL `cpu` and `memory`), as OSCAR-Batch does;
+3. cut the index into `{start, end}` slices and keep that many slices in flight as async jobs;
+   each is processed by a warm worker that loaded the model once (slices.py);
+4. show progress from the slices' done markers (tqdm, or a callback), retry a failed slice once.
+
+A batch started again with the same id (`resume=`) skips every slice that has a done marker.
+It talks to any OSCAR-compatible endpoint with the user's own login (hub token or basic auth).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import posixpath
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from ..storage.platform_s3 import s3_client
+from ..storage.platform_s3 import split_path as split
+from .slices import BATCH_KEY, marker_key
+
+MAX_SLICE = 64
+RETRIES = 1
+
+
+class BatchError(Exception):
+    pass
+
+
+@dataclass
+class BatchResult:
+    id: str
+    total: int
+    processed: int
+    failed: list[dict[str, str]]
+    slices: int
+    parallel: int
+    seconds: float
+
+    @property
+    def throughput(self) -> float:
+        return self.processed / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Engine:
+    """An OSCAR API endpoint and the caller's Authorization header."""
+
+    url: str
+    authorization: str
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"Authorization": self.authorization, **kwargs.pop("headers", {})}
+        answer = self.session.request(method, self.url.rstrip("/") + path, headers=headers, timeout=60, **kwargs)
+        if not answer.ok:
+            raise BatchError(f"{method} {path}: {answer.status_code} {answer.text.strip()[:300]}")
+        return answer
+
+
+class Batch:
+    """`Batch(engine, "fish", "alice/survey-2024").run()`; `resume="<id>"` continues an earlier one."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        service: str,
+        inputs: str,
+        output: str | None = None,
+        resume: str | None = None,
+        slice_size: int | None = None,
+        parallel: int | None = None,
+    ):
+        self.engine, self.service, self.inputs = engine, service, inputs.strip("/")
+        self.definition = engine.call("GET", f"/system/services/{service}").json()
+        outputs = [o["path"] for o in self.definition.get("output") or []]
+        if not output and not outputs:
+            raise BatchError(f"service '{service}' has no output path: give one (bucket/folder) for the results")
+        self.output = (output or outputs[0]).strip("/")
+        provider = engine.call("GET", "/system/config").json()["minio_provider"]
+        self.s3 = s3_client(provider["endpoint"], provider)
+        self.id = resume or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        self.slice_size, self.parallel_wanted = slice_size, parallel
+        self._markers: dict[tuple[int, int], dict[str, Any]] = {}
+
+    # -- plan ---------------------------------------------------------------------------
+
+    def _index_location(self) -> tuple[str, str]:
+        bucket, prefix = split(self.output)
+        return bucket, posixpath.join(prefix, ".batch", self.id, "index.json")
+
+    def index(self) -> dict[str, Any]:
+        """The batch's index: read back when resuming, else listed and written now."""
+        bucket, key = self._index_location()
+        try:
+            return json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except self.s3.exceptions.NoSuchKey:
+            pass
+        in_bucket, prefix = split(self.inputs)
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=in_bucket, Prefix=prefix + "/" if prefix else ""
+        )
+        items = []
+        for page in pages:
+            for item in page.get("Contents", []):
+                relative = item["Key"][len(prefix) + 1 :] if prefix else item["Key"]
+                if relative and not any(part.startswith(".") for part in relative.split("/")):
+                    items.append(relative)
+        if not items:
+            raise BatchError(f"no input files under {self.inputs}")
+        index = {"id": self.id, "service": self.service, "input": self.inputs, "output": self.output, "items": items}
+        self.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(index).encode(), ContentType="application/json")
+        return index
+
+    def parallelism(self) -> int:
+        """80% of the engine's free CPU and memory over what one invocation requests."""
+        if self.parallel_wanted:
+            return self.parallel_wanted
+        from ..profiles import memory_bytes
+        from .fdl import cpu_millicores
+
+        metrics = self.engine.call("GET", "/system/status").json()["cluster"]["metrics"]
+        cpu = 0.8 * metrics["cpu"]["total_free_cores"] / cpu_millicores(str(self.definition.get("cpu") or "0.2"))
+        memory = (
+            0.8 * metrics["memory"]["total_free_bytes"] / memory_bytes(str(self.definition.get("memory") or "256Mi"))
+        )
+        return max(1, math.floor(min(cpu, memory)))
+
+    @staticmethod
+    def slices(total: int, parallel: int, size: int | None) -> list[tuple[int, int]]:
+        """Slices small enough for progress and resuming (4 per parallel invocation, at most MAX_SLICE)."""
+        size = size or max(1, min(MAX_SLICE, math.ceil(total / (parallel * 4))))
+        return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+    # -- run ----------------------------------------------------------------------------
+
+    def done_markers(self) -> dict[tuple[int, int], dict[str, Any]]:
+        """The slices done so far, each with its summary (read once)."""
+        bucket, prefix = split(self.output)
+        folder = posixpath.dirname(marker_key(prefix, self.id, 0, 0)) + "/"
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder):
+            for item in page.get("Contents", []):
+                start, _, end = posixpath.basename(item["Key"]).removesuffix(".json").partition("-")
+                piece = (int(start), int(end))
+                if piece not in self._markers:
+                    body = self.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                    self._markers[piece] = json.loads(body)
+        return dict(self._markers)
+
+    def _sent_folder(self) -> tuple[str, str]:
+        bucket, prefix = split(self.output)
+        return bucket, posixpath.join(prefix, ".batch", self.id, "sent") + "/"
+
+    def _submit(self, index_key: str, start: int, end: int) -> str:
+        """Send one slice as an async job, and note its job name next to the index (for a resume)."""
+        descriptor = {BATCH_KEY: {"id": self.id, "index": index_key, "start": start, "end": end}}
+        body = base64.b64encode(json.dumps(descriptor).encode())
+        job = self.engine.call("POST", f"/job/{self.service}", data=body).json()["jobName"]
+        bucket, folder = self._sent_folder()
+        self.s3.put_object(Bucket=bucket, Key=f"{folder}{start:09d}-{end:09d}", Body=job.encode())
+        return job
+
+    def _in_flight(self) -> dict[str, tuple[int, int]]:
+        """Slices an earlier run sent whose jobs are still queued or running: wait for them, not again."""
+        bucket, folder = self._sent_folder()
+        sent = {}
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder):
+            for item in page.get("Contents", []):
+                start, _, end = posixpath.basename(item["Key"]).partition("-")
+                job = self.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
+                sent[job] = (int(start), int(end))
+        if not sent:
+            return {}
+        statuses = self._statuses(set(sent))
+        return {job: piece for job, piece in sent.items() if statuses.get(job) in ("Pending", "Running")}
+
+    def _statuses(self, jobs: set[str]) -> dict[str, str]:
+        found, page = {}, ""
+        while True:
+            listing = self.engine.call("GET", f"/system/logs/{self.service}", params={"page": page}).json()
+            found.update({name: job["status"] for name, job in listing["jobs"].items() if name in jobs})
+            page = listing.get("next_page") or ""
+            if not page or len(found) == len(jobs):
+                return found
+
+    def run(self, progress: bool | Callable[[int, int], None] = True, poll: float = 0.5) -> BatchResult:
+        began = time.perf_counter()
+        index = self.index()
+        total = len(index["items"])
+        parallel = self.parallelism()
+        plan = self.slices(total, parallel, self.slice_size)
+        index_key = "/".join(self._index_location())
+        done = self.done_markers()
+        running = {job: piece for job, piece in self._in_flight().items() if piece not in done}
+        waiting = [s for s in plan if s not in done and s not in running.values()]
+        tries: dict[tuple[int, int], int] = dict.fromkeys(running.values(), 1)
+        report = _progress(progress, total, sum(m["processed"] + len(m["failed"]) for m in done.values()))
+        while waiting or running:
+            while waiting and len(running) < parallel:
+                piece = waiting.pop(0)
+                tries[piece] = tries.get(piece, 0) + 1
+                running[self._submit(index_key, *piece)] = piece
+            time.sleep(poll)
+            for job, status in self._statuses(set(running)).items():
+                if status in ("Succeeded", "Failed"):
+                    piece = running.pop(job)
+                    if status == "Failed" and tries[piece] <= RETRIES:
+                        waiting.append(piece)
+            done = self.done_markers()
+            report(sum(m["processed"] + len(m["failed"]) for m in done.values()))
+        report(None)
+        failed = [f for marker in done.values() for f in marker["failed"]]
+        lost = [s for s in plan if s not in done]
+        for start, end in lost:  # slices whose invocation failed on every try
+            failed += [
+                {"item": item, "error": "its slice failed: see the job logs"} for item in index["items"][start:end]
+            ]
+        processed = sum(m["processed"] for m in done.values())
+        return BatchResult(self.id, total, processed, failed, len(plan), parallel, time.perf_counter() - began)
+
+
+def _progress(progress: bool | Callable[[int, int], None], total: int, initial: int) -> Callable[[int | None], None]:
+    """A function taking the number of files done so far (None: finished), drawing tqdm or calling back."""
+    if callable(progress):
+        return lambda done: progress(total if done is None else done, total)
+    if not progress:
+        return lambda done: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=initial, unit="file", desc="batch")
+
+    def update(done: int | None) -> None:
+        if done is None:
+            bar.close()
+        elif done > bar.n:
+            bar.update(done - bar.n)
+
+    return update

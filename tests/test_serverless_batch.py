@@ -1,0 +1,102 @@
+"""Batch (OSCAR-Batch style) over a few hundred images in a real SeaweedFS through a real engine."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from reeflab.modules.fish_detector.evaluate import greedy_match
+from reeflab.serverless.batch import Batch, Engine
+from reeflab.serverless.testing import EngineProcess
+
+SAMPLES = Path(__file__).parents[1] / "server_extension/reeflab/modules/fish_detector/samples"
+COPIES = 40  # 6 samples x 40 folders = 240 images
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    state = tmp_path_factory.mktemp("batch") / "state"
+    with EngineProcess(state, users=["alice", "bob"], args=["--ServerlessApp.max_workers=3"], s3=True) as engine:
+        yield engine
+
+
+def login(engine, user: str) -> Engine:
+    return Engine(engine.url, f"Bearer {engine.tokens[user]}")
+
+
+def test_batch_over_a_folder_resumes_without_redoing_finished_slices(engine):
+    s3 = engine.s3("alice")
+    names = sorted(p.name for p in SAMPLES.glob("*.jpg"))
+    for copy in range(COPIES):
+        for name in names:
+            s3.upload_file(str(SAMPLES / name), "alice", f"survey/dive-{copy:02d}/{name}")
+    s3.put_object(Bucket="alice", Key="survey/.DS_Store", Body=b"hidden files are not inputs")
+    service = {
+        "name": "fish-batch",
+        "image": "ai4oshub/ignored-locally",
+        "cpu": "0.5",
+        "memory": "1Gi",
+        "environment": {"variables": {"REEFLAB_MODULE": "fish-detector"}},
+        "output": [{"storage_provider": "minio.default", "path": "alice/survey-results"}],
+    }
+    assert engine.request("POST", "/system/services", "alice", json=service).status_code == 201
+    total = COPIES * len(names)
+
+    first = Batch(login(engine, "alice"), "fish-batch", "alice/survey", slice_size=20)
+
+    def stop_halfway(done: int, of: int) -> None:
+        assert of == total
+        if done >= total // 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        first.run(progress=stop_halfway)
+    index = json.loads(s3.get_object(Bucket="alice", Key=f"survey-results/.batch/{first.id}/index.json")["Body"].read())
+    assert len(index["items"]) == total and ".DS_Store" not in json.dumps(index)
+
+    # slices already sent finish in the engine; the resumed batch sends only the others
+    seen = []
+    resumed = Batch(login(engine, "alice"), "fish-batch", "alice/survey", resume=first.id, slice_size=20)
+    result = resumed.run(progress=lambda done, of: seen.append(done))
+    assert (result.total, result.processed, result.failed) == (total, total, [])
+    assert seen[0] >= total // 3 and seen[-1] == total and seen == sorted(seen)
+    jobs = engine.request("GET", "/system/logs/fish-batch", "alice").json()["jobs"]
+    assert len(jobs) == total // 20, "each slice ran once: none was redone on resume"
+
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="alice", Prefix="survey-results/dive-")
+    results = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    assert len(results) == total
+    truth = json.loads((SAMPLES / "ground_truth.json").read_text())["images"]
+    answer = json.loads(s3.get_object(Bucket="alice", Key="survey-results/dive-07/fish_02.json")["Body"].read())
+    boxes, scores = [d["box"] for d in answer["detections"]], [d["confidence"] for d in answer["detections"]]
+    assert all(iou is not None for iou in greedy_match(truth["fish_02.jpg"]["boxes"], boxes, scores)[0])
+
+
+def test_parallelism_follows_free_resources_and_the_service_request(engine):
+    service = {"name": "sized", "image": "alpine", "script": "true\n", "cpu": "0.25", "memory": "128Mi"}
+    service["output"] = [{"storage_provider": "minio.default", "path": "alice/sized-out"}]
+    assert engine.request("POST", "/system/services", "alice", json=service).status_code == 201
+    status = engine.request("GET", "/system/status", "alice").json()["cluster"]["metrics"]
+    expected = min(0.8 * status["cpu"]["total_free_cores"] / 250, 0.8 * status["memory"]["total_free_bytes"] / 2**27)
+    assert abs(Batch(login(engine, "alice"), "sized", "alice/any").parallelism() - int(expected)) <= 1
+
+
+def test_only_the_owner_sends_batch_slices(engine):
+    """A public service's workers read S3 as its owner: nobody else may point them at an index."""
+    service = {
+        "name": "open-fish",
+        "image": "x",
+        "visibility": "public",
+        "environment": {"variables": {"REEFLAB_MODULE": "fish-detector"}},
+    }
+    assert engine.request("POST", "/system/services", "alice", json=service).status_code == 201
+    descriptor = {"reeflab_batch": {"id": "x", "index": "alice/survey-results/any.json", "start": 0, "end": 5}}
+    body = base64.b64encode(json.dumps(descriptor).encode())
+    answer = engine.request("POST", "/run/open-fish", "bob", data=body)
+    assert answer.status_code == 400 and "owner" in answer.text
