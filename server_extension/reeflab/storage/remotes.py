@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Iterator
+from functools import cached_property
 from typing import IO, Any
 
 from ..errors import NotFound, ReefLabError
@@ -86,7 +87,9 @@ class S3Remote(Remote):
         except (BotoCoreError, OSError) as err:
             raise StorageFailed(f"{where} did not answer in time or failed: {type(err).__name__}.") from None
 
+    @cached_property
     def client(self):
+        """One boto3 client per remote (making one costs tens of ms; they are thread-safe)."""
         import boto3
         from botocore.config import Config
 
@@ -115,7 +118,7 @@ class S3Remote(Remote):
         if page:
             args["ContinuationToken"] = page
         with self._errors(path):
-            answer = self.client().list_objects_v2(**args)
+            answer = self.client.list_objects_v2(**args)
         items = [
             {"name": p["Prefix"][len(prefix) :].rstrip("/"), "type": "directory", "size": None, "modified": None}
             for p in answer.get("CommonPrefixes", [])
@@ -132,16 +135,16 @@ class S3Remote(Remote):
 
     def upload(self, path: str, data: IO[bytes]) -> None:
         with self._errors(path):
-            self.client().upload_fileobj(data, self.spec.bucket, self.key(path))
+            self.client.upload_fileobj(data, self.spec.bucket, self.key(path))
 
     def download(self, path: str) -> Iterator[bytes]:
         with self._errors(path):
-            body = self.client().get_object(Bucket=self.spec.bucket, Key=self.key(path))["Body"]
+            body = self.client.get_object(Bucket=self.spec.bucket, Key=self.key(path))["Body"]
         with contextlib.closing(body), self._errors(path):
             yield from body.iter_chunks(1 << 20)
 
     def delete(self, path: str) -> int:
-        client, key = self.client(), self.key(path)
+        client, key = self.client, self.key(path)
         with self._errors(path):
             keys = []
             pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.spec.bucket, Prefix=key + "/")
@@ -157,6 +160,10 @@ class S3Remote(Remote):
 
 
 class WebDAVRemote(Remote):
+    def __init__(self, connection: StorageConnection, connect_timeout: float = CONNECT_TIMEOUT):
+        super().__init__(connection, connect_timeout)
+        self._folders: set[str] = set()  # folders known to exist (uploads skip asking again)
+
     @property
     def spec(self) -> WebDAVRequest:
         return self.connection.spec
@@ -187,7 +194,9 @@ class WebDAVRemote(Remote):
         except (httpx.HTTPError, ClientError) as err:
             raise StorageFailed(f"{where} failed: {type(err).__name__}.") from None
 
+    @cached_property
     def client(self):
+        """One webdav4 client (an httpx connection pool) per remote."""
         import httpx
         from webdav4.client import Client
 
@@ -198,7 +207,7 @@ class WebDAVRemote(Remote):
     def list(self, path: str, limit: int = 100, page: str | None = None) -> tuple[list[dict], str | None]:
         # WebDAV lists a folder in one PROPFIND: page it here, in name order, with the offset as token
         with self._errors(path):
-            entries = self.client().ls(path, detail=True)
+            entries = self.client.ls(path, detail=True)
         start = int(page) if page and page.isdigit() else 0
         items = []
         for entry in sorted(entries, key=lambda e: e["name"])[start : start + limit]:
@@ -217,7 +226,7 @@ class WebDAVRemote(Remote):
         return items, str(start + limit) if more else None
 
     def upload(self, path: str, data: IO[bytes]) -> None:
-        client = self.client()
+        client = self.client
         with self._errors(path):
             folder = path.rsplit("/", 1)[0] if "/" in path else ""
             self._make_folders(client, folder)
@@ -227,22 +236,24 @@ class WebDAVRemote(Remote):
         done = ""
         for part in [p for p in folder.split("/") if p]:
             done = join(done, part)
-            if not client.exists(done):
+            if done not in self._folders and not client.exists(done):
                 client.mkdir(done)
+            self._folders.add(done)
 
     def download(self, path: str) -> Iterator[bytes]:
-        client = self.client()
+        client = self.client
         with self._errors(path), client.open(path, "rb") as stream:
             while chunk := stream.read(1 << 20):
                 yield chunk
 
     def delete(self, path: str) -> int:
-        client = self.client()
+        client = self.client
         with self._errors(path):
             count = 1
             if client.isdir(path):
                 count = max(1, sum(1 for _ in self._walk(client, path)))
             client.remove(path)  # WebDAV DELETE of a collection removes what it holds
+        self._folders = {f for f in self._folders if f != path and not f.startswith(path + "/")}
         return count
 
     def _walk(self, client, path: str) -> Iterator[str]:

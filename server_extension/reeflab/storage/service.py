@@ -29,7 +29,7 @@ from .models import PLATFORM, ConnectionRequest, S3Request, StorageConnection, T
 from .mounts import MountManager, fuse_problem
 from .paths import join, remote_path, workspace_path
 from .platform import engine_config_url, fetch_provider, platform_bucket
-from .remotes import StorageFailed, remote_for
+from .remotes import Remote, StorageFailed, remote_for
 from .store import ConnectionStore
 
 REQUEST = TypeAdapter(ConnectionRequest)
@@ -113,6 +113,7 @@ class StorageService(LoggingConfigurable):
         self._transfers: dict[str, Transfer] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._platform_tried: dict[str, float] = {}
+        self._remotes: dict[tuple[str, str], tuple[str, Remote]] = {}
 
     # -- connections -----------------------------------------------------------
 
@@ -203,7 +204,7 @@ class StorageService(LoggingConfigurable):
     def test(self, owner: str, name: str) -> dict[str, Any]:
         connection = self.get(owner, name)
         started = time.monotonic()
-        remote_for(connection, self.connect_timeout).check()
+        self._remote(owner, connection.name).check()
         return {"ok": True, "seconds": round(time.monotonic() - started, 3)}
 
     def delete(self, owner: str, name: str) -> None:
@@ -212,6 +213,7 @@ class StorageService(LoggingConfigurable):
             raise Forbidden(f"'{name}' is the platform's own storage and cannot be deleted.")
         self._manager(owner).unmount(connection, self.mountpoint(connection))
         self.store.delete(owner, name)
+        self._remotes.pop((owner, name), None)
 
     # -- data ------------------------------------------------------------------
 
@@ -220,21 +222,21 @@ class StorageService(LoggingConfigurable):
         if not 1 <= limit <= 1000:
             raise BadRequest("limit must be between 1 and 1000 entries")
         path = remote_path(path)
-        items, next_page = remote_for(self.get(owner, name), self.connect_timeout).list(path, limit, page)
+        items, next_page = self._remote(owner, name).list(path, limit, page)
         return {"connection": name, "path": path, "items": items, "next_page": next_page}
 
     def upload(self, owner: str, name: str, path: str, data: IO[bytes]) -> dict:
         path = remote_path(path)
         if not path:
             raise BadRequest("Give the path of the file to write, e.g. 'data/image.jpg'.")
-        remote_for(self.get(owner, name), self.connect_timeout).upload(path, data)
+        self._remote(owner, name).upload(path, data)
         return {"connection": name, "path": path}
 
     def download(self, owner: str, name: str, path: str) -> Iterator[bytes]:
         path = remote_path(path)
         if not path:
             raise BadRequest("Give the path of a file to download.")
-        return remote_for(self.get(owner, name), self.connect_timeout).download(path)
+        return self._remote(owner, name).download(path)
 
     def delete_path(self, owner: str, name: str, path: str, confirm: str | None) -> dict:
         """Delete a file or a folder (with its content) once the user confirmed by repeating its path."""
@@ -243,8 +245,17 @@ class StorageService(LoggingConfigurable):
             raise BadRequest("Deleting the whole connection's content is not allowed here: name a file or folder.")
         if remote_path(confirm or "") != path:
             raise BadRequest(f"Confirm the deletion: repeat the path, i.e. add confirm={path} to the request.")
-        deleted = remote_for(self.get(owner, name), self.connect_timeout).delete(path)
+        deleted = self._remote(owner, name).delete(path)
         return {"connection": name, "path": path, "deleted": deleted}
+
+    def _remote(self, owner: str, name: str) -> Remote:
+        """The connection's remote, kept while the connection is unchanged (its clients are reused)."""
+        connection = self.get(owner, name)
+        fingerprint = connection.dump()
+        kept = self._remotes.get((owner, name))
+        if kept is None or kept[0] != fingerprint:
+            kept = self._remotes[(owner, name)] = (fingerprint, remote_for(connection, self.connect_timeout))
+        return kept[1]
 
     # -- mounts ----------------------------------------------------------------
 
@@ -265,7 +276,7 @@ class StorageService(LoggingConfigurable):
 
     def mount(self, owner: str, name: str) -> dict[str, Any]:
         connection = self.get(owner, name)
-        remote_for(connection, self.connect_timeout).check()  # a clear reason now, not a dead mount later
+        self._remote(owner, name).check()  # a clear reason now, not a dead mount later
         connection.mounted = True
         self.store.save(connection)
         self._manager(owner).mount(connection, self.mountpoint(connection), self._rclone_config())
