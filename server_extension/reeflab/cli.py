@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     new.add_argument("--dir", default=".", help="folder to create it in (default: here)")
     new.add_argument("--title", help="title shown in the marketplace")
     new.set_defaults(func=module_new)
+    from .jobs.cli import add_commands as add_job_commands
+
+    add_job_commands(commands)
     federated_cli.add_parser(commands)
     args = parser.parse_args(argv)
     return args.func(args)
