@@ -87,6 +87,7 @@ class Recorder:
             "examples": sum(res.num_examples for _, res in results),
             "failures": len(failures),
             "metrics": metrics,
+            "at": round(time.time(), 3),
         }
         self.save()
         log.info("round %s %s: %s", rnd, stage, json.dumps(entry[stage]))

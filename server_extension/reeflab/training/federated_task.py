@@ -64,7 +64,7 @@ def train(model: nn.Module, x, y, epochs: int, lr: float, proximal_mu: float = 0
                 )
             loss.backward()
             optimiser.step()
-    return float(loss)
+    return loss.item()
 
 
 def evaluate(model: nn.Module, x, y) -> tuple[float, float]:

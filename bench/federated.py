@@ -1,0 +1,94 @@
+"""Federated learning: what a round costs on top of the sites' own training (one run, real processes).
+
+Starts a ReefLab Flower server (FedAvg, default task) and two site processes with valid tokens, and
+reads the server's own round timings. The limit is the sites' compute: the same fit + evaluate
+calls made in this process, per round (the two sites run in parallel, so the slower one sets the
+pace). Also times the bearer-token check alone (per new connection) with many tokens on file.
+Prints seconds per round, the ratio to the compute limit, and the check's cost.
+
+    .venv/bin/python bench/federated.py [--rounds 5] [--epochs 2] [--tokens 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from reeflab.testing.process import wait_until
+from reeflab.training.federated import FederatedService
+from reeflab.training.federated_auth import BearerTokenInterceptor, TokenFile
+from reeflab.training.federated_client import spawn_site
+from reeflab.training.federated_models import ServerRequest
+from reeflab.training.federated_task import TaskClient
+
+
+def compute_limit(rounds: int, epochs: int) -> float:
+    """Seconds the two sites' fit + evaluate take by themselves, the slower site per round."""
+    sites = [TaskClient(site=1, epochs=epochs), TaskClient(site=2, epochs=epochs)]
+    weights = sites[0].get_parameters({})
+    for site in sites:  # warm up, as round 1 of the federated run is left out too
+        site.fit(weights, {"epochs": epochs})
+    total = 0.0
+    for _ in range(rounds):
+        spent = []
+        for site in sites:
+            start = time.perf_counter()
+            site.fit(weights, {"epochs": epochs})
+            site.evaluate(weights, {})
+            spent.append(time.perf_counter() - start)
+        total += max(spent)
+    return total
+
+
+def token_check_us(service: FederatedService, owner: str, count: int) -> float:
+    for i in range(count):
+        last = service.create_token(owner, f"bench-{i}")
+    interceptor = BearerTokenInterceptor(TokenFile(service.tokens_file(owner)))
+    details = SimpleNamespace(invocation_metadata=(("x-authorization", f"Bearer {last['token']}"),))
+    runs = 2000
+    start = time.perf_counter()
+    for _ in range(runs):
+        interceptor.intercept_service(lambda d: None, details)
+    return (time.perf_counter() - start) / runs * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--tokens", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        service = FederatedService(root_dir=str(Path(tmp) / "federated"))
+        tokens = [service.create_token("bench", name)["token"] for name in ("site-1", "site-2")]
+        request = ServerRequest(rounds=args.rounds, min_clients=2, local_epochs=args.epochs)
+        started = time.perf_counter()
+        server = service.start("bench", request)
+        service.wait_listening(server)
+        listening = time.perf_counter() - started
+        sites = [spawn_site(server.address, token, site=i + 1) for i, token in enumerate(tokens)]
+        try:
+            wait_until(lambda: service.get("bench", server.id).state != "running", 600, "the rounds")
+        finally:
+            for site in sites:
+                site.wait(60)
+            service.stop_all()
+        history = service.history(server)
+        assert history.get("finished"), service.logs("bench", server.id, 30)
+        ends = [entry["evaluate"]["at"] for entry in history["rounds"]]
+        per_round = (ends[-1] - ends[0]) / (len(ends) - 1)  # after round 1, which waits for the sites to start
+        limit = compute_limit(args.rounds, args.epochs) / args.rounds
+        check = token_check_us(service, "other", args.tokens)
+    print(f"server listening after {listening:.2f} s")
+    print(f"{args.rounds} rounds, 2 sites, {args.epochs} local epochs: {history['seconds']:.2f} s on the server")
+    print(f"  rounds 2-{args.rounds} (round 1 waits for the sites to start): {per_round:.3f} s per round")
+    print(f"sites' own fit+evaluate per round (the slower site): {limit:.3f} s")
+    print(f"ratio per round, federated / compute limit: {per_round / limit:.2f}x")
+    print(f"bearer-token check with {args.tokens} tokens on file: {check:.1f} us per new connection")
+
+
+if __name__ == "__main__":
+    main()
