@@ -1,0 +1,74 @@
+"""Storage on the real hub, as users get it: alice connects and mounts her Nextcloud; bob neither
+sees nor uses it; her mount outlives a restart of her server; no secret in any answer or log."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from reeflab.client import Connection, ReefLabClientError
+from reeflab.client import storage as client_storage
+from reeflab.storage.testing import WebDAVProcess
+from reeflab.testing.hub import HubProcess
+from reeflab.testing.process import wait_until
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def dav(tmp_path_factory):
+    with WebDAVProcess(tmp_path_factory.mktemp("webdav"), user="alice") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with HubProcess(tmp_path_factory.mktemp("hub")) as hub:
+        for name in ("alice", "bob"):
+            hub.api("POST", f"users/{name}")
+        yield hub
+        for name in ("alice", "bob"):
+            hub.api("DELETE", f"users/{name}/server")
+
+
+@pytest.fixture(scope="module")
+def servers(hub):
+    return {name: (hub.spawn(name), hub.user_token(name)) for name in ("alice", "bob")}
+
+
+def test_a_users_connection_is_hers_alone_and_her_mount_outlives_a_restart(hub, servers, dav):
+    alice_url, alice_token = servers["alice"]
+    bob_url, bob_token = servers["bob"]
+    alice = Connection(alice_url, alice_token)
+    cloud = client_storage.connect("cloud", url=dav.url, user=dav.user, password=dav.password, connection=alice)
+    assert cloud.mount()["state"] == "mounted"
+    try:
+        # bob: his own server has no such connection; alice's server refuses his token outright
+        bob = Connection(bob_url, bob_token)
+        assert [s.name for s in client_storage.connections(connection=bob)] == []
+        with pytest.raises(ReefLabClientError) as err:
+            client_storage.get("cloud", connection=bob)
+        assert err.value.status == 404
+        as_bob = Connection(alice_url, bob_token)
+        for action in (
+            lambda: client_storage.connections(connection=as_bob),
+            lambda: as_bob.get("storage", "connections", "cloud", "files"),
+            lambda: as_bob.request("DELETE", "storage", "connections", "cloud"),
+        ):
+            with pytest.raises(ReefLabClientError) as err:
+                action()
+            assert err.value.status in (401, 403)
+
+        # a restart of alice's server: the mount stays, and her new server shows it mounted
+        hub.stop_server("alice")
+        alice = Connection(hub.spawn("alice"), alice_token)
+        (info,) = [s.info for s in client_storage.connections(connection=alice)]
+        assert info["mount"]["state"] == "mounted", info["mount"]
+        home = hub.state / "homes" / "alice"
+        assert os.path.ismount(home / "storage" / "cloud")
+        (home / "storage" / "cloud" / "from-notebook.txt").write_text("alice was here")
+        wait_until(lambda: (dav.root / "from-notebook.txt").exists(), 20, "the file on the WebDAV server")
+    finally:
+        client_storage.get("cloud", connection=alice).unmount()
+    assert not os.path.ismount(hub.state / "homes" / "alice" / "storage" / "cloud")
+    assert dav.password not in hub.log_path.read_text(errors="replace")
