@@ -1,0 +1,161 @@
+"""Notebook jobs at scale: each job a Kubernetes batch/v1 Job running the same runner in the user's image.
+
+The Job's pod mounts the user's home volume (KubeSpawner's `claim-{username}` by default) where the user's
+server has it, so the notebook, its data, the output notebook and the job folder (spec.json in, status.json
+and job.log out) are the same files the server sees: progress and failing cells read exactly as locally.
+The manifest is built by a pure function, checked offline against the Kubernetes schema in tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.rest import ApiException
+from traitlets import Dict, Instance, Int, Unicode, default
+
+from ...deployments.backends.kubernetes import _LABEL_VALUE, _OBJECT_NAME, NAMESPACE_FILE, _slug, cpu_quantity
+from ...deployments.backends.local import tail_lines
+from ...errors import ReefLabError
+from ...profiles import HardwareProfile, ProfileStore, default_profiles_path
+from ..models import Job
+from ..store import LOG_FILE, read_status
+from .base import JobBackend
+
+CONTAINER = "notebook"
+Manifest = dict[str, Any]
+PASSED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "AWS_ENDPOINT_URL")
+
+
+def job_name(job_id: str) -> str:
+    return _slug(f"reeflab-job-{job_id}", _OBJECT_NAME)
+
+
+def job_manifest(
+    job: Job,
+    profile: HardwareProfile,
+    image: str,
+    namespace: str,
+    folder: Path,
+    *,
+    claim: str,
+    home: str = "/home/jovyan",
+    ttl_seconds: int = 86400,
+    env: dict[str, str] | None = None,
+    extra: dict[str, str] | None = None,
+) -> Manifest:
+    """A Job with one pod, never restarted: the runner for `folder` with the profile's hardware."""
+    resources = {"cpu": cpu_quantity(profile.cpu), "memory": str(profile.memory_bytes)}
+    pod: Manifest = {}
+    if profile.gpu and profile.gpu.count:
+        resources[profile.gpu.resource] = str(profile.gpu.count)
+        placement = {"nodeSelector": dict(profile.node_selector), "tolerations": [dict(t) for t in profile.tolerations]}
+        pod = {key: value for key, value in placement.items() if value}
+    threads = str(max(1, math.ceil(profile.cpu)))
+    variables = {**(env or {}), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "YOLO_OFFLINE": "1"}
+    variables.update(REEFLAB_JOB_ID=job.id, MLFLOW_DISABLE_TELEMETRY="true", HOME=home)
+    # the folder is <state dir>/<hex id>: no user text reaches the shell
+    run = f"exec python -m reeflab.jobs.runner {folder} >> {folder / LOG_FILE} 2>&1"
+    container: Manifest = {
+        "name": CONTAINER,
+        "image": image,
+        "command": ["/bin/sh", "-c", run],
+        "workingDir": home,
+        "env": [{"name": k, "value": v} for k, v in variables.items()],
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "volumeMounts": [{"name": "home", "mountPath": home}],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    security = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100}
+    pod.update(containers=[container], restartPolicy="Never", automountServiceAccountToken=False)
+    pod.update(enableServiceLinks=False, volumes=[{"name": "home", "persistentVolumeClaim": {"claimName": claim}}])
+    pod["securityContext"] = {**security, "seccompProfile": {"type": "RuntimeDefault"}}
+    owner = _slug(job.owner, _LABEL_VALUE)
+    labels = {**(extra or {}), "app.kubernetes.io/name": "reeflab-job", "app.kubernetes.io/managed-by": "reeflab"}
+    labels.update({"app.kubernetes.io/instance": job_name(job.id), "reeflab.io/owner": owner})
+    notes = {"reeflab.io/id": job.id, "reeflab.io/owner": job.owner, "reeflab.io/notebook": job.notebook}
+    meta = {"name": job_name(job.id), "namespace": namespace, "labels": labels, "annotations": notes}
+    spec = {"backoffLimit": 0, "ttlSecondsAfterFinished": ttl_seconds}  # a notebook is not retried
+    spec["template"] = {"metadata": {"labels": labels}, "spec": pod}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}
+
+
+class KubernetesJobBackend(JobBackend):
+    """Runs each job as a Kubernetes Job in the user's namespace, on the user's home volume."""
+
+    name = "kubernetes"
+
+    namespace = Unicode(config=True, help="Namespace of jobs (default: REEFLAB_NAMESPACE, the pod's, 'reeflab')")
+    profiles_file = Unicode(config=True, help="Hardware profiles file (default: default_profiles_path())")
+    home_claim = Unicode("claim-{username}", config=True, help="PVC of the user's home; '{username}' is replaced")
+    home_mount = Unicode("/home/jovyan", config=True, help="Where the user's server mounts that volume")
+    ttl_seconds = Int(86400, config=True, help="Finished Jobs are removed by Kubernetes after this many seconds")
+    extra_labels = Dict(config=True, help="More labels on every Job")
+    api_client = Instance(client.ApiClient, allow_none=True, help="Client to use (tests); default: from config")
+
+    @default("namespace")
+    def _default_namespace(self) -> str:
+        mine = NAMESPACE_FILE.read_text().strip() if NAMESPACE_FILE.exists() else ""
+        return os.environ.get("REEFLAB_NAMESPACE") or mine or "reeflab"
+
+    async def _api(self) -> client.ApiClient:
+        if self.api_client is None:
+            cfg = client.Configuration()
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+            except config.ConfigException:
+                try:
+                    await config.load_kube_config(client_configuration=cfg)
+                except (config.ConfigException, OSError) as err:
+                    raise ReefLabError(f"ReefLab cannot reach Kubernetes ({err}); ask an admin.") from None
+            self.api_client = client.ApiClient(cfg)
+        return self.api_client
+
+    def manifest(self, job: Job, folder: Path, profile: HardwareProfile) -> Manifest:
+        catalog = ProfileStore(self.profiles_file or default_profiles_path()).catalog()
+        claim = self.home_claim.replace("{username}", _slug(job.owner, _OBJECT_NAME))
+        env = {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
+        return job_manifest(
+            job, profile, catalog.image_of(profile), self.namespace, folder,
+            claim=claim, home=self.home_mount, ttl_seconds=self.ttl_seconds, env=env, extra=self.extra_labels,
+        )  # fmt: skip
+
+    async def start(self, job: Job, folder: Path, spec: dict[str, Any], profile: HardwareProfile) -> dict:
+        (folder / "spec.json").write_text(json.dumps(spec, indent=1))
+        manifest = self.manifest(job, folder, profile)
+        try:
+            await client.BatchV1Api(await self._api()).create_namespaced_job(self.namespace, manifest)
+        except ApiException as err:
+            raise ReefLabError(f"Kubernetes refused the job ({err.status} {err.reason}); ask an admin.") from None
+        return {"namespace": self.namespace, "name": job_name(job.id)}
+
+    async def status(self, job: Job, folder: Path) -> dict[str, Any]:
+        status = read_status(folder)
+        if status.get("state") in ("completed", "failed", "cancelled"):
+            return status
+        try:
+            found = await client.BatchV1Api(await self._api()).read_namespaced_job(
+                job.runtime["name"], job.runtime["namespace"]
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return {**status, "state": "failed", "reason": "its Kubernetes Job disappeared"}
+            raise
+        if found.status and found.status.failed:  # the pod died before the runner could say why (OOM, eviction)
+            lines = "\n".join(tail_lines(folder / LOG_FILE, 15))
+            return {**status, "state": "failed", "reason": f"the job's pod failed. Last lines of its log:\n{lines}"}
+        return status
+
+    async def cancel(self, job: Job, folder: Path) -> None:
+        with contextlib.suppress(ApiException, KeyError):
+            await client.BatchV1Api(await self._api()).delete_namespaced_job(
+                job.runtime["name"], job.runtime["namespace"], propagation_policy="Foreground", grace_period_seconds=5
+            )
+
+    async def logs(self, job: Job, folder: Path, tail: int) -> list[str]:
+        return tail_lines(folder / LOG_FILE, tail)
