@@ -100,3 +100,34 @@ def test_only_the_owner_sends_batch_slices(engine):
     body = base64.b64encode(json.dumps(descriptor).encode())
     answer = engine.request("POST", "/run/open-fish", "bob", data=body)
     assert answer.status_code == 400 and "owner" in answer.text
+
+
+def test_the_python_client_makes_a_module_serverless_and_calls_it_every_way(engine, monkeypatch, tmp_path):
+    from reeflab.client import serverless
+
+    monkeypatch.setenv("REEFLAB_SERVERLESS_URL", engine.url)
+    monkeypatch.setenv("REEFLAB_TOKEN", engine.tokens["bob"])
+    monkeypatch.setenv("REEFLAB_URL", "http://127.0.0.1:9")  # no Jupyter server: metadata from this environment
+    created = serverless.create("fish-detector", inputs=["bob-fish/in"], outputs=["bob-fish/out"], cpu="0.5")
+    assert created["name"] == "fish-detector" and created["owner"] == "bob"
+    assert created["memory"].endswith("Mi") and created["environment"]["variables"]["REEFLAB_MODULE"] == "fish-detector"
+    truth = json.loads((SAMPLES / "ground_truth.json").read_text())["images"]
+
+    answer = serverless.invoke("fish-detector", SAMPLES / "fish_03.jpg")
+    boxes, scores = [d["box"] for d in answer["detections"]], [d["confidence"] for d in answer["detections"]]
+    assert all(iou is not None for iou in greedy_match(truth["fish_03.jpg"]["boxes"], boxes, scores)[0])
+    through_bucket = serverless.upload_and_wait("fish-detector", SAMPLES / "fish_04.jpg", timeout=120)
+    assert through_bucket["file"] == "fish_04.jpg"
+    assert any(job for job in serverless.logs("fish-detector").values() if job["status"] == "Succeeded")
+
+    s3 = engine.s3("bob")
+    for name in ("fish_05.jpg", "fish_06.jpg"):
+        s3.upload_file(str(SAMPLES / name), "bob", f"photos/{name}")
+    bars = []
+    result = serverless.batch(
+        "fish-detector", "bob/photos", output="bob/photos-out", progress=lambda done, total: bars.append(done)
+    )
+    assert (result.processed, result.failed, bars[-1]) == (2, [], 2)
+    assert s3.get_object(Bucket="bob", Key="photos-out/fish_05.json")["Body"].read()
+    serverless.delete("fish-detector")
+    assert "fish-detector" not in [s["name"] for s in serverless.services()]

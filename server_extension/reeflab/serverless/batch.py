@@ -63,7 +63,8 @@ class Engine:
 
     def call(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"Authorization": self.authorization, **kwargs.pop("headers", {})}
-        answer = self.session.request(method, self.url.rstrip("/") + path, headers=headers, timeout=60, **kwargs)
+        timeout = kwargs.pop("timeout", 60)
+        answer = self.session.request(method, self.url.rstrip("/") + path, headers=headers, timeout=timeout, **kwargs)
         if not answer.ok:
             raise BatchError(f"{method} {path}: {answer.status_code} {answer.text.strip()[:300]}")
         return answer

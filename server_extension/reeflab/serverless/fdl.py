@@ -25,6 +25,12 @@ SECRET_MASK = "********"
 MODULE_VAR = "REEFLAB_MODULE"
 PREDICT_ARGS_VAR = "REEFLAB_PREDICT_ARGS"
 IDLE_VAR = "REEFLAB_IDLE_SECONDS"
+# what a module's container runs per invocation on a real OSCAR cluster (DEEPaaS's own CLI)
+OSCAR_MODULE_SCRIPT = """\
+#!/bin/sh
+name=$(basename "$INPUT_FILE_PATH")
+deepaas-cli predict --files "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/${name%.*}.json"
+"""
 _CPU_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m?)\s*$")
 
 
@@ -208,3 +214,33 @@ def describe(error: ValidationError) -> str:
         message = str(item["msg"]).removeprefix("Value error, ")
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
+
+
+def module_definition(
+    module: str,
+    metadata: dict[str, Any] | None = None,
+    name: str | None = None,
+    inputs: list[str] = (),
+    outputs: list[str] = (),
+    **fields: Any,
+) -> dict[str, Any]:
+    """An FDL service serving a marketplace module, sized from its ai4-metadata `resources.inference`.
+
+    `inputs`/`outputs` are 'bucket/folder' paths on the platform's S3 (uploads to an input path
+    trigger jobs; results go to the output paths). The same FDL deploys on a real OSCAR cluster,
+    where `image` (the module's docker image from its metadata) runs instead of the local module.
+    """
+    metadata = metadata or {}
+    needs = (metadata.get("resources") or {}).get("inference") or {}
+    links = metadata.get("links") or {}
+    definition: dict[str, Any] = {
+        "name": name or re.sub(r"[^a-z0-9-]+", "-", module.lower()).strip("-")[:39],
+        "image": str(links.get("docker_image") or f"ai4oshub/{module}:latest"),
+        "script": OSCAR_MODULE_SCRIPT,
+        "cpu": str(needs.get("cpu") or 1),
+        "memory": f"{int(needs.get('memory_MB') or 2000)}Mi",
+        "environment": {"variables": {MODULE_VAR: module}},
+        "input": [{"storage_provider": "minio.default", "path": path} for path in inputs],
+        "output": [{"storage_provider": "minio.default", "path": path} for path in outputs],
+    }
+    return {**definition, **fields}

@@ -1,0 +1,151 @@
+"""Serverless from Python: a marketplace module as an OSCAR service, called sync, by upload, or in batch.
+
+    from reeflab.client import serverless
+    serverless.create("fish-detector", inputs=["alice/fish-in"], outputs=["alice/fish-out"])
+    serverless.invoke("fish-detector", "reef.jpg")             # the module's JSON answer
+    serverless.upload_and_wait("fish-detector", "reef.jpg")    # through the bucket, like a sensor would
+    serverless.batch("fish-detector", "alice/survey-2024")     # every file under the folder, with progress
+
+The engine is found from REEFLAB_SERVERLESS_URL (the hub sets it for user servers; any OSCAR
+endpoint works) and your token (REEFLAB_TOKEN or the server's JUPYTERHUB_API_TOKEN); or pass
+`engine=connect(url, token)` or `Engine(url, "Basic ...")` for OSCAR basic auth.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import posixpath
+import time
+from pathlib import Path
+from typing import Any
+
+from ..serverless.batch import Batch, BatchResult, Engine
+from ..serverless.fdl import module_definition
+from ..storage.platform_s3 import s3_client, split_path
+from .connection import ReefLabClientError
+
+
+def connect(url: str | None = None, token: str | None = None) -> Engine:
+    """The serverless engine of this platform (or any OSCAR endpoint) with your token."""
+    url = url or os.environ.get("REEFLAB_SERVERLESS_URL")
+    token = token or os.environ.get("REEFLAB_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not url or not token:
+        raise ReefLabClientError(0, "No serverless engine: set REEFLAB_SERVERLESS_URL and REEFLAB_TOKEN")
+    return Engine(url, f"Bearer {token}")
+
+
+def _metadata(module: str) -> dict[str, Any]:
+    """The module's ai4-metadata: from the marketplace API if reachable, else from this environment."""
+    try:
+        from . import catalog
+
+        return catalog.get(module).get("metadata") or {}
+    except ReefLabClientError:
+        from ..catalog.sources import installed_entries
+
+        found = [e for e in installed_entries() if module in (e.id, e.entry_point)]
+        return found[0].metadata if found else {}
+
+
+def create(
+    module: str,
+    name: str | None = None,
+    inputs: list[str] = (),
+    outputs: list[str] = (),
+    engine: Engine | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Make a marketplace module a serverless service in one call; returns the service as the API shows it."""
+    api = engine or connect()
+    definition = module_definition(module, _metadata(module), name, list(inputs), list(outputs), **fields)
+    return api.call("POST", "/system/services", json=definition).json()
+
+
+def services(engine: Engine | None = None) -> list[dict[str, Any]]:
+    return (engine or connect()).call("GET", "/system/services").json()
+
+
+def delete(name: str, engine: Engine | None = None) -> None:
+    (engine or connect()).call("DELETE", f"/system/services/{name}")
+
+
+def _decoded(answer: str) -> Any:
+    """A sync answer: base64 of the output file (JSON is parsed), or the script's log."""
+    try:
+        data = base64.b64decode(answer, validate=True)
+    except ValueError:
+        return answer
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data
+
+
+def invoke(name: str, file: str | Path, engine: Engine | None = None) -> Any:
+    """A synchronous call with one file: the module's JSON result (or the output file's bytes)."""
+    api = engine or connect()
+    body = base64.b64encode(Path(file).read_bytes())
+    return _decoded(api.call("POST", f"/run/{name}", data=body, timeout=600).text)
+
+
+def submit(name: str, file: str | Path, engine: Engine | None = None) -> str:
+    """An asynchronous call with one file; returns the job name (see `logs`)."""
+    api = engine or connect()
+    body = base64.b64encode(Path(file).read_bytes())
+    return api.call("POST", f"/job/{name}", data=body).json()["jobName"]
+
+
+def logs(name: str, job: str | None = None, engine: Engine | None = None) -> Any:
+    """The service's jobs with their status, or one job's log."""
+    api = engine or connect()
+    if job:
+        return api.call("GET", f"/system/logs/{name}/{job}").text
+    return api.call("GET", f"/system/logs/{name}").json()["jobs"]
+
+
+def _storage(api: Engine):
+    provider = api.call("GET", "/system/config").json()["minio_provider"]
+    return s3_client(provider["endpoint"], provider)
+
+
+def upload_and_wait(name: str, file: str | Path, timeout: float = 300, engine: Engine | None = None) -> Any:
+    """Drop a file into the service's input path and wait for its result in the output path."""
+    api = engine or connect()
+    service = api.call("GET", f"/system/services/{name}").json()
+    if not service.get("input") or not service.get("output"):
+        raise ReefLabClientError(400, f"service '{name}' needs an input and an output path for uploads")
+    s3 = _storage(api)
+    in_bucket, in_prefix = split_path(service["input"][0]["path"])
+    out_bucket, out_prefix = split_path(service["output"][0]["path"])
+    file = Path(file)
+    since = time.time() - 1
+    s3.upload_file(str(file), in_bucket, posixpath.join(in_prefix, file.name))
+    stem = posixpath.join(out_prefix, file.stem)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for item in s3.list_objects_v2(Bucket=out_bucket, Prefix=stem).get("Contents", []):
+            name_part = posixpath.basename(item["Key"])
+            if name_part.startswith(file.stem + ".") and item["LastModified"].timestamp() >= since:
+                body = s3.get_object(Bucket=out_bucket, Key=item["Key"])["Body"].read()
+                try:
+                    return json.loads(body)
+                except ValueError:
+                    return body
+        time.sleep(0.5)
+    raise ReefLabClientError(504, f"no result for {file.name} in {out_bucket}/{out_prefix} after {timeout:.0f} s")
+
+
+def batch(
+    name: str,
+    inputs: str,
+    output: str | None = None,
+    resume: str | None = None,
+    progress: Any = True,
+    engine: Engine | None = None,
+    **options: Any,
+) -> BatchResult:
+    """Run the service over every file under `inputs` ('bucket/folder'), in slices, with progress."""
+    api = engine or connect()
+    return Batch(api, name, inputs, output=output, resume=resume, **options).run(progress=progress)
