@@ -131,3 +131,34 @@ def test_the_python_client_makes_a_module_serverless_and_calls_it_every_way(engi
     assert s3.get_object(Bucket="bob", Key="photos-out/fish_05.json")["Body"].read()
     serverless.delete("fish-detector")
     assert "fish-detector" not in [s["name"] for s in serverless.services()]
+
+
+def test_the_cli_runs_a_batch_and_explains_failures(engine):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REEFLAB_SERVERLESS_URL": engine.url, "REEFLAB_TOKEN": engine.tokens["alice"]}
+    s3 = engine.s3("alice")
+    s3.upload_file(str(SAMPLES / "fish_01.jpg"), "alice", "cli-in/a/fish_01.jpg")
+    s3.put_object(Bucket="alice", Key="cli-in/b/readme.txt", Body=b"not an image")
+    reeflab = [sys.executable, "-m", "reeflab.cli"]
+    done = subprocess.run(
+        [*reeflab, "batch", "fish-batch", "alice/cli-in", "--output", "alice/cli-out"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "1 of 2 files done" in done.stdout
+    assert "b/readme.txt" in done.stderr and "--resume" in done.stderr
+    assert s3.get_object(Bucket="alice", Key="cli-out/a/fish_01.json")["Body"].read()
+    unknown = subprocess.run(
+        [*reeflab, "serverless", "invoke", "no-such", str(SAMPLES / "fish_01.jpg")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unknown.returncode == 2 and "no service named 'no-such'" in unknown.stderr

@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     from .jobs.cli import add_commands as add_job_commands
 
     add_job_commands(commands)
+    from .serverless.cli import add_commands as add_serverless_commands
+
+    add_serverless_commands(commands)
     federated_cli.add_parser(commands)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -236,6 +236,8 @@ def configure_serverless(c) -> None:
         "environment": {"YOLO_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"},
     }
     add_service(c, service, scopes=[])
+    # user servers (and their kernels) reach the engine directly, with their own hub token
+    c.Spawner.environment = {**c.Spawner.environment, "REEFLAB_SERVERLESS_URL": f"http://127.0.0.1:{port}{prefix}"}
     access = f"access:services!service={SERVERLESS_SERVICE}"
     _grant_scopes(c, "user", ["self"], [access])
     _grant_scopes(c, "server", ["users:activity!user", "access:servers!server"], [access])
