@@ -43,6 +43,7 @@ from .handlers.storage import (
 from .handlers.system import InfoHandler, ProfilesHandler
 from .handlers.training import (
     ExperimentsHandler,
+    MlflowProxyHandler,
     ModelHandler,
     ModelsHandler,
     RunHandler,
@@ -158,6 +159,7 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/training/runs/{RUN_ID}", RunHandler),
                 (r"/reeflab/api/training/models", ModelsHandler),
                 (rf"/reeflab/api/training/models/{MODEL_NAME}", ModelHandler),
+                (r"/reeflab/mlflow/?(?P<path>.*)", MlflowProxyHandler),
             ]
         )
 

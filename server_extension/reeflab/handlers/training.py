@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+from urllib.parse import urlparse
 
 from jupyter_server.auth.decorator import authorized
+from jupyter_server_proxy.handlers import ProxyHandler
 from pydantic import ValidationError
 from tornado import web
 
@@ -118,3 +122,83 @@ class ModelHandler(TrainingBase):
         await self.run_blocking(self.publish.delete, model_name)
         self.set_status(204)
         self.finish()
+
+
+class MlflowProxyHandler(ProxyHandler):
+    """/reeflab/mlflow/...: the MLflow UI and API, for the server's owner, as their MLflow account.
+
+    jupyter-server authenticates the request; the MLflow basic-auth login of this server (from
+    the hub) replaces the user's token, so the browser never needs the MLflow password, and
+    MLflow shows only the user's experiments. Jupyter cookies are not passed on.
+    """
+
+    auth_resource = "reeflab:training"
+
+    async def prepare(self, *args, **kwargs):
+        await super().prepare(*args, **kwargs)
+        if self._finished:
+            return
+        if not self.authorizer.is_authorized(self, self.current_user, "execute", self.auth_resource):
+            raise web.HTTPError(403, "not allowed to use MLflow")
+        origin = self.request.headers.get("Origin")
+        if self.request.method not in ("GET", "HEAD", "OPTIONS") and origin:
+            # the proxy skips Jupyter's XSRF check (defers to the app): refuse cross-site writes here
+            if urlparse(origin).netloc != self.request.host:
+                raise web.HTTPError(403, "cross-origin requests to MLflow are refused")
+
+    def _target(self) -> tuple[str, int]:
+        uri = urlparse(self.settings["reeflab"]["tracking"].tracking_uri)
+        if uri.scheme != "http" or uri.hostname not in ("127.0.0.1", "localhost") or not uri.port:
+            raise web.HTTPError(404, "No local MLflow server: open MLFLOW_TRACKING_URI directly.")
+        self.host_allowlist = [uri.hostname]
+        return uri.hostname, uri.port
+
+    def proxy_request_headers(self):
+        headers = super().proxy_request_headers()
+        for name in ("Cookie", "Origin", "Referer", "X-Xsrftoken"):
+            headers.pop(name, None)
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+        password = os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+        host, port = self._target()
+        headers["Host"] = f"{host}:{port}"  # MLflow's DNS-rebinding guard accepts its own address
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        return headers
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": getattr(exc, "log_message", None) or self._reason}))
+
+    @web.authenticated
+    async def get(self, path: str = "") -> None:
+        return await super().get(path)
+
+    async def http_get(self, path: str = "") -> None:
+        return await self.proxy(*self._target(), path)
+
+    async def open(self, path: str = "") -> None:
+        raise web.HTTPError(400, "MLflow has no websockets")
+
+    @web.authenticated
+    async def post(self, path: str = ""):
+        return await self.proxy(*self._target(), path)
+
+    @web.authenticated
+    async def put(self, path: str = ""):
+        return await self.proxy(*self._target(), path)
+
+    @web.authenticated
+    async def delete(self, path: str = ""):
+        return await self.proxy(*self._target(), path)
+
+    @web.authenticated
+    async def patch(self, path: str = ""):
+        return await self.proxy(*self._target(), path)
+
+    @web.authenticated
+    async def head(self, path: str = ""):
+        return await self.proxy(*self._target(), path)
+
+    @web.authenticated
+    async def options(self, path: str = ""):
+        return await self.proxy(*self._target(), path)

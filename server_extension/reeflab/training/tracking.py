@@ -141,15 +141,18 @@ class TrackingService(LoggingConfigurable):
 
     def _call(self, func, *args, **kwargs):
         """An MLflow client call, its failures as ReefLab errors (not found, forbidden, unreachable)."""
-        from mlflow.exceptions import MlflowException, RestException
+        from mlflow.exceptions import MlflowException
 
         try:
             return func(*args, **kwargs)
-        except RestException as err:
-            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED", "INVALID_PARAMETER_VALUE"):
-                if err.error_code == "INVALID_PARAMETER_VALUE":
-                    raise BadRequest(f"MLflow refused the request: {err.message}") from None
-                raise NotFound("Not found among your MLflow experiments and runs.") from None
-            raise TrackingUnavailable(f"MLflow answered with an error: {err.message}") from None
         except MlflowException as err:
+            # MLflow's basic-auth answers 403 for others' things: as absent as missing ones
+            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED", "NOT_FOUND"):
+                raise NotFound("Not found among your MLflow experiments and runs.") from None
+            if err.error_code == "INVALID_PARAMETER_VALUE":
+                raise BadRequest(f"MLflow refused the request: {err.message}") from None
+            if err.error_code == "UNAUTHENTICATED":
+                raise TrackingUnavailable(
+                    "MLflow refused this server's account: restart your server so the hub renews it."
+                ) from None
             raise TrackingUnavailable(f"MLflow at {self.tracking_uri} could not be used: {err.message}") from None

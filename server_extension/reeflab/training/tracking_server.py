@@ -1,0 +1,104 @@
+"""The hub's MLflow tracking server: sqlite + local artifacts, behind MLflow's own basic-auth app.
+
+    python -m reeflab.training.tracking_server --state-dir=DIR [--host=127.0.0.1] [--port=5005]
+
+Why basic-auth: MLflow alone has no notion of JupyterHub users, and anything that reaches its
+port could read every run. With `--app-name basic-auth` and `default_permission =
+NO_PERMISSIONS` every request needs an account, and an account only sees the experiments it
+created (MLflow filters searches and refuses reads of others' runs). The hub gives each user
+an account (`TrackingAccounts`) whose password is derived from a hub secret, so nothing per
+user is stored and a lost password is re-set at the next spawn.
+
+The secrets (admin password, per-user key, Flask CSRF key) live in 0600 files under the state
+directory and reach MLflow through its environment, never its command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+ADMIN = "reeflab-admin"
+
+
+def _secret(path: Path) -> str:
+    """A random token kept in `path` (0600), so restarts reuse it."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def prepare(state: Path) -> dict[str, str]:
+    """Create the state folder, secrets and auth config; return the environment MLflow needs."""
+    state = Path(state).resolve()
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(state, 0o700)
+    (state / "artifacts").mkdir(exist_ok=True, mode=0o700)
+    config = state / "auth.ini"
+    text = (
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = sqlite:///{state / 'auth.db'}\n"
+        f"admin_username = {ADMIN}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "grant_default_workspace_access = false\n"
+    )
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": _secret(state / "admin_password"),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": _secret(state / "flask_secret"),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+
+
+def admin_password(state: Path) -> str:
+    return _secret(Path(state).resolve() / "admin_password")
+
+
+def user_password(state: Path, username: str) -> str:
+    """The MLflow password of a hub user: HMAC of the name with the hub's key (stable, never stored)."""
+    key = _secret(Path(state).resolve() / "user_key").encode()
+    return hmac.new(key, username.encode(), hashlib.sha256).hexdigest()
+
+
+def command(state: Path, host: str = "127.0.0.1", port: int = 5005, workers: int = 1) -> list[str]:
+    state = Path(state).resolve()
+    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    return [
+        mlflow,
+        "server",
+        "--app-name=basic-auth",
+        f"--host={host}",
+        f"--port={port}",
+        f"--workers={workers}",
+        f"--backend-store-uri=sqlite:///{state / 'mlflow.db'}",
+        f"--artifacts-destination={state / 'artifacts'}",
+        "--serve-artifacts",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5005)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    env = {**os.environ, **prepare(Path(args.state_dir))}
+    cmd = command(Path(args.state_dir), args.host, args.port, args.workers)
+    os.execve(cmd[0], cmd, env)  # the hub (or a test) manages MLflow itself under this pid
+
+
+if __name__ == "__main__":
+    main()
