@@ -8,6 +8,7 @@ import os
 import pytest
 from reeflab.client import Connection, ReefLabClientError
 from reeflab.client import storage as client_storage
+from reeflab.storage.platform_s3 import user_bucket
 from reeflab.storage.testing import WebDAVProcess
 from reeflab.testing.hub import HubProcess
 from reeflab.testing.process import wait_until
@@ -45,7 +46,9 @@ def test_a_users_connection_is_hers_alone_and_her_mount_outlives_a_restart(hub, 
     try:
         # bob: his own server has no such connection; alice's server refuses his token outright
         bob = Connection(bob_url, bob_token)
-        assert [s.name for s in client_storage.connections(connection=bob)] == []
+        # ... only his own bucket on the platform's S3 (keys from the serverless engine)
+        (platform,) = [s.info for s in client_storage.connections(connection=bob)]
+        assert platform["name"] == "reeflab" and platform["bucket"] == user_bucket("bob") and platform["platform"]
         with pytest.raises(ReefLabClientError) as err:
             client_storage.get("cloud", connection=bob)
         assert err.value.status == 404
@@ -62,12 +65,16 @@ def test_a_users_connection_is_hers_alone_and_her_mount_outlives_a_restart(hub, 
         # a restart of alice's server: the mount stays, and her new server shows it mounted
         hub.stop_server("alice")
         alice = Connection(hub.spawn("alice"), alice_token)
-        (info,) = [s.info for s in client_storage.connections(connection=alice)]
+        (info,) = [s.info for s in client_storage.connections(connection=alice) if s.name == "cloud"]
         assert info["mount"]["state"] == "mounted", info["mount"]
         home = hub.state / "homes" / "alice"
         assert os.path.ismount(home / "storage" / "cloud")
         (home / "storage" / "cloud" / "from-notebook.txt").write_text("alice was here")
         wait_until(lambda: (dav.root / "from-notebook.txt").exists(), 20, "the file on the WebDAV server")
+        mine = client_storage.get("reeflab", connection=alice)
+        assert mine.info["bucket"] == user_bucket("alice")
+        mine.upload(home / "storage" / "cloud" / "from-notebook.txt", "in/from-notebook.txt")
+        assert [e["name"] for e in mine.ls("in")] == ["from-notebook.txt"]
     finally:
         client_storage.get("cloud", connection=alice).unmount()
     assert not os.path.ismount(hub.state / "homes" / "alice" / "storage" / "cloud")
