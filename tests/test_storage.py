@@ -251,3 +251,21 @@ def test_resolve_and_credentials_env_for_jobs(s3, tmp_path):
     assert listed.stdout.split() == ["x.txt"], listed.stderr
     with pytest.raises(Exception, match="<connection>:<path>"):
         service.resolve("ana", "no-colon")
+
+
+def test_workspace_paths_stay_in_the_workspace_even_through_symlinks(tmp_path):
+    from reeflab.errors import BadRequest
+    from reeflab.storage.paths import remote_path, workspace_path
+
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    (home / "escape").symlink_to(tmp_path)  # a link a user made to outside their home
+    assert workspace_path(home, "data/x") == (home / "data" / "x").resolve()
+    assert workspace_path(home, "/data") == (home / "data").resolve()  # '/' is the workspace's root
+    for bad in ("../other", "escape/secret", "data/../../x"):
+        with pytest.raises(BadRequest, match="outside your workspace"):
+            workspace_path(home, bad)
+    assert remote_path("/a//b/./c/") == "a/b/c"
+    for bad in ("a/\x00b", "a/../..", "..\\x"):
+        with pytest.raises(BadRequest):
+            remote_path(bad)
