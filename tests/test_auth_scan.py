@@ -12,7 +12,13 @@ from tornado.httpclient import HTTPClientError
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # values that match each route parameter, so that requests reach the handler
-SAMPLES = {"module_id": "yolo-detector", "deployment_id": "0123abcd", "path": "v2/models/", "job_id": "0123abcd"}
+SAMPLES = {
+    "module_id": "yolo-detector",
+    "deployment_id": "0123abcd",
+    "path": "v2/models/",
+    "job_id": "0123abcd",
+    "batch_id": "0123abcd",
+}
 
 
 class DenyAll(Authorizer):

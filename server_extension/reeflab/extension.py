@@ -29,6 +29,7 @@ from .handlers.federated import (
     TokensHandler,
 )
 from .handlers.jobs import CancelHandler, JobHandler, JobLogHandler, JobsHandler, OutputHandler
+from .handlers.serverless import BatchesHandler, BatchHandler, OscarProxyHandler, ServicesFromModulesHandler
 from .handlers.storage import (
     ConnectionHandler,
     ConnectionsHandler,
@@ -53,6 +54,7 @@ from .handlers.training import (
 from .identity import HubIdentity
 from .jobs.service import JobService
 from .profiles import ProfileStore, default_profiles_path
+from .serverless.gateway import ServerlessGateway
 from .storage.service import StorageService
 from .training.federated import FederatedService
 from .training.publish import PublishService
@@ -67,6 +69,7 @@ TRANSFER_ID = r"(?P<transfer_id>\w+)"
 FEDERATED_ID = r"(?P<server_id>[\w\-]{1,64})"  # unknown ids get a 404 that says how to list yours
 TOKEN_ID = r"(?P<token_id>[\w\-]{1,64})"
 RUN_ID = r"(?P<run_id>[A-Za-z0-9_\-]{1,64})"
+BATCH_ID = r"(?P<batch_id>[a-f0-9]{8})"
 MODEL_NAME = r"(?P<model_name>[a-z0-9][a-z0-9\-_.]*)"
 
 
@@ -104,6 +107,7 @@ class ReefLabApp(ExtensionApp):
             "jobs": JobService(parent=self, notebook_root=self.serverapp.root_dir),
             "storage": StorageService(parent=self, workspace=self.serverapp.root_dir),
             "federated": FederatedService(parent=self),
+            "serverless": ServerlessGateway(parent=self),
         }
         tracking = TrackingService(parent=self)
         registry = ModelRegistry(catalog.registry_dir, self.serverapp.root_dir)
@@ -160,6 +164,10 @@ class ReefLabApp(ExtensionApp):
                 (r"/reeflab/api/training/models", ModelsHandler),
                 (rf"/reeflab/api/training/models/{MODEL_NAME}", ModelHandler),
                 (r"/reeflab/mlflow/?(?P<path>.*)", MlflowProxyHandler),
+                (r"/reeflab/api/serverless/oscar/(?P<path>.*)", OscarProxyHandler),
+                (r"/reeflab/api/serverless/services", ServicesFromModulesHandler),
+                (r"/reeflab/api/serverless/batches", BatchesHandler),
+                (rf"/reeflab/api/serverless/batches/{BATCH_ID}", BatchHandler),
             ]
         )
 

@@ -1,0 +1,124 @@
+"""The serverless engine as seen from a user's server: what the panel and the REST API call.
+
+The user's server talks to the OSCAR-compatible engine (REEFLAB_SERVERLESS_URL, set by the hub)
+with its own hub token, so the engine knows which user calls; the browser never holds an engine
+credential. OSCAR routes are forwarded as they are, except /system/config (it carries the user's
+S3 key and login: the panel has no use for them, and API answers never carry credentials).
+Batches started here run in this server (threads), so they go on when the browser tab closes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from traitlets import Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..errors import BadRequest, NotFound, ReefLabError
+from .batch import Batch, Engine
+from .fdl import module_definition
+
+FORWARDED = re.compile(
+    r"^(health|system/(info|status|services|services/[^/]+|logs/[^/]+|logs/[^/]+/[^/]+)|run/[^/]+|job/[^/]+)/?$"
+)
+
+
+class EngineUnavailable(ReefLabError):
+    status = 503
+
+
+@dataclass
+class BatchState:
+    id: str
+    service: str
+    inputs: str
+    output: str
+    status: str = "starting"  # starting, running, succeeded, failed
+    done: int = 0
+    total: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    message: str = ""
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+
+class ServerlessGateway(LoggingConfigurable):
+    url = Unicode(config=True, help="The OSCAR API (default: $REEFLAB_SERVERLESS_URL, set by the hub)")
+    token = Unicode(config=True, help="Token for it (default: $REEFLAB_SERVERLESS_TOKEN, else this server's hub token)")
+
+    @default("url")
+    def _default_url(self) -> str:
+        return os.environ.get("REEFLAB_SERVERLESS_URL", "")
+
+    @default("token")
+    def _default_token(self) -> str:
+        return os.environ.get("REEFLAB_SERVERLESS_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._batches: dict[str, BatchState] = {}
+
+    def engine(self) -> Engine:
+        if not self.url:
+            raise EngineUnavailable("no serverless engine is configured for this server (REEFLAB_SERVERLESS_URL)")
+        return Engine(self.url, f"Bearer {self.token}")
+
+    def target(self, path: str) -> str:
+        """The engine URL for an OSCAR path the panel may use (query kept); 404 for any other."""
+        path, _, query = path.strip("/").partition("?")
+        if not FORWARDED.match(path):
+            raise NotFound(f"'{path}' is not an OSCAR route offered here (services, run, job, logs, info, status)")
+        return self.engine().url.rstrip("/") + "/" + path + (f"?{query}" if query else "")
+
+    # -- services from modules ------------------------------------------------------------
+
+    def from_module(self, request: Any, metadata: dict[str, Any]) -> dict[str, Any]:
+        """The FDL for `{module, name?, inputs?, outputs?, cpu?, memory?}` (the module checked by the caller)."""
+        fields = {key: request[key] for key in ("cpu", "memory") if request.get(key)}
+        return module_definition(
+            request["module"],
+            metadata,
+            request.get("name") or None,
+            list(request.get("inputs") or []),
+            list(request.get("outputs") or []),
+            **fields,
+        )
+
+    # -- batches ------------------------------------------------------------------------
+
+    def start_batch(self, request: Any) -> dict[str, Any]:
+        if not isinstance(request, dict) or not request.get("service") or not request.get("inputs"):
+            raise BadRequest("give 'service' (a service name) and 'inputs' (bucket/folder of the files to process)")
+        state = BatchState(uuid.uuid4().hex[:8], request["service"], request["inputs"], request.get("output") or "")
+        self._batches[state.id] = state
+        threading.Thread(target=self._run, args=(state,), name=f"batch-{state.id}", daemon=True).start()
+        return asdict(state)
+
+    def _run(self, state: BatchState) -> None:
+        def progress(done: int, total: int) -> None:
+            state.status, state.done, state.total = "running", done, total
+
+        try:
+            batch = Batch(self.engine(), state.service, state.inputs, output=state.output or None)
+            state.output = batch.output
+            result = batch.run(progress=progress)
+            state.failed = result.failed
+            state.status = "failed" if result.failed else "succeeded"
+            state.message = f"{result.processed} of {result.total} files in {result.seconds:.0f} s (batch {result.id})"
+        except Exception as error:  # the panel shows why; nothing else depends on this thread
+            state.status, state.message = "failed", str(error)
+        state.finished = time.time()
+
+    def batches(self) -> list[dict[str, Any]]:
+        return [asdict(s) for s in sorted(self._batches.values(), key=lambda s: -s.started)]
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        if batch_id not in self._batches:
+            raise NotFound(f"no batch '{batch_id}' in this server: GET /reeflab/api/serverless/batches lists them")
+        return asdict(self._batches[batch_id])

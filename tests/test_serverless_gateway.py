@@ -1,0 +1,78 @@
+"""Serverless from the user's server (what the panel calls): OSCAR routes forwarded, module -> service, batches.
+
+A real engine with SeaweedFS; the Jupyter server reaches it with a token the engine knows as alice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from reeflab.serverless.testing import EngineProcess
+from tornado.httpclient import HTTPClientError
+
+SAMPLES = Path(__file__).parents[1] / "server_extension/reeflab/modules/fish_detector/samples"
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    state = tmp_path_factory.mktemp("gateway") / "state"
+    with EngineProcess(state, users=["alice"], args=["--ServerlessApp.max_workers=2"], s3=True) as engine:
+        yield engine
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config, engine):
+    return {
+        **jp_server_config,
+        "ServerlessGateway": {"url": engine.url, "token": engine.tokens["alice"]},
+    }
+
+
+async def call(jp_fetch, method: str, *path: str, **kwargs):
+    try:
+        answer = await jp_fetch("reeflab", "api", "serverless", *path, method=method, **kwargs)
+    except HTTPClientError as error:
+        return error.code, json.loads(error.response.body)
+    return answer.code, answer.body
+
+
+async def test_the_panel_makes_a_module_serverless_calls_it_and_batches(jp_fetch, engine):
+    code, body = await call(
+        jp_fetch, "POST", "services", body=json.dumps({"module": "fish-detector", "outputs": ["alice/gw-out"]})
+    )
+    assert code == 201 and json.loads(body)["owner"] == "alice"
+    code, body = await call(jp_fetch, "GET", "oscar", "system", "services")
+    assert [s["name"] for s in json.loads(body)] == ["fish-detector"]
+    image = base64.b64encode((SAMPLES / "fish_01.jpg").read_bytes())
+    code, body = await call(jp_fetch, "POST", "oscar", "run", "fish-detector", body=image, request_timeout=300)
+    assert code == 200 and json.loads(base64.b64decode(body))["detections"]
+
+    engine.s3("alice").upload_file(str(SAMPLES / "fish_02.jpg"), "alice", "gw-in/fish_02.jpg")
+    code, body = await call(
+        jp_fetch, "POST", "batches", body=json.dumps({"service": "fish-detector", "inputs": "alice/gw-in"})
+    )
+    assert code == 201
+    batch = json.loads(body)["id"]
+
+    for _ in range(240):  # the panel polls the batch for its progress bar
+        state = json.loads((await call(jp_fetch, "GET", "batches", batch))[1])
+        if state["status"] in ("succeeded", "failed"):
+            break
+        await asyncio.sleep(0.5)
+    assert state and (state["status"], state["done"], state["total"]) == ("succeeded", 1, 1), state
+    assert engine.s3("alice").get_object(Bucket="alice", Key="gw-out/fish_02.json")["Body"].read()
+
+
+async def test_credentials_and_other_routes_are_not_forwarded(jp_fetch):
+    code, body = await call(jp_fetch, "GET", "oscar", "system", "config")
+    assert code == 404 and "not an OSCAR route" in body["message"]
+    code, body = await call(jp_fetch, "POST", "services", body=json.dumps({"module": "no-such-module"}))
+    assert code == 404
+    code, body = await call(jp_fetch, "GET", "oscar", "system", "services", "nope")
+    assert code == 404 and "no service named 'nope'" in body["message"]
+    code, body = await call(jp_fetch, "POST", "batches", body=json.dumps({"service": "x"}))
+    assert code == 400 and "inputs" in body["message"]
