@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from types import SimpleNamespace
 
 import pytest
 import requests
+from reeflab.hub.config import REPO
 from reeflab.modules.fish_detector import synth
+from reeflab.testing.process import free_port
 from reeflab.training.accounts import tracking_pre_spawn_hook
 from reeflab.training.testing import MlflowProcess
 from tornado.httpclient import HTTPClientError
+from traitlets.config import PyFileConfigLoader
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -120,6 +125,32 @@ async def test_pre_spawn_hook_gives_each_server_its_account(mlflow):
     secrets = [mlflow.state / name for name in ("admin_password", "user_key", "flask_secret", "auth.ini")]
     assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in secrets)
     assert oct(mlflow.state.stat().st_mode & 0o777) == "0o700"
+
+
+async def test_a_spawn_does_not_wait_for_mlflow_to_start(tmp_path, caplog):
+    """Right after the hub starts MLflow is not up yet: the server gets its environment at once."""
+    url = f"http://127.0.0.1:{free_port()}"
+    hook = tracking_pre_spawn_hook(url, tmp_path / "mlflow", wait=1)
+    spawner = SimpleNamespace(user=SimpleNamespace(name="dan"), environment={}, log=logging.getLogger("spawner"))
+    started = time.monotonic()
+    await hook(spawner)
+    assert time.monotonic() - started < 10
+    assert spawner.environment["MLFLOW_TRACKING_URI"] == url and spawner.environment["MLFLOW_TRACKING_PASSWORD"]
+    await asyncio.gather(*hook.pending)
+    assert "MLflow account of dan not set up" in caplog.text
+    assert spawner.environment["MLFLOW_TRACKING_PASSWORD"] not in caplog.text
+
+
+def test_the_hub_runs_mlflow_as_a_local_service(monkeypatch, tmp_path):
+    for key in [k for k in os.environ if k.startswith("REEFLAB_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("REEFLAB_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("REEFLAB_MLFLOW_PORT", "5099")
+    c = PyFileConfigLoader("jupyterhub_config.py", path=str(REPO / "hub_config")).load_config()
+    service = next(s for s in c.JupyterHub.services if s["name"] == "reeflab-mlflow")
+    assert "url" not in service, "MLflow is reached through each user's server, not the public proxy"
+    assert f"--state-dir={tmp_path / 'mlflow'}" in service["command"] and "--port=5099" in service["command"]
+    assert callable(c.Spawner.pre_spawn_hook)
 
 
 # -- through ReefLab's API, as alice's server ------------------------------------------------------

@@ -89,6 +89,7 @@ def configure_local(c) -> None:
     c.ReefLabLocalSpawner.home_dir_template = str(homes / "{username}")
     configure_idle_culler(c)
     configure_serverless(c)
+    configure_tracking(c)
 
 
 def configure_kubernetes(c) -> None:
@@ -270,6 +271,27 @@ def configure_object_storage(c, webhook: str) -> dict[str, str]:
     endpoint = f"http://127.0.0.1:{port}"
     c.Spawner.environment = {**c.Spawner.environment, "REEFLAB_S3_ENDPOINT": endpoint}
     return {"endpoint": endpoint, **files}
+
+
+TRACKING_SERVICE = "reeflab-mlflow"
+
+
+def configure_tracking(c) -> None:
+    """MLflow (sqlite + served artifacts, basic-auth) as the hub-managed service `reeflab-mlflow`.
+
+    It listens on 127.0.0.1:$REEFLAB_MLFLOW_PORT (default 5005) only and is not routed by the
+    proxy: every request needs an MLflow account, and each user's server gets its own (made by a
+    pre-spawn hook) as MLFLOW_TRACKING_URI/_USERNAME/_PASSWORD. Users open the UI through their
+    server at /user/<name>/reeflab/mlflow/, which logs them in as themselves.
+    """
+    from ..training.accounts import tracking_pre_spawn_hook
+
+    port = int(_env("REEFLAB_MLFLOW_PORT", "5005"))
+    state = state_dir() / "mlflow"
+    command = [sys.executable, "-m", "reeflab.training.tracking_server", f"--state-dir={state}", f"--port={port}"]
+    add_service(c, {"name": TRACKING_SERVICE, "command": command}, scopes=[])
+    previous = c.Spawner.pre_spawn_hook if "pre_spawn_hook" in c.Spawner else None
+    c.Spawner.pre_spawn_hook = tracking_pre_spawn_hook(f"http://127.0.0.1:{port}", state, previous=previous)
 
 
 def _grant_scopes(c, role: str, defaults: list[str], scopes: list[str]) -> None:

@@ -42,6 +42,7 @@ class HubProcess(ServerProcess):
             "REEFLAB_CULL_TIMEOUT": "0",
             "REEFLAB_SERVERLESS_PORT": str(free_port()),
             "REEFLAB_S3_PORT": str(free_port()),
+            "REEFLAB_MLFLOW_PORT": str(free_port()),
             **(env or {}),
         }
 

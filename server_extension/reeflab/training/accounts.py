@@ -55,19 +55,36 @@ class TrackingAccounts:
         answer.raise_for_status()
         return password
 
-    def environment(self, username: str) -> dict[str, str]:
+    def environment(self, username: str, create: bool = True) -> dict[str, str]:
+        """What a user's server needs to track runs as `username` (account made unless create=False)."""
         return {
             "MLFLOW_TRACKING_URI": self.url,
             "MLFLOW_TRACKING_USERNAME": username,
-            "MLFLOW_TRACKING_PASSWORD": self.ensure_user(username),
+            "MLFLOW_TRACKING_PASSWORD": self.ensure_user(username) if create else user_password(self.state, username),
             # runs started without an experiment name land in the user's own, not a shared default
             "MLFLOW_EXPERIMENT_NAME": f"{username}/default",
         }
 
 
-def tracking_pre_spawn_hook(url: str, state: Path, wait: float = 120, previous=None):
-    """A Spawner.pre_spawn_hook giving the user's server its MLflow account (after `previous`)."""
+def tracking_pre_spawn_hook(url: str, state: Path, wait: float = 300, previous=None):
+    """A Spawner.pre_spawn_hook giving the user's server its MLflow account (after `previous`).
+
+    The password is derived, so the environment is known at once; a spawn never waits for MLflow
+    (it takes ~20 s to start with the hub): if it is not up yet, the account is made once it is.
+    """
     accounts = TrackingAccounts(url, state)
+    pending: set[asyncio.Task] = set()
+
+    def account(name: str, timeout: float) -> None:
+        accounts.wait_ready(timeout)
+        accounts.ensure_user(name)
+
+    async def later(spawner, name: str) -> None:
+        try:
+            await asyncio.to_thread(account, name, wait)
+        except (RuntimeError, requests.RequestException) as err:
+            # the server runs on; only tracking is missing, and the hub's log says why
+            spawner.log.error("MLflow account of %s not set up: %s", name, err)
 
     async def hook(spawner) -> None:
         if previous is not None:
@@ -75,17 +92,13 @@ def tracking_pre_spawn_hook(url: str, state: Path, wait: float = 120, previous=N
             if asyncio.iscoroutine(result):
                 await result
         name = spawner.user.name
-
-        def account() -> dict[str, str]:
-            accounts.wait_ready(wait)
-            return accounts.environment(name)
-
         try:
-            env = await asyncio.to_thread(account)
-        except (RuntimeError, requests.RequestException) as err:
-            # the server still starts; only tracking is missing, and the log says why
-            spawner.log.error("MLflow account of %s not set up: %s", name, err)
-            return
-        spawner.environment = {**spawner.environment, **env}
+            await asyncio.to_thread(account, name, 1)
+        except (RuntimeError, requests.RequestException):
+            task = asyncio.get_running_loop().create_task(later(spawner, name))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        spawner.environment = {**spawner.environment, **accounts.environment(name, create=False)}
 
+    hook.pending = pending  # for tests: account creations still waiting for MLflow
     return hook

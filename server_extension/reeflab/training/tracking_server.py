@@ -30,9 +30,17 @@ ADMIN = "reeflab-admin"
 def _secret(path: Path) -> str:
     """A random token kept in `path` (0600), so restarts reuse it."""
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # atomic, and the first of two racing processes wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 
