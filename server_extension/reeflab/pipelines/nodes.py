@@ -1,0 +1,114 @@
+"""Helpers for pipeline nodes (the notebooks in notebooks/pipelines/): parameters, module calls, files.
+
+Elyra hands a node its parameters as environment variables (the node's and the pipeline's
+`env_vars`, which ReefLab runs may override), and nodes pass files to each other through the
+pipeline's folder (Elyra's local runtime runs every node there; on Kubeflow Pipelines the node's
+declared `outputs` travel through object storage). So a node reads `param("NAME", default)`,
+calls a module with `module(name)`, and writes its results under the work folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def param(name: str, default: str = "") -> str:
+    """A node parameter: the environment variable `name` (set by Elyra from the pipeline), else `default`."""
+    value = os.environ.get(name, "")
+    return value if value.strip() else default
+
+
+def sample_images() -> Path:
+    """The fish detector's sample scenes: what a pipeline runs on when no image folder is given."""
+    from importlib import resources
+
+    return Path(str(resources.files("reeflab.modules.fish_detector").joinpath("samples")))
+
+
+def images_in(folder: str | os.PathLike) -> list[Path]:
+    """The images in `folder` (not recursive), sorted; a clear error if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no image folder '{folder}': set IMAGES_DIR to a folder of images")
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise FileNotFoundError(f"no images in '{folder}' ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"'{path}' is missing: did the node before this one run (same WORK_DIR)?")
+    return json.loads(path.read_text())
+
+
+def via_default() -> str:
+    """serverless when the platform's engine is known, else the module in this process."""
+    return "serverless" if os.environ.get("REEFLAB_SERVERLESS_URL") else "local"
+
+
+def module(name: str, via: str = "", **options: Any) -> Callable[[Path], Any]:
+    """A function image-path -> the module's JSON answer.
+
+    via="serverless": an OSCAR service of the module (created the first time, reused after) on the
+    platform's engine; "deployment": a dedicated deployment (started if none runs, kept for later
+    runs); "local": the module's DEEPaaS predict in this process (no platform needed).
+    """
+    via = via or via_default()
+    if via == "serverless":
+        return _serverless(name)
+    if via == "deployment":
+        return _deployment(name, **options)
+    if via == "local":
+        return _local(name, **options)
+    raise ValueError(f"via must be 'serverless', 'deployment' or 'local', not '{via}'")
+
+
+def _serverless(name: str) -> Callable[[Path], Any]:
+    from ..client import serverless
+
+    engine = serverless.connect()
+    if name not in {s["name"] for s in serverless.services(engine=engine)}:
+        serverless.create(name, engine=engine)
+    return lambda path: serverless.invoke(name, path, engine=engine)
+
+
+def _deployment(name: str, **options: Any) -> Callable[[Path], Any]:
+    from ..client import deploy, deployments
+
+    running = [d for d in deployments.list_deployments() if d.info.get("module") == name and d.state == "ready"]
+    target = running[0] if running else deploy(name, **options).wait_ready(progress=False)
+    return lambda path: target.predict(files=[path])[0]
+
+
+class _Upload:
+    """What DEEPaaS hands to predict: a file with its original name."""
+
+    def __init__(self, path: Path):
+        self.filename = str(path)
+        self.original_filename = path.name
+
+
+def _local(name: str, **options: Any) -> Callable[[Path], Any]:
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="deepaas.v2.model") if ep.name == name]
+    if not found:
+        raise LookupError(f"no module '{name}' installed here; list them with reeflab.client.catalog.search()")
+    model = found[0].load()
+    model.warm()
+    return lambda path: model.predict(files=_Upload(Path(path)), **options)
