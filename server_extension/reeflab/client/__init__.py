@@ -1,7 +1,7 @@
 """ReefLab from Python (notebooks, scripts): the same REST API the panel uses."""
 
-from . import catalog, deployments, serverless, storage
+from . import catalog, deployments, serverless, storage, training
 from .connection import Connection, ReefLabClientError
 from .deployments import deploy
 
-__all__ = ["Connection", "ReefLabClientError", "catalog", "deploy", "deployments", "serverless", "storage"]
+__all__ = ["Connection", "ReefLabClientError", "catalog", "deploy", "deployments", "serverless", "storage", "training"]
