@@ -75,6 +75,18 @@ def test_oidc_mode_maps_vos_to_groups(monkeypatch, tmp_path):
     assert a.auth_state_groups_key(state) == {"vo.imagine-ai.eu"}
 
 
+def test_a_real_oscar_cluster_gets_the_users_own_oidc_token(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    c = load(monkeypatch, tmp_path, REEFLAB_MODE="kubernetes", REEFLAB_OSCAR_ENDPOINT="https://oscar.example.org")
+    assert c.Spawner.environment["REEFLAB_SERVERLESS_URL"] == "https://oscar.example.org"
+    spawner = SimpleNamespace(environment={"A": "1"})
+    c.Spawner.auth_state_hook(spawner, {"access_token": "eyJ.ana", "oauth_user": {}})
+    assert spawner.environment == {"A": "1", "REEFLAB_SERVERLESS_TOKEN": "eyJ.ana"}
+    c.Spawner.auth_state_hook(spawner := SimpleNamespace(environment={}), None)  # local login: no token
+    assert spawner.environment == {}
+
+
 @pytest.mark.parametrize(
     "env, message",
     [

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..serverless.batch import Batch, BatchResult, Engine
 from ..serverless.fdl import module_definition
+from ..serverless.oscar import OscarCluster
 from ..storage.platform_s3 import s3_client, split_path
 from .connection import ReefLabClientError
 
@@ -58,17 +59,16 @@ def create(
     **fields: Any,
 ) -> dict[str, Any]:
     """Make a marketplace module a serverless service in one call; returns the service as the API shows it."""
-    api = engine or connect()
     definition = module_definition(module, _metadata(module), name, list(inputs), list(outputs), **fields)
-    return api.call("POST", "/system/services", json=definition).json()
+    return OscarCluster.of(engine or connect()).deploy(definition)
 
 
 def services(engine: Engine | None = None) -> list[dict[str, Any]]:
-    return (engine or connect()).call("GET", "/system/services").json()
+    return OscarCluster.of(engine or connect()).services()
 
 
 def delete(name: str, engine: Engine | None = None) -> None:
-    (engine or connect()).call("DELETE", f"/system/services/{name}")
+    OscarCluster.of(engine or connect()).delete(name)
 
 
 def _decoded(answer: str) -> Any:
@@ -85,9 +85,7 @@ def _decoded(answer: str) -> Any:
 
 def invoke(name: str, file: str | Path, engine: Engine | None = None) -> Any:
     """A synchronous call with one file: the module's JSON result (or the output file's bytes)."""
-    api = engine or connect()
-    body = base64.b64encode(Path(file).read_bytes())
-    return _decoded(api.call("POST", f"/run/{name}", data=body, timeout=600).text)
+    return _decoded(OscarCluster.of(engine or connect()).invoke(name, str(file)))
 
 
 def submit(name: str, file: str | Path, engine: Engine | None = None) -> str:

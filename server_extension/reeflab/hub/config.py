@@ -45,6 +45,8 @@ def configure(c) -> None:
     else:
         configure_kubernetes(c)
     (configure_local_login if auth == "local" else configure_oidc_login)(c)
+    if _env("REEFLAB_OSCAR_ENDPOINT"):
+        configure_oscar_cluster(c)
 
 
 def configure_user_servers(c) -> None:
@@ -292,6 +294,20 @@ def configure_tracking(c) -> None:
     add_service(c, {"name": TRACKING_SERVICE, "command": command}, scopes=[])
     previous = c.Spawner.pre_spawn_hook if "pre_spawn_hook" in c.Spawner else None
     c.Spawner.pre_spawn_hook = tracking_pre_spawn_hook(f"http://127.0.0.1:{port}", state, previous=previous)
+
+
+def configure_oscar_cluster(c) -> None:
+    """At scale: users' serverless calls go to a real OSCAR cluster (REEFLAB_OSCAR_ENDPOINT) with
+    their own OIDC access token, taken from the login's encrypted auth_state at each spawn."""
+    c.Spawner.environment = {**c.Spawner.environment, "REEFLAB_SERVERLESS_URL": _env("REEFLAB_OSCAR_ENDPOINT")}
+    c.Spawner.auth_state_hook = oscar_token_from_auth_state
+
+
+def oscar_token_from_auth_state(spawner, auth_state: dict | None) -> None:
+    """Give the user's server the access token OSCAR accepts (the same OIDC provider logs into both)."""
+    token = (auth_state or {}).get("access_token")
+    if token:
+        spawner.environment = {**spawner.environment, "REEFLAB_SERVERLESS_TOKEN": token}
 
 
 def _grant_scopes(c, role: str, defaults: list[str], scopes: list[str]) -> None:

@@ -1,8 +1,9 @@
 """The /system/info, /system/status and /system/config answers, shaped as OSCAR's types.
 
-Status reports this machine as the one node; "free" CPU and memory subtract what live workers
+Status reports this machine as the one node; "free" CPU and memory subtract what busy workers
 requested (their service's `cpu` and `memory`), as OSCAR subtracts pod requests, so a batch
-coordinator can size its parallelism from it. CPU figures are millicores, as OSCAR reports them.
+coordinator can size its parallelism from it (idle warm workers are stopped to make room).
+CPU figures are millicores, as OSCAR reports them.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ def info() -> dict[str, Any]:
 def status(engine: OscarEngine) -> dict[str, Any]:
     workers = engine.pool.live()
     capacity_m = (psutil.cpu_count() or 1) * 1000
-    requested_m = sum(w.spec.cpu_millicores for w in workers)
+    busy = [w for w in workers if w.busy]  # idle warm workers give way to any invocation
+    requested_m = sum(w.spec.cpu_millicores for w in busy)
     memory = psutil.virtual_memory()
-    requested_bytes = sum(w.spec.memory_bytes for w in workers)
+    requested_bytes = sum(w.spec.memory_bytes for w in busy)
     free_m = max(0, capacity_m - requested_m)
     free_bytes = max(0, min(memory.available, memory.total - requested_bytes))
     node = {

@@ -1,0 +1,182 @@
+"""Serverless throughput and overhead, as ratios measured in one run on this machine.
+
+Starts a real engine with SeaweedFS, puts N images in a bucket and measures, with MODULE:
+- raw:    the model's forward pass on pre-decoded, letterboxed batches in one process (the limit);
+- batch:  `reeflab batch` over the bucket (warm workers, slices, S3 in and out);  target >= 0.9 x raw;
+- naive:  one fresh process per file that loads the model and predicts (OSCAR async's default);
+          target: batch >= 4 x naive;
+- sync:   POST /run latency minus the module's own predict time, p50 (target <= 10 ms);
+- async:  files/s from uploading into a triggered input path to every result in S3, / batch.
+
+    .venv/bin/python bench/serverless.py [--module fish-detector] [-n 240]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from reeflab.serverless.batch import Batch, Engine
+from reeflab.serverless.testing import EngineProcess
+from reeflab.testing.process import wait_until
+
+SAMPLES = Path(__file__).parents[1] / "server_extension/reeflab/modules/fish_detector/samples"
+NAIVE = """
+import sys
+from reeflab.serverless.worker import ModuleRunner
+from pathlib import Path
+runner = ModuleRunner({"module": sys.argv[1]})
+reply = runner.predict_file(Path(sys.argv[2]), Path(sys.argv[2]).name, Path(sys.argv[3]))
+assert reply["ok"], reply
+"""
+
+
+def load_module(name: str):
+    from importlib.metadata import entry_points
+
+    return next(ep for ep in entry_points(group="deepaas.v2.model") if ep.name == name).load()
+
+
+def raw_forward(module_name: str, paths: list[Path], batch: int = 16) -> float:
+    """Images/s of the network's forward pass alone (fused, as predict runs it), on tensors shaped beforehand."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from ultralytics.data.augment import LetterBox
+
+    module = load_module(module_name)
+    network = module.network()
+    network.predict(Image.open(paths[0]).convert("RGB"), imgsz=module.imgsz, verbose=False)
+    model = network.predictor.model  # the fused network predict itself runs
+    letterbox = LetterBox(new_shape=(module.imgsz, module.imgsz), auto=True, stride=32)
+    arrays = [letterbox(image=np.asarray(Image.open(p).convert("RGB"))[..., ::-1]) for p in paths]
+    tensors = [torch.from_numpy(np.ascontiguousarray(a[..., ::-1].transpose(2, 0, 1))) for a in arrays]
+    batches = [torch.stack(tensors[i : i + batch]).float() / 255 for i in range(0, len(tensors), batch)]
+    with torch.inference_mode():
+        model(batches[0][:2])  # warm
+        start = time.perf_counter()
+        for x in batches:
+            model(x)
+        elapsed = time.perf_counter() - start
+    return len(paths) / elapsed
+
+
+def naive(module: str, paths: list[Path], parallel: int, work: Path) -> float:
+    """Files/s when each file gets a fresh process that loads the model (`parallel` at a time)."""
+    start, running = time.perf_counter(), []
+    for i, path in enumerate(paths):
+        out = work / f"naive-{i}"
+        command = [sys.executable, "-c", NAIVE, module, str(path), str(out)]
+        running.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+        while sum(p.poll() is None for p in running) >= parallel:
+            time.sleep(0.02)
+    for proc in running:
+        assert proc.wait() == 0
+    return len(paths) / (time.perf_counter() - start)
+
+
+def wait_warm(engine: EngineProcess, user: str, workers: int) -> None:
+    def warm() -> bool:
+        pods = engine.request("GET", "/system/status", user).json()["oscar"]["pods"]
+        return pods["states"].get("Idle", 0) >= workers
+
+    wait_until(warm, 180, f"{workers} warm workers")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--module", default="fish-detector")
+    parser.add_argument("-n", type=int, default=240)
+    parser.add_argument("--naive", type=int, default=12, help="files for the per-file reload baseline")
+    parser.add_argument("--sync", type=int, default=100, help="sync calls timed")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    samples = sorted(SAMPLES.glob("*.jpg"))
+    paths = [samples[i % len(samples)] for i in range(args.n)]
+    print(f"{args.module}, {args.n} images, {cores} cores")
+
+    raw = raw_forward(args.module, paths)
+    print(f"raw forward (pre-decoded batches of 16, {cores} threads): {raw:.1f} img/s")
+
+    with tempfile.TemporaryDirectory() as root:
+        root = Path(root)
+        args_engine = [f"--ServerlessApp.max_workers={cores}", "--ServerlessApp.reconcile_seconds=3600"]
+        with EngineProcess(root / "state", users=["alice"], args=args_engine, s3=True) as engine:
+            s3 = engine.s3("alice")
+            for i, path in enumerate(paths):
+                s3.upload_file(str(path), "alice", f"bench-in/{i:05d}-{path.name}")
+            # cpu 0.8 of a core each: the coordinator's 80%-of-free rule gives one invocation per core
+            service = {
+                "name": "bench",
+                "image": "x",
+                "cpu": "0.8",
+                "memory": "1Gi",
+                "environment": {"variables": {"REEFLAB_MODULE": args.module}},
+                "output": [{"storage_provider": "minio.default", "path": "alice/bench-out"}],
+                "synchronous": {"min_scale": cores, "max_scale": cores},
+            }
+            assert engine.request("POST", "/system/services", "alice", json=service).status_code == 201
+            wait_warm(engine, "alice", cores)
+            batch = Batch(Engine(engine.url, f"Bearer {engine.tokens['alice']}"), "bench", "alice/bench-in")
+            result = batch.run(progress=False, poll=0.2)
+            assert result.processed == args.n and not result.failed, result.failed[:3]
+            batch_rate = result.throughput
+            print(
+                f"batch ({result.parallel} parallel, {result.slices} slices, warm workers): {batch_rate:.1f} img/s"
+                f"  -> {batch_rate / raw:.2f} x raw forward (target >= 0.9)"
+            )
+
+            naive_rate = naive(args.module, paths[: args.naive], result.parallel, root)
+            print(
+                f"naive per-file reload ({result.parallel} at a time): {naive_rate:.2f} img/s"
+                f"  -> batch is {batch_rate / naive_rate:.1f} x naive (target >= 4)"
+            )
+
+            body = base64.b64encode(samples[0].read_bytes())
+            overheads, latencies = [], []
+            for _ in range(args.sync):
+                start = time.perf_counter()
+                answer = engine.request("POST", "/run/bench", "alice", data=body)
+                latency = (time.perf_counter() - start) * 1000
+                own = json.loads(base64.b64decode(answer.text))["time_ms"]
+                latencies.append(latency)
+                overheads.append(latency - own)
+            print(
+                f"sync call: p50 {statistics.median(latencies):.1f} ms, of which the engine adds "
+                f"p50 {statistics.median(overheads):.1f} ms (target <= 10 ms) over the module's own predict"
+            )
+
+            triggered = {
+                **service,
+                "name": "bench-async",
+                "input": [{"storage_provider": "minio.default", "path": "alice/async-in"}],
+                "output": [{"storage_provider": "minio.default", "path": "alice/async-out"}],
+            }
+            engine.request("DELETE", "/system/services/bench", "alice")
+            assert engine.request("POST", "/system/services", "alice", json=triggered).status_code == 201
+            wait_warm(engine, "alice", cores)
+            start = time.perf_counter()
+            for i, path in enumerate(paths):
+                s3.upload_file(str(path), "alice", f"async-in/{i:05d}-{path.name}")
+
+            def all_results() -> bool:
+                pages = s3.get_paginator("list_objects_v2").paginate(Bucket="alice", Prefix="async-out/")
+                return sum(len(page.get("Contents", [])) for page in pages) >= args.n
+
+            wait_until(all_results, 900, "every async result", interval=0.2)
+            async_rate = args.n / (time.perf_counter() - start)
+            print(
+                f"async upload-to-result: {async_rate:.1f} img/s  -> {async_rate / batch_rate:.2f} x batch, none lost"
+            )
+
+
+if __name__ == "__main__":
+    main()
