@@ -57,7 +57,8 @@ def up(args: argparse.Namespace) -> int:
         if wait_for_hub(url, proc):
             print(
                 f"\n  ReefLab is up: {url}\n{login_help(url)}\n"
-                f"  Serverless (OSCAR API): {url}services/reeflab-serverless/\n  Stop: Ctrl-C\n",
+                f"  Serverless (OSCAR API): {url}services/reeflab-serverless/\n"
+                f"  MLflow (your runs, logged in as you): {url}user/<name>/reeflab/mlflow/\n  Stop: Ctrl-C\n",
                 flush=True,
             )
         return proc.wait()
