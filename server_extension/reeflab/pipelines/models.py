@@ -1,0 +1,105 @@
+"""Pipeline runs as users submit and see them: the run, and the state of each of its nodes."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..jobs.models import JobError, Progress
+
+State = Literal["starting", "running", "completed", "failed", "cancelled"]
+NodeStateName = Literal["pending", "running", "completed", "failed", "cancelled", "skipped"]
+ACTIVE_STATES = ("starting", "running")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class PipelineRequest(BaseModel):
+    """POST /reeflab/api/pipelines"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: str = Field(min_length=1, description="Path of the .pipeline file, relative to your Jupyter root folder")
+    parameters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Values for the pipeline's environment variables (its parameters)"
+    )
+    profile: str | None = Field(None, description="Hardware profile slug; default: your default profile")
+    title: str | None = Field(None, max_length=120)
+    max_parallel: int | None = Field(None, ge=1, le=16, description="Nodes run at once when independent")
+
+    @field_validator("pipeline")
+    @classmethod
+    def _relative_pipeline(cls, pipeline: str) -> str:
+        path = PurePosixPath(pipeline.replace("\\", "/"))
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError("give the pipeline's path relative to your Jupyter root folder, without '..'")
+        if path.suffix != ".pipeline":
+            raise ValueError(f"'{pipeline}' is not an Elyra pipeline (.pipeline)")
+        return str(path)
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameter_names(cls, parameters: dict[str, Any]) -> dict[str, str]:
+        for name in parameters:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"'{name}' is not an environment variable name (letters, digits, '_')")
+        return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in parameters.items()}
+
+
+class NodeState(BaseModel):
+    """One node of a run: where it is, and for a failure the cell and error."""
+
+    id: str
+    label: str
+    filename: str = Field(description="The node's file, relative to your Jupyter root folder")
+    parents: list[str] = Field(default_factory=list)
+    state: NodeStateName = "pending"
+    reason: str | None = None
+    progress: Progress = Field(default_factory=Progress)
+    error: JobError | None = None
+    output: str | None = Field(None, description="Executed notebook of this node, relative to your root folder")
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class PipelineRun(BaseModel):
+    """A pipeline run and everything the platform keeps about it (runtime details stay server-side)."""
+
+    id: str
+    owner: str
+    title: str
+    pipeline: str
+    output: str = Field(description="Folder of the executed node notebooks, relative to your root folder")
+    parameters: dict[str, str] = Field(default_factory=dict)
+    profile: str
+    cpu: float
+    memory_MB: int
+    gpu: int = 0
+    max_parallel: int = 2
+    state: State = "starting"
+    reason: str | None = None
+    nodes: list[NodeState] = Field(default_factory=list)
+    backend: str
+    created: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    runtime: dict[str, Any] = Field(default_factory=dict, description="Backend's handle: pid, start time")
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def notebook(self) -> str:  # what the jobs' process environment names runs after
+        return self.pipeline
+
+    def node(self, node_id: str) -> NodeState | None:
+        return next((n for n in self.nodes if n.id == node_id), None)
+
+    def public(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude={"runtime"})
+        data["output_url"] = f"lab/tree/{self.output}"
+        return data
