@@ -244,6 +244,206 @@ export namespace Deployments {
   export type PredictOptions = Record<string, string | number>;
 }
 
+/** Storage connections, their files and mounts (server_extension/reeflab/storage/models.py). */
+export namespace Storage {
+  export type Kind = 's3' | 'webdav';
+  export type MountState = 'unmounted' | 'mounting' | 'mounted' | 'error';
+
+  export interface IMount {
+    state: MountState;
+    /** relative to the workspace (the file browser's root), e.g. "storage/cloud" */
+    path: string;
+    reason: string | null;
+  }
+
+  /** A connection as the server shows it: never a secret. */
+  export interface IConnection {
+    name: string;
+    kind: Kind;
+    created: string;
+    /** the platform's own bucket: cannot be deleted */
+    platform: boolean;
+    /** where the data is, for people */
+    location: string;
+    mount: IMount;
+    endpoint?: string;
+    bucket?: string;
+    prefix?: string;
+    region?: string;
+    access_key?: string;
+    url?: string;
+    user?: string;
+    vendor?: string;
+  }
+
+  export interface IS3Request {
+    kind: 's3';
+    name: string;
+    endpoint: string;
+    bucket: string;
+    prefix?: string;
+    region?: string;
+    access_key: string;
+    secret_key: string;
+  }
+
+  export interface IWebDAVRequest {
+    kind: 'webdav';
+    name: string;
+    url: string;
+    user: string;
+    password: string;
+    vendor?: 'owncloud' | 'nextcloud' | 'other';
+  }
+
+  export type IRequest = IS3Request | IWebDAVRequest;
+
+  export interface ICapabilities {
+    mounts: { available: boolean; reason: string | null };
+    mount_folder: string;
+  }
+
+  export interface IEntry {
+    name: string;
+    type: 'file' | 'directory';
+    size: number | null;
+    modified: string | null;
+    path: string;
+  }
+
+  export interface IListing {
+    connection: string;
+    path: string;
+    items: IEntry[];
+    /** give it back as `page` for the next entries; null at the end */
+    next_page: string | null;
+  }
+
+  export interface ITestResult {
+    ok: boolean;
+    seconds: number;
+  }
+}
+
+/** Notebook jobs (server_extension/reeflab/jobs/models.py) and MLflow runs (training/tracking.py). */
+export namespace Jobs {
+  export type State = 'starting' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+  export interface IProgress {
+    cell: number;
+    cells: number;
+    source: string;
+  }
+
+  export interface IJobError {
+    cell_index: number | null;
+    execution_count: number | null;
+    ename: string;
+    evalue: string;
+    source: string;
+  }
+
+  export interface IJob {
+    id: string;
+    title: string;
+    notebook: string;
+    output: string;
+    /** under the server's base URL: opens the executed notebook in Lab */
+    output_url: string;
+    parameters: Record<string, unknown>;
+    kernel: string;
+    profile: string;
+    cpu: number;
+    memory_MB: number;
+    gpu: number;
+    state: State;
+    reason: string | null;
+    progress: IProgress;
+    error: IJobError | null;
+    backend: string;
+    created: string;
+    started_at: string | null;
+    finished_at: string | null;
+  }
+
+  export interface IRun {
+    id: string;
+    name: string;
+    experiment: string;
+    status: string;
+    /** ms since the epoch */
+    start_time: number | null;
+    end_time: number | null;
+    params: Record<string, string>;
+    metrics: Record<string, number>;
+    /** the run in the MLflow UI, under the server's base URL */
+    path: string;
+  }
+}
+
+/** Serverless services on the OSCAR-compatible engine, through /reeflab/api/serverless/. */
+export namespace Serverless {
+  /** An OSCAR FDL service definition (only what the panel shows). */
+  export interface IService {
+    name: string;
+    image?: string;
+    cpu?: string;
+    memory?: string;
+    environment?: { variables?: Record<string, string> };
+    input?: Array<{ storage_provider?: string; path?: string }>;
+    output?: Array<{ storage_provider?: string; path?: string }>;
+    [key: string]: unknown;
+  }
+
+  export type JobStatus = 'Pending' | 'Running' | 'Succeeded' | 'Failed' | string;
+
+  export interface IJob {
+    name: string;
+    status: JobStatus;
+    creation_time: string | null;
+    start_time: string | null;
+    finish_time: string | null;
+  }
+
+  /** POST /reeflab/api/serverless/services: a marketplace module as a service. */
+  export interface IMakeRequest {
+    module: string;
+    name?: string;
+    /** storage paths (bucket/folder) whose uploads trigger the service */
+    inputs?: string[];
+    outputs?: string[];
+  }
+
+  export interface IBatchRequest {
+    service: string;
+    inputs: string;
+    output?: string;
+  }
+
+  /** A batch run by the user's server (serverless/gateway.py BatchState). */
+  export interface IBatch {
+    id: string;
+    service: string;
+    inputs: string;
+    output: string;
+    status: 'starting' | 'running' | 'succeeded' | 'failed';
+    done: number;
+    total: number;
+    /** the files that failed, with why */
+    failed: Array<Record<string, string>>;
+    message: string;
+    /** seconds since the epoch */
+    started: number;
+    finished: number | null;
+  }
+
+  /** Whether this server has a serverless engine, and why not. */
+  export interface IAvailability {
+    available: boolean;
+    reason: string | null;
+  }
+}
+
 /** An error answered by the server, with the message it gave (meant for people). */
 export class ReefLabError extends Error {
   constructor(
@@ -543,17 +743,161 @@ export const api = {
     requestAPI<Deployments.IDeployment>(deploymentEndpoint(id, 'restart'), { method: 'POST' }, settings),
   followLogs,
   predictJSON,
-  predictImage
+  predictImage,
+  makeServerless: (request: Serverless.IMakeRequest, settings?: ServerConnection.ISettings) =>
+    serverlessApi.makeServerless(request, settings),
+  serverlessAvailability: (settings?: ServerConnection.ISettings) => serverlessApi.serverlessAvailability(settings)
+};
+
+/** Call `/reeflab/api/<endpoint>` and give back the answer's text (OSCAR's logs and sync answers are not JSON). */
+export async function requestText(
+  endpoint: string,
+  init: RequestInit = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<string> {
+  const response = await send(apiURL(endpoint, settings), init, settings);
+  const text = await response.text();
+  if (!response.ok) {
+    throw errorFromBody(response.status, text);
+  }
+  return text;
+}
+
+/** A path under the storage API for one connection. */
+function connectionEndpoint(name: string, ...rest: string[]): string {
+  return URLExt.join('storage', 'connections', encodeURIComponent(name), ...rest);
+}
+
+/** A path under the OSCAR API of the serverless engine, as forwarded by the user's server. */
+function oscarEndpoint(...parts: string[]): string {
+  return URLExt.join('serverless', 'oscar', ...parts.map(encodeURIComponent));
+}
+
+/** A path for one notebook job. */
+function jobEndpoint(id: string, ...rest: string[]): string {
+  return URLExt.join('jobs', encodeURIComponent(id), ...rest);
+}
+
+/** A file's bytes as base64, the body OSCAR's run and job endpoints take. */
+export async function fileToBase64(file: Blob): Promise<string> {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let binary = '';
+  const chunk = 0x8000;
+  for (let i = 0; i < bytes.length; i += chunk) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + chunk));
+  }
+  return btoa(binary);
+}
+
+const json = (body: unknown): RequestInit => ({ method: 'POST', body: JSON.stringify(body) });
+
+export const storageApi = {
+  storageInfo: (settings?: ServerConnection.ISettings): Promise<Storage.ICapabilities> =>
+    requestAPI<Storage.ICapabilities>('storage', {}, settings),
+  connections: (signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Storage.IConnection[]> =>
+    requestAPI<{ connections: Storage.IConnection[] }>('storage/connections', { signal }, settings).then(
+      answer => answer.connections
+    ),
+  createConnection: (request: Storage.IRequest, settings?: ServerConnection.ISettings): Promise<Storage.IConnection> =>
+    requestAPI<Storage.IConnection>('storage/connections', json(request), settings),
+  deleteConnection: (name: string, settings?: ServerConnection.ISettings): Promise<void> =>
+    requestAPI<unknown>(connectionEndpoint(name), { method: 'DELETE' }, settings).then(() => undefined),
+  testConnection: (name: string, settings?: ServerConnection.ISettings): Promise<Storage.ITestResult> =>
+    requestAPI<Storage.ITestResult>(connectionEndpoint(name, 'test'), { method: 'POST' }, settings),
+  mount: (name: string, settings?: ServerConnection.ISettings): Promise<Storage.IMount> =>
+    requestAPI<Storage.IMount>(connectionEndpoint(name, 'mount'), { method: 'POST' }, settings),
+  unmount: (name: string, settings?: ServerConnection.ISettings): Promise<Storage.IMount> =>
+    requestAPI<Storage.IMount>(connectionEndpoint(name, 'mount'), { method: 'DELETE' }, settings),
+  listFiles: (
+    name: string,
+    path: string,
+    page?: string | null,
+    signal?: AbortSignal,
+    settings?: ServerConnection.ISettings
+  ): Promise<Storage.IListing> => {
+    const params = new URLSearchParams({ path });
+    if (page) {
+      params.append('page', page);
+    }
+    return requestAPI<Storage.IListing>(`${connectionEndpoint(name, 'files')}?${params}`, { signal }, settings);
+  }
+};
+
+export const jobsApi = {
+  jobs: (signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Jobs.IJob[]> =>
+    requestAPI<{ jobs: Jobs.IJob[] }>('jobs', { signal }, settings).then(answer => answer.jobs),
+  cancelJob: (id: string, settings?: ServerConnection.ISettings): Promise<Jobs.IJob> =>
+    requestAPI<Jobs.IJob>(jobEndpoint(id, 'cancel'), { method: 'POST' }, settings),
+  deleteJob: (id: string, settings?: ServerConnection.ISettings): Promise<void> =>
+    requestAPI<unknown>(jobEndpoint(id), { method: 'DELETE' }, settings).then(() => undefined),
+  jobLog: (id: string, tail = 200, signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<string[]> =>
+    requestAPI<{ lines: string[] }>(`${jobEndpoint(id, 'log')}?tail=${tail}`, { signal }, settings).then(
+      answer => answer.lines
+    ),
+  trainingRuns: (max = 10, signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Jobs.IRun[]> =>
+    requestAPI<{ runs: Jobs.IRun[] }>(`training/runs?max_results=${max}`, { signal }, settings).then(
+      answer => answer.runs
+    )
+};
+
+export const serverlessApi = {
+  services: (signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Serverless.IService[]> =>
+    requestAPI<Serverless.IService[]>(oscarEndpoint('system', 'services'), { signal }, settings),
+  deleteService: (name: string, settings?: ServerConnection.ISettings): Promise<void> =>
+    requestText(oscarEndpoint('system', 'services', name), { method: 'DELETE' }, settings).then(() => undefined),
+  /** A synchronous call with one file: the answer is base64 (of the output file) or the script's log. */
+  invoke: async (
+    name: string,
+    file: Blob,
+    signal?: AbortSignal,
+    settings?: ServerConnection.ISettings
+  ): Promise<string> =>
+    requestText(oscarEndpoint('run', name), { method: 'POST', body: await fileToBase64(file), signal }, settings),
+  serviceJobs: (name: string, signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Serverless.IJob[]> =>
+    requestAPI<{ jobs: Record<string, Omit<Serverless.IJob, 'name'>> }>(
+      oscarEndpoint('system', 'logs', name),
+      { signal },
+      settings
+    ).then(answer => Object.entries(answer.jobs ?? {}).map(([jobName, job]) => ({ ...job, name: jobName }))),
+  jobLog: (name: string, job: string, signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<string> =>
+    requestText(oscarEndpoint('system', 'logs', name, job), { signal }, settings),
+  makeServerless: (request: Serverless.IMakeRequest, settings?: ServerConnection.ISettings): Promise<Serverless.IService> =>
+    requestAPI<Serverless.IService>('serverless/services', json(request), settings),
+  batches: (signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Serverless.IBatch[]> =>
+    requestAPI<Serverless.IBatch[]>('serverless/batches', { signal }, settings),
+  /** Asks the engine for its info: a 503 means this server has none configured. */
+  serverlessAvailability: (settings?: ServerConnection.ISettings): Promise<Serverless.IAvailability> =>
+    requestAPI<unknown>(oscarEndpoint('system', 'info'), {}, settings).then(
+      () => ({ available: true, reason: null }),
+      error => {
+        if (error instanceof ReefLabError && (error.status === 503 || error.status === 404)) {
+          return { available: false, reason: error.message };
+        }
+        throw error;
+      }
+    ),
+  startBatch: (request: Serverless.IBatchRequest, settings?: ServerConnection.ISettings): Promise<Serverless.IBatch> =>
+    requestAPI<Serverless.IBatch>('serverless/batches', json(request), settings)
 };
 
 /** The calls the marketplace makes (deploying included); views take it as a prop so tests can give their own. */
 export type MarketplaceAPI = Pick<
   typeof api,
   'searchModules' | 'module' | 'moduleForm' | 'refreshCatalog' | 'createDeployment'
->;
+> &
+  Partial<Pick<typeof serverlessApi, 'makeServerless' | 'serverlessAvailability'>>;
 
 /** The calls the Deployments section makes. */
 export type DeploymentsAPI = Pick<
   typeof api,
   'deployments' | 'deleteDeployment' | 'restartDeployment' | 'followLogs' | 'predictJSON' | 'predictImage'
 >;
+
+/** The calls the Storage section makes. */
+export type StorageAPI = typeof storageApi;
+
+/** The calls the Jobs section makes. */
+export type JobsAPI = typeof jobsApi;
+
+/** The calls the Serverless section makes. */
+export type ServerlessAPI = typeof serverlessApi;

@@ -5,6 +5,7 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { ILauncher } from '@jupyterlab/launcher';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { LabIcon } from '@jupyterlab/ui-components';
 
@@ -16,18 +17,28 @@ export const reefIcon = new LabIcon({ name: 'reeflab:reef', svgstr: reefIconSvg 
 
 const COMMAND_OPEN = 'reeflab:open';
 
+/** One command per section: opens the panel there (palette: "ReefLab: Storage"...). */
+const SECTION_COMMANDS: Array<{ id: string; section: string; label: string; caption: string }> = [
+  { id: 'reeflab:marketplace', section: 'Marketplace', label: 'Marketplace', caption: 'Find AI modules' },
+  { id: 'reeflab:deployments', section: 'Deployments', label: 'Deployments', caption: 'Your running modules' },
+  { id: 'reeflab:storage', section: 'Storage', label: 'Storage', caption: 'S3 and WebDAV connections' },
+  { id: 'reeflab:serverless', section: 'Serverless', label: 'Serverless', caption: 'Services and batches' },
+  { id: 'reeflab:jobs', section: 'Jobs', label: 'Jobs', caption: 'Notebook jobs and training runs' }
+];
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'reeflab:plugin',
   description: 'ReefLab side panel: AI modules, deployments, serverless, storage and jobs.',
   autoStart: true,
   requires: [ILabShell],
-  optional: [ICommandPalette, ILayoutRestorer, IRenderMimeRegistry],
+  optional: [ICommandPalette, ILayoutRestorer, IRenderMimeRegistry, ILauncher],
   activate: (
     app: JupyterFrontEnd,
     shell: ILabShell,
     palette: ICommandPalette | null,
     restorer: ILayoutRestorer | null,
-    rendermime: IRenderMimeRegistry | null
+    rendermime: IRenderMimeRegistry | null,
+    launcher: ILauncher | null
   ) => {
     // module descriptions are markdown: rendered (sanitised) by JupyterLab's renderer when it is there
     const panel = new ReefLabPanel(rendermime);
@@ -37,10 +48,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer?.add(panel, 'reeflab-panel');
 
     app.commands.addCommand(COMMAND_OPEN, {
-      label: 'ReefLab: Open panel',
+      // the launcher shows the icon and a short label; the palette the full one
+      label: args => (args.isLauncher ? 'ReefLab' : 'ReefLab: Open panel'),
+      caption: 'AI modules, deployments, storage, serverless and jobs',
+      icon: args => (args.isPalette ? undefined : reefIcon),
       execute: () => shell.activateById(panel.id)
     });
     palette?.addItem({ command: COMMAND_OPEN, category: 'ReefLab' });
+    launcher?.add({ command: COMMAND_OPEN, category: 'Other', rank: 0 });
+
+    for (const entry of SECTION_COMMANDS) {
+      app.commands.addCommand(entry.id, {
+        label: `ReefLab: ${entry.label}`,
+        caption: entry.caption,
+        execute: () => {
+          shell.activateById(panel.id);
+          // the section unfolds once the panel is shown
+          requestAnimationFrame(() => panel.showSection(entry.section));
+        }
+      });
+      palette?.addItem({ command: entry.id, category: 'ReefLab' });
+    }
   }
 };
 

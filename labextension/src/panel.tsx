@@ -1,19 +1,37 @@
 /**
- * The ReefLab side panel: the marketplace, your deployments, and your account and hardware.
- * Sections are added as their APIs land.
+ * The ReefLab side panel: the marketplace, your deployments, storage, serverless services, notebook
+ * jobs, and your account and hardware.
  */
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
 import type { Message } from '@lumino/messaging';
 import * as React from 'react';
 
-import { api, Deployments, errorMessage, ReefLab } from './api';
+import { api, Deployments, errorMessage, jobsApi, ReefLab, serverlessApi, storageApi } from './api';
 import { DeploymentsView } from './deployments';
 import { summarize } from './deploymentsState';
+import { JobsView } from './jobs';
 import { Marketplace } from './marketplace';
 import { ErrorNotice, Loading } from './notice';
 import { Section } from './section';
+import { ServerlessView } from './serverless';
+import { StorageView } from './storage';
 import { useDeployments, usePageVisible } from './useDeployments';
+
+/** The refresh button at the right of a section's heading. */
+function RefreshButton(props: { what: string; onClick: () => void }): JSX.Element {
+  return (
+    <button
+      type="button"
+      className="jp-ReefLab-iconButton"
+      aria-label={`Refresh ${props.what}`}
+      title={`Refresh ${props.what}`}
+      onClick={props.onClick}
+    >
+      <refreshIcon.react tag="span" />
+    </button>
+  );
+}
 
 function formatProfile(profile: ReefLab.IProfile): string {
   const gb = (profile.memory_bytes / 1e9).toFixed(0);
@@ -82,7 +100,10 @@ export interface IPanelViewProps {
 
 export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
   const pageVisible = usePageVisible();
-  const deployments = useDeployments(api, (props.visible ?? true) && pageVisible);
+  const polling = (props.visible ?? true) && pageVisible;
+  const deployments = useDeployments(api, polling);
+  const [refresh, setRefresh] = React.useState({ storage: 0, serverless: 0, jobs: 0 });
+  const bump = (what: keyof typeof refresh) => setRefresh(r => ({ ...r, [what]: r[what] + 1 }));
   const [focusId, setFocusId] = React.useState<string | null>(null);
   const deployed = React.useCallback(
     (deployment: Deployments.IDeployment) => {
@@ -117,6 +138,30 @@ export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
       >
         <DeploymentsView api={api} deployments={deployments} focusId={focusId} />
       </Section>
+      <Section
+        title="Storage"
+        defaultOpen={false}
+        className="jp-ReefLab-storageSection"
+        actions={<RefreshButton what="your storage" onClick={() => bump('storage')} />}
+      >
+        <StorageView api={storageApi} visible={polling} refreshKey={refresh.storage} />
+      </Section>
+      <Section
+        title="Serverless"
+        defaultOpen={false}
+        className="jp-ReefLab-serverlessSection"
+        actions={<RefreshButton what="your services" onClick={() => bump('serverless')} />}
+      >
+        <ServerlessView api={serverlessApi} visible={polling} refreshKey={refresh.serverless} />
+      </Section>
+      <Section
+        title="Jobs"
+        defaultOpen={false}
+        className="jp-ReefLab-jobsSection"
+        actions={<RefreshButton what="your jobs" onClick={() => bump('jobs')} />}
+      >
+        <JobsView api={jobsApi} visible={polling} refreshKey={refresh.jobs} />
+      </Section>
       <AccountSection />
     </div>
   );
@@ -127,6 +172,16 @@ export class ReefLabPanel extends ReactWidget {
     super();
     this.id = 'reeflab-panel';
     this.addClass('jp-ReefLab');
+  }
+
+  /** Unfold a section (by its title) and bring it into view: the commands' way to a section. */
+  showSection(title: string): void {
+    const section = this.node.querySelector(`section.jp-ReefLab-section[aria-label="${title}"]`);
+    const toggle = section?.querySelector<HTMLButtonElement>('.jp-ReefLab-sectionToggle');
+    if (toggle?.getAttribute('aria-expanded') === 'false') {
+      toggle.click();
+    }
+    section?.scrollIntoView({ block: 'start' });
   }
 
   protected onAfterShow(msg: Message): void {

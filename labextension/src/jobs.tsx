@@ -1,0 +1,215 @@
+/** Your notebook jobs (papermill runs) with live progress, logs, cancel and output, and your MLflow runs. */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+import { launchIcon } from '@jupyterlab/ui-components';
+import * as React from 'react';
+
+import { errorMessage, Jobs, JobsAPI } from './api';
+import { ErrorNotice, Loading } from './notice';
+import {
+  describeFailure,
+  describeProgress,
+  JOB_STATE_WORDS,
+  jobActive,
+  jobsInterval,
+  newestFirstByCreated,
+  SLOW_MS
+} from './panelState';
+import { usePolled } from './usePolled';
+
+/** An address under the server's base URL (the output notebook, the MLflow UI). */
+function serverURL(path: string): string {
+  return URLExt.join(ServerConnection.makeSettings().baseUrl, path);
+}
+
+/** The last lines of a job's log, asked again every 2 s while it runs. */
+function JobLog(props: { api: JobsAPI; job: Jobs.IJob }): JSX.Element {
+  const { api, job } = props;
+  const active = jobActive(job);
+  const fetch = React.useCallback((signal: AbortSignal) => api.jobLog(job.id, 200, signal), [api, job.id]);
+  const log = usePolled(fetch, () => (active ? 2000 : null), true);
+  const pre = React.useRef<HTMLPreElement>(null);
+  React.useLayoutEffect(() => {
+    if (pre.current) {
+      pre.current.scrollTop = pre.current.scrollHeight;
+    }
+  }, [log.value]);
+  React.useEffect(() => {
+    if (!active) {
+      log.refresh(); // its last lines once it ended
+    }
+  }, [active]);
+  return (
+    <div className="jp-ReefLab-logs" role="region" aria-label={`Log of ${job.title}`}>
+      {log.error && <ErrorNotice message={log.error} onRetry={log.refresh} />}
+      {log.value === null && !log.error && <Loading>Loading the log…</Loading>}
+      {log.value !== null && (
+        <pre ref={pre} tabIndex={0}>
+          {log.value.length ? log.value.join('\n') : 'The log is empty.'}
+        </pre>
+      )}
+    </div>
+  );
+}
+
+function JobRow(props: {
+  job: Jobs.IJob;
+  api: JobsAPI;
+  onChanged: (job: Jobs.IJob) => void;
+  onDeleted: (id: string) => void;
+}): JSX.Element {
+  const { job, api } = props;
+  const [logs, setLogs] = React.useState(false);
+  const [busy, setBusy] = React.useState<string | null>(null);
+  const [error, setError] = React.useState<string | null>(null);
+  const active = jobActive(job);
+  const progress = describeProgress(job);
+  const failure = job.state === 'failed' ? describeFailure(job) : null;
+  const act = (what: string, call: () => Promise<void>) => {
+    setBusy(what);
+    setError(null);
+    call().then(
+      () => setBusy(null),
+      e => {
+        setBusy(null);
+        setError(errorMessage(e));
+      }
+    );
+  };
+  return (
+    <li className={`jp-ReefLab-deployment jp-ReefLab-job jp-mod-job-${job.state}`} aria-label={job.title}>
+      <div className="jp-ReefLab-deploymentHead">
+        <span className={`jp-ReefLab-state jp-mod-job-${job.state}`}>
+          {active && <span className="jp-ReefLab-spinner" aria-hidden="true" />}
+          {JOB_STATE_WORDS[job.state]}
+        </span>
+        <strong className="jp-ReefLab-deploymentTitle">{job.title}</strong>
+      </div>
+      <div className="jp-ReefLab-muted">
+        {job.notebook} · {job.profile}
+      </div>
+      {active && job.progress.cells > 0 && (
+        <>
+          <progress
+            className="jp-ReefLab-progress"
+            max={job.progress.cells}
+            value={Math.max(0, job.progress.cell - 1)}
+            aria-label={`Progress of ${job.title}`}
+          />
+          <div className="jp-ReefLab-muted jp-ReefLab-location" role="status">
+            {progress}
+          </div>
+        </>
+      )}
+      {failure && (
+        <pre className="jp-ReefLab-reason jp-mod-failed" aria-label="Why">
+          {failure}
+        </pre>
+      )}
+      <div className="jp-ReefLab-rowActions">
+        <button type="button" className="jp-ReefLab-button" aria-expanded={logs} onClick={() => setLogs(!logs)}>
+          Logs
+        </button>
+        {active ? (
+          <button
+            type="button"
+            className="jp-ReefLab-button jp-mod-warn"
+            disabled={busy !== null}
+            onClick={() => act('Cancelling…', () => api.cancelJob(job.id).then(props.onChanged))}
+          >
+            Cancel
+          </button>
+        ) : (
+          <button
+            type="button"
+            className="jp-ReefLab-button"
+            disabled={busy !== null}
+            title="Forget this job (its output notebook stays in your files)"
+            onClick={() => act('Removing…', () => api.deleteJob(job.id).then(() => props.onDeleted(job.id)))}
+          >
+            Remove
+          </button>
+        )}
+        {job.state !== 'starting' && (
+          <a className="jp-ReefLab-button" href={serverURL(job.output_url)} target="_blank" rel="noopener noreferrer">
+            Output notebook
+          </a>
+        )}
+      </div>
+      {busy && <Loading>{busy}</Loading>}
+      {error && <ErrorNotice message={error} />}
+      {logs && <JobLog api={api} job={job} />}
+    </li>
+  );
+}
+
+/** Your latest MLflow runs, each a link to it in the MLflow UI; quiet when no tracking server is set up. */
+function TrainingRuns(props: { api: JobsAPI; visible: boolean }): JSX.Element | null {
+  const { api } = props;
+  const fetch = React.useCallback((signal: AbortSignal) => api.trainingRuns(5, signal), [api]);
+  const runs = usePolled(fetch, () => SLOW_MS * 2, props.visible);
+  if (runs.error || !runs.value?.length) {
+    return null;
+  }
+  return (
+    <>
+      <h4>Training runs (MLflow)</h4>
+      <ul className="jp-ReefLab-links" aria-label="Your training runs">
+        {runs.value.map(run => (
+          <li key={run.id}>
+            <a href={serverURL(run.path)} target="_blank" rel="noopener noreferrer" title={run.experiment}>
+              {run.name || run.id}
+              <launchIcon.react tag="span" className="jp-ReefLab-linkIcon" />
+            </a>
+            <span className="jp-ReefLab-muted"> · {run.status.toLowerCase()}</span>
+          </li>
+        ))}
+      </ul>
+    </>
+  );
+}
+
+export interface IJobsViewProps {
+  api: JobsAPI;
+  visible?: boolean;
+  refreshKey?: number;
+}
+
+export function JobsView(props: IJobsViewProps): JSX.Element {
+  const { api } = props;
+  const visible = props.visible ?? true;
+  const fetch = React.useCallback((signal: AbortSignal) => api.jobs(signal), [api]);
+  const jobs = usePolled(fetch, jobsInterval, visible);
+  React.useEffect(() => {
+    if (props.refreshKey) {
+      jobs.refresh();
+    }
+  }, [props.refreshKey]);
+  const list = jobs.value ? newestFirstByCreated(jobs.value) : null;
+  const put = (job: Jobs.IJob) => jobs.set(current => (current ?? []).map(j => (j.id === job.id ? job : j)));
+  return (
+    <div className="jp-ReefLab-jobs">
+      {jobs.error && <ErrorNotice message={jobs.error} onRetry={jobs.refresh} />}
+      {list === null && !jobs.error && <Loading>Loading your jobs…</Loading>}
+      {list?.length === 0 && (
+        <p className="jp-ReefLab-muted">
+          No jobs yet. Run a notebook as a job with <code>reeflab job run</code> or <code>reeflab.client.jobs</code>.
+        </p>
+      )}
+      {list && list.length > 0 && (
+        <ul className="jp-ReefLab-deploymentList" aria-label="Your jobs">
+          {list.map(job => (
+            <JobRow
+              key={job.id}
+              job={job}
+              api={api}
+              onChanged={put}
+              onDeleted={id => jobs.set(current => current?.filter(j => j.id !== id) ?? null)}
+            />
+          ))}
+        </ul>
+      )}
+      <TrainingRuns api={api} visible={visible} />
+    </div>
+  );
+}

@@ -1,0 +1,454 @@
+/** Your storage connections (S3, WebDAV): add, test, delete, mount/unmount, and browse their files. */
+import { folderIcon, fileIcon } from '@jupyterlab/ui-components';
+import * as React from 'react';
+
+import { errorMessage, Storage, StorageAPI } from './api';
+import { ErrorNotice, Loading } from './notice';
+import {
+  breadcrumbs,
+  connectionProblem,
+  formatBytes,
+  MOUNT_WORDS,
+  parentPath,
+  sortEntries,
+  storageInterval
+} from './panelState';
+import { usePolled } from './usePolled';
+
+/** Run one action of a row at a time, with its words while it runs and its error after. */
+function useAction(): {
+  busy: string | null;
+  error: string | null;
+  run: (what: string, call: () => Promise<void>) => void;
+} {
+  const [busy, setBusy] = React.useState<string | null>(null);
+  const [error, setError] = React.useState<string | null>(null);
+  const run = React.useCallback((what: string, call: () => Promise<void>) => {
+    setBusy(what);
+    setError(null);
+    call().then(
+      () => setBusy(null),
+      e => {
+        setBusy(null);
+        setError(errorMessage(e));
+      }
+    );
+  }, []);
+  return { busy, error, run };
+}
+
+/** One page after another of a connection's folder; folders open in place. */
+export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX.Element {
+  const { api, connection } = props;
+  const [path, setPath] = React.useState('');
+  const [items, setItems] = React.useState<Storage.IEntry[] | null>(null);
+  const [next, setNext] = React.useState<string | null>(null);
+  const [error, setError] = React.useState<string | null>(null);
+  const [loading, setLoading] = React.useState(false);
+  const [attempt, setAttempt] = React.useState(0);
+
+  React.useEffect(() => {
+    const controller = new AbortController();
+    setItems(null);
+    setNext(null);
+    setError(null);
+    setLoading(true);
+    api.listFiles(connection, path, null, controller.signal).then(
+      listing => {
+        if (!controller.signal.aborted) {
+          setItems(listing.items);
+          setNext(listing.next_page);
+          setLoading(false);
+        }
+      },
+      e => {
+        if (!controller.signal.aborted) {
+          setError(errorMessage(e));
+          setLoading(false);
+        }
+      }
+    );
+    return () => controller.abort();
+  }, [api, connection, path, attempt]);
+
+  const more = () => {
+    setLoading(true);
+    api.listFiles(connection, path, next).then(
+      listing => {
+        setItems(current => [...(current ?? []), ...listing.items]);
+        setNext(listing.next_page);
+        setLoading(false);
+      },
+      e => {
+        setError(errorMessage(e));
+        setLoading(false);
+      }
+    );
+  };
+
+  return (
+    <div className="jp-ReefLab-browser" role="region" aria-label={`Files of ${connection}`}>
+      <nav className="jp-ReefLab-crumbs" aria-label="Folder">
+        <button type="button" className="jp-ReefLab-linkButton" onClick={() => setPath('')}>
+          {connection}
+        </button>
+        {breadcrumbs(path).map(crumb => (
+          <React.Fragment key={crumb.path}>
+            <span className="jp-ReefLab-muted"> / </span>
+            <button type="button" className="jp-ReefLab-linkButton" onClick={() => setPath(crumb.path)}>
+              {crumb.name}
+            </button>
+          </React.Fragment>
+        ))}
+      </nav>
+      {error && <ErrorNotice message={error} onRetry={() => setAttempt(a => a + 1)} />}
+      {items && (
+        <ul className="jp-ReefLab-files" aria-label="Entries">
+          {path && (
+            <li>
+              <button type="button" className="jp-ReefLab-fileButton" onClick={() => setPath(parentPath(path))}>
+                <folderIcon.react tag="span" className="jp-ReefLab-fileIcon" />
+                ..
+              </button>
+            </li>
+          )}
+          {sortEntries(items).map(entry => (
+            <li key={entry.path} data-type={entry.type}>
+              {entry.type === 'directory' ? (
+                <button type="button" className="jp-ReefLab-fileButton" onClick={() => setPath(entry.path)}>
+                  <folderIcon.react tag="span" className="jp-ReefLab-fileIcon" />
+                  {entry.name}
+                </button>
+              ) : (
+                <span className="jp-ReefLab-file" title={entry.modified ?? undefined}>
+                  <fileIcon.react tag="span" className="jp-ReefLab-fileIcon" />
+                  <span className="jp-ReefLab-fileName">{entry.name}</span>
+                  <span className="jp-ReefLab-muted">{formatBytes(entry.size)}</span>
+                </span>
+              )}
+            </li>
+          ))}
+          {items.length === 0 && <li className="jp-ReefLab-muted">This folder is empty.</li>}
+        </ul>
+      )}
+      {loading && <Loading>Listing {path || 'the top folder'}…</Loading>}
+      {next && !loading && (
+        <button type="button" className="jp-ReefLab-button" onClick={more}>
+          Show more
+        </button>
+      )}
+    </div>
+  );
+}
+
+interface IRowProps {
+  connection: Storage.IConnection;
+  api: StorageAPI;
+  capabilities: Storage.ICapabilities | null;
+  onChanged: () => void;
+  onDeleted: (name: string) => void;
+}
+
+function ConnectionRow(props: IRowProps): JSX.Element {
+  const { connection: c, api, capabilities } = props;
+  const [browsing, setBrowsing] = React.useState(false);
+  const [confirming, setConfirming] = React.useState(false);
+  const [tested, setTested] = React.useState<string | null>(null);
+  const { busy, error, run } = useAction();
+  const mounted = c.mount.state === 'mounted' || c.mount.state === 'mounting';
+  const mountsOff = capabilities && !capabilities.mounts.available;
+  const mountWhy = mountsOff
+    ? `Mounts are not possible on this server: ${capabilities.mounts.reason ?? 'no FUSE'}`
+    : mounted
+      ? `Unmount ~/${c.mount.path}`
+      : `Show its files in the file browser at ~/${c.mount.path}`;
+
+  const test = () =>
+    run('Testing the connection…', () =>
+      api.testConnection(c.name).then(answer => setTested(`It works: answered in ${answer.seconds.toFixed(2)} s.`))
+    );
+  const toggleMount = () =>
+    run(mounted ? 'Unmounting…' : 'Mounting…', () =>
+      (mounted ? api.unmount(c.name) : api.mount(c.name)).then(props.onChanged)
+    );
+  const remove = () =>
+    run('Deleting…', () =>
+      api.deleteConnection(c.name).then(() => {
+        setConfirming(false);
+        props.onDeleted(c.name);
+      })
+    );
+
+  return (
+    <li className="jp-ReefLab-connection" aria-label={c.name} data-connection={c.name}>
+      <div className="jp-ReefLab-deploymentHead">
+        <strong className="jp-ReefLab-deploymentTitle">{c.name}</strong>
+        <span className="jp-ReefLab-badge">{c.kind === 's3' ? 'S3' : 'WebDAV'}</span>
+        {c.platform && (
+          <span className="jp-ReefLab-badge" title="Your own bucket on the platform">
+            platform
+          </span>
+        )}
+        <span className={`jp-ReefLab-state jp-mod-mount-${c.mount.state}`} title={c.mount.reason ?? undefined}>
+          {MOUNT_WORDS[c.mount.state]}
+        </span>
+      </div>
+      <div className="jp-ReefLab-muted jp-ReefLab-location" title={c.location}>
+        {c.location}
+      </div>
+      {c.mount.state === 'mounted' && <div className="jp-ReefLab-muted">In your files at ~/{c.mount.path}</div>}
+      {c.mount.state === 'error' && c.mount.reason && (
+        <pre className="jp-ReefLab-reason jp-mod-failed" aria-label="Why">
+          {c.mount.reason}
+        </pre>
+      )}
+      <div className="jp-ReefLab-rowActions">
+        <button
+          type="button"
+          className="jp-ReefLab-button"
+          aria-expanded={browsing}
+          onClick={() => setBrowsing(!browsing)}
+        >
+          Browse
+        </button>
+        <button type="button" className="jp-ReefLab-button" disabled={busy !== null} onClick={test}>
+          Test
+        </button>
+        <button
+          type="button"
+          className="jp-ReefLab-button"
+          disabled={busy !== null || (!!mountsOff && !mounted)}
+          title={mountWhy}
+          onClick={toggleMount}
+        >
+          {mounted ? 'Unmount' : 'Mount'}
+        </button>
+        <button
+          type="button"
+          className="jp-ReefLab-button"
+          disabled={busy !== null || c.platform}
+          title={c.platform ? 'The platform storage cannot be deleted' : 'Forget this connection'}
+          onClick={() => setConfirming(true)}
+        >
+          Delete
+        </button>
+      </div>
+      {confirming && (
+        <div className="jp-ReefLab-confirm" role="alertdialog" aria-label={`Delete ${c.name}?`}>
+          <span>
+            Delete the connection <strong>{c.name}</strong>? Its files stay where they are; only ReefLab forgets how
+            to reach them.
+          </span>
+          <button type="button" className="jp-ReefLab-button jp-mod-warn" disabled={busy !== null} onClick={remove}>
+            Delete it
+          </button>
+          <button type="button" className="jp-ReefLab-button" onClick={() => setConfirming(false)}>
+            Keep it
+          </button>
+        </div>
+      )}
+      {busy && <Loading>{busy}</Loading>}
+      {tested && !busy && !error && (
+        <div className="jp-ReefLab-info" role="status">
+          {tested}
+        </div>
+      )}
+      {error && <ErrorNotice message={error} />}
+      {browsing && <FileBrowser api={api} connection={c.name} />}
+    </li>
+  );
+}
+
+function Field(props: {
+  label: string;
+  value: string;
+  onChange: (value: string) => void;
+  type?: string;
+  placeholder?: string;
+  autoComplete?: string;
+}): JSX.Element {
+  return (
+    <label className="jp-ReefLab-field">
+      <span>{props.label}</span>
+      <input
+        className="jp-mod-styled"
+        type={props.type ?? 'text'}
+        value={props.value}
+        placeholder={props.placeholder}
+        autoComplete={props.autoComplete ?? 'off'}
+        onChange={e => props.onChange(e.currentTarget.value)}
+      />
+    </label>
+  );
+}
+
+/** A new S3 bucket or WebDAV folder: the server tests it before saving it. */
+export function AddConnection(props: {
+  api: StorageAPI;
+  onCreated: (connection: Storage.IConnection) => void;
+  onCancel: () => void;
+}): JSX.Element {
+  const [kind, setKind] = React.useState<Storage.Kind>('webdav');
+  const [values, setValues] = React.useState<Record<string, string>>({ vendor: 'owncloud' });
+  const [touched, setTouched] = React.useState(false);
+  const { busy, error, run } = useAction();
+  const v = (key: string) => values[key] ?? '';
+  const set = (key: string) => (value: string) => setValues(current => ({ ...current, [key]: value }));
+  const request: Storage.IRequest =
+    kind === 's3'
+      ? {
+          kind,
+          name: v('name').trim(),
+          endpoint: v('endpoint').trim(),
+          bucket: v('bucket').trim(),
+          prefix: v('prefix').trim(),
+          access_key: v('access_key').trim(),
+          secret_key: v('secret_key')
+        }
+      : {
+          kind,
+          name: v('name').trim(),
+          url: v('url').trim(),
+          user: v('user').trim(),
+          password: v('password'),
+          vendor: v('vendor') as Storage.IWebDAVRequest['vendor']
+        };
+  const problem = connectionProblem(request);
+  const submit = (event: React.FormEvent) => {
+    event.preventDefault();
+    setTouched(true);
+    if (problem) {
+      return;
+    }
+    run('Checking that ReefLab can reach it…', () => props.api.createConnection(request).then(props.onCreated));
+  };
+
+  return (
+    <form className="jp-ReefLab-form jp-ReefLab-addConnection" aria-label="Add a storage connection" onSubmit={submit}>
+      <label className="jp-ReefLab-field">
+        <span>Kind</span>
+        <select className="jp-mod-styled" value={kind} onChange={e => setKind(e.currentTarget.value as Storage.Kind)}>
+          <option value="webdav">WebDAV (Nextcloud, ownCloud…)</option>
+          <option value="s3">S3 (MinIO, AWS, Ceph…)</option>
+        </select>
+      </label>
+      <Field label="Name" value={v('name')} onChange={set('name')} placeholder="e.g. cloud" />
+      {kind === 'webdav' ? (
+        <>
+          <Field
+            label="URL"
+            value={v('url')}
+            onChange={set('url')}
+            placeholder="https://cloud.example.org/remote.php/dav/files/ana"
+          />
+          <Field label="User" value={v('user')} onChange={set('user')} />
+          <Field
+            label="App password"
+            type="password"
+            value={v('password')}
+            onChange={set('password')}
+            autoComplete="new-password"
+          />
+        </>
+      ) : (
+        <>
+          <Field label="Endpoint" value={v('endpoint')} onChange={set('endpoint')} placeholder="https://s3.example.org" />
+          <Field label="Bucket" value={v('bucket')} onChange={set('bucket')} />
+          <Field label="Folder in the bucket" value={v('prefix')} onChange={set('prefix')} placeholder="optional" />
+          <Field label="Access key" value={v('access_key')} onChange={set('access_key')} />
+          <Field
+            label="Secret key"
+            type="password"
+            value={v('secret_key')}
+            onChange={set('secret_key')}
+            autoComplete="new-password"
+          />
+        </>
+      )}
+      <p className="jp-ReefLab-muted">Passwords and keys stay on your server: ReefLab never shows them again.</p>
+      {touched && problem && <ErrorNotice message={problem} />}
+      {busy && <Loading>{busy}</Loading>}
+      {error && <ErrorNotice message={error} />}
+      <div className="jp-ReefLab-rowActions">
+        <button type="submit" className="jp-ReefLab-button jp-mod-accept" disabled={busy !== null}>
+          Add
+        </button>
+        <button type="button" className="jp-ReefLab-button" onClick={props.onCancel}>
+          Cancel
+        </button>
+      </div>
+    </form>
+  );
+}
+
+export interface IStorageViewProps {
+  api: StorageAPI;
+  /** nothing is polled while false */
+  visible?: boolean;
+  /** bumped by the section's refresh button */
+  refreshKey?: number;
+}
+
+export function StorageView(props: IStorageViewProps): JSX.Element {
+  const { api } = props;
+  const fetch = React.useCallback((signal: AbortSignal) => api.connections(signal), [api]);
+  const connections = usePolled(fetch, storageInterval, props.visible ?? true);
+  const [capabilities, setCapabilities] = React.useState<Storage.ICapabilities | null>(null);
+  const [adding, setAdding] = React.useState(false);
+  const [added, setAdded] = React.useState<string | null>(null);
+
+  React.useEffect(() => {
+    api.storageInfo().then(setCapabilities, () => setCapabilities(null));
+  }, [api]);
+  React.useEffect(() => {
+    if (props.refreshKey) {
+      connections.refresh();
+    }
+  }, [props.refreshKey]);
+
+  const list = connections.value;
+  return (
+    <div className="jp-ReefLab-storage">
+      {connections.error && <ErrorNotice message={connections.error} onRetry={connections.refresh} />}
+      {list === null && !connections.error && <Loading>Loading your storage…</Loading>}
+      {list?.length === 0 && (
+        <p className="jp-ReefLab-muted">No storage yet. Add an S3 bucket or a WebDAV folder (Nextcloud) below.</p>
+      )}
+      {list && list.length > 0 && (
+        <ul className="jp-ReefLab-deploymentList" aria-label="Your storage connections">
+          {list.map(c => (
+            <ConnectionRow
+              key={c.name}
+              connection={c}
+              api={api}
+              capabilities={capabilities}
+              onChanged={connections.refresh}
+              onDeleted={name => connections.set(current => current?.filter(x => x.name !== name) ?? null)}
+            />
+          ))}
+        </ul>
+      )}
+      {added && !adding && (
+        <div className="jp-ReefLab-info" role="status">
+          {added} was added: it works.
+        </div>
+      )}
+      {adding ? (
+        <AddConnection
+          api={api}
+          onCancel={() => setAdding(false)}
+          onCreated={connection => {
+            setAdding(false);
+            setAdded(connection.name);
+            connections.set(current => [...(current ?? []).filter(c => c.name !== connection.name), connection]);
+            connections.refresh();
+          }}
+        />
+      ) : (
+        <button type="button" className="jp-ReefLab-button" onClick={() => setAdding(true)}>
+          Add a connection
+        </button>
+      )}
+    </div>
+  );
+}

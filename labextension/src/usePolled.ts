@@ -1,0 +1,70 @@
+/** A list the panel keeps fresh by asking the server again and again, but only while someone looks at it. */
+import * as React from 'react';
+
+import { errorMessage } from './api';
+
+export interface IPolled<T> {
+  /** null until the first answer */
+  value: T | null;
+  error: string | null;
+  /** ask now (after an action, or an error) */
+  refresh: () => void;
+  /** show what the panel just learnt without waiting for the next answer */
+  set: (update: (current: T | null) => T | null) => void;
+}
+
+/**
+ * Ask `fetch` now and then again after `interval(value)` ms (null: stop asking) while `visible`.
+ * The next request goes out only after the previous answer came, so a slow server never piles them up;
+ * leaving (or hiding the panel) aborts the request in flight.
+ */
+export function usePolled<T>(
+  fetch: (signal: AbortSignal) => Promise<T>,
+  interval: (value: T | null) => number | null,
+  visible: boolean
+): IPolled<T> {
+  const [value, setValue] = React.useState<T | null>(null);
+  const [error, setError] = React.useState<string | null>(null);
+  const [generation, setGeneration] = React.useState(0);
+  const [answered, setAnswered] = React.useState(0);
+  const valueRef = React.useRef(value);
+  valueRef.current = value;
+  const intervalRef = React.useRef(interval);
+  intervalRef.current = interval;
+
+  React.useEffect(() => {
+    if (!visible) {
+      return;
+    }
+    const controller = new AbortController();
+    fetch(controller.signal).then(
+      answer => {
+        if (!controller.signal.aborted) {
+          setValue(answer);
+          setError(null);
+          setAnswered(n => n + 1);
+        }
+      },
+      e => {
+        if (!controller.signal.aborted) {
+          setError(errorMessage(e));
+          setAnswered(n => n + 1);
+        }
+      }
+    );
+    return () => controller.abort();
+  }, [fetch, visible, generation]);
+
+  React.useEffect(() => {
+    const wait = visible && answered > 0 ? intervalRef.current(valueRef.current) : null;
+    if (wait === null) {
+      return;
+    }
+    const timer = setTimeout(() => setGeneration(g => g + 1), wait);
+    return () => clearTimeout(timer);
+  }, [answered, visible]);
+
+  const refresh = React.useCallback(() => setGeneration(g => g + 1), []);
+  const set = React.useCallback((update: (current: T | null) => T | null) => setValue(update), []);
+  return { value, error, refresh, set };
+}
