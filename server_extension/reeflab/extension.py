@@ -29,6 +29,7 @@ from .handlers.federated import (
     TokensHandler,
 )
 from .handlers.jobs import CancelHandler, JobHandler, JobLogHandler, JobsHandler, OutputHandler
+from .handlers.pipelines import PipelineCancelHandler, PipelineLogHandler, PipelineRunHandler, PipelinesHandler
 from .handlers.serverless import BatchesHandler, BatchHandler, OscarProxyHandler, ServicesFromModulesHandler
 from .handlers.storage import (
     ConnectionHandler,
@@ -53,6 +54,7 @@ from .handlers.training import (
 )
 from .identity import HubIdentity
 from .jobs.service import JobService
+from .pipelines.service import PipelineService
 from .profiles import ProfileStore, default_profiles_path
 from .serverless.gateway import ServerlessGateway
 from .storage.service import StorageService
@@ -64,6 +66,7 @@ from .training.tracking import TrackingService
 MODULE_ID = r"(?P<module_id>[a-z0-9][a-z0-9\-_.]*)"
 DEPLOYMENT_ID = r"(?P<deployment_id>[a-f0-9]{8})"
 JOB_ID = r"(?P<job_id>[a-f0-9]{8})"
+PIPELINE_RUN_ID = r"(?P<run_id>[a-f0-9]{8})"
 CONNECTION = r"(?P<name>[a-z][a-z0-9_\-]*)"
 TRANSFER_ID = r"(?P<transfer_id>\w+)"
 FEDERATED_ID = r"(?P<server_id>[\w\-]{1,64})"  # unknown ids get a 404 that says how to list yours
@@ -105,6 +108,7 @@ class ReefLabApp(ExtensionApp):
             "catalog": catalog,
             "deployments": DeploymentService(parent=self, catalog=catalog),
             "jobs": JobService(parent=self, notebook_root=self.serverapp.root_dir),
+            "pipelines": PipelineService(parent=self, notebook_root=self.serverapp.root_dir),
             "storage": StorageService(parent=self, workspace=self.serverapp.root_dir),
             "federated": FederatedService(parent=self),
             "serverless": ServerlessGateway(parent=self),
@@ -118,6 +122,7 @@ class ReefLabApp(ExtensionApp):
         # deployments started before a restart of this server: re-attach, or report them stopped
         self.settings["reeflab"]["deployments"].ensure_watching()
         self.settings["reeflab"]["jobs"].ensure_watching()  # jobs that ran on while this server was down
+        self.settings["reeflab"]["pipelines"].ensure_watching()
         # storage the user had mounted: re-attach to the mounts, or mount again (off the event loop)
         owner = os.environ.get("JUPYTERHUB_USER") or self.settings["reeflab"]["identity"].standalone_name
         storage = self.settings["reeflab"]["storage"]
@@ -142,6 +147,10 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/jobs/{JOB_ID}/cancel", CancelHandler),
                 (rf"/reeflab/api/jobs/{JOB_ID}/log", JobLogHandler),
                 (rf"/reeflab/api/jobs/{JOB_ID}/output", OutputHandler),
+                (r"/reeflab/api/pipelines", PipelinesHandler),
+                (rf"/reeflab/api/pipelines/{PIPELINE_RUN_ID}", PipelineRunHandler),
+                (rf"/reeflab/api/pipelines/{PIPELINE_RUN_ID}/cancel", PipelineCancelHandler),
+                (rf"/reeflab/api/pipelines/{PIPELINE_RUN_ID}/log", PipelineLogHandler),
                 (r"/reeflab/api/storage", StorageHandler),
                 (r"/reeflab/api/storage/connections", ConnectionsHandler),
                 (rf"/reeflab/api/storage/connections/{CONNECTION}", ConnectionHandler),

@@ -1,0 +1,83 @@
+"""Pipeline runs: submit an Elyra pipeline with parameters, list, per-node status, logs, cancel."""
+
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import authorized
+from pydantic import ValidationError
+from tornado import web
+
+from ..errors import BadRequest
+from ..pipelines.models import PipelineRequest
+from .base import ReefLabHandler
+
+
+def parse_request(body: bytes) -> PipelineRequest:
+    try:
+        return PipelineRequest.model_validate_json(body or b"{}")
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors(include_url=False)
+        )
+        raise BadRequest(f"Invalid pipeline request: {problems}") from None
+
+
+class PipelinesBase(ReefLabHandler):
+    auth_resource = "reeflab:pipelines"
+
+    @property
+    def pipelines(self):
+        return self.reeflab["pipelines"]
+
+
+class PipelinesHandler(PipelinesBase):
+    """GET: your pipeline runs. POST: run a .pipeline file with parameters in the background."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json({"runs": [r.public() for r in self.pipelines.list(self.username)]})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        request = parse_request(self.request.body)
+        groups = self.reeflab["identity"].groups(self.current_user)
+        profiles = self.reeflab["profiles"].catalog()
+        run = await self.pipelines.submit(self.username, groups, request, profiles)
+        self.write_json(run.public(), status=201)
+
+
+class PipelineRunHandler(PipelinesBase):
+    """GET: one run with every node's state, cell progress and error. DELETE: forget it (cancelling it)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.write_json((await self.pipelines.fresh(self.username, run_id)).public())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, run_id: str) -> None:
+        await self.pipelines.delete(self.username, run_id)
+        self.set_status(204)
+        self.finish()
+
+
+class PipelineCancelHandler(PipelinesBase):
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        self.write_json((await self.pipelines.cancel(self.username, run_id)).public())
+
+
+class PipelineLogHandler(PipelinesBase):
+    """GET ?tail=N: the run's log; ?node=<id>: that node's own log (its cells' output)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        tail = self.get_argument("tail", "200")
+        node = self.get_argument("node", "") or None
+        lines = await self.pipelines.logs(self.username, run_id, int(tail) if tail.isdigit() else 0, node)
+        self.write_json({"lines": lines})
