@@ -180,7 +180,7 @@ function ConnectionRow(props: IRowProps): JSX.Element {
     );
 
   return (
-    <li className="jp-ReefLab-connection" aria-label={c.name} data-connection={c.name}>
+    <li className="jp-ReefLab-deployment jp-ReefLab-connection" aria-label={c.name} data-connection={c.name}>
       <div className="jp-ReefLab-deploymentHead">
         <strong className="jp-ReefLab-deploymentTitle">{c.name}</strong>
         <span className="jp-ReefLab-badge">{c.kind === 's3' ? 'S3' : 'WebDAV'}</span>

@@ -1,0 +1,81 @@
+"""Adding and browsing a storage connection from the ReefLab panel, against a real WebDAV server (wsgidav)."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+from reeflab.storage.testing import WebDAVProcess
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def dav(tmp_path_factory):
+    with WebDAVProcess(tmp_path_factory.mktemp("webdav"), user="ana") as server:
+        (server.root / "surveys" / "2026-11").mkdir(parents=True)
+        (server.root / "surveys" / "2026-11" / "transect-01.jpg").write_bytes(b"\xff\xd8\xff" + b"0" * 5000)
+        (server.root / "reef-notes.txt").write_text("coral cover 34%\n")
+        yield server
+
+
+@pytest.fixture
+def lab_storage(lab):
+    """No connection of the test's own before and after it (the platform's own, if any, stays)."""
+
+    def forget():
+        for connection in lab.api("GET", "storage/connections").json()["connections"]:
+            if not connection["platform"]:
+                lab.api("DELETE", f"storage/connections/{connection['name']}")
+
+    forget()
+    yield lab
+    forget()
+
+
+def storage_section(lab_page):
+    section = lab_page.panel.get_by_role("region", name="Storage", exact=True)
+    section.get_by_role("button", name="Storage", exact=True).click()  # folded at first
+    return section
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_add_a_webdav_connection_and_browse_it(lab_page, lab_storage, dav, theme):
+    lab_page.open_lab(theme)
+    lab_page.open_panel()
+    section = storage_section(lab_page)
+    section.get_by_role("button", name="Add a connection").click()
+    form = section.get_by_role("form", name="Add a storage connection")
+    form.get_by_label("Name").fill("cloud")
+    form.get_by_label("URL").fill(dav.url)
+    form.get_by_label("User").fill(dav.user)
+    form.get_by_label("App password").fill("not-the-password")
+    form.get_by_role("button", name="Add", exact=True).click()
+    # the server tests it first and says why it was not saved, in words
+    expect(form.get_by_role("alert")).to_contain_text("Connection not saved")
+    form.get_by_label("App password").fill(dav.password)
+    form.get_by_role("button", name="Add", exact=True).click()
+    row = section.get_by_role("listitem", name="cloud", exact=True)
+    expect(row).to_contain_text("WebDAV")
+    expect(row).to_contain_text("not mounted")
+    expect(section.get_by_role("status").filter(has_text="cloud was added")).to_be_visible()
+
+    row.get_by_role("button", name="Browse").click()
+    files = row.get_by_role("region", name="Files of cloud")
+    entries = files.get_by_role("list", name="Entries")
+    expect(entries.get_by_role("listitem").first).to_have_text("surveys")  # folders first
+    expect(entries).to_contain_text("reef-notes.txt")
+    files.get_by_role("button", name="surveys").click()
+    files.get_by_role("button", name="2026-11").click()
+    expect(entries).to_contain_text("transect-01.jpg")
+    expect(entries).to_contain_text("5.0 kB")
+    lab_page.screenshot("browsing")
+
+    row.get_by_role("button", name="Test").click()
+    expect(row.get_by_role("status").filter(has_text="It works")).to_be_visible()
+    # no secret ever reaches the page
+    assert dav.password not in lab_page.page.content()
+    row.get_by_role("button", name="Delete").click()
+    row.get_by_role("alertdialog").get_by_role("button", name="Delete it").click()
+    expect(section.get_by_role("listitem", name="cloud", exact=True)).to_have_count(0)
+    names = [c["name"] for c in lab_storage.api("GET", "storage/connections").json()["connections"]]
+    assert "cloud" not in names
