@@ -66,7 +66,7 @@ from .training.tracking import TrackingService
 MODULE_ID = r"(?P<module_id>[a-z0-9][a-z0-9\-_.]*)"
 DEPLOYMENT_ID = r"(?P<deployment_id>[a-f0-9]{8})"
 JOB_ID = r"(?P<job_id>[a-f0-9]{8})"
-PIPELINE_RUN_ID = r"(?P<run_id>[a-f0-9]{8})"
+PIPELINE_RUN_ID = r"(?P<run_id>[\w\-]{1,64})"  # unknown ids get a 404 that says how to list yours
 CONNECTION = r"(?P<name>[a-z][a-z0-9_\-]*)"
 TRANSFER_ID = r"(?P<transfer_id>\w+)"
 FEDERATED_ID = r"(?P<server_id>[\w\-]{1,64})"  # unknown ids get a 404 that says how to list yours
