@@ -150,8 +150,9 @@ class LabServer:
     base_url = BASE_URL
     xss_marker = XSS_MARKER
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, env: dict[str, str] | None = None):
         self.root = root
+        self.extra_env = env or {}  # e.g. the serverless engine this server talks to
         self.port = free_port()
         self.token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}{BASE_URL}"
@@ -174,6 +175,7 @@ class LabServer:
             "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
             "XDG_CACHE_HOME": str(state / "cache"),
             "REEFLAB_CATALOG_INDEXES": index.as_uri(),
+            **self.extra_env,
         }
 
     def __enter__(self) -> LabServer:
