@@ -112,3 +112,61 @@ def _local(name: str, **options: Any) -> Callable[[Path], Any]:
     model = found[0].load()
     model.warm()
     return lambda path: model.predict(files=_Upload(Path(path)), **options)
+
+
+# -- the retraining pipeline (notebooks/retrain.pipeline) -----------------------------------------------
+
+
+def flag(name: str, default: bool = False) -> bool:
+    """A yes/no node parameter: true, 1, yes, on (any case) are yes."""
+    value = param(name)
+    return value.strip().lower() in ("1", "true", "yes", "on") if value else default
+
+
+def fish_detector_weights() -> Path:
+    """The fish detector's shipped weights: what the retraining pipeline fine-tunes when given no base."""
+    from importlib import resources
+
+    return Path(str(resources.files("reeflab.modules.fish_detector").joinpath("weights", "fish-yolo.pt")))
+
+
+def root_relative(path: str | os.PathLike) -> str:
+    """`path` relative to the Jupyter root folder, the form the REST API takes for files.
+
+    The root is REEFLAB_ROOT_DIR (set by ReefLab's pipeline runner), else the root folder of the
+    Jupyter server this kernel belongs to (e.g. under `elyra-pipeline run` next to a local server).
+    """
+    root = os.environ.get("REEFLAB_ROOT_DIR")
+    if not root:
+        from jupyter_server.serverapp import list_running_servers
+
+        root = next((s.get("root_dir") for s in list_running_servers() if s.get("root_dir")), None) or os.getcwd()
+    path, root_path = Path(path).resolve(), Path(root).resolve()
+    if not path.is_relative_to(root_path):
+        raise ValueError(f"'{path}' is outside your Jupyter root folder '{root_path}': set WORK_DIR to a folder in it")
+    return str(path.relative_to(root_path))
+
+
+def next_version(versions: list[str]) -> str:
+    """1.0.0 for a new model, else the newest numeric version with its last number raised (1.0.4 -> 1.0.5)."""
+    numeric = [tuple(int(p) for p in v.split(".")) for v in versions if all(p.isdigit() for p in v.split("."))]
+    if not numeric:
+        return "1.0.0"
+    newest = max(numeric)
+    return ".".join(str(p) for p in (*newest[:-1], newest[-1] + 1))
+
+
+class QualityGateFailed(Exception):
+    """The trained model is below the pipeline's quality threshold: nothing after the gate runs."""
+
+
+def quality_gate(metrics: dict[str, Any], metric: str, minimum: float) -> float:
+    """`metrics[metric]` if it reaches `minimum`; else QualityGateFailed naming the metric, its value and the bar."""
+    if metric not in metrics:
+        raise KeyError(f"no metric '{metric}' in the evaluation; it has {', '.join(sorted(metrics))}")
+    value = float(metrics[metric])
+    if value < minimum:
+        raise QualityGateFailed(
+            f"{metric} {value:.4f} is below the threshold {minimum:g}: the model is not registered or deployed"
+        )
+    return value

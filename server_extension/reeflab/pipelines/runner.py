@@ -104,6 +104,7 @@ class Runner:
         node = self.nodes[operation.id]
         folder = self.node_folder(operation.id)
         env = node_env(operation, run_name, self.spec.get("parameters") or {})
+        env.setdefault("REEFLAB_ROOT_DIR", self.spec["root"])  # nodes name files to the API relative to it
         kind = NODE_KINDS.get(operation.classifier)
         path = Path(operation.filename)
         if kind == "notebook":
