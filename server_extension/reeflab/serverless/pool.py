@@ -100,8 +100,12 @@ class Worker:
             )
         try:
             ready = await self._exchange(self.spec.wire(), timeout)
-        except (TimeoutError, WorkerDied):
-            ready = {"error": f"it did not start within {timeout:.0f} s or exited; see {home / 'worker.log'}"}
+        except WorkerDied:
+            if self.proc.returncode is not None and self.proc.returncode < 0:
+                raise  # killed from outside while loading (not the module's fault): the caller may retry
+            ready = {"error": f"it exited while loading; see {home / 'worker.log'}"}
+        except TimeoutError:
+            ready = {"error": f"it did not start within {timeout:.0f} s; see {home / 'worker.log'}"}
         if not ready.get("ready"):
             self.kill()
             raise WorkerStartFailed(f"service '{self.spec.service}' could not start: {ready.get('error')}")
