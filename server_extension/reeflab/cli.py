@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     from .jobs.cli import add_commands as add_job_commands
 
     add_job_commands(commands)
+    from .pipelines.cli import add_commands as add_pipeline_commands
+
+    add_pipeline_commands(commands)
     from .serverless.cli import add_commands as add_serverless_commands
 
     add_serverless_commands(commands)
