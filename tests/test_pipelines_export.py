@@ -81,3 +81,18 @@ def test_the_shipped_pipeline_exports_to_kubeflow_pipelines(tmp_path):
     assert images == {singleuser_image()}
     assert "detect.ipynb" in text and "report.ipynb" in text
     assert s3.key["secret_key"] not in text and s3.key["access_key"] not in text  # keys come from a Secret
+
+
+def test_the_retraining_pipeline_exports_to_kubeflow_pipelines(tmp_path):
+    with SeaweedProcess(tmp_path / "s3") as s3:
+        s3.client().create_bucket(Bucket="pipelines")
+        out = export_kfp(NOTEBOOKS / "retrain.pipeline", tmp_path / "retrain.yaml", s3.endpoint, "pipelines", s3.key)
+        uploaded = [o["Key"] for o in s3.client().list_objects_v2(Bucket="pipelines").get("Contents", [])]
+    names = ["train", "evaluate", "gate", "register", "deploy"]
+    assert sorted(k.rsplit("/", 1)[1] for k in uploaded) == sorted(f"{n}-{n}.tar.gz" for n in names)
+    tasks = load_component_from_file(str(out)).pipeline_spec.root.dag.tasks
+    assert sorted(len(task.dependent_tasks) for task in tasks.values()) == [0, 1, 1, 1, 1]  # one after another
+    text = out.read_text()
+    assert set(re.findall(r"image: (\S+)", text)) == {singleuser_image()}
+    assert "MIN_MAP50" in text and "gate.ipynb" in text  # the parameters travel as the nodes' environment
+    assert s3.key["secret_key"] not in text and s3.key["access_key"] not in text
