@@ -101,15 +101,16 @@ class ReefLabApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         catalog = CatalogService(parent=self)
+        storage = StorageService(parent=self, workspace=self.serverapp.root_dir)  # jobs/deployments use it too
         self.settings["reeflab"] = {
             "version": __version__,
             "profiles": ProfileStore(self.profiles_file),
             "identity": self.identity_class(parent=self),
             "catalog": catalog,
-            "deployments": DeploymentService(parent=self, catalog=catalog),
-            "jobs": JobService(parent=self, notebook_root=self.serverapp.root_dir),
+            "deployments": DeploymentService(parent=self, catalog=catalog, storage=storage),
+            "jobs": JobService(parent=self, notebook_root=self.serverapp.root_dir, storage=storage),
             "pipelines": PipelineService(parent=self, notebook_root=self.serverapp.root_dir),
-            "storage": StorageService(parent=self, workspace=self.serverapp.root_dir),
+            "storage": storage,
             "federated": FederatedService(parent=self),
             "serverless": ServerlessGateway(parent=self),
         }

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..storage.bindings import check_names
+
 State = Literal["starting", "running", "completed", "failed", "cancelled"]
 ACTIVE_STATES = ("starting", "running")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -24,6 +26,22 @@ class JobRequest(BaseModel):
     kernel: str | None = Field(None, description="Kernel name; default: the notebook's own kernel")
     profile: str | None = Field(None, description="Hardware profile slug; default: your default profile")
     title: str | None = Field(None, max_length=120)
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description='Storage to read: {"NAME": "connection:path"}; the job gets env NAME'
+    )
+    outputs: dict[str, str] = Field(
+        default_factory=dict, description='Storage to write: {"NAME": "connection:path"}; the job gets env NAME'
+    )
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, inputs: dict[str, str]) -> dict[str, str]:
+        return check_names(inputs, "input")
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, outputs: dict[str, str]) -> dict[str, str]:
+        return check_names(outputs, "output")
 
     @field_validator("notebook")
     @classmethod
@@ -71,6 +89,8 @@ class Job(BaseModel):
     notebook: str
     output: str = Field(description="Executed notebook, relative to your Jupyter root folder")
     parameters: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, str] = Field(default_factory=dict, description="Storage read, as 'connection:path'")
+    outputs: dict[str, str] = Field(default_factory=dict, description="Storage written, as 'connection:path'")
     kernel: str
     profile: str
     cpu: float

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,9 +115,66 @@ def make_engine(status: StatusFile):
     return ReportingEngine
 
 
+SECRET_KEYS = re.compile(r"^(AWS_SECRET_ACCESS_KEY|WEBDAV_PASSWORD|RCLONE_CONFIG_\w+_(SECRET_ACCESS_KEY|PASS))$")
+
+
+def _rclone(args: list[str], folder: Path) -> str | None:
+    """Run rclone (credentials from this process's environment); None, or why it failed (secrets scrubbed)."""
+    from ..storage.rclone import FAST_FAIL, rclone_binary
+
+    config = folder / "rclone.conf"  # empty and private: remotes come from the environment only
+    if not config.exists():
+        write_private(config, "")
+    env = {**os.environ, "RCLONE_CONFIG": str(config)}
+    try:
+        done = subprocess.run(
+            [rclone_binary(), *args, *FAST_FAIL], env=env, capture_output=True, text=True, timeout=6 * 3600
+        )
+    except Exception as err:  # rclone missing, a timeout
+        return str(err)
+    if done.returncode == 0:
+        return None
+    text = (done.stderr or "").strip().splitlines()[-3:]
+    message = " | ".join(line.strip() for line in text) or f"rclone exited with {done.returncode}"
+    for key, value in os.environ.items():
+        if value and SECRET_KEYS.match(key):
+            message = message.replace(value, "***")
+    return message[-500:]
+
+
+def stage_in(storage: dict, folder: Path) -> str | None:
+    """Copy the WebDAV inputs into the job's scratch folder; why it failed, or None."""
+    for copy in storage.get("stage_in", []):
+        Path(copy["local"]).parent.mkdir(parents=True, exist_ok=True)
+        print(f"[reeflab] input {copy['name']}: copying {copy['remote']} to {copy['local']}", flush=True)
+        problem = _rclone(["copyto", copy["remote"], copy["local"]], folder)
+        if problem:
+            return f"input {copy['name']} could not be copied from {copy['remote']}: {problem}"
+    for copy in storage.get("stage_out", []):  # where the notebook writes
+        local = Path(copy["local"])
+        (local if copy.get("folder") else local.parent).mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def stage_out(storage: dict, folder: Path) -> str | None:
+    """Copy what the notebook wrote to the WebDAV outputs; why it failed, or None."""
+    for copy in storage.get("stage_out", []):
+        local = Path(copy["local"])
+        if not local.exists():
+            print(f"[reeflab] output {copy['name']}: the notebook wrote nothing at {local}", flush=True)
+            continue
+        print(f"[reeflab] output {copy['name']}: copying {local} to {copy['remote']}", flush=True)
+        problem = _rclone(["copyto", str(local), copy["remote"]], folder)
+        if problem:
+            return f"output {copy['name']} could not be copied to {copy['remote']}: {problem}"
+    return None
+
+
 def run(folder: Path) -> int:
     spec = json.loads((folder / "spec.json").read_text())
     status = StatusFile(folder)
+    storage = spec.get("storage") or {}
+    os.environ.update(storage.get("env", {}))  # where inputs and outputs are, for the kernel (no secret)
 
     def cancel(signum, frame):  # noqa: ARG001 - signal handler signature
         kill_descendants(grace=1.0)
@@ -131,6 +190,11 @@ def run(folder: Path) -> int:
     from papermill.exceptions import PapermillExecutionError
 
     papermill_engines.register(ENGINE, make_engine(status))
+    problem = stage_in(storage, folder)
+    if problem:
+        status.update(state="failed", reason=problem, finished_at=now())
+        print(f"[reeflab] job failed: {problem}", flush=True)
+        return 1
     print(f"[reeflab] running {spec['input']} with kernel {spec['kernel']}", flush=True)
     try:
         papermill.execute_notebook(
@@ -168,6 +232,11 @@ def run(folder: Path) -> int:
         return 1
     finally:
         kill_descendants()
+    problem = stage_out(storage, folder)
+    if problem:
+        status.update(state="failed", reason=problem, finished_at=now())
+        print(f"[reeflab] job failed: {problem}", flush=True)
+        return 1
     status.update(state="completed", finished_at=now())
     print("[reeflab] job completed", flush=True)
     return 0

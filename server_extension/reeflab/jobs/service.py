@@ -14,11 +14,12 @@ from pathlib import Path
 import nbformat
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Float, Int, Type, Unicode, default
+from traitlets import Any, Float, Int, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..profiles import ProfileCatalog
+from ..storage.bindings import Bindings, bind
 from .activity import HubActivity
 from .backends.base import JobBackend
 from .backends.local import LocalJobBackend
@@ -65,6 +66,7 @@ class JobService(LoggingConfigurable):
     output_dir = Unicode("reeflab-jobs", config=True, help="Folder under the root for executed notebooks")
     max_running = Int(3, config=True, help="Jobs a user may run at once")
     poll_interval = Float(1.0, config=True, help="Seconds between checks of running jobs")
+    storage = Any(None, help="The StorageService resolving inputs/outputs ('connection:path'); None: refused")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -140,6 +142,7 @@ class JobService(LoggingConfigurable):
         if len(running) >= self.max_running:
             raise Forbidden(f"You have {len(running)} jobs running, the most allowed; wait or cancel one.")
         job_id = secrets.token_hex(4)
+        bindings = await self._bindings(owner, request, self.folder_of(job_id) / "storage")
         output = Path(self.output_dir) / job_id / notebook.name
         job = Job(
             id=job_id,
@@ -148,6 +151,8 @@ class JobService(LoggingConfigurable):
             notebook=request.notebook,
             output=str(output),
             parameters=request.parameters,
+            inputs=request.inputs,
+            outputs=request.outputs,
             kernel=kernel,
             profile=profile.slug,
             cpu=profile.cpu,
@@ -166,16 +171,32 @@ class JobService(LoggingConfigurable):
             "parameters": request.parameters,
             "kernel": kernel,
         }
+        if request.inputs or request.outputs:
+            spec["storage"] = bindings.spec()
         self._save(job)
         job.started_at = now()
         try:
-            job.runtime = await self.backend.start(job, self.folder(job), spec, profile)
+            job.runtime = await self.backend.start(job, self.folder(job), spec, profile, secrets=bindings.secrets)
         except Exception as err:  # the backend could not even start it: say why
             self._finish(job, "failed", f"could not start: {err}")
             return job
         self._save(job)
         self.ensure_watching()
         return job
+
+    def folder_of(self, job_id: str) -> Path:
+        return self.store.folder(job_id)
+
+    async def _bindings(self, owner: str, request: JobRequest, scratch: Path) -> Bindings:
+        """The job's storage: locations and only the named connections' credentials (the owner's own)."""
+        if not (request.inputs or request.outputs):
+            return Bindings()
+        if self.storage is None:
+            raise BadRequest("Storage is not available on this server: submit the job without inputs/outputs.")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            None, bind, self.storage, owner, request.inputs, request.outputs, scratch.resolve()
+        )
 
     async def cancel(self, owner: str, job_id: str) -> Job:
         job = self.get(owner, job_id)

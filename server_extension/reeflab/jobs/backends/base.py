@@ -22,10 +22,13 @@ class JobBackend(LoggingConfigurable, metaclass=_AbstractConfigurable):
     name = "base"
 
     @abstractmethod
-    async def start(self, job: Job, folder: Path, spec: dict[str, Any], profile: HardwareProfile) -> dict:
+    async def start(
+        self, job: Job, folder: Path, spec: dict[str, Any], profile: HardwareProfile, secrets: dict | None = None
+    ) -> dict:
         """Launch the job; return the runtime handle kept in `job.runtime`.
 
-        `spec` is what the runner needs: input, output (absolute paths), cwd, parameters, kernel.
+        `spec` is what the runner needs: input, output (absolute paths), cwd, parameters, kernel, storage.
+        `secrets` (storage credentials) go to the job's environment only: never to a file, a log or a record.
         """
 
     @abstractmethod

@@ -48,8 +48,12 @@ def job_manifest(
     ttl_seconds: int = 86400,
     env: dict[str, str] | None = None,
     extra: dict[str, str] | None = None,
+    secret: str | None = None,
 ) -> Manifest:
-    """A Job with one pod, never restarted: the runner for `folder` with the profile's hardware."""
+    """A Job with one pod, never restarted: the runner for `folder` with the profile's hardware.
+
+    `secret`: the Secret holding its storage credentials (secret_manifest()), read through envFrom.
+    """
     resources = {"cpu": cpu_quantity(profile.cpu), "memory": str(profile.memory_bytes)}
     pod: Manifest = {}
     if profile.gpu and profile.gpu.count:
@@ -71,6 +75,8 @@ def job_manifest(
         "volumeMounts": [{"name": "home", "mountPath": home}],
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
+    if secret:
+        container["envFrom"] = [{"secretRef": {"name": secret}}]
     security = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100}
     pod.update(containers=[container], restartPolicy="Never", automountServiceAccountToken=False)
     pod.update(enableServiceLinks=False, volumes=[{"name": "home", "persistentVolumeClaim": {"claimName": claim}}])
@@ -83,6 +89,15 @@ def job_manifest(
     spec = {"backoffLimit": 0, "ttlSecondsAfterFinished": ttl_seconds}  # a notebook is not retried
     spec["template"] = {"metadata": {"labels": labels}, "spec": pod}
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}
+
+
+def secret_manifest(job: Job, namespace: str, secrets: dict[str, str]) -> Manifest:
+    """The job's storage credentials (only the connections it names): never inline in the Job."""
+    labels = {"app.kubernetes.io/name": "reeflab-job", "app.kubernetes.io/managed-by": "reeflab"}
+    labels.update({"app.kubernetes.io/instance": job_name(job.id), "reeflab.io/owner": _slug(job.owner, _LABEL_VALUE)})
+    notes = {"reeflab.io/id": job.id}
+    meta = {"name": job_name(job.id), "namespace": namespace, "labels": labels, "annotations": notes}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "stringData": dict(secrets)}
 
 
 class KubernetesJobBackend(JobBackend):
@@ -116,20 +131,32 @@ class KubernetesJobBackend(JobBackend):
             self.api_client = client.ApiClient(cfg)
         return self.api_client
 
-    def manifest(self, job: Job, folder: Path, profile: HardwareProfile) -> Manifest:
+    def manifest(self, job: Job, folder: Path, profile: HardwareProfile, secret: str | None = None) -> Manifest:
         catalog = ProfileStore(self.profiles_file or default_profiles_path()).catalog()
         claim = self.home_claim.replace("{username}", _slug(job.owner, _OBJECT_NAME))
         env = {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
         return job_manifest(
             job, profile, catalog.image_of(profile), self.namespace, folder,
             claim=claim, home=self.home_mount, ttl_seconds=self.ttl_seconds, env=env, extra=self.extra_labels,
+            secret=secret,
         )  # fmt: skip
 
-    async def start(self, job: Job, folder: Path, spec: dict[str, Any], profile: HardwareProfile) -> dict:
+    async def start(
+        self, job: Job, folder: Path, spec: dict[str, Any], profile: HardwareProfile, secrets: dict | None = None
+    ) -> dict:
         (folder / "spec.json").write_text(json.dumps(spec, indent=1))
-        manifest = self.manifest(job, folder, profile)
+        manifest = self.manifest(job, folder, profile, secret=job_name(job.id) if secrets else None)
+        api = await self._api()
         try:
-            await client.BatchV1Api(await self._api()).create_namespaced_job(self.namespace, manifest)
+            if secrets:  # first, so the pod never waits for it
+                await client.CoreV1Api(api).create_namespaced_secret(
+                    self.namespace, secret_manifest(job, self.namespace, secrets)
+                )
+            created = await client.BatchV1Api(api).create_namespaced_job(self.namespace, manifest)
+            if secrets:  # removed with the Job (ttlSecondsAfterFinished, cancel) by Kubernetes' garbage collector
+                owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job_name(job.id), "uid": created.metadata.uid}
+                patch = {"metadata": {"ownerReferences": [owner]}}
+                await client.CoreV1Api(api).patch_namespaced_secret(job_name(job.id), self.namespace, patch)
         except ApiException as err:
             raise ReefLabError(f"Kubernetes refused the job ({err.status} {err.reason}); ask an admin.") from None
         return {"namespace": self.namespace, "name": job_name(job.id)}

@@ -44,14 +44,16 @@ class LocalJobBackend(JobBackend):
 
     cancel_grace = Float(5, config=True, help="Seconds the runner gets to stop its kernel before all is killed")
 
-    async def start(self, job: Job, folder: Path, spec: dict[str, Any], profile: HardwareProfile) -> dict:
+    async def start(
+        self, job: Job, folder: Path, spec: dict[str, Any], profile: HardwareProfile, secrets: dict | None = None
+    ) -> dict:
         (folder / "spec.json").write_text(json.dumps(spec, indent=1))
         cpus = cpu_set(job.cpu)
         with open(folder / LOG_FILE, "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "reeflab.jobs.runner", str(folder)],
                 cwd=spec["cwd"],
-                env=job_env(job, dict(os.environ)),
+                env={**job_env(job, dict(os.environ)), **(secrets or {})},  # in its environment, not argv
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
