@@ -8,9 +8,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..storage.models import NAME
+
 State = Literal["queued", "starting", "ready", "failed", "stopped"]
 ACTIVE_STATES = ("queued", "starting", "ready")
 Kind = Literal["deployment", "try"]
+STORAGE_ENV = "REEFLAB_STORAGE_"  # + a mounted connection's name: where the module finds it
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # set by the platform for every deployment; a user may not override them
 RESERVED_ENV = ("DEEPAAS_V2_MODEL", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PATH", "HOME")
@@ -37,6 +40,19 @@ class DeploymentRequest(BaseModel):
     profile: str | None = Field(None, description="Hardware profile slug; default: the user's default")
     hardware: Hardware | None = Field(None, description="Default: what the module needs, within the profile")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables")
+    storage: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Your storage connections to mount; the module finds each at $REEFLAB_STORAGE_<NAME>",
+    )
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not NAME.match(name):
+                raise ValueError(f"'{name}' is not a storage connection name; list yours at /reeflab/api/storage")
+        return list(dict.fromkeys(names))
 
     @field_validator("env")
     @classmethod
@@ -44,9 +60,14 @@ class DeploymentRequest(BaseModel):
         for name in env:
             if not _ENV_NAME.match(name):
                 raise ValueError(f"'{name}' is not an environment variable name (letters, digits, '_')")
-            if name in RESERVED_ENV:
+            if name in RESERVED_ENV or name.startswith(STORAGE_ENV):
                 raise ValueError(f"{name} is set by ReefLab and cannot be overridden")
         return env
+
+
+def storage_env(name: str) -> str:
+    """REEFLAB_STORAGE_<NAME>: where a deployment finds mounted connection `name`."""
+    return STORAGE_ENV + name.upper().replace("-", "_")
 
 
 class Deployment(BaseModel):
@@ -61,6 +82,7 @@ class Deployment(BaseModel):
     profile: str
     hardware: Hardware
     env: dict[str, str] = Field(default_factory=dict)
+    storage: list[str] = Field(default_factory=list, description="Storage connections mounted in it")
     state: State = "queued"
     reason: str | None = None
     backend: str

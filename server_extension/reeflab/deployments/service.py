@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Float, Instance, Int, Type, Unicode, default
+from traitlets import Any, Float, Instance, Int, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..catalog.service import CatalogService
@@ -59,6 +59,7 @@ class DeploymentService(LoggingConfigurable):
     poll_interval = Float(1.0, config=True, help="Seconds between checks of starting deployments")
 
     catalog = Instance(CatalogService)
+    storage = Any(None, help="The StorageService whose connections deployments mount; None: refused")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -120,6 +121,7 @@ class DeploymentService(LoggingConfigurable):
         hardware = request.hardware or Hardware(**choice["prefill"])
         self._check_fits(hardware, choice)
         self._check_quota(owner, request, hardware)
+        self._check_storage(owner, request.storage)
         created = now()
         deployment = Deployment(
             id=secrets.token_hex(4),
@@ -131,6 +133,7 @@ class DeploymentService(LoggingConfigurable):
             profile=profile.slug,
             hardware=hardware,
             env={**entry.deploy_env, **request.env},  # a registered model: its weights
+            storage=request.storage,
             backend=self.backend.name,
             created=created,
             expires=created + timedelta(minutes=self.try_minutes) if request.kind == "try" else None,
@@ -182,6 +185,16 @@ class DeploymentService(LoggingConfigurable):
         ]
         if over:
             raise BadRequest(f"Hardware beyond profile '{choice['slug']}': {', '.join(over)}.")
+
+    def _check_storage(self, owner: str, names: list[str]) -> None:
+        """Every connection named is the owner's own (another user's is as absent as a missing one)."""
+        if names and self.storage is None:
+            raise BadRequest("Storage is not available on this server: deploy without 'storage'.")
+        for name in names:
+            try:
+                self.storage.get(owner, name)
+            except NotFound as err:
+                raise BadRequest(f"storage: {err.message}") from None
 
     def _check_quota(self, owner: str, request: DeploymentRequest, hardware: Hardware) -> None:
         active = [d for d in self.list(owner) if d.active]

@@ -55,11 +55,14 @@ def render_mounts(
     namespace: str = "default",
     home: str = "/home/jovyan",
     image: str = RCLONE_IMAGE,
+    secret: str | None = None,
 ) -> MountSpec:
     """Sidecars, volumes and the Secret mounting `connections` at `<home>/storage/<name>` in the user's pod.
 
-    `env_for(connection)` gives its `RCLONE_CONFIG_*` variables (`rclone.remote_env`).
+    `env_for(connection)` gives its `RCLONE_CONFIG_*` variables (`rclone.remote_env`). `secret` names the
+    Secret (default: the user's, `secret_name(user)`); a Deployment pod mounting a few connections has its own.
     """
+    secret = secret or secret_name(user)
     data: dict[str, str] = {}
     containers = []
     for connection in connections:
@@ -82,20 +85,21 @@ def render_mounts(
                     f"/tmp/rclone-cache/{connection.name}",
                     *FAST_FAIL,
                 ],  # fmt: skip
-                "envFrom": [{"secretRef": {"name": secret_name(user)}}],
+                "envFrom": [{"secretRef": {"name": secret}}],
                 "env": [{"name": "RCLONE_CONFIG", "value": "/dev/null"}],
-                "securityContext": {"privileged": True},
+                # FUSE needs root and /dev/fuse; explicit, since pods may default to runAsNonRoot
+                "securityContext": {"privileged": True, "runAsUser": 0, "runAsNonRoot": False},
                 "volumeMounts": [{"name": VOLUME, "mountPath": SIDECAR_ROOT, "mountPropagation": "Bidirectional"}],
                 "lifecycle": {"preStop": {"exec": {"command": ["fusermount3", "-uz", target]}}},
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
             }
         )
-    secret = {
+    manifest = {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
-            "name": secret_name(user),
+            "name": secret,
             "namespace": namespace,
             "labels": {"app.kubernetes.io/part-of": "reeflab", "reeflab/user": _dns(user)},
         },
@@ -105,4 +109,4 @@ def render_mounts(
     mounts = (
         [{"name": VOLUME, "mountPath": f"{home}/storage", "mountPropagation": "HostToContainer"}] if connections else []
     )
-    return MountSpec(secret=secret, extra_containers=containers, volumes=volumes, volume_mounts=mounts)
+    return MountSpec(secret=manifest, extra_containers=containers, volumes=volumes, volume_mounts=mounts)

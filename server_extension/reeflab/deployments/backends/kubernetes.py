@@ -18,9 +18,11 @@ from traitlets import Dict, Float, Instance, Unicode, default
 
 from ...errors import BadRequest, Conflict, ReefLabError
 from ...profiles import HardwareProfile, ProfileStore, default_profiles_path
-from ..models import Deployment
+from ...storage.kubernetes import MountSpec, render_mounts
+from ..models import Deployment, storage_env
 from .base import BackendStatus, DeploymentBackend
 
+STORAGE_ROOT = "/mnt"  # mounted connections are at /mnt/storage/<name>
 PORT = 5000  # deepaas-run in images/module.Dockerfile, which runs as uid 1000, gid 100
 CONTAINER = "module"
 INSTANCE = "app.kubernetes.io/instance"
@@ -72,9 +74,20 @@ def _probe(delay: int, period: int, failures: int) -> Manifest:
 
 
 def deployment_manifest(
-    dep: Deployment, profile: HardwareProfile, image: str, namespace: str, *, account: str = "", extra: Labels = None
+    dep: Deployment,
+    profile: HardwareProfile,
+    image: str,
+    namespace: str,
+    *,
+    account: str = "",
+    extra: Labels = None,
+    mounts: MountSpec | None = None,
 ) -> Manifest:
-    """One replica of `deepaas-run` serving dep.entry_point, with exactly the hardware of dep.hardware."""
+    """One replica of `deepaas-run` serving dep.entry_point, with exactly the hardware of dep.hardware.
+
+    With `mounts` (storage_mounts()), rclone sidecars mount dep.storage; the module finds each connection
+    at $REEFLAB_STORAGE_<NAME> and never sees its credentials (they are in the sidecars' Secret only).
+    """
     hw = dep.hardware
     resources = {"cpu": cpu_quantity(hw.cpu), "memory": str(hw.memory_MB * 10**6)}
     pod: Manifest = {}
@@ -87,6 +100,8 @@ def deployment_manifest(
         pod = {key: value for key, value in placement.items() if value}
     threads = str(max(1, math.ceil(hw.cpu)))  # as the local backend does
     env = dict(DEEPAAS_V2_MODEL=dep.entry_point, YOLO_OFFLINE="1", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    if mounts and mounts.extra_containers:
+        env.update({storage_env(name): f"{STORAGE_ROOT}/storage/{name}" for name in dep.storage})
     container: Manifest = {
         "name": CONTAINER,
         "image": image,
@@ -104,7 +119,11 @@ def deployment_manifest(
     if dep.env:  # user values may be secrets: never inline in the Deployment
         container["envFrom"] = [{"secretRef": {"name": object_name(dep.id)}}]
     security = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100}
-    pod.update(containers=[container], automountServiceAccountToken=False, enableServiceLinks=False)
+    if mounts and mounts.extra_containers:
+        container["volumeMounts"] = list(mounts.volume_mounts)
+        pod["volumes"] = list(mounts.volumes)
+    sidecars = list(mounts.extra_containers) if mounts else []
+    pod.update(containers=[container, *sidecars], automountServiceAccountToken=False, enableServiceLinks=False)
     pod["securityContext"] = {**security, "seccompProfile": {"type": "RuntimeDefault"}}
     if account:
         pod["serviceAccountName"] = account
@@ -118,6 +137,20 @@ def deployment_manifest(
     spec["progressDeadlineSeconds"] = 1800  # image pull + the startup probe's 15 minutes
     spec["template"] = {"metadata": {"labels": labels(dep, extra)}, "spec": pod}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+
+
+def storage_secret_name(dep: Deployment) -> str:
+    return _slug(f"reeflab-{dep.id}-storage", _OBJECT_NAME)
+
+
+def storage_mounts(dep: Deployment, connections: list, namespace: str, env_for, *, extra: Labels = None) -> MountSpec:
+    """The rclone sidecars, volume and Secret (own to this deployment) mounting `connections` in its pod."""
+    spec = render_mounts(
+        dep.owner, connections, env_for, namespace=namespace, home=STORAGE_ROOT, secret=storage_secret_name(dep)
+    )
+    spec.secret["metadata"]["labels"] = labels(dep, extra)
+    spec.secret["metadata"]["annotations"] = {"reeflab.io/id": dep.id, "reeflab.io/owner": dep.owner}
+    return spec
 
 
 def secret_manifest(dep: Deployment, namespace: str, *, extra: Labels = None) -> Manifest:
@@ -268,23 +301,38 @@ class KubernetesBackend(DeploymentBackend):
         image = self.gpu_image if deployment.hardware.gpu and self.gpu_image else self.image
         image, profile = image.replace("{module}", deployment.module), self._profile(deployment)
         manifests = [("Secret", secret_manifest(deployment, ns, **extra))] if deployment.env else []
-        spec = deployment_manifest(deployment, profile, image, ns, account=self.service_account, **extra)
+        mounts = self._storage(deployment, ns) if deployment.storage else None
+        if mounts:
+            manifests.insert(0, ("Secret", mounts.secret))
+        spec = deployment_manifest(deployment, profile, image, ns, account=self.service_account, mounts=mounts, **extra)
         manifests += [("Deployment", spec), ("Service", service_manifest(deployment, ns, **extra))]
         if self.ingress_host:
             ingress = ingress_manifest(deployment, ns, self.ingress_host, annotations=self.ingress_annotations, **extra)
             manifests.append(("Ingress", ingress))
         api = await self._api()
-        created: list[str] = []
-        for kind, manifest in manifests:  # the Secret first, so the pod never waits for it
+        created: list[tuple[str, str]] = []
+        for kind, manifest in manifests:  # the Secrets first, so the pod never waits for them
+            made = manifest["metadata"]["name"]
             try:
                 await _call(api, "create", kind)(ns, manifest)
             except ApiException as err:
-                await self._delete(ns, name, created, quiet=True)  # only what it made: a conflict may be another's
-                raise _error(err, kind, name, ns) from None
-            created.append(kind)
+                for done_kind, done_name in created:  # only what it made: a conflict may be another's
+                    await self._delete(ns, done_name, [done_kind], quiet=True)
+                raise _error(err, kind, made, ns) from None
+            created.append((kind, made))
         self.log.info("Deployment %s runs as Kubernetes Deployment %s in namespace %s", deployment.id, name, ns)
         url = {"url": f"https://{name}.{self.ingress_host}/"} if self.ingress_host else {}
         return {"namespace": ns, "name": name, "service_host": f"{name}.{ns}.svc", "port": PORT, **url}
+
+    def _storage(self, deployment: Deployment, namespace: str) -> MountSpec:
+        """Sidecars for the deployment's connections, read from its owner's store (this server's)."""
+        from ...storage.rclone import remote_env
+
+        storage = getattr(self.parent, "storage", None)
+        if storage is None:
+            raise ReefLabError("storage is not available on this server")
+        connections = [storage.get(deployment.owner, name) for name in deployment.storage]
+        return storage_mounts(deployment, connections, namespace, remote_env, extra=self.extra_labels)
 
     async def _pods(self, ns: str, name: str, since: datetime | None = None) -> list[Manifest]:
         """Its pods as API JSON, the newest first; with `since`, only live ones created since (not a restart's old)."""
@@ -326,6 +374,8 @@ class KubernetesBackend(DeploymentBackend):
         ns, name = self._where(deployment)
         with_ingress = bool(self.ingress_host or deployment.runtime.get("url"))
         await self._delete(ns, name, ["Ingress"] * with_ingress + ["Service", "Deployment", "Secret"])
+        if deployment.storage:
+            await self._delete(ns, storage_secret_name(deployment), ["Secret"])
         self.log.info("Deleted Kubernetes objects %s of deployment %s in namespace %s", name, deployment.id, ns)
 
     def endpoint(self, deployment: Deployment) -> tuple[str, int]:

@@ -17,7 +17,7 @@ import psutil
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Float, Unicode, default
 
-from ..models import Deployment
+from ..models import Deployment, storage_env
 from .base import BackendStatus, DeploymentBackend
 
 LOG_FILE = "deepaas.log"
@@ -60,6 +60,7 @@ class LocalProcessBackend(DeploymentBackend):
         return str(Path(sys.executable).parent / "deepaas-run")
 
     async def start(self, deployment: Deployment, folder: Path) -> dict:
+        mounts = await asyncio.get_running_loop().run_in_executor(None, self._mounts, deployment)
         port = free_port()
         workdir = folder / "work"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +69,7 @@ class LocalProcessBackend(DeploymentBackend):
         env = {
             **os.environ,
             **deployment.env,
+            **mounts,
             "DEEPAAS_V2_MODEL": deployment.entry_point,
             "OMP_NUM_THREADS": threads,
             "MKL_NUM_THREADS": threads,
@@ -99,6 +101,21 @@ class LocalProcessBackend(DeploymentBackend):
             )
         started = psutil.Process(process.pid).create_time()
         return {"pid": process.pid, "port": port, "started": started, "log": str(folder / LOG_FILE)}
+
+    def _mounts(self, deployment: Deployment) -> dict[str, str]:
+        """REEFLAB_STORAGE_<NAME> -> the mounted folder, mounting what is not mounted yet (no credential given)."""
+        storage = getattr(self.parent, "storage", None)
+        if not deployment.storage:
+            return {}
+        if storage is None:
+            raise RuntimeError("storage is not available on this server")
+        found = {}
+        for name in deployment.storage:
+            connection = storage.get(deployment.owner, name)
+            if storage.mount_status(connection).get("state") != "mounted":
+                storage.mount(deployment.owner, name)
+            found[storage_env(name)] = str(storage.mountpoint(connection))
+        return found
 
     def _process(self, deployment: Deployment) -> psutil.Process | None:
         """The deployment's process if it still runs: same pid *and* start time (pids are reused)."""
