@@ -109,3 +109,19 @@ async def test_a_model_below_the_threshold_stops_at_the_gate_and_is_not_register
     assert (await api(jp_fetch, "GET", "training", "models"))["models"] == []
     found = await api(jp_fetch, "GET", "catalog", "modules", params={"q": MODEL})
     assert MODEL not in [item["id"] for item in found["items"]]
+
+
+def test_gate_and_version_helpers_of_the_nodes(monkeypatch, tmp_path):
+    from reeflab.pipelines import nodes
+
+    assert nodes.quality_gate({"map50": 0.62}, "map50", 0.5) == 0.62
+    with pytest.raises(nodes.QualityGateFailed, match=r"map50 0\.4000 is below the threshold 0\.5"):
+        nodes.quality_gate({"map50": 0.4}, "map50", 0.5)
+    with pytest.raises(KeyError, match="it has map50"):
+        nodes.quality_gate({"map50": 0.4}, "recall", 0.5)
+    assert nodes.next_version([]) == "1.0.0"
+    assert nodes.next_version(["1.0.0", "1.0.9", "1.0.10", "2024-rc"]) == "1.0.11"
+    monkeypatch.setenv("REEFLAB_ROOT_DIR", str(tmp_path))
+    assert nodes.root_relative(tmp_path / "pipelines" / "work" / "model.pt") == "pipelines/work/model.pt"
+    with pytest.raises(ValueError, match="outside your Jupyter root folder"):
+        nodes.root_relative("/etc/passwd")
