@@ -1,23 +1,33 @@
 """Storage used by the rest of the platform, with real servers: a notebook job reads an image list from a
 WebDAV connection (wsgidav) and writes a CSV to an S3 connection (SeaweedFS) and a summary back to WebDAV;
 the credentials reach the job only, never its record, its log, the API answers, the job folder or `ps`.
-"""
+Deployments mount connections: locally on the real rclone mount, in kubernetes as validated sidecars."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
+import kubernetes_validate
 import nbformat
 import psutil
 import pytest
+from pydantic import ValidationError
+from reeflab.deployments.backends import kubernetes as kb
+from reeflab.deployments.models import Deployment, DeploymentRequest, Hardware
+from reeflab.deployments.service import DeploymentService
 from reeflab.errors import BadRequest
 from reeflab.hub.config import REPO
 from reeflab.jobs.models import JobRequest
+from reeflab.profiles import load_profiles
 from reeflab.storage.platform_s3 import PlatformS3
+from reeflab.storage.rclone import remote_env
 from reeflab.storage.seaweedfs import SeaweedProcess
+from reeflab.storage.service import StorageService
 from reeflab.storage.testing import WebDAVProcess
 from tornado.httpclient import HTTPClientError
 
@@ -214,3 +224,72 @@ async def test_another_users_job_cannot_use_your_connections(api, dav, s3, jp_ro
     with pytest.raises(BadRequest, match="No storage connection 'cloud'"):
         await reeflab["jobs"].submit("bob", [], request, profiles)
     assert reeflab["jobs"].list("bob") == []
+
+
+# -- deployments ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def storage(tmp_path, dav, s3):
+    """Ana's storage service (as her server has it) with a WebDAV folder and an S3 bucket."""
+    service = StorageService(root_dir=str(tmp_path / "state"), workspace=str(tmp_path / "home"), mount_timeout=30)
+    (tmp_path / "home").mkdir()
+    dav_body = {"kind": "webdav", "name": "cloud", "url": dav.url, "user": dav.user, "password": dav.password}
+    service.create("ana", dav_body)
+    keys = {"access_key": s3.ana_key["access_key"], "secret_key": s3.ana_key["secret_key"]}
+    service.create("ana", {"kind": "s3", "name": "lake", "endpoint": s3.endpoint, "bucket": "ana", **keys})
+    yield service
+    for connection in service.list("ana"):
+        service.unmount("ana", connection.name)
+
+
+def deployment(**fields) -> Deployment:
+    base = dict(id="d3adb33f", owner="ana", module="fish-detector", entry_point="fish_detector", title="Fish")
+    base.update(kind="deployment", backend="local", created=datetime(2026, 11, 23, tzinfo=UTC), profile="cpu")
+    return Deployment(hardware=Hardware(cpu=1, memory_MB=1000), **{**base, **fields})
+
+
+async def test_a_local_deployment_finds_its_storage_mounted(storage, dav, tmp_path):
+    service = DeploymentService(root_dir=str(tmp_path / "deployments"), storage=storage)
+    env = await asyncio.get_running_loop().run_in_executor(None, service.backend._mounts, deployment(storage=["cloud"]))
+    assert list(env) == ["REEFLAB_STORAGE_CLOUD"]
+    mounted = Path(env["REEFLAB_STORAGE_CLOUD"])
+    assert mounted == tmp_path / "home" / "storage" / "cloud"
+    assert (mounted / "images" / "list.txt").read_text().startswith("reef-001.jpg")
+    assert dav.password not in json.dumps(env)
+
+    service._check_storage("ana", ["cloud", "lake"])  # hers: accepted
+    with pytest.raises(BadRequest, match="storage: No storage connection 'cloud'"):
+        service._check_storage("bob", ["cloud"])  # not bob's
+    with pytest.raises(ValidationError, match="REEFLAB_STORAGE_CLOUD is set by ReefLab"):
+        DeploymentRequest(module="fish-detector", env={"REEFLAB_STORAGE_CLOUD": "/tmp"})
+
+
+async def test_a_kubernetes_deployment_mounts_its_storage_with_sidecars(storage, dav, s3, tmp_path):
+    profiles = "image: example.org/lab:1\nprofiles:\n  - {slug: cpu, display_name: CPU, cpu: 2, memory: 4G}\n"
+    (path := tmp_path / "profiles.yaml").write_text(profiles)
+    dep = deployment(storage=["cloud", "lake"], env={"THRESHOLD": "0.4"}, backend="kubernetes")
+    connections = [storage.get("ana", name) for name in dep.storage]
+    mounts = kb.storage_mounts(dep, connections, "reeflab", remote_env)
+    profile = load_profiles(path).profiles[0]
+    manifest = kb.deployment_manifest(dep, profile, "example.org/module:1", "reeflab", mounts=mounts)
+    for each in (manifest, mounts.secret, kb.secret_manifest(dep, "reeflab")):
+        kubernetes_validate.validate(each, "1.33.0", strict=True)
+
+    pod = manifest["spec"]["template"]["spec"]
+    module, *sidecars = pod["containers"]
+    env = {e["name"]: e["value"] for e in module["env"]}
+    assert env["REEFLAB_STORAGE_CLOUD"] == "/mnt/storage/cloud" and env["REEFLAB_STORAGE_LAKE"] == "/mnt/storage/lake"
+    assert module["volumeMounts"] == [
+        {"name": "reeflab-storage", "mountPath": "/mnt/storage", "mountPropagation": "HostToContainer"}
+    ]
+    assert module["envFrom"] == [{"secretRef": {"name": "reeflab-d3adb33f"}}]  # the user's env, not the keys
+    assert [s["args"][1] for s in sidecars] == ["rl_cloud:", "rl_lake:ana"]
+    assert all(s["envFrom"] == [{"secretRef": {"name": "reeflab-d3adb33f-storage"}}] for s in sidecars)
+    assert all(s["securityContext"]["runAsUser"] == 0 for s in sidecars)  # the pod's default is non-root
+    assert mounts.secret["metadata"]["name"] == "reeflab-d3adb33f-storage"
+    assert mounts.secret["metadata"]["labels"]["app.kubernetes.io/instance"] == "reeflab-d3adb33f"
+    text = json.dumps(manifest)
+    assert dav.password not in text and s3.ana_key["secret_key"] not in text
+    keys = {k: base64.b64decode(v).decode() for k, v in mounts.secret["data"].items()}
+    assert keys["RCLONE_CONFIG_RL_LAKE_SECRET_ACCESS_KEY"] == s3.ana_key["secret_key"]
