@@ -7,12 +7,16 @@ import os
 from pathlib import Path
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
+from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Unicode, default
 
 from ..errors import ReefLabError
 from ..profiles import ProfileStore, default_profiles_path
+from ..storage.kubernetes import render_mounts
+from ..storage.rclone import remote_env
+from ..storage.store import ConnectionStore
 from .profile_list import PROFILE_TRAITS, kubespawner_profiles, user_groups
 
 
@@ -66,10 +70,19 @@ class ReefLabKubeSpawner(KubeSpawner):
     """
 
     profiles_file = Unicode(config=True, help="Hardware profiles file (hub_config/profiles.yaml format)")
+    storage_root = Unicode(
+        "",
+        config=True,
+        help="Folder where the hub reads users' storage connections (a volume user servers keep them on, "
+        "their StorageService.root_dir); connections a user mounted get rclone sidecars. Empty: none.",
+    )
+    storage_home = Unicode("/home/jovyan", config=True, help="Home in the pod: mounts are at <home>/storage/<name>")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._baseline = {name: copy.deepcopy(getattr(self, name)) for name in PROFILE_TRAITS}
+        traits = (*PROFILE_TRAITS, "extra_containers", "volumes", "volume_mounts")
+        self._baseline = {name: copy.deepcopy(getattr(self, name)) for name in dict.fromkeys(traits)}
+        self._storage_secret: dict | None = None
 
     @property
     def profile_store(self) -> ProfileStore:
@@ -95,3 +108,35 @@ class ReefLabKubeSpawner(KubeSpawner):
         self.user_options = {**(self.user_options or {}), "profile": profile.slug}
         self.environment = {**self.environment, "REEFLAB_PROFILE": profile.slug}
         await super().load_user_options()
+        self.add_storage_mounts()
+
+    def add_storage_mounts(self) -> None:
+        """The user's mounted connections as rclone sidecars (the Secret is made in _start, before the pod)."""
+        if not self.storage_root:
+            return
+        store = ConnectionStore(self.storage_root)
+        connections = [c for c in store.load(self.user.name).values() if c.mounted]
+        spec = render_mounts(self.user.name, connections, remote_env, namespace=self.namespace, home=self.storage_home)
+        self.extra_containers = [*self.extra_containers, *spec.extra_containers]
+        self.volumes = [*self.volumes, *spec.volumes]
+        self.volume_mounts = [*self.volume_mounts, *spec.volume_mounts]
+        self._storage_secret = spec.secret if connections else None
+        if connections:
+            self.log.info("mounting storage %s of %s", ", ".join(c.name for c in connections), self.user.name)
+
+    async def apply_storage_secret(self) -> None:
+        """Create or replace the user's storage Secret (credentials never go in the pod spec)."""
+        secret = self._storage_secret
+        if secret is None:
+            return
+        name = secret["metadata"]["name"]
+        try:
+            await self.api.create_namespaced_secret(self.namespace, secret)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+            await self.api.replace_namespaced_secret(name, self.namespace, secret)
+
+    async def _start(self):
+        await self.apply_storage_secret()
+        return await super()._start()
