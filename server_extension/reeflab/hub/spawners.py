@@ -80,9 +80,9 @@ class ReefLabKubeSpawner(KubeSpawner):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        traits = (*PROFILE_TRAITS, "extra_containers", "volumes", "volume_mounts")
-        self._baseline = {name: copy.deepcopy(getattr(self, name)) for name in dict.fromkeys(traits)}
+        self._baseline = {name: copy.deepcopy(getattr(self, name)) for name in PROFILE_TRAITS}
         self._storage_secret: dict | None = None
+        self._storage_added: dict[str, list] = {}  # what the last spawn added, taken out on the next
 
     @property
     def profile_store(self) -> ProfileStore:
@@ -112,14 +112,21 @@ class ReefLabKubeSpawner(KubeSpawner):
 
     def add_storage_mounts(self) -> None:
         """The user's mounted connections as rclone sidecars (the Secret is made in _start, before the pod)."""
+        for name, added in self._storage_added.items():  # a respawn: the previous mounts may be gone
+            setattr(self, name, [item for item in getattr(self, name) if item not in added])
+        self._storage_added, self._storage_secret = {}, None
         if not self.storage_root:
             return
         store = ConnectionStore(self.storage_root)
         connections = [c for c in store.load(self.user.name).values() if c.mounted]
         spec = render_mounts(self.user.name, connections, remote_env, namespace=self.namespace, home=self.storage_home)
-        self.extra_containers = [*self.extra_containers, *spec.extra_containers]
-        self.volumes = [*self.volumes, *spec.volumes]
-        self.volume_mounts = [*self.volume_mounts, *spec.volume_mounts]
+        self._storage_added = {
+            "extra_containers": spec.extra_containers,
+            "volumes": spec.volumes,
+            "volume_mounts": spec.volume_mounts,
+        }
+        for name, added in self._storage_added.items():
+            setattr(self, name, [*getattr(self, name), *added])
         self._storage_secret = spec.secret if connections else None
         if connections:
             self.log.info("mounting storage %s of %s", ", ".join(c.name for c in connections), self.user.name)
