@@ -381,6 +381,55 @@ export namespace Jobs {
   }
 }
 
+/** Elyra pipeline runs (server_extension/reeflab/pipelines/models.py): every node a notebook job. */
+export namespace Pipelines {
+  export type State = Jobs.State;
+  export type NodeState = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled' | 'skipped';
+
+  /** POST /reeflab/api/pipelines */
+  export interface IRequest {
+    /** relative to the Jupyter root folder, ending in .pipeline */
+    pipeline: string;
+    parameters?: Record<string, string>;
+    profile?: string;
+    title?: string;
+  }
+
+  export interface INode {
+    id: string;
+    label: string;
+    filename: string;
+    parents: string[];
+    state: NodeState;
+    reason: string | null;
+    progress: Jobs.IProgress;
+    error: Jobs.IJobError | null;
+    /** the executed notebook, relative to the root folder */
+    output: string | null;
+    started_at: string | null;
+    finished_at: string | null;
+  }
+
+  export interface IRun {
+    id: string;
+    owner: string;
+    title: string;
+    pipeline: string;
+    output: string;
+    /** under the server's base URL: the folder of the executed notebooks in Lab */
+    output_url: string;
+    parameters: Record<string, string>;
+    profile: string;
+    state: State;
+    reason: string | null;
+    nodes: INode[];
+    backend: string;
+    created: string;
+    started_at: string | null;
+    finished_at: string | null;
+  }
+}
+
 /** Serverless services on the OSCAR-compatible engine, through /reeflab/api/serverless/. */
 export namespace Serverless {
   /** An OSCAR FDL service definition (only what the panel shows). */
@@ -548,6 +597,8 @@ export function describeError(status: number, message?: string): string {
       return 'You are not allowed to do this. Try logging in again.';
     case 404:
       return 'This item does not exist (any more).';
+    case 413:
+      return 'The file is too large for your Jupyter server to take in one go. Copy it with a transfer instead.';
     case 502:
     case 503:
     case 504:
@@ -778,6 +829,16 @@ function jobEndpoint(id: string, ...rest: string[]): string {
   return URLExt.join('jobs', encodeURIComponent(id), ...rest);
 }
 
+/** A path for one pipeline run. */
+function pipelineEndpoint(id: string, ...rest: string[]): string {
+  return URLExt.join('pipelines', encodeURIComponent(id), ...rest);
+}
+
+/** The address of one file of a connection (`?path=` holds the file's path in it). */
+function fileEndpoint(name: string, path: string): string {
+  return `${connectionEndpoint(name, 'file')}?${new URLSearchParams({ path })}`;
+}
+
 /** A file's bytes as base64, the body OSCAR's run and job endpoints take. */
 export async function fileToBase64(file: Blob): Promise<string> {
   const bytes = new Uint8Array(await file.arrayBuffer());
@@ -820,10 +881,63 @@ export const storageApi = {
       params.append('page', page);
     }
     return requestAPI<Storage.IListing>(`${connectionEndpoint(name, 'files')}?${params}`, { signal }, settings);
+  },
+  /** Write a file from the user's computer at `path` (folder and name) in the connection. */
+  uploadFile: (
+    name: string,
+    path: string,
+    file: Blob,
+    settings?: ServerConnection.ISettings
+  ): Promise<{ connection: string; path: string }> =>
+    requestAPI<{ connection: string; path: string }>(
+      fileEndpoint(name, path),
+      { method: 'PUT', body: file, headers: { 'Content-Type': 'application/octet-stream' } },
+      settings
+    ),
+  /** A file's bytes, fetched with the user's credentials (a plain link would not carry the token). */
+  downloadFile: async (
+    name: string,
+    path: string,
+    signal?: AbortSignal,
+    settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+  ): Promise<Blob> => {
+    const response = await send(apiURL(fileEndpoint(name, path), settings), { signal }, settings);
+    if (!response.ok) {
+      throw errorFromBody(response.status, await response.text());
+    }
+    return response.blob();
+  }
+};
+
+export const pipelinesApi = {
+  pipelineRuns: (signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Pipelines.IRun[]> =>
+    requestAPI<{ runs: Pipelines.IRun[] }>('pipelines', { signal }, settings).then(answer => answer.runs),
+  runPipeline: (request: Pipelines.IRequest, settings?: ServerConnection.ISettings): Promise<Pipelines.IRun> =>
+    requestAPI<Pipelines.IRun>('pipelines', json(request), settings),
+  cancelPipelineRun: (id: string, settings?: ServerConnection.ISettings): Promise<Pipelines.IRun> =>
+    requestAPI<Pipelines.IRun>(pipelineEndpoint(id, 'cancel'), { method: 'POST' }, settings),
+  deletePipelineRun: (id: string, settings?: ServerConnection.ISettings): Promise<void> =>
+    requestAPI<unknown>(pipelineEndpoint(id), { method: 'DELETE' }, settings).then(() => undefined),
+  /** The run's log, or with `node` that node's own (its cells' output). */
+  pipelineLog: (
+    id: string,
+    node: string | null,
+    tail = 200,
+    signal?: AbortSignal,
+    settings?: ServerConnection.ISettings
+  ): Promise<string[]> => {
+    const params = new URLSearchParams({ tail: String(tail) });
+    if (node) {
+      params.append('node', node);
+    }
+    return requestAPI<{ lines: string[] }>(`${pipelineEndpoint(id, 'log')}?${params}`, { signal }, settings).then(
+      answer => answer.lines
+    );
   }
 };
 
 export const jobsApi = {
+  ...pipelinesApi,
   jobs: (signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Jobs.IJob[]> =>
     requestAPI<{ jobs: Jobs.IJob[] }>('jobs', { signal }, settings).then(answer => answer.jobs),
   cancelJob: (id: string, settings?: ServerConnection.ISettings): Promise<Jobs.IJob> =>
@@ -893,11 +1007,15 @@ export type DeploymentsAPI = Pick<
   'deployments' | 'deleteDeployment' | 'restartDeployment' | 'followLogs' | 'predictJSON' | 'predictImage'
 >;
 
-/** The calls the Storage section makes. */
-export type StorageAPI = typeof storageApi;
+/** The calls the Storage section makes (without upload/download, files are only listed). */
+export type StorageAPI = Omit<typeof storageApi, 'uploadFile' | 'downloadFile'> &
+  Partial<Pick<typeof storageApi, 'uploadFile' | 'downloadFile'>>;
 
-/** The calls the Jobs section makes. */
-export type JobsAPI = typeof jobsApi;
+/** The calls the pipeline runs of the Jobs section make. */
+export type PipelinesAPI = typeof pipelinesApi;
+
+/** The calls the Jobs section makes (without the pipeline calls, it shows notebook jobs only). */
+export type JobsAPI = Omit<typeof jobsApi, keyof PipelinesAPI> & Partial<PipelinesAPI>;
 
 /** The calls the Serverless section makes. */
 export type ServerlessAPI = typeof serverlessApi;

@@ -1,10 +1,13 @@
-/** Your notebook jobs (papermill runs) with live progress, logs, cancel and output, and your MLflow runs. */
+/**
+ * Your pipeline runs (per-step status, logs, cancel), notebook jobs (papermill runs) with live progress,
+ * logs, cancel and output, and your MLflow runs.
+ */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { launchIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { errorMessage, Jobs, JobsAPI } from './api';
+import { errorMessage, Jobs, JobsAPI, PipelinesAPI } from './api';
 import { ErrorNotice, Loading } from './notice';
 import {
   describeFailure,
@@ -15,6 +18,7 @@ import {
   newestFirstByCreated,
   SLOW_MS
 } from './panelState';
+import { PipelinesView } from './pipelines';
 import { usePolled } from './usePolled';
 
 /** An address under the server's base URL (the output notebook, the MLflow UI). */
@@ -169,6 +173,15 @@ function TrainingRuns(props: { api: JobsAPI; visible: boolean }): JSX.Element | 
   );
 }
 
+/** The pipeline calls, when the API given has them all (tests of notebook jobs alone give none). */
+function pipelinesOf(api: JobsAPI): PipelinesAPI | null {
+  const { pipelineRuns, runPipeline, cancelPipelineRun, deletePipelineRun, pipelineLog } = api;
+  if (pipelineRuns && runPipeline && cancelPipelineRun && deletePipelineRun && pipelineLog) {
+    return { pipelineRuns, runPipeline, cancelPipelineRun, deletePipelineRun, pipelineLog };
+  }
+  return null;
+}
+
 export interface IJobsViewProps {
   api: JobsAPI;
   visible?: boolean;
@@ -187,8 +200,16 @@ export function JobsView(props: IJobsViewProps): JSX.Element {
   }, [props.refreshKey]);
   const list = jobs.value ? newestFirstByCreated(jobs.value) : null;
   const put = (job: Jobs.IJob) => jobs.set(current => (current ?? []).map(j => (j.id === job.id ? job : j)));
+  const pipelines = React.useMemo(() => pipelinesOf(api), [api]); // one object: its calls are polled
   return (
     <div className="jp-ReefLab-jobs">
+      {pipelines && (
+        <>
+          <h4>Pipeline runs</h4>
+          <PipelinesView api={pipelines} visible={visible} refreshKey={props.refreshKey} />
+          <h4>Notebook jobs</h4>
+        </>
+      )}
       {jobs.error && <ErrorNotice message={jobs.error} onRetry={jobs.refresh} />}
       {list === null && !jobs.error && <Loading>Loading your jobs…</Loading>}
       {list?.length === 0 && (

@@ -37,6 +37,24 @@ function useAction(): {
   return { busy, error, run };
 }
 
+/** Save bytes the panel fetched as a file on the user's computer (the browser's own download). */
+export function saveBlob(blob: Blob, filename: string): void {
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = filename;
+  link.style.display = 'none';
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000); // the download keeps reading it a while
+}
+
+/** The path of `file` uploaded into `folder` ("" is the connection's top folder). */
+export function uploadPath(folder: string, filename: string): string {
+  return folder ? `${folder.replace(/\/+$/, '')}/${filename}` : filename;
+}
+
 /** One page after another of a connection's folder; folders open in place. */
 export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX.Element {
   const { api, connection } = props;
@@ -46,6 +64,32 @@ export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX
   const [error, setError] = React.useState<string | null>(null);
   const [loading, setLoading] = React.useState(false);
   const [attempt, setAttempt] = React.useState(0);
+  const transfer = useAction();
+  const [done, setDone] = React.useState<string | null>(null);
+  const input = React.useRef<HTMLInputElement>(null);
+  const folderName = path ? path.split('/').pop() : connection;
+
+  const upload = (files: FileList | null) => {
+    const chosen = [...(files ?? [])];
+    if (!chosen.length || !api.uploadFile) {
+      return;
+    }
+    const into = path;
+    setDone(null);
+    transfer.run(`Uploading ${chosen.map(f => f.name).join(', ')}…`, async () => {
+      for (const file of chosen) {
+        await api.uploadFile!(connection, uploadPath(into, file.name), file);
+      }
+      setDone(`Uploaded ${chosen.map(f => f.name).join(', ')} to ${into || connection}.`);
+      setAttempt(a => a + 1);
+    });
+  };
+  const download = (entry: Storage.IEntry) => {
+    setDone(null);
+    transfer.run(`Downloading ${entry.name}…`, () =>
+      api.downloadFile!(connection, entry.path).then(blob => saveBlob(blob, entry.name))
+    );
+  };
 
   React.useEffect(() => {
     const controller = new AbortController();
@@ -124,6 +168,18 @@ export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX
                   <fileIcon.react tag="span" className="jp-ReefLab-fileIcon" />
                   <span className="jp-ReefLab-fileName">{entry.name}</span>
                   <span className="jp-ReefLab-muted">{formatBytes(entry.size)}</span>
+                  {api.downloadFile && (
+                    <button
+                      type="button"
+                      className="jp-ReefLab-linkButton jp-ReefLab-download"
+                      aria-label={`Download ${entry.name}`}
+                      title={`Download ${entry.name} to your computer`}
+                      disabled={transfer.busy !== null}
+                      onClick={() => download(entry)}
+                    >
+                      Download
+                    </button>
+                  )}
                 </span>
               )}
             </li>
@@ -137,6 +193,37 @@ export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX
           Show more
         </button>
       )}
+      {api.uploadFile && (
+        <div className="jp-ReefLab-rowActions">
+          <input
+            ref={input}
+            type="file"
+            multiple
+            className="jp-ReefLab-fileInput"
+            aria-label={`Files to upload to ${folderName}`}
+            onChange={e => {
+              upload(e.currentTarget.files);
+              e.currentTarget.value = ''; // the same file again uploads again
+            }}
+          />
+          <button
+            type="button"
+            className="jp-ReefLab-button"
+            disabled={transfer.busy !== null}
+            title={`Upload files from your computer to ${path || 'the top folder'}`}
+            onClick={() => input.current?.click()}
+          >
+            Upload here
+          </button>
+        </div>
+      )}
+      {transfer.busy && <Loading>{transfer.busy}</Loading>}
+      {done && !transfer.busy && (
+        <div className="jp-ReefLab-info" role="status">
+          {done}
+        </div>
+      )}
+      {transfer.error && <ErrorNotice message={transfer.error} />}
     </div>
   );
 }

@@ -1,0 +1,304 @@
+/** Your pipeline runs (Elyra .pipeline files, each node a notebook): run one, watch its steps, logs, cancel. */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+import * as React from 'react';
+
+import { errorMessage, Pipelines, PipelinesAPI } from './api';
+import { ErrorNotice, Loading } from './notice';
+import { JOB_STATE_WORDS, newestFirstByCreated } from './panelState';
+import {
+  describeNode,
+  nodeProblem,
+  onPipelineRunRequest,
+  parseParameters,
+  pipelinePathProblem,
+  pipelinesInterval,
+  runActive,
+  summarizeRun
+} from './pipelinesState';
+import { usePolled } from './usePolled';
+
+function serverURL(path: string): string {
+  return URLExt.join(ServerConnection.makeSettings().baseUrl, path);
+}
+
+/** The last lines of the run's log, or of one node's, asked again every 2 s while the run goes on. */
+function RunLog(props: { api: PipelinesAPI; run: Pipelines.IRun; node: Pipelines.INode | null }): JSX.Element {
+  const { api, run, node } = props;
+  const active = runActive(run);
+  const nodeId = node?.id ?? null;
+  const fetch = React.useCallback(
+    (signal: AbortSignal) => api.pipelineLog(run.id, nodeId, 200, signal),
+    [api, run.id, nodeId]
+  );
+  const log = usePolled(fetch, () => (active ? 2000 : null), true);
+  const pre = React.useRef<HTMLPreElement>(null);
+  React.useLayoutEffect(() => {
+    if (pre.current) {
+      pre.current.scrollTop = pre.current.scrollHeight;
+    }
+  }, [log.value]);
+  React.useEffect(() => {
+    if (!active) {
+      log.refresh(); // its last lines once it ended
+    }
+  }, [active]);
+  const name = node ? `step ${node.label}` : run.title;
+  return (
+    <div className="jp-ReefLab-logs" role="region" aria-label={`Log of ${name}`}>
+      {log.error && <ErrorNotice message={log.error} onRetry={log.refresh} />}
+      {log.value === null && !log.error && <Loading>Loading the log…</Loading>}
+      {log.value !== null && (
+        <pre ref={pre} tabIndex={0}>
+          {log.value.length ? log.value.join('\n') : 'The log is empty (so far).'}
+        </pre>
+      )}
+    </div>
+  );
+}
+
+/** The steps of a run in order, each a chip with its state; a chip opens that step's log. */
+function NodeChips(props: {
+  run: Pipelines.IRun;
+  selected: string | null;
+  onSelect: (id: string) => void;
+}): JSX.Element {
+  return (
+    <ol className="jp-ReefLab-nodes" aria-label={`Steps of ${props.run.title}`}>
+      {props.run.nodes.map(node => (
+        <li key={node.id} aria-label={node.label} className={`jp-ReefLab-node jp-mod-node-${node.state}`}>
+          <button
+            type="button"
+            className="jp-ReefLab-nodeButton"
+            aria-pressed={props.selected === node.id}
+            title={`${node.filename}: show this step's log`}
+            onClick={() => props.onSelect(node.id)}
+          >
+            {node.state === 'running' && <span className="jp-ReefLab-spinner" aria-hidden="true" />}
+            <strong>{node.label}</strong> <span className="jp-ReefLab-nodeState">{describeNode(node)}</span>
+          </button>
+        </li>
+      ))}
+    </ol>
+  );
+}
+
+function RunRow(props: {
+  run: Pipelines.IRun;
+  api: PipelinesAPI;
+  onChanged: (run: Pipelines.IRun) => void;
+  onDeleted: (id: string) => void;
+}): JSX.Element {
+  const { run, api } = props;
+  // null: no log; 'run': the run's own; else a node's id
+  const [log, setLog] = React.useState<string | null>(null);
+  const [busy, setBusy] = React.useState<string | null>(null);
+  const [error, setError] = React.useState<string | null>(null);
+  const active = runActive(run);
+  const problems = run.nodes.map(nodeProblem).filter((p): p is string => p !== null);
+  const reason = run.state === 'failed' && !problems.length ? run.reason : null;
+  const act = (what: string, call: () => Promise<void>) => {
+    setBusy(what);
+    setError(null);
+    call().then(
+      () => setBusy(null),
+      e => {
+        setBusy(null);
+        setError(errorMessage(e));
+      }
+    );
+  };
+  const toggle = (which: string) => setLog(current => (current === which ? null : which));
+  const node = log && log !== 'run' ? (run.nodes.find(n => n.id === log) ?? null) : null;
+  return (
+    <li className={`jp-ReefLab-deployment jp-ReefLab-pipelineRun jp-mod-job-${run.state}`} aria-label={run.title}>
+      <div className="jp-ReefLab-deploymentHead">
+        <span className={`jp-ReefLab-state jp-mod-job-${run.state}`}>
+          {active && <span className="jp-ReefLab-spinner" aria-hidden="true" />}
+          {JOB_STATE_WORDS[run.state]}
+        </span>
+        <strong className="jp-ReefLab-deploymentTitle">{run.title}</strong>
+      </div>
+      <div className="jp-ReefLab-muted">
+        {run.pipeline} · {run.profile}
+        {summarizeRun(run) && <> · {summarizeRun(run)}</>}
+      </div>
+      <NodeChips run={run} selected={node?.id ?? null} onSelect={toggle} />
+      {(problems.length > 0 || reason) && (
+        <pre className="jp-ReefLab-reason jp-mod-failed" aria-label="Why">
+          {[...problems, ...(reason ? [reason] : [])].join('\n')}
+        </pre>
+      )}
+      <div className="jp-ReefLab-rowActions">
+        <button type="button" className="jp-ReefLab-button" aria-expanded={log === 'run'} onClick={() => toggle('run')}>
+          Log
+        </button>
+        {active ? (
+          <button
+            type="button"
+            className="jp-ReefLab-button jp-mod-warn"
+            disabled={busy !== null}
+            onClick={() => act('Cancelling…', () => api.cancelPipelineRun(run.id).then(props.onChanged))}
+          >
+            Cancel
+          </button>
+        ) : (
+          <button
+            type="button"
+            className="jp-ReefLab-button"
+            disabled={busy !== null}
+            title="Forget this run (its executed notebooks stay in your files)"
+            onClick={() => act('Removing…', () => api.deletePipelineRun(run.id).then(() => props.onDeleted(run.id)))}
+          >
+            Remove
+          </button>
+        )}
+        <a className="jp-ReefLab-button" href={serverURL(run.output_url)} target="_blank" rel="noopener noreferrer">
+          Executed notebooks
+        </a>
+      </div>
+      {busy && <Loading>{busy}</Loading>}
+      {error && <ErrorNotice message={error} />}
+      {log && <RunLog key={log} api={api} run={run} node={node} />}
+    </li>
+  );
+}
+
+/** Run a .pipeline file with parameters (NAME=value lines: the pipeline's environment variables). */
+export function RunPipelineForm(props: {
+  api: PipelinesAPI;
+  initialPath?: string;
+  onStarted: (run: Pipelines.IRun) => void;
+  onCancel: () => void;
+}): JSX.Element {
+  const [path, setPath] = React.useState(props.initialPath ?? '');
+  const [text, setText] = React.useState('');
+  const [touched, setTouched] = React.useState(false);
+  const [busy, setBusy] = React.useState(false);
+  const [error, setError] = React.useState<string | null>(null);
+  React.useEffect(() => {
+    if (props.initialPath) {
+      setPath(props.initialPath);
+    }
+  }, [props.initialPath]);
+  const { parameters, problem: parameterProblem } = parseParameters(text);
+  const problem = pipelinePathProblem(path) ?? parameterProblem;
+  const submit = (event: React.FormEvent) => {
+    event.preventDefault();
+    setTouched(true);
+    if (problem) {
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    props.api.runPipeline({ pipeline: path.trim(), parameters }).then(
+      run => {
+        setBusy(false);
+        props.onStarted(run);
+      },
+      e => {
+        setBusy(false);
+        setError(errorMessage(e));
+      }
+    );
+  };
+  return (
+    <form className="jp-ReefLab-form" aria-label="Run a pipeline" onSubmit={submit}>
+      <label className="jp-ReefLab-field">
+        <span>Pipeline file</span>
+        <input
+          className="jp-mod-styled"
+          value={path}
+          placeholder="e.g. detect_classify.pipeline"
+          onChange={e => setPath(e.currentTarget.value)}
+        />
+      </label>
+      <label className="jp-ReefLab-field">
+        <span>Parameters</span>
+        <textarea
+          className="jp-mod-styled"
+          rows={3}
+          value={text}
+          placeholder={'one a line, e.g.\nIMAGES_DIR=photos\nMIN_CONFIDENCE=0.5'}
+          onChange={e => setText(e.currentTarget.value)}
+        />
+      </label>
+      <p className="jp-ReefLab-muted">
+        Parameters left out keep the values set in the pipeline editor. Each step runs as a notebook job.
+      </p>
+      {touched && problem && <ErrorNotice message={problem} />}
+      {busy && <Loading>Starting the pipeline…</Loading>}
+      {error && <ErrorNotice message={error} />}
+      <div className="jp-ReefLab-rowActions">
+        <button type="submit" className="jp-ReefLab-button jp-mod-accept" disabled={busy}>
+          Run
+        </button>
+        <button type="button" className="jp-ReefLab-button" onClick={props.onCancel}>
+          Cancel
+        </button>
+      </div>
+    </form>
+  );
+}
+
+export interface IPipelinesViewProps {
+  api: PipelinesAPI;
+  visible?: boolean;
+  refreshKey?: number;
+}
+
+export function PipelinesView(props: IPipelinesViewProps): JSX.Element {
+  const { api } = props;
+  const fetch = React.useCallback((signal: AbortSignal) => api.pipelineRuns(signal), [api]);
+  const runs = usePolled(fetch, pipelinesInterval, props.visible ?? true);
+  const [form, setForm] = React.useState<{ path: string } | null>(null);
+  React.useEffect(() => {
+    if (props.refreshKey) {
+      runs.refresh();
+    }
+  }, [props.refreshKey]);
+  // "Run this pipeline" from a .pipeline file: open the form with its path
+  React.useEffect(() => onPipelineRunRequest(path => setForm({ path })), []);
+  const list = runs.value ? newestFirstByCreated(runs.value) : null;
+  const put = (run: Pipelines.IRun) => runs.set(current => (current ?? []).map(r => (r.id === run.id ? run : r)));
+  return (
+    <div className="jp-ReefLab-pipelines">
+      {runs.error && <ErrorNotice message={runs.error} onRetry={runs.refresh} />}
+      {list === null && !runs.error && <Loading>Loading your pipeline runs…</Loading>}
+      {list?.length === 0 && !form && (
+        <p className="jp-ReefLab-muted">
+          No pipeline runs yet. Make a pipeline with the Elyra editor (notebooks linked in order) and run it here.
+        </p>
+      )}
+      {list && list.length > 0 && (
+        <ul className="jp-ReefLab-deploymentList" aria-label="Your pipeline runs">
+          {list.map(run => (
+            <RunRow
+              key={run.id}
+              run={run}
+              api={api}
+              onChanged={put}
+              onDeleted={id => runs.set(current => current?.filter(r => r.id !== id) ?? null)}
+            />
+          ))}
+        </ul>
+      )}
+      {form ? (
+        <RunPipelineForm
+          api={api}
+          initialPath={form.path}
+          onCancel={() => setForm(null)}
+          onStarted={run => {
+            setForm(null);
+            runs.set(current => [run, ...(current ?? []).filter(r => r.id !== run.id)]);
+            runs.refresh();
+          }}
+        />
+      ) : (
+        <button type="button" className="jp-ReefLab-button" onClick={() => setForm({ path: '' })}>
+          Run pipeline
+        </button>
+      )}
+    </div>
+  );
+}
