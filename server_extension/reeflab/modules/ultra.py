@@ -87,7 +87,10 @@ class UltralyticsModule:
         }
 
     def warm(self) -> None:
-        self.network()
+        """Load the weights and set up the predictor once (the first predict would otherwise pay it)."""
+        from PIL import Image
+
+        self.network().predict(Image.new("RGB", (64, 64)), imgsz=self.imgsz, verbose=False)
 
     def get_predict_args(self) -> dict:
         from webargs import fields, validate
@@ -138,6 +141,22 @@ class UltralyticsModule:
             return self._annotated_png(result)
         name = getattr(upload, "original_filename", None) or Path(upload.filename).name
         return self.describe(result, name, elapsed_ms, kwargs.get("top_k", 5))
+
+    def predict_batch(self, paths: list[str], names: list[str], **kwargs) -> list[dict]:
+        """Several images in one forward pass (ReefLab's batch jobs): for each, what `predict` answers in JSON."""
+        from PIL import Image
+
+        options = {"imgsz": kwargs.get("imgsz", self.imgsz), "verbose": False, "batch": len(paths)}
+        if self.task == "detect":
+            options.update(conf=kwargs.get("conf", self.conf), iou=kwargs.get("iou", 0.7))
+        images = []
+        for path in paths:
+            with Image.open(path) as image:
+                images.append(image.convert("RGB"))
+        start = time.perf_counter()
+        results = self.network().predict(images, **options)
+        each_ms = (time.perf_counter() - start) * 1000 / max(1, len(paths))
+        return [self.describe(r, n, each_ms, kwargs.get("top_k", 5)) for r, n in zip(results, names, strict=True)]
 
     def get_train_args(self) -> dict:
         from webargs import fields, validate

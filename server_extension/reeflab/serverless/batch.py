@@ -208,7 +208,7 @@ class Batch:
         tries: dict[tuple[int, int], int] = dict.fromkeys(running.values(), 1)
         report = _progress(progress, total, sum(m["processed"] + len(m["failed"]) for m in done.values()))
         while waiting or running:
-            while waiting and len(running) < parallel:
+            while waiting and len(running) < parallel + 1:  # one queued: no worker waits for this loop
                 piece = waiting.pop(0)
                 tries[piece] = tries.get(piece, 0) + 1
                 running[self._submit(index_key, *piece)] = piece

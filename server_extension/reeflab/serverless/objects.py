@@ -45,7 +45,7 @@ class JobStorage:
         bucket, key = split_path(job.source)
         path = target / posixpath.basename(key)
         try:
-            await asyncio.to_thread(self.s3.client().download_file, bucket, key, str(path))
+            await asyncio.to_thread(_download, self.s3.client(), bucket, key, path)
         except Exception as error:
             raise TransferFailed(f"could not read the uploaded file {job.source}: {error}") from None
         return path
@@ -65,7 +65,7 @@ class JobStorage:
             for path in files:
                 key = posixpath.join(prefix, folder, path.relative_to(output_dir).as_posix()).lstrip("/")
                 try:
-                    await asyncio.to_thread(client.upload_file, str(path), bucket, key)
+                    await asyncio.to_thread(_upload, client, path, bucket, key)
                 except Exception as error:
                     raise TransferFailed(f"could not write the output {bucket}/{key}: {error}") from None
                 written.append(f"{bucket}/{key}")
@@ -81,3 +81,19 @@ class JobStorage:
             if relative is not None:
                 return posixpath.dirname(relative)
         return ""
+
+
+SMALL = 8 * 2**20  # below this, one PUT; above, boto3's multipart transfer
+
+
+def _download(client, bucket: str, key: str, path: Path) -> None:
+    """One GET streamed to the file (download_file would HEAD first)."""
+    with open(path, "wb") as out:
+        shutil.copyfileobj(client.get_object(Bucket=bucket, Key=key)["Body"], out, 2**20)
+
+
+def _upload(client, path: Path, bucket: str, key: str) -> None:
+    if path.stat().st_size < SMALL:
+        client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+    else:
+        client.upload_file(str(path), bucket, key)

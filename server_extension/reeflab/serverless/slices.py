@@ -24,6 +24,7 @@ from .payload import output_files
 
 BATCH_KEY = "reeflab_batch"
 PREFETCH = 4
+CHUNK = 8  # files per forward pass when the module offers predict_batch
 _indexes: dict[str, dict[str, Any]] = {}  # index key -> index, kept for the worker's next slices
 
 
@@ -60,9 +61,12 @@ def _index(s3, location: str) -> dict[str, Any]:
 
 
 def run_slice(
-    descriptor: dict[str, Any], predict: Callable[[Path, str, Path], dict[str, Any]], workdir: Path
+    descriptor: dict[str, Any],
+    predict: Callable[[Path, str, Path], dict[str, Any]],
+    workdir: Path,
+    predict_many: Callable[[list[tuple[Path, str, Path]]], list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """Process one slice; the reply is ok unless the slice itself could not be read or recorded."""
+    """Process one slice (`predict_many`: CHUNK files per call); ok unless the slice itself is unreadable."""
     import boto3
 
     s3 = boto3.client("s3")
@@ -78,34 +82,43 @@ def run_slice(
     scratch.mkdir(parents=True, exist_ok=True)
     failed: list[dict[str, str]] = []
     began = time.perf_counter()
+    chunk = CHUNK if predict_many else 1
 
-    def fetch(position: int, item: str) -> Path:
-        target = scratch / f"{position}-{posixpath.basename(item)}"
-        s3.download_file(in_bucket, posixpath.join(in_prefix, item), str(target))
+    def fetch(position: int) -> Path:
+        target = scratch / f"{position}-{posixpath.basename(items[position])}"
+        # one GET (download_file would HEAD first, and run a transfer manager for a small file)
+        body = s3.get_object(Bucket=in_bucket, Key=posixpath.join(in_prefix, items[position]))["Body"].read()
+        target.write_bytes(body)
         return target
 
     with ThreadPoolExecutor(PREFETCH) as pool:
-        downloads = {}
+        downloads = {i: pool.submit(fetch, i) for i in range(min(len(items), chunk + PREFETCH))}
         uploads = []
-        for position, item in enumerate(items):
-            for ahead in range(position, min(position + PREFETCH + 1, len(items))):
-                if ahead not in downloads:
-                    downloads[ahead] = pool.submit(fetch, ahead, items[ahead])
-            try:
-                path = downloads.pop(position).result()
-            except Exception as error:
-                failed.append({"item": item, "error": f"could not download it: {error}"})
-                continue
-            out = scratch / f"out-{position}"
-            reply = predict(path, posixpath.basename(item), out)
-            path.unlink(missing_ok=True)
-            if not reply.get("ok"):
-                failed.append({"item": item, "error": reply.get("error") or "failed"})
-                continue
-            folder = posixpath.join(out_prefix, posixpath.dirname(item))
-            for result in output_files(out):
-                key = posixpath.join(folder, result.relative_to(out).as_posix())
-                uploads.append((item, pool.submit(s3.upload_file, str(result), out_bucket, key)))
+        for first in range(0, len(items), chunk):
+            group = []
+            for position in range(first, min(first + chunk, len(items))):
+                for ahead in range(position, min(position + chunk + PREFETCH, len(items))):
+                    if ahead not in downloads:
+                        downloads[ahead] = pool.submit(fetch, ahead)
+                try:
+                    path = downloads.pop(position).result()
+                except Exception as error:
+                    failed.append({"item": items[position], "error": f"could not download it: {error}"})
+                    continue
+                group.append((position, path))
+            work = [(path, posixpath.basename(items[p]), scratch / f"out-{p}") for p, path in group]
+            replies = predict_many(work) if predict_many else [predict(*work[0])] if work else []
+            for (position, path), reply in zip(group, replies, strict=True):
+                path.unlink(missing_ok=True)
+                item, out = items[position], scratch / f"out-{position}"
+                if not reply.get("ok"):
+                    failed.append({"item": item, "error": reply.get("error") or "failed"})
+                    continue
+                folder = posixpath.join(out_prefix, posixpath.dirname(item))
+                for result in output_files(out):
+                    key = posixpath.join(folder, result.relative_to(out).as_posix())
+                    upload = pool.submit(s3.put_object, Bucket=out_bucket, Key=key, Body=result.read_bytes())
+                    uploads.append((item, upload))
         for item, upload in uploads:
             try:
                 upload.result()

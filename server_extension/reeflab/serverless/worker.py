@@ -112,23 +112,56 @@ class ModuleRunner:
         if descriptor is not None:
             if not request.get("trusted"):
                 return {"ok": False, "kind": "input", "error": "only the service's owner may send it batch slices"}
-            return run_slice(descriptor, self.predict_file, Path(request["workdir"]))
+            many = self.predict_files if callable(getattr(self.model, "predict_batch", None)) else None
+            return run_slice(descriptor, self.predict_file, Path(request["workdir"]), many)
         return self.predict_file(Path(request["input"]), request["name"], Path(request["output_dir"]))
 
-    def predict_file(self, path: Path, name: str, output_dir: Path) -> dict[str, Any]:
-        """Validate and predict one file; its result goes into `output_dir`."""
-        from deepaas.model.v2.wrapper import UploadedFile
+    def predict_files(self, items: list[tuple[Path, str, Path]]) -> list[dict[str, Any]]:
+        """Several files through the module's `predict_batch` (one forward pass); each validated first."""
+        replies: list[dict[str, Any] | None] = []
+        valid, values = [], {}
+        for path, name, _ in items:
+            checked, refused = self.validate(path, name)
+            replies.append(refused)
+            if refused is None:
+                valid.append(len(replies) - 1)
+                values = checked
+        if not valid or values.get("accept") == "image/png":  # annotated images: one by one
+            return [reply or self.predict_file(*items[i]) for i, reply in enumerate(replies)]
+        options = {k: v for k, v in values.items() if k != self.file_arg}
+        try:
+            paths, names = [str(items[i][0]) for i in valid], [items[i][1] for i in valid]
+            results = self.model.predict_batch(paths, names, **options)
+        except Exception:  # one bad file spoils the batch: fall back to one at a time
+            traceback.print_exc()
+            return [reply or self.predict_file(*items[i]) for i, reply in enumerate(replies)]
+        for i, result in zip(valid, results, strict=True):
+            save_result(result, items[i][2], Path(items[i][1]).stem or "result")
+            replies[i] = {"ok": True}
+        return replies
+
+    def validate(self, path: Path, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The module's predict arguments for this file, and the input error reply if it is refused."""
         from marshmallow import EXCLUDE, ValidationError
 
         with open(path, "rb") as stream:
             try:
                 values = self.schema.load({**self.extra, self.file_arg: _Upload(stream, name)}, unknown=EXCLUDE)
             except ValidationError as error:
-                return {"ok": False, "kind": "input", "error": _validation_message(error.messages)}
+                return {}, {"ok": False, "kind": "input", "error": _validation_message(error.messages)}
             except Exception as error:  # a validator that crashed on this input
                 traceback.print_exc()
                 problem = f"the module could not read the input file '{name}' ({type(error).__name__}: {error})"
-                return {"ok": False, "kind": "input", "error": f"{self.file_arg}: {problem}"}
+                return {}, {"ok": False, "kind": "input", "error": f"{self.file_arg}: {problem}"}
+        return values, None
+
+    def predict_file(self, path: Path, name: str, output_dir: Path) -> dict[str, Any]:
+        """Validate and predict one file; its result goes into `output_dir`."""
+        from deepaas.model.v2.wrapper import UploadedFile
+
+        values, refused = self.validate(path, name)
+        if refused:
+            return refused
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         values[self.file_arg] = UploadedFile(self.file_arg, str(path), content_type, name)
         try:
