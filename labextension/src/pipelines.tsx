@@ -224,7 +224,8 @@ export function RunPipelineForm(props: {
         />
       </label>
       <p className="jp-ReefLab-muted">
-        Parameters left out keep the values set in the pipeline editor. Each step runs as a notebook job.
+        Parameters left out keep the values set in the pipeline editor. Each step runs as a notebook in its own
+        folder: relative paths start there.
       </p>
       {touched && problem && <ErrorNotice message={problem} />}
       {busy && <Loading>Starting the pipeline…</Loading>}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..files import write_private
 from .models import Deployment
 
 
@@ -20,11 +21,7 @@ class DeploymentStore:
     def save(self, deployment: Deployment) -> None:
         folder = self.folder(deployment.id)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = folder / "deployment.json.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(deployment.model_dump_json(indent=1))
-        tmp.replace(folder / "deployment.json")
+        write_private(folder / "deployment.json", deployment.model_dump_json(indent=1))
 
     def load_all(self) -> list[Deployment]:
         if not self.root.exists():

@@ -7,20 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..files import write_private
 from .models import Job
 
 JOB_FILE = "job.json"
 STATUS_FILE = "status.json"
 LOG_FILE = "job.log"
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write `text` atomically to `path` with mode 0600 (readers never see half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    tmp.replace(path)
 
 
 def read_status(folder: Path) -> dict[str, Any]:

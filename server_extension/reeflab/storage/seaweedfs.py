@@ -24,7 +24,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..testing.process import ServerProcess, free_port
+from ..files import free_port, write_private
+from ..testing.process import ServerProcess
 
 ADMIN_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
 
@@ -41,9 +42,7 @@ def new_admin_key(path: Path) -> dict[str, str]:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = {"access_key": "RL" + secrets.token_hex(9).upper(), "secret_key": secrets.token_urlsafe(30)}
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(handle, "w") as out:
-            json.dump(key, out)
+        write_private(path, json.dumps(key))
     return read_key(path)
 
 
@@ -52,28 +51,23 @@ def read_key(path: Path) -> dict[str, str]:
     return {"access_key": key["access_key"], "secret_key": key["secret_key"]}
 
 
-def _private(path: Path, text: str) -> None:
-    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-
-
 def prepare(state: Path, webhook_url: str = "", webhook_token: str = "") -> Path:
     """Write the config files weed reads from its working folder; returns that folder."""
     config = state / "config"
     config.mkdir(parents=True, exist_ok=True, mode=0o700)
     keys_file = config / "jwt-keys.json"
     if not keys_file.exists():
-        _private(keys_file, json.dumps({name: secrets.token_hex(24) for name in ("volume", "volume_read", "filer")}))
+        keys = {name: secrets.token_hex(24) for name in ("volume", "volume_read", "filer")}
+        write_private(keys_file, json.dumps(keys))
     keys = json.loads(keys_file.read_text())
-    _private(
+    write_private(
         config / "security.toml",
         f'[jwt.signing]\nkey = "{keys["volume"]}"\n[jwt.signing.read]\nkey = "{keys["volume_read"]}"\n'
         f'[jwt.filer_signing]\nkey = "{keys["filer"]}"\n[jwt.filer_signing.read]\nkey = "{keys["filer"]}"\n',
     )
     notification = config / "notification.toml"
     if webhook_url:
-        _private(
+        write_private(
             notification,
             "[notification.webhook]\nenabled = true\n"
             f"endpoint = {json.dumps(webhook_url)}\nbearer_token = {json.dumps(webhook_token)}\n",
@@ -147,7 +141,7 @@ class SeaweedProcess(ServerProcess):
         command += [f"--s3-port={self.port}", f"--admin-key-file={self.key_file}"]
         if self.webhook_url:
             token_file = self.state.parent / f"{self.state.name}-webhook-token"
-            _private(token_file, self.webhook_token)
+            write_private(token_file, self.webhook_token)
             command += [f"--webhook-url={self.webhook_url}", f"--webhook-token-file={token_file}"]
         return command
 

@@ -6,6 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from ..files import write_private
 from .models import StorageConnection
 
 
@@ -28,11 +29,7 @@ class ConnectionStore:
         folder = self.folder(connection.owner)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(folder, 0o700)
-        tmp = folder / f".{connection.name}.json.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(connection.dump())
-        tmp.replace(folder / f"{connection.name}.json")
+        write_private(folder / f"{connection.name}.json", connection.dump())
 
     def delete(self, owner: str, name: str) -> None:
         (self.folder(owner) / f"{name}.json").unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from traitlets import Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..files import free_port, write_private
 from .federated_auth import PREFIX, token_hash
 from .federated_models import FederatedServer, ServerRequest
 
@@ -37,23 +38,6 @@ LOG_FILE = "server.log"
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write atomically with mode 0600 (tokens, configs)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    tmp.replace(path)
 
 
 class FederatedService(LoggingConfigurable):
@@ -110,7 +94,7 @@ class FederatedService(LoggingConfigurable):
             raise Conflict(f"You already have a token named '{name}'; revoke it or choose another name.")
         value = PREFIX + secrets.token_urlsafe(32)
         entry = {"id": secrets.token_hex(4), "name": name, "created": now().isoformat(), "hash": token_hash(value)}
-        _write_private(self.tokens_file(owner), json.dumps([*tokens, entry], indent=1))
+        write_private(self.tokens_file(owner), json.dumps([*tokens, entry], indent=1))
         return {"id": entry["id"], "name": name, "created": entry["created"], "token": value}
 
     def revoke_token(self, owner: str, token_id: str) -> None:
@@ -118,7 +102,7 @@ class FederatedService(LoggingConfigurable):
         kept = [t for t in tokens if t["id"] != token_id]
         if len(kept) == len(tokens):
             raise NotFound(f"No token '{token_id}'; list yours at /reeflab/api/federated/tokens.")
-        _write_private(self.tokens_file(owner), json.dumps(kept, indent=1))
+        write_private(self.tokens_file(owner), json.dumps(kept, indent=1))
 
     # -- servers -----------------------------------------------------------------
 
@@ -173,7 +157,7 @@ class FederatedService(LoggingConfigurable):
             "tokens_file": str(self.tokens_file(owner)),
             "max_workers": max(16, 4 * request.min_clients),
         }
-        _write_private(folder / "server.json", json.dumps(config, indent=1))
+        write_private(folder / "server.json", json.dumps(config, indent=1))
         env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         with open(folder / LOG_FILE, "ab") as log:
             child = subprocess.Popen(
@@ -286,7 +270,7 @@ class FederatedService(LoggingConfigurable):
 
     def _save(self, server: FederatedServer) -> None:
         self._servers[server.id] = server
-        _write_private(self.folder(server.id) / "record.json", server.model_dump_json(indent=1))
+        write_private(self.folder(server.id) / "record.json", server.model_dump_json(indent=1))
 
 
 def _tail(path: Path, count: int) -> list[str]:

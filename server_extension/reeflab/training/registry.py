@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..catalog.models import ModuleEntry
 from ..errors import BadRequest, Conflict, NotFound
+from ..files import write_private
 from ..modules.metadata import METADATA_FILE, validate_metadata
 
 WEIGHTS_FILE = "weights.pt"
@@ -187,7 +188,7 @@ class ModelRegistry:
         folder = self.root / model.name / version.version
         self._write(folder, weights, document)
         model.versions.append(version)
-        _write_private(self.root / model.name / RECORD_FILE, model.model_dump_json(indent=1))
+        write_private(self.root / model.name / RECORD_FILE, model.model_dump_json(indent=1))
         return model
 
     def _write(self, folder: Path, weights: Path, document: dict) -> None:
@@ -199,7 +200,7 @@ class ModelRegistry:
             fd = os.open(staging / WEIGHTS_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out, open(weights, "rb") as source:
                 shutil.copyfileobj(source, out)
-            _write_private(staging / METADATA_FILE, yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+            write_private(staging / METADATA_FILE, yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
             staging.replace(folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -244,11 +245,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: data.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    tmp.replace(path)

@@ -24,6 +24,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..files import write_private
+
 ADMIN = "reeflab-admin"
 
 
@@ -59,9 +61,7 @@ def prepare(state: Path) -> dict[str, str]:
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         "grant_default_workspace_access = false\n"
     )
-    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
+    write_private(config, text)
     return {
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
         "MLFLOW_AUTH_ADMIN_PASSWORD": _secret(state / "admin_password"),

@@ -7,7 +7,6 @@ import contextlib
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections import deque
@@ -17,16 +16,11 @@ import psutil
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Float, Unicode, default
 
+from ...files import free_port
 from ..models import Deployment, storage_env
 from .base import BackendStatus, DeploymentBackend
 
 LOG_FILE = "deepaas.log"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tail_lines(path: Path, count: int) -> list[str]:
