@@ -193,6 +193,10 @@ class LabServer:
             "--ServerApp.port_retries=0",
             # deployments (and their logs) live with this server, not in the user's Jupyter data folder
             f"--DeploymentService.root_dir={self.root / 'state' / 'deployments'}",
+            # and so do notebook jobs and pipeline runs (checked every 0.5 s: the panel shows steps as they go)
+            f"--JobService.root_dir={self.root / 'state' / 'jobs'}",
+            f"--PipelineService.root_dir={self.root / 'state' / 'pipelines'}",
+            "--PipelineService.poll_interval=0.5",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             command.append("--allow-root")
