@@ -1,5 +1,5 @@
 /** Your storage connections (S3, WebDAV): add, test, delete, mount/unmount, and browse their files. */
-import { folderIcon, fileIcon } from '@jupyterlab/ui-components';
+import { downloadIcon, folderIcon, fileIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { errorMessage, Storage, StorageAPI } from './api';
@@ -171,13 +171,13 @@ export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX
                   {api.downloadFile && (
                     <button
                       type="button"
-                      className="jp-ReefLab-linkButton jp-ReefLab-download"
+                      className="jp-ReefLab-download"
                       aria-label={`Download ${entry.name}`}
                       title={`Download ${entry.name} to your computer`}
                       disabled={transfer.busy !== null}
                       onClick={() => download(entry)}
                     >
-                      Download
+                      <downloadIcon.react tag="span" />
                     </button>
                   )}
                 </span>

@@ -39,7 +39,7 @@ def storage_section(lab_page):
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
-def test_add_a_webdav_connection_and_browse_it(lab_page, lab_storage, dav, theme):
+def test_add_a_webdav_connection_and_browse_it(lab_page, lab_storage, dav, theme, tmp_path):
     lab_page.open_lab(theme)
     lab_page.open_panel()
     section = storage_section(lab_page)
@@ -69,6 +69,27 @@ def test_add_a_webdav_connection_and_browse_it(lab_page, lab_storage, dav, theme
     expect(entries).to_contain_text("transect-01.jpg")
     expect(entries).to_contain_text("5.0 kB")
     lab_page.screenshot("browsing")
+
+    # upload from the computer into the folder being browsed, download back through the browser
+    photo = tmp_path / "quadrat-07.jpg"
+    photo.write_bytes(b"\xff\xd8\xff" + b"7" * 1200)
+    files.get_by_label("Files to upload to 2026-11").set_input_files(photo)
+    expect(files.get_by_role("status").filter(has_text="Uploaded")).to_have_text(
+        "Uploaded quadrat-07.jpg to surveys/2026-11."
+    )
+    expect(entries).to_contain_text("quadrat-07.jpg")
+    assert (dav.root / "surveys" / "2026-11" / "quadrat-07.jpg").read_bytes() == photo.read_bytes()
+    with lab_page.page.expect_download() as download:
+        files.get_by_role("button", name="Download transect-01.jpg").click()
+    assert download.value.suggested_filename == "transect-01.jpg"
+    saved = tmp_path / "downloaded.jpg"
+    download.value.save_as(saved)
+    assert saved.read_bytes() == (dav.root / "surveys" / "2026-11" / "transect-01.jpg").read_bytes()
+    # gone on the server meanwhile: said in words, nothing saved
+    (dav.root / "surveys" / "2026-11" / "quadrat-07.jpg").unlink()
+    files.get_by_role("button", name="Download quadrat-07.jpg").click()
+    expect(files.get_by_role("alert")).to_contain_text("quadrat-07.jpg")
+    lab_page.screenshot("files")
 
     row.get_by_role("button", name="Test").click()
     expect(row.get_by_role("status").filter(has_text="It works")).to_be_visible()
