@@ -156,6 +156,16 @@ function RunRow(props: {
         <a className="jp-ReefLab-button" href={serverURL(run.output_url)} target="_blank" rel="noopener noreferrer">
           Executed notebooks
         </a>
+        {node?.output && (
+          <a
+            className="jp-ReefLab-button"
+            href={serverURL(`lab/tree/${node.output}`)}
+            target="_blank"
+            rel="noopener noreferrer"
+          >
+            {node.label}'s notebook
+          </a>
+        )}
       </div>
       {busy && <Loading>{busy}</Loading>}
       {error && <ErrorNotice message={error} />}

@@ -61,7 +61,11 @@ describe('Pipeline runs', () => {
       pipelineRun('a', {
         nodes: [
           pipelineNode('detect', { state: 'completed' }),
-          pipelineNode('crop', { state: 'running', progress: { cell: 2, cells: 6, source: 'crop(img)' } }),
+          pipelineNode('crop', {
+            state: 'running',
+            progress: { cell: 2, cells: 6, source: 'crop(img)' },
+            output: 'pipeline-runs/a/crop.ipynb'
+          }),
           pipelineNode('classify'),
           pipelineNode('report')
         ]
@@ -99,6 +103,9 @@ describe('Pipeline runs', () => {
     await settle();
     expect(api.pipelineLog).toHaveBeenLastCalledWith('a', 'crop', 200, expect.anything());
     expect(running.querySelector('[aria-label="Log of step crop"]')!.textContent).toContain('crop: executing cell 3');
+    expect(running.querySelector<HTMLAnchorElement>('a[href$="pipeline-runs/a/crop.ipynb"]')!.textContent).toBe(
+      "crop's notebook"
+    );
     await click(button(running, 'Log'));
     await settle();
     expect(running.querySelector('[aria-label="Log of detect_classify a"]')!.textContent).toContain('detect done');
