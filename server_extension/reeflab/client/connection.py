@@ -73,6 +73,28 @@ class Connection:
         return self.request("POST", *path, json=json)
 
 
+class Resource:
+    """A handle on one thing of yours on the server (deployment, job, run ...); `info` is its latest state."""
+
+    collection: tuple[str, ...] = ()  # its REST path under /reeflab/api/, e.g. ("jobs",)
+
+    def __init__(self, info: dict[str, Any], connection: Connection):
+        self.info = info
+        self.connection = connection
+
+    @property
+    def id(self) -> str:
+        return self.info["id"]
+
+    @property
+    def state(self) -> str:
+        return self.info["state"]
+
+    def refresh(self):
+        self.info = self.connection.get(*self.collection, self.id)
+        return self
+
+
 _default: Connection | None = None
 
 

@@ -9,23 +9,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .connection import Connection, ReefLabClientError, default_connection
+from .connection import Connection, ReefLabClientError, Resource, default_connection
 
 
-class Deployment:
+class Deployment(Resource):
     """A handle on one deployment; `info` is its latest state from the server."""
 
-    def __init__(self, info: dict[str, Any], connection: Connection):
-        self.info = info
-        self.connection = connection
-
-    @property
-    def id(self) -> str:
-        return self.info["id"]
-
-    @property
-    def state(self) -> str:
-        return self.info["state"]
+    collection = ("deployments",)
 
     @property
     def url(self) -> str:
@@ -34,10 +24,6 @@ class Deployment:
 
     def __repr__(self) -> str:
         return f"<Deployment {self.id} {self.info['module']} {self.state}>"
-
-    def refresh(self) -> Deployment:
-        self.info = self.connection.get("deployments", self.id)
-        return self
 
     def wait_ready(self, timeout: float = 600, progress: bool = True) -> Deployment:
         """Block until it is ready; raise with the reason if it fails or stops."""

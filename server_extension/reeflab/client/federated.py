@@ -17,23 +17,13 @@ import time
 from typing import Any
 
 from ..training.federated_client import FederatedAuthError, connect
-from .connection import Connection, ReefLabClientError, default_connection
+from .connection import Connection, ReefLabClientError, Resource, default_connection
 
 
-class FederatedServer:
+class FederatedServer(Resource):
     """A handle on one of your Flower servers; `info` is its latest state from the platform."""
 
-    def __init__(self, info: dict[str, Any], connection: Connection):
-        self.info = info
-        self.connection = connection
-
-    @property
-    def id(self) -> str:
-        return self.info["id"]
-
-    @property
-    def state(self) -> str:
-        return self.info["state"]
+    collection = ("federated", "servers")
 
     @property
     def address(self) -> str:
@@ -42,10 +32,6 @@ class FederatedServer:
 
     def __repr__(self) -> str:
         return f"<FederatedServer {self.id} {self.info['config']['strategy']} {self.state} at {self.address}>"
-
-    def refresh(self) -> FederatedServer:
-        self.info = self.connection.get("federated", "servers", self.id)
-        return self
 
     def history(self) -> dict[str, Any]:
         """Rounds so far: for each, the clients (by token name) that contributed and the aggregated metrics."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .connection import Connection, ReefLabClientError, default_connection
+from .connection import Connection, ReefLabClientError, Resource, default_connection
 
 ACTIVE = ("starting", "running")
 
@@ -23,20 +23,10 @@ class JobFailed(ReefLabClientError):
         super().__init__(409, f"job {info['id']} {info['state']}: {where}{info.get('reason') or ''}".strip())
 
 
-class Job:
+class Job(Resource):
     """A handle on one job; `info` is its latest state from the server."""
 
-    def __init__(self, info: dict[str, Any], connection: Connection):
-        self.info = info
-        self.connection = connection
-
-    @property
-    def id(self) -> str:
-        return self.info["id"]
-
-    @property
-    def state(self) -> str:
-        return self.info["state"]
+    collection = ("jobs",)
 
     @property
     def output(self) -> str:
@@ -47,10 +37,6 @@ class Job:
         cells = self.info.get("progress") or {}
         where = f"cell {cells.get('cell', 0)}/{cells.get('cells', 0)}"
         return f"<Job {self.id} {self.info['notebook']} {self.state} {where}>"
-
-    def refresh(self) -> Job:
-        self.info = self.connection.get("jobs", self.id)
-        return self
 
     def wait(self, timeout: float | None = None, progress: bool = True, interval: float = 1.0) -> Job:
         """Block until the job ends, showing its cells as a progress bar; raise JobFailed unless it completed."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .connection import Connection, ReefLabClientError, default_connection
+from .connection import Connection, ReefLabClientError, Resource, default_connection
 
 ACTIVE = ("starting", "running")
 
@@ -26,28 +26,14 @@ class PipelineFailed(ReefLabClientError):
         super().__init__(409, f"pipeline run {info['id']} {info['state']}: {info.get('reason') or ''}".strip())
 
 
-class PipelineRun:
+class PipelineRun(Resource):
     """A handle on one run; `info` is its latest state from the server."""
 
-    def __init__(self, info: dict[str, Any], connection: Connection):
-        self.info = info
-        self.connection = connection
-
-    @property
-    def id(self) -> str:
-        return self.info["id"]
-
-    @property
-    def state(self) -> str:
-        return self.info["state"]
+    collection = ("pipelines",)
 
     def __repr__(self) -> str:
         done = sum(n["state"] == "completed" for n in self.info["nodes"])
         return f"<PipelineRun {self.id} {self.info['pipeline']} {self.state} {done}/{len(self.info['nodes'])} nodes>"
-
-    def refresh(self) -> PipelineRun:
-        self.info = self.connection.get("pipelines", self.id)
-        return self
 
     def nodes(self) -> dict[str, dict[str, Any]]:
         """Each node's state, cell progress and error, by node id."""

@@ -9,8 +9,21 @@ from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
+from pydantic import BaseModel, ValidationError
 
-from ..errors import ReefLabError
+from ..errors import BadRequest, ReefLabError
+
+
+def parse_body(model: type[BaseModel], body: bytes, what: str):
+    """The request body as `model`, or a 400 naming each field to fix ('Invalid job request: ...')."""
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors(include_url=False)
+        )
+        raise BadRequest(f"Invalid {what} request: {problems}") from None
 
 
 class ReefLabHandler(ExtensionHandlerMixin, APIHandler):

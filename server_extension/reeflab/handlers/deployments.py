@@ -7,23 +7,11 @@ import json
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server_proxy.handlers import ProxyHandler
-from pydantic import ValidationError
 from tornado import web
 
 from ..deployments.models import DeploymentRequest
-from ..errors import BadRequest, NotFound, ReefLabError
-from .base import ReefLabHandler
-
-
-def parse_request(body: bytes) -> DeploymentRequest:
-    try:
-        return DeploymentRequest.model_validate_json(body or b"{}")
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in err.errors(include_url=False)
-        )
-        raise BadRequest(f"Invalid deployment request: {problems}") from None
+from ..errors import NotFound, ReefLabError
+from .base import ReefLabHandler, parse_body
 
 
 class DeploymentsBase(ReefLabHandler):
@@ -45,7 +33,7 @@ class DeploymentsHandler(DeploymentsBase):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        request = parse_request(self.request.body)
+        request = parse_body(DeploymentRequest, self.request.body, "deployment")
         groups = self.reeflab["identity"].groups(self.current_user)
         profiles = self.reeflab["profiles"].catalog()
         deployment = await self.deployments.create(self.username, groups, request, profiles)

@@ -5,24 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from jupyter_server.auth.decorator import authorized
-from pydantic import ValidationError
 from tornado import web
 
-from ..errors import BadRequest, NotFound
+from ..errors import NotFound
 from ..jobs.models import JobRequest
-from .base import ReefLabHandler
+from .base import ReefLabHandler, parse_body
 from .deployments import _new_lines
-
-
-def parse_request(body: bytes) -> JobRequest:
-    try:
-        return JobRequest.model_validate_json(body or b"{}")
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in err.errors(include_url=False)
-        )
-        raise BadRequest(f"Invalid job request: {problems}") from None
 
 
 class JobsBase(ReefLabHandler):
@@ -44,7 +32,7 @@ class JobsHandler(JobsBase):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        request = parse_request(self.request.body)
+        request = parse_body(JobRequest, self.request.body, "job")
         groups = self.reeflab["identity"].groups(self.current_user)
         profiles = self.reeflab["profiles"].catalog()
         job = await self.jobs.submit(self.username, groups, request, profiles)

@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 from jupyter_server.auth.decorator import authorized
-from pydantic import ValidationError
 from tornado import web
 
-from ..errors import BadRequest
 from ..pipelines.models import PipelineRequest
-from .base import ReefLabHandler
-
-
-def parse_request(body: bytes) -> PipelineRequest:
-    try:
-        return PipelineRequest.model_validate_json(body or b"{}")
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in err.errors(include_url=False)
-        )
-        raise BadRequest(f"Invalid pipeline request: {problems}") from None
+from .base import ReefLabHandler, parse_body
 
 
 class PipelinesBase(ReefLabHandler):
@@ -41,7 +28,7 @@ class PipelinesHandler(PipelinesBase):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        request = parse_request(self.request.body)
+        request = parse_body(PipelineRequest, self.request.body, "pipeline")
         groups = self.reeflab["identity"].groups(self.current_user)
         profiles = self.reeflab["profiles"].catalog()
         run = await self.pipelines.submit(self.username, groups, request, profiles)
