@@ -19,6 +19,11 @@ def write_private(path: Path, content: str | bytes) -> None:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now."""
+    return free_port_at(0, host)
+
+
+def free_port_at(port: int, host: str = "127.0.0.1") -> int:
+    """`port` if nothing listens on it (0: any free port); OSError if it is taken."""
     with socket.socket() as s:
-        s.bind((host, 0))
+        s.bind((host, port))
         return s.getsockname()[1]

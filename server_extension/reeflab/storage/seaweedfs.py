@@ -24,10 +24,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..files import free_port, write_private
+from ..files import free_port, free_port_at, write_private
 from ..testing.process import ServerProcess
 
-ADMIN_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
+GRPC_OFFSET = 10000
 
 
 def weed_binary() -> str:
@@ -65,6 +65,8 @@ def prepare(state: Path, webhook_url: str = "", webhook_token: str = "") -> Path
         f'[jwt.signing]\nkey = "{keys["volume"]}"\n[jwt.signing.read]\nkey = "{keys["volume_read"]}"\n'
         f'[jwt.filer_signing]\nkey = "{keys["filer"]}"\n[jwt.filer_signing.read]\nkey = "{keys["filer"]}"\n',
     )
+    # nobody logs in to SeaweedFS's admin server: a random password keeps anyone from trying
+    write_private(config / "options", f"admin.password={secrets.token_urlsafe(24)}\n")
     notification = config / "notification.toml"
     if webhook_url:
         write_private(
@@ -77,11 +79,22 @@ def prepare(state: Path, webhook_url: str = "", webhook_token: str = "") -> Path
     return config
 
 
+def _port_pair() -> int:
+    """A free port whose +10000 twin (SeaweedFS's gRPC convention, assumed by some of its clients) is free too."""
+    while True:
+        port = free_port()
+        if port + GRPC_OFFSET <= 65535:
+            try:
+                free_port_at(port + GRPC_OFFSET)
+            except OSError:
+                continue
+            return port
+
+
 def command(state: Path, ip: str, s3_port: int) -> list[str]:
     """weed mini with S3 on `s3_port` and everything else on free loopback ports."""
     data = state / "data"
     data.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ports = {name: free_port() for name in ("master", "volume", "filer", "admin")}
     args = [
         weed_binary(),
         "mini",
@@ -95,10 +108,12 @@ def command(state: Path, ip: str, s3_port: int) -> list[str]:
         "-s3.port.lance=0",
         "-webdav=false",
         "-admin.ui=false",
+        f"-options={state / 'config' / 'options'}",  # the admin password: a file, not the command line
         "-master.telemetry=false",
     ]
-    for name, port in ports.items():
-        args += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
+    for name in ("master", "volume", "filer", "admin"):
+        port = _port_pair()
+        args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + GRPC_OFFSET}"]
     return args
 
 
