@@ -129,6 +129,14 @@ class ReefLabApp(ExtensionApp):
         storage = self.settings["reeflab"]["storage"]
         asyncio.get_running_loop().run_in_executor(None, storage.restore_mounts, owner)
 
+    async def stop_extension(self) -> None:
+        """Stop the background watchers; what they watch goes on, and the next start re-attaches to it."""
+        watchers = [self.settings["reeflab"][name]._watcher for name in ("deployments", "jobs", "pipelines")]
+        watchers = [w for w in watchers if w is not None and not w.done()]
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+
     def initialize_handlers(self) -> None:
         self.handlers.extend(
             [
