@@ -15,10 +15,15 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export YOLO_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: up test install install-test lint bench lock clean fish-weights
+.PHONY: up test install install-test fuse lint bench lock clean fish-weights
 
-up: install
+up: install fuse
 	$(VENV)/bin/reeflab up
+
+# Storage mounts need FUSE 3; without it (no root to install it) ReefLab says so and copies instead.
+fuse:
+	@test -x $(FUSERMOUNT) || { [ "$$(id -u)" = 0 ] && $(MAKE) --no-print-directory $(FUSERMOUNT); } || \
+	  echo "note: fuse3 is not installed (sudo apt-get install fuse3): storage mounts fall back to copy/sync"
 
 test: install install-test
 	$(VENV)/bin/ruff check server_extension hub_config tests bench
