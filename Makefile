@@ -90,6 +90,13 @@ lint: install-test
 
 bench: install install-test
 	$(PY) bench/spawn_time.py
+	$(PY) bench/catalog_search.py
+	$(PY) bench/deployments.py
+	$(PY) bench/serverless.py --module yolo-detector
+	$(PY) bench/serverless.py --module fish-detector
+	$(PY) bench/training_throughput.py
+	$(PY) bench/storage.py
+	$(PY) bench/federated.py
 
 # Re-train the fish detector's shipped weights from generated data (CPU, ~20 min; see weights/TRAINING.md)
 fish-weights: install
