@@ -15,6 +15,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -299,7 +300,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 class LabPage:
     """One browser tab on JupyterLab, with the requests the page made and the errors it raised."""
 
-    def __init__(self, page: Page, lab: LabServer, name: str):
+    def __init__(self, page: Page, lab: LabServer | None, name: str):
         self.page = page
         self.lab = lab
         self.name = name
@@ -355,16 +356,39 @@ class LabPage:
         self.page.screenshot(path=ARTIFACTS / f"{self.name}-{label}-window.png", animations="disabled")
         return path
 
+    def window_screenshot(self, label: str) -> Path:
+        """The whole window only: before JupyterLab loads (the hub's pages) there is no panel to frame."""
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{self.name}-{label}.png"
+        self.page.screenshot(path=path, animations="disabled")
+        return path
 
-@pytest.fixture
-def lab_page(browser: Browser, lab: LabServer, request) -> Iterator[LabPage]:
+
+@contextmanager
+def _tab(browser: Browser, lab: LabServer | None, request) -> Iterator[LabPage]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
     page = LabPage(context.new_page(), lab, name)
     yield page
     report = getattr(request.node, "call_report", None)
     if report is not None and report.failed:
-        page.screenshot("failed")
+        if lab is not None:
+            page.screenshot("failed")
+        else:
+            page.window_screenshot("failed")
     context.close()
     # an uncaught exception in the page is a bug even when the test's checks passed
     assert not page.errors, f"the page raised: {page.errors}"
+
+
+@pytest.fixture
+def lab_page(browser: Browser, lab: LabServer, request) -> Iterator[LabPage]:
+    with _tab(browser, lab, request) as page:
+        yield page
+
+
+@pytest.fixture
+def hub_page(browser: Browser, request) -> Iterator[LabPage]:
+    """A fresh tab with no cookies and no lab server of its own: the test logs in to a hub through it."""
+    with _tab(browser, None, request) as page:
+        yield page
