@@ -75,6 +75,12 @@ export function TryView(props: {
   const [image, setImage] = React.useState<IAnswer<string> | null>(null);
   const [dragging, setDragging] = React.useState(false);
   const input = React.useRef<HTMLInputElement>(null);
+  const region = React.useRef<HTMLDivElement>(null);
+
+  // it may open by itself (a try just started) below the fold: bring the drop zone into sight
+  React.useEffect(() => {
+    region.current?.scrollIntoView?.({ block: 'nearest' });
+  }, []);
 
   React.useEffect(() => {
     if (!file) {
@@ -116,7 +122,7 @@ export function TryView(props: {
   const errors = [...new Set([json?.error, image?.error].filter((e): e is string => Boolean(e)))];
   const prediction = json?.value?.predictions;
   return (
-    <div className="jp-ReefLab-try" role="region" aria-label={`Try ${deployment.title}`}>
+    <div ref={region} className="jp-ReefLab-try" role="region" aria-label={`Try ${deployment.title}`}>
       <div
         className={`jp-ReefLab-drop${dragging ? ' jp-mod-dragging' : ''}`}
         onDragOver={e => {
