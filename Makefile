@@ -76,11 +76,14 @@ $(LABEXT_BUILD)/package.json: node_modules/.stamp $(VENV)/.platform.stamp $(wild
 
 # The package is installed editable; its data files (lab extension, server config, kernel) are
 # linked or copied into the environment here, since editable installs skip data_files.
-$(VENV)/.reeflab.stamp: $(VENV)/.platform.stamp setup.py $(LABEXT_BUILD)/package.json kernels/reeflab-python/kernel.json server_extension/jupyter-config/jupyter_server_config.d/reeflab.json
+$(VENV)/.reeflab.stamp: $(VENV)/.platform.stamp setup.py $(LABEXT_BUILD)/package.json kernels/reeflab-python/kernel.json server_extension/jupyter-config/jupyter_server_config.d/reeflab.json server_extension/jupyter-config/lab/overrides.json
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	mkdir -p $(VENV)/share/jupyter/labextensions $(VENV)/etc/jupyter/jupyter_server_config.d
 	ln -sfn $(CURDIR)/$(LABEXT_BUILD) $(VENV)/share/jupyter/labextensions/reeflab
 	cp server_extension/jupyter-config/jupyter_server_config.d/reeflab.json $(VENV)/etc/jupyter/jupyter_server_config.d/
+	@# no "get Jupyter news?" prompt in every new user's lab (and no calls out for it)
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp server_extension/jupyter-config/lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(VENV)/bin/jupyter kernelspec install --sys-prefix kernels/reeflab-python >/dev/null
 	touch $@
 
