@@ -16,6 +16,16 @@ ACTIVE_STATES = ("starting", "running")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def relative_file(value: str, suffix: str, what: str, kind: str) -> str:
+    """A path inside the user's Jupyter root (no absolute path, no '..') ending in `suffix`."""
+    path = PurePosixPath(value.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"give the {what}'s path relative to your Jupyter root folder, without '..'")
+    if path.suffix != suffix:
+        raise ValueError(f"'{value}' is not {kind}")
+    return str(path)
+
+
 class JobRequest(BaseModel):
     """POST /reeflab/api/jobs"""
 
@@ -46,12 +56,7 @@ class JobRequest(BaseModel):
     @field_validator("notebook")
     @classmethod
     def _relative_notebook(cls, notebook: str) -> str:
-        path = PurePosixPath(notebook.replace("\\", "/"))
-        if path.is_absolute() or ".." in path.parts:
-            raise ValueError("give the notebook's path relative to your Jupyter root folder, without '..'")
-        if path.suffix != ".ipynb":
-            raise ValueError(f"'{notebook}' is not a notebook (.ipynb)")
-        return str(path)
+        return relative_file(notebook, ".ipynb", "notebook", "a notebook (.ipynb)")
 
     @field_validator("parameters")
     @classmethod

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..jobs.models import JobError, Progress
+from ..jobs.models import JobError, Progress, relative_file
 
 State = Literal["starting", "running", "completed", "failed", "cancelled"]
 NodeStateName = Literal["pending", "running", "completed", "failed", "cancelled", "skipped"]
@@ -33,12 +32,7 @@ class PipelineRequest(BaseModel):
     @field_validator("pipeline")
     @classmethod
     def _relative_pipeline(cls, pipeline: str) -> str:
-        path = PurePosixPath(pipeline.replace("\\", "/"))
-        if path.is_absolute() or ".." in path.parts:
-            raise ValueError("give the pipeline's path relative to your Jupyter root folder, without '..'")
-        if path.suffix != ".pipeline":
-            raise ValueError(f"'{pipeline}' is not an Elyra pipeline (.pipeline)")
-        return str(path)
+        return relative_file(pipeline, ".pipeline", "pipeline", "an Elyra pipeline (.pipeline)")
 
     @field_validator("parameters")
     @classmethod

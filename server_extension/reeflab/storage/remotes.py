@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from functools import cached_property
 from typing import IO, Any
@@ -27,8 +28,8 @@ class StorageFailed(ReefLabError):
     status = 502
 
 
-class Remote:
-    """One connection's data, as the panel and the client use it."""
+class Remote(ABC):
+    """One connection's data, as the panel and the client use it (S3 and WebDAV implement it)."""
 
     def __init__(self, connection: StorageConnection, connect_timeout: float = CONNECT_TIMEOUT):
         self.connection = connection
@@ -38,18 +39,21 @@ class Remote:
         """A real round trip with the credentials: list the root. Raises StorageFailed saying why."""
         self.list("", limit=1)
 
+    @abstractmethod
     def list(self, path: str, limit: int = 100, page: str | None = None) -> tuple[list[dict], str | None]:
-        raise NotImplementedError
+        """Up to `limit` entries under `path` from `page` on, and the next page's token (None: the last)."""
 
+    @abstractmethod
     def upload(self, path: str, data: IO[bytes]) -> None:
-        raise NotImplementedError
+        """Write `data` as the file at `path` (its folders are made)."""
 
+    @abstractmethod
     def download(self, path: str) -> Iterator[bytes]:
-        raise NotImplementedError
+        """The file at `path`, in chunks."""
 
+    @abstractmethod
     def delete(self, path: str) -> int:
         """Delete a file, or a folder with everything in it; returns how many files went."""
-        raise NotImplementedError
 
 
 def remote_for(connection: StorageConnection, connect_timeout: float = CONNECT_TIMEOUT) -> Remote:

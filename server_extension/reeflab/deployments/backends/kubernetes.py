@@ -27,6 +27,27 @@ PORT = 5000  # deepaas-run in images/module.Dockerfile, which runs as uid 1000, 
 CONTAINER = "module"
 INSTANCE = "app.kubernetes.io/instance"
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def default_namespace() -> str:
+    """$REEFLAB_NAMESPACE, else the pod's own namespace, else 'reeflab'."""
+    mine = NAMESPACE_FILE.read_text().strip() if NAMESPACE_FILE.exists() else ""
+    return os.environ.get("REEFLAB_NAMESPACE") or mine or "reeflab"
+
+
+async def connect_api() -> client.ApiClient:
+    """A client from the pod's service account, else from the kubeconfig; a 4xx-free error if neither works."""
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)
+    except config.ConfigException:
+        try:
+            await config.load_kube_config(client_configuration=cfg)
+        except (config.ConfigException, OSError) as err:
+            raise ReefLabError(f"ReefLab cannot reach Kubernetes ({err}); ask an admin.") from None
+    return client.ApiClient(cfg)
+
+
 _OBJECT_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 Labels = dict[str, str] | None
@@ -265,21 +286,11 @@ class KubernetesBackend(DeploymentBackend):
 
     @default("namespace")
     def _default_namespace(self) -> str:
-        mine = NAMESPACE_FILE.read_text().strip() if NAMESPACE_FILE.exists() else ""  # a pod's own namespace
-        return os.environ.get("REEFLAB_NAMESPACE") or mine or "reeflab"
+        return default_namespace()
 
     async def _api(self) -> client.ApiClient:
-        """The injected client, else one from the pod's service account, else from the kubeconfig."""
         if self.api_client is None:
-            cfg = client.Configuration()
-            try:
-                config.load_incluster_config(client_configuration=cfg)
-            except config.ConfigException:
-                try:
-                    await config.load_kube_config(client_configuration=cfg)
-                except (config.ConfigException, OSError) as err:
-                    raise ReefLabError(f"ReefLab cannot reach Kubernetes ({err}); ask an admin.") from None
-            self.api_client = client.ApiClient(cfg)
+            self.api_client = await connect_api()
         return self.api_client
 
     async def close(self) -> None:

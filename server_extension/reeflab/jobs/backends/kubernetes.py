@@ -15,11 +15,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 from traitlets import Dict, Instance, Int, Unicode, default
 
-from ...deployments.backends.kubernetes import _LABEL_VALUE, _OBJECT_NAME, NAMESPACE_FILE, _slug, cpu_quantity
+from ...deployments.backends.kubernetes import (
+    _LABEL_VALUE,
+    _OBJECT_NAME,
+    _slug,
+    connect_api,
+    cpu_quantity,
+    default_namespace,
+)
 from ...deployments.backends.local import tail_lines
 from ...errors import ReefLabError
 from ...profiles import HardwareProfile, ProfileStore, default_profiles_path
@@ -115,20 +122,11 @@ class KubernetesJobBackend(JobBackend):
 
     @default("namespace")
     def _default_namespace(self) -> str:
-        mine = NAMESPACE_FILE.read_text().strip() if NAMESPACE_FILE.exists() else ""
-        return os.environ.get("REEFLAB_NAMESPACE") or mine or "reeflab"
+        return default_namespace()
 
     async def _api(self) -> client.ApiClient:
         if self.api_client is None:
-            cfg = client.Configuration()
-            try:
-                config.load_incluster_config(client_configuration=cfg)
-            except config.ConfigException:
-                try:
-                    await config.load_kube_config(client_configuration=cfg)
-                except (config.ConfigException, OSError) as err:
-                    raise ReefLabError(f"ReefLab cannot reach Kubernetes ({err}); ask an admin.") from None
-            self.api_client = client.ApiClient(cfg)
+            self.api_client = await connect_api()
         return self.api_client
 
     def manifest(self, job: Job, folder: Path, profile: HardwareProfile, secret: str | None = None) -> Manifest:
