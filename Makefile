@@ -15,17 +15,24 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export YOLO_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: up test install install-test fuse lint bench lock clean fish-weights
+.PHONY: up test install install-test fuse reachable lint bench lock clean fish-weights
 
-up: install fuse
+up: install fuse reachable
 	$(VENV)/bin/reeflab up
 
 # Storage mounts need FUSE 3; without it (no root to install it) ReefLab says so and copies instead.
 fuse:
 	@test -x $(FUSERMOUNT) || { [ "$$(id -u)" = 0 ] && $(MAKE) --no-print-directory $(FUSERMOUNT); } || \
 	  echo "note: fuse3 is not installed (sudo apt-get install fuse3): storage mounts fall back to copy/sync"
+	@# users' accounts mount through fusermount3: /dev/fuse is 0666 on Debian, some containers make it 0600
+	@[ "$$(id -u)" != 0 ] || [ ! -c /dev/fuse ] || chmod 0666 /dev/fuse
 
-test: install install-test
+# As root, each user's server runs under their own OS account, with ReefLab's Python from .venv:
+# those accounts must be able to pass through (o+x, not list) the folders above it.
+reachable: install
+	@[ "$$(id -u)" != 0 ] || $(PY) -m reeflab.accounts open-path
+
+test: install install-test fuse reachable
 	$(VENV)/bin/ruff check server_extension hub_config tests bench
 	npm test --silent
 	$(PY) -m pytest tests --ignore=tests/browser

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from reeflab.hub.config import REPO
 from traitlets.config import PyFileConfigLoader
@@ -111,3 +113,49 @@ def test_bad_switches_say_what_to_set(monkeypatch, tmp_path, env, message):
     monkeypatch.delenv("JUPYTERHUB_CRYPT_KEY", raising=False)
     with pytest.raises(Exception, match=message):
         load(monkeypatch, tmp_path, **env)
+
+
+def test_as_root_the_platform_state_is_closed_and_homes_only_passed_through(monkeypatch, tmp_path):
+    from reeflab import accounts
+
+    monkeypatch.setattr(accounts, "isolation_available", lambda: True)
+    (tmp_path / "jupyterhub.sqlite").write_text("")
+    (tmp_path / "jupyterhub.sqlite").chmod(0o644)  # left readable by an earlier run
+    umask = os.umask(0o022)
+    try:
+        load(monkeypatch, tmp_path)
+        assert os.umask(0o022) == 0o077, "the hub and its services create private files"
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "jupyterhub.sqlite").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "homes").stat().st_mode & 0o777 == 0o711
+    assert tmp_path.stat().st_mode & 0o777 == 0o711, "users pass through to their homes, never list"
+    assert all(e.stat().st_mode & 0o077 == 0 for e in tmp_path.iterdir() if e.name != "homes")
+
+
+def test_without_root_one_user_only_unless_shared_mode_is_accepted(monkeypatch, tmp_path):
+    from reeflab import accounts
+
+    monkeypatch.setattr(accounts, "isolation_available", lambda: False)
+    c = load(monkeypatch, tmp_path, REEFLAB_USERS="ana,bob", REEFLAB_OPEN_SIGNUP="true")
+    assert c.Authenticator.allowed_users == {"admin"} and c.Authenticator.admin_users == {"admin"}
+    assert c.FirstUseAuthenticator.create_users is False and c.Authenticator.allow_existing_users is False
+    assert "only admin may log in" in c.JupyterHub.template_vars["announcement"]
+    assert c.ReefLabLocalSpawner.isolate_users is False
+
+    c = load(monkeypatch, tmp_path, REEFLAB_USERS="ana,bob", REEFLAB_SHARED_ACCOUNT="true")
+    assert c.Authenticator.allowed_users == {"ana", "bob"}
+    assert "can read each other's files" in c.JupyterHub.template_vars["announcement"]
+
+    with pytest.raises(ValueError, match="REEFLAB_SHARED_ACCOUNT"):
+        load(
+            monkeypatch,
+            tmp_path,
+            REEFLAB_AUTH="oidc",
+            REEFLAB_OIDC_ALLOWED_VOS="vo",
+            REEFLAB_OIDC_CLIENT_ID="x",
+            JUPYTERHUB_CRYPT_KEY="0" * 64,
+            REEFLAB_OIDC_AUTHORIZE_URL="http://a",
+            REEFLAB_OIDC_TOKEN_URL="http://b",
+            REEFLAB_OIDC_USERDATA_URL="http://c",
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import stat
-from pathlib import Path
 
 import pytest
 import requests
@@ -90,7 +89,7 @@ def test_each_user_gets_own_private_home_and_jupyterlab(hub):
     )
     assert lab.ok and "JupyterLab" in lab.text
 
-    home = Path(hub.state) / "homes" / "bob"
+    home = hub.homes / "bob"
     assert home.is_dir()
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     # the file browser of bob's server is rooted at his home: alice's files are not there

@@ -3,14 +3,13 @@ sees nor uses it; her mount outlives a restart of her server; no secret in any a
 
 from __future__ import annotations
 
-import os
-
+import psutil
 import pytest
 from reeflab.client import Connection, ReefLabClientError
 from reeflab.client import storage as client_storage
 from reeflab.storage.platform_s3 import user_bucket
 from reeflab.storage.testing import WebDAVProcess
-from reeflab.testing.hub import HubProcess
+from reeflab.testing.hub import HubProcess, run_in_kernel
 from reeflab.testing.process import wait_until
 
 pytestmark = pytest.mark.timeout(600)
@@ -67,15 +66,28 @@ def test_a_users_connection_is_hers_alone_and_her_mount_outlives_a_restart(hub, 
         alice = Connection(hub.spawn("alice"), alice_token)
         (info,) = [s.info for s in client_storage.connections(connection=alice) if s.name == "cloud"]
         assert info["mount"]["state"] == "mounted", info["mount"]
-        home = hub.state / "homes" / "alice"
-        assert os.path.ismount(home / "storage" / "cloud")
-        (home / "storage" / "cloud" / "from-notebook.txt").write_text("alice was here")
+        mountpoint = hub.homes / "alice" / "storage" / "cloud"
+        assert mounted(mountpoint)
+        # from her notebook: write into the mount, then copy the file to her platform bucket
+        printed = run_in_kernel(
+            alice.url,
+            alice_token,
+            "open('storage/cloud/from-notebook.txt', 'w').write('alice was here')\n"
+            "from reeflab.client import storage\n"
+            "storage.get('reeflab').upload('storage/cloud/from-notebook.txt', 'in/from-notebook.txt')\n"
+            "print('uploaded')",
+        )
+        assert printed.strip().endswith("uploaded"), printed
         wait_until(lambda: (dav.root / "from-notebook.txt").exists(), 20, "the file on the WebDAV server")
         mine = client_storage.get("reeflab", connection=alice)
         assert mine.info["bucket"] == user_bucket("alice")
-        mine.upload(home / "storage" / "cloud" / "from-notebook.txt", "in/from-notebook.txt")
         assert [e["name"] for e in mine.ls("in")] == ["from-notebook.txt"]
     finally:
         client_storage.get("cloud", connection=alice).unmount()
-    assert not os.path.ismount(hub.state / "homes" / "alice" / "storage" / "cloud")
+    assert not mounted(hub.homes / "alice" / "storage" / "cloud")
+
+
+def mounted(path) -> bool:
+    """Whether `path` is a mount point, from the kernel's table (root may not stat another account's FUSE mount)."""
+    return any(p.mountpoint == str(path) for p in psutil.disk_partitions(all=True))
     assert dav.password not in hub.log_path.read_text(errors="replace")

@@ -11,6 +11,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from .. import accounts
 from ..profiles import default_profiles_path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -45,6 +46,8 @@ def configure(c) -> None:
     else:
         configure_kubernetes(c)
     (configure_local_login if auth == "local" else configure_oidc_login)(c)
+    if mode == "local" and not accounts.isolation_available():
+        configure_shared_account(c, auth)
     if _env("REEFLAB_OSCAR_ENDPOINT"):
         configure_oscar_cluster(c)
 
@@ -89,9 +92,60 @@ def configure_local(c) -> None:
     }
     homes = Path(_env("REEFLAB_HOMES") or state / "homes")
     c.ReefLabLocalSpawner.home_dir_template = str(homes / "{username}")
+    if accounts.isolation_available():
+        protect_platform_state(state, homes)
     configure_idle_culler(c)
     configure_serverless(c)
     configure_tracking(c)
+
+
+def protect_platform_state(state: Path, homes: Path) -> None:
+    """Users have OS accounts: they may pass through the state folder to their homes, nothing more.
+
+    The hub and the services it starts (engine, SeaweedFS, MLflow) create files readable by
+    their owner only (umask 077); what an earlier run left readable is closed here.
+    """
+    os.umask(0o077)
+    homes.mkdir(parents=True, exist_ok=True)
+    homes.chmod(0o711)  # enter, never list
+    if state in homes.parents:
+        state.chmod(0o711)
+    for entry in state.iterdir():
+        if entry != homes and entry not in homes.parents and not entry.is_symlink():
+            entry.chmod(entry.stat().st_mode & 0o700)
+
+
+def configure_shared_account(c, auth: str) -> None:
+    """No root: every server would run under the hub's own account, so nobody is kept apart.
+
+    One user (the first admin) may log in, unless the operator accepts shared-account mode with
+    REEFLAB_SHARED_ACCOUNT=true; then every hub page says that users are not isolated.
+    """
+    c.ReefLabLocalSpawner.isolate_users = False
+    if _env("REEFLAB_SHARED_ACCOUNT").lower() in ("1", "true", "yes"):
+        c.JupyterHub.template_vars = {"announcement": SHARED_ACCOUNT_NOTICE}
+        return
+    if auth != "local":
+        raise ValueError(
+            "ReefLab runs without root, so every user would share one OS account: run the hub as root "
+            "(each user gets an account), or accept shared-account mode with REEFLAB_SHARED_ACCOUNT=true"
+        )
+    single = sorted(_env_list("REEFLAB_ADMINS", "admin"))[:1]
+    c.JupyterHub.template_vars = {"announcement": SINGLE_USER_NOTICE.format(name=single[0])}
+    c.Authenticator.admin_users = set(single)
+    c.Authenticator.allowed_users = set(single)
+    c.Authenticator.allow_existing_users = False
+    c.FirstUseAuthenticator.create_users = False
+
+
+SHARED_ACCOUNT_NOTICE = (
+    "Shared-account mode: every user's server runs under one OS account, so users of this hub can "
+    "read each other's files and credentials. Keep nothing private here."
+)
+SINGLE_USER_NOTICE = (
+    "Single-user mode: ReefLab runs without root, so users could not be kept apart; only {name} may log in. "
+    "Run it as root to give each user their own account."
+)
 
 
 def configure_kubernetes(c) -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
+import sys
 from pathlib import Path
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from tornado import web
-from traitlets import Unicode, default
+from traitlets import Bool, Unicode, default
 
+from .. import accounts
 from ..errors import ReefLabError
 from ..profiles import ProfileStore, default_profiles_path
 from ..storage.kubernetes import render_mounts
@@ -21,16 +24,23 @@ from .profile_list import PROFILE_TRAITS, kubespawner_profiles, user_groups
 
 
 class ReefLabLocalSpawner(SimpleLocalProcessSpawner):
-    """One local single-user server per hub user, each in its own home directory (mode 0700).
+    """One local single-user server per hub user, in its own home directory (mode 0700).
 
-    All servers run under the hub's OS account: homes are separate folders, not separate
-    accounts. For OS-level isolation between people sharing a machine, use JupyterHub's
-    LocalProcessSpawner with system accounts (see README, "Local mode").
+    When the hub runs as root (`isolate_users`, on by default there), each hub user gets their
+    own OS account (`reeflab.accounts`), created at first spawn, and their server, kernels,
+    terminals, deployments, jobs and mounts run under it: the kernel keeps people apart.
+    Without root every server runs under the hub's account; `configure_local` then allows one
+    user only, unless the operator accepts shared-account mode (README, "Who is isolated").
     """
 
     home_dir_template = Unicode(
         config=True,
         help="Home of each user; {username} is expanded. Default: $REEFLAB_STATE_DIR/homes/{username}.",
+    )
+    isolate_users = Bool(
+        config=True,
+        help="Run each user's server under their own OS account (needs root and useradd). "
+        "Default: on when the hub runs as root.",
     )
 
     @default("home_dir_template")
@@ -38,19 +48,61 @@ class ReefLabLocalSpawner(SimpleLocalProcessSpawner):
         state = os.environ.get("REEFLAB_STATE_DIR", str(Path.cwd() / ".reeflab"))
         return str(Path(state) / "homes" / "{username}")
 
+    @default("isolate_users")
+    def _default_isolate_users(self) -> bool:
+        return accounts.isolation_available()
+
+    @property
+    def account(self) -> accounts.SystemAccount | None:
+        """The OS account the server runs under (None: the hub's own)."""
+        return getattr(self, "_account", None)
+
+    async def start(self):
+        if self.isolate_users:
+            self._account = await asyncio.to_thread(self._prepare_account)
+        return await super().start()
+
+    def _prepare_account(self) -> accounts.SystemAccount:
+        """Create the user's account and home; refuse with words an operator can act on."""
+        home = Path(self.home_dir)
+        blocked = accounts.unreachable_parent(home) or accounts.unreachable_parent(Path(sys.executable))
+        if blocked is not None:
+            raise web.HTTPError(
+                500,
+                f"users' accounts cannot enter {blocked}, on the way to their homes or to ReefLab's Python: "
+                f"allow them through it (chmod o+x {blocked}) or move ReefLab/REEFLAB_HOMES elsewhere",
+            )
+        account = accounts.ensure_account(self.user.name, home)
+        self.log.info("server of %s runs as OS account %s (uid %d)", self.user.name, account.name, account.uid)
+        return account
+
     def make_preexec_fn(self, name):
-        home = self.home_dir
+        home, account = self.home_dir, self.account
 
         def preexec():
-            os.makedirs(home, 0o700, exist_ok=True)
-            os.chmod(home, 0o700)
+            if account is not None:  # root: become the user (home made and chowned in start)
+                os.setgroups([])
+                os.setgid(account.gid)
+                os.setuid(account.uid)
+            else:
+                os.makedirs(home, 0o700, exist_ok=True)
+                os.chmod(home, 0o700)
+            os.umask(0o077)  # what the user makes is theirs alone unless they say otherwise
             os.chdir(home)
 
         return preexec
 
+    def user_env(self, env: dict) -> dict:
+        env = super().user_env(env)
+        if self.account is not None:
+            env.update(self.account.env())
+        # Ultralytics writes settings and a font in its config dir: each user their own
+        env["YOLO_CONFIG_DIR"] = str(Path(self.home_dir) / ".config" / "Ultralytics")
+        return env
+
     def get_args(self) -> list[str]:
         args = super().get_args()
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and self.account is None:
             args.append("--allow-root")
         return args
 

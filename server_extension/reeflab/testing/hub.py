@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 import requests
@@ -33,9 +34,14 @@ class HubProcess(ServerProcess):
         self.url = f"http://127.0.0.1:{self.port}/"
         self.token = secrets.token_hex(16)
         self.extra_config = extra_config
+        # homes outside pytest's private temp root (0700, and reset so by every pytest run):
+        # users' OS accounts must be able to reach theirs
+        self.homes = Path(tempfile.mkdtemp(prefix="reeflab-homes-"))
+        self.homes.chmod(0o711)
         self.env = {
             **os.environ,
             "REEFLAB_STATE_DIR": str(self.state),
+            "REEFLAB_HOMES": str(self.homes),
             "REEFLAB_PORT": str(self.port),
             "REEFLAB_HUB_API_PORT": str(free_port()),
             "REEFLAB_PROXY_API_PORT": str(free_port()),
@@ -106,3 +112,58 @@ def form_post(session: requests.Session, url: str, data: dict) -> requests.Respo
     match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
     xsrf = match.group(1) if match else session.cookies.get("_xsrf", "")
     return session.post(url, data={**data, "_xsrf": xsrf}, timeout=30)
+
+
+def run_in_kernel(server_url: str, token: str, code: str, timeout: float = 60) -> str:
+    """Run `code` in a new Python kernel of a user's server, as that user would from a notebook;
+    returns what it printed (stdout, stderr and the traceback of an error)."""
+    import json
+    import uuid
+
+    import websocket
+
+    headers = {"Authorization": f"token {token}"}
+    kernel = requests.post(server_url + "api/kernels", json={"name": "python3"}, headers=headers, timeout=60)
+    kernel.raise_for_status()
+    kernel_id = kernel.json()["id"]
+    ws_url = server_url.replace("http://", "ws://", 1) + f"api/kernels/{kernel_id}/channels"
+    try:
+        channel = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
+        msg_id = uuid.uuid4().hex
+        channel.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "msg_type": "execute_request",
+                        "username": "",
+                        "session": msg_id,
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                    },
+                    "channel": "shell",
+                }
+            )
+        )
+        output = []
+        while True:
+            message = json.loads(channel.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = message["msg_type"], message["content"]
+            if kind == "stream":
+                output.append(content["text"])
+            elif kind == "error":
+                output.append(f"{content['ename']}: {content['evalue']}\n")
+            elif kind == "status" and content["execution_state"] == "idle":
+                return "".join(output)
+    finally:
+        requests.delete(server_url + f"api/kernels/{kernel_id}", headers=headers, timeout=30)
