@@ -40,7 +40,7 @@ print(json.dumps(results))
 
 
 def _pid(predicate) -> int:
-    found = [p for p in psutil.process_iter(["pid", "username", "cmdline"]) if predicate(p.info)]
+    found = [p for p in psutil.process_iter(["pid", "username", "cmdline"]) if p.info["cmdline"] and predicate(p.info)]
     assert found, "process not found"
     return found[0].info["pid"]
 
@@ -115,3 +115,14 @@ def test_each_server_runs_under_its_own_account_with_a_private_home(hub, servers
     # the platform's state: nobody but its owner may enter it; users pass through the homes folder, never list it
     assert Path(hub.state).stat().st_mode & 0o077 == 0
     assert hub.homes.stat().st_mode & 0o777 == 0o711
+    # each server runs in its own cgroup, delegated to its account (its deployments and jobs nest inside)
+    for process in running:
+        account = process.info["username"]
+        assert f"/reeflab-user-{account}" in Path(f"/proc/{process.pid}/cgroup").read_text()
+
+
+def test_names_never_share_an_account():
+    names = ["ana", "ana-b", "ana.b", "ana_b", "ANA", "ana-lab", "a" * 40, "a" * 41]
+    made = {accounts.account_name(n) for n in names}
+    assert len(made) == len(names)
+    assert all(len(n) <= 32 and n.startswith(accounts.PREFIX) for n in made)

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import psutil
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
@@ -16,6 +17,7 @@ from traitlets import Bool, Unicode, default
 
 from .. import accounts
 from ..errors import ReefLabError
+from ..limits import Cgroup
 from ..profiles import ProfileStore, default_profiles_path
 from ..storage.kubernetes import render_mounts
 from ..storage.rclone import remote_env
@@ -74,12 +76,19 @@ class ReefLabLocalSpawner(SimpleLocalProcessSpawner):
             )
         account = accounts.ensure_account(self.user.name, home)
         self.log.info("server of %s runs as OS account %s (uid %d)", self.user.name, account.name, account.uid)
+        # the user's cgroup (limits: Spawner.mem_limit / cpu_limit), delegated: their deployments and jobs
+        # get cgroups of their own inside it. Found again at a respawn: what runs in it keeps running.
+        memory = self.mem_limit or psutil.virtual_memory().total  # unset: the machine's, but a cgroup all the same
+        group = Cgroup.ensure(f"user-{account.name}", memory, self.cpu_limit or float(os.cpu_count() or 1))
+        self._cgroup = group.delegate(account.uid, account.gid) if group is not None else None
         return account
 
     def make_preexec_fn(self, name):
-        home, account = self.home_dir, self.account
+        home, account, cgroup = self.home_dir, self.account, getattr(self, "_cgroup", None)
 
         def preexec():
+            if cgroup is not None:
+                cgroup.enter()
             if account is not None:  # root: become the user (home made and chowned in start)
                 os.setgroups([])
                 os.setgid(account.gid)

@@ -17,6 +17,7 @@ import psutil
 from traitlets import Float
 
 from ...deployments.backends.local import cpu_set, tail_lines
+from ...limits import Cgroup, out_of_memory, pss_of
 from ...profiles import HardwareProfile
 from ..models import Job
 from ..store import LOG_FILE, read_status
@@ -38,7 +39,11 @@ def job_env(job: Job, base: dict[str, str]) -> dict[str, str]:
 
 
 class LocalJobBackend(JobBackend):
-    """The runner in its own session, with the job's CPU affinity and thread counts; cancel kills it all."""
+    """The runner in its own session, with the job's CPU affinity and thread counts; cancel kills it all.
+
+    The runner and its kernel run in a cgroup with the CPU quota and memory of the job's profile (as a pod's
+    limits in kubernetes); where no cgroup can be made, a watchdog on their proportional set size.
+    """
 
     name = "local"
 
@@ -49,18 +54,35 @@ class LocalJobBackend(JobBackend):
     ) -> dict:
         (folder / "spec.json").write_text(json.dumps(spec, indent=1))
         cpus = cpu_set(job.cpu)
-        with open(folder / LOG_FILE, "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "reeflab.jobs.runner", str(folder)],
-                cwd=spec["cwd"],
-                env={**job_env(job, dict(os.environ)), **(secrets or {})},  # in its environment, not argv
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # survives the browser and a restart of the Jupyter server
-                preexec_fn=lambda: os.sched_setaffinity(0, cpus),
-            )
-        return {"pid": process.pid, "started": psutil.Process(process.pid).create_time()}
+        cgroup = Cgroup.create(f"job-{job.id}", job.memory_MB * 10**6, job.cpu)
+
+        def preexec() -> None:
+            """In the child before exec: into the cgroup first, so the kernel it starts is inside too."""
+            if cgroup is not None:
+                cgroup.enter()
+            os.sched_setaffinity(0, cpus)
+
+        try:
+            with open(folder / LOG_FILE, "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "reeflab.jobs.runner", str(folder)],
+                    cwd=spec["cwd"],
+                    env={**job_env(job, dict(os.environ)), **(secrets or {})},  # in its environment, not argv
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # survives the browser and a restart of the Jupyter server
+                    preexec_fn=preexec,
+                )
+        except BaseException:
+            if cgroup is not None:
+                cgroup.remove()
+            raise
+        return {
+            "pid": process.pid,
+            "started": psutil.Process(process.pid).create_time(),
+            "cgroup": cgroup.name if cgroup is not None else None,  # None: the PSS watchdog limits it
+        }
 
     def _process(self, job: Job) -> psutil.Process | None:
         """The runner if it still runs: same pid *and* start time (pids are reused)."""
@@ -77,14 +99,31 @@ class LocalJobBackend(JobBackend):
 
     async def status(self, job: Job, folder: Path) -> dict[str, Any]:
         status = read_status(folder)
+        process = self._process(job)
         if status.get("state") in FINAL:
-            if self._process(job) is not None:  # still writing its last lines: not finished yet
+            if process is not None:  # still writing its last lines: not finished yet
                 return {**status, "state": "running"}
-            return status
-        if self._process(job) is None:
+            return await self._ended(job, status)
+        if process is None:
             lines = "\n".join(tail_lines(folder / LOG_FILE, 15))
             reason = f"the job process ended unexpectedly. Last lines of its log:\n{lines}"
-            return {**status, "state": "failed", "reason": reason}
+            return await self._ended(job, {**status, "state": "failed", "reason": reason})
+        if _cgroup(job) is None:  # no kernel limit here: watch its proportional set size (never a sum of RSS)
+            used = pss_of(process.pid)
+            if used > job.memory_MB * 10**6:
+                await self.cancel(job, folder)
+                return {**status, "state": "failed", "reason": _out_of_memory(job, job.memory_MB * 10**6, used)}
+        return status
+
+    async def _ended(self, job: Job, status: dict[str, Any]) -> dict[str, Any]:
+        """A finished job frees its cgroup; a failure after the kernel's OOM kill says so (papermill only
+        sees a dead kernel)."""
+        cgroup = _cgroup(job)
+        if cgroup is None:
+            return status
+        if status.get("state") == "failed" and cgroup.oom_killed():
+            status = {**status, "reason": _out_of_memory(job, cgroup.memory_limit or job.memory_MB * 10**6)}
+        await asyncio.get_running_loop().run_in_executor(None, cgroup.remove)
         return status
 
     async def cancel(self, job: Job, folder: Path) -> None:
@@ -109,6 +148,9 @@ class LocalJobBackend(JobBackend):
                     for member in [*kernel.children(recursive=True), kernel]:
                         with contextlib.suppress(psutil.Error):
                             member.kill()
+        cgroup = _cgroup(job)
+        if cgroup is not None:  # kills whatever is still in it
+            await asyncio.get_running_loop().run_in_executor(None, cgroup.remove)
 
     async def logs(self, job: Job, folder: Path, tail: int) -> list[str]:
         return tail_lines(folder / LOG_FILE, tail)
@@ -119,3 +161,15 @@ def _exited(process: psutil.Process) -> bool:
         return process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def _cgroup(job: Job) -> Cgroup | None:
+    """The job's cgroup (found again by name after a restart of the Jupyter server), or None."""
+    name = job.runtime.get("cgroup")
+    return Cgroup.find(name) if name else None
+
+
+def _out_of_memory(job: Job, limit: int, used: int | None = None) -> str:
+    """Why the job was stopped, and what to do: the limit of its profile."""
+    measured = f"it used {used / 1e6:.0f} MB; " if used is not None else ""
+    return out_of_memory(limit, f"{measured}profile '{job.profile}'; run it with a profile that has more memory")
