@@ -1,26 +1,33 @@
 """Kubernetes deployments without a cluster: every manifest validated against the schema kubernetes-validate
 ships, and the backend against kmock, an HTTP emulator of the Kubernetes API each test starts on 127.0.0.1."""
 
+import asyncio
 import contextlib
 import json
 import math
 import re
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import kmock
 import kubernetes_validate
 import pytest
 from kubernetes_asyncio import client
 from reeflab.deployments.backends import kubernetes as kb
+from reeflab.deployments.backends.base import Endpoint
 from reeflab.deployments.models import Deployment, Hardware
 from reeflab.errors import BadRequest, Conflict
+from reeflab.hub.config import configure_kubernetes
+from reeflab.hub.spawners import ReefLabKubeSpawner
 from reeflab.profiles import load_profiles
+from traitlets.config import Config
 
 K8S_VERSION = "1.33.0"  # one of the schema sets kubernetes-validate ships in its wheel
 NS = "reeflab-test"
 NAME = "reeflab-d3adb33f"
 DEPLOYMENTS, INGRESSES = "apps/v1/deployments", "networking.k8s.io/v1/ingresses"
+POLICIES = "networking.k8s.io/v1/networkpolicies"
 OURS = {"app.kubernetes.io/name": "reeflab-module", "app.kubernetes.io/managed-by": "reeflab"}
 IMAGE = "quay.io/reeflab/module:0.1.0"
 GPU_TAINT = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -56,9 +63,13 @@ def render(dep: Deployment, profiles_file) -> dict:
     profile = {p.slug: p for p in load_profiles(profiles_file).profiles}[dep.profile]
     manifests = {"deployment": kb.deployment_manifest(dep, profile, IMAGE, NS), "service": kb.service_manifest(dep, NS)}
     manifests.update(secret=kb.secret_manifest(dep, NS), ingress=kb.ingress_manifest(dep, NS, "deploy.example.org"))
+    manifests["policy"] = kb.network_policy_manifest(dep, NS, "hub-ns", ingress_from=[INGRESS_CONTROLLER])
     for manifest in manifests.values():
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
     return manifests
+
+
+INGRESS_CONTROLLER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
 
 
 def container(manifest: dict) -> dict:
@@ -117,6 +128,53 @@ def test_names_and_labels_are_valid_for_any_id_user_and_module(profiles_file, de
     template = manifests["deployment"]["spec"]["template"]["metadata"]["labels"]
     assert manifests["deployment"]["spec"]["selector"]["matchLabels"].items() <= template.items()
     assert manifests["service"]["spec"]["selector"] == manifests["deployment"]["spec"]["selector"]["matchLabels"]
+
+
+@pytest.fixture
+def server_pod_labels(jp_asyncio_loop, monkeypatch, profiles_file):
+    """server_pod_labels(username): the labels of the user's server pod as the hub's KubeSpawner renders it."""
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)  # offline: no kubeconfig
+
+    async def render(username: str) -> dict[str, str]:
+        c = Config()
+        c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(profiles_file)}
+        configure_kubernetes(c)
+        c.ReefLabKubeSpawner.profiles_file = str(profiles_file)
+        user = SimpleNamespace(name=username, id=7, url=f"/user/{username}/", groups=[])
+        spawner = ReefLabKubeSpawner(_mock=True, user=user, config=c)
+        await spawner.load_user_options()
+        return (await spawner.get_pod_manifest()).metadata.labels
+
+    yield lambda username: jp_asyncio_loop.run_until_complete(render(username))
+
+    async def close_clients():  # KubeSpawner's shared API client lives in a task that closes it when cancelled
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    jp_asyncio_loop.run_until_complete(close_clients())
+
+
+@pytest.mark.parametrize("owner", [owner for _, owner, _ in NAMES])
+def test_only_the_owners_server_pods_may_reach_the_module_on_its_port(profiles_file, server_pod_labels, owner):
+    manifests = render(make(owner=owner), profiles_file)
+    policy = manifests["policy"]
+    assert policy["metadata"]["name"] == manifests["deployment"]["metadata"]["name"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == manifests["deployment"]["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]  # what comes in; the module may still reach storage
+    users, ingress = policy["spec"]["ingress"]
+    assert users["ports"] == ingress["ports"] == [{"protocol": "TCP", "port": 5000}]
+    [peer] = users["from"]
+    assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "hub-ns"}}
+    wanted = peer["podSelector"]["matchLabels"].items()
+    assert wanted <= server_pod_labels(owner).items(), "the owner's server pod is let in"
+    for other in (owner + "x", owner.upper(), "bob"):
+        assert not wanted <= server_pod_labels(other).items(), f"{other}'s server pod is kept out"
+    assert ingress["from"] == [INGRESS_CONTROLLER]
+    without = kb.network_policy_manifest(make(owner=owner), NS, "hub-ns")  # no Ingress: no one else
+    kubernetes_validate.validate(without, K8S_VERSION, strict=True)
+    assert [rule["from"] for rule in without["spec"]["ingress"]] == [[peer]]
 
 
 def test_the_module_runs_deepaas_on_5000_with_probes_and_no_privileges(profiles_file):
@@ -239,7 +297,7 @@ def cluster(jp_asyncio_loop, profiles_file):
 
     async def start():
         emulator = await stack.enter_async_context(Emulator())
-        for resource in ("v1/pods", "v1/secrets", "v1/services", "apps/v1/deployments", INGRESSES):
+        for resource in ("v1/pods", "v1/secrets", "v1/services", "apps/v1/deployments", INGRESSES, POLICIES):
             emulator.resources[resource] = {}  # lists of undeclared resources answer 404
         await stack.enter_async_context(kmock.Server(emulator))
         api = client.ApiClient(client.Configuration(host=str(emulator.url).rstrip("/")))
@@ -266,8 +324,14 @@ async def test_start_creates_the_objects_and_status_follows_the_deployment(clust
     dep = make(env={"API_TOKEN": "s3cret"})
     dep.runtime = await backend.start(dep, folder=None)
     assert dep.runtime == {"namespace": NS, "name": NAME, "service_host": f"{NAME}.{NS}.svc", "port": 5000}
-    assert backend.endpoint(dep) == (f"{NAME}.{NS}.svc", 5000)
-    assert seen(emulator, "POST") == ["secrets", "deployments", "services"]
+    assert backend.endpoint(dep) == Endpoint(f"{NAME}.{NS}.svc", 5000)
+    assert backend.endpoint(dep).unix_socket is None
+    # the policy first: the module's pod is never reachable by anyone but its owner's server
+    assert seen(emulator, "POST") == ["networkpolicies", "secrets", "deployments", "services"]
+    policy = stored(emulator, POLICIES)
+    kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
+    assert policy["spec"] == kb.network_policy_manifest(dep, NS, backend.server_namespace)["spec"]
+    assert backend.server_namespace == NS  # outside a pod: user servers are next to the deployments
     assert stored(emulator, "v1/secrets")["stringData"] == {"API_TOKEN": "s3cret"}
     assert stored(emulator, DEPLOYMENTS)["spec"] == render(dep, backend.profiles_file)["deployment"]["spec"]
     assert (await backend.status(dep)).state == "starting"
@@ -290,7 +354,7 @@ async def test_an_operators_options_and_a_stop_that_deletes_everything_and_may_b
     dep = make(env={"A": "1"})
     dep.runtime = await backend.start(dep, folder=None)
     assert dep.runtime["url"] == f"https://{NAME}.deploy.example.org/"
-    resources = [INGRESSES, "v1/services", DEPLOYMENTS, "v1/secrets"]
+    resources = [INGRESSES, "v1/services", DEPLOYMENTS, POLICIES, "v1/secrets"]
     for resource in resources:  # as the API server stored them, uid and all
         kubernetes_validate.validate(stored(emulator, resource), K8S_VERSION, strict=True)
         assert stored(emulator, resource)["metadata"]["labels"]["team"] == "fish"
@@ -299,6 +363,8 @@ async def test_an_operators_options_and_a_stop_that_deletes_everything_and_may_b
     pod = stored(emulator, DEPLOYMENTS)["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "modules"
     assert pod["containers"][0]["image"] == "registry.example.org/fish-detector:1"  # CPU: not the GPU image
+    [_, controller] = stored(emulator, POLICIES)["spec"]["ingress"]  # with an Ingress, its controller gets in
+    assert controller["from"] == backend.ingress_from == [INGRESS_CONTROLLER]
     await backend.stop(dep)
     assert seen(emulator, "DELETE") == [f"{r.split('/')[-1]}/{NAME}" for r in resources]
     assert all(emulator.objects[r, NS, NAME].deleted for r in resources)
@@ -322,7 +388,7 @@ async def test_a_name_taken_in_the_cluster_is_a_clear_conflict_and_nothing_is_le
     emulator.objects["v1/services", NS, NAME] = {"metadata": {"name": NAME, "namespace": NS}}
     with pytest.raises(Conflict, match=f"A Service '{NAME}' already exists in namespace '{NS}'"):
         await backend.start(make(env={"A": "1"}), folder=None)
-    assert seen(emulator, "DELETE") == [f"secrets/{NAME}", f"deployments/{NAME}"]
+    assert seen(emulator, "DELETE") == [f"networkpolicies/{NAME}", f"secrets/{NAME}", f"deployments/{NAME}"]
     assert not emulator.objects["v1/services", NS, NAME].deleted  # someone else's: kept
 
 

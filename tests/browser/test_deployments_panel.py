@@ -185,7 +185,7 @@ def test_deployments_list_shows_failures_and_counts_down_tries(lab_page, lab_cle
 
     starved = section.locator(".jp-ReefLab-deployment", has_text="Starved detector")
     expect(starved.locator(".jp-ReefLab-state")).to_have_text("failed", timeout=READY_MS)
-    expect(starved.get_by_label("Why")).to_contain_text("more than its 60 MB")
+    expect(starved.get_by_label("Why")).to_contain_text("stopped: out of memory, limit")
     expect(starved.get_by_role("button", name="Try", exact=True)).to_be_disabled()
 
     classifier = section.locator(".jp-ReefLab-deployment", has_text="Image classifier")

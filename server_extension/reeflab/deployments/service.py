@@ -16,7 +16,7 @@ from traitlets.config import LoggingConfigurable
 from ..catalog.service import CatalogService
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..profiles import ProfileCatalog
-from .backends.base import DeploymentBackend
+from .backends.base import DeploymentBackend, Endpoint
 from .backends.local import LocalProcessBackend
 from .models import Deployment, DeploymentRequest, Hardware
 from .store import DeploymentStore
@@ -98,7 +98,7 @@ class DeploymentService(LoggingConfigurable):
         deployment = self.get(owner, deployment_id)
         return await self.backend.logs(deployment, self.folder(deployment), tail)
 
-    def endpoint(self, owner: str, deployment_id: str) -> tuple[str, int]:
+    def endpoint(self, owner: str, deployment_id: str) -> Endpoint:
         deployment = self.get(owner, deployment_id)
         if deployment.state != "ready":
             raise Conflict(f"Deployment '{deployment_id}' is {deployment.state}, not ready: it cannot answer yet.")

@@ -113,7 +113,9 @@ class DeploymentProxyHandler(ProxyHandler):
     """/reeflab/deployments/<id>/...: the deployment's DEEPaaS API, for its owner only.
 
     jupyter-server-proxy authenticates the request (and handles websockets and streaming);
-    this adds the authorization check and maps the deployment id to its host and port.
+    this adds the authorization check and maps the deployment id to its endpoint: a Unix socket
+    only its owner's processes may open (local), or a Service only their server may reach
+    (Kubernetes). The user's Jupyter credentials are not passed on to the module.
     """
 
     auth_resource = "reeflab:deployments"
@@ -129,12 +131,20 @@ class DeploymentProxyHandler(ProxyHandler):
         service = self.settings["reeflab"]["deployments"]
         try:
             owner = self.settings["reeflab"]["identity"].name(self.current_user)
-            host, port = service.endpoint(owner, deployment_id)
+            endpoint = service.endpoint(owner, deployment_id)
         except ReefLabError as err:
             raise web.HTTPError(err.status, err.message) from None
-        self.host_allowlist = [host]
+        self.unix_socket = endpoint.unix_socket  # jupyter-server-proxy connects there when set
+        self.host_allowlist = [endpoint.host]
         self.proxy_base = f"reeflab/deployments/{deployment_id}"  # for rewriting redirects
-        return host, port
+        return endpoint.host, endpoint.port
+
+    def proxy_request_headers(self):
+        """The request's headers without the user's Jupyter token, cookies and XSRF token: module code gets none."""
+        headers = super().proxy_request_headers()
+        for name in ("Authorization", "Cookie", "X-Xsrftoken"):
+            headers.pop(name, None)
+        return headers
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]

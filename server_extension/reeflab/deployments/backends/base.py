@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 from traitlets.config import LoggingConfigurable
@@ -16,6 +17,23 @@ class BackendStatus:
     def __init__(self, state: str, reason: str | None = None):
         self.state = state
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a deployment's DEEPaaS API answers: a host and port, or a Unix socket (host "localhost").
+
+    jupyter-server-proxy connects to `unix_socket` when it is set, and then needs host "localhost".
+    """
+
+    host: str
+    port: int
+    unix_socket: str | None = None
+
+    @classmethod
+    def unix(cls, path: str) -> Endpoint:
+        """A socket file; the port only fills the URL the proxy builds (nothing listens on it)."""
+        return cls("localhost", 80, path)
 
 
 class _AbstractConfigurable(type(LoggingConfigurable), ABCMeta):
@@ -40,8 +58,8 @@ class DeploymentBackend(LoggingConfigurable, metaclass=_AbstractConfigurable):
         """Stop it and free everything it holds; idempotent."""
 
     @abstractmethod
-    def endpoint(self, deployment: Deployment) -> tuple[str, int]:
-        """Host and port of its DEEPaaS API, for the authenticated proxy route."""
+    def endpoint(self, deployment: Deployment) -> Endpoint:
+        """Where its DEEPaaS API answers, for the authenticated proxy route (the only way to it)."""
 
     @abstractmethod
     async def logs(self, deployment: Deployment, folder: Path, tail: int) -> list[str]:

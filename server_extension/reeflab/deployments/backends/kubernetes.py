@@ -1,5 +1,5 @@
-"""Dedicated deployments at scale: per deployment, a Kubernetes Deployment + Service (+ Secret, Ingress), built by
-pure functions (checked offline) and sent by KubernetesBackend with kubernetes_asyncio."""
+"""Dedicated deployments at scale: per deployment, a Kubernetes Deployment + Service + NetworkPolicy (+ Secret,
+Ingress), built by pure functions (checked offline) and sent by KubernetesBackend with kubernetes_asyncio."""
 
 from __future__ import annotations
 
@@ -14,18 +14,22 @@ from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.rest import ApiException
-from traitlets import Dict, Float, Instance, Unicode, default
+from kubespawner.slugs import is_valid_label, safe_slug
+from traitlets import Dict, Float, Instance, List, Unicode, default
 
 from ...errors import BadRequest, Conflict, ReefLabError
 from ...profiles import HardwareProfile, ProfileStore, default_profiles_path
 from ...storage.kubernetes import MountSpec, render_mounts
 from ..models import Deployment, storage_env
-from .base import BackendStatus, DeploymentBackend
+from .base import BackendStatus, DeploymentBackend, Endpoint
 
 STORAGE_ROOT = "/mnt"  # mounted connections are at /mnt/storage/<name>
 PORT = 5000  # deepaas-run in images/module.Dockerfile, which runs as uid 1000, gid 100
 CONTAINER = "module"
 INSTANCE = "app.kubernetes.io/instance"
+USERNAME = "hub.jupyter.org/username"  # KubeSpawner's label of each user's pods
+SERVER_LABELS = {"component": "singleuser-server"}  # KubeSpawner's component_label of user server pods
+NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace by Kubernetes (1.21+)
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -198,6 +202,36 @@ def ingress_manifest(
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": {"rules": [rule]}}
 
 
+def server_username(owner: str) -> str:
+    """The `hub.jupyter.org/username` label value KubeSpawner gives `owner`'s pods (its own safe_slug)."""
+    return safe_slug(owner, is_valid=is_valid_label)
+
+
+def network_policy_manifest(
+    dep: Deployment,
+    namespace: str,
+    server_namespace: str,
+    *,
+    server_labels: Labels = None,
+    ingress_from: list[Manifest] | None = None,
+    extra: Labels = None,
+) -> Manifest:
+    """Only the owner's server pods (KubeSpawner's labels, in `server_namespace`) may reach the module's pod,
+    and only on DEEPaaS's port, which checks no credentials; `ingress_from` peers too (an Ingress's controller)."""
+    pods = {USERNAME: server_username(dep.owner), **(server_labels or SERVER_LABELS)}
+    owner = {
+        "podSelector": {"matchLabels": pods},
+        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: server_namespace}},
+    }
+    ports = [{"protocol": "TCP", "port": PORT}]
+    rules = [{"from": [owner], "ports": ports}]
+    if ingress_from:
+        rules.append({"from": [dict(peer) for peer in ingress_from], "ports": ports})
+    spec = {"podSelector": {"matchLabels": selector(dep)}, "policyTypes": ["Ingress"], "ingress": rules}
+    meta = _metadata(dep, namespace, extra)
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta, "spec": spec}
+
+
 def _crash(terminated: dict[str, Any], limits: dict[str, str]) -> str:
     if terminated.get("reason") == "OOMKilled":
         mb = int(limits["memory"]) // 10**6 if limits.get("memory", "").isdigit() else "?"
@@ -264,12 +298,15 @@ def _error(err: ApiException, kind: str, name: str, namespace: str) -> ReefLabEr
 
 def _call(api: client.ApiClient, verb: str, kind: str) -> Any:
     """The kubernetes_asyncio method that does `verb` (create, delete) to an object of `kind` in a namespace."""
-    group = {"Deployment": client.AppsV1Api, "Ingress": client.NetworkingV1Api}.get(kind, client.CoreV1Api)
-    return getattr(group(api), f"{verb}_namespaced_{kind.lower()}")
+    networking = client.NetworkingV1Api
+    group = {"Deployment": client.AppsV1Api, "Ingress": networking, "NetworkPolicy": networking}.get(kind)
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()  # NetworkPolicy: network_policy
+    return getattr((group or client.CoreV1Api)(api), f"{verb}_namespaced_{snake}")
 
 
 class KubernetesBackend(DeploymentBackend):
-    """Runs each deployment as a Deployment + Service in one namespace, with its profile's hardware."""
+    """Runs each deployment as a Deployment + Service in one namespace, with its profile's hardware,
+    behind a NetworkPolicy that lets in only its owner's server pods."""
 
     name = "kubernetes"
 
@@ -283,6 +320,22 @@ class KubernetesBackend(DeploymentBackend):
     extra_labels = Dict(config=True, help="More labels on every object")
     unschedulable_patience = Float(90, config=True, help="Seconds a pod may wait for a node before it counts as failed")
     api_client = Instance(client.ApiClient, allow_none=True, help="Client to use (tests); default: from config")
+    server_namespace = Unicode(
+        config=True, help="Namespace of user server pods (default: this pod's, else `namespace`)"
+    )
+    server_labels = Dict(
+        SERVER_LABELS, config=True, help="Labels of user server pods besides their username (KubeSpawner's component)"
+    )
+    ingress_from = List(
+        Dict(),
+        [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: "ingress-nginx"}}}],
+        config=True,
+        help="NetworkPolicy peers also let in when ingress_host is set: the Ingress controller's pods",
+    )
+
+    @default("server_namespace")
+    def _default_server_namespace(self) -> str:
+        return NAMESPACE_FILE.read_text().strip() if NAMESPACE_FILE.exists() else self.namespace
 
     @default("namespace")
     def _default_namespace(self) -> str:
@@ -316,13 +369,18 @@ class KubernetesBackend(DeploymentBackend):
         if mounts:
             manifests.insert(0, ("Secret", mounts.secret))
         spec = deployment_manifest(deployment, profile, image, ns, account=self.service_account, mounts=mounts, **extra)
+        peers = self.ingress_from if self.ingress_host else None
+        policy = network_policy_manifest(
+            deployment, ns, self.server_namespace, server_labels=self.server_labels, ingress_from=peers, **extra
+        )
+        manifests.insert(0, ("NetworkPolicy", policy))  # in force before its pod exists
         manifests += [("Deployment", spec), ("Service", service_manifest(deployment, ns, **extra))]
         if self.ingress_host:
             ingress = ingress_manifest(deployment, ns, self.ingress_host, annotations=self.ingress_annotations, **extra)
             manifests.append(("Ingress", ingress))
         api = await self._api()
         created: list[tuple[str, str]] = []
-        for kind, manifest in manifests:  # the Secrets first, so the pod never waits for them
+        for kind, manifest in manifests:  # the policy and Secrets first: the pod is never open, never waits
             made = manifest["metadata"]["name"]
             try:
                 await _call(api, "create", kind)(ns, manifest)
@@ -384,14 +442,16 @@ class KubernetesBackend(DeploymentBackend):
     async def stop(self, deployment: Deployment) -> None:
         ns, name = self._where(deployment)
         with_ingress = bool(self.ingress_host or deployment.runtime.get("url"))
-        await self._delete(ns, name, ["Ingress"] * with_ingress + ["Service", "Deployment", "Secret"])
+        # the NetworkPolicy goes once the pod is going: never an unprotected moment
+        await self._delete(ns, name, ["Ingress"] * with_ingress + ["Service", "Deployment", "NetworkPolicy", "Secret"])
         if deployment.storage:
             await self._delete(ns, storage_secret_name(deployment), ["Secret"])
         self.log.info("Deleted Kubernetes objects %s of deployment %s in namespace %s", name, deployment.id, ns)
 
-    def endpoint(self, deployment: Deployment) -> tuple[str, int]:
+    def endpoint(self, deployment: Deployment) -> Endpoint:
         ns, name = self._where(deployment)
-        return deployment.runtime.get("service_host") or f"{name}.{ns}.svc", int(deployment.runtime.get("port", PORT))
+        host = deployment.runtime.get("service_host") or f"{name}.{ns}.svc"
+        return Endpoint(host, int(deployment.runtime.get("port", PORT)))
 
     async def logs(self, deployment: Deployment, folder: Path, tail: int) -> list[str]:
         ns, name = self._where(deployment)
