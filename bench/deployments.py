@@ -1,7 +1,7 @@
 """Deploy-to-ready time, and the latency the authenticated route adds over calling DEEPaaS directly.
 
 Starts a real Jupyter server with ReefLab (token auth), deploys MODULE through the REST API,
-then times N requests of each kind, alternating: straight to deepaas-run on its port, and
+then times N requests of each kind, alternating: straight to DEEPaaS on its Unix socket, and
 through /reeflab/deployments/<id>/ (jupyter-server auth + jupyter-server-proxy). Prints
 medians/p95 and the added latency (target: p50 <= 5 ms added).
 
@@ -14,6 +14,7 @@ import argparse
 import io
 import os
 import secrets
+import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,8 @@ import time
 from pathlib import Path
 
 import requests
+import requests.adapters
+import urllib3
 from PIL import Image
 from reeflab.testing.process import free_port, wait_until
 
@@ -56,8 +59,8 @@ def main() -> None:
             deploy_s = time.perf_counter() - start
             info = session.get(api).json()
             assert info["state"] == "ready", info
-            port_direct = _runtime_port(root, created["id"])
-            direct = f"http://127.0.0.1:{port_direct}/v2/models/"
+            session.mount(DIRECT, UnixSocketAdapter(_runtime_socket(root, created["id"])))
+            direct = DIRECT + "v2/models/"
             proxied = base + f"reeflab/deployments/{created['id']}/v2/models/"
             times = {"direct": [], "proxied": []}
             for _ in range(args.n):
@@ -86,10 +89,44 @@ def _ok(session: requests.Session, url: str) -> bool:
         return False
 
 
-def _runtime_port(root: str, deployment_id: str) -> int:
+def _runtime_socket(root: str, deployment_id: str) -> str:
     import json
 
-    return json.loads(Path(root, "deployments", deployment_id, "deployment.json").read_text())["runtime"]["port"]
+    return json.loads(Path(root, "deployments", deployment_id, "deployment.json").read_text())["runtime"]["socket"]
+
+
+DIRECT = "http://deployment.socket/"  # requests to this host go to the deployment's Unix socket
+
+
+class _UnixConnection(urllib3.connection.HTTPConnection):
+    def __init__(self, path: str, *args, **kwargs):
+        super().__init__("localhost", *args, **kwargs)
+        self.path = path
+
+    def _new_conn(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.path)
+        return sock
+
+
+class _UnixPool(urllib3.HTTPConnectionPool):
+    def __init__(self, path: str):
+        super().__init__("localhost")
+        self.path = path
+
+    def _new_conn(self) -> _UnixConnection:
+        return _UnixConnection(self.path)
+
+
+class UnixSocketAdapter(requests.adapters.HTTPAdapter):
+    """requests over a Unix socket (keep-alive, like the route's own connection to it)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.pool = _UnixPool(path)
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        return self.pool
 
 
 def _predict_times(session, direct: str, proxied: str, entry_point: str, n: int) -> dict[str, list[float]]:
