@@ -1,7 +1,8 @@
 """OIDC login end to end: the real hub with REEFLAB_AUTH=oidc against a real OIDC provider (oidc-provider-mock).
 
 The provider runs from its own venv (.venv-oidc); it accepts any client id and secret, and a
-user's claims are set with `PUT /users/{sub}`. Also unit tests of the entitlement-to-group mapping.
+user's claims are set with `PUT /users/{sub}`. The entitlement parser's table and the hostile claims
+(foreign namespaces, colliding and reserved names) are in tests/security/test_oidc_claims.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 import pytest
 import requests
 from reeflab.hub.config import REPO, configure_oidc_login
-from reeflab.hub.oidc import groups_from_entitlements
 from reeflab.testing.hub import HubProcess
 from reeflab.testing.process import free_port, wait_until
 from traitlets.config import Config
@@ -32,32 +32,6 @@ VO = "vo.imagine-ai.eu"
 def entitlement(group: str, role: str = "member") -> str:
     """An EGI Check-in style entitlement URN."""
     return f"urn:mace:egi.eu:group:{group}:role={role}#aai.egi.eu"
-
-
-@pytest.mark.parametrize(
-    ("claim", "groups"),
-    [
-        ([entitlement(VO)], {VO}),
-        (entitlement(VO), {VO}),  # a single string, not a list
-        ([entitlement(VO, "manager"), entitlement(VO, "vm_operator")], set()),
-        ([entitlement(VO), entitlement(VO, "manager"), entitlement("vo.other.eu")], {VO, "vo.other.eu"}),
-        ([entitlement(f"{VO}:reef-team")], {f"{VO}:reef-team"}),
-        (["urn:mace:egi.eu:group:vo.example.org:role=member"], {"vo.example.org"}),  # no authority
-        (["urn:mace:egi.eu:res:rcauth#aai.egi.eu", "urn:geant:example.org:something"], set()),
-        (["/vo.imagine-ai.eu", "/reef/divers", "admins"], {VO, "reef/divers", "admins"}),  # Keycloak groups
-        ([], set()),
-        (None, set()),
-        ([None, 42, "", "/", entitlement(VO)], {VO}),  # junk in a claim is ignored
-        ({"not": "a list"}, set()),
-    ],
-)
-def test_groups_from_entitlements(claim, groups):
-    assert groups_from_entitlements(claim) == groups
-
-
-def test_groups_from_entitlements_with_other_accepted_roles():
-    claim = [entitlement(VO, "manager"), entitlement("vo.other.eu", "vm_operator")]
-    assert groups_from_entitlements(claim, roles=("member", "manager")) == {VO}
 
 
 @contextmanager
@@ -124,18 +98,19 @@ def hub(provider, tmp_path_factory) -> Iterator[HubProcess]:
 
 
 @pytest.fixture
-def oidc_env(monkeypatch) -> pytest.MonkeyPatch:
+def oidc_env(monkeypatch, tmp_path) -> pytest.MonkeyPatch:
     """The environment configure_oidc_login needs, without any endpoint URL."""
     for name in list(os.environ):
         if name.startswith("REEFLAB_OIDC_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("REEFLAB_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("REEFLAB_OIDC_CLIENT_ID", "reeflab-hub")
     monkeypatch.setenv("REEFLAB_OIDC_ALLOWED_VOS", VO)
     monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", secrets.token_hex(32))
     return monkeypatch
 
 
-def test_explicit_endpoint_urls_win_and_discovery_fills_in_the_others(provider, oidc_env):
+def test_explicit_endpoint_urls_win_and_discovery_fills_in_the_others(provider, oidc_env, tmp_path):
     oidc_env.setenv("REEFLAB_OIDC_ISSUER", provider)
     oidc_env.setenv("REEFLAB_OIDC_AUTHORIZE_URL", "https://login.example.org/authorize")
     oidc_env.setenv("REEFLAB_OIDC_TOKEN_URL", "https://login.example.org/token")
@@ -146,6 +121,8 @@ def test_explicit_endpoint_urls_win_and_discovery_fills_in_the_others(provider, 
     assert a.token_url == "https://login.example.org/token"
     assert a.userdata_url == provider + "/userinfo"
     assert a.allowed_groups == {VO} and a.manage_groups and a.enable_auth_state
+    assert a.username_claim == "sub", "accounts are keyed on a claim users cannot choose"
+    assert c.ReefLabOAuthenticator.identities_file == str(tmp_path / "oidc-identities.json")
 
 
 def test_without_an_issuer_every_endpoint_url_is_needed(oidc_env):
