@@ -11,13 +11,15 @@ LABEXT_BUILD := server_extension/reeflab/labextension
 CHROMIUM := /usr/bin/chromium
 # rclone mounts (storage) need FUSE 3's fusermount3
 FUSERMOUNT := /usr/bin/fusermount3
+# serverless jobs run in bubblewrap sandboxes (the engine starts no worker without it)
+BWRAP := /usr/bin/bwrap
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export YOLO_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: up test install install-test fuse reachable lint bench lock clean fish-weights
+.PHONY: up test install install-test fuse sandbox reachable lint bench lock clean fish-weights
 
-up: install fuse reachable
+up: install fuse sandbox reachable
 	$(VENV)/bin/reeflab up
 
 # Storage mounts need FUSE 3; without it (no root to install it) ReefLab says so and copies instead.
@@ -26,6 +28,10 @@ fuse:
 	  echo "note: fuse3 is not installed (sudo apt-get install fuse3): storage mounts fall back to copy/sync"
 	@# users' accounts mount through fusermount3: /dev/fuse is 0666 on Debian, some containers make it 0600
 	@[ "$$(id -u)" != 0 ] || [ ! -c /dev/fuse ] || chmod 0666 /dev/fuse
+
+sandbox:
+	@test -x $(BWRAP) || { [ "$$(id -u)" = 0 ] && $(MAKE) --no-print-directory $(BWRAP); } || \
+	  echo "note: bubblewrap is not installed (sudo apt-get install bubblewrap): serverless services cannot run until it is"
 
 # As root, each user's server runs under their own OS account, with ReefLab's Python from .venv:
 # those accounts must be able to pass through (o+x, not list) the folders above it.
@@ -41,7 +47,7 @@ test: install install-test fuse reachable
 
 install: $(VENV)/.platform.stamp $(VENV)/.reeflab.stamp
 
-install-test: $(VENV)/.test.stamp .venv-oidc/.stamp $(CHROMIUM) $(FUSERMOUNT)
+install-test: $(VENV)/.test.stamp .venv-oidc/.stamp $(CHROMIUM) $(FUSERMOUNT) $(BWRAP)
 
 $(VENV)/.torch.stamp: requirements/torch.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -67,6 +73,10 @@ $(VENV)/.test.stamp: $(VENV)/.platform.stamp requirements/test.txt
 $(FUSERMOUNT):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse3 >/dev/null
+
+$(BWRAP):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null
 
 $(CHROMIUM):
 	apt-get update -qq

@@ -97,9 +97,8 @@ def test_training_is_tracked_with_params_metrics_and_weights(mlflow, trained):
 
 def test_other_users_and_anonymous_see_nothing(mlflow, trained):
     run_id = alice_run(mlflow)["info"]["run_id"]
-    assert (
-        rest(mlflow, "POST", "experiments/search", "bob", json={"max_results": 100}).json().get("experiments") is None
-    )
+    seen = rest(mlflow, "POST", "experiments/search", "bob", json={"max_results": 100}).json().get("experiments")
+    assert [e["name"] for e in seen] == ["bob/default"]  # only the one the platform made for him
     assert rest(mlflow, "GET", "runs/get", "bob", params={"run_id": run_id}).status_code == 403
     assert rest(mlflow, "GET", "runs/get", params={"run_id": run_id}).status_code == 401
     assert rest(mlflow, "GET", "runs/get", "alice", "wrong-password", params={"run_id": run_id}).status_code == 401
@@ -118,8 +117,10 @@ async def test_pre_spawn_hook_gives_each_server_its_account(mlflow):
     assert called == ["carol"] and env["KEEP"] == "1"
     assert env["MLFLOW_TRACKING_URI"] == mlflow.url and env["MLFLOW_TRACKING_USERNAME"] == "carol"
     assert env["MLFLOW_EXPERIMENT_NAME"] == "carol/default"
-    created = rest(mlflow, "POST", "experiments/create", "carol", env["MLFLOW_TRACKING_PASSWORD"], json={"name": "c/x"})
-    assert created.ok
+    password = env["MLFLOW_TRACKING_PASSWORD"]
+    assert rest(mlflow, "POST", "experiments/create", "carol", password, json={"name": "carol/x"}).ok
+    # ... and only in carol's own namespace (`<user>/`), which nobody else can name into
+    assert rest(mlflow, "POST", "experiments/create", "carol", password, json={"name": "c/x"}).status_code == 403
     await hook(spawner)  # a later spawn: same account, same password
     assert spawner.environment["MLFLOW_TRACKING_PASSWORD"] == env["MLFLOW_TRACKING_PASSWORD"]
     secrets = [mlflow.state / name for name in ("admin_password", "user_key", "flask_secret", "auth.ini")]

@@ -121,8 +121,8 @@ def test_two_hundred_uploads_none_lost_through_a_worker_kill_and_an_engine_resta
         "image": "alpine",
         "script": SIZE_SCRIPT,
         "cpu": "0.2",
-        "input": [{"storage_provider": "minio.default", "path": "alice-many/in"}],
-        "output": [{"storage_provider": "minio.default", "path": "alice-many/out"}],
+        "input": [{"storage_provider": "minio.default", "path": "alice--many/in"}],
+        "output": [{"storage_provider": "minio.default", "path": "alice--many/out"}],
         "synchronous": {"max_scale": 3},
     }
     assert alice.create_service(service).status_code == 201
@@ -132,7 +132,7 @@ def test_two_hundred_uploads_none_lost_through_a_worker_kill_and_an_engine_resta
 
     def upload():
         for i in range(total):
-            s3.put_object(Bucket="alice-many", Key=f"in/file-{i:03d}.dat", Body=b"x" * (i + 1))
+            s3.put_object(Bucket="alice--many", Key=f"in/file-{i:03d}.dat", Body=b"x" * (i + 1))
             time.sleep(0.02)
         uploaded.set()
 
@@ -141,7 +141,7 @@ def test_two_hundred_uploads_none_lost_through_a_worker_kill_and_an_engine_resta
     try:
         victim = wait_until(lambda: _worker_pids(engine), 60, "a warm worker")[0]
         psutil.Process(victim).kill()
-        wait_until(lambda: len(objects(s3, "alice-many", "out/")) >= 40, 120, "40 results")
+        wait_until(lambda: len(objects(s3, "alice--many", "out/")) >= 40, 120, "40 results")
         engine.stop()  # uploads go on while the engine is down
         time.sleep(1.5)
         engine.start()
@@ -149,7 +149,7 @@ def test_two_hundred_uploads_none_lost_through_a_worker_kill_and_an_engine_resta
         uploader.join()
     assert uploaded.is_set()
     results = wait_until(
-        lambda: len(found := objects(s3, "alice-many", "out/")) >= total and found, 240, f"{total} results"
+        lambda: len(found := objects(s3, "alice--many", "out/")) >= total and found, 240, f"{total} results"
     )
     assert set(results) == {f"out/file-{i:03d}.dat.size" for i in range(total)}
     assert all(int(results[f"out/file-{i:03d}.dat.size"]) == i + 1 for i in range(total))

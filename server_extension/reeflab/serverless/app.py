@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Set, Unicode, default
 from traitlets.config import Application
 
 from .._version import __version__
@@ -30,15 +30,14 @@ from ..storage.seaweedfs import read_key
 from .auth import RequestAuthenticator
 from .engine import EngineSettings, OscarEngine
 from .handlers import UnknownRouteHandler, routes
+from .sandbox import PASSED_THROUGH
 
 PR_SET_DUMPABLE = 4
-# what workers inherit from the engine's environment (never its hub token or other secrets)
-WORKER_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES")
-WORKER_ENV_PREFIXES = ("YOLO_", "MLFLOW_", "OMP_", "MKL_", "TORCH_", "HF_")
 
 
 def worker_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k in WORKER_ENV_KEEP or k.startswith(WORKER_ENV_PREFIXES)}
+    """What workers take from the engine's environment: a fixed list of settings, never its tokens or keys."""
+    return {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
 
 
 class ServerlessApp(Application):
@@ -63,6 +62,9 @@ class ServerlessApp(Application):
     static_tokens_file = Unicode(
         "", config=True, help="Tests/development only: JSON file {token: user name} accepted as Bearer tokens"
     )
+    admin_users = Set(
+        Unicode(), config=True, help="Users who see platform-wide figures in /system/status (besides hub admins)"
+    )
     idle_seconds = Float(300, config=True, help="Stop a warm worker idle this long (above its service's min_scale)")
     max_attempts = Integer(3, config=True, help="Runs of an async job whose worker died before it fails")
     invocation_timeout = Float(600, config=True, help="Seconds one invocation may run before it is stopped")
@@ -80,6 +82,23 @@ class ServerlessApp(Application):
         "", config=True, help="File with the bearer token the S3 server sends with upload events (webhook)"
     )
     reconcile_seconds = Float(300, config=True, help="How often input paths are listed to catch missed upload events")
+    allow_unsandboxed = Bool(
+        False,
+        config=True,
+        help="Without bubblewrap, run service code unsandboxed under the engine's account (never as root)",
+    )
+    sandbox_dir = Unicode(
+        "",
+        config=True,
+        help="Folder of the workers' own folders (default: in the state folder, or beside it when users' "
+        "accounts run the workers: they must be able to pass through its parents)",
+    )
+    bwrap = Unicode("", config=True, help="The bubblewrap program that sandboxes workers (default: bwrap on PATH)")
+    homes_dir = Unicode(
+        config=True,
+        help="The hub users' homes, as the spawner makes them (default: $REEFLAB_HOMES, else "
+        "$REEFLAB_STATE_DIR/homes): an OS account the engine creates gets its home there",
+    )
 
     @default("log_level")
     def _default_log_level(self) -> int:
@@ -96,6 +115,12 @@ class ServerlessApp(Application):
     @default("base_url")
     def _default_base_url(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+
+    @default("homes_dir")
+    def _default_homes_dir(self) -> str:
+        if os.environ.get("REEFLAB_HOMES"):
+            return os.environ["REEFLAB_HOMES"]
+        return str(Path(os.environ["REEFLAB_STATE_DIR"]) / "homes") if os.environ.get("REEFLAB_STATE_DIR") else ""
 
     @default("state_dir")
     def _default_state_dir(self) -> str:
@@ -119,6 +144,15 @@ class ServerlessApp(Application):
             worker_env=worker_env(),
             s3=self.s3(),
             reconcile_seconds=self.reconcile_seconds,
+            allow_unsandboxed=self.allow_unsandboxed,
+            bwrap=self.bwrap,
+            sandbox_dir=Path(self.sandbox_dir) if self.sandbox_dir else None,
+            homes_dir=Path(self.homes_dir) if self.homes_dir else None,
+            secret_files=tuple(
+                Path(f)
+                for f in (self.s3_admin_key_file, self.events_token_file, self.static_tokens_file, self.config_file)
+                if f
+            ),
         )
 
     def s3(self) -> PlatformS3 | None:
@@ -143,11 +177,12 @@ class ServerlessApp(Application):
         logging.basicConfig(level=self.log_level, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
         state = Path(self.state_dir)
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(state, 0o700)  # every user's OSCAR password and S3 key are in there
         lock = _lock(state / "engine.lock")
         _not_dumpable()
         engine = OscarEngine(self.settings())
         static = json.loads(Path(self.static_tokens_file).read_text()) if self.static_tokens_file else {}
-        auth = RequestAuthenticator(engine.store, self.hub_auth(), static)
+        auth = RequestAuthenticator(engine.store, self.hub_auth(), static, frozenset(self.admin_users))
         events_token = Path(self.events_token_file).read_text().strip() if self.events_token_file else ""
         app = web.Application(
             routes(self.base_url, engine=engine, auth=auth, events_token=events_token),

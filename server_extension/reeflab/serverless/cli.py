@@ -1,22 +1,50 @@
 """`reeflab serverless ...` and `reeflab batch ...`: the serverless client from a terminal.
 
 The engine and your token come from REEFLAB_SERVERLESS_URL and REEFLAB_TOKEN (or the server's
-JUPYTERHUB_API_TOKEN in a JupyterLab terminal), or from --url/--token.
+JUPYTERHUB_API_TOKEN in a JupyterLab terminal), or from --url and --token-file. Never a token on
+the command line: every account on the machine reads command lines (ps, /proc).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from .batch import BatchError
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """The token from --token-file, else None (connect() then reads REEFLAB_TOKEN / JUPYTERHUB_API_TOKEN)."""
+    from ..client.connection import ReefLabClientError
+
+    if getattr(args, "token", None):
+        raise ReefLabClientError(
+            0,
+            "--token puts your token where every user of this machine can read it (ps): "
+            "set REEFLAB_TOKEN, or pass --token-file FILE",
+        )
+    if not args.token_file:
+        return None
+    try:
+        token = Path(args.token_file).read_text().strip()
+    except OSError as error:
+        raise ReefLabClientError(0, f"--token-file: cannot read {args.token_file}: {error.strerror}") from None
+    if not token:
+        raise ReefLabClientError(0, f"--token-file: {args.token_file} is empty")
+    return token
+
+
 def _engine(args: argparse.Namespace):
+    from ..client.connection import ReefLabClientError
     from ..client.serverless import connect
 
-    return connect(args.url, args.token)
+    token = _token(args)
+    if not token and not (os.environ.get("REEFLAB_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")):
+        raise ReefLabClientError(0, "no token: set REEFLAB_TOKEN (or JUPYTERHUB_API_TOKEN), or pass --token-file FILE")
+    return connect(args.url, token)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -98,7 +126,10 @@ def _guard(func):
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="the OSCAR API (default: $REEFLAB_SERVERLESS_URL)")
-    parser.add_argument("--token", help="your token (default: $REEFLAB_TOKEN or $JUPYTERHUB_API_TOKEN)")
+    parser.add_argument(
+        "--token-file", help="file holding your token (default: $REEFLAB_TOKEN or $JUPYTERHUB_API_TOKEN)"
+    )
+    parser.add_argument("--token", help=argparse.SUPPRESS)  # refused with the reason: argv is public
 
 
 def add_commands(commands) -> None:

@@ -1,12 +1,17 @@
 """The local OSCAR engine: services, sync and async invocations, job logs, for many users.
 
 No HTTP here: handlers pass in who is calling and what they sent; errors are ReefLabErrors with
-a message and a status. Others' private services answer 404, as if they did not exist.
+a message and a status. Others' private services answer 404, as if they did not exist. A service's
+token goes to its owner only; anyone else who may use it gets a token of their own for it (so
+oscar-python, which invokes with the token the service shows, acts as them). The buckets a service
+reads and writes must be its owner's, as recorded in the store when the platform made them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -20,19 +25,25 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadRequest, Forbidden, NotFound, ReefLabError
-from ..storage.platform_s3 import PlatformS3, check_path, split_path
+from .. import accounts
+from ..errors import BadRequest, Conflict, Forbidden, NotFound, ReefLabError
+from ..storage.platform_s3 import PlatformS3, bucket_problem, check_path, split_path, user_bucket
 from .dispatcher import JobDispatcher, stamp
-from .fdl import MODULE_VAR, ServiceDefinition, parse_definition
+from .fdl import MODULE_VAR, ServiceDefinition, allowed, parse_definition
 from .objects import JobStorage
 from .payload import decode_event, sync_response
 from .pool import WorkerDied, WorkerPool, WorkerSpec
+from .sandbox import SandboxPolicy
 from .store import RUNNING, SUCCEEDED, EngineStore, ServiceRecord
 from .triggers import UploadedObject, from_event, from_listing, is_platform, matches
 
 log = logging.getLogger(__name__)
 JOBS_PAGE = 500
 TOKEN_SUBMITTER = "(service token)"  # jobs sent with the service token alone: nobody's but the owner's to see
+WEIGHTS_VAR = "REEFLAB_WEIGHTS"  # the weights a module serves (training/registry.py): unpickled by the worker
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "modules"  # the built-in modules and their weights
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+PERSONAL_TOKEN = "rlu."  # a non-owner's own token for a service: rlu.<base64url user>.<hmac>
 
 
 class InvocationFailed(ReefLabError):
@@ -49,6 +60,7 @@ class Caller:
 
     user: str | None = None
     token: str | None = None
+    admin: bool = False  # sees platform-wide figures in /system/status
 
 
 @dataclass
@@ -63,6 +75,11 @@ class EngineSettings:
     worker_env: dict[str, str] = field(default_factory=dict)
     s3: PlatformS3 | None = None
     reconcile_seconds: float = 300.0
+    allow_unsandboxed: bool = False  # without bubblewrap (and without root): run service code unconfined
+    sandbox_dir: Path | None = None  # where workers' folders go (default: see sandbox.choose_root)
+    homes_dir: Path | None = None  # the hub users' homes: new OS accounts get theirs there
+    secret_files: tuple[Path, ...] = ()  # the engine's own secrets on disk, hidden from workers
+    bwrap: str = ""  # the bubblewrap program (default: found on PATH)
 
 
 def installed_modules() -> list[str]:
@@ -83,13 +100,23 @@ class OscarEngine:
         for folder in (self.jobs_dir, self.runs_dir):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = EngineStore(state / "engine.sqlite")
-        self.pool = WorkerPool(state / "workers", settings.worker_env, settings.max_workers, settings.start_timeout)
+        self.sandbox = SandboxPolicy(
+            state,
+            settings.sandbox_dir,
+            settings.homes_dir,
+            settings.secret_files,
+            settings.allow_unsandboxed,
+            bwrap=settings.bwrap,
+        )
+        self.pool = WorkerPool(
+            state / "workers", settings.worker_env, settings.max_workers, settings.start_timeout, self.sandbox
+        )
         self.dispatcher = JobDispatcher(
             self.store,
             self.pool,
             self.jobs_dir,
             self.spec,
-            JobStorage(settings.s3, self.definition),
+            JobStorage(settings.s3, self.definition, self.service_owns),
             settings.max_attempts,
             settings.invocation_timeout,
             settings.max_workers,
@@ -108,10 +135,28 @@ class OscarEngine:
                 shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(self.runs_dir, ignore_errors=True)
         self.runs_dir.mkdir(mode=0o700)
+        await asyncio.to_thread(self.sandbox.reset)
+        (log.warning if self.sandbox.problem() or not self.sandbox.sandboxed else log.info)(
+            "%s", self.sandbox.describe()
+        )
+        self._record_service_buckets()
         self.dispatcher.start()
         self._maintainer = asyncio.ensure_future(self._maintain())
         if self.settings.s3 is not None:
             self._reconciler = asyncio.ensure_future(self._reconcile_forever())
+
+    def _record_service_buckets(self) -> None:
+        """Services made before owners were recorded keep working: their owner's own-named buckets are recorded now.
+
+        Only buckets the owner may hold by the naming rules (their bucket, `<it>--<name>`) and nobody has
+        are recorded; an old `alice-x` stays nobody's, so no service reads or writes it until remade.
+        """
+        for record in self.store.list_services():
+            definition = self._definition(record)
+            for io in (io for io in [*definition.input, *definition.output] if is_platform(io)):
+                bucket = split_path(io.path)[0]
+                if bucket_problem(record.owner, bucket) is None and self.store.bucket_owner(bucket) is None:
+                    self.store.claim_bucket(bucket, record.owner)
 
     async def stop(self) -> None:
         for task in (self._maintainer, self._reconciler):
@@ -119,6 +164,7 @@ class OscarEngine:
                 task.cancel()
         await self.dispatcher.stop()
         self.pool.close()
+        self.sandbox.close()
         self.store.close()
 
     async def _maintain(self) -> None:
@@ -170,8 +216,38 @@ class OscarEngine:
                 f"environment.variables.{MODULE_VAR}: no module named '{module}' is installed here; "
                 f"installed: {', '.join(installed) or 'none'}"
             )
+        self._check_weights(definition, user)
         self._check_storage(definition, user)
         return definition
+
+    def _check_weights(self, definition: ServiceDefinition, user: str) -> None:
+        """A module's weights file is unpickled by its workers: ReefLab's shipped weights or the owner's own files."""
+        given = {**definition.environment.variables, **definition.environment.secrets}.get(WEIGHTS_VAR)
+        if not definition.module or given is None:
+            return
+        where = f"environment.variables.{WEIGHTS_VAR}"
+        roots = self._weights_roots(user)
+        if not Path(given).is_absolute():
+            raise BadRequest(f"{where}: give the absolute path of a weights file in {' or '.join(map(str, roots))}")
+        real = Path(given).resolve()
+        if not any(real.is_relative_to(root) for root in roots):
+            raise BadRequest(
+                f"{where}: '{given}' is neither among ReefLab's shipped weights nor in your own files "
+                f"(weights are loaded with pickle, which runs code): use a file in {' or '.join(map(str, roots))}"
+            )
+        if not real.is_file():
+            raise BadRequest(f"{where}: there is no file '{given}'")
+
+    def _weights_roots(self, user: str) -> list[Path]:
+        """Where a user's service may take weights from: the shipped modules, and their home if known."""
+        roots = [SHIPPED_WEIGHTS]
+        homes = self.settings.homes_dir
+        if homes and user not in (".", "..") and "/" not in user:
+            roots.append((Path(homes) / user).resolve())
+        found = accounts.lookup(user) if self.sandbox.isolate else None
+        if found and not Path(found.home).resolve().is_relative_to(Path(self.settings.state_dir).resolve()):
+            roots.append(Path(found.home).resolve())
+        return list(dict.fromkeys(roots))
 
     def _check_storage(self, definition: ServiceDefinition, user: str) -> None:
         """Input/output paths on the platform's S3 must be the user's; their buckets are made here."""
@@ -179,19 +255,28 @@ class OscarEngine:
         platform = [(f"{kind}.path", io) for kind, io in storages if is_platform(io)]
         if platform and self.settings.s3 is None:
             raise BadRequest(f"{platform[0][0]}: this engine has no S3 storage configured; remove input and output")
-        buckets = {check_path(user, io.path, where)[0] for where, io in platform}
+        buckets: dict[str, str] = {}
+        for where, io in platform:
+            bucket = check_path(user, io.path, where)[0]
+            owner = self.store.bucket_owner(bucket)
+            if owner is not None and owner != user:
+                own = user_bucket(user)
+                raise BadRequest(f"{where}: bucket '{bucket}' belongs to another user: use your bucket '{own}'")
+            buckets.setdefault(bucket, where)
         inputs = [io.path.strip("/") + "/" for io in definition.input if is_platform(io)]
         for i, out in enumerate(definition.output):
             if is_platform(out) and any((out.path.strip("/") + "/").startswith(path) for path in inputs):
                 raise BadRequest(f"output[{i}].path: '{out.path}' is inside an input path: outputs would trigger jobs")
         for bucket in sorted(buckets):
+            self._claim(user, bucket)
             self.settings.s3.ensure_bucket(bucket)
         if buckets:
-            self.storage_key(user)  # the owner's key, given to the service's workers
+            self.storage_key(user)  # the owner's key (now allowed these buckets), given to the service's workers
 
     def _view(self, record: ServiceRecord, user: str) -> dict[str, Any]:
-        view = self._definition(record).public_view(owner=record.owner == user)
-        return {**view, "owner": record.owner, "token": record.token}
+        owner = record.owner == user
+        view = self._definition(record).public_view(owner=owner)
+        return {**view, "owner": record.owner, "token": record.token if owner else personal_token(record, user)}
 
     @staticmethod
     def _definition(record: ServiceRecord) -> ServiceDefinition:
@@ -225,6 +310,9 @@ class OscarEngine:
         definition, settings = self._definition(record), self.settings
         max_scale = min(definition.synchronous.max_scale or settings.max_workers_per_service, settings.max_workers)
         threads = str(max(1, -(-definition.cpu_millicores // 1000)))  # the CPU limit, rounded up
+        variables, secrets = allowed(definition.environment.variables), allowed(definition.environment.secrets)
+        if len(variables) + len(secrets) < len(definition.environment.variables) + len(definition.environment.secrets):
+            log.warning("service %s sets environment variables no longer allowed: its workers do not get them", name)
         spec = WorkerSpec(
             service=name,
             version=digest[:16],
@@ -233,10 +321,10 @@ class OscarEngine:
             script=definition.script,
             predict_args=definition.predict_args,
             env={
-                "OMP_NUM_THREADS": threads,
+                **dict.fromkeys(THREAD_VARIABLES, threads),
                 **self._storage_env(record.owner),
-                **definition.environment.variables,
-                **definition.environment.secrets,
+                **variables,
+                **secrets,
             },
             min_scale=min(definition.synchronous.min_scale, max_scale),
             max_scale=max_scale,
@@ -250,14 +338,27 @@ class OscarEngine:
     # -- storage --------------------------------------------------------------------------
 
     def storage_key(self, user: str) -> dict[str, str]:
-        """The user's own key to the platform's S3 (made on first use)."""
+        """The user's own key to the platform's S3 (made on first use), allowed exactly their recorded buckets."""
         if self.settings.s3 is None:
             return {"access_key": "", "secret_key": ""}
+        self._claim(user, user_bucket(user))
         known = self.store.s3_key(user)
-        key = self.settings.s3.user_key(user, known)
+        key = self.settings.s3.user_key(user, known, self.store.buckets_of(user))
         if key != known:
             self.store.set_s3_key(user, key)
         return key
+
+    def _claim(self, user: str, bucket: str) -> None:
+        """Record the bucket as the user's; a bucket recorded as someone else's is refused, never shared."""
+        owner = self.store.claim_bucket(bucket, user)
+        if owner != user:
+            log.warning("bucket %s is recorded as another user's: refused to %s", bucket, user)
+            raise Conflict(f"bucket '{bucket}' belongs to another user: ask the platform's admin to sort out the names")
+
+    def service_owns(self, service: str, bucket: str) -> bool:
+        """Whether the service's owner is the recorded owner of `bucket` (checked before every transfer)."""
+        record = self.store.get_service(service)
+        return record is not None and self.store.bucket_owner(bucket) == record.owner
 
     def _storage_env(self, owner: str) -> dict[str, str]:
         """What a service's workers get to reach S3 as their owner (as OSCAR gives its scripts)."""
@@ -282,6 +383,8 @@ class OscarEngine:
     def _trigger(self, record: ServiceRecord, definition: ServiceDefinition, obj: UploadedObject) -> bool:
         if not any(matches(storage, obj) is not None for storage in definition.input):
             return False
+        if self.store.bucket_owner(obj.bucket) != record.owner:
+            return False  # only uploads into the owner's own buckets run the owner's service
         job = self._job_name(record.name)
         (self.jobs_dir / job).mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.store.add_triggered_job(job, record.name, record.owner, obj.source, obj.version):
@@ -296,6 +399,8 @@ class OscarEngine:
         for record in self.store.list_services():
             definition = self._definition(record)
             for storage in (io for io in definition.input if is_platform(io)):
+                if self.store.bucket_owner(split_path(storage.path)[0]) != record.owner:
+                    continue
                 objects = await asyncio.to_thread(self._list, storage.path, record.created)
                 done = self.store.triggered(record.name)
                 fresh = [obj for obj in objects if (obj.source, obj.version) not in done]
@@ -325,20 +430,25 @@ class OscarEngine:
 
     # -- invocations ----------------------------------------------------------------------
 
-    def _invocable(self, caller: Caller, name: str) -> ServiceRecord:
+    def _invocable(self, caller: Caller, name: str) -> tuple[ServiceRecord, str | None]:
+        """The service and who invokes it: the caller, or the user a personal token was made for."""
         record = self.store.get_service(name)
-        if record and caller.token and hmac.compare_digest(caller.token.encode(), record.token.encode()):
-            return record
+        if record and caller.token:
+            if hmac.compare_digest(caller.token.encode(), record.token.encode()):
+                return record, caller.user
+            holder = _personal_token_user(record, caller.token)
+            if holder is not None:
+                return self._visible(holder, name), holder
         if caller.user is None:
             raise Unauthorized(
-                f"this token is not valid for service '{name}': send the service's token "
-                "(its owner sees it in GET /system/services/<name>) or your own credentials"
+                f"this token is not valid for service '{name}': send the token GET /system/services/{name} "
+                "shows you, or your own credentials"
             )
-        return self._visible(caller.user, name)
+        return self._visible(caller.user, name), caller.user
 
     async def run(self, caller: Caller, name: str, body: bytes) -> bytes:
         """A synchronous invocation: the answer OSCAR gives (base64 of the output, or the log)."""
-        record = self._invocable(caller, name)
+        record, user = self._invocable(caller, name)
         spec = self.spec(record.name)
         run_id = f"run-{uuid.uuid4().hex}"
         work = self.runs_dir / run_id
@@ -353,7 +463,7 @@ class OscarEngine:
             "output_dir": str(work / "output"),
             "log": str(work / "log"),
             "workdir": str(work),
-            "trusted": caller.user == record.owner,
+            "trusted": user == record.owner,
         }
         try:
             reply = await self.pool.invoke(spec, request, self.settings.invocation_timeout)
@@ -371,7 +481,7 @@ class OscarEngine:
 
     def submit(self, caller: Caller, name: str, body: bytes) -> str:
         """An asynchronous invocation: the input is stored, the job queued; returns the job name."""
-        record = self._invocable(caller, name)
+        record, user = self._invocable(caller, name)
         data = decode_event(body)
         job = self._job_name(record.name)
         folder = self.jobs_dir / job
@@ -380,7 +490,7 @@ class OscarEngine:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        self.store.add_job(job, record.name, caller.user or TOKEN_SUBMITTER)
+        self.store.add_job(job, record.name, user or TOKEN_SUBMITTER)
         self.dispatcher.wake()
         return job
 
@@ -450,3 +560,22 @@ class OscarEngine:
 
     def running_jobs(self) -> int:
         return self.store.status_counts().get(RUNNING, 0)
+
+
+def personal_token(record: ServiceRecord, user: str) -> str:
+    """A user's own token for someone else's service: it names them, and only they are shown it."""
+    name = base64.urlsafe_b64encode(user.encode()).decode().rstrip("=")
+    mac = hmac.new(record.token.encode(), f"{record.name}\0{user}".encode(), hashlib.sha256).hexdigest()
+    return f"{PERSONAL_TOKEN}{name}.{mac}"
+
+
+def _personal_token_user(record: ServiceRecord, token: str) -> str | None:
+    """The user a personal token of this service was made for, or None if it is not one."""
+    if not token.startswith(PERSONAL_TOKEN):
+        return None
+    name = token[len(PERSONAL_TOKEN) :].partition(".")[0]
+    try:
+        user = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return user if user and hmac.compare_digest(personal_token(record, user).encode(), token.encode()) else None

@@ -7,6 +7,9 @@ still deploys unchanged on a real OSCAR cluster:
   workers instead of running `script` per invocation; `image` is then ignored locally.
 - `REEFLAB_PREDICT_ARGS`: JSON object of extra `predict` arguments (e.g. `{"conf": 0.4}`).
 - `REEFLAB_IDLE_SECONDS`: stop an idle warm worker after this many seconds (default: engine's).
+
+Variables that decide which code programs load, or where they find it, are refused (see
+`refusal`): the engine sets PATH, HOME and TMPDIR of its sandboxed workers itself.
 """
 
 from __future__ import annotations
@@ -32,6 +35,52 @@ name=$(basename "$INPUT_FILE_PATH")
 deepaas-cli predict --files "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/${name%.*}.json"
 """
 _CPU_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m?)\s*$")
+_VARIABLE_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # Kubernetes' rule for container variables
+_LOADS_CODE = "it changes which code programs load"
+# name -> why a service may not set it
+REFUSED_VARIABLES = {
+    "PATH": "the engine sets where its workers find programs",
+    "HOME": "the engine gives each worker a home of its own",
+    "TMPDIR": "each worker has a private /tmp of its own",
+    "PYTHONPATH": "it changes where Python imports code from",
+    "PYTHONHOME": "it changes where Python finds its standard library",
+    "PYTHONSTARTUP": "Python would run the file it names",
+    "PYTHONUSERBASE": "it changes where Python imports code from",
+    "PYTHONPLATLIBDIR": "it changes where Python imports code from",
+    "PYTHONEXECUTABLE": "it changes which Python programs run",
+    "PYTHONBREAKPOINT": "Python would import the code it names",
+    "BASH_ENV": "shells would run the file it names",
+    "ENV": "shells would run the file it names",
+    "IFS": "it changes how shells split the script's words",
+    "CDPATH": "it changes where shell scripts' `cd` goes",
+    "SHELLOPTS": "it changes how shells run scripts",
+    "BASHOPTS": "it changes how shells run scripts",
+    "PS4": "shells would run the commands in it",
+    "GCONV_PATH": "the C library would load character-set modules from it",
+    "LOCPATH": "the C library would read locale data from it",
+    "HOSTALIASES": "it changes which hosts names resolve to",
+    "OPENSSL_CONF": "OpenSSL would load the engines it names",
+    "OPENSSL_ENGINES": "OpenSSL would load engines from it",
+    "NODE_OPTIONS": _LOADS_CODE,
+    "NODE_PATH": _LOADS_CODE,
+    "PERL5LIB": _LOADS_CODE,
+    "PERL5OPT": _LOADS_CODE,
+    "PERLLIB": _LOADS_CODE,
+    "RUBYLIB": _LOADS_CODE,
+    "RUBYOPT": _LOADS_CODE,
+    "CLASSPATH": _LOADS_CODE,
+    "JAVA_TOOL_OPTIONS": _LOADS_CODE,
+    "_JAVA_OPTIONS": _LOADS_CODE,
+    "JDK_JAVA_OPTIONS": _LOADS_CODE,
+}
+REFUSED_PREFIXES = {
+    "LD_": "the dynamic loader reads LD_* variables (LD_PRELOAD, LD_LIBRARY_PATH put libraries into every program)",
+    "DYLD_": "the dynamic loader reads DYLD_* variables",
+    "BASH_FUNC_": "bash would import the function in it",
+    "OMP_TOOL": "OpenMP would load the tool libraries it names",
+    "CUDA_INJECTION": "CUDA would load the library it names",
+    "REEFLAB_ENGINE": "REEFLAB_ENGINE* are the engine's own settings",
+}
 
 
 def cpu_millicores(value: str) -> int:
@@ -198,12 +247,41 @@ def parse_definition(data: Any, previous: ServiceDefinition | None = None) -> Se
         definition = ServiceDefinition.model_validate(data)
     except ValidationError as error:
         raise BadRequest("invalid service definition: " + describe(error)) from None
+    check_environment(definition.environment)
     if previous is not None:
         secrets = definition.environment.secrets
         for key, value in secrets.items():
             if value == SECRET_MASK and key in previous.environment.secrets:
                 secrets[key] = previous.environment.secrets[key]
     return definition
+
+
+def refusal(name: str) -> str | None:
+    """Why a service may not set the environment variable `name` (None: it may).
+
+    Thread counts (OMP_NUM_THREADS ...) stay allowed: the worker's cgroup bounds its CPU anyway.
+    """
+    if not _VARIABLE_RE.match(name):
+        return "not a variable name: use letters, digits, '_', '-' and '.', not starting with a digit"
+    if name in REFUSED_VARIABLES:
+        return REFUSED_VARIABLES[name]
+    return next((why for prefix, why in REFUSED_PREFIXES.items() if name.startswith(prefix)), None)
+
+
+def check_environment(environment: Environment) -> None:
+    """400 naming the first variable or secret a service may not set, and why."""
+    for kind in ("variables", "secrets"):
+        for name, value in getattr(environment, kind).items():
+            why = refusal(name)
+            if why is None and "\0" in value:
+                why = "a value cannot hold a NUL character"
+            if why is not None:
+                raise BadRequest(f"invalid service definition: environment.{kind}.{name}: not allowed: {why}")
+
+
+def allowed(variables: dict[str, str]) -> dict[str, str]:
+    """The variables a worker gets: those refused now are dropped (a service stored before the rule)."""
+    return {name: value for name, value in variables.items() if refusal(name) is None and "\0" not in value}
 
 
 def describe(error: ValidationError) -> str:

@@ -88,7 +88,7 @@ class InfoHandler(EngineHandler):
 
 class StatusHandler(EngineHandler):
     def get(self) -> None:
-        self.write_json(system.status(self.engine))
+        self.write_json(system.status(self.engine, self.caller))
 
 
 class ConfigHandler(EngineHandler):

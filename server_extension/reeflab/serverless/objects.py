@@ -3,7 +3,9 @@
 A job made by an upload reads the uploaded object; every async job of a service with `output`
 paths gets its output files uploaded there, below the same sub-folder its input had under the
 input path (`in/site1/a.jpg` -> `out/site1/a.json`), so each input gives one output and two
-inputs never write the same key. Transfers run in threads: boto3 blocks.
+inputs never write the same key. Transfers run with the platform's admin key, so each one first
+checks that the bucket is recorded as the service owner's (a name is never proof of ownership).
+Transfers run in threads: boto3 blocks.
 """
 
 from __future__ import annotations
@@ -29,9 +31,19 @@ class TransferFailed(ReefLabError):
 class JobStorage:
     """Fetches job inputs and delivers job outputs for the dispatcher."""
 
-    def __init__(self, s3: PlatformS3 | None, definition_for: Callable[[str], ServiceDefinition | None]):
+    def __init__(
+        self,
+        s3: PlatformS3 | None,
+        definition_for: Callable[[str], ServiceDefinition | None],
+        owns: Callable[[str, str], bool] = lambda service, bucket: False,
+    ):
         self.s3 = s3
         self.definition_for = definition_for
+        self.owns = owns  # (service, bucket) -> is the bucket recorded as the service owner's
+
+    def _check_owner(self, job: JobRecord, bucket: str) -> None:
+        if not self.owns(job.service, bucket):
+            raise TransferFailed(f"bucket '{bucket}' is not recorded as the owner's of service '{job.service}'")
 
     async def fetch(self, job: JobRecord, stored: Path | None, target: Path) -> Path:
         """The job's input file, copied or downloaded into `target` (a folder)."""
@@ -43,6 +55,7 @@ class JobStorage:
         if self.s3 is None:
             raise TransferFailed("this engine has no S3 storage configured to read the input from")
         bucket, key = split_path(job.source)
+        self._check_owner(job, bucket)
         path = target / posixpath.basename(key)
         try:
             await asyncio.to_thread(_download, self.s3.client(), bucket, key, path)
@@ -62,6 +75,7 @@ class JobStorage:
         client = self.s3.client()
         for target in targets:
             bucket, prefix = split_path(target.path)
+            self._check_owner(job, bucket)
             for path in files:
                 key = posixpath.join(prefix, folder, path.relative_to(output_dir).as_posix()).lstrip("/")
                 try:

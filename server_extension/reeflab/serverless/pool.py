@@ -2,6 +2,9 @@
 
 A worker serves one invocation at a time. A worker that dies, times out or is cancelled in the
 middle of a call is killed and forgotten; the caller decides whether to retry (async jobs do).
+Each worker runs in its sandbox (sandbox.py) and, where the kernel lets the engine make one, in a
+cgroup with its service's CPU and memory: a worker the kernel stops for its memory fails the
+invocation with that reason, and is not retried.
 """
 
 from __future__ import annotations
@@ -10,15 +13,20 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
+import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ReefLabError
+from ..limits import Cgroup, memory_limit_for, out_of_memory
+from .sandbox import SandboxPolicy, WorkerBox
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +35,8 @@ class WorkerDied(Exception):
     """The worker process exited in the middle of a call."""
 
     def __init__(self, returncode: int | None):
+        if returncode and returncode > 128:  # bwrap exits 128 + N when its sandboxed worker got signal N
+            returncode = 128 - returncode
         how = f"was killed by signal {-returncode}" if returncode and returncode < 0 else f"exited ({returncode})"
         super().__init__(f"the worker process {how} while serving the invocation")
 
@@ -70,7 +80,11 @@ class Worker:
 
     def __init__(self, spec: WorkerSpec):
         self.spec = spec
+        self.id = uuid.uuid4().hex[:8]
         self.proc: asyncio.subprocess.Process | None = None
+        self.box: WorkerBox | None = None
+        self.cgroup: Cgroup | None = None
+        self.cgroup_name = ""
         self.busy = True  # a new worker belongs to whoever starts it
         self.retired = False
         self.last_used = time.monotonic()
@@ -85,30 +99,51 @@ class Worker:
 
     async def start(self, python: str, env: dict[str, str], home: Path, timeout: float) -> None:
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        program = [python, "-m", "reeflab.serverless.worker"]
+        enter = self.cgroup.enter if self.cgroup else None
         with open(home / "worker.log", "ab") as worker_log:
-            self.proc = await asyncio.create_subprocess_exec(
-                python,
-                "-m",
-                "reeflab.serverless.worker",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=worker_log,
-                env=env,
-                cwd=home,
-                start_new_session=True,
-                limit=2**20,
-            )
+            try:
+                self.proc = await asyncio.create_subprocess_exec(
+                    *(self.box.command(program) if self.box else program),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=worker_log,
+                    env=env,
+                    cwd=home,
+                    start_new_session=True,
+                    preexec_fn=self.box.preexec(enter) if self.box else None,
+                    limit=2**20,
+                )
+            except (OSError, subprocess.SubprocessError) as error:
+                raise WorkerStartFailed(
+                    f"service '{self.spec.service}' could not start: its worker process did not start ({error})"
+                ) from None
+        wire = {**self.spec.wire(), "sandboxed": bool(self.box and self.box.sandboxed)}
         try:
-            ready = await self._exchange(self.spec.wire(), timeout)
+            ready = await self._exchange(wire, timeout)
         except WorkerDied:
-            if self.proc.returncode is not None and self.proc.returncode < 0:
+            if self.oom_reason():
+                ready = {"error": self.oom_reason()}  # loading the module alone is more than its memory
+            elif self.proc.returncode is not None and self.proc.returncode < 0:
                 raise  # killed from outside while loading (not the module's fault): the caller may retry
-            ready = {"error": f"it exited while loading; see {home / 'worker.log'}"}
+            else:
+                ready = {"error": f"it exited while loading{self._sandbox_error(home)}; see {home / 'worker.log'}"}
         except TimeoutError:
             ready = {"error": f"it did not start within {timeout:.0f} s; see {home / 'worker.log'}"}
         if not ready.get("ready"):
             self.kill()
             raise WorkerStartFailed(f"service '{self.spec.service}' could not start: {ready.get('error')}")
+
+    @staticmethod
+    def _sandbox_error(home: Path) -> str:
+        """bwrap's own complaint, if the sandbox could not be made (the end of the worker log)."""
+        with contextlib.suppress(OSError), open(home / "worker.log", "rb") as worker_log:
+            worker_log.seek(max(0, worker_log.seek(0, os.SEEK_END) - 4096))
+            lines = worker_log.read().decode(errors="replace").splitlines()
+            found = [line for line in lines if line.startswith("bwrap: ")]
+            if found:
+                return f": its sandbox could not be made ({found[-1]})"
+        return ""
 
     async def call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         try:
@@ -140,39 +175,123 @@ class Worker:
             read.cancel()
             exited.cancel()
 
+    def oom_reason(self) -> str | None:
+        """The reason to give when the kernel killed one of this worker's processes for its memory limit."""
+        if self.cgroup is None or not self.cgroup.oom_killed(self.proc.returncode if self.proc else None):
+            return None
+        advice = "give the service more memory in its definition, or send smaller inputs"
+        return out_of_memory(self.cgroup.memory_limit, advice)
+
     def kill(self) -> None:
-        """SIGKILL the worker's whole session (its script too); asyncio reaps the process."""
+        """SIGKILL the worker's whole session (bwrap takes its sandbox along); asyncio reaps the process."""
         if self.alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def release(self) -> None:
+        """Once it is dead: its cgroup (and anything left in it) and its folder go. Blocking."""
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
+        if self.box is not None:
+            self.box.remove()
 
 
 class WorkerPool:
     """All warm workers of the engine, at most `max_workers` at a time across services."""
 
-    def __init__(self, home: Path, base_env: dict[str, str], max_workers: int, start_timeout: float, python: str = ""):
+    def __init__(
+        self,
+        home: Path,
+        base_env: dict[str, str],
+        max_workers: int,
+        start_timeout: float,
+        sandbox: SandboxPolicy,
+        python: str = "",
+    ):
         self.home = Path(home)
         self.base_env = base_env
         self.max_workers = max_workers
         self.start_timeout = start_timeout
+        self.sandbox = sandbox
         self.python = python or sys.executable
         self.workers: list[Worker] = []
         self._event = asyncio.Event()
         self._failed_starts: dict[str, float] = {}
         self._prewarming: set[asyncio.Task] = set()
+        self._releasing: set[asyncio.Task] = set()
+        self._unreleased: set[Worker] = set()  # stopped, their cgroup or folder not yet removed
+        self._cgroups = True  # until one could not be made: then none can
+        self._cgroup_names: set[str] = set()
+        self._remove_leftover_cgroups()
+
+    def _remove_leftover_cgroups(self) -> None:
+        """Cgroups of workers of an engine that was killed (their processes died with it) go now."""
+        record = self.home / "cgroups"
+        with contextlib.suppress(OSError):
+            for name in record.read_text().split():
+                with contextlib.suppress(ValueError):
+                    leftover = Cgroup.find(name)
+                    if leftover is not None:
+                        leftover.remove()
+        self._record_cgroups()
+
+    def _record_cgroups(self) -> None:
+        with contextlib.suppress(OSError):
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            (self.home / "cgroups").write_text("".join(f"{name}\n" for name in sorted(self._cgroup_names)))
 
     # -- invocations ----------------------------------------------------------------------
 
     async def invoke(self, spec: WorkerSpec, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Run one invocation on a free warm worker of `spec` (starting one if allowed)."""
+        """Run one invocation on a free warm worker of `spec` (starting one if allowed).
+
+        The reply is the worker's, except when the kernel stopped a process of it for its memory:
+        then the invocation failed with that reason (the same input would fail again).
+        """
         worker = await self._acquire(spec)
+        place = None
         try:
-            reply = await worker.call(request, timeout)
-        except BaseException:
-            self._drop(worker)  # dead, stuck or cancelled mid-call: its state is unknown
+            inner, place = await self._enter(worker, request)
+            reply = await worker.call(inner, timeout)
+        except asyncio.CancelledError:
+            self._drop(worker)
+            if worker.box:
+                worker.box.discard(place)
             raise
+        except BaseException as error:
+            oom = worker.oom_reason()  # before the worker's cgroup goes
+            worker.kill()  # dead, stuck or failed to prepare: its state is unknown
+            await self._leave(worker, request, place)
+            self._drop(worker)
+            if oom and isinstance(error, WorkerDied):
+                return {"ok": False, "kind": "failure", "error": oom}
+            raise
+        oom = worker.oom_reason()
+        await self._leave(worker, request, place)
+        if oom:
+            self._drop(worker)  # its cgroup remembers the kill: a fresh worker for the next call
+            return reply if reply.get("ok") else {**reply, "kind": "failure", "error": oom}
         self._release(worker)
         return reply
+
+    @staticmethod
+    async def _enter(worker: Worker, request: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
+        """The request as the worker's sandbox sees it, its input copied in."""
+        if worker.box is None:
+            return request, None
+        try:
+            return await asyncio.to_thread(worker.box.enter, request)
+        except OSError as error:
+            raise WorkerStartFailed(f"could not give the input to service '{worker.spec.service}': {error}") from None
+
+    @staticmethod
+    async def _leave(worker: Worker, request: dict[str, Any], place: Path | None) -> None:
+        if worker.box is not None and place is not None:
+            try:
+                await asyncio.to_thread(worker.box.leave, request, place)
+            except OSError as error:  # e.g. the job was deleted meanwhile, its folder with it
+                log.warning("could not take the log and outputs of %s back: %s", request.get("id"), error)
 
     async def _acquire(self, spec: WorkerSpec) -> Worker:
         while True:
@@ -191,8 +310,19 @@ class WorkerPool:
     async def _start(self, spec: WorkerSpec) -> Worker:
         worker = Worker(spec)
         self.workers.append(worker)
-        env = {**self.base_env, **spec.env, "REEFLAB_ENGINE_PID": str(os.getpid())}
         try:
+            problem = self.sandbox.problem()
+            if problem:
+                raise WorkerStartFailed(f"service '{spec.service}' could not start: {problem}")
+            worker.box = await asyncio.to_thread(self.sandbox.prepare, spec.service, spec.owner)
+            worker.cgroup = await asyncio.to_thread(self._cgroup, spec, worker)
+            if worker.cgroup is not None:
+                worker.cgroup_name = worker.cgroup.name
+                self._cgroup_names.add(worker.cgroup.name)
+                self._record_cgroups()
+            env = worker.box.environment({**self.base_env, **spec.env})
+            if not worker.box.sandboxed:  # a sandboxed worker's parent is bwrap, which dies with the engine
+                env["REEFLAB_ENGINE_PID"] = str(os.getpid())
             await worker.start(self.python, env, self.home / spec.service, self.start_timeout)
         except BaseException:
             self._drop(worker)
@@ -200,6 +330,22 @@ class WorkerPool:
             raise
         log.info("started worker %s for service %s", worker.pid, spec.service)
         return worker
+
+    def _cgroup(self, spec: WorkerSpec, worker: Worker) -> Cgroup | None:
+        """The worker's cgroup: the service's CPUs, and its memory with the headroom modules get."""
+        if not self._cgroups:
+            return None
+        memory = memory_limit_for(math.ceil(spec.memory_bytes / 10**6))
+        made = Cgroup.create(f"serverless-{spec.service}-{worker.id}", memory, spec.cpu_millicores / 1000)
+        if made is None:
+            self._cgroups = False
+            log.warning("workers run without CPU and memory limits: the engine cannot make cgroups here")
+        return made
+
+    def _forget_cgroup(self, worker: Worker) -> None:
+        if worker.cgroup_name in self._cgroup_names:
+            self._cgroup_names.discard(worker.cgroup_name)
+            self._record_cgroups()
 
     def _idle(self, spec: WorkerSpec) -> Worker | None:
         idle = [w for w in self._of(spec) if not w.busy and w.alive]
@@ -238,7 +384,20 @@ class WorkerPool:
             self.workers.remove(worker)
             log.info("stopping worker %s of service %s", worker.pid, worker.spec.service)
         worker.kill()
+        if (worker.cgroup is not None or worker.box is not None) and worker not in self._unreleased:
+            self._unreleased.add(worker)
+            task = asyncio.ensure_future(self._release_later(worker))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
         self._wake()
+
+    async def _release_later(self, worker: Worker) -> None:
+        if worker.proc is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.proc.wait(), 10)
+        await asyncio.to_thread(worker.release)
+        self._unreleased.discard(worker)
+        self._forget_cgroup(worker)
 
     # -- scaling --------------------------------------------------------------------------
 
@@ -288,5 +447,12 @@ class WorkerPool:
         return list(self.workers)
 
     def close(self) -> None:
+        """Stop every worker now, and remove their cgroups and folders before returning."""
         for worker in list(self.workers):
             self._drop(worker)
+        for task in self._releasing:
+            task.cancel()
+        for worker in list(self._unreleased):
+            worker.release()
+            self._forget_cgroup(worker)
+        self._unreleased.clear()

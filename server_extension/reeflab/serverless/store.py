@@ -1,4 +1,5 @@
-"""The engine's durable state in one sqlite database (WAL): services, jobs, results, user passwords.
+"""The engine's durable state in one sqlite database (WAL): services, jobs, results, user passwords,
+and who owns each bucket of the platform's S3 (recorded when the platform makes it, never guessed from its name).
 
 A job moves Pending -> Running -> Succeeded | Failed (the Kubernetes pod phases OSCAR reports).
 Its outcome is written once: `results` is keyed by job name, so a late or repeated completion
@@ -56,6 +57,12 @@ CREATE TABLE IF NOT EXISTS s3_keys (
     access_key TEXT NOT NULL,
     secret_key TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS buckets (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS buckets_by_owner ON buckets (owner, name);
 CREATE TABLE IF NOT EXISTS triggers (
     service TEXT NOT NULL,
     object TEXT NOT NULL,
@@ -267,8 +274,33 @@ class EngineStore:
     def job_names(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT name FROM jobs")}
 
-    def status_counts(self) -> dict[str, int]:
-        return {row[0]: row[1] for row in self.db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")}
+    def status_counts(self, user: str | None = None) -> dict[str, int]:
+        """Jobs per status: all of them, or only `user`'s (of their services, or sent by them)."""
+        if user is None:
+            rows = self.db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+        else:
+            rows = self.db.execute(
+                "SELECT status, COUNT(*) FROM jobs WHERE submitter = ? "
+                "OR service IN (SELECT name FROM services WHERE owner = ?) GROUP BY status",
+                (user, user),
+            )
+        return {row[0]: row[1] for row in rows}
+
+    # -- buckets ---------------------------------------------------------------------------
+
+    def claim_bucket(self, name: str, owner: str) -> str:
+        """Record `owner` as the bucket's owner unless it has one; returns the owner it has now."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO buckets (name, owner, created) VALUES (?, ?, ?)", (name, owner, time.time())
+        )
+        return self.db.execute("SELECT owner FROM buckets WHERE name = ?", (name,)).fetchone()[0]
+
+    def bucket_owner(self, name: str) -> str | None:
+        row = self.db.execute("SELECT owner FROM buckets WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def buckets_of(self, owner: str) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT name FROM buckets WHERE owner = ? ORDER BY name", (owner,))]
 
     # -- users -----------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 Status reports this machine as the one node; "free" CPU and memory subtract what busy workers
 requested (their service's `cpu` and `memory`), as OSCAR subtracts pod requests, so a batch
 coordinator can size its parallelism from it (idle warm workers are stopped to make room).
-CPU figures are millicores, as OSCAR reports them.
+CPU figures are millicores, as OSCAR reports them. Job and worker counts are the caller's own
+(their services' and the jobs they sent), and the node is named by the engine, not the host:
+only an admin sees the platform-wide counts and the host name.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import psutil
 
 from .._version import __version__
 from ..storage.platform_s3 import REGION
-from .engine import OscarEngine
+from .engine import Caller, OscarEngine
 
 BACKEND_NAME = "reeflab-local"
 
@@ -32,7 +34,8 @@ def info() -> dict[str, Any]:
     }
 
 
-def status(engine: OscarEngine) -> dict[str, Any]:
+def status(engine: OscarEngine, caller: Caller) -> dict[str, Any]:
+    """The cluster's capacity and what is free (as OSCAR reports it); counts are the caller's unless an admin asks."""
     workers = engine.pool.live()
     capacity_m = (psutil.cpu_count() or 1) * 1000
     busy = [w for w in workers if w.busy]  # idle warm workers give way to any invocation
@@ -42,7 +45,7 @@ def status(engine: OscarEngine) -> dict[str, Any]:
     free_m = max(0, capacity_m - requested_m)
     free_bytes = max(0, min(memory.available, memory.total - requested_bytes))
     node = {
-        "name": socket.gethostname(),
+        "name": socket.gethostname() if caller.admin else BACKEND_NAME,
         "status": "Ready",
         "conditions": [{"type": "Ready", "status": True}],
         "cpu": {
@@ -58,8 +61,9 @@ def status(engine: OscarEngine) -> dict[str, Any]:
         "gpu": 0,
         "is_interlink": False,
     }
-    jobs = engine.store.status_counts()
-    pods = Counter("Running" if w.busy else "Idle" for w in workers)
+    jobs = engine.store.status_counts(None if caller.admin else caller.user or "")
+    mine = workers if caller.admin else [w for w in workers if w.spec.owner == caller.user]
+    pods = Counter("Running" if w.busy else "Idle" for w in mine)
     return {
         "cluster": {
             "nodes_count": 1,
@@ -84,7 +88,7 @@ def status(engine: OscarEngine) -> dict[str, Any]:
             "ready": True,
             "deployment_name": BACKEND_NAME,
             "jobs_count": sum(jobs.values()),
-            "pods": {"total": len(workers), "states": dict(pods)},
+            "pods": {"total": len(mine), "states": dict(pods)},
         },
         "minio": {"buckets_count": 0, "total_objects": 0},
     }

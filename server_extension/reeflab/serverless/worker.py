@@ -42,6 +42,9 @@ class ScriptRunner:
         with os.fdopen(handle, "w") as script:
             script.write(spec["script"])
         self.path = path
+        # alone in its sandbox's pid namespace (bwrap's init is our parent): what a script left
+        # running in the background may be stopped after each invocation without touching anyone else
+        self.sweep = bool(spec.get("sandboxed")) and os.getppid() == 1
 
     def invoke(self, request: dict[str, Any]) -> dict[str, Any]:
         env = {
@@ -62,6 +65,9 @@ class ScriptRunner:
                 preexec_fn=die_with_parent,  # safe: a script worker runs no threads
                 check=False,
             )
+        if self.sweep:  # nothing of this invocation may still be writing when the engine takes its files
+            with contextlib.suppress(OSError):
+                os.kill(-1, signal.SIGKILL)
         if done.returncode != 0:
             return {"ok": False, "kind": "failure", "error": f"the service script exited with status {done.returncode}"}
         return {"ok": True}

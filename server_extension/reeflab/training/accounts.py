@@ -3,6 +3,11 @@
 Every user server gets MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD
 in its environment: the MLflow client, Ultralytics' MLflow callback, papermill jobs and ReefLab's
 API all pick them up, and MLflow lets each account see its own experiments only.
+
+The MLflow account is the exact hub name (JupyterHub keeps those unique). The hub never touches an
+MLflow admin's account: a hub user named like one gets no account (so cannot take over MLflow by
+having the hub re-key it). Each user's default experiment `<user>/default` is made by the platform
+(as MLflow's admin) and owned by the user through MLflow's MANAGE permission.
 """
 
 from __future__ import annotations
@@ -15,20 +20,30 @@ import requests
 
 from .tracking_server import ADMIN, admin_password, user_password
 
-API = "/api/2.0/mlflow/users"
+API = "/api/2.0/mlflow"
+API3 = "/api/3.0/mlflow"
+QUARANTINE = "reeflab-quarantine"  # where an experiment made in someone else's namespace is moved (a reserved name)
+
+
+class AccountRefused(Exception):
+    """This hub user cannot have an MLflow account under their name (it is, or would take over, an admin's)."""
+
+
+def default_experiment(username: str) -> str:
+    return f"{username}/default"
 
 
 class TrackingAccounts:
-    """Creates (or re-keys) the MLflow account of a hub user on the server at `url`."""
+    """Creates (or re-keys) the MLflow account of a hub user on the server at `url`, never an admin's."""
 
-    def __init__(self, url: str, state: Path, timeout: float = 10):
+    def __init__(self, url: str, state: Path, timeout: float = 30):
         self.url = url.rstrip("/")
         self.state = Path(state)
         self.timeout = timeout
 
-    def _admin(self, method: str, path: str, **kwargs) -> requests.Response:
+    def _admin(self, method: str, path: str, api: str = API, **kwargs) -> requests.Response:
         auth = (ADMIN, admin_password(self.state))
-        return requests.request(method, self.url + API + path, auth=auth, timeout=self.timeout, **kwargs)
+        return requests.request(method, self.url + api + path, auth=auth, timeout=self.timeout, **kwargs)
 
     def wait_ready(self, timeout: float) -> None:
         """MLflow takes ~20 s to start with the hub: spawns right after a hub start wait for it."""
@@ -43,27 +58,84 @@ class TrackingAccounts:
                 raise RuntimeError(f"the MLflow tracking server at {self.url} did not answer within {timeout:.0f} s")
             time.sleep(0.5)
 
+    @staticmethod
+    def check_name(username: str) -> None:
+        """Refuse names the hub must never make an account for: the admin's, and the platform's reserved ones."""
+        if username == ADMIN or username.startswith("reeflab"):
+            raise AccountRefused(f"hub user '{username}' gets no MLflow account: the name is reserved for the platform")
+
     def ensure_user(self, username: str) -> str:
-        """The user's account exists with its derived password; returns that password."""
+        """The user's account exists with its derived password, and so does their default experiment.
+
+        Returns the password; AccountRefused if the name is reserved or MLflow has it as an admin.
+        """
+        self.check_name(username)
         password = user_password(self.state, username)
-        found = self._admin("GET", "/get", params={"username": username})
+        found = self._admin("GET", "/users/get", params={"username": username})
         if found.status_code == 404:
-            answer = self._admin("POST", "/create", json={"username": username, "password": password})
+            answer = self._admin("POST", "/users/create", json={"username": username, "password": password})
         else:
             found.raise_for_status()
-            answer = self._admin("PATCH", "/update-password", json={"username": username, "password": password})
+            if found.json().get("user", {}).get("is_admin"):
+                raise AccountRefused(f"hub user '{username}' gets no MLflow account: MLflow has that name as an admin")
+            answer = self._admin("PATCH", "/users/update-password", json={"username": username, "password": password})
         answer.raise_for_status()
+        self.ensure_default_experiment(username)
         return password
+
+    def ensure_default_experiment(self, username: str) -> str:
+        """`<user>/default`, made by the platform and MANAGEd by the user; returns its id.
+
+        One made in the user's name by someone else (possible before names were enforced) is moved
+        out of the way first, so the user's runs never land in an experiment another account owns.
+        """
+        name = default_experiment(username)
+        found = self._admin("GET", "/experiments/get-by-name", params={"experiment_name": name})
+        if found.ok:
+            experiment_id = found.json()["experiment"]["experiment_id"]
+            if experiment_id in self.managed(username):
+                return experiment_id
+            moved = {"experiment_id": experiment_id, "new_name": f"{QUARANTINE}/{experiment_id}"}
+            self._admin("POST", "/experiments/update", json=moved).raise_for_status()
+        elif found.status_code != 404:
+            found.raise_for_status()
+        created = self._admin("POST", "/experiments/create", json={"name": name})
+        created.raise_for_status()
+        experiment_id = created.json()["experiment_id"]
+        grant = {
+            "username": username,
+            "resource_type": "experiment",
+            "resource_id": experiment_id,
+            "permission": "MANAGE",
+        }
+        self._admin("POST", "/users/permissions/grant", api=API3, json=grant).raise_for_status()
+        return experiment_id
+
+    def managed(self, username: str) -> set[str]:
+        """Ids of the experiments `username` holds MANAGE on (MLflow's record of who owns what)."""
+        answer = self._admin("GET", "/users/permissions/list", api=API3, params={"username": username})
+        answer.raise_for_status()
+        return managed_experiments(answer.json())
 
     def environment(self, username: str, create: bool = True) -> dict[str, str]:
         """What a user's server needs to track runs as `username` (account made unless create=False)."""
+        self.check_name(username)
         return {
             "MLFLOW_TRACKING_URI": self.url,
             "MLFLOW_TRACKING_USERNAME": username,
             "MLFLOW_TRACKING_PASSWORD": self.ensure_user(username) if create else user_password(self.state, username),
             # runs started without an experiment name land in the user's own, not a shared default
-            "MLFLOW_EXPERIMENT_NAME": f"{username}/default",
+            "MLFLOW_EXPERIMENT_NAME": default_experiment(username),
         }
+
+
+def managed_experiments(permissions: dict) -> set[str]:
+    """The experiment ids with MANAGE in an answer of MLflow's users/permissions list."""
+    return {
+        str(row.get("resource_pattern"))
+        for row in permissions.get("permissions") or []
+        if row.get("resource_type") == "experiment" and row.get("permission") == "MANAGE"
+    }
 
 
 def tracking_pre_spawn_hook(url: str, state: Path, wait: float = 300, previous=None):
@@ -71,6 +143,7 @@ def tracking_pre_spawn_hook(url: str, state: Path, wait: float = 300, previous=N
 
     The password is derived, so the environment is known at once; a spawn never waits for MLflow
     (it takes ~20 s to start with the hub): if it is not up yet, the account is made once it is.
+    A refused name (an admin's, a reserved one) spawns without MLflow, and the hub's log says why.
     """
     accounts = TrackingAccounts(url, state)
     pending: set[asyncio.Task] = set()
@@ -82,7 +155,7 @@ def tracking_pre_spawn_hook(url: str, state: Path, wait: float = 300, previous=N
     async def later(spawner, name: str) -> None:
         try:
             await asyncio.to_thread(account, name, wait)
-        except (RuntimeError, requests.RequestException) as err:
+        except (RuntimeError, requests.RequestException, AccountRefused) as err:
             # the server runs on; only tracking is missing, and the hub's log says why
             spawner.log.error("MLflow account of %s not set up: %s", name, err)
 
@@ -94,6 +167,9 @@ def tracking_pre_spawn_hook(url: str, state: Path, wait: float = 300, previous=N
         name = spawner.user.name
         try:
             await asyncio.to_thread(account, name, 1)
+        except AccountRefused as err:
+            spawner.log.error("MLflow account of %s not set up: %s", name, err)
+            return
         except (RuntimeError, requests.RequestException):
             task = asyncio.get_running_loop().create_task(later(spawner, name))
             pending.add(task)

@@ -1,8 +1,10 @@
 """TrackingService: a user's MLflow experiments and runs, as ReefLab's API and client show them.
 
 The user's server talks to MLflow with the account the hub gave it (MLFLOW_TRACKING_* in its
-environment), so MLflow itself guarantees that only the user's own runs are seen; on top of
-that ReefLab names each experiment `<user>/<name>` and lists only those.
+environment), so MLflow itself guarantees that only runs the account may read are seen. Which
+experiments are the user's is MLflow's record, not their names: those the account holds MANAGE
+on (its creator's permission, or the platform's grant for `<user>/default`). ReefLab still names
+new ones `<user>/<name>`, a namespace the tracking server keeps for that account.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from urllib.parse import quote
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..errors import BadRequest, NotFound, ReefLabError
+from ..errors import BadRequest, Conflict, NotFound, ReefLabError
 
 
 class TrackingUnavailable(ReefLabError):
@@ -65,18 +67,47 @@ class TrackingService(LoggingConfigurable):
         return f"{owner}/{name}"
 
     def experiment(self, owner: str, name: str) -> dict[str, Any]:
-        """Your experiment `<owner>/<name>`, created if needed."""
+        """Your experiment `<owner>/<name>`, created if needed; one of that name you do not own is refused."""
         full = self.experiment_name(owner, name)
         client = self.client()
-        found = self._call(client.get_experiment_by_name, full)
+        try:
+            found = self._call(client.get_experiment_by_name, full)
+        except NotFound:  # it exists, and this account may not even read it
+            found = None
+            owned = False
+        else:
+            owned = found is None or found.experiment_id in self.owned_ids()
+        if not owned:
+            raise Conflict(f"An experiment named '{full}' exists and is not yours: choose another name.")
         experiment_id = found.experiment_id if found else self._call(client.create_experiment, full)
         return {"id": experiment_id, "name": full, "path": self.ui_path + f"#/experiments/{experiment_id}"}
 
+    def owned_ids(self) -> set[str]:
+        """Ids of the experiments this server's MLflow account holds MANAGE on."""
+        import requests
+
+        from .accounts import managed_experiments
+
+        auth = (os.environ.get("MLFLOW_TRACKING_USERNAME", ""), os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+        url = self.tracking_uri.rstrip("/") + "/api/3.0/mlflow/users/current/permissions"
+        try:
+            answer = requests.get(url, auth=auth if auth[0] else None, timeout=30)
+        except requests.RequestException as err:
+            raise TrackingUnavailable(f"MLflow at {self.tracking_uri} could not be used: {err}") from None
+        if answer.status_code == 401:
+            raise TrackingUnavailable("MLflow refused this server's account: restart your server so the hub renews it.")
+        if not answer.ok:
+            raise TrackingUnavailable(f"MLflow at {self.tracking_uri} could not list your permissions: {answer.text}")
+        return managed_experiments(answer.json())
+
     def experiments(self, owner: str) -> list:
-        client = self.client()
-        pattern = owner.replace("%", "\\%").replace("_", "\\_")
-        found = self._call(client.search_experiments, filter_string=f"name LIKE '{pattern}/%'", max_results=1000)
-        return [e for e in found if e.name.startswith(f"{owner}/")]
+        """Your experiments: those your account MANAGEs (whatever their names)."""
+        self.client()  # a clear 503 when tracking is not set up
+        owned = self.owned_ids()
+        if not owned:
+            return []
+        found = self._call(self.client().search_experiments, max_results=1000)
+        return [e for e in found if e.experiment_id in owned]
 
     # -- runs ------------------------------------------------------------------------
 
@@ -112,7 +143,7 @@ class TrackingService(LoggingConfigurable):
             experiment = self._call(client.get_experiment, run.info.experiment_id)
         except NotFound:
             raise missing from None
-        if not experiment.name.startswith(f"{owner}/"):
+        if experiment.experiment_id not in self.owned_ids():
             raise missing
         return run, experiment
 

@@ -9,6 +9,11 @@ created (MLflow filters searches and refuses reads of others' runs). The hub giv
 an account (`TrackingAccounts`) whose password is derived from a hub secret, so nothing per
 user is stored and a lost password is re-set at the next spawn.
 
+Experiment names: `<user>/<name>` is user's namespace. MLflow lets any account create any name,
+so ana could make `bob/default` and have bob's runs land in it; our authorization function
+(`authenticate_request`, MLflow's basic auth plus one rule) refuses to create or rename an
+experiment into another account's namespace. Ownership itself is MLflow's MANAGE permission.
+
 The secrets (admin password, per-user key, Flask CSRF key) live in 0600 files under the state
 directory and reach MLflow through its environment, never its command line.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import shutil
@@ -58,7 +64,7 @@ def prepare(state: Path) -> dict[str, str]:
         "default_permission = NO_PERMISSIONS\n"
         f"database_uri = sqlite:///{state / 'auth.db'}\n"
         f"admin_username = {ADMIN}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "authorization_function = reeflab.training.tracking_server:authenticate_request\n"
         "grant_default_workspace_access = false\n"
     )
     write_private(config, text)
@@ -68,6 +74,43 @@ def prepare(state: Path) -> dict[str, str]:
         "MLFLOW_FLASK_SERVER_SECRET_KEY": _secret(state / "flask_secret"),
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
+
+
+def may_name(username: str, experiment: str) -> bool:
+    """An account may name an experiment freely, except inside another account's `<user>/` namespace."""
+    return "/" not in experiment or experiment.split("/", 1)[0] == username
+
+
+def authenticate_request():
+    """MLflow's basic auth, then: creating or renaming an experiment into another's namespace is refused (403).
+
+    MLflow calls this (auth.ini's authorization_function) inside its Flask request, before its own checks.
+    """
+    from flask import Response, request
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.service_pb2 import CreateExperiment, UpdateExperiment
+    from mlflow.server.auth import authenticate_request_basic_auth, store
+    from mlflow.server.handlers import _get_request_message
+
+    authorization = authenticate_request_basic_auth()
+    if isinstance(authorization, Response) or request.method != "POST":
+        return authorization
+    if request.path.endswith("/mlflow/experiments/create"):
+        message, field = CreateExperiment(), "name"
+    elif request.path.endswith("/mlflow/experiments/update"):
+        message, field = UpdateExperiment(), "new_name"
+    else:
+        return authorization
+    try:
+        name = getattr(_get_request_message(message, flask_request=request), field)
+    except MlflowException:
+        return authorization  # MLflow's handler refuses the same malformed request
+    username = authorization.username
+    if name and not may_name(username, name) and not store.get_user(username).is_admin:
+        message = f"'{name}' is in another user's namespace: name your experiments '{username}/<name>'"
+        body = json.dumps({"error_code": "PERMISSION_DENIED", "message": message})
+        return Response(body, status=403, mimetype="application/json")
+    return authorization
 
 
 def admin_password(state: Path) -> str:
