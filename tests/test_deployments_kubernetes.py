@@ -411,3 +411,52 @@ def test_the_namespace_comes_from_the_environment_or_the_pod(monkeypatch, tmp_pa
     assert kb.KubernetesBackend().namespace == "ai-platform"
     monkeypatch.setenv("REEFLAB_NAMESPACE", "mine")
     assert kb.KubernetesBackend().namespace == "mine"
+
+
+@pytest.mark.parametrize(
+    "environment, mode, driver",
+    [
+        ({}, "none", ""),
+        ({"REEFLAB_STORAGE_MOUNTS": "csi", "REEFLAB_STORAGE_CSI_DRIVER": "csi.example.org"}, "csi", "csi.example.org"),
+        ({"REEFLAB_STORAGE_MOUNTS": "sidecar"}, "sidecar", ""),
+        ({"REEFLAB_STORAGE_MOUNTS": "fuse"}, "none", ""),  # unknown: nothing mounted, nothing privileged
+    ],
+)
+def test_the_storage_mount_mode_comes_from_the_users_server(monkeypatch, environment, mode, driver):
+    for key in ("REEFLAB_STORAGE_MOUNTS", "REEFLAB_STORAGE_CSI_DRIVER"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    backend = kb.KubernetesBackend()
+    assert (backend.storage_mount_mode, backend.storage_csi_driver) == (mode, driver)
+
+
+async def test_without_mounts_a_deployment_with_storage_is_refused_before_anything_is_made(cluster):
+    emulator, backend = cluster
+    backend.storage_mount_mode = "none"
+    with pytest.raises(BadRequest, match="This cluster mounts no storage into deployments"):
+        await backend.start(make(storage=["lake"]), folder=None)
+    assert seen(emulator, "POST") == []
+
+
+def test_a_csi_deployment_mounts_each_connection_as_an_inline_volume_of_its_own_secret(profiles_file):
+    from pydantic import TypeAdapter
+    from reeflab.storage.models import ConnectionRequest, StorageConnection
+
+    keys = {"kind": "s3", "name": "lake", "endpoint": "https://s3.example.org", "bucket": "lake-data"}
+    spec = TypeAdapter(ConnectionRequest).validate_python({**keys, "access_key": "AK", "secret_key": "SK-9"})
+    lake = StorageConnection(owner="alice", created=datetime.now(UTC), spec=spec, mounted=True)
+    dep = make(storage=["lake"])
+    keys = {"RCLONE_CONFIG_RL_LAKE_TYPE": "s3", "RCLONE_CONFIG_RL_LAKE_SECRET_ACCESS_KEY": "SK-9"}
+    mounts = kb.storage_mounts(dep, [lake], NS, lambda c: dict(keys), mode="csi", csi_driver="csi.example.org")
+    profile = {p.slug: p for p in load_profiles(profiles_file).profiles}["cpu"]
+    manifest = kb.deployment_manifest(dep, profile, IMAGE, NS, mounts=mounts)
+    for each in (manifest, mounts.secret):
+        kubernetes_validate.validate(each, K8S_VERSION, strict=True)
+    pod = manifest["spec"]["template"]["spec"]
+    [volume] = pod["volumes"]
+    assert len(pod["containers"]) == 1 and volume["csi"]["driver"] == "csi.example.org"
+    assert volume["csi"]["nodePublishSecretRef"] == {"name": kb.storage_secret_name(dep)}
+    assert container(manifest)["volumeMounts"] == [{"name": volume["name"], "mountPath": "/mnt/storage/lake"}]
+    assert {"name": "REEFLAB_STORAGE_LAKE", "value": "/mnt/storage/lake"} in container(manifest)["env"]
+    assert "SK-9" not in json.dumps(manifest) and mounts.secret["metadata"]["name"] == kb.storage_secret_name(dep)

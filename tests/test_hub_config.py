@@ -57,24 +57,67 @@ def test_kubernetes_mode_uses_the_gated_kubespawner(monkeypatch, tmp_path):
     assert "services" not in c.JupyterHub
 
 
+OIDC = {
+    "REEFLAB_AUTH": "oidc",
+    "REEFLAB_OIDC_AUTHORIZE_URL": "https://aai.example/auth",
+    "REEFLAB_OIDC_TOKEN_URL": "https://aai.example/token",
+    "REEFLAB_OIDC_USERDATA_URL": "https://aai.example/userinfo",
+    "REEFLAB_OIDC_CLIENT_ID": "reeflab",
+    "REEFLAB_OIDC_ALLOWED_VOS": "vo.imagine-ai.eu",
+    "JUPYTERHUB_CRYPT_KEY": "00" * 32,
+}
+
+
 def test_oidc_mode_maps_vos_to_groups(monkeypatch, tmp_path):
+    c = load(monkeypatch, tmp_path, **OIDC)
+    a = c.GenericOAuthenticator
+    assert c.JupyterHub.authenticator_class.__name__ == "ReefLabOAuthenticator"
+    assert a.allowed_groups == {"vo.imagine-ai.eu"} and a.manage_groups and a.enable_auth_state
+    assert "eduperson_entitlement" in a.scope
+    assert a.username_claim == "sub" and c.ReefLabOAuthenticator.name_claim == "preferred_username"
+    assert c.ReefLabOAuthenticator.identities_file == str(tmp_path / "oidc-identities.json")
+    state = {"oauth_user": {"eduperson_entitlement": ["urn:mace:egi.eu:group:vo.imagine-ai.eu:role=member#aai.egi.eu"]}}
+    assert a.auth_state_groups_key(state) == {"vo.imagine-ai.eu"}
+    foreign = ["urn:mace:example.org:group:vo.imagine-ai.eu:role=member#aai.egi.eu", "vo.imagine-ai.eu"]
+    assert a.auth_state_groups_key({"oauth_user": {"eduperson_entitlement": foreign}}) == set()
+
+
+def test_oidc_entitlement_namespace_and_authority_are_pinned_from_the_environment(monkeypatch, tmp_path):
     c = load(
         monkeypatch,
         tmp_path,
-        REEFLAB_AUTH="oidc",
-        REEFLAB_OIDC_AUTHORIZE_URL="https://aai.example/auth",
-        REEFLAB_OIDC_TOKEN_URL="https://aai.example/token",
-        REEFLAB_OIDC_USERDATA_URL="https://aai.example/userinfo",
-        REEFLAB_OIDC_CLIENT_ID="reeflab",
-        REEFLAB_OIDC_ALLOWED_VOS="vo.imagine-ai.eu",
-        JUPYTERHUB_CRYPT_KEY="00" * 32,
+        **OIDC,
+        REEFLAB_OIDC_ENTITLEMENT_NAMESPACE="urn:mace:example.org:group",  # the ':' is added
+        REEFLAB_OIDC_ENTITLEMENT_AUTHORITY="login.example.org",
+        REEFLAB_OIDC_USERNAME_CLAIM="voperson_id",
     )
     a = c.GenericOAuthenticator
-    assert c.JupyterHub.authenticator_class.__name__ == "GenericOAuthenticator"
-    assert a.allowed_groups == {"vo.imagine-ai.eu"} and a.manage_groups and a.enable_auth_state
-    assert "eduperson_entitlement" in a.scope
-    state = {"oauth_user": {"eduperson_entitlement": ["urn:mace:egi.eu:group:vo.imagine-ai.eu:role=member#aai.egi.eu"]}}
-    assert a.auth_state_groups_key(state) == {"vo.imagine-ai.eu"}
+    ours = "urn:mace:example.org:group:vo.imagine-ai.eu:role=member#login.example.org"
+    for claim, groups in [
+        ([ours], {"vo.imagine-ai.eu"}),
+        (["urn:mace:egi.eu:group:vo.imagine-ai.eu:role=member#aai.egi.eu"], set()),  # EGI's no longer counts
+        (["urn:mace:example.org:groupx:vo.imagine-ai.eu:role=member#login.example.org"], set()),
+    ]:
+        assert a.auth_state_groups_key({"oauth_user": {"eduperson_entitlement": claim}}) == groups
+    assert a.username_claim == "voperson_id" and "voperson_id" in a.scope
+
+    c = load(monkeypatch, tmp_path, **OIDC, REEFLAB_OIDC_ENTITLEMENT_AUTHORITY="none", REEFLAB_OIDC_PLAIN_GROUPS="true")
+    groups = c.GenericOAuthenticator.auth_state_groups_key
+    claim = ["urn:mace:egi.eu:group:vo.a:role=member", "urn:mace:egi.eu:group:vo.b:role=member#aai.egi.eu", "/kc"]
+    assert groups({"oauth_user": {"eduperson_entitlement": claim}}) == {"vo.a", "kc"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REEFLAB_OIDC_USERNAME_CLAIM": "preferred_username"}, "users can change that claim"),
+        ({"REEFLAB_OIDC_USERNAME_CLAIM": "email"}, "REEFLAB_OIDC_NAME_CLAIM"),
+        ({"REEFLAB_OIDC_ENTITLEMENT_NAMESPACE": "egi.eu:group"}, "give a URN prefix"),
+    ],
+)
+def test_oidc_settings_that_would_unpin_identities_are_refused(monkeypatch, tmp_path, env, message):
+    with pytest.raises(ValueError, match=message):
+        load(monkeypatch, tmp_path, **OIDC, **env)
 
 
 def test_a_real_oscar_cluster_gets_the_users_own_oidc_token(monkeypatch, tmp_path):

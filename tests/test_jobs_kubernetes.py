@@ -93,3 +93,22 @@ def test_the_manifest_function_alone(profiles):
     manifest = job_manifest(make(), profile, "img:1", "ns", FOLDER, claim="home-alice", home="/home/alice")
     kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
     assert manifest["spec"]["template"]["spec"]["containers"][0]["workingDir"] == "/home/alice"
+
+
+@pytest.mark.parametrize("slug", ["cpu", "t4", "mig"])
+def test_job_pods_mount_no_token_and_pass_pod_security_restricted(profiles, slug):
+    pod = render(profiles, slug)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    context = pod["containers"][0]["securityContext"]
+    assert context == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert [set(v) - {"name"} for v in pod["volumes"]] == [{"persistentVolumeClaim"}]  # the user's own home
+
+
+def test_jobs_go_to_the_users_namespace_the_hub_names(profiles, monkeypatch):
+    monkeypatch.setenv("REEFLAB_NAMESPACE", "reeflab-alice")  # set by ReefLabKubeSpawner in the user's pod
+    backend = KubernetesJobBackend(profiles_file=str(profiles))
+    assert backend.namespace == "reeflab-alice"
+    manifest = backend.manifest(make(), FOLDER, load_profiles(profiles).profiles[0])
+    assert manifest["metadata"]["namespace"] == "reeflab-alice"

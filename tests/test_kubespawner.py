@@ -1,4 +1,5 @@
-"""Kubernetes mode, offline: the pods ReefLabKubeSpawner renders from a hardware profiles file.
+"""Kubernetes mode, offline: the pods ReefLabKubeSpawner renders from a hardware profiles file, each in
+the user's own namespace with the user's ServiceAccount and Pod Security "restricted" settings.
 
 No cluster and no Kubernetes API emulator: KubeSpawner builds the pod manifest without talking
 to an API server (every socket connect fails the test), and kubernetes-validate checks it
@@ -16,6 +17,7 @@ from types import SimpleNamespace
 import kubernetes_validate
 import pytest
 from reeflab.hub.config import configure_kubernetes
+from reeflab.hub.kubernetes_isolation import user_namespace
 from reeflab.hub.spawners import ReefLabKubeSpawner
 from tornado.web import HTTPError
 from traitlets.config import Config
@@ -47,12 +49,14 @@ def offline(monkeypatch):
 def make_spawner(jp_asyncio_loop):
     """make_spawner(groups, profiles_file=SHIPPED): a spawner as the hub config makes it."""
 
-    def make(groups=(), profiles_file: Path = SHIPPED) -> ReefLabKubeSpawner:
+    def make(groups=(), profiles_file: Path = SHIPPED, name: str = "alice", **traits) -> ReefLabKubeSpawner:
         c = Config()
         c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(profiles_file)}
         configure_kubernetes(c)
         c.ReefLabKubeSpawner.profiles_file = str(profiles_file)
-        user = SimpleNamespace(name="alice", id=7, url="/user/alice/", groups=[SimpleNamespace(name=g) for g in groups])
+        for key, value in traits.items():
+            setattr(c.ReefLabKubeSpawner, key, value)
+        user = SimpleNamespace(name=name, id=7, url=f"/user/{name}/", groups=[SimpleNamespace(name=g) for g in groups])
         return ReefLabKubeSpawner(_mock=True, user=user, config=c)
 
     yield make
@@ -235,3 +239,61 @@ async def test_an_operators_own_profiles_file(make_spawner, tmp_path, slug, cpu,
     assert pod["gpu"] == gpu
     assert pod["node_selector"] == node_selector
     assert pod["tolerations"] == []
+
+
+# names a hostile user would try next to 'ana': each must get a namespace of their own
+ADVERSARIAL = ["ana", "ana-lab", "ana.b", "ana-b", "ANA", "аna", "ana--x", "ana_b", "a" * 80, "a" * 80 + "b"]
+
+
+@pytest.mark.parametrize("prefix", ["reeflab", "jhub", "x" * 40])
+def test_every_user_name_gets_a_valid_namespace_of_its_own(prefix):
+    names = [user_namespace(prefix, user) for user in ADVERSARIAL]
+    assert len(set(names)) == len(ADVERSARIAL)
+    for name in names:
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name) and name.startswith(prefix + "-")
+    assert names[0] == f"{prefix}-ana" and names[1] == f"{prefix}-ana-lab"  # readable where it can be
+    assert user_namespace(prefix, "ana") == names[0]  # stable: every spawn finds the same one
+
+
+@pytest.mark.parametrize("prefix", ["", "x" * 41])
+def test_a_prefix_that_leaves_no_room_for_the_user_is_refused(prefix):
+    with pytest.raises(ValueError, match="user namespace prefix"):
+        user_namespace(prefix, "ana")
+
+
+RESTRICTED = {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+async def test_the_server_runs_in_the_users_namespace_as_its_service_account_without_privileges(make_spawner):
+    spawner = make_spawner(name="ana.b")
+    pod = await spawn(spawner, None)
+    assert spawner.namespace == user_namespace("reeflab", "ana.b")  # 'default' outside a cluster: 'reeflab'
+    spec, notebook = pod["spec"], next(c for c in pod["spec"]["containers"] if c["name"] == "notebook")
+    assert (spec["serviceAccountName"], spec["automountServiceAccountToken"]) == ("reeflab-user", True)
+    assert RESTRICTED.items() <= notebook["securityContext"].items()
+    assert notebook["securityContext"]["runAsUser"] == 1000
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["fsGroup"] == 100
+    env = spawner.get_env()  # the deployments and jobs backends work in the user's namespace
+    assert env["REEFLAB_NAMESPACE"] == spawner.namespace and env["REEFLAB_DEPLOYMENTS"] == "kubernetes"
+
+
+@pytest.mark.parametrize(
+    "environment, namespace",
+    [({}, "reeflab-alice"), ({"REEFLAB_NAMESPACE": "jhub"}, "jhub-alice"), ({"REEFLAB_NAMESPACE": "default"}, None)],
+)
+async def test_users_namespaces_are_named_after_the_hubs(make_spawner, monkeypatch, environment, namespace):
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    spawner = make_spawner()
+    assert spawner.namespace == (namespace or "reeflab-alice")
+    peer = spawner.server_ingress_from[0]  # the hub's and proxy's pods may reach the server
+    hub = environment.get("REEFLAB_NAMESPACE", "default")
+    assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": hub}}
+    assert peer["podSelector"] == {"matchLabels": {"hub.jupyter.org/network-access-singleuser": "true"}}
+
+
+async def test_in_one_shared_namespace_user_pods_get_no_kubernetes_token(make_spawner):
+    spawner = make_spawner(enable_user_namespaces=False)
+    pod = await spawn(spawner, None)
+    assert "serviceAccountName" not in pod["spec"] and pod["spec"]["automountServiceAccountToken"] is False

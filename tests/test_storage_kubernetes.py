@@ -14,9 +14,10 @@ from types import SimpleNamespace
 import kubernetes_validate
 import pytest
 from pydantic import TypeAdapter
+from reeflab.errors import BadRequest
 from reeflab.hub.config import configure_kubernetes
 from reeflab.hub.spawners import ReefLabKubeSpawner
-from reeflab.storage.kubernetes import SIDECAR_ROOT, render_mounts, secret_name
+from reeflab.storage.kubernetes import SIDECAR_ROOT, rclone_config, render_mounts, secret_name
 from reeflab.storage.models import ConnectionRequest, StorageConnection
 from reeflab.storage.rclone import remote_env
 from traitlets.config import Config
@@ -68,7 +69,7 @@ def spawner(jp_asyncio_loop, monkeypatch):
 
 
 async def test_sidecars_mount_each_connection_in_the_users_pod(spawner):
-    spec = render_mounts("alice", CONNECTIONS, remote_env, namespace="reeflab")
+    spec = render_mounts("alice", CONNECTIONS, remote_env, namespace="reeflab", mode="sidecar")
     spawner = spawner()
     spawner.extra_containers = spec.extra_containers
     spawner.volumes = spec.volumes
@@ -112,3 +113,62 @@ def test_odd_user_names_give_valid_kubernetes_names():
     spec = render_mounts("Ana.López@uni.example", CONNECTIONS[:1], remote_env)
     kubernetes_validate.validate(spec.secret, K8S_VERSION, strict=True)
     assert spec.secret["metadata"]["name"] != secret_name("ana-lopez-uni-example")
+
+
+CSI = "rclone.csi.veloxpack.io"
+
+
+# mode, driver: sidecars, volumes of the pod, what the Secret holds
+MODES = [
+    ("sidecar", "", 2, ["reeflab-storage"], "RCLONE_CONFIG_RL_LAKE_SECRET_ACCESS_KEY"),
+    ("csi", CSI, 0, ["storage-lake", "storage-nextcloud"], "configData"),
+    ("none", "", 0, [], None),
+]
+
+
+@pytest.mark.parametrize("mode, driver, containers, volumes, key", MODES)
+def test_each_mount_mode_renders_its_own_volumes(mode, driver, containers, volumes, key):
+    spec = render_mounts("alice", CONNECTIONS, remote_env, namespace="reeflab", mode=mode, csi_driver=driver)
+    kubernetes_validate.validate(spec.secret, K8S_VERSION, strict=True)
+    assert len(spec.extra_containers) == containers
+    names = [v["name"] for v in spec.volumes]
+    assert len(names) == len(volumes) and all(n.startswith(p) for n, p in zip(names, volumes, strict=True))
+    assert (key in spec.secret["data"]) if key else spec.secret["data"] == {}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
+    notebook = {"name": "notebook", "image": "img", "volumeMounts": spec.volume_mounts}
+    pod["spec"] = {"containers": [notebook, *spec.extra_containers], "volumes": spec.volumes}
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    assert S3_SECRET not in json.dumps(pod) and DAV_PASSWORD not in json.dumps(pod)
+    assert all(not c["securityContext"].get("privileged") for c in spec.extra_containers) == (mode != "sidecar")
+
+
+def test_the_csi_secret_is_one_rclone_config_with_a_section_per_connection():
+    spec = render_mounts("alice", CONNECTIONS, remote_env, mode="csi", csi_driver=CSI, uid=1001, gid=101)
+    config = base64.b64decode(spec.secret["data"]["configData"]).decode()
+    lake, nextcloud = config.split("\n\n")
+    assert lake.splitlines()[:2] == ["[rl_lake]", "type = s3"]
+    assert f"secret_access_key = {S3_SECRET}" in lake and "endpoint = https://minio.example.org" in lake
+    assert nextcloud.splitlines()[:2] == ["[rl_nextcloud]", "type = webdav"] and DAV_PASSWORD not in nextcloud
+    attributes = spec.volumes[0]["csi"]["volumeAttributes"]
+    assert (attributes["remote"], attributes["remotePath"], attributes["uid"], attributes["gid"]) == (
+        "rl_lake",
+        "alice/fish",
+        "1001",
+        "101",
+    )
+
+
+@pytest.mark.parametrize("value", ["alice\ntype = local", "alice\r[other]", "a\x00b", "tab\tbed"])
+def test_a_setting_that_would_add_lines_to_the_rclone_config_is_refused(value):
+    """A WebDAV user name like 'x\\ntype = local' would turn the remote into the node's own files."""
+    hostile = connection(kind="webdav", name="evil", url="https://cloud.example.org/dav", user=value, password="p")
+    with pytest.raises(BadRequest, match="'evil' has a control character"):
+        rclone_config([hostile], remote_env)
+
+
+@pytest.mark.parametrize(
+    "mode, driver, says", [("csi", "", "needs the name of the CSI driver"), ("fuse", "", "use one of csi, sidecar")]
+)
+def test_a_mode_without_what_it_needs_is_an_error(mode, driver, says):
+    with pytest.raises(ValueError, match=says):
+        render_mounts("alice", CONNECTIONS, remote_env, mode=mode, csi_driver=driver)

@@ -1,4 +1,5 @@
-"""Mounts at scale: KubeSpawner gives a user's pod the connections the user mounted, as rclone sidecars.
+"""Mounts at scale: KubeSpawner gives a user's pod the connections the user mounted, as inline CSI volumes
+(`storage_csi_driver`), or as privileged rclone sidecars where the operator opted into them.
 
 Rendered offline with `KubeSpawner(_mock=True)` from the connection store the hub reads, validated with
 kubernetes-validate; the credentials go into the user's Secret (created before the pod), never the pod."""
@@ -61,12 +62,14 @@ def make_spawner(jp_asyncio_loop, monkeypatch, store):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
 
-    def make(name: str = "alice") -> ReefLabKubeSpawner:
+    def make(name: str = "alice", **traits) -> ReefLabKubeSpawner:
         c = Config()
         c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(PROFILES)}
         configure_kubernetes(c)
         c.ReefLabKubeSpawner.profiles_file = str(PROFILES)
         c.ReefLabKubeSpawner.storage_root = str(store.root)
+        for key, value in {"storage_mount_mode": "sidecar", **traits}.items():
+            setattr(c.ReefLabKubeSpawner, key, value)
         user = SimpleNamespace(name=name, id=7, url=f"/user/{name}/", groups=[])
         return ReefLabKubeSpawner(_mock=True, user=user, config=c)
 
@@ -126,7 +129,8 @@ async def test_the_users_mounted_connections_become_sidecars_and_a_secret(make_s
         assert [verb for verb, _ in api.calls] == (["create", "replace"] if exists else ["create"])
         secret = api.calls[-1][1]
         kubernetes_validate.validate(secret, K8S_VERSION, strict=True)
-        assert secret["metadata"]["name"] == secret_name("alice") and secret["metadata"]["namespace"] == "default"
+        assert secret["metadata"]["name"] == secret_name("alice")
+        assert secret["metadata"]["namespace"] == spawner.namespace == "reeflab-alice"  # the user's own
         values = {base64.b64decode(v).decode() for v in secret["data"].values()}
         assert SECRETS["lake"] in values and SECRETS["old"] not in values and SECRETS["bobs"] not in values
 
@@ -150,3 +154,55 @@ async def test_without_a_storage_root_nothing_is_added(make_spawner):
     spawner = make_spawner("bob")
     spawner.storage_root = ""
     assert sidecars(await spawn(spawner)) == []
+
+
+CSI = "rclone.csi.veloxpack.io"
+
+
+async def test_with_a_csi_driver_connections_are_inline_volumes_and_nothing_is_privileged(make_spawner):
+    spawner = make_spawner("alice", storage_mount_mode="csi", storage_csi_driver=CSI)
+    pod = await spawn(spawner)
+    assert sidecars(pod) == [] and len(pod["spec"]["containers"]) == 1
+    volumes = {v["name"]: v["csi"] for v in pod["spec"]["volumes"] if "csi" in v}
+    assert sorted((v["volumeAttributes"]["remote"], v["volumeAttributes"]["remotePath"]) for v in volumes.values()) == [
+        ("rl_cloud", ""),
+        ("rl_lake", "alice-data"),
+    ]  # not 'old' (unmounted), not bob's
+    for volume in volumes.values():
+        assert volume["driver"] == CSI and volume["nodePublishSecretRef"] == {"name": secret_name("alice")}
+        assert {"uid": "1000", "gid": "100"}.items() <= volume["volumeAttributes"].items()  # jovyan may write
+    notebook = next(c for c in pod["spec"]["containers"] if c["name"] == "notebook")
+    paths = sorted(m["mountPath"] for m in notebook["volumeMounts"] if m["name"] in volumes)
+    assert paths == ["/home/jovyan/storage/cloud", "/home/jovyan/storage/lake"]
+    assert not any(secret in json.dumps(pod) for secret in SECRETS.values())
+    env = spawner.get_env()
+    assert (env["REEFLAB_STORAGE_MOUNTS"], env["REEFLAB_STORAGE_CSI_DRIVER"]) == ("csi", CSI)  # deployments too
+
+    spawner.api = api = Secrets(False)
+    await spawner.apply_storage_secret()
+    [(_, secret)] = api.calls
+    kubernetes_validate.validate(secret, K8S_VERSION, strict=True)
+    config = base64.b64decode(secret["data"]["configData"]).decode()
+    assert "[rl_lake]" in config and "[rl_cloud]" in config and "[rl_old]" not in config
+    assert f"secret_access_key = {SECRETS['lake']}" in config and SECRETS["bobs"] not in config
+
+
+@pytest.mark.parametrize("driver", ["", CSI])
+async def test_without_an_opt_in_or_a_csi_driver_nothing_is_mounted(make_spawner, driver):
+    spawner = make_spawner("alice", storage_mount_mode="none", storage_csi_driver=driver)
+    pod = await spawn(spawner)
+    assert sidecars(pod) == [] and not any("csi" in v for v in pod["spec"].get("volumes") or [])
+    assert spawner._storage_secret is None and spawner.get_env()["REEFLAB_STORAGE_MOUNTS"] == "none"
+
+
+@pytest.mark.parametrize("driver, mode", [("", "none"), (CSI, "csi")])
+def test_the_default_mount_mode_is_csi_only_with_a_driver(make_spawner, jp_asyncio_loop, driver, mode):
+    async def made() -> str:
+        c = Config()
+        c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(PROFILES)}
+        configure_kubernetes(c)
+        c.ReefLabKubeSpawner.storage_csi_driver = driver
+        user = SimpleNamespace(name="alice", id=7, url="/user/alice/", groups=[])
+        return ReefLabKubeSpawner(_mock=True, user=user, config=c).storage_mount_mode
+
+    assert jp_asyncio_loop.run_until_complete(made()) == mode

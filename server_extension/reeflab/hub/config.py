@@ -149,17 +149,23 @@ SINGLE_USER_NOTICE = (
 
 
 def configure_kubernetes(c) -> None:
-    """At scale: user pods from the gated profiles. The hub's own networking, database, proxy,
-    user storage and culling stay with the deployment (e.g. the Zero to JupyterHub chart)."""
+    """At scale: user pods from the gated profiles, each user in a namespace of their own
+    (<REEFLAB_NAMESPACE>-<user>, see hub/kubernetes_isolation.py). The hub's own networking, database,
+    proxy, user storage and culling stay with the deployment (e.g. the Zero to JupyterHub chart)."""
     from .spawners import ReefLabKubeSpawner
 
     c.JupyterHub.spawner_class = ReefLabKubeSpawner
     # user pods read the copy of profiles.yaml installed in the image (<prefix>/etc/reeflab)
     c.Spawner.environment.pop("REEFLAB_PROFILES_FILE")
     c.ReefLabKubeSpawner.profiles_file = str(default_profiles_path())
-    if _env("REEFLAB_NAMESPACE"):
+    if _env("REEFLAB_NAMESPACE"):  # the hub's; users' servers go to <it>-<user> (enable_user_namespaces)
         c.KubeSpawner.namespace = _env("REEFLAB_NAMESPACE")
-    # deployments made from user pods are Kubernetes Deployments next to them
+        c.ReefLabKubeSpawner.hub_namespace = _env("REEFLAB_NAMESPACE")
+    if _env("REEFLAB_STORAGE_CSI_DRIVER"):  # mounts without privileged sidecars
+        c.ReefLabKubeSpawner.storage_csi_driver = _env("REEFLAB_STORAGE_CSI_DRIVER")
+    if _env("REEFLAB_STORAGE_MOUNTS"):  # csi | sidecar (privileged: an explicit opt-in) | none
+        c.ReefLabKubeSpawner.storage_mount_mode = _env("REEFLAB_STORAGE_MOUNTS")
+    # deployments and jobs made from user pods are Kubernetes objects in the user's namespace
     c.Spawner.environment["REEFLAB_DEPLOYMENTS"] = "kubernetes"
     # the contract of the images in images/: jupyterhub-singleuser as jovyan (uid 1000)
     c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
@@ -181,10 +187,16 @@ def configure_local_login(c) -> None:
 
 
 def configure_oidc_login(c) -> None:
-    """Login with an OIDC provider (EGI Check-in, Keycloak): members of REEFLAB_OIDC_ALLOWED_VOS only."""
-    from oauthenticator.generic import GenericOAuthenticator
-
-    from .oidc import auth_state_groups, discover
+    """Login with an OIDC provider (EGI Check-in, Keycloak): members of REEFLAB_OIDC_ALLOWED_VOS only,
+    groups only from entitlements of the pinned namespace and authority, accounts keyed on a stable claim."""
+    from .oidc import (
+        DEFAULT_AUTHORITY,
+        DEFAULT_NAMESPACE,
+        MUTABLE_CLAIMS,
+        ReefLabOAuthenticator,
+        auth_state_groups,
+        discover,
+    )
 
     claim = _env("REEFLAB_OIDC_GROUPS_CLAIM", "eduperson_entitlement")
     allowed = set(_env_list("REEFLAB_OIDC_ALLOWED_VOS"))
@@ -196,6 +208,20 @@ def configure_oidc_login(c) -> None:
         )
     if not _env("REEFLAB_OIDC_CLIENT_ID"):
         raise ValueError("REEFLAB_OIDC_CLIENT_ID is empty: register the hub as a client of the provider")
+    namespace = _env("REEFLAB_OIDC_ENTITLEMENT_NAMESPACE") or DEFAULT_NAMESPACE
+    if not namespace.startswith("urn:"):
+        raise ValueError(
+            f"REEFLAB_OIDC_ENTITLEMENT_NAMESPACE={namespace!r}: give a URN prefix such as {DEFAULT_NAMESPACE}"
+        )
+    namespace = namespace if namespace.endswith(":") else namespace + ":"  # `...:group` must not match `...:groupx`
+    authority = _env("REEFLAB_OIDC_ENTITLEMENT_AUTHORITY") or DEFAULT_AUTHORITY
+    username_claim = _env("REEFLAB_OIDC_USERNAME_CLAIM") or "sub"
+    if username_claim in MUTABLE_CLAIMS:
+        raise ValueError(
+            f"REEFLAB_OIDC_USERNAME_CLAIM={username_claim}: users can change that claim, so it cannot "
+            "identify them. Use a stable one (sub, or voperson_id at EGI Check-in); the readable hub name "
+            "comes from REEFLAB_OIDC_NAME_CLAIM"
+        )
     # explicit URLs win; the issuer's discovery document fills in the ones not given
     endpoints = {
         "authorization_endpoint": _env("REEFLAB_OIDC_AUTHORIZE_URL"),
@@ -213,7 +239,7 @@ def configure_oidc_login(c) -> None:
             "or REEFLAB_OIDC_AUTHORIZE_URL, REEFLAB_OIDC_TOKEN_URL and REEFLAB_OIDC_USERDATA_URL"
         )
 
-    c.JupyterHub.authenticator_class = GenericOAuthenticator
+    c.JupyterHub.authenticator_class = ReefLabOAuthenticator
     a = c.GenericOAuthenticator
     a.client_id = _env("REEFLAB_OIDC_CLIENT_ID")
     a.client_secret = _env("REEFLAB_OIDC_CLIENT_SECRET")
@@ -221,12 +247,19 @@ def configure_oidc_login(c) -> None:
     a.authorize_url = endpoints["authorization_endpoint"]
     a.token_url = endpoints["token_endpoint"]
     a.userdata_url = endpoints["userinfo_endpoint"]
-    a.scope = _env_list("REEFLAB_OIDC_SCOPES", f"openid,profile,email,{claim}")
-    a.username_claim = _env("REEFLAB_OIDC_USERNAME_CLAIM", "preferred_username")
+    scopes = ["openid", "profile", "email", claim] + ([username_claim] if username_claim != "sub" else [])
+    a.scope = _env_list("REEFLAB_OIDC_SCOPES", ",".join(scopes))
+    a.username_claim = username_claim
     a.login_service = _env("REEFLAB_OIDC_NAME", "EGI Check-in")
     a.enable_auth_state = True
     a.manage_groups = True
-    a.auth_state_groups_key = auth_state_groups(claim, key=GenericOAuthenticator.user_auth_state_key)
+    a.auth_state_groups_key = auth_state_groups(
+        claim,
+        key=ReefLabOAuthenticator.user_auth_state_key,
+        namespace=namespace,
+        authority=None if authority.lower() == "none" else authority,
+        plain_groups=_env("REEFLAB_OIDC_PLAIN_GROUPS", "false").lower() in ("1", "true", "yes"),
+    )
     a.allowed_groups = allowed
     a.admin_groups = set(_env_list("REEFLAB_OIDC_ADMIN_VOS"))
     a.custom_403_message = (
@@ -234,6 +267,9 @@ def configure_oidc_login(c) -> None:
         "Ask to join one of these VOs, then log in again."
     )
     a.refresh_pre_spawn = True
+    r = c.ReefLabOAuthenticator
+    r.name_claim = _env("REEFLAB_OIDC_NAME_CLAIM", "preferred_username")
+    r.identities_file = _env("REEFLAB_OIDC_IDENTITIES_FILE") or str(state_dir() / "oidc-identities.json")
 
 
 def configure_idle_culler(c) -> None:
@@ -285,6 +321,8 @@ def configure_serverless(c) -> None:
         f"--ServerlessApp.s3_endpoint={s3['endpoint']}",
         f"--ServerlessApp.s3_admin_key_file={s3['admin_key_file']}",
         f"--ServerlessApp.events_token_file={s3['events_token_file']}",
+        # as root, jobs run as their owner's OS account: one the engine makes first gets the home the spawner uses
+        f"--ServerlessApp.homes_dir={Path(_env('REEFLAB_HOMES') or state_dir() / 'homes')}",
     ]
     service = {
         "name": SERVERLESS_SERVICE,

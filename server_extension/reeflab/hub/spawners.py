@@ -13,15 +13,26 @@ from jupyterhub.spawner import SimpleLocalProcessSpawner
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from tornado import web
-from traitlets import Bool, Unicode, default
+from traitlets import Bool, Dict, Enum, List, Unicode, default
 
 from .. import accounts
 from ..errors import ReefLabError
 from ..limits import Cgroup
 from ..profiles import ProfileStore, default_profiles_path
-from ..storage.kubernetes import render_mounts
+from ..storage.kubernetes import MOUNT_MODES, render_mounts
 from ..storage.rclone import remote_env
 from ..storage.store import ConnectionStore
+from . import kubernetes_isolation as isolation
+from .kubernetes_isolation import (
+    NAMESPACE_NAME,
+    POD_SECURITY,
+    PREFIX_MAX,
+    SERVICE_ACCOUNT,
+    SINGLEUSER_ACCESS,
+    NamespaceRefused,
+    UserNamespace,
+    user_namespace,
+)
 from .profile_list import PROFILE_TRAITS, kubespawner_profiles, user_groups
 
 
@@ -122,12 +133,17 @@ class ReefLabLocalSpawner(SimpleLocalProcessSpawner):
 
 
 class ReefLabKubeSpawner(KubeSpawner):
-    """KubeSpawner whose profiles come from profiles.yaml and are gated by group.
+    """KubeSpawner whose profiles come from profiles.yaml and are gated by group, one namespace per user.
 
     Two fixes over plain KubeSpawner: a profile the user may not use is refused with a
     message that says why (not "No such profile"), and the traits a profile sets are
     reset before each spawn, so a CPU profile never inherits an earlier GPU request
     (KubeSpawner merges dict overrides into the live spawner).
+
+    Isolation (hub/kubernetes_isolation.py says why a namespace each): every user's server runs in
+    `<user_namespace_prefix>-<user>`, made at spawn with a ServiceAccount whose Role reaches that
+    namespace only, NetworkPolicies keeping other users' pods out, and Pod Security "restricted"
+    (unless storage mounts are privileged sidecars); the server pod itself complies with it.
     """
 
     profiles_file = Unicode(config=True, help="Hardware profiles file (hub_config/profiles.yaml format)")
@@ -135,15 +151,121 @@ class ReefLabKubeSpawner(KubeSpawner):
         "",
         config=True,
         help="Folder where the hub reads users' storage connections (a volume user servers keep them on, "
-        "their StorageService.root_dir); connections a user mounted get rclone sidecars. Empty: none.",
+        "their StorageService.root_dir); the connections a user mounted are mounted in the pod. Empty: none.",
     )
     storage_home = Unicode("/home/jovyan", config=True, help="Home in the pod: mounts are at <home>/storage/<name>")
+    storage_csi_driver = Unicode(
+        "",
+        config=True,
+        help="CSI driver mounting rclone remotes as inline volumes (e.g. rclone.csi.veloxpack.io, installed with "
+        "inline volumes enabled); setting it makes 'csi' the default storage_mount_mode",
+    )
+    storage_mount_mode = Enum(
+        MOUNT_MODES,
+        config=True,
+        help="How mounted connections reach pods: 'csi' (storage_csi_driver, nothing privileged), 'sidecar' "
+        "(privileged rclone sidecars: the user's namespace then allows privileged pods, i.e. users get root "
+        "on nodes; trusted users only), 'none'. Default: 'csi' if storage_csi_driver is set, else 'none'.",
+    )
+    hub_namespace = Unicode(
+        config=True, help="Namespace of the hub and proxy, whose pods may reach users' servers (default: this pod's)"
+    )
+    user_namespace_prefix = Unicode(
+        config=True,
+        help=f"Users' namespaces are <prefix>-<user> (at most {PREFIX_MAX} characters; default: hub_namespace, "
+        "or 'reeflab' where that is 'default')",
+    )
+    server_ingress_from = List(
+        Dict(),
+        config=True,
+        help="NetworkPolicy peers that may reach users' servers; default: the pods of hub_namespace labelled "
+        "hub.jupyter.org/network-access-singleuser=true (the hub and proxy of Zero to JupyterHub)",
+    )
+    user_namespace_quota = Dict(
+        config=True, help="`hard` of a ResourceQuota in each user's namespace, e.g. {'requests.nvidia.com/gpu': '2'}"
+    )
+    user_ingresses = Bool(
+        False,
+        config=True,
+        help="Let users' ServiceAccounts create Ingresses (for KubernetesBackend.ingress_host). An Ingress may "
+        "claim any host name its controller serves: allow it only where the controller restricts hosts.",
+    )
+    delete_user_namespace = Bool(
+        True,
+        config=True,
+        help="When the hub deletes a user (and delete_pvc is on), delete their namespace: deployments, jobs, "
+        "Secrets, home volume. Off: an admin must delete it; a new user of the same name is refused it meanwhile.",
+    )
+
+    @default("enable_user_namespaces")
+    def _default_enable_user_namespaces(self) -> bool:
+        return True
+
+    @default("service_account")
+    def _default_service_account(self) -> str | None:
+        # one namespace for all (an operator's choice): no identity, no token, no Kubernetes API from kernels
+        return SERVICE_ACCOUNT if self.enable_user_namespaces else None
+
+    @default("automount_service_account_token")
+    def _default_automount_service_account_token(self) -> bool:
+        return bool(self.enable_user_namespaces)
+
+    @default("container_security_context")
+    def _default_container_security_context(self) -> dict:
+        # Pod Security "restricted" (KubeSpawner adds runAsUser/runAsGroup from uid/gid)
+        return {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+
+    @default("pod_security_context")
+    def _default_pod_security_context(self) -> dict:
+        return {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+    @default("storage_mount_mode")
+    def _default_storage_mount_mode(self) -> str:
+        return "csi" if self.storage_csi_driver else "none"
+
+    @default("hub_namespace")
+    def _default_hub_namespace(self) -> str:
+        return self._namespace_default()
+
+    @default("user_namespace_prefix")
+    def _default_user_namespace_prefix(self) -> str:
+        return self.hub_namespace if self.hub_namespace not in ("", "default") else "reeflab"
+
+    @default("server_ingress_from")
+    def _default_server_ingress_from(self) -> list[dict]:
+        hub = {"matchLabels": {NAMESPACE_NAME: self.hub_namespace}}
+        return [{"namespaceSelector": hub, "podSelector": {"matchLabels": dict(SINGLEUSER_ACCESS)}}]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._baseline = {name: copy.deepcopy(getattr(self, name)) for name in PROFILE_TRAITS}
         self._storage_secret: dict | None = None
         self._storage_added: dict[str, list] = {}  # what the last spawn added, taken out on the next
+        if self.enable_user_namespaces:  # ours, not KubeSpawner's template: length-safe for any prefix
+            self.namespace = self.user_namespace_name
+            self.dns_name = self.dns_name_template.format(namespace=self.namespace, name=self.pod_name)
+
+    @property
+    def user_namespace_name(self) -> str:
+        """The user's namespace: the same for all their servers, distinct for any two user names."""
+        return user_namespace(self.user_namespace_prefix, self.user.name)
+
+    def isolation(self) -> UserNamespace:
+        """What the user's namespace must hold (hub/kubernetes_isolation.py builds and applies it)."""
+        return UserNamespace(
+            name=self.user_namespace_name,
+            owner=self.user.name,
+            owner_id=str(self.user.id),
+            hub_peers=[dict(peer) for peer in self.server_ingress_from],
+            pod_security=POD_SECURITY[self.storage_mount_mode],
+            quota=dict(self.user_namespace_quota),
+            ingresses=self.user_ingresses,
+        )
 
     @property
     def profile_store(self) -> ProfileStore:
@@ -172,15 +294,20 @@ class ReefLabKubeSpawner(KubeSpawner):
         self.add_storage_mounts()
 
     def add_storage_mounts(self) -> None:
-        """The user's mounted connections as rclone sidecars (the Secret is made in _start, before the pod)."""
+        """The user's mounted connections as CSI volumes or rclone sidecars (the Secret is made in _start)."""
         for name, added in self._storage_added.items():  # a respawn: the previous mounts may be gone
             setattr(self, name, [item for item in getattr(self, name) if item not in added])
         self._storage_added, self._storage_secret = {}, None
-        if not self.storage_root:
+        if not self.storage_root or self.storage_mount_mode == "none":
             return
         store = ConnectionStore(self.storage_root)
         connections = [c for c in store.load(self.user.name).values() if c.mounted]
-        spec = render_mounts(self.user.name, connections, remote_env, namespace=self.namespace, home=self.storage_home)
+        numeric = isinstance(self.uid, int) and isinstance(self.fs_gid, int)  # each may be a callable
+        uid, gid = (self.uid, self.fs_gid) if numeric else (1000, 100)
+        spec = render_mounts(
+            self.user.name, connections, remote_env, namespace=self.namespace, home=self.storage_home,
+            mode=self.storage_mount_mode, csi_driver=self.storage_csi_driver, uid=uid, gid=gid,
+        )  # fmt: skip
         self._storage_added = {
             "extra_containers": spec.extra_containers,
             "volumes": spec.volumes,
@@ -205,6 +332,46 @@ class ReefLabKubeSpawner(KubeSpawner):
                 raise
             await self.api.replace_namespaced_secret(name, self.namespace, secret)
 
+    async def ensure_user_namespace(self) -> None:
+        """The user's namespace, ServiceAccount, Role, RoleBinding, NetworkPolicies (and quota), up to date;
+        a namespace of that name that is not this user's stops the spawn with a message."""
+        try:
+            await isolation.ensure(self.api.api_client, self.isolation(), self.log)
+        except NamespaceRefused as err:
+            error = web.HTTPError(err.status, err.message)
+            error.jupyterhub_message = err.message
+            raise error from None
+
+    async def _ensure_namespace(self):
+        """Nothing: ensure_user_namespace (with the ownership check) ran before KubeSpawner gets here."""
+
+    def get_env(self) -> dict:
+        env = super().get_env()
+        env["REEFLAB_NAMESPACE"] = self.namespace  # the user's: their deployments and jobs go there
+        env["REEFLAB_STORAGE_MOUNTS"] = self.storage_mount_mode  # and are mounted the same way
+        if self.storage_mount_mode == "csi":
+            env["REEFLAB_STORAGE_CSI_DRIVER"] = self.storage_csi_driver
+        return env
+
     async def _start(self):
+        # this spawn's profile and mounts first (KubeSpawner's _start loads them again, to the same result)
+        await self.load_user_options()
+        if self.enable_user_namespaces:
+            self.namespace = self.user_namespace_name  # never one remembered in an older state
+            await self.ensure_user_namespace()
         await self.apply_storage_secret()
         return await super()._start()
+
+    async def delete_forever(self):
+        """A deleted user's namespace goes with their home volume: nothing of theirs is left for a namesake.
+        Where a namespace of that name is not theirs, nothing in it is touched (not even a PVC)."""
+        if self.enable_user_namespaces:
+            problem = await isolation.check_owner(self.api.api_client, self.isolation())
+            if problem:
+                self.log.warning("deleting nothing of %s: %s", self.user.name, problem)
+                return
+        await super().delete_forever()
+        if self.name or not (self.enable_user_namespaces and self.delete_user_namespace and self.delete_pvc):
+            return
+        if await isolation.delete(self.api.api_client, self.isolation(), self.log):
+            self.log.info("deleted namespace %s of deleted user %s", self.user_namespace_name, self.user.name)

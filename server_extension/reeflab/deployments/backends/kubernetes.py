@@ -1,5 +1,11 @@
 """Dedicated deployments at scale: per deployment, a Kubernetes Deployment + Service + NetworkPolicy (+ Secret,
-Ingress), built by pure functions (checked offline) and sent by KubernetesBackend with kubernetes_asyncio."""
+Ingress), built by pure functions (checked offline) and sent by KubernetesBackend with kubernetes_asyncio.
+
+They run in the owner's namespace (the hub makes one per user: hub/kubernetes_isolation.py), from the owner's
+server, with its ServiceAccount, whose Role allows exactly the calls made here and in jobs/backends/kubernetes.py
+and nothing outside that namespace. The pods pass Pod Security "restricted" (no token, non-root, no privilege,
+RuntimeDefault seccomp) unless the operator chose privileged rclone sidecars for storage.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +21,11 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner.slugs import is_valid_label, safe_slug
-from traitlets import Dict, Float, Instance, List, Unicode, default
+from traitlets import Dict, Enum, Float, Instance, List, Unicode, default
 
 from ...errors import BadRequest, Conflict, ReefLabError
 from ...profiles import HardwareProfile, ProfileStore, default_profiles_path
-from ...storage.kubernetes import MountSpec, render_mounts
+from ...storage.kubernetes import MOUNT_MODES, MountSpec, render_mounts
 from ..models import Deployment, storage_env
 from .base import BackendStatus, DeploymentBackend, Endpoint
 
@@ -110,8 +116,8 @@ def deployment_manifest(
 ) -> Manifest:
     """One replica of `deepaas-run` serving dep.entry_point, with exactly the hardware of dep.hardware.
 
-    With `mounts` (storage_mounts()), rclone sidecars mount dep.storage; the module finds each connection
-    at $REEFLAB_STORAGE_<NAME> and never sees its credentials (they are in the sidecars' Secret only).
+    With `mounts` (storage_mounts()), CSI volumes or rclone sidecars mount dep.storage; the module finds each
+    connection at $REEFLAB_STORAGE_<NAME> and never sees its credentials (they are in the mounts' Secret only).
     """
     hw = dep.hardware
     resources = {"cpu": cpu_quantity(hw.cpu), "memory": str(hw.memory_MB * 10**6)}
@@ -125,7 +131,7 @@ def deployment_manifest(
         pod = {key: value for key, value in placement.items() if value}
     threads = str(max(1, math.ceil(hw.cpu)))  # as the local backend does
     env = dict(DEEPAAS_V2_MODEL=dep.entry_point, YOLO_OFFLINE="1", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    if mounts and mounts.extra_containers:
+    if mounts and mounts.volumes:
         env.update({storage_env(name): f"{STORAGE_ROOT}/storage/{name}" for name in dep.storage})
     container: Manifest = {
         "name": CONTAINER,
@@ -144,7 +150,7 @@ def deployment_manifest(
     if dep.env:  # user values may be secrets: never inline in the Deployment
         container["envFrom"] = [{"secretRef": {"name": object_name(dep.id)}}]
     security = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100}
-    if mounts and mounts.extra_containers:
+    if mounts and mounts.volumes:
         container["volumeMounts"] = list(mounts.volume_mounts)
         pod["volumes"] = list(mounts.volumes)
     sidecars = list(mounts.extra_containers) if mounts else []
@@ -168,11 +174,21 @@ def storage_secret_name(dep: Deployment) -> str:
     return _slug(f"reeflab-{dep.id}-storage", _OBJECT_NAME)
 
 
-def storage_mounts(dep: Deployment, connections: list, namespace: str, env_for, *, extra: Labels = None) -> MountSpec:
-    """The rclone sidecars, volume and Secret (own to this deployment) mounting `connections` in its pod."""
+def storage_mounts(
+    dep: Deployment,
+    connections: list,
+    namespace: str,
+    env_for,
+    *,
+    extra: Labels = None,
+    mode: str = "sidecar",
+    csi_driver: str = "",
+) -> MountSpec:
+    """The volumes (CSI, or rclone sidecars) and Secret (own to this deployment) mounting `connections` in its pod."""
     spec = render_mounts(
-        dep.owner, connections, env_for, namespace=namespace, home=STORAGE_ROOT, secret=storage_secret_name(dep)
-    )
+        dep.owner, connections, env_for, namespace=namespace, home=STORAGE_ROOT, secret=storage_secret_name(dep),
+        mode=mode, csi_driver=csi_driver, uid=1000, gid=100,  # images/module.Dockerfile's user
+    )  # fmt: skip
     spec.secret["metadata"]["labels"] = labels(dep, extra)
     spec.secret["metadata"]["annotations"] = {"reeflab.io/id": dep.id, "reeflab.io/owner": dep.owner}
     return spec
@@ -305,8 +321,9 @@ def _call(api: client.ApiClient, verb: str, kind: str) -> Any:
 
 
 class KubernetesBackend(DeploymentBackend):
-    """Runs each deployment as a Deployment + Service in one namespace, with its profile's hardware,
-    behind a NetworkPolicy that lets in only its owner's server pods."""
+    """Runs each deployment as a Deployment + Service in its owner's namespace, with its profile's hardware,
+    behind a NetworkPolicy that lets in only its owner's server pods (the namespace's own policies already
+    keep other users' pods out; this one also names the Ingress controller where there is an Ingress)."""
 
     name = "kubernetes"
 
@@ -321,8 +338,15 @@ class KubernetesBackend(DeploymentBackend):
     unschedulable_patience = Float(90, config=True, help="Seconds a pod may wait for a node before it counts as failed")
     api_client = Instance(client.ApiClient, allow_none=True, help="Client to use (tests); default: from config")
     server_namespace = Unicode(
-        config=True, help="Namespace of user server pods (default: this pod's, else `namespace`)"
+        config=True, help="Namespace of user server pods (default: this pod's, the user's own; else `namespace`)"
     )
+    storage_mount_mode = Enum(
+        MOUNT_MODES,
+        config=True,
+        help="How deployments mount storage: 'csi', 'sidecar' (privileged) or 'none' (refused). "
+        "Default: $REEFLAB_STORAGE_MOUNTS (set by the hub's spawner), else 'none'.",
+    )
+    storage_csi_driver = Unicode(config=True, help="CSI driver of 'csi' mounts (default: $REEFLAB_STORAGE_CSI_DRIVER)")
     server_labels = Dict(
         SERVER_LABELS, config=True, help="Labels of user server pods besides their username (KubeSpawner's component)"
     )
@@ -340,6 +364,15 @@ class KubernetesBackend(DeploymentBackend):
     @default("namespace")
     def _default_namespace(self) -> str:
         return default_namespace()
+
+    @default("storage_mount_mode")
+    def _default_storage_mount_mode(self) -> str:
+        mode = os.environ.get("REEFLAB_STORAGE_MOUNTS", "none")
+        return mode if mode in MOUNT_MODES else "none"
+
+    @default("storage_csi_driver")
+    def _default_storage_csi_driver(self) -> str:
+        return os.environ.get("REEFLAB_STORAGE_CSI_DRIVER", "")
 
     async def _api(self) -> client.ApiClient:
         if self.api_client is None:
@@ -394,14 +427,22 @@ class KubernetesBackend(DeploymentBackend):
         return {"namespace": ns, "name": name, "service_host": f"{name}.{ns}.svc", "port": PORT, **url}
 
     def _storage(self, deployment: Deployment, namespace: str) -> MountSpec:
-        """Sidecars for the deployment's connections, read from its owner's store (this server's)."""
+        """Mounts of the deployment's connections, read from its owner's store (this server's)."""
         from ...storage.rclone import remote_env
 
+        if self.storage_mount_mode == "none":
+            raise BadRequest(
+                "This cluster mounts no storage into deployments: deploy without 'storage' (copy the data into "
+                "the module, or read it with the S3 API), or ask an admin to set up a CSI driver for rclone."
+            )
         storage = getattr(self.parent, "storage", None)
         if storage is None:
             raise ReefLabError("storage is not available on this server")
         connections = [storage.get(deployment.owner, name) for name in deployment.storage]
-        return storage_mounts(deployment, connections, namespace, remote_env, extra=self.extra_labels)
+        return storage_mounts(
+            deployment, connections, namespace, remote_env, extra=self.extra_labels,
+            mode=self.storage_mount_mode, csi_driver=self.storage_csi_driver,
+        )  # fmt: skip
 
     async def _pods(self, ns: str, name: str, since: datetime | None = None) -> list[Manifest]:
         """Its pods as API JSON, the newest first; with `since`, only live ones created since (not a restart's old)."""

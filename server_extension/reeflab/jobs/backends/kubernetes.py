@@ -4,6 +4,9 @@ The Job's pod mounts the user's home volume (KubeSpawner's `claim-{username}` by
 server has it, so the notebook, its data, the output notebook and the job folder (spec.json in, status.json
 and job.log out) are the same files the server sees: progress and failing cells read exactly as locally.
 The manifest is built by a pure function, checked offline against the Kubernetes schema in tests.
+Jobs run in the user's own namespace (REEFLAB_NAMESPACE, set by the hub's spawner), where the user's
+ServiceAccount may create, read and delete Jobs and create/patch their Secrets (hub/kubernetes_isolation.py);
+the pod mounts no token and passes Pod Security "restricted".
 """
 
 from __future__ import annotations
