@@ -154,7 +154,6 @@ async def test_deploy_predict_through_the_route_logs_and_delete(jp_fetch, jp_ser
             400,
             "beyond",
         ),
-        ({"module": "yolo-detector", "profile": "tiny"}, 400, "Profile 'tiny' is too small for YOLO object detector"),
         ({"module": "yolo-detector", "replicas": 3}, 400, "replicas"),
         ({}, 400, "module"),
     ],
@@ -163,6 +162,14 @@ async def test_bad_requests_are_refused_with_a_reason(jp_fetch, body, status, sa
     code, message = await refused(jp_fetch, "POST", body=body)
     assert code == status and says in message
     assert (await call(jp_fetch, "GET"))["deployments"] == []
+
+
+async def test_a_profile_below_the_recommendation_is_accepted_with_a_warning(jp_fetch):
+    # resources.inference is a recommendation (as on AI4OS): less is allowed, and said
+    created = await call(jp_fetch, "POST", body={"module": "yolo-detector", "profile": "tiny"})
+    assert created["profile"] == "tiny" and created["hardware"]["memory_MB"] == 1000
+    assert len(created["warnings"]) == 1 and "2000 MB of memory (gets 1000)" in created["warnings"][0]
+    await call(jp_fetch, "DELETE", created["id"])
 
 
 async def test_try_deployments_end_by_themselves_and_are_limited(jp_fetch):

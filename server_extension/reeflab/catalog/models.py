@@ -39,6 +39,15 @@ class ModuleEntry(BaseModel):
     deploy_env: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     @property
+    def deployable(self) -> bool:
+        """Installed here and valid: what the search card, the form and the deploy call all go by."""
+        return self.entry_point is not None and self.valid
+
+    def problem_text(self) -> str:
+        """The problems in one line, each with its field, for error messages."""
+        return "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in self.problems)
+
+    @property
     def title(self) -> str:
         return str(self.metadata.get("title") or self.id)
 
@@ -66,7 +75,7 @@ class ModuleEntry(BaseModel):
             "summary": self.summary,
             "source": self.source,
             "valid": self.valid,
-            "deployable": self.entry_point is not None,
+            "deployable": self.deployable,
             "updated": self.updated(),
             **{facet: self.facet_values(facet) for facet in FACETS},
         }

@@ -91,7 +91,11 @@ class CatalogService(LoggingConfigurable):
             raise NotFound(f"No module '{module_id}' in the marketplace; search the catalogue for its id.") from None
 
     def deployment_form(self, module_id: str, profiles: ProfileCatalog, groups: list[str]) -> dict[str, Any]:
-        """The hardware a user may give this module, pre-filled from its inference needs."""
+        """The hardware a user may give this module, pre-filled from its inference recommendation.
+
+        `resources.inference` is a recommendation (as on AI4OS): a profile below it is still offered, with
+        what it lacks in `reason`; only the profiles the user's groups allow are offered at all.
+        """
         entry = self.get(module_id)
         needs = inference_needs(entry)
         allowed = profiles.allowed(groups)
@@ -100,14 +104,18 @@ class CatalogService(LoggingConfigurable):
         default_choice = next((c for c in fitting if c["default"]), fitting[0] if fitting else None)
         reason = None
         if not fitting:
-            reason = f"{entry.title} needs {describe_needs(needs)} for inference, more than any hardware you may use."
+            reason = (
+                f"{entry.title} recommends {describe_needs(needs)} for inference, more than any hardware you may use; "
+                "it can still be deployed on less, where it may be slow or fail."
+            )
             elsewhere = [p.slug for p in profiles.profiles if p not in allowed and fits(p, needs)]
             if elsewhere:
                 reason += f" Profiles that would fit ({', '.join(elsewhere)}) are reserved for other groups."
         return {
             "module": entry.id,
             "title": entry.title,
-            "deployable": entry.entry_point is not None and entry.valid,
+            "deployable": entry.deployable,
+            "problems": entry.problem_text() if entry.entry_point is not None and not entry.valid else None,
             "needs": needs,
             "profiles": choices,
             "default": default_choice["slug"] if default_choice else None,
@@ -116,8 +124,31 @@ class CatalogService(LoggingConfigurable):
 
 
 def inference_needs(entry: ModuleEntry) -> dict[str, int]:
-    resources = (entry.metadata.get("resources") or {}).get("inference") or {}
-    return {key: int(resources.get(key) or 0) for key in ("cpu", "gpu", "memory_MB", "gpu_memory_MB")}
+    """What the module recommends for inference (ai4-metadata resources.inference), 0 where it says nothing."""
+    resources = entry.metadata.get("resources")
+    inference = resources.get("inference") if isinstance(resources, dict) else None
+    inference = inference if isinstance(inference, dict) else {}
+    needs = {}
+    for key in ("cpu", "gpu", "memory_MB", "gpu_memory_MB"):
+        try:
+            needs[key] = int(inference.get(key) or 0)
+        except (TypeError, ValueError):  # invalid metadata may hold anything
+            needs[key] = 0
+    return needs
+
+
+def below_recommendation(hardware: dict[str, float], needs: dict[str, int]) -> list[str]:
+    """Warnings for the hardware a deployment gets below what the module recommends (never a refusal)."""
+    lacks = []
+    if hardware["cpu"] < needs["cpu"]:
+        lacks.append(f"{needs['cpu']} CPU (gets {hardware['cpu']:g})")
+    if hardware["memory_MB"] < needs["memory_MB"]:
+        lacks.append(f"{needs['memory_MB']} MB of memory (gets {hardware['memory_MB']:g})")
+    if hardware["gpu"] < needs["gpu"]:
+        lacks.append(f"{needs['gpu']} GPU (gets {hardware['gpu']:g})")
+    if not lacks:
+        return []
+    return [f"The module recommends {', '.join(lacks)} for inference: with less it may be slow or fail."]
 
 
 def describe_needs(needs: dict[str, int]) -> str:

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from ..modules.contract import CONTRACT, ENTRY_POINT_GROUP, missing_functions
-from ..modules.metadata import validate_metadata
+from ..modules.contract import ENTRY_POINT_GROUP, OPTIONAL, missing_functions
+from ..modules.metadata import find_metadata_file, read_metadata_file, validate_metadata
 from .models import MetadataProblem, ModuleEntry, slug
 
 log = logging.getLogger(__name__)
@@ -38,19 +38,32 @@ def entry_from_metadata(
     )
 
 
-def _metadata_of(obj: Any) -> tuple[Any, list[MetadataProblem]]:
-    """ai4-metadata of a loaded module: its own document, or what DEEPaaS metadata gives."""
-    try:
-        meta = obj.get_metadata()
-    except Exception as err:  # a third-party module's failure must not break the catalogue
-        return {}, [MetadataProblem(field="", message=f"get_metadata() failed: {err}")]
+def _metadata_of(obj: Any, ep: EntryPoint | None = None) -> tuple[Any, list[MetadataProblem]]:
+    """ai4-metadata of a loaded module: what get_metadata() gives in ai4-metadata form, else the package's
+    `ai4-metadata.yml` (as AI4OS modules ship it), else what plain DEEPaaS metadata says."""
+    problems: list[MetadataProblem] = []
+    meta: Any = None
+    if callable(getattr(obj, "get_metadata", None)):  # optional: DEEPaaS answers generic metadata without it
+        try:
+            meta = obj.get_metadata()
+        except NotImplementedError:
+            meta = None
+        except Exception as err:  # a third-party module's failure must not break the catalogue
+            # DEEPaaS's /v2/models/ would fail the same way: the module cannot be served
+            problems.append(MetadataProblem(field="", message=f"get_metadata() failed: {err}"))
     if isinstance(meta, dict) and isinstance(meta.get("ai4_metadata"), dict):
-        return meta["ai4_metadata"], []
+        return meta["ai4_metadata"], problems
     if isinstance(meta, dict) and "metadata_version" in meta:
-        return meta, []
+        return meta, problems
+    found = find_metadata_file(obj, ep)
+    if found is not None:
+        document, unreadable = read_metadata_file(found)
+        return document, problems + unreadable
     # a plain DEEPaaS module: keep what it says, and list what ai4-metadata is missing
-    summary = str((meta or {}).get("description", "")) if isinstance(meta, dict) else ""
-    return {"title": (meta or {}).get("name", ""), "summary": summary, "description": summary}, []
+    meta = meta if isinstance(meta, dict) else {}
+    name = meta.get("name") or (ep.name if ep is not None else "")
+    summary = str(meta.get("description", ""))
+    return {"title": name, "summary": summary, "description": summary}, problems
 
 
 def installed_entries() -> list[ModuleEntry]:
@@ -78,14 +91,12 @@ def _installed_entry(ep: EntryPoint) -> ModuleEntry:
         log.warning("module %s failed to load: %s", ep.name, err)
         problem = MetadataProblem(field="", message=f"the module failed to load: {type(err).__name__}: {err}")
         return ModuleEntry(id=module_id, source=source, valid=False, problems=[problem], entry_point=ep.name)
-    document, problems = _metadata_of(obj)
+    document, problems = _metadata_of(obj, ep)
     missing = missing_functions(obj)
     if missing:
-        problems.append(
-            MetadataProblem(
-                field="", message=f"missing DEEPaaS functions: {', '.join(missing)} (of {', '.join(CONTRACT)})"
-            )
-        )
+        optional = ", ".join(OPTIONAL)
+        message = f"missing DEEPaaS function: {', '.join(missing)} (required; optional: {optional})"
+        problems.append(MetadataProblem(field="", message=message))
     return entry_from_metadata(module_id, source, document, entry_point=ep.name, problems=problems)
 
 

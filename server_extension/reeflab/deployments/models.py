@@ -83,6 +83,9 @@ class Deployment(BaseModel):
     hardware: Hardware
     env: dict[str, str] = Field(default_factory=dict)
     storage: list[str] = Field(default_factory=list, description="Storage connections mounted in it")
+    warnings: list[str] = Field(
+        default_factory=list, description="Where its hardware is below what the module recommends (not refused)"
+    )
     state: State = "queued"
     reason: str | None = None
     backend: str

@@ -8,12 +8,13 @@ import os
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 from jupyter_core.paths import jupyter_data_dir
 from traitlets import Any, Float, Instance, Int, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..catalog.service import CatalogService
+from ..catalog.service import CatalogService, below_recommendation
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..profiles import ProfileCatalog
 from .backends.base import DeploymentBackend, Endpoint
@@ -57,6 +58,20 @@ class DeploymentService(LoggingConfigurable):
     max_gpus = Int(1, config=True, help="GPUs a user's deployments may hold together")
     start_timeout = Float(900, config=True, help="Seconds a deployment may take to become ready (model loading)")
     poll_interval = Float(1.0, config=True, help="Seconds between checks of starting deployments")
+
+    base_url = Unicode(config=True, help="The Jupyter server's base URL: deployments serve their API under it")
+
+    @default("base_url")
+    def _default_base_url(self) -> str:
+        serverapp = getattr(self.parent, "serverapp", None)
+        return getattr(serverapp, "base_url", None) or "/"
+
+    def route_path(self, deployment_id: str) -> str:
+        """The path of a deployment's authenticated route, `/<base_url>/reeflab/deployments/<id>`, where its
+        DEEPaaS serves (`--base-path`) so that its docs page loads its assets and swagger.json through the route."""
+        # decoded: DEEPaaS (aiohttp) matches routes against the decoded path ('/user/a@b/', sent as '/user/a%40b/')
+        parts = (*unquote(self.base_url).split("/"), "reeflab", "deployments", deployment_id)
+        return "/" + "/".join(p for p in parts if p)
 
     catalog = Instance(CatalogService)
     storage = Any(None, help="The StorageService whose connections deployments mount; None: refused")
@@ -110,16 +125,19 @@ class DeploymentService(LoggingConfigurable):
         self, owner: str, groups: list[str], request: DeploymentRequest, profiles: ProfileCatalog
     ) -> Deployment:
         entry = self.catalog.get(request.module)
-        if not (entry.entry_point and entry.valid):
-            why = "its metadata is invalid" if not entry.valid else "it is not installed on this server"
+        if not entry.deployable:
+            if entry.entry_point is None:
+                why = "it is not installed on this server (only installed modules can be deployed)"
+            else:
+                why = f"its metadata is invalid: {entry.problem_text()}"
             raise BadRequest(f"Module '{entry.id}' cannot be deployed: {why}.")
         form = self.catalog.deployment_form(entry.id, profiles, groups)
+        # the profiles a user's groups allow are a hard limit; what the module recommends is not
         profile = profiles.choose(request.profile or form["default"], groups)
         choice = next(c for c in form["profiles"] if c["slug"] == profile.slug)
-        if not choice["fits"]:
-            raise BadRequest(f"Profile '{profile.slug}' is too small for {entry.title}: it {choice['reason']}.")
         hardware = request.hardware or Hardware(**choice["prefill"])
         self._check_fits(hardware, choice)
+        warnings = below_recommendation(hardware.model_dump(), form["needs"])
         self._check_quota(owner, request, hardware)
         self._check_storage(owner, request.storage)
         created = now()
@@ -134,6 +152,7 @@ class DeploymentService(LoggingConfigurable):
             hardware=hardware,
             env={**entry.deploy_env, **request.env},  # a registered model: its weights
             storage=request.storage,
+            warnings=warnings,
             backend=self.backend.name,
             created=created,
             expires=created + timedelta(minutes=self.try_minutes) if request.kind == "try" else None,

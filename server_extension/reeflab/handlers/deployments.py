@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 from jupyter_server.auth.decorator import authorized
-from jupyter_server_proxy.handlers import ProxyHandler
+from jupyter_server.utils import url_path_join
+from jupyter_server_proxy.handlers import ProxyHandler, RewritableResponse
 from tornado import web
 
 from ..deployments.models import DeploymentRequest
@@ -109,6 +111,34 @@ def _new_lines(before: list[str], after: list[str]) -> list[str]:
     return after
 
 
+# DEEPaaS 3 (FastAPI) URL forms -> DEEPaaS 2's: no trailing slash on the model routes, and /openapi.json.
+# DEEPaaS 2's document is Swagger 2.0 (its own /swagger.json), not the OpenAPI 3 one DEEPaaS 3 serves.
+_WITHOUT_SLASH = re.compile(r"^v2(/models(/[^/]+(/(predict|train))?)?)?$")
+_DEEPAAS3_DOCUMENTS = {"openapi.json": "swagger.json"}
+
+
+_TEXT_TYPES = ("text/", "application/json", "application/javascript")
+
+
+def _requote(decoded: str, route: str, response: RewritableResponse) -> None:
+    """Replace the decoded base path by the route's own spelling in a redirect and in pages, scripts and JSON."""
+    location = response.headers.get("Location")
+    if location and location.startswith(decoded):
+        response.headers["Location"] = route + location[len(decoded) :]
+    plain = not response.headers.get("Content-Encoding")  # a compressed body is passed on as it is
+    if plain and response.headers.get("Content-Type", "").startswith(_TEXT_TYPES) and response.body:
+        response.body = response.body.replace(decoded.encode(), route.encode())
+
+
+def deepaas2_path(path: str) -> str:
+    """The DEEPaaS 2 form of a path a DEEPaaS 3 client may use; DEEPaaS 2 paths are left as they are."""
+    if path in _DEEPAAS3_DOCUMENTS:
+        return _DEEPAAS3_DOCUMENTS[path]
+    if _WITHOUT_SLASH.match(path):
+        return path + "/"
+    return path
+
+
 class DeploymentProxyHandler(ProxyHandler):
     """/reeflab/deployments/<id>/...: the deployment's DEEPaaS API, for its owner only.
 
@@ -137,7 +167,32 @@ class DeploymentProxyHandler(ProxyHandler):
         self.unix_socket = endpoint.unix_socket  # jupyter-server-proxy connects there when set
         self.host_allowlist = [endpoint.host]
         self.proxy_base = f"reeflab/deployments/{deployment_id}"  # for rewriting redirects
+        # DEEPaaS serving under the route's full path (--base-path) gets that full path, and its redirects
+        # already name it; one serving at its root (older, Kubernetes) gets the path below the route
+        self.deployment_base_path = endpoint.base_path
+        self.absolute_url = bool(endpoint.base_path)
+        # DEEPaaS names its decoded base path in its pages and redirects ('/user/a@b/...'); the browser must
+        # get the path as this server routes it ('/user/a%40b/...')
+        route = url_path_join(self.base_url, self.proxy_base)
+        if endpoint.base_path and route != endpoint.base_path:
+            decoded = endpoint.base_path
+
+            def requote(response: RewritableResponse) -> None:  # jupyter-server-proxy reads its argument names
+                _requote(decoded, route, response)
+
+            self.rewrite_response = [requote]
         return endpoint.host, endpoint.port
+
+    def _get_context_path(self, host, port):
+        """Where the deployment serves: its own base path when it has one (jupyter-server-proxy puts the path
+        forwarded below it when `absolute_url` is set)."""
+        base = getattr(self, "deployment_base_path", "")
+        return base or super()._get_context_path(host, port)
+
+    def get_client_uri(self, protocol, host, port, proxied_path):
+        """The URL at DEEPaaS, with DEEPaaS 3's URL forms mapped to DEEPaaS 2's."""
+        # under a base path, "" gives the base path itself, where DEEPaaS lists its versions (no trailing slash)
+        return super().get_client_uri(protocol, host, port, deepaas2_path(proxied_path.lstrip("/")))
 
     def proxy_request_headers(self):
         """The request's headers without the user's Jupyter token, cookies and XSRF token: module code gets none."""

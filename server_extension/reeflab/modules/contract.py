@@ -6,8 +6,25 @@ from typing import Any
 
 ENTRY_POINT_GROUP = "deepaas.v2.model"
 CONTRACT = ("get_metadata", "warm", "get_predict_args", "predict", "get_train_args", "train")
+# DEEPaaS's ModelWrapper (deepaas/model/v2/wrapper.py) answers for every other function when a module
+# lacks it (no warm-up, generic metadata, no arguments, 501 on train); only predict makes it servable
+REQUIRED = ("predict",)
+OPTIONAL = tuple(name for name in CONTRACT if name not in REQUIRED)
 
 
 def missing_functions(obj: Any) -> list[str]:
-    """The contract functions a loaded module does not provide."""
-    return [name for name in CONTRACT if not callable(getattr(obj, name, None))]
+    """The required contract functions a loaded module does not provide (DEEPaaS would answer 501 for them)."""
+    return [name for name in REQUIRED if not callable(getattr(obj, name, None))]
+
+
+def predict_args(obj: Any) -> dict[str, Any]:
+    """The module's predict arguments as DEEPaaS reads them: none when it has no get_predict_args."""
+    try:
+        return dict(obj.get_predict_args() or {})
+    except (AttributeError, NotImplementedError):
+        return {}
+
+
+def file_args(fields: dict[str, Any]) -> list[str]:
+    """The names of the predict arguments that take a file (webargs fields of type 'file'), in order."""
+    return [name for name, field in fields.items() if getattr(field, "metadata", {}).get("type") == "file"]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import re
+import sys
 import warnings
 from importlib import resources
+from importlib.metadata import EntryPoint
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -20,6 +24,44 @@ def load_module_metadata(package: str) -> dict[str, Any]:
     """The metadata document shipped inside a module package."""
     text = resources.files(package).joinpath(METADATA_FILE).read_text(encoding="utf-8")
     return yaml.safe_load(text) or {}
+
+
+# a project's root: the search for its ai4-metadata.yml stops there (or at the folder packages install into)
+_PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+_INSTALL_DIRS = ("site-packages", "dist-packages")
+
+
+def find_metadata_file(obj: Any, ep: EntryPoint | None = None) -> Path | None:
+    """The `ai4-metadata.yml` a module ships: next to its code or above it up to its project's root (AI4OS
+    modules keep it at the repository root and are installed from there), else among its distribution's files."""
+    module = inspect.getmodule(obj) if not inspect.ismodule(obj) else obj
+    if module is None and ep is not None:
+        module = sys.modules.get(ep.module)
+    source = getattr(module, "__file__", None)
+    if source:
+        folder = Path(source).resolve().parent
+        for candidate in (folder, *folder.parents):
+            if candidate.name in _INSTALL_DIRS:
+                break
+            if (candidate / METADATA_FILE).is_file():
+                return candidate / METADATA_FILE
+            if any((candidate / name).is_file() for name in _PROJECT_FILES):
+                break
+    dist = getattr(ep, "dist", None)
+    for file in (dist.files or []) if dist is not None else []:
+        if file.name == METADATA_FILE:
+            path = Path(str(dist.locate_file(file)))
+            if path.is_file():
+                return path
+    return None
+
+
+def read_metadata_file(path: Path) -> tuple[Any, list[MetadataProblem]]:
+    """The document of an ai4-metadata.yml, or the problem that keeps it from being read."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}, []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        return {}, [MetadataProblem(field="", message=f"{METADATA_FILE} could not be read: {err}")]
 
 
 @functools.cache

@@ -29,11 +29,13 @@ class Endpoint:
     host: str
     port: int
     unix_socket: str | None = None
+    # the path DEEPaaS serves under (deepaas-run --base-path): the route's own full path, or "" for the root
+    base_path: str = ""
 
     @classmethod
-    def unix(cls, path: str) -> Endpoint:
+    def unix(cls, path: str, base_path: str = "") -> Endpoint:
         """A socket file; the port only fills the URL the proxy builds (nothing listens on it)."""
-        return cls("localhost", 80, path)
+        return cls("localhost", 80, path, base_path)
 
 
 class _AbstractConfigurable(type(LoggingConfigurable), ABCMeta):

@@ -121,6 +121,10 @@ class LocalProcessBackend(DeploymentBackend):
                 cgroup.enter()
             os.sched_setaffinity(0, cpus)
 
+        # served under its route's full path (deepaas-run --base-path), so that the Swagger UI at /api
+        # loads its assets and swagger.json through the route; the route forwards that full path
+        route = getattr(self.parent, "route_path", None)
+        base_path = route(deployment.id) if route is not None else ""
         command = [
             self.python,
             "-m",
@@ -131,6 +135,7 @@ class LocalProcessBackend(DeploymentBackend):
             str(socket),
             "--workers",
             "1",
+            *(["--base-path", base_path] if base_path else []),
         ]
         try:
             with open(folder / LOG_FILE, "ab") as log:
@@ -152,6 +157,7 @@ class LocalProcessBackend(DeploymentBackend):
         return {
             "pid": process.pid,
             "socket": str(socket),
+            "base_path": base_path,
             "started": started,
             "log": str(folder / LOG_FILE),
             "cgroup": cgroup.name if cgroup is not None else None,  # None: the PSS watchdog limits it
@@ -207,7 +213,8 @@ class LocalProcessBackend(DeploymentBackend):
             if used > limit:
                 await self.stop(deployment)
                 return BackendStatus("failed", _out_of_memory(deployment, limit, used))
-        return BackendStatus("ready" if await answers(deployment.runtime["socket"]) else "starting")
+        models = deployment.runtime.get("base_path", "") + "/v2/models/"
+        return BackendStatus("ready" if await answers(deployment.runtime["socket"], models) else "starting")
 
     async def stop(self, deployment: Deployment) -> None:
         process = self._process(deployment)
@@ -234,7 +241,7 @@ class LocalProcessBackend(DeploymentBackend):
     def endpoint(self, deployment: Deployment) -> Endpoint:
         if "socket" not in deployment.runtime:
             raise Conflict(f"Deployment '{deployment.id}': {BEFORE_SOCKETS}.")
-        return Endpoint.unix(deployment.runtime["socket"])
+        return Endpoint.unix(deployment.runtime["socket"], base_path=deployment.runtime.get("base_path", ""))
 
     async def logs(self, deployment: Deployment, folder: Path, tail: int) -> list[str]:
         return tail_lines(folder / LOG_FILE, tail)
