@@ -79,7 +79,7 @@ def test_another_user_can_neither_see_nor_call_nor_delete_it(servers):
             timeout=30,
         )
         assert route.status_code in (302, 401, 403)
-        assert deployment.refresh().state in ("starting", "ready")
+        assert deployment.refresh().state in ("starting", "ready"), deployment.info
     finally:
         deployment.delete()
 

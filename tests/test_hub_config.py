@@ -21,7 +21,7 @@ def load(monkeypatch, tmp_path, **env):
 def test_local_mode_is_the_default(monkeypatch, tmp_path):
     c = load(monkeypatch, tmp_path)
     assert c.JupyterHub.spawner_class.__name__ == "ReefLabLocalSpawner"
-    assert c.JupyterHub.authenticator_class == "firstuseauthenticator.FirstUseAuthenticator"
+    assert c.JupyterHub.authenticator_class == "reeflab.hub.authenticators.ReefLabFirstUseAuthenticator"
     assert c.JupyterHub.bind_url == "http://127.0.0.1:8000/"
     assert c.Spawner.default_url == "/lab"
     assert c.Authenticator.admin_users == {"admin"}

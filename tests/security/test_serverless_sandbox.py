@@ -212,7 +212,7 @@ def test_a_normal_script_service_reads_its_input_and_writes_its_output(engine, t
         job = submit(bob, "bob-upper", tmp_path / "note.txt")
         assert wait_jobs(bob, "bob-upper", [job]) == {job: "Succeeded"}
         log = bob.get_job_logs("bob-upper", job).text
-        assert f"processing {job}" in log and "outputs: upper.txt" in log
+        assert "processing event-file-" in log and "outputs: upper.txt" in log
     finally:
         bob.remove_service("bob-upper")
 

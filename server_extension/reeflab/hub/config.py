@@ -94,6 +94,9 @@ def configure_local(c) -> None:
     c.ReefLabLocalSpawner.home_dir_template = str(homes / "{username}")
     if accounts.isolation_available():
         protect_platform_state(state, homes)
+    # deleting a hub user revokes their accounts (hub/revoke.py): their home is moved aside, their OS account goes
+    c.RevokingAuthenticator.homes_dir = str(homes)
+    c.RevokingAuthenticator.os_accounts = accounts.isolation_available()
     configure_idle_culler(c)
     configure_serverless(c)
     configure_tracking(c)
@@ -176,7 +179,8 @@ def configure_kubernetes(c) -> None:
 
 def configure_local_login(c) -> None:
     """Local accounts for one lab machine: an admin adds users, each sets a password at first login."""
-    c.JupyterHub.authenticator_class = "firstuseauthenticator.FirstUseAuthenticator"
+    # FirstUseAuthenticator, which also revokes a deleted user's accounts (hub/authenticators.py)
+    c.JupyterHub.authenticator_class = "reeflab.hub.authenticators.ReefLabFirstUseAuthenticator"
     c.Authenticator.admin_users = set(_env_list("REEFLAB_ADMINS", "admin"))
     c.Authenticator.allowed_users = set(_env_list("REEFLAB_USERS"))
     c.Authenticator.allow_existing_users = True
@@ -324,13 +328,18 @@ def configure_serverless(c) -> None:
         # as root, jobs run as their owner's OS account: one the engine makes first gets the home the spawner uses
         f"--ServerlessApp.homes_dir={Path(_env('REEFLAB_HOMES') or state_dir() / 'homes')}",
     ]
+    token_file = state_dir() / "serverless-api-token"  # the engine's service token: the hub revokes users with it
     service = {
         "name": SERVERLESS_SERVICE,
         "url": f"http://127.0.0.1:{port}",
         "command": command,
         "environment": {"YOLO_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"},
+        "api_token": _secret(token_file),
     }
-    add_service(c, service, scopes=[])
+    # users' generations (`created`): the engine's records of a deleted user are revoked, never inherited
+    add_service(c, service, scopes=["list:users", "read:users"])
+    c.RevokingAuthenticator.serverless_url = f"http://127.0.0.1:{port}{prefix}"
+    c.RevokingAuthenticator.serverless_token_file = str(token_file)
     # user servers (and their kernels) reach the engine directly, with their own hub token
     c.Spawner.environment = {**c.Spawner.environment, "REEFLAB_SERVERLESS_URL": f"http://127.0.0.1:{port}{prefix}"}
     access = f"access:services!service={SERVERLESS_SERVICE}"
@@ -386,6 +395,8 @@ def configure_tracking(c) -> None:
     add_service(c, {"name": TRACKING_SERVICE, "command": command}, scopes=[])
     previous = c.Spawner.pre_spawn_hook if "pre_spawn_hook" in c.Spawner else None
     c.Spawner.pre_spawn_hook = tracking_pre_spawn_hook(f"http://127.0.0.1:{port}", state, previous=previous)
+    c.RevokingAuthenticator.tracking_url = f"http://127.0.0.1:{port}"
+    c.RevokingAuthenticator.tracking_state_dir = str(state)
 
 
 def configure_oscar_cluster(c) -> None:

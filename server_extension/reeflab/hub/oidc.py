@@ -23,6 +23,8 @@ from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
 from traitlets import Bool, List, Set, Unicode
 
+from .authenticators import RevokingAuthenticator
+
 DEFAULT_NAMESPACE = "urn:mace:egi.eu:group:"
 DEFAULT_AUTHORITY = "aai.egi.eu"
 MEMBER = "member"
@@ -189,9 +191,12 @@ class IdentityBindings:
         os.replace(tmp, self.path)
 
 
-class ReefLabOAuthenticator(GenericOAuthenticator):
+class ReefLabOAuthenticator(RevokingAuthenticator, GenericOAuthenticator):
     """GenericOAuthenticator whose accounts are keyed on a stable claim (`username_claim`), with readable
-    names bound to that identity at first login: a second person with the same name is refused."""
+    names bound to that identity at first login: a second person with the same name is refused.
+
+    Deleting a hub user revokes their accounts (RevokingAuthenticator); the name stays bound to its person.
+    """
 
     name_claim = Unicode(
         "preferred_username", config=True, help="Claim proposing a readable hub name at first login ('' for none)."

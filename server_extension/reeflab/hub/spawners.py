@@ -15,7 +15,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Bool, Dict, Enum, List, Unicode, default
 
-from .. import accounts
+from .. import accounts, generations
 from ..errors import ReefLabError
 from ..limits import Cgroup
 from ..profiles import ProfileStore, default_profiles_path
@@ -85,7 +85,12 @@ class ReefLabLocalSpawner(SimpleLocalProcessSpawner):
                 f"users' accounts cannot enter {blocked}, on the way to their homes or to ReefLab's Python: "
                 f"allow them through it (chmod o+x {blocked}) or move ReefLab/REEFLAB_HOMES elsewhere",
             )
-        account = accounts.ensure_account(self.user.name, home)
+        # an account left by a deleted user of the same name (an older generation) is retired first
+        generation = generations.generation(getattr(self.user, "created", None))
+        try:
+            account = accounts.ensure_account(self.user.name, home, generation)
+        except accounts.StaleGeneration as error:
+            raise web.HTTPError(409, f"{error}: this user was deleted; an admin can tell more") from None
         self.log.info("server of %s runs as OS account %s (uid %d)", self.user.name, account.name, account.uid)
         # the user's cgroup (limits: Spawner.mem_limit / cpu_limit), delegated: their deployments and jobs
         # get cgroups of their own inside it. Found again at a respawn: what runs in it keeps running.

@@ -19,17 +19,18 @@ import signal
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, Integer, Set, Unicode, default
+from traitlets import Bool, Float, Integer, List, Set, Unicode, default
 from traitlets.config import Application
 
 from .._version import __version__
 from ..storage.platform_s3 import PlatformS3
 from ..storage.seaweedfs import read_key
-from .auth import RequestAuthenticator
+from .auth import HubUsers, RequestAuthenticator
+from .cors import CorsApplication
 from .engine import EngineSettings, OscarEngine
 from .handlers import UnknownRouteHandler, routes
+from .routes_v4 import routes_v4
 from .sandbox import PASSED_THROUGH
 
 PR_SET_DUMPABLE = 4
@@ -61,6 +62,12 @@ class ServerlessApp(Application):
     state_dir = Unicode(config=True, help="Folder of the job queue, inputs, outputs and logs (kept private)")
     static_tokens_file = Unicode(
         "", config=True, help="Tests/development only: JSON file {token: user name} accepted as Bearer tokens"
+    )
+    cors_origins = List(
+        Unicode(),
+        config=True,
+        help="Origins (scheme://host[:port]) whose pages may call the engine from a browser, e.g. an OSCAR "
+        "dashboard served elsewhere; default none",
     )
     admin_users = Set(
         Unicode(), config=True, help="Users who see platform-wide figures in /system/status (besides hub admins)"
@@ -182,10 +189,17 @@ class ServerlessApp(Application):
         _not_dumpable()
         engine = OscarEngine(self.settings())
         static = json.loads(Path(self.static_tokens_file).read_text()) if self.static_tokens_file else {}
-        auth = RequestAuthenticator(engine.store, self.hub_auth(), static, frozenset(self.admin_users))
+        hub_auth = self.hub_auth()
+        hub_users = None
+        if hub_auth is not None:  # the hub's users (list:users, read:users): generations, deleted users
+            hub_users = HubUsers(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+            engine.hub_users = hub_users
+        auth = RequestAuthenticator(engine.store, hub_auth, static, frozenset(self.admin_users), hub_users)
         events_token = Path(self.events_token_file).read_text().strip() if self.events_token_file else ""
-        app = web.Application(
-            routes(self.base_url, engine=engine, auth=auth, events_token=events_token),
+        context = {"engine": engine, "auth": auth, "events_token": events_token}
+        app = CorsApplication(
+            routes(self.base_url, **context) + routes_v4(self.base_url, **context),
+            self.cors_origins,
             base_url=self.base_url,
             default_handler_class=UnknownRouteHandler,
             xsrf_cookies=False,

@@ -8,7 +8,8 @@
    each is processed by a warm worker that loaded the model once (slices.py);
 4. show progress from the slices' done markers (tqdm, or a callback), retry a failed slice once.
 
-A batch started again with the same id (`resume=`) skips every slice that has a done marker.
+A batch started again with the same id (`resume=`) skips every slice that has a done marker, and
+reuses the slice plan saved in its index: the same slices, whatever the cluster's free CPU is now.
 It talks to any OSCAR-compatible endpoint with the user's own login (hub token or basic auth).
 """
 
@@ -64,7 +65,13 @@ class Engine:
     def call(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"Authorization": self.authorization, **kwargs.pop("headers", {})}
         timeout = kwargs.pop("timeout", 60)
-        answer = self.session.request(method, self.url.rstrip("/") + path, headers=headers, timeout=timeout, **kwargs)
+        try:
+            answer = self.session.request(
+                method, self.url.rstrip("/") + path, headers=headers, timeout=timeout, **kwargs
+            )
+        except requests.RequestException as error:
+            problem = f"the engine at {self.url} did not answer ({type(error).__name__})"
+            raise BatchError(f"{method} {path}: {problem}") from None
         if not answer.ok:
             raise BatchError(f"{method} {path}: {answer.status_code} {answer.text.strip()[:300]}")
         return answer
@@ -132,10 +139,13 @@ class Batch:
         from .fdl import cpu_millicores
 
         metrics = self.engine.call("GET", "/system/status").json()["cluster"]["metrics"]
-        cpu = 0.8 * metrics["cpu"]["total_free_cores"] / cpu_millicores(str(self.definition.get("cpu") or "0.2"))
-        memory = (
-            0.8 * metrics["memory"]["total_free_bytes"] / memory_bytes(str(self.definition.get("memory") or "256Mi"))
-        )
+        try:  # per invocation; a service stored before 0 was refused still divides by at least 1
+            per_cpu = max(1, cpu_millicores(str(self.definition.get("cpu") or "0.2")))
+            per_memory = max(1, memory_bytes(str(self.definition.get("memory") or "256Mi")))
+        except ValueError as error:
+            raise BatchError(f"service '{self.service}': {error}") from None
+        cpu = 0.8 * metrics["cpu"]["total_free_cores"] / per_cpu  # millicores, as OSCAR reports them
+        memory = 0.8 * metrics["memory"]["total_free_bytes"] / per_memory
         return max(1, math.floor(min(cpu, memory)))
 
     @staticmethod
@@ -195,12 +205,41 @@ class Batch:
             if not page or len(found) == len(jobs):
                 return found
 
+    def plan(self, index: dict[str, Any]) -> tuple[int, list[tuple[int, int]]]:
+        """(parallelism, slices): the plan saved in the index when resuming, else made now and saved there.
+
+        Done markers name slices by their bounds, so a resumed batch must cut the index exactly as before.
+        """
+        saved = index.get("plan")
+        if isinstance(saved, dict) and isinstance(saved.get("slices"), list) and saved["slices"]:
+            slices = [(int(start), int(end)) for start, end in saved["slices"]]
+            return self.parallel_wanted or int(saved.get("parallel") or 1), slices
+        parallel = self.parallelism()
+        slices = self.slices(len(index["items"]), parallel, self.slice_size)
+        index["plan"] = {"slice_size": slices[0][1] - slices[0][0], "parallel": parallel, "slices": slices}
+        bucket, key = self._index_location()
+        self.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(index).encode(), ContentType="application/json")
+        return parallel, slices
+
     def run(self, progress: bool | Callable[[int, int], None] = True, poll: float = 0.5) -> BatchResult:
+        """Process the batch; if the engine or S3 stops answering, the error names the batch id to resume."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self._run(progress, poll)
+        except (BatchError, BotoCoreError, ClientError, requests.RequestException) as error:
+            if isinstance(error, BatchError) and str(error).startswith("no input files"):
+                raise
+            raise BatchError(
+                f"batch {self.id} stopped: {error}\n  resume it with: reeflab batch {self.service} {self.inputs} "
+                f"--resume {self.id}"
+            ) from None
+
+    def _run(self, progress: bool | Callable[[int, int], None], poll: float) -> BatchResult:
         began = time.perf_counter()
         index = self.index()
         total = len(index["items"])
-        parallel = self.parallelism()
-        plan = self.slices(total, parallel, self.slice_size)
+        parallel, plan = self.plan(index)
         index_key = "/".join(self._index_location())
         done = self.done_markers()
         running = {job: piece for job, piece in self._in_flight().items() if piece not in done}

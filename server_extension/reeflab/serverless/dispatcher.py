@@ -23,12 +23,21 @@ from .pool import InvocationTimeout, WorkerDied, WorkerPool, WorkerSpec, WorkerS
 from .store import FAILED, SUCCEEDED, EngineStore, JobRecord
 
 log = logging.getLogger(__name__)
+GIVEN_NAME = "filename"  # in a job's folder: the caller's own name for its input file, if they gave one
 
 
 def job_input(folder: Path) -> Path | None:
     """The job's input file (the only file in `input/`)."""
     files = sorted((folder / "input").glob("*")) if (folder / "input").is_dir() else []
     return files[0] if files else None
+
+
+def given_name_of(folder: Path) -> str | None:
+    """The caller's own name for the job's input (POST /job with a Content-Disposition filename), if any."""
+    try:
+        return (folder / GIVEN_NAME).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def append_log(folder: Path, text: str) -> None:
@@ -134,7 +143,7 @@ class JobDispatcher:
             request = {
                 "id": job.name,
                 "input": str(source),
-                "name": source.name,
+                "name": given_name_of(folder) or source.name,
                 "output_dir": str(work / "output"),
                 "log": str(work / "log"),
                 "workdir": str(work),

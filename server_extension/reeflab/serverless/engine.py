@@ -25,17 +25,19 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from .. import accounts
+from .. import accounts, generations
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, ReefLabError
-from ..storage.platform_s3 import PlatformS3, bucket_problem, check_path, split_path, user_bucket
-from .dispatcher import JobDispatcher, stamp
-from .fdl import MODULE_VAR, ServiceDefinition, allowed, parse_definition
+from ..storage.platform_s3 import PlatformS3, StorageUnavailable, bucket_problem, check_path, split_path, user_bucket
+from .dispatcher import GIVEN_NAME, JobDispatcher, stamp
+from .fdl import MODULE_VAR, PREDICT_ARGS_VAR, ServiceDefinition, allowed, parse_definition
+from .introspect import ArgumentReader
 from .objects import JobStorage
-from .payload import decode_event, sync_response
+from .payload import decode_event, event_file_name, failure_lines, sync_response
 from .pool import WorkerDied, WorkerPool, WorkerSpec
 from .sandbox import SandboxPolicy
+from .slices import slice_of, slice_problem
 from .store import RUNNING, SUCCEEDED, EngineStore, ServiceRecord
-from .triggers import UploadedObject, from_event, from_listing, is_platform, matches
+from .triggers import UploadedObject, from_event, from_listing, is_platform, matches, not_triggered
 
 log = logging.getLogger(__name__)
 JOBS_PAGE = 500
@@ -61,6 +63,9 @@ class Caller:
     user: str | None = None
     token: str | None = None
     admin: bool = False  # sees platform-wide figures in /system/status
+    generation: str = ""  # the hub user's incarnation (generations.py), when the hub said who calls
+    hub: bool = False  # the hub itself (the engine's own service token): may revoke deleted users
+    user_admin: bool = False  # a hub token allowed to manage users (admin:users): may revoke them too
 
 
 @dataclass
@@ -122,8 +127,11 @@ class OscarEngine:
             settings.max_workers,
         )
         self._specs: dict[str, tuple[str, WorkerSpec]] = {}
+        self.arguments = ArgumentReader(self.sandbox, settings.worker_env, settings.start_timeout)
         self._maintainer: asyncio.Task | None = None
         self._reconciler: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
+        self.hub_users = None  # auth.HubUsers under the hub: users it no longer has are revoked (sweep_users)
 
     async def start(self) -> None:
         requeued = self.store.recover()
@@ -144,6 +152,8 @@ class OscarEngine:
         self._maintainer = asyncio.ensure_future(self._maintain())
         if self.settings.s3 is not None:
             self._reconciler = asyncio.ensure_future(self._reconcile_forever())
+        if self.hub_users is not None:
+            self._sweeper = asyncio.ensure_future(self._sweep_forever())
 
     def _record_service_buckets(self) -> None:
         """Services made before owners were recorded keep working: their owner's own-named buckets are recorded now.
@@ -159,7 +169,7 @@ class OscarEngine:
                     self.store.claim_bucket(bucket, record.owner)
 
     async def stop(self) -> None:
-        for task in (self._maintainer, self._reconciler):
+        for task in (self._maintainer, self._reconciler, self._sweeper):
             if task:
                 task.cancel()
         await self.dispatcher.stop()
@@ -177,21 +187,41 @@ class OscarEngine:
 
     # -- services -------------------------------------------------------------------------
 
-    def create_service(self, user: str, data: Any) -> dict[str, Any]:
+    async def create_service(self, user: str, data: Any) -> dict[str, Any]:
         definition = self._checked(parse_definition(data), user)
+        await self._check_arguments(definition, user)
         self.store.add_service(definition.name, user, definition.model_dump(mode="json"))
         return self.get_service(user, definition.name)
 
-    def update_service(self, user: str, data: Any, name: str | None = None) -> None:
-        target = name or (data.get("name") if isinstance(data, dict) else None)
+    async def update_service(self, user: str, data: Any, name: str | None = None) -> None:
+        given = {k.lower(): v for k, v in data.items() if isinstance(k, str)} if isinstance(data, dict) else {}
+        target = name or given.get("name")  # FDL keys match whatever their case
         if not isinstance(target, str) or not target:
             raise BadRequest("name: give the name of the service to update")
         record = self._owned(user, target)
         if name and isinstance(data, dict):
-            data = {**data, "name": name}
+            data = {**{k: v for k, v in data.items() if not (isinstance(k, str) and k.lower() == "name")}, "name": name}
         definition = self._checked(parse_definition(data, previous=self._definition(record)), user)
+        await self._check_arguments(definition, user)
         self.store.update_service(record.name, definition.model_dump(mode="json"))
         self.pool.retire(record.name)
+
+    async def _check_arguments(self, definition: ServiceDefinition, user: str) -> None:
+        """Refuse a module that cannot load, or predict arguments it does not take: every call would fail."""
+        if not definition.module:
+            return
+        module = definition.module
+        found = await asyncio.to_thread(self.arguments.read, module, user)
+        if found is None:
+            return  # no worker may run here now: the first call says why
+        if found.error:
+            raise BadRequest(f"environment.variables.{MODULE_VAR}: module '{module}': {found.error}")
+        unknown = sorted(set(definition.predict_args) - set(found.args))
+        if unknown:
+            raise BadRequest(
+                f"environment.variables.{PREDICT_ARGS_VAR}: {', '.join(unknown)} not accepted by the predict of "
+                f"module '{module}' (it takes: {', '.join(found.args) or 'nothing'})"
+            )
 
     def list_services(self, user: str) -> list[dict[str, Any]]:
         records = self.store.list_services()
@@ -256,6 +286,8 @@ class OscarEngine:
         if platform and self.settings.s3 is None:
             raise BadRequest(f"{platform[0][0]}: this engine has no S3 storage configured; remove input and output")
         buckets: dict[str, str] = {}
+        if platform:
+            self._settle(user, strict=True)
         for where, io in platform:
             bucket = check_path(user, io.path, where)[0]
             owner = self.store.bucket_owner(bucket)
@@ -276,7 +308,8 @@ class OscarEngine:
     def _view(self, record: ServiceRecord, user: str) -> dict[str, Any]:
         owner = record.owner == user
         view = self._definition(record).public_view(owner=owner)
-        return {**view, "owner": record.owner, "token": record.token if owner else personal_token(record, user)}
+        token = record.token if owner else personal_token(record, user, self.generation_of(user))
+        return {**view, "owner": record.owner, "token": token}
 
     @staticmethod
     def _definition(record: ServiceRecord) -> ServiceDefinition:
@@ -299,11 +332,17 @@ class OscarEngine:
         return record
 
     def spec(self, name: str) -> WorkerSpec | None:
-        """How the pool runs a service's workers (cached until its definition changes)."""
+        """How the pool runs a service's workers (cached until its definition or its owner's S3 key changes).
+
+        The key is part of the version: workers started before the owner had one are replaced once it exists.
+        """
         record = self.store.get_service(name)
         if record is None:
             return None
-        digest = hashlib.sha256(json.dumps([record.definition, record.created], sort_keys=True).encode()).hexdigest()
+        owner_generation = self.generation_of(record.owner)
+        storage = self._storage_env(record.owner)
+        identity = [record.definition, record.created, owner_generation, storage]
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         cached = self._specs.get(name)
         if cached and cached[0] == digest:
             return cached[1]
@@ -317,12 +356,13 @@ class OscarEngine:
             service=name,
             version=digest[:16],
             owner=record.owner,
+            owner_generation=owner_generation,
             module=definition.module,
             script=definition.script,
             predict_args=definition.predict_args,
             env={
                 **dict.fromkeys(THREAD_VARIABLES, threads),
-                **self._storage_env(record.owner),
+                **storage,
                 **variables,
                 **secrets,
             },
@@ -341,6 +381,7 @@ class OscarEngine:
         """The user's own key to the platform's S3 (made on first use), allowed exactly their recorded buckets."""
         if self.settings.s3 is None:
             return {"access_key": "", "secret_key": ""}
+        self._settle(user, strict=True)  # a deleted namesake's IAM user and buckets go before any of this user's
         self._claim(user, user_bucket(user))
         known = self.store.s3_key(user)
         key = self.settings.s3.user_key(user, known, self.store.buckets_of(user))
@@ -403,7 +444,7 @@ class OscarEngine:
                     continue
                 objects = await asyncio.to_thread(self._list, storage.path, record.created)
                 done = self.store.triggered(record.name)
-                fresh = [obj for obj in objects if (obj.source, obj.version) not in done]
+                fresh = not_triggered(objects, done)
                 queued += sum(self._trigger(record, definition, obj) for obj in fresh)
         if queued:
             log.info("queued %d jobs for uploads that arrived while no event reached the engine", queued)
@@ -436,7 +477,7 @@ class OscarEngine:
         if record and caller.token:
             if hmac.compare_digest(caller.token.encode(), record.token.encode()):
                 return record, caller.user
-            holder = _personal_token_user(record, caller.token)
+            holder = _personal_token_user(record, caller.token, self.generation_of)
             if holder is not None:
                 return self._visible(holder, name), holder
         if caller.user is None:
@@ -446,20 +487,25 @@ class OscarEngine:
             )
         return self._visible(caller.user, name), caller.user
 
-    async def run(self, caller: Caller, name: str, body: bytes) -> bytes:
-        """A synchronous invocation: the answer OSCAR gives (base64 of the output, or the log)."""
+    async def run(self, caller: Caller, name: str, body: bytes, filename: str | None = None) -> bytes:
+        """A synchronous invocation: the answer OSCAR gives (base64 of the output, or the log).
+
+        The input is written as OSCAR's supervisor writes it (`event-file-<uuid>`); `filename`, the caller's own
+        name for it, is what modules and error messages see.
+        """
         record, user = self._invocable(caller, name)
+        data = _checked_input(decode_event(body))
         spec = self.spec(record.name)
         run_id = f"run-{uuid.uuid4().hex}"
         work = self.runs_dir / run_id
         (work / "input").mkdir(parents=True)
         (work / "output").mkdir()
-        source = work / "input" / run_id
-        source.write_bytes(decode_event(body))
+        source = work / "input" / event_file_name()
+        source.write_bytes(data)
         request = {
             "id": run_id,
             "input": str(source),
-            "name": run_id,
+            "name": filename or source.name,
             "output_dir": str(work / "output"),
             "log": str(work / "log"),
             "workdir": str(work),
@@ -472,21 +518,24 @@ class OscarEngine:
                 return sync_response(work / "output", output)
             if reply.get("kind") == "input":
                 raise BadRequest(reply.get("error") or "the service refused this input")
-            tail = output.decode(errors="replace").strip().splitlines()[-15:]
+            tail = failure_lines(output)
             raise InvocationFailed("; ".join([reply.get("error") or "the invocation failed", *tail]))
         except WorkerDied as error:
             raise InvocationFailed(f"{error}; try again") from None
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def submit(self, caller: Caller, name: str, body: bytes) -> str:
-        """An asynchronous invocation: the input is stored, the job queued; returns the job name."""
+    def submit(self, caller: Caller, name: str, body: bytes, filename: str | None = None) -> str:
+        """An asynchronous invocation: the input is stored (as `event-file-<uuid>`, the caller's `filename`
+        beside it), the job queued; returns the job name."""
         record, user = self._invocable(caller, name)
-        data = decode_event(body)
+        data = _checked_input(decode_event(body))
         job = self._job_name(record.name)
         folder = self.jobs_dir / job
         (folder / "input").mkdir(parents=True, mode=0o700)
-        with open(folder / "input" / job, "wb") as out:
+        if filename:
+            (folder / GIVEN_NAME).write_text(filename)
+        with open(folder / "input" / event_file_name(), "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
@@ -561,15 +610,143 @@ class OscarEngine:
     def running_jobs(self) -> int:
         return self.store.status_counts().get(RUNNING, 0)
 
+    # -- hub users: generations and revocation ----------------------------------------------
 
-def personal_token(record: ServiceRecord, user: str) -> str:
-    """A user's own token for someone else's service: it names them, and only they are shown it."""
+    def generation_of(self, user: str) -> str:
+        """The incarnation of `user` the records here belong to ('' if not known)."""
+        recorded = self.store.generation(user)
+        return recorded[0] if recorded else ""
+
+    def meet(self, user: str, generation: str) -> None:
+        """A hub user calls: what is recorded under their name is theirs, or a deleted namesake's (revoked first).
+
+        A caller of a revoked or older incarnation (a deleted user's token the hub or a cache still had)
+        is refused; records that predate generations are adopted.
+        """
+        if not generation:
+            return  # not a hub user (static tokens of tests, basic-auth logins: revoked with their user)
+        recorded = self.store.generation(user)
+        current, revoked = recorded or ("", "")
+        deleted = (revoked and generations.same(revoked, generation)) or (
+            current and generations.older(generation, current)
+        )
+        if recorded is None or (current and generations.same(current, generation)):
+            pass
+        elif deleted:
+            raise Unauthorized("this account was deleted: log in again")
+        elif current:
+            log.warning("hub user %s was made anew (%s, was %s): revoking the old one's", user, generation, current)
+            self.revoke_user(user, current)
+        if current != generation:
+            self.store.set_generation(user, generation)
+        # a deleted namesake's S3 side not removed yet (S3 was down): removed before this user does anything
+        self._settle(user, strict=True)
+
+    def revoke_user(self, user: str, generation: str = "") -> dict[str, Any]:
+        """Everything of a deleted hub user goes: their services (workers stopped) with their jobs, the jobs they
+        sent to others' services, their login, and on S3 their IAM user, keys and buckets with their objects."""
+        services, jobs, buckets = self.store.forget_user(user, generation)
+        for job in jobs:
+            self.dispatcher.cancel(job)
+            shutil.rmtree(self.jobs_dir / job, ignore_errors=True)
+        for service in services:
+            self.pool.stop_service(service)
+            self._specs.pop(service, None)
+        settled = self._settle(user, strict=False)
+        log.info(
+            "revoked hub user %s: %d services, %d jobs, %d buckets%s",
+            user,
+            len(services),
+            len(jobs),
+            len(buckets),
+            "" if settled else " (S3 pending: retried)",
+        )
+        return {"services": services, "jobs": len(jobs), "buckets": buckets, "s3_revoked": settled}
+
+    def _settle(self, user: str, strict: bool) -> bool:
+        """Remove from S3 what a deleted user of this name still has there (their IAM user, keys, buckets).
+
+        `strict`: raise StorageUnavailable if S3 does not answer (a namesake must not get the old buckets);
+        otherwise log, and the next sweep retries. True when nothing is left to remove.
+        """
+        pending = self.store.s3_revocation(user)
+        if pending is None:
+            return True
+        if self.settings.s3 is None:
+            self.store.s3_revoked(user)
+            return True
+        try:
+            self.settings.s3.delete_user(user, {"access_key": pending["access_key"]} if pending["access_key"] else None)
+            for bucket in pending["buckets"]:
+                if self.store.bucket_owner(bucket) is None:  # never one recorded since as someone else's
+                    self.settings.s3.delete_bucket(bucket)
+        except StorageUnavailable as error:
+            log.warning("S3 side of deleted user %s not removed yet: %s", user, error.message)
+            if strict:
+                raise
+            return False
+        self.store.s3_revoked(user)
+        return True
+
+    async def _sweep_forever(self) -> None:
+        """At start and then every reconcile_seconds: what the hub deleted while its call could not reach us goes."""
+        delay = 2.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.sweep_users(await self.hub_users.all(), self.hub_users.exists)
+                delay = self.settings.reconcile_seconds
+            except Exception as error:  # the hub may not answer yet (it starts its services first)
+                log.warning("could not compare the engine's users with the hub's: %s", error)
+                delay = min(delay * 2, self.settings.reconcile_seconds)
+
+    async def sweep_users(self, hub_users: dict[str, str], still_there) -> list[str]:
+        """Revoke what belongs to users the hub no longer has, or to an earlier incarnation of a name.
+
+        `hub_users`: {name: generation} from the hub's full list; `still_there(name)`: the hub's answer for one
+        name right now (its generation, or None if there is no such user), asked before revoking anything.
+        """
+        revoked = []
+        for user in sorted(self.store.known_users()):
+            generation = hub_users.get(user)
+            if generation is None:
+                generation = await still_there(user)
+            recorded = self.generation_of(user)
+            if generation is None:
+                self.revoke_user(user, recorded)
+                revoked.append(user)
+            elif not recorded:
+                self.store.set_generation(user, generation)  # records from before generations: adopted
+            elif generations.older(recorded, generation):
+                self.revoke_user(user, recorded)
+                self.store.set_generation(user, generation)
+                revoked.append(user)
+        for user in self.store.s3_revocations():
+            self._settle(user, strict=False)
+        if revoked:
+            log.info("revoked %d users the hub no longer has: %s", len(revoked), ", ".join(revoked))
+        return revoked
+
+
+def _checked_input(data: bytes) -> bytes:
+    """The input, unless it is a batch slice that could never run (400 naming the field, before it is queued)."""
+    descriptor = slice_of(data)
+    problem = slice_problem(descriptor) if descriptor is not None else None
+    if problem:
+        raise BadRequest(problem)
+    return data
+
+
+def personal_token(record: ServiceRecord, user: str, generation: str = "") -> str:
+    """A user's own token for someone else's service: it names them (and their incarnation: a deleted user's
+    token is not a namesake's), and only they are shown it."""
     name = base64.urlsafe_b64encode(user.encode()).decode().rstrip("=")
-    mac = hmac.new(record.token.encode(), f"{record.name}\0{user}".encode(), hashlib.sha256).hexdigest()
+    message = f"{record.name}\0{user}" + (f"\0{generation}" if generation else "")
+    mac = hmac.new(record.token.encode(), message.encode(), hashlib.sha256).hexdigest()
     return f"{PERSONAL_TOKEN}{name}.{mac}"
 
 
-def _personal_token_user(record: ServiceRecord, token: str) -> str | None:
+def _personal_token_user(record: ServiceRecord, token: str, generation_of=lambda user: "") -> str | None:
     """The user a personal token of this service was made for, or None if it is not one."""
     if not token.startswith(PERSONAL_TOKEN):
         return None
@@ -578,4 +755,7 @@ def _personal_token_user(record: ServiceRecord, token: str) -> str | None:
         user = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
-    return user if user and hmac.compare_digest(personal_token(record, user).encode(), token.encode()) else None
+    if not user:
+        return None
+    expected = personal_token(record, user, generation_of(user))
+    return user if hmac.compare_digest(expected.encode(), token.encode()) else None

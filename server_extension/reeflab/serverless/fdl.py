@@ -31,9 +31,12 @@ IDLE_VAR = "REEFLAB_IDLE_SECONDS"
 # what a module's container runs per invocation on a real OSCAR cluster (DEEPaaS's own CLI)
 OSCAR_MODULE_SCRIPT = """\
 #!/bin/sh
+# deepaas-cli refuses to choose when the image holds several models: name the service's one
+export DEEPAAS_V2_MODEL="${DEEPAAS_V2_MODEL:-$REEFLAB_MODULE}"
 name=$(basename "$INPUT_FILE_PATH")
 deepaas-cli predict --files "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/${name%.*}.json"
 """
+MIN_MEMORY = 16 * 2**20  # below this not even the worker's Python starts
 _CPU_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m?)\s*$")
 _VARIABLE_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # Kubernetes' rule for container variables
 _LOADS_CODE = "it changes which code programs load"
@@ -92,7 +95,29 @@ def cpu_millicores(value: str) -> int:
     return max(1, round(float(number) * (1 if milli else 1000)))
 
 
-class StorageIO(BaseModel):
+class OscarModel(BaseModel):
+    """A part of an FDL whose keys match case-insensitively, as OSCAR's Go binding reads them (`Variables`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known: dict[str, str] = {}
+        for name, info in cls.model_fields.items():
+            for key in (name, info.alias):
+                if key:
+                    known[key.lower()] = key
+        folded: dict[Any, Any] = {}
+        for key, value in data.items():
+            target = known.get(key.lower(), key) if isinstance(key, str) else key
+            if target in folded:
+                raise ValueError(f"'{target}' is given twice (keys match whatever their case, as in OSCAR)")
+            folded[target] = value
+        return folded
+
+
+class StorageIO(OscarModel):
     """An input or output storage path of the service (used by upload triggers and outputs)."""
 
     model_config = ConfigDict(extra="allow")
@@ -103,7 +128,7 @@ class StorageIO(BaseModel):
     prefix: list[str] = []
 
 
-class Environment(BaseModel):
+class Environment(OscarModel):
     model_config = ConfigDict(extra="forbid")
 
     variables: dict[str, str] = {}
@@ -118,14 +143,14 @@ class Environment(BaseModel):
         return value
 
 
-class Synchronous(BaseModel):
+class Synchronous(OscarModel):
     model_config = ConfigDict(extra="allow")
 
     min_scale: int = Field(0, ge=0)
     max_scale: int = Field(0, ge=0, description="0: as many as the engine allows")
 
 
-class ServiceDefinition(BaseModel):
+class ServiceDefinition(OscarModel):
     """The FDL fields the local engine acts on; any other OSCAR field is kept and echoed back."""
 
     model_config = ConfigDict(extra="allow")
@@ -162,13 +187,17 @@ class ServiceDefinition(BaseModel):
     @field_validator("cpu")
     @classmethod
     def _check_cpu(cls, value: str) -> str:
+        match = _CPU_RE.match(value)
+        if match and float(match.group(1)) <= 0:
+            raise ValueError(f"{value!r}: a service needs some CPU, e.g. '0.5' or '500m'")
         cpu_millicores(value)
         return value
 
     @field_validator("memory")
     @classmethod
     def _check_memory(cls, value: str) -> str:
-        memory_bytes(value)
+        if memory_bytes(value) < MIN_MEMORY:
+            raise ValueError(f"{value!r}: a service needs at least 16Mi of memory, e.g. '256Mi' or '2Gi'")
         return value
 
     @model_validator(mode="after")
@@ -242,6 +271,11 @@ def parse_definition(data: Any, previous: ServiceDefinition | None = None) -> Se
     """
     if not isinstance(data, dict):
         raise BadRequest("send the service definition as a JSON object (OSCAR FDL: name, image, script, ...)")
+    if any(isinstance(key, str) and key.lower() == "functions" for key in data):
+        raise BadRequest(
+            "this is a whole FDL file: send one service definition, the object under "
+            "functions.oscar[].<cluster id> (oscar-python's create_service(path) and oscar-cli do this for you)"
+        )
     data = {key: value for key, value in data.items() if key not in ("owner", "token")}  # read-only fields
     try:
         definition = ServiceDefinition.model_validate(data)

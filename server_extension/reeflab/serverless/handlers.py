@@ -14,10 +14,13 @@ from typing import Any
 
 from tornado import web
 
+from .. import generations
 from ..errors import BadRequest, ReefLabError
-from . import system
+from . import oscar_v4, system
 from .auth import RequestAuthenticator
 from .engine import Caller, OscarEngine
+from .inputs import parse_json
+from .payload import given_name
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ class EngineHandler(web.RequestHandler):
         self.caller = await self.auth.identify(self.request.headers.get("Authorization", ""))
         if self.requires_user and not self.caller.user:
             raise web.HTTPError(401, "log in: send a JupyterHub token or your OSCAR basic-auth credentials")
+        if self.caller.user and self.caller.generation:
+            self.engine.meet(self.caller.user, self.caller.generation)  # a deleted namesake's records go first
 
     @property
     def user(self) -> str:
@@ -42,10 +47,11 @@ class EngineHandler(web.RequestHandler):
         return self.caller.user
 
     def json_body(self) -> Any:
-        try:
-            return json.loads(self.request.body or b"null")
-        except ValueError as error:
-            raise BadRequest(f"the request body is not valid JSON ({error})") from None
+        return parse_json(self.request.body)
+
+    def given_name(self) -> str | None:
+        """The caller's own name for the input file (Content-Disposition), if they sent one."""
+        return given_name(self.request.headers.get("Content-Disposition", ""))
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -58,6 +64,11 @@ class EngineHandler(web.RequestHandler):
         self.finish(text)
 
     def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, RecursionError) and not self._finished:  # bad input no parser caught: still the caller's
+            log.warning("%s %s: input nested too deeply", self.request.method, self.request.path)
+            e = BadRequest("the request is nested too deeply to be read: send a flatter document")
+            self.send_error(e.status, exc_info=(type(e), e, None))
+            return
         if isinstance(e, ReefLabError) and not self._finished:
             if e.status >= 500:
                 log.error("%s %s failed: %s", self.request.method, self.request.path, e.message)
@@ -100,22 +111,26 @@ class ConfigHandler(EngineHandler):
 
 class ServicesHandler(EngineHandler):
     def get(self) -> None:
-        self.write_json(self.engine.list_services(self.user))
+        include = self.get_argument("include", "")
+        services = self.engine.list_services(self.user)
+        self.write_json([oscar_v4.service_answer(self.engine, view, include) for view in services])
 
-    def post(self) -> None:
-        self.write_json(self.engine.create_service(self.user, self.json_body()), status=201)
+    async def post(self) -> None:
+        created = await self.engine.create_service(self.user, self.json_body())
+        self.write_json(oscar_v4.service_answer(self.engine, created), status=201)
 
-    def put(self) -> None:
-        self.engine.update_service(self.user, self.json_body())
+    async def put(self) -> None:
+        await self.engine.update_service(self.user, self.json_body())
         self.set_status(204)
 
 
 class ServiceHandler(EngineHandler):
     def get(self, name: str) -> None:
-        self.write_json(self.engine.get_service(self.user, name))
+        include = self.get_argument("include", "")
+        self.write_json(oscar_v4.service_answer(self.engine, self.engine.get_service(self.user, name), include))
 
-    def put(self, name: str) -> None:
-        self.engine.update_service(self.user, self.json_body(), name=name)
+    async def put(self, name: str) -> None:
+        await self.engine.update_service(self.user, self.json_body(), name=name)
         self.set_status(204)
 
     def delete(self, name: str) -> None:
@@ -127,14 +142,15 @@ class RunHandler(EngineHandler):
     requires_user = False  # a service token is enough (checked by the engine)
 
     async def post(self, name: str) -> None:
-        self.write_text(await self.engine.run(self.caller, name, self.request.body))
+        self.write_text(await self.engine.run(self.caller, name, self.request.body, self.given_name()))
 
 
 class JobHandler(EngineHandler):
     requires_user = False
 
     def post(self, name: str) -> None:
-        self.write_json({"jobName": self.engine.submit(self.caller, name, self.request.body)}, status=201)
+        job = self.engine.submit(self.caller, name, self.request.body, self.given_name())
+        self.write_json({"jobName": job}, status=201)
 
 
 class JobsHandler(EngineHandler):
@@ -174,6 +190,24 @@ class StorageEventsHandler(EngineHandler):
         self.write_json({"queued": queued})
 
 
+class UserHandler(EngineHandler):
+    """ReefLab's own route: the hub revokes a user it deleted (or a hub admin does). Nobody else may."""
+
+    requires_user = False
+
+    def delete(self, name: str) -> None:
+        if not (self.caller.hub or self.caller.user_admin):
+            raise web.HTTPError(403, "only the hub (or a token with admin:users) may revoke a user")
+        generation = self.get_argument("generation", "")
+        current = self.engine.generation_of(name)
+        if generation and current and generations.older(generation, current):
+            raise web.HTTPError(409, f"user {name} of {generation} is gone already: a newer one ({current}) is kept")
+        revoked = self.engine.revoke_user(name, generation or current)
+        self.auth.forget(name)
+        log.info("user %s revoked at the request of %s", name, "the hub" if self.caller.hub else "a hub admin")
+        self.write_json(revoked)
+
+
 class UnknownRouteHandler(web.RequestHandler):
     """Any other path, e.g. OSCAR routes this engine does not offer (buckets, volumes, metrics)."""
 
@@ -200,5 +234,6 @@ def routes(base_url: str, **context: Any) -> list[tuple[str, type, dict[str, Any
         (r"/system/logs/([^/]+)/?", JobsHandler),
         (r"/system/logs/([^/]+)/([^/]+)/?", JobLogHandler),
         (r"/system/storage-events/?", StorageEventsHandler),
+        (r"/system/users/([^/]+)/?", UserHandler),
     ]
     return [(prefix + path, handler, context) for path, handler in table]

@@ -11,22 +11,23 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
+import re
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest
+from .inputs import sniff_json
+
+_FILENAME_RE = re.compile(r'filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.IGNORECASE)
 
 
 def decode_event(body: bytes) -> bytes:
     """The input file an invocation body stands for."""
     stripped = body.strip()
     if stripped[:1] in (b"{", b"["):
-        try:
-            event = json.loads(stripped)
-        except ValueError:
-            event = None
+        event = sniff_json(stripped)  # a JSON body too deep or malformed for us is still the caller's file
         if isinstance(event, dict) and _is_storage_event(event):
             raise BadRequest(
                 "this body is a storage event (Records[].eventSource): storage triggers are not enabled "
@@ -38,6 +39,44 @@ def decode_event(body: bytes) -> bytes:
         return base64.b64decode(b"".join(body.split()), validate=True)
     except (binascii.Error, ValueError):
         return body
+
+
+def event_file_name() -> str:
+    """The input file's name as OSCAR's FaaS supervisor writes it (scripts written for OSCAR look for it)."""
+    return f"event-file-{uuid.uuid4()}"
+
+
+def given_name(disposition: str) -> str | None:
+    """The caller's own name for the file, from `Content-Disposition: attachment; filename="reef.jpg"`.
+
+    Only a plain base name is kept (no folders, no control characters): it names the file in answers and errors.
+    """
+    match = _FILENAME_RE.search(disposition or "")
+    if not match:
+        return None
+    name = (match.group(1) if match.group(1) is not None else match.group(2)).replace("\\", "/")
+    name = name.rsplit("/", 1)[-1].strip()
+    if not name or name in (".", "..") or len(name) > 255 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return None
+    return name
+
+
+def failure_lines(log: bytes, limit: int = 15) -> list[str]:
+    """The end of a failed invocation's output for its answer, without Python traceback frames (server paths)."""
+    kept: list[str] = []
+    in_frame = False
+    for line in log.decode(errors="replace").strip().splitlines():
+        if line.startswith('  File "'):
+            in_frame = True
+            continue
+        if in_frame and line.startswith("    "):
+            continue  # the frame's source line and its ^^^ markers
+        in_frame = False
+        if line.startswith("Traceback (most recent call last)") or line.startswith("During handling of the above"):
+            continue
+        if line.strip():
+            kept.append(line)
+    return kept[-limit:]
 
 
 def _is_storage_event(event: dict[str, Any]) -> bool:

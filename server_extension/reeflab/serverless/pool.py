@@ -56,6 +56,7 @@ class WorkerSpec:
     service: str
     version: str
     owner: str = ""
+    owner_generation: str = ""  # which incarnation of the owner (their OS account must be of it)
     module: str = ""
     script: str = ""
     predict_args: dict[str, Any] = field(default_factory=dict)
@@ -218,6 +219,7 @@ class WorkerPool:
         self.workers: list[Worker] = []
         self._event = asyncio.Event()
         self._failed_starts: dict[str, float] = {}
+        self.stopped: set[str] = set()  # services stopped through the API: no warm workers kept
         self._prewarming: set[asyncio.Task] = set()
         self._releasing: set[asyncio.Task] = set()
         self._unreleased: set[Worker] = set()  # stopped, their cgroup or folder not yet removed
@@ -314,7 +316,7 @@ class WorkerPool:
             problem = self.sandbox.problem()
             if problem:
                 raise WorkerStartFailed(f"service '{spec.service}' could not start: {problem}")
-            worker.box = await asyncio.to_thread(self.sandbox.prepare, spec.service, spec.owner)
+            worker.box = await asyncio.to_thread(self.sandbox.prepare, spec.service, spec.owner, spec.owner_generation)
             worker.cgroup = await asyncio.to_thread(self._cgroup, spec, worker)
             if worker.cgroup is not None:
                 worker.cgroup_name = worker.cgroup.name
@@ -406,6 +408,11 @@ class WorkerPool:
         for worker in [w for w in self.workers if w.spec.service == service]:
             self._retire_one(worker)
 
+    def stop_service(self, service: str) -> None:
+        """Kill every worker of a service now, busy ones too (its owner was deleted: nothing of theirs runs on)."""
+        for worker in [w for w in self.workers if w.spec.service == service]:
+            self._drop(worker)
+
     def maintain(self, specs: dict[str, WorkerSpec]) -> None:
         """Periodic: stop idle workers above min_scale, retire stale ones, start up to min_scale."""
         now = time.monotonic()
@@ -413,19 +420,25 @@ class WorkerPool:
             current = specs.get(worker.spec.service)
             if current is None or current.version != worker.spec.version:
                 self._retire_one(worker)
+        self.stopped &= set(specs)  # a deleted service is stopped no more (nor is a new one of its name)
         for spec in specs.values():
+            floor = 0 if spec.service in self.stopped else spec.min_scale
             idle = sorted((w for w in self._of(spec) if not w.busy), key=lambda w: w.last_used)
-            surplus = len(self._of(spec)) - spec.min_scale
+            surplus = len(self._of(spec)) - floor
             for worker in idle[: max(0, surplus)]:
                 if now - worker.last_used > spec.idle_seconds:
                     self._drop(worker)
-            missing = min(spec.min_scale - len(self._of(spec)), self.max_workers - len(self.workers))
+            missing = min(floor - len(self._of(spec)), self.max_workers - len(self.workers))
             if now - self._failed_starts.get(spec.version, -1e9) < 30:
                 continue  # its last start failed: do not retry in a tight loop
             for _ in range(max(0, missing)):
                 task = asyncio.ensure_future(self._prewarm(spec))
                 self._prewarming.add(task)
                 task.add_done_callback(self._prewarming.discard)
+
+    def failed_start(self, spec: WorkerSpec) -> float | None:
+        """When (time.monotonic) a worker of this version of the service last failed to start, if ever."""
+        return self._failed_starts.get(spec.version)
 
     def _retire_one(self, worker: Worker) -> None:
         if worker.busy:

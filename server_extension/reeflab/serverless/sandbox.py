@@ -143,23 +143,30 @@ class SandboxPolicy:
                 return
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def account(self, owner: str) -> accounts.SystemAccount | None:
-        """As root: the owner's OS account, made on first use with the hub's home for them (or a private one)."""
+    def account(self, owner: str, generation: str = "") -> accounts.SystemAccount | None:
+        """As root: the owner's OS account, made on first use with the hub's home for them (or a private one).
+
+        With the owner's `generation`: an account of a newer incarnation of the name is refused (the
+        service belongs to a deleted user), one of an older one is retired first (accounts.ensure_account).
+        """
         if not self.isolate:
             return None
         found = accounts.lookup(owner)
-        if found is not None:
+        if found is not None and (not generation or accounts.recorded_generation(owner) == generation):
             return found
         if self.homes_dir and owner not in (".", "..") and "/" not in owner:
             home = self.homes_dir / owner
         else:
             home = self.state_dir / "homes" / accounts.account_name(owner)
         with self._lock:
-            return accounts.ensure_account(owner, home)
+            try:
+                return accounts.ensure_account(owner, home, generation)
+            except accounts.StaleGeneration as error:
+                raise PermissionError(f"not running a deleted user's service: {error}") from None
 
-    def prepare(self, service: str, owner: str) -> WorkerBox:
+    def prepare(self, service: str, owner: str, generation: str = "") -> WorkerBox:
         """A new worker's own folder (with its home), as its account will use it. Blocking: run in a thread."""
-        account = self.account(owner)
+        account = self.account(owner, generation)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         folder = Path(tempfile.mkdtemp(prefix=f"{service}-", dir=self.root))
         home = folder / "home"

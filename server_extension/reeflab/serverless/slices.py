@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -20,11 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .inputs import sniff_json
 from .payload import output_files
 
 BATCH_KEY = "reeflab_batch"
 PREFETCH = 4
 CHUNK = 8  # files per forward pass when the module offers predict_batch
+_BATCH_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _indexes: dict[str, dict[str, Any]] = {}  # index key -> index, kept for the worker's next slices
 
 
@@ -38,19 +41,38 @@ def marker_key(output_prefix: str, batch: str, start: int, end: int) -> str:
 
 
 def read_slice(path: Path) -> dict[str, Any] | None:
-    """The slice an input file describes, or None when it is an ordinary input."""
+    """The slice an input file describes, or None when it is an ordinary input (check it with `slice_problem`)."""
     try:
         if path.stat().st_size > 4096:
             return None
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        return slice_of(path.read_bytes())
+    except OSError:
         return None
-    descriptor = data.get(BATCH_KEY) if isinstance(data, dict) else None
-    if not isinstance(descriptor, dict):
+
+
+def slice_problem(descriptor: dict[str, Any]) -> str | None:
+    """What is wrong with a slice descriptor (None: nothing), in words naming the field, before any S3 call."""
+    batch, index = descriptor.get("id"), descriptor.get("index")
+    start, end = descriptor.get("start"), descriptor.get("end")
+    if not isinstance(batch, str) or not _BATCH_ID.match(batch):
+        return f"{BATCH_KEY}.id: a batch id is 1-64 letters, digits, '.', '_' or '-' (no '..'), e.g. 20240501-1200-ab12"
+    if not isinstance(index, str) or "/" not in index.strip("/") or ".." in index.split("/"):
+        return f"{BATCH_KEY}.index: give the batch's index.json as 'bucket/key'"
+    for field, value in (("start", start), ("end", end)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"{BATCH_KEY}.{field}: a position in the index (a whole number, 0 or more), not {str(value)[:40]!r}"
+    if end < start:
+        return f"{BATCH_KEY}.end: {end} is before start {start}"
+    return None
+
+
+def slice_of(data: bytes) -> dict[str, Any] | None:
+    """The slice descriptor an invocation's input is, or None when it is an ordinary input."""
+    if len(data) > 4096 or not data.lstrip().startswith(b"{"):
         return None
-    if not {"id", "index", "start", "end"} <= set(descriptor):
-        return None
-    return descriptor
+    parsed = sniff_json(data)
+    descriptor = parsed.get(BATCH_KEY) if isinstance(parsed, dict) else None
+    return descriptor if isinstance(descriptor, dict) else None
 
 
 def _index(s3, location: str) -> dict[str, Any]:
@@ -74,6 +96,13 @@ def run_slice(
         index = _index(s3, descriptor["index"])
     except Exception as error:
         return {"ok": False, "kind": "input", "error": f"could not read the batch index {descriptor['index']}: {error}"}
+    if not (
+        isinstance(index, dict)
+        and isinstance(index.get("items"), list)
+        and all(isinstance(index.get(key), str) for key in ("input", "output"))
+    ):
+        problem = f"{descriptor['index']} is not a batch index (items, input, output)"
+        return {"ok": False, "kind": "input", "error": problem}
     start, end = int(descriptor["start"]), int(descriptor["end"])
     items = index["items"][start:end]
     in_bucket, in_prefix = split(index["input"])

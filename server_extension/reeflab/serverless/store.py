@@ -63,6 +63,16 @@ CREATE TABLE IF NOT EXISTS buckets (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS buckets_by_owner ON buckets (owner, name);
+CREATE TABLE IF NOT EXISTS generations (
+    name TEXT PRIMARY KEY,
+    generation TEXT NOT NULL,
+    revoked TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS s3_revocations (
+    name TEXT PRIMARY KEY,
+    access_key TEXT NOT NULL,
+    buckets TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS triggers (
     service TEXT NOT NULL,
     object TEXT NOT NULL,
@@ -302,6 +312,10 @@ class EngineStore:
     def buckets_of(self, owner: str) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT name FROM buckets WHERE owner = ? ORDER BY name", (owner,))]
 
+    def release_bucket(self, name: str, owner: str) -> bool:
+        """Forget that `owner` owns the bucket (deleted by them); False if it was not recorded as theirs."""
+        return bool(self.db.execute("DELETE FROM buckets WHERE name = ? AND owner = ?", (name, owner)).rowcount)
+
     # -- users -----------------------------------------------------------------------------
 
     def password(self, user: str) -> str:
@@ -318,6 +332,84 @@ class EngineStore:
             "INSERT OR REPLACE INTO s3_keys (name, access_key, secret_key) VALUES (?, ?, ?)",
             (user, key["access_key"], key["secret_key"]),
         )
+
+    # -- hub users' generations (which incarnation of a name the records above belong to) ------
+
+    def generation(self, user: str) -> tuple[str, str] | None:
+        """(generation recorded for the user, generation revoked last) or None if never recorded."""
+        row = self.db.execute("SELECT generation, revoked FROM generations WHERE name = ?", (user,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def set_generation(self, user: str, generation: str) -> None:
+        self.db.execute(
+            "INSERT INTO generations (name, generation) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET generation = excluded.generation",
+            (user, generation),
+        )
+
+    def known_users(self) -> set[str]:
+        """Every name something here belongs to: logins, keys, generations, services, buckets."""
+        rows = self.db.execute(
+            "SELECT name FROM users UNION SELECT name FROM s3_keys UNION SELECT name FROM generations "
+            "WHERE generation != '' UNION SELECT owner FROM services UNION SELECT owner FROM buckets"
+        )
+        return {row[0] for row in rows}
+
+    def forget_user(self, user: str, generation: str = "") -> tuple[list[str], list[str], list[str]]:
+        """Remove everything of a (deleted) user: their services with all their jobs, the jobs they sent to
+        others' services, their login, key and bucket records. Returns (services, jobs, buckets) removed.
+
+        The generation revoked is kept, so a cached token of that user is refused from now on.
+        """
+        with self._transaction():
+            services = [r[0] for r in self.db.execute("SELECT name FROM services WHERE owner = ?", (user,))]
+            jobs = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT name FROM jobs WHERE submitter = ? "
+                    "OR service IN (SELECT name FROM services WHERE owner = ?)",
+                    (user, user),
+                )
+            ]
+            buckets = [r[0] for r in self.db.execute("SELECT name FROM buckets WHERE owner = ?", (user,))]
+            for job in jobs:
+                self.db.execute("DELETE FROM results WHERE job = ?", (job,))
+                self.db.execute("DELETE FROM jobs WHERE name = ?", (job,))
+            for service in services:
+                self.db.execute("DELETE FROM triggers WHERE service = ?", (service,))
+                self.db.execute("DELETE FROM services WHERE name = ?", (service,))
+            key = self.s3_key(user)
+            pending = self.s3_revocation(user)
+            if key or buckets or pending:  # the S3 side goes next (engine.py), and is retried until it has
+                self.db.execute(
+                    "INSERT OR REPLACE INTO s3_revocations (name, access_key, buckets) VALUES (?, ?, ?)",
+                    (
+                        user,
+                        (pending or {}).get("access_key") or (key or {}).get("access_key", ""),
+                        json.dumps(sorted({*buckets, *(pending or {}).get("buckets", [])})),
+                    ),
+                )
+            for table, column in (("users", "name"), ("s3_keys", "name"), ("buckets", "owner")):
+                self.db.execute(f"DELETE FROM {table} WHERE {column} = ?", (user,))
+            recorded = self.generation(user)
+            revoked = generation or (recorded[0] if recorded else "")
+            self.db.execute(
+                "INSERT INTO generations (name, generation, revoked) VALUES (?, '', ?) "
+                "ON CONFLICT (name) DO UPDATE SET generation = '', revoked = excluded.revoked",
+                (user, revoked),
+            )
+        return services, jobs, buckets
+
+    def s3_revocation(self, user: str) -> dict[str, Any] | None:
+        """What of a deleted user is still to be removed from S3: {access_key, buckets}, or None."""
+        row = self.db.execute("SELECT access_key, buckets FROM s3_revocations WHERE name = ?", (user,)).fetchone()
+        return {"access_key": row[0], "buckets": json.loads(row[1])} if row else None
+
+    def s3_revocations(self) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT name FROM s3_revocations ORDER BY name")]
+
+    def s3_revoked(self, user: str) -> None:
+        self.db.execute("DELETE FROM s3_revocations WHERE name = ?", (user,))
 
     def check_password(self, user: str, password: str) -> bool:
         row = self.db.execute("SELECT password FROM users WHERE name = ?", (user,)).fetchone()

@@ -20,17 +20,24 @@ import psutil
 from .._version import __version__
 from ..storage.platform_s3 import REGION
 from .engine import Caller, OscarEngine
+from .oscar_v4 import engine_started
 
 BACKEND_NAME = "reeflab-local"
+# the OSCAR release whose REST API this engine answers (reference/oscar-api-v4.swagger.yaml): clients compare
+# `version` with OSCAR releases to decide which features to offer, so it must not be ReefLab's own version
+OSCAR_API_VERSION = "4.0.0"
 
 
 def info() -> dict[str, Any]:
+    """types.Info: the OSCAR version whose API is matched, and ReefLab's own version beside it."""
     return {
-        "version": __version__,
+        "version": OSCAR_API_VERSION,
         "git_commit": "",
         "architecture": platform.machine(),
         "kubernetes_version": "",
         "serverless_backend": {"name": BACKEND_NAME, "version": __version__},
+        "reeflab_version": __version__,
+        "oscar_api": f"v{OSCAR_API_VERSION}",
     }
 
 
@@ -89,8 +96,19 @@ def status(engine: OscarEngine, caller: Caller) -> dict[str, Any]:
             "deployment_name": BACKEND_NAME,
             "jobs_count": sum(jobs.values()),
             "pods": {"total": len(mine), "states": dict(pods)},
+            # the engine is one process: one replica, up since the process started
+            "deployment": {
+                "available_replicas": 1,
+                "ready_replicas": 1,
+                "replicas": 1,
+                "creation_timestamp": engine_started(),
+                "strategy": "Recreate",
+                "labels": {"app": "reeflab-serverless"},
+            },
+            # the engine checks no OIDC token itself: logins (OIDC included) happen at the hub
+            "oidc": {"enabled": False, "issuers": [], "groups": []},
         },
-        "minio": {"buckets_count": 0, "total_objects": 0},
+        "minio": {"buckets_count": len(engine.store.buckets_of(caller.user)) if caller.user else 0, "total_objects": 0},
     }
 
 

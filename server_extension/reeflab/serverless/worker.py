@@ -20,12 +20,16 @@ import subprocess
 import sys
 import tempfile
 import traceback
+import zipfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from .slices import read_slice, run_slice
+from ..modules.contract import file_args, predict_args
+from .slices import read_slice, run_slice, slice_problem
 
 PR_SET_PDEATHSIG = 1
+# a module with several file arguments gets a zip of its files: at most this much unpacked
+MAX_UNPACKED_BYTES = 2 * 1024**3
 
 
 def die_with_parent() -> None:
@@ -97,13 +101,14 @@ class ModuleRunner:
         if not found:
             raise RuntimeError(f"no module named '{spec['module']}' is installed")
         self.model = found[0].load()
-        if callable(getattr(self.model, "warm", None)):
+        if callable(getattr(self.model, "warm", None)):  # optional in DEEPaaS, as get_predict_args is
             self.model.warm()
-        fields = self.model.get_predict_args()
-        files = [name for name, field in fields.items() if field.metadata.get("type") == "file"]
+        fields = predict_args(self.model)
+        files = file_args(fields)
         if not files:
             raise RuntimeError(f"module '{spec['module']}' takes no file in predict: it cannot serve invocations")
         self.file_arg = files[0]
+        self.file_args = files
         unknown = sorted(set(spec.get("predict_args", {})) - set(fields))
         if unknown:
             raise RuntimeError(
@@ -118,6 +123,9 @@ class ModuleRunner:
         if descriptor is not None:
             if not request.get("trusted"):
                 return {"ok": False, "kind": "input", "error": "only the service's owner may send it batch slices"}
+            problem = slice_problem(descriptor)
+            if problem:
+                return {"ok": False, "kind": "input", "error": problem}
             many = self.predict_files if callable(getattr(self.model, "predict_batch", None)) else None
             return run_slice(descriptor, self.predict_file, Path(request["workdir"]), many)
         return self.predict_file(Path(request["input"]), request["name"], Path(request["output_dir"]))
@@ -146,36 +154,102 @@ class ModuleRunner:
             replies[i] = {"ok": True}
         return replies
 
-    def validate(self, path: Path, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The module's predict arguments for this file, and the input error reply if it is refused."""
+    def validate(
+        self, path: Path, name: str, files: dict[str, tuple[Path, str]] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The module's predict arguments for these files (default: this one file as its first file argument),
+        and the input error reply if they are refused."""
         from marshmallow import EXCLUDE, ValidationError
 
-        with open(path, "rb") as stream:
+        files = files or {self.file_arg: (path, name)}
+        with contextlib.ExitStack() as streams:
+            uploads = {arg: _Upload(streams.enter_context(open(p, "rb")), n) for arg, (p, n) in files.items()}
             try:
-                values = self.schema.load({**self.extra, self.file_arg: _Upload(stream, name)}, unknown=EXCLUDE)
+                values = self.schema.load({**self.extra, **uploads}, unknown=EXCLUDE)
             except ValidationError as error:
-                return {}, {"ok": False, "kind": "input", "error": _validation_message(error.messages)}
+                message = _validation_message(error.messages)
+                if any(arg in error.messages and arg not in files for arg in self.file_args):
+                    message += f" ({self._several_files_hint()})"
+                return {}, {"ok": False, "kind": "input", "error": message}
             except Exception as error:  # a validator that crashed on this input
                 traceback.print_exc()
                 problem = f"the module could not read the input file '{name}' ({type(error).__name__}: {error})"
                 return {}, {"ok": False, "kind": "input", "error": f"{self.file_arg}: {problem}"}
         return values, None
 
+    def _several_files_hint(self) -> str:
+        names = ", ".join(self.file_args)
+        return (
+            f"this module takes {len(self.file_args)} files ({names}): send a zip archive of them, "
+            "each named after its argument (e.g. image.jpg for 'image') or in this order"
+        )
+
+    def input_files(self, path: Path, name: str, scratch: Path) -> tuple[dict[str, tuple[Path, str]], str | None]:
+        """File argument -> (path, original name) for one input, as DEEPaaS gets one upload per file field: a
+        module with several file arguments may get a zip holding its files; anything else is its first file."""
+        if len(self.file_args) < 2 or not zipfile.is_zipfile(path):
+            return {self.file_arg: (path, name)}, None
+        with zipfile.ZipFile(path) as archive:
+            members = [
+                m
+                for m in archive.infolist()
+                if not m.is_dir()
+                and not m.filename.startswith("__MACOSX/")
+                and not Path(m.filename).name.startswith(".")
+            ]
+            if len(members) > len(self.file_args):
+                return {}, f"the zip holds {len(members)} files, more than the module's file arguments: " + (
+                    self._several_files_hint()
+                )
+            if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
+                return {}, f"the zip unpacks to more than {MAX_UNPACKED_BYTES // 1024**3} GiB"
+            # a file named after an argument goes to it (image.jpg -> 'image'); the others fill the rest in order
+            assigned: dict[str, zipfile.ZipInfo] = {}
+            rest = []
+            for member in members:
+                base = Path(member.filename).name
+                arg = next((a for a in self.file_args if a in (base, base.split(".")[0]) and a not in assigned), None)
+                if arg is None:
+                    rest.append(member)
+                else:
+                    assigned[arg] = member
+            for arg in self.file_args:
+                if arg not in assigned and rest:
+                    assigned[arg] = rest.pop(0)
+            files = {}
+            for position, arg in enumerate(a for a in self.file_args if a in assigned):
+                member = assigned[arg]
+                base = Path(member.filename).name
+                target = scratch / f"{position}-{base}"  # flat: no member name chooses where it is written
+                with archive.open(member) as source, open(target, "wb") as sink:
+                    shutil.copyfileobj(source, sink)
+                files[arg] = (target, base)
+        return files, None
+
     def predict_file(self, path: Path, name: str, output_dir: Path) -> dict[str, Any]:
-        """Validate and predict one file; its result goes into `output_dir`."""
+        """Validate and predict one input (a file, or a zip of files for several file arguments); its result
+        goes into `output_dir`."""
         from deepaas.model.v2.wrapper import UploadedFile
 
-        values, refused = self.validate(path, name)
-        if refused:
-            return refused
-        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        values[self.file_arg] = UploadedFile(self.file_arg, str(path), content_type, name)
-        try:
-            result = self.model.predict(**values)
-        except Exception as error:  # the module's failure is this invocation's failure
-            traceback.print_exc()
-            return {"ok": False, "kind": "failure", "error": f"predict failed: {type(error).__name__}: {error}"}
-        save_result(result, output_dir, Path(name).stem or "result")
+        with tempfile.TemporaryDirectory(prefix="reeflab-inputs-") as scratch:
+            try:
+                files, problem = self.input_files(path, name, Path(scratch))
+            except (zipfile.BadZipFile, OSError, EOFError) as error:
+                problem = f"the zip archive '{name}' could not be read: {error}"
+            if problem:
+                return {"ok": False, "kind": "input", "error": problem}
+            values, refused = self.validate(path, name, files)
+            if refused:
+                return refused
+            for arg, (file_path, file_name) in files.items():
+                content_type = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
+                values[arg] = UploadedFile(arg, str(file_path), content_type, file_name)
+            try:
+                result = self.model.predict(**values)
+            except Exception as error:  # the module's failure is this invocation's failure
+                traceback.print_exc()
+                return {"ok": False, "kind": "failure", "error": f"predict failed: {type(error).__name__}: {error}"}
+            save_result(result, output_dir, Path(name).stem or "result")
         return {"ok": True}
 
     def close(self) -> None:

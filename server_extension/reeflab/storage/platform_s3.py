@@ -15,6 +15,7 @@ exactly the buckets recorded for its user: nothing is ever inferred from a prefi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -176,6 +177,57 @@ class PlatformS3:
             self._put_policy(iam, iam_user(user), sorted({user_bucket(user), *buckets}))
         except (BotoCoreError, ClientError) as error:
             raise StorageUnavailable(f"the platform's S3 storage at {self.endpoint} did not answer: {error}") from None
+
+    def delete_user(self, user: str, known: dict[str, str] | None = None) -> int:
+        """A deleted hub user's S3 identity goes: every key of their IAM user, its policy, the IAM user (and a key
+        from before opaque ids); returns how many keys were revoked. A namesake later gets a new IAM user and key."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        name = iam_user(user)
+        try:
+            iam = self.client("iam")
+            keys = self._keys(iam, name)
+            for key in keys:
+                iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
+            for call, kwargs in (
+                (iam.delete_user_policy, {"UserName": name, "PolicyName": POLICY}),
+                (iam.delete_user, {"UserName": name}),
+            ):
+                try:
+                    call(**kwargs)
+                except ClientError as error:
+                    if error.response.get("Error", {}).get("Code") not in ("NoSuchEntity", "NoSuchEntityException"):
+                        log.info("S3 IAM user %s of %s: %s", name, user, error)
+            if known:
+                self._revoke_legacy(iam, user, known["access_key"])
+        except (BotoCoreError, ClientError) as error:
+            raise StorageUnavailable(f"the platform's S3 storage at {self.endpoint} did not answer: {error}") from None
+        return len(keys)
+
+    def delete_bucket(self, bucket: str) -> int:
+        """Delete a bucket with everything in it (a deleted user's: nothing of it may reach a namesake);
+        returns how many objects went. A bucket that is not there is no error."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        s3 = self.client()
+        removed = 0
+        try:
+            try:
+                s3.head_bucket(Bucket=bucket)
+            except ClientError:
+                return 0
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                    removed += len(keys)
+            with contextlib.suppress(ClientError):  # not every S3 server lists multipart uploads
+                for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+                    s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            s3.delete_bucket(Bucket=bucket)
+        except (BotoCoreError, ClientError) as error:
+            raise StorageUnavailable(f"could not delete bucket {bucket} at {self.endpoint}: {error}") from None
+        return removed
 
     @staticmethod
     def _keys(iam, name: str) -> list[dict]:

@@ -15,12 +15,17 @@ so ana could make `bob/default` and have bob's runs land in it; our authorizatio
 experiment into another account's namespace. Ownership itself is MLflow's MANAGE permission.
 
 The secrets (admin password, per-user key, Flask CSRF key) live in 0600 files under the state
-directory and reach MLflow through its environment, never its command line.
+directory and reach MLflow through its environment, never its command line. Beside them, the
+hub's account store (`hub-accounts.json`) records which incarnation of each hub user (their
+generation, generations.py) owns the MLflow account of that name; the password derives from both,
+so a namesake of a deleted user never gets the old password.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -28,6 +33,8 @@ import os
 import secrets
 import shutil
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..files import write_private
@@ -117,10 +124,52 @@ def admin_password(state: Path) -> str:
     return _secret(Path(state).resolve() / "admin_password")
 
 
-def user_password(state: Path, username: str) -> str:
-    """The MLflow password of a hub user: HMAC of the name with the hub's key (stable, never stored)."""
+def user_password(state: Path, username: str, generation: str | None = None) -> str:
+    """The MLflow password of a hub user: HMAC of the name and generation with the hub's key (stable, never stored).
+
+    `generation` None: the one the account store records ('' for an account made before generations).
+    """
+    if generation is None:
+        generation = recorded_generations(state).get(username, "")
     key = _secret(Path(state).resolve() / "user_key").encode()
-    return hmac.new(key, username.encode(), hashlib.sha256).hexdigest()
+    message = username if not generation else f"{username}\0{generation}"
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+ACCOUNTS = "hub-accounts.json"
+_accounts_lock = threading.Lock()
+
+
+def recorded_generations(state: Path) -> dict[str, str]:
+    """{hub name: generation} of the MLflow accounts the hub made (the account store)."""
+    path = Path(state).resolve() / ACCOUNTS
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        raise RuntimeError(f"cannot read the MLflow account store {path}: {err}") from None
+    return {str(name): str(generation) for name, generation in (data.get("users") or {}).items()}
+
+
+@contextlib.contextmanager
+def _locked(state: Path) -> Iterator[Path]:
+    state = Path(state).resolve()
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _accounts_lock, open(state / f".{ACCOUNTS}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield state / ACCOUNTS
+
+
+def record_generation(state: Path, username: str, generation: str | None) -> None:
+    """Record which incarnation of `username` owns their MLflow account (None: forget it, the account is gone)."""
+    with _locked(state) as path:
+        users = recorded_generations(state)
+        if generation is None:
+            users.pop(username, None)
+        else:
+            users[username] = generation
+        write_private(path, json.dumps({"version": 1, "users": users}, indent=1, sort_keys=True))
 
 
 def command(state: Path, host: str = "127.0.0.1", port: int = 5005, workers: int = 1) -> list[str]:
