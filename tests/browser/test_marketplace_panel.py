@@ -147,7 +147,8 @@ def test_module_no_hardware_fits_says_why(lab_page):
     expect(detail.locator(".jp-ReefLab-badge-source")).to_have_text("remote")
     hardware = detail.locator(".jp-ReefLab-hardware")
     expect(hardware.locator(".jp-ReefLab-warning")).to_contain_text(
-        "Coral cover segmenter needs 2 CPU, 8 GB of memory, 1 GPU for inference, more than any hardware you may use."
+        "Coral cover segmenter recommends 2 CPU, 8 GB of memory, 1 GPU for inference, more than any hardware you "
+        "may use; it can still be deployed on less"
     )
     expect(hardware.locator('[data-profile="cpu-small"] .jp-ReefLab-fit')).to_have_text("too small")
     expect(hardware).to_contain_text("its code is not installed on this server")

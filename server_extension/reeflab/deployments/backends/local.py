@@ -193,6 +193,8 @@ class LocalProcessBackend(DeploymentBackend):
             return None
 
     async def status(self, deployment: Deployment) -> BackendStatus:
+        if not deployment.runtime:  # its start is still under way (the watcher may look meanwhile)
+            return BackendStatus("starting")
         if "socket" not in deployment.runtime:
             await self.stop(deployment)
             return BackendStatus("failed", BEFORE_SOCKETS)
