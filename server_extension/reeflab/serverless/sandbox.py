@@ -9,6 +9,8 @@ log and outputs back out, and never follows a link the job made (it runs as root
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import json
 import logging
 import os
 import re
@@ -17,6 +19,7 @@ import stat
 import sys
 import tempfile
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -177,6 +180,20 @@ class SandboxPolicy:
         return WorkerBox(self, folder, account, owner)
 
 
+def python_folders(python: str) -> list[Path]:
+    """What a worker's Python reads: its venv and base installation, and the source folders of packages
+    installed editable (ReefLab itself, modules under development). Looked up at each worker start, since
+    a module may have been installed since the engine started."""
+    found = {Path(sys.prefix), Path(sys.base_prefix), Path(os.path.realpath(python)).parent}
+    for dist in importlib.metadata.distributions():
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            origin = json.loads(dist.read_text("direct_url.json") or "{}")
+            if origin.get("dir_info", {}).get("editable") and origin["url"].startswith("file://"):
+                found.add(Path(urllib.parse.unquote(urllib.parse.urlparse(origin["url"]).path)))
+    ordered = sorted(p.resolve() for p in found if p.is_dir())
+    return [p for i, p in enumerate(ordered) if not any(p.is_relative_to(q) for q in ordered[:i])]
+
+
 class WorkerBox:
     """One worker's sandbox: its command line, environment, identity and the files it exchanges."""
 
@@ -201,16 +218,21 @@ class WorkerBox:
         if not self.sandboxed:
             return program
         args = [self.policy.bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        # ReefLab's Python and the modules installed from folders may live under /tmp (a clone in a temp
+        # folder): seen again, read-only, before the platform's own folders are hidden on top
+        shown = [p for p in python_folders(self.policy.python) if p.is_relative_to("/tmp") and self._reachable(p)]
+        for path in shown:
+            args += ["--ro-bind", str(path), str(path)]
         hidden = [Path("/tmp")]
         for path in (self.policy.state_dir, self.policy.root, self.policy.homes_dir):
-            if path is not None and self._can_cover(path, hidden):
+            if path is not None and self._can_cover(path, hidden, shown):
                 args += ["--tmpfs", str(path.resolve())]
                 hidden.append(path.resolve())
         home = self.owner_home()
         if home is not None and home.is_dir() and self._reachable(home):
             args += ["--ro-bind", str(home.resolve()), str(home.resolve())]  # their files (weights), read-only
         for secret in self.policy.secret_files:
-            if self._can_cover(secret, hidden):
+            if self._can_cover(secret, hidden, shown):
                 args += ["--ro-bind", "/dev/null", str(secret.resolve())]
         args += ["--bind", str(self.folder), INSIDE, "--chdir", INSIDE]
         args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "reeflab-job"]
@@ -219,10 +241,12 @@ class WorkerBox:
         args += ["--die-with-parent", "--new-session", "--", *program]
         return args
 
-    def _can_cover(self, path: Path, hidden: list[Path]) -> bool:
+    def _can_cover(self, path: Path, hidden: list[Path], shown: list[Path]) -> bool:
         """Whether to mount over `path`: it exists, the sandbox's user can reach it, and nothing hides it yet."""
         real = path.resolve()
-        if not os.path.lexists(real) or any(real.is_relative_to(h) for h in hidden):
+        if not os.path.lexists(real):
+            return False
+        if any(real.is_relative_to(h) for h in hidden) and not any(real.is_relative_to(s) for s in shown):
             return False
         python = Path(self.policy.python)
         if python.absolute().is_relative_to(real) or python.resolve().is_relative_to(real):
