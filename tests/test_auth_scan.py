@@ -22,9 +22,11 @@ SAMPLES = {
 
 
 class DenyAll(Authorizer):
-    """An authorizer that refuses every action: any handler it lets through skipped @authorized."""
+    """An authorizer that refuses every action: any handler it lets through skipped @authorized.
 
-    def is_authorized(self, handler, user, action, resource):
+    Async, as authorizers may be: a handler that calls it without awaiting gets a truthy coroutine."""
+
+    async def is_authorized(self, handler, user, action, resource):
         return False
 
 

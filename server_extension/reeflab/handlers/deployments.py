@@ -7,7 +7,7 @@ import json
 import re
 
 from jupyter_server.auth.decorator import authorized
-from jupyter_server.utils import url_path_join
+from jupyter_server.utils import ensure_async, url_path_join
 from jupyter_server_proxy.handlers import ProxyHandler, RewritableResponse
 from tornado import web
 
@@ -154,7 +154,9 @@ class DeploymentProxyHandler(ProxyHandler):
         await super().prepare(*args, **kwargs)
         if self._finished:
             return
-        if not self.authorizer.is_authorized(self, self.current_user, "execute", self.auth_resource):
+        if not await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "execute", self.auth_resource)
+        ):
             raise web.HTTPError(403, "not allowed to call deployments")
 
     def _target(self, deployment_id: str) -> tuple[str, int]:

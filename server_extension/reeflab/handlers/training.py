@@ -8,6 +8,7 @@ import os
 from urllib.parse import urlparse
 
 from jupyter_server.auth.decorator import authorized
+from jupyter_server.utils import ensure_async
 from jupyter_server_proxy.handlers import ProxyHandler
 from pydantic import ValidationError
 from tornado import web
@@ -138,7 +139,9 @@ class MlflowProxyHandler(ProxyHandler):
         await super().prepare(*args, **kwargs)
         if self._finished:
             return
-        if not self.authorizer.is_authorized(self, self.current_user, "execute", self.auth_resource):
+        if not await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "execute", self.auth_resource)
+        ):
             raise web.HTTPError(403, "not allowed to use MLflow")
         origin = self.request.headers.get("Origin")
         if self.request.method not in ("GET", "HEAD", "OPTIONS") and origin:
