@@ -51,10 +51,6 @@ class SystemAccount:
     gid: int
     home: str
 
-    def popen_kwargs(self) -> dict:
-        """`subprocess.Popen` / `asyncio.create_subprocess_exec` arguments that run a child as this account."""
-        return {"user": self.uid, "group": self.gid, "extra_groups": []}
-
     def env(self) -> dict[str, str]:
         """The identity variables a process of this account expects."""
         return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name}
