@@ -50,7 +50,7 @@ class OscarProxyHandler(_Gateway):
     async def _forward(self, path: str) -> None:
         if self.request.query:
             path += "?" + self.request.query
-        body = self.request.body if self.request.method in ("POST", "PUT") else None
+        body = self.request.body if self.request.method in ("POST", "PUT", "PATCH") else None
         await self.relay(self.request.method, path, body, self.request.headers.get("Content-Type", ""))
 
     @web.authenticated
@@ -71,6 +71,11 @@ class OscarProxyHandler(_Gateway):
     @web.authenticated
     @authorized
     async def delete(self, path: str) -> None:
+        await self._forward(path)
+
+    @web.authenticated
+    @authorized
+    async def patch(self, path: str) -> None:  # exposed services may take it
         await self._forward(path)
 
 

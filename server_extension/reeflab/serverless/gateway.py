@@ -2,8 +2,10 @@
 
 The user's server talks to the OSCAR-compatible engine (REEFLAB_SERVERLESS_URL, set by the hub)
 with its own hub token, so the engine knows which user calls; the browser never holds an engine
-credential. OSCAR routes are forwarded as they are, except /system/config (it carries the user's
-S3 key and login: the panel has no use for them, and API answers never carry credentials).
+credential. OSCAR routes (v4's logs, buckets and presigned URLs, deployment, start/stop/restart,
+exposed services, metrics and quotas included) are forwarded as they are, except /system/config (it
+carries the user's S3 key and login: the panel has no use for them, and API answers never carry
+credentials).
 Batches started here run in this server (threads), so they go on when the browser tab closes.
 """
 
@@ -24,8 +26,15 @@ from ..errors import BadRequest, NotFound, ReefLabError
 from .batch import Batch, Engine
 from .fdl import module_definition
 
+_V4 = (  # OSCAR v4's user routes (routes_v4.py): the engine checks who may do what
+    r"logs|buckets|buckets/[^/]+|buckets/[^/]+/presign"
+    r"|services/[^/]+/(deployment|deployment/logs|start|stop|restart)"
+    r"|metrics|metrics/[^/]+|quotas/user|quotas/user/[^/]+"
+)
 FORWARDED = re.compile(
-    r"^(health|system/(info|status|services|services/[^/]+|logs/[^/]+|logs/[^/]+/[^/]+)|run/[^/]+|job/[^/]+)/?$"
+    r"^(health|run/[^/]+|job/[^/]+"
+    rf"|system/(info|status|services|services/[^/]+|logs/[^/]+|logs/[^/]+/[^/]+|{_V4})/?"
+    r"|system/services/[^/]+/exposed(/.*)?)$"
 )
 
 
@@ -71,9 +80,12 @@ class ServerlessGateway(LoggingConfigurable):
 
     def target(self, path: str) -> str:
         """The engine URL for an OSCAR path the panel may use (query kept); 404 for any other."""
-        path, _, query = path.strip("/").partition("?")
+        path, _, query = path.lstrip("/").partition("?")  # a trailing slash is kept: exposed services see it
         if not FORWARDED.match(path):
-            raise NotFound(f"'{path}' is not an OSCAR route offered here (services, run, job, logs, info, status)")
+            raise NotFound(
+                f"'{path}' is not an OSCAR route offered here (services, run, job, logs, buckets, deployment, "
+                "start/stop/restart, exposed, metrics, quotas, info, status)"
+            )
         return self.engine().url.rstrip("/") + "/" + path + (f"?{query}" if query else "")
 
     # -- services from modules ------------------------------------------------------------
