@@ -17,6 +17,7 @@ from kubernetes_asyncio import client
 from reeflab.deployments.backends import kubernetes as kb
 from reeflab.deployments.backends.base import Endpoint
 from reeflab.deployments.models import Deployment, Hardware
+from reeflab.deployments.service import DeploymentService
 from reeflab.errors import BadRequest, Conflict
 from reeflab.hub.config import configure_kubernetes
 from reeflab.hub.spawners import ReefLabKubeSpawner
@@ -182,6 +183,7 @@ def test_the_module_runs_deepaas_on_5000_with_probes_and_no_privileges(profiles_
     spec = manifests["deployment"]["spec"]
     module = container(manifests["deployment"])
     assert spec["replicas"] == 1 and module["image"] == IMAGE
+    assert [*module["command"], *module["args"]] == ["deepaas-run", "--listen-ip", "0.0.0.0", "--listen-port", "5000"]
     assert module["ports"] == [{"name": "http", "containerPort": 5000, "protocol": "TCP"}]
     env = {e["name"]: e["value"] for e in module["env"]}
     threads = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
@@ -200,6 +202,19 @@ def test_the_module_runs_deepaas_on_5000_with_probes_and_no_privileges(profiles_
     rule = manifests["ingress"]["spec"]["rules"][0]
     assert rule["host"] == "reeflab-d3adb33f.deploy.example.org"
     assert rule["http"]["paths"][0]["backend"] == {"service": {"name": "reeflab-d3adb33f", "port": {"number": 5000}}}
+
+
+def test_deepaas_serves_under_the_routes_path_so_its_docs_page_works_through_it(profiles_file):
+    """As the local backend does: `--base-path` is the route's full path, and the probes ask under it."""
+    profile = {p.slug: p for p in load_profiles(profiles_file).profiles}["cpu"]
+    base = "/user/ana@sea.org/reeflab/deployments/d3adb33f"
+    manifest = kb.deployment_manifest(make(), profile, IMAGE, NS, base_path=base)
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    module = container(manifest)
+    assert module["command"] == ["deepaas-run"]
+    assert module["args"] == ["--listen-ip", "0.0.0.0", "--listen-port", "5000", "--base-path", base]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert module[probe]["httpGet"] == {"path": f"{base}/v2/models/", "port": "http"}
 
 
 def test_user_environment_goes_to_a_secret_and_a_try_carries_its_expiry(profiles_file):
@@ -344,6 +359,32 @@ async def test_start_creates_the_objects_and_status_follows_the_deployment(clust
     assert (await backend.status(dep)).state == "starting"
     emulator.objects[DEPLOYMENTS, NS, NAME].patch({"status": {"replicas": 1, "readyReplicas": 1}})
     assert (await backend.status(dep)).state == "ready"
+
+
+async def test_the_users_server_starts_it_under_its_route_and_proxies_that_path(cluster, tmp_path):
+    """Started by the deployment service of a user's server (base URL /user/<name>/), it serves under
+    /user/<name>/reeflab/deployments/<id>, the path the route forwards (jupyter-server-proxy's absolute_url)."""
+    _, plain = cluster
+    service = DeploymentService(
+        root_dir=str(tmp_path), backend_class=kb.KubernetesBackend, base_url="/user/ana%40sea.org/"
+    )
+    backend = service.backend
+    backend.api_client, backend.namespace, backend.profiles_file = plain.api_client, NS, plain.profiles_file
+    backend.ingress_host = "deploy.example.org"
+    dep = make()
+    dep.runtime = await backend.start(dep, folder=None)
+    base = "/user/ana@sea.org/reeflab/deployments/d3adb33f"  # decoded: DEEPaaS matches decoded paths
+    assert dep.runtime["base_path"] == base == service.route_path(dep.id)
+    assert dep.runtime["url"] == f"https://{NAME}.deploy.example.org/user/ana%40sea.org/reeflab/deployments/d3adb33f/"
+    emulator = cluster[0]
+    module = stored(emulator, DEPLOYMENTS)["spec"]["template"]["spec"]["containers"][0]
+    assert module["args"][-2:] == ["--base-path", base]
+    assert module["readinessProbe"]["httpGet"]["path"] == f"{base}/v2/models/"
+    assert backend.endpoint(dep) == Endpoint(f"{NAME}.{NS}.svc", 5000, base_path=base)
+    # one started before deployments had a base path still serves at its root
+    older = make(runtime={k: v for k, v in dep.runtime.items() if k != "base_path"})
+    assert backend.endpoint(older).base_path == ""
+    await backend.stop(dep)
 
 
 async def test_an_operators_options_and_a_stop_that_deletes_everything_and_may_be_repeated(cluster):

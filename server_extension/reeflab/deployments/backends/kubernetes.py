@@ -17,6 +17,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.rest import ApiException
@@ -99,8 +100,8 @@ def cpu_quantity(cpu: float) -> str:
     return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
 
 
-def _probe(delay: int, period: int, failures: int) -> Manifest:
-    check = {"httpGet": {"path": "/v2/models/", "port": "http"}, "timeoutSeconds": 4}
+def _probe(delay: int, period: int, failures: int, base_path: str = "") -> Manifest:
+    check = {"httpGet": {"path": f"{base_path}/v2/models/", "port": "http"}, "timeoutSeconds": 4}
     return {**check, "initialDelaySeconds": delay, "periodSeconds": period, "failureThreshold": failures}
 
 
@@ -113,8 +114,12 @@ def deployment_manifest(
     account: str = "",
     extra: Labels = None,
     mounts: MountSpec | None = None,
+    base_path: str = "",
 ) -> Manifest:
     """One replica of `deepaas-run` serving dep.entry_point, with exactly the hardware of dep.hardware.
+
+    With `base_path` (its route's full path, as the local backend gives it), DEEPaaS serves under it
+    (`--base-path`), so that its docs page loads its assets and swagger.json through the route.
 
     With `mounts` (storage_mounts()), CSI volumes or rclone sidecars mount dep.storage; the module finds each
     connection at $REEFLAB_STORAGE_<NAME> and never sees its credentials (they are in the mounts' Secret only).
@@ -136,13 +141,15 @@ def deployment_manifest(
     container: Manifest = {
         "name": CONTAINER,
         "image": image,
+        "command": ["deepaas-run"],  # the module image's own CMD, with the base path
+        "args": ["--listen-ip", "0.0.0.0", "--listen-port", str(PORT), *(["--base-path", base_path] * bool(base_path))],
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "env": [{"name": k, "value": v} for k, v in env.items()],  # wins over envFrom: not overridable
         "resources": {"requests": dict(resources), "limits": dict(resources)},
         # loading a model may take minutes: liveness and readiness only count once it has answered
-        "startupProbe": _probe(delay=5, period=5, failures=180),
-        "readinessProbe": _probe(delay=5, period=5, failures=6),
-        "livenessProbe": _probe(delay=0, period=20, failures=6),
+        "startupProbe": _probe(delay=5, period=5, failures=180, base_path=base_path),
+        "readinessProbe": _probe(delay=5, period=5, failures=6, base_path=base_path),
+        "livenessProbe": _probe(delay=0, period=20, failures=6, base_path=base_path),
         # a crash's last log lines become the termination message that status() shows the user
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
@@ -401,7 +408,11 @@ class KubernetesBackend(DeploymentBackend):
         mounts = self._storage(deployment, ns) if deployment.storage else None
         if mounts:
             manifests.insert(0, ("Secret", mounts.secret))
-        spec = deployment_manifest(deployment, profile, image, ns, account=self.service_account, mounts=mounts, **extra)
+        route = getattr(self.parent, "route_path", None)  # served under its route's path, as local ones are
+        base_path = route(deployment.id) if route is not None else ""
+        spec = deployment_manifest(
+            deployment, profile, image, ns, account=self.service_account, mounts=mounts, base_path=base_path, **extra
+        )
         peers = self.ingress_from if self.ingress_host else None
         policy = network_policy_manifest(
             deployment, ns, self.server_namespace, server_labels=self.server_labels, ingress_from=peers, **extra
@@ -423,8 +434,9 @@ class KubernetesBackend(DeploymentBackend):
                 raise _error(err, kind, made, ns) from None
             created.append((kind, made))
         self.log.info("Deployment %s runs as Kubernetes Deployment %s in namespace %s", deployment.id, name, ns)
-        url = {"url": f"https://{name}.{self.ingress_host}/"} if self.ingress_host else {}
-        return {"namespace": ns, "name": name, "service_host": f"{name}.{ns}.svc", "port": PORT, **url}
+        url = {"url": f"https://{name}.{self.ingress_host}{quote(base_path)}/"} if self.ingress_host else {}
+        where = {"namespace": ns, "name": name, "service_host": f"{name}.{ns}.svc", "port": PORT}
+        return {**where, **({"base_path": base_path} if base_path else {}), **url}
 
     def _storage(self, deployment: Deployment, namespace: str) -> MountSpec:
         """Mounts of the deployment's connections, read from its owner's store (this server's)."""
@@ -492,7 +504,10 @@ class KubernetesBackend(DeploymentBackend):
     def endpoint(self, deployment: Deployment) -> Endpoint:
         ns, name = self._where(deployment)
         host = deployment.runtime.get("service_host") or f"{name}.{ns}.svc"
-        return Endpoint(host, int(deployment.runtime.get("port", PORT)))
+        # one started before deployments had a base path serves at its root
+        return Endpoint(
+            host, int(deployment.runtime.get("port", PORT)), base_path=deployment.runtime.get("base_path", "")
+        )
 
     async def logs(self, deployment: Deployment, folder: Path, tail: int) -> list[str]:
         ns, name = self._where(deployment)
