@@ -101,9 +101,10 @@ async def test_found_deployed_on_cpu_with_a_warning_called_with_three_files_and_
     assert card["deployable"] is form["deployable"] is True
     assert not any(p["fits"] for p in form["profiles"]) and "recommends" in form["reason"]
 
-    hardware = {"cpu": 1, "memory_MB": 1000, "gpu": 0}
+    # only what is chosen is given: the rest is the module's recommendation, within the profile
+    hardware = {"memory_MB": 1000, "gpu": 0}
     created = await api(jp_fetch, "deployments", method="POST", body={"module": MODULE, "hardware": hardware})
-    assert created["hardware"] == hardware
+    assert created["hardware"] == {"cpu": 1, "memory_MB": 1000, "gpu": 0}
     assert len(created["warnings"]) == 1 and "1 GPU (gets 0)" in created["warnings"][0]
     deployment_id = created["id"]
     deadline = asyncio.get_running_loop().time() + 180

@@ -147,7 +147,8 @@ async def test_deployment_form_prefills_and_clips_to_the_users_profiles(jp_fetch
 
 async def test_form_says_why_a_module_needs_more_than_the_user_may_get(jp_fetch, jp_serverapp):
     form = await get(jp_fetch, "modules", "plankton-counter", "form")
-    assert form["default"] is None
+    assert form["default"] == "small"  # a recommendation, not a minimum: the default profile, with a warning
+    assert form["profiles"][0]["reason"].startswith("below its recommendation of 8 GB memory (has 4 GB)")
     assert "1 GPU" in form["reason"] and "gpu" in form["reason"] and "reserved" in form["reason"]
 
     jp_serverapp.web_app.settings["reeflab"]["identity"].standalone_groups = ["vo.gpu"]

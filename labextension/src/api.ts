@@ -195,6 +195,12 @@ export namespace Deployments {
     kind: Kind;
     profile: string;
     hardware: Catalog.IHardware;
+    /** the most its profile allows */
+    limits: Catalog.IHardware | null;
+    /** where its hardware is below what the module recommends (allowed) */
+    warnings: string[];
+    /** after it was stopped for lack of memory: the hardware to restart it with */
+    suggestion: Catalog.IHardware | null;
     /** names only: values may be secrets */
     env: string[];
     state: State;
@@ -790,8 +796,17 @@ export const api = {
     requestAPI<Deployments.IDeployment>('deployments', { method: 'POST', body: JSON.stringify(request) }, settings),
   deleteDeployment: (id: string, settings?: ServerConnection.ISettings): Promise<void> =>
     requestAPI<unknown>(deploymentEndpoint(id), { method: 'DELETE' }, settings).then(() => undefined),
-  restartDeployment: (id: string, settings?: ServerConnection.ISettings): Promise<Deployments.IDeployment> =>
-    requestAPI<Deployments.IDeployment>(deploymentEndpoint(id, 'restart'), { method: 'POST' }, settings),
+  /** Start it again, with other hardware within its profile if given (e.g. its suggestion). */
+  restartDeployment: (
+    id: string,
+    hardware?: Partial<Catalog.IHardware>,
+    settings?: ServerConnection.ISettings
+  ): Promise<Deployments.IDeployment> =>
+    requestAPI<Deployments.IDeployment>(
+      deploymentEndpoint(id, 'restart'),
+      { method: 'POST', body: JSON.stringify(hardware ? { hardware } : {}) },
+      settings
+    ),
   followLogs,
   predictJSON,
   predictImage,

@@ -27,7 +27,7 @@ export interface IDeployDialogProps {
 }
 
 function profileLabel(profile: Catalog.IFormProfile): string {
-  return profile.fits ? profile.display_name : `${profile.display_name} — too small: ${profile.reason ?? ''}`;
+  return profile.fits ? profile.display_name : `${profile.display_name} — ${profile.reason ?? 'below its recommendation'}`;
 }
 
 const FIELDS: Array<{ field: HardwareField; label: string; step: number }> = [
@@ -166,9 +166,9 @@ export function DeployDialog(props: IDeployDialogProps): JSX.Element {
             }
           }}
         >
-          {!profile && <option value="">No hardware fits</option>}
+          {!profile && <option value="">No hardware you may use</option>}
           {form.profiles.map(p => (
-            <option key={p.slug} value={p.slug} disabled={!p.fits}>
+            <option key={p.slug} value={p.slug}>
               {profileLabel(p)}
             </option>
           ))}
@@ -176,7 +176,7 @@ export function DeployDialog(props: IDeployDialogProps): JSX.Element {
       </label>
       {profile && (
         <p className="jp-ReefLab-muted">
-          At most {describeHardware(profile.limits, profile.gpu_model)}; pre-filled with what the module needs.
+          At most {describeHardware(profile.limits, profile.gpu_model)}; pre-filled with what the module recommends.
         </p>
       )}
 

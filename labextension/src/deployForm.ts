@@ -45,10 +45,15 @@ export function prefill(profile: Catalog.IFormProfile): Pick<IDeployForm, Hardwa
   };
 }
 
-/** A fresh form: the default profile when it fits, else the first that fits, else none. */
+/**
+ * A fresh form: the default profile when it fits, else the first that fits, else the default all the same
+ * (what a module recommends is not a minimum: below it, the form warns).
+ */
 export function initialForm(form: Catalog.IForm): IDeployForm {
   const fitting = form.profiles.filter(p => p.fits);
-  const chosen = fitting.find(p => p.slug === form.default) ?? fitting[0] ?? null;
+  const isDefault = (p: Catalog.IFormProfile) => p.slug === form.default;
+  const chosen =
+    fitting.find(isDefault) ?? fitting[0] ?? form.profiles.find(isDefault) ?? form.profiles[0] ?? null;
   const hardware = chosen ? prefill(chosen) : { cpu: '', memoryGB: '', gpu: '0' };
   return { profile: chosen?.slug ?? null, ...hardware, title: '', env: [] };
 }
@@ -101,17 +106,15 @@ function checkNumber(
   return undefined;
 }
 
-/** What stops the form from being sent, and what is worth a warning (less than the module needs). */
+/** What stops the form from being sent, and what is worth a warning (less than the module recommends). */
 export function checkForm(state: IDeployForm, form: Catalog.IForm): IChecked {
   const checked: IChecked = { errors: {}, warnings: [] };
   const profile = form.profiles.find(p => p.slug === state.profile);
   if (!profile) {
-    checked.errors.profile = form.reason ?? 'Choose the hardware to run it on.';
+    checked.errors.profile = form.profiles.length
+      ? 'Choose the hardware to run it on.'
+      : 'You may not use any hardware profile: ask your administrator to add you to a group that has one.';
     return checked;
-  }
-  if (!profile.fits) {
-    const lacks = profile.reason ?? 'it lacks what the module needs';
-    checked.errors.profile = `${profile.display_name} is too small: ${lacks}.`;
   }
   for (const field of ['cpu', 'memoryGB', 'gpu'] as const) {
     const error = checkNumber(state[field], field, profile);
@@ -133,7 +136,7 @@ export function checkForm(state: IDeployForm, form: Catalog.IForm): IChecked {
     Number(state.gpu) < needs.gpu && FIELD_WORDS.gpu(needs.gpu)
   ].filter((part): part is string => Boolean(part));
   if (below.length && !Object.keys(checked.errors).length) {
-    checked.warnings.push(`The module says it needs ${below.join(', ')}: with less it may be slow or fail.`);
+    checked.warnings.push(`The module recommends ${below.join(', ')}: with less it may be slow or fail.`);
   }
   return checked;
 }

@@ -14,6 +14,7 @@ import {
   tickInterval
 } from './deploymentsState';
 import { LogsViewer } from './logsViewer';
+import { formatMemory } from './marketplaceState';
 import { ErrorNotice, Loading } from './notice';
 import { TryView } from './tryView';
 import { IDeploymentsList, useNow } from './useDeployments';
@@ -110,7 +111,8 @@ function DeploymentRow(props: IRowProps): JSX.Element {
       }
     );
   };
-  const restart = () => act('Restarting…', () => api.restartDeployment(d.id).then(props.onChanged));
+  const restart = (hardware?: Deployments.IDeployment['suggestion']) =>
+    act('Restarting…', () => api.restartDeployment(d.id, hardware ?? undefined).then(props.onChanged));
   const remove = () =>
     act('Deleting…', () =>
       api.deleteDeployment(d.id).then(() => {
@@ -147,10 +149,28 @@ function DeploymentRow(props: IRowProps): JSX.Element {
       {d.env.length > 0 && (
         <div className="jp-ReefLab-muted">Environment: {d.env.join(', ')} (values hidden)</div>
       )}
+      {d.warnings.map(w => (
+        <div key={w} className="jp-ReefLab-warning" role="note">
+          {w}
+        </div>
+      ))}
       {d.reason && (
         <pre className={`jp-ReefLab-reason${d.state === 'failed' ? ' jp-mod-failed' : ''}`} aria-label="Why">
           {d.reason}
         </pre>
+      )}
+      {d.state === 'failed' && d.suggestion && (
+        <div className="jp-ReefLab-fix" role="group" aria-label="Suggested fix">
+          <span>It ran out of memory with {formatMemory(d.hardware.memory_MB)}.</span>
+          <button
+            type="button"
+            className="jp-ReefLab-button jp-mod-accept"
+            disabled={busy !== null}
+            onClick={() => restart(d.suggestion)}
+          >
+            Restart with {formatMemory(d.suggestion.memory_MB)}
+          </button>
+        </div>
       )}
       <div className="jp-ReefLab-rowActions">
         <button
@@ -171,7 +191,7 @@ function DeploymentRow(props: IRowProps): JSX.Element {
         >
           Logs
         </button>
-        <button type="button" className="jp-ReefLab-button" disabled={busy !== null} onClick={restart}>
+        <button type="button" className="jp-ReefLab-button" disabled={busy !== null} onClick={() => restart()}>
           Restart
         </button>
         <button

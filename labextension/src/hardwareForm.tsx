@@ -1,4 +1,4 @@
-/** The hardware a user may give a module: which profiles fit its needs, the default, and why none fits. */
+/** The hardware a user may give a module: which profiles meet its recommendation, the default, and what others lack. */
 import * as React from 'react';
 
 import { Catalog } from './api';
@@ -11,7 +11,7 @@ function ProfileChoice(props: { profile: Catalog.IFormProfile; isDefault: boolea
     <li className={`jp-ReefLab-profileChoice ${fit}`} data-profile={profile.slug}>
       <div className="jp-ReefLab-profileHead">
         <span className={`jp-ReefLab-fit ${fit}`}>
-          {profile.fits ? 'fits' : 'too small'}
+          {profile.fits ? 'fits' : 'below recommendation'}
         </span>
         <strong>{profile.display_name}</strong>
         {props.isDefault && (
@@ -21,10 +21,9 @@ function ProfileChoice(props: { profile: Catalog.IFormProfile; isDefault: boolea
         )}
       </div>
       <div className="jp-ReefLab-muted">
-        {profile.fits
-          ? `Pre-filled: ${describeHardware(profile.prefill)} ` +
-            `(max ${describeHardware(profile.limits, profile.gpu_model)})`
-          : `Lacks ${(profile.reason ?? '').replace(/^needs /, '')}`}
+        {`Pre-filled: ${describeHardware(profile.prefill)} ` +
+          `(max ${describeHardware(profile.limits, profile.gpu_model)})`}
+        {!profile.fits && profile.reason && ` · ${profile.reason}: it may be slow or fail`}
       </div>
     </li>
   );
@@ -35,7 +34,7 @@ export function HardwareForm(props: { form: Catalog.IForm; valid: boolean; sourc
   return (
     <div className="jp-ReefLab-hardware">
       <p>
-        <span className="jp-ReefLab-label">Needs for inference: </span>
+        <span className="jp-ReefLab-label">Recommends for inference: </span>
         {describeNeeds(form.needs)}
       </p>
       {form.reason && (

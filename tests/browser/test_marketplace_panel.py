@@ -121,7 +121,7 @@ def test_yolo_detector_detail_shows_its_description_and_hardware(lab_page, theme
 
     hardware = detail.locator(".jp-ReefLab-hardware")
     hardware.scroll_into_view_if_needed()
-    expect(hardware).to_contain_text("Needs for inference: 1 CPU · 2 GB memory")
+    expect(hardware).to_contain_text("Recommends for inference: 1 CPU · 2 GB memory")
     small = hardware.locator('[data-profile="cpu-small"]')
     expect(small.locator(".jp-ReefLab-fit")).to_have_text("fits")
     expect(small.locator(".jp-ReefLab-badge", has_text="default")).to_be_visible()
@@ -150,7 +150,7 @@ def test_module_no_hardware_fits_says_why(lab_page):
         "Coral cover segmenter recommends 2 CPU, 8 GB of memory, 1 GPU for inference, more than any hardware you "
         "may use; it can still be deployed on less"
     )
-    expect(hardware.locator('[data-profile="cpu-small"] .jp-ReefLab-fit')).to_have_text("too small")
+    expect(hardware.locator('[data-profile="cpu-small"] .jp-ReefLab-fit')).to_have_text("below recommendation")
     expect(hardware).to_contain_text("its code is not installed on this server")
     hardware.scroll_into_view_if_needed()
     lab_page.screenshot("no-fit")

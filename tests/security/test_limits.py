@@ -24,6 +24,7 @@ from test_deployments_local import wait_for as wait_deployment
 from test_jobs import call as jobs
 from test_jobs import ended, notebook
 from test_jobs import wait_for as wait_job
+from tornado.httpclient import HTTPClientError
 
 SAMPLES = Path(fish.model_path()).parents[1] / "samples"
 MB = 10**6
@@ -284,12 +285,28 @@ async def test_a_deployment_given_too_little_memory_is_stopped_and_says_so(
     failed = await wait_deployment(jp_fetch, created["id"], ("ready", "failed"), timeout=120)
     assert failed["state"] == "failed", failed
     assert failed["reason"].startswith("stopped: out of memory, limit 356 MB ("), failed["reason"]
-    assert "the module asks for 100 MB; deploy it again with more memory" in failed["reason"]
+    assert "it was given 100 MB; restart it with more memory" in failed["reason"]
     runtime = jp_serverapp.web_app.settings["reeflab"]["deployments"].get(failed["owner"], created["id"]).runtime
     assert (runtime["cgroup"] is None) == ("it used" in failed["reason"])  # the watchdog says what it measured
     assert held_by == "kernel" or runtime["cgroup"] is None
     assert runtime["cgroup"] is None or Cgroup.find(runtime["cgroup"]) is None  # nothing of it is left
     assert not psutil.pid_exists(runtime["pid"]) or psutil.Process(runtime["pid"]).status() == psutil.STATUS_ZOMBIE
+    # its log says so (the module itself only saw a signal), and the platform offers the fix
+    lines = (await deployments(jp_fetch, "GET", created["id"], "logs"))["lines"]
+    assert any(line.startswith("ReefLab: stopped: out of memory") for line in lines), lines[-5:]
+    assert failed["suggestion"] == {"cpu": 1, "memory_MB": 1000, "gpu": 0}
+
+    restarted = await deployments(
+        jp_fetch, "POST", created["id"], "restart", body={"hardware": {"memory_MB": failed["suggestion"]["memory_MB"]}}
+    )
+    assert restarted["hardware"]["memory_MB"] == 1000 and restarted["suggestion"] is None
+    ready = await wait_deployment(jp_fetch, created["id"], ("ready", "failed"))
+    assert ready["state"] == "ready", ready["reason"]
+    beyond = {"hardware": {"memory_MB": ready["limits"]["memory_MB"] + 1}}
+    with pytest.raises(HTTPClientError) as refused:
+        await deployments(jp_fetch, "POST", created["id"], "restart", body=beyond)
+    assert refused.value.code == 400 and "beyond profile" in refused.value.response.body.decode()
+    await deployments(jp_fetch, "DELETE", created["id"])
 
 
 async def test_a_job_over_its_profiles_memory_fails_with_the_reason(

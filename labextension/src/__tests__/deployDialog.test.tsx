@@ -38,8 +38,9 @@ const FORM: Catalog.IForm = {
   profiles: [
     profile('tiny', 'Tiny · 1 CPU · 1 GB', {
       fits: false,
-      reason: 'needs 2 GB memory (has 1 GB)',
-      limits: { cpu: 1, memory_MB: 1000, gpu: 0 }
+      reason: 'below its recommendation of 2 GB memory (has 1 GB)',
+      limits: { cpu: 1, memory_MB: 1000, gpu: 0 },
+      prefill: { cpu: 1, memory_MB: 1000, gpu: 0 }
     }),
     profile('cpu-small', 'Small · 2 CPU · 4 GB', { default: true }),
     profile('gpu-t4', 'GPU · 1× Tesla T4', {
@@ -80,7 +81,7 @@ describe('DeployDialog', () => {
     expect(hardware.value).toBe('cpu-small');
     expect(document.activeElement).toBe(hardware);
     expect([...hardware.options].map(o => [o.value, o.textContent, o.disabled])).toEqual([
-      ['tiny', 'Tiny · 1 CPU · 1 GB — too small: needs 2 GB memory (has 1 GB)', true],
+      ['tiny', 'Tiny · 1 CPU · 1 GB — below its recommendation of 2 GB memory (has 1 GB)', false],
       ['cpu-small', 'Small · 2 CPU · 4 GB', false],
       ['gpu-t4', 'GPU · 1× Tesla T4', false]
     ]);
@@ -88,7 +89,7 @@ describe('DeployDialog', () => {
     expect(field(host, 'CPU').max).toBe('2');
     expect(field(host, 'Memory (GB)').value).toBe('2');
     expect(field(host, 'GPU').disabled).toBe(true);
-    expect(host.textContent).toContain('At most 2 CPU · 4 GB; pre-filled with what the module needs.');
+    expect(host.textContent).toContain('At most 2 CPU · 4 GB; pre-filled with what the module recommends.');
   });
 
   it('clips what is typed to the chosen profile, and a new profile brings its own limits', async () => {
@@ -170,15 +171,27 @@ describe('DeployDialog', () => {
     expect(api.createDeployment).toHaveBeenCalledWith(expect.objectContaining({ kind: 'try' }));
   });
 
-  it('says why when no hardware fits, and cannot be sent', async () => {
+  it('says when no hardware meets the recommendation, and deploys on less with a warning', async () => {
     const none: Catalog.IForm = {
       ...FORM,
       profiles: [FORM.profiles[0]],
-      default: null,
-      reason: 'Fish detector needs 2 GB of memory, more than any hardware you may use.'
+      default: 'tiny',
+      reason: 'Fish detector recommends 2 GB of memory, more than any hardware you may use; it can still be deployed.'
     };
-    const { host } = await dialog('deployment', apiWithFish(none), none);
+    const { host, api } = await dialog('deployment', apiWithFish(none), none);
     expect(host.querySelector('.jp-ReefLab-warning')?.textContent).toBe(none.reason);
+    expect(field<HTMLSelectElement>(host, 'Hardware').value).toBe('tiny');
+    expect(host.textContent).toContain('The module recommends 2 GB memory: with less it may be slow or fail.');
+    await click(button(host, 'Deploy'));
+    await settle();
+    expect(api.createDeployment).toHaveBeenCalledWith(
+      expect.objectContaining({ profile: 'tiny', hardware: { cpu: 1, memory_MB: 1000, gpu: 0 } })
+    );
+  });
+
+  it('cannot be sent when the user may use no hardware', async () => {
+    const none: Catalog.IForm = { ...FORM, profiles: [], default: null, reason: null };
+    const { host } = await dialog('deployment', apiWithFish(none), none);
     expect(field<HTMLSelectElement>(host, 'Hardware').value).toBe('');
     expect(button(host, 'Deploy')!.disabled).toBe(true);
     expect(field(host, 'CPU').disabled).toBe(true);

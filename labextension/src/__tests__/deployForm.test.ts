@@ -61,11 +61,21 @@ describe('initialForm', () => {
     expect(initialForm(form([TINY, SMALL], { default: 'tiny' })).profile).toBe('small');
   });
 
-  it('chooses nothing when nothing fits, and says why', () => {
-    const none = form([TINY], { default: null, reason: 'Fish detector needs 2 GB of memory, more than you may use.' });
+  it('takes the default when nothing meets the recommendation, and only warns', () => {
+    const none = form([TINY], { default: 'tiny', reason: 'Fish detector recommends 2 GB of memory ...' });
+    const state = initialForm(none);
+    expect(state).toMatchObject({ profile: 'tiny', memoryGB: '1' });
+    expect(checkForm(state, none)).toEqual({
+      errors: {},
+      warnings: ['The module recommends 2 GB memory: with less it may be slow or fail.']
+    });
+  });
+
+  it('chooses nothing when the user may use no hardware, and says so', () => {
+    const none = form([], { default: null });
     const state = initialForm(none);
     expect(state.profile).toBeNull();
-    expect(checkForm(state, none).errors.profile).toBe('Fish detector needs 2 GB of memory, more than you may use.');
+    expect(checkForm(state, none).errors.profile).toContain('You may not use any hardware profile');
   });
 
   it("never pre-fills more than the profile's limits", () => {
@@ -125,15 +135,15 @@ describe('checkForm', () => {
   it('warns when the hardware is below what the module needs, without blocking', () => {
     expect(checkForm(state({ cpu: '0.5', memoryGB: '1' }), f)).toEqual({
       errors: {},
-      warnings: ['The module says it needs 1 CPU, 2 GB memory: with less it may be slow or fail.']
+      warnings: ['The module recommends 1 CPU, 2 GB memory: with less it may be slow or fail.']
     });
   });
 
-  it('refuses a profile that is too small', () => {
+  it('lets a profile below the recommendation be chosen, with a warning', () => {
     const g = form([SMALL, TINY]);
-    expect(checkForm({ ...initialForm(g), profile: 'tiny' }, g).errors.profile).toBe(
-      'tiny profile is too small: needs 2 GB memory (has 1 GB).'
-    );
+    const checked = checkForm(chooseProfile(initialForm(g), TINY), g);
+    expect(checked.errors).toEqual({});
+    expect(checked.warnings).toEqual(['The module recommends 2 GB memory: with less it may be slow or fail.']);
   });
 });
 

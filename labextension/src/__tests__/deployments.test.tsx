@@ -159,9 +159,37 @@ describe('DeploymentsView', () => {
     const host = await show();
     await click(button(host, 'Restart'));
     await pass(0);
-    expect(api.restartDeployment).toHaveBeenCalledWith('1a2b3c4d');
+    expect(api.restartDeployment).toHaveBeenCalledWith('1a2b3c4d', undefined);
     expect(row(host, '1a2b3c4d').querySelector('.jp-ReefLab-state')?.textContent).toBe('starting');
     expect(row(host, '1a2b3c4d').querySelector('.jp-ReefLab-reason')).toBeNull();
+  });
+
+  it('offers more memory when it ran out, and restarts with it', async () => {
+    const reason = 'stopped: out of memory, limit 1.5 GB (it was given 1000 MB; restart it with more memory)';
+    api.list = [
+      deployment({
+        state: 'failed',
+        reason,
+        hardware: { cpu: 1, memory_MB: 1000, gpu: 0 },
+        suggestion: { cpu: 1, memory_MB: 2000, gpu: 0 }
+      })
+    ];
+    const host = await show();
+    const fix = host.querySelector('[aria-label="Suggested fix"]')!;
+    expect(fix.textContent).toContain('It ran out of memory with 1 GB.');
+    await click(button(fix, 'Restart with 2 GB'));
+    await pass(0);
+    expect(api.restartDeployment).toHaveBeenCalledWith('1a2b3c4d', { cpu: 1, memory_MB: 2000, gpu: 0 });
+    expect(row(host, '1a2b3c4d').querySelector('.jp-ReefLab-state')?.textContent).toBe('starting');
+    expect(host.querySelector('[aria-label="Suggested fix"]')).toBeNull();
+    expect(row(host, '1a2b3c4d').textContent).toContain('2 GB');
+  });
+
+  it('shows why its hardware is below what the module recommends', async () => {
+    const warning = 'The module recommends 1 GPU (gets 0) for inference: with less it may be slow or fail.';
+    api.list = [deployment({ warnings: [warning] })];
+    const host = await show();
+    expect(row(host, '1a2b3c4d').querySelector('.jp-ReefLab-warning')?.textContent).toBe(warning);
   });
 
   it('shows an action the server refused, in its words', async () => {

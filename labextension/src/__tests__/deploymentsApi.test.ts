@@ -57,15 +57,19 @@ describe('deployment calls', () => {
     };
     expect(await api.deployments(undefined, settings)).toEqual([deployment()]);
     expect(await api.createDeployment(request, settings)).toEqual(deployment());
-    expect(await api.restartDeployment('1a2b3c4d', settings)).toEqual(deployment());
+    expect(await api.restartDeployment('1a2b3c4d', undefined, settings)).toEqual(deployment());
+    expect(await api.restartDeployment('1a2b3c4d', { memory_MB: 2000 }, settings)).toEqual(deployment());
     await expect(api.deleteDeployment('1a2b3c4d', settings)).resolves.toBeUndefined();
     expect(requests.map(r => `${r.method} ${new URL(r.url).pathname}${new URL(r.url).search}`)).toEqual([
       'GET /a%40b/reeflab/api/deployments',
       'POST /a%40b/reeflab/api/deployments',
       'POST /a%40b/reeflab/api/deployments/1a2b3c4d/restart',
+      'POST /a%40b/reeflab/api/deployments/1a2b3c4d/restart',
       'DELETE /a%40b/reeflab/api/deployments/1a2b3c4d'
     ]);
     expect(JSON.parse(await requests[1].text())).toEqual(request);
+    expect(JSON.parse(await requests[2].text())).toEqual({});
+    expect(JSON.parse(await requests[3].text())).toEqual({ hardware: { memory_MB: 2000 } });
   });
 
   it("shows the server's reason for refusing a deployment", async () => {

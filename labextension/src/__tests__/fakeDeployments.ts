@@ -14,6 +14,9 @@ export function deployment(extra: Partial<Deployments.IDeployment> = {}): Deploy
     kind: 'deployment',
     profile: 'cpu-small',
     hardware: { cpu: 1, memory_MB: 2000, gpu: 0 },
+    limits: { cpu: 2, memory_MB: 4000, gpu: 0 },
+    warnings: [],
+    suggestion: null,
     env: [],
     state: 'ready',
     reason: null,
@@ -59,14 +62,23 @@ export class FakeDeploymentsAPI implements DeploymentsAPI {
     this.list = this.list.filter(d => d.id !== id);
   });
 
-  restartDeployment = vi.fn(async (id: string): Promise<Deployments.IDeployment> => {
-    const found = this.list.find(d => d.id === id);
-    if (!found) {
-      throw new ReefLabError(`No deployment '${id}'`, 404);
+  restartDeployment = vi.fn(
+    async (id: string, hardware?: Partial<Deployments.IDeployment['hardware']>): Promise<Deployments.IDeployment> => {
+      const found = this.list.find(d => d.id === id);
+      if (!found) {
+        throw new ReefLabError(`No deployment '${id}'`, 404);
+      }
+      const changed = { ...found.hardware, ...hardware };
+      Object.assign(found, {
+        state: 'starting',
+        reason: null,
+        suggestion: null,
+        hardware: changed,
+        started_at: '2026-11-23T10:30:00Z'
+      });
+      return { ...found };
     }
-    Object.assign(found, { state: 'starting', reason: null, started_at: '2026-11-23T10:30:00Z' });
-    return { ...found };
-  });
+  );
 
   followLogs = vi.fn(
     (id: string, onText: (text: string) => void, signal: AbortSignal): Promise<void> =>

@@ -50,7 +50,7 @@ const YOLO_FORM: Catalog.IForm = {
       display_name: 'Tiny · 1 CPU · 1 GB',
       default: false,
       fits: false,
-      reason: 'needs 2 GB memory (has 1 GB)',
+      reason: 'below its recommendation of 2 GB memory (has 1 GB)',
       limits: { cpu: 1, memory_MB: 1000, gpu: 0 },
       prefill: { cpu: 1, memory_MB: 1000, gpu: 0 },
       gpu_model: null,
@@ -77,7 +77,7 @@ const CORAL_FORM: Catalog.IForm = {
   title: 'Coral segmenter',
   deployable: false,
   needs: { cpu: 2, gpu: 1, memory_MB: 8000, gpu_memory_MB: 8000 },
-  profiles: [{ ...YOLO_FORM.profiles[0], fits: false, reason: 'needs 1 GPU (has 0)' }],
+  profiles: [{ ...YOLO_FORM.profiles[0], fits: false, reason: 'below its recommendation of 1 GPU (has 0)' }],
   default: null,
   reason: 'Coral segmenter needs 2 CPU, 8 GB of memory, 1 GPU for inference, more than any hardware you may use.'
 };
@@ -133,14 +133,15 @@ describe('ModuleDetail', () => {
     const host = await show('yolo-detector', apiWith([YOLO, YOLO_FORM]));
     expect(host.querySelector('h3')?.textContent).toBe('YOLO object detector');
     const hardware = host.querySelector('.jp-ReefLab-hardware')!;
-    expect(hardware.textContent).toContain('Needs for inference: 1 CPU · 2 GB memory');
+    expect(hardware.textContent).toContain('Recommends for inference: 1 CPU · 2 GB memory');
     const small = hardware.querySelector('[data-profile="cpu-small"]')!;
     expect(small.querySelector('.jp-ReefLab-fit')?.textContent).toBe('fits');
     expect(small.textContent).toContain('default');
     expect(small.textContent).toContain('Pre-filled: 1 CPU · 2 GB (max 2 CPU · 4 GB)');
     const tiny = hardware.querySelector('[data-profile="tiny"]')!;
-    expect(tiny.querySelector('.jp-ReefLab-fit')?.textContent).toBe('too small');
-    expect(tiny.textContent).toContain('Lacks 2 GB memory (has 1 GB)');
+    expect(tiny.querySelector('.jp-ReefLab-fit')?.textContent).toBe('below recommendation');
+    expect(tiny.textContent).toContain('Pre-filled: 1 CPU · 1 GB (max 1 CPU · 1 GB)');
+    expect(tiny.textContent).toContain('below its recommendation of 2 GB memory (has 1 GB): it may be slow or fail');
     expect(tiny.textContent).not.toContain('default');
     expect(host.textContent).toContain('Needs for training: 4 CPU · 8 GB memory · 1 GPU (4 GB GPU memory)');
     expect(host.querySelector('.jp-ReefLab-warning')).toBeNull();

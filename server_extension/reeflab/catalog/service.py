@@ -101,7 +101,9 @@ class CatalogService(LoggingConfigurable):
         allowed = profiles.allowed(groups)
         choices = [{**profile_choice(p, needs), "image": profiles.image_of(p)} for p in allowed]
         fitting = [c for c in choices if c["fits"]]
-        default_choice = next((c for c in fitting if c["default"]), fitting[0] if fitting else None)
+        # the default profile if it fits, else the first that fits; when none does, the default all the same
+        among = fitting or choices
+        default_choice = next((c for c in among if c["default"]), among[0] if among else None)
         reason = None
         if not fitting:
             reason = (
@@ -187,7 +189,7 @@ def profile_choice(profile: HardwareProfile, needs: dict[str, int]) -> dict[str,
         "display_name": profile.display_name,
         "default": profile.default,
         "fits": not missing,
-        "reason": f"needs {', '.join(missing)}" if missing else None,
+        "reason": f"below its recommendation of {', '.join(missing)}" if missing else None,
         "limits": {"cpu": profile.cpu, "memory_MB": memory_mb, "gpu": profile.gpu_count},
         # what the module asks for, at least 1 CPU, never more than the profile gives
         "prefill": {

@@ -62,8 +62,11 @@ class Deployment(Resource):
     def logs(self, tail: int = 200) -> list[str]:
         return self.connection.get("deployments", self.id, "logs", tail=tail)["lines"]
 
-    def restart(self) -> Deployment:
-        self.info = self.connection.post("deployments", self.id, "restart")
+    def restart(self, hardware: dict[str, Any] | None = None) -> Deployment:
+        """Start it again; `hardware` changes what it gets, e.g. `{"memory_MB": 2000}` (within its profile).
+        After it was stopped for lack of memory, `d.info["suggestion"]` holds what to restart it with."""
+        body = {"hardware": hardware} if hardware else {}
+        self.info = self.connection.post("deployments", self.id, "restart", json=body)
         return self
 
     def delete(self) -> None:
@@ -81,7 +84,16 @@ def deploy(
     env: dict[str, str] | None = None,
     connection: Connection | None = None,
 ) -> Deployment:
-    """Deploy a marketplace module (kind='try' for a short, self-ending trial)."""
+    """Deploy a marketplace module and return its handle (`wait_ready()`, `predict(...)`, `delete()`).
+
+    module: its marketplace id, e.g. "fish-detector".
+    kind: "deployment" (runs until you delete it) or "try" (stops by itself after 10 minutes).
+    profile: a hardware profile slug (`catalog.form(module)` lists yours); default: your default profile.
+    hardware: any of `cpu` (CPUs, fractions allowed), `memory_MB` (megabytes: 2000 is 2 GB) and `gpu`
+        (whole GPUs); what you leave out is what the module recommends, within the profile.
+        E.g. `{"memory_MB": 2000}`. Less than the module recommends is allowed, with a warning in `info["warnings"]`.
+    env: extra environment variables for the module.
+    """
     connection = connection or default_connection()
     body = {"module": module, "kind": kind, "profile": profile, "title": title, "hardware": hardware, "env": env or {}}
     info = connection.post("deployments", json={k: v for k, v in body.items() if v is not None})

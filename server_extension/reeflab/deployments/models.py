@@ -29,6 +29,28 @@ class Hardware(BaseModel):
     gpu: int = Field(0, ge=0)
 
 
+class HardwareChoice(BaseModel):
+    """Hardware as asked for: what is left out is what the module recommends, within the profile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: float | None = Field(None, gt=0, le=1024, description="CPUs (fractions allowed), e.g. 1.5")
+    memory_MB: int | None = Field(None, gt=0, description="Memory in MB, e.g. 2000 for 2 GB")
+    gpu: int | None = Field(None, ge=0, description="Whole GPUs; 0 for none")
+
+    def over(self, base: Hardware) -> Hardware:
+        """`base` with what this choice sets."""
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class RestartRequest(BaseModel):
+    """POST /reeflab/api/deployments/<id>/restart (an empty body restarts it as it was)"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hardware: HardwareChoice | None = Field(None, description="Change its hardware, e.g. {'memory_MB': 2000}")
+
+
 class DeploymentRequest(BaseModel):
     """POST /reeflab/api/deployments"""
 
@@ -38,7 +60,9 @@ class DeploymentRequest(BaseModel):
     title: str | None = Field(None, max_length=120)
     kind: Kind = "deployment"
     profile: str | None = Field(None, description="Hardware profile slug; default: the user's default")
-    hardware: Hardware | None = Field(None, description="Default: what the module needs, within the profile")
+    hardware: HardwareChoice | None = Field(
+        None, description="cpu, memory_MB, gpu: each left out is what the module recommends, within the profile"
+    )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables")
     storage: list[str] = Field(
         default_factory=list,
@@ -85,6 +109,10 @@ class Deployment(BaseModel):
     storage: list[str] = Field(default_factory=list, description="Storage connections mounted in it")
     warnings: list[str] = Field(
         default_factory=list, description="Where its hardware is below what the module recommends (not refused)"
+    )
+    limits: Hardware | None = Field(None, description="The most its profile allows")
+    suggestion: Hardware | None = Field(
+        None, description="After it failed for lack of memory: the hardware to restart it with"
     )
     state: State = "queued"
     reason: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -14,12 +15,12 @@ from jupyter_core.paths import jupyter_data_dir
 from traitlets import Any, Float, Instance, Int, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..catalog.service import CatalogService, below_recommendation
+from ..catalog.service import CatalogService, below_recommendation, inference_needs
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..profiles import ProfileCatalog
 from .backends.base import DeploymentBackend, Endpoint
 from .backends.local import LocalProcessBackend
-from .models import Deployment, DeploymentRequest, Hardware
+from .models import Deployment, DeploymentRequest, Hardware, HardwareChoice
 from .store import DeploymentStore
 
 
@@ -135,8 +136,9 @@ class DeploymentService(LoggingConfigurable):
         # the profiles a user's groups allow are a hard limit; what the module recommends is not
         profile = profiles.choose(request.profile or form["default"], groups)
         choice = next(c for c in form["profiles"] if c["slug"] == profile.slug)
-        hardware = request.hardware or Hardware(**choice["prefill"])
-        self._check_fits(hardware, choice)
+        hardware = (request.hardware or HardwareChoice()).over(Hardware(**choice["prefill"]))
+        limits = Hardware(**choice["limits"])
+        self._check_fits(hardware, limits, profile.slug)
         warnings = below_recommendation(hardware.model_dump(), form["needs"])
         self._check_quota(owner, request, hardware)
         self._check_storage(owner, request.storage)
@@ -150,6 +152,7 @@ class DeploymentService(LoggingConfigurable):
             kind=request.kind,
             profile=profile.slug,
             hardware=hardware,
+            limits=limits,
             env={**entry.deploy_env, **request.env},  # a registered model: its weights
             storage=request.storage,
             warnings=warnings,
@@ -175,12 +178,19 @@ class DeploymentService(LoggingConfigurable):
         (folder / "deployment.json").unlink(missing_ok=True)
         await asyncio.get_running_loop().run_in_executor(None, _remove_tree, folder)
 
-    async def restart(self, owner: str, deployment_id: str) -> Deployment:
+    async def restart(self, owner: str, deployment_id: str, hardware: HardwareChoice | None = None) -> Deployment:
+        """Start it again, as it was or with other hardware within its profile (e.g. its `suggestion`)."""
         deployment = self.get(owner, deployment_id)
-        await self.backend.stop(deployment)
         if deployment.kind == "try" and deployment.expires and deployment.expires <= now():
             raise Conflict("This try has ended; create a new try or a deployment.")
-        deployment.reason = deployment.ready_at = deployment.stopped_at = None
+        if hardware is not None:
+            changed = hardware.over(deployment.hardware)
+            if deployment.limits is not None:
+                self._check_fits(changed, deployment.limits, deployment.profile)
+            needs = inference_needs(self.catalog.get(deployment.module))
+            deployment.hardware, deployment.warnings = changed, below_recommendation(changed.model_dump(), needs)
+        await self.backend.stop(deployment)
+        deployment.reason = deployment.ready_at = deployment.stopped_at = deployment.suggestion = None
         await self._launch(deployment)
         return deployment
 
@@ -195,15 +205,14 @@ class DeploymentService(LoggingConfigurable):
         self._save(deployment)
         self.ensure_watching()
 
-    def _check_fits(self, hardware: Hardware, choice: dict) -> None:
-        limits = choice["limits"]
+    def _check_fits(self, hardware: Hardware, limits: Hardware, profile: str) -> None:
         over = [
-            f"{name} {getattr(hardware, name):g} > {limits[name]:g}"
+            f"{name} {getattr(hardware, name):g} > {getattr(limits, name):g}"
             for name in ("cpu", "memory_MB", "gpu")
-            if getattr(hardware, name) > limits[name]
+            if getattr(hardware, name) > getattr(limits, name)
         ]
         if over:
-            raise BadRequest(f"Hardware beyond profile '{choice['slug']}': {', '.join(over)}.")
+            raise BadRequest(f"Hardware beyond profile '{profile}': {', '.join(over)}.")
 
     def _check_storage(self, owner: str, names: list[str]) -> None:
         """Every connection named is the owner's own (another user's is as absent as a missing one)."""
@@ -270,12 +279,24 @@ class DeploymentService(LoggingConfigurable):
             deployment.ready_at = now()
             self._save(deployment)
         elif status.state in ("failed", "stopped"):
+            if status.out_of_memory:
+                deployment.suggestion = more_memory(deployment)
             self._finish(deployment, status.state, status.reason)
         elif deployment.state == "starting" and deployment.started_at:
             waited = (now() - deployment.started_at).total_seconds()
             if waited > self.start_timeout:
                 await self.backend.stop(deployment)
                 self._finish(deployment, "failed", f"not ready after {self.start_timeout:g} s")
+
+
+def more_memory(deployment: Deployment) -> Hardware | None:
+    """What to restart a deployment stopped for its memory with: twice what it had, in whole GB, within its
+    profile; None when its profile has no more to give."""
+    given = deployment.hardware.memory_MB
+    wanted = math.ceil(2 * given / 1000) * 1000
+    if deployment.limits is not None:
+        wanted = min(wanted, deployment.limits.memory_MB)
+    return deployment.hardware.model_copy(update={"memory_MB": wanted}) if wanted > given else None
 
 
 def _remove_tree(folder: Path) -> None:

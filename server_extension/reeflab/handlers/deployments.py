@@ -11,7 +11,7 @@ from jupyter_server.utils import ensure_async, url_path_join
 from jupyter_server_proxy.handlers import ProxyHandler, RewritableResponse
 from tornado import web
 
-from ..deployments.models import DeploymentRequest
+from ..deployments.models import DeploymentRequest, RestartRequest
 from ..errors import NotFound, ReefLabError
 from .base import ReefLabHandler, parse_body
 
@@ -62,7 +62,8 @@ class RestartHandler(DeploymentsBase):
     @web.authenticated
     @authorized
     async def post(self, deployment_id: str) -> None:
-        self.write_json((await self.deployments.restart(self.username, deployment_id)).public())
+        request = parse_body(RestartRequest, self.request.body.strip(), "restart")
+        self.write_json((await self.deployments.restart(self.username, deployment_id, request.hardware)).public())
 
 
 class LogsHandler(DeploymentsBase):

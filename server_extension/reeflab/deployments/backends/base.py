@@ -14,9 +14,10 @@ from ..models import Deployment
 class BackendStatus:
     """A backend's view of one deployment: `state` is starting, ready, failed or stopped."""
 
-    def __init__(self, state: str, reason: str | None = None):
+    def __init__(self, state: str, reason: str | None = None, out_of_memory: bool = False):
         self.state = state
         self.reason = reason
+        self.out_of_memory = out_of_memory  # stopped for its memory: a restart with more may help
 
 
 @dataclass(frozen=True)

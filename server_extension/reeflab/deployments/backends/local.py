@@ -205,7 +205,7 @@ class LocalProcessBackend(DeploymentBackend):
         if cgroup is not None and cgroup.oom_killed():
             limit = cgroup.memory_limit or memory_limit_for(deployment.hardware.memory_MB)
             await self.stop(deployment)
-            return BackendStatus("failed", _out_of_memory(deployment, limit))
+            return _out_of_memory(deployment, limit)
         if process is None:
             await self.stop(deployment)  # frees its cgroup and whatever it left in it
             lines = "\n".join(tail_lines(Path(deployment.runtime.get("log", "")), 15))
@@ -214,7 +214,7 @@ class LocalProcessBackend(DeploymentBackend):
             used, limit = pss_of(process.pid), memory_limit_for(deployment.hardware.memory_MB)
             if used > limit:
                 await self.stop(deployment)
-                return BackendStatus("failed", _out_of_memory(deployment, limit, used))
+                return _out_of_memory(deployment, limit, used)
         models = deployment.runtime.get("base_path", "") + "/v2/models/"
         return BackendStatus("ready" if await answers(deployment.runtime["socket"], models) else "starting")
 
@@ -262,8 +262,13 @@ def _cgroup(deployment: Deployment) -> Cgroup | None:
     return Cgroup.find(name) if name else None
 
 
-def _out_of_memory(deployment: Deployment, limit: int, used: int | None = None) -> str:
-    """Why it was stopped, and what to do: the limit it had, and what the module asked for."""
+def _out_of_memory(deployment: Deployment, limit: int, used: int | None = None) -> BackendStatus:
+    """Why it was stopped, and what to do: the limit it had, and what it was given; said in its log too
+    (the module itself only saw a signal)."""
     measured = f"it used {used / 1e6:.0f} MB; " if used is not None else ""
-    asked = deployment.hardware.memory_MB
-    return out_of_memory(limit, f"{measured}the module asks for {asked} MB; deploy it again with more memory")
+    given = deployment.hardware.memory_MB
+    reason = out_of_memory(limit, f"{measured}it was given {given} MB; restart it with more memory")
+    with contextlib.suppress(OSError, KeyError):
+        with open(deployment.runtime["log"], "a") as log:
+            log.write(f"ReefLab: {reason}\n")
+    return BackendStatus("failed", reason, out_of_memory=True)
