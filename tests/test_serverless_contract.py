@@ -98,6 +98,59 @@ def test_inputs_are_named_as_oscar_names_them_unless_the_caller_names_them(engin
     no_leak(refused)
 
 
+@pytest.mark.parametrize(
+    "disposition, name",
+    [
+        ('attachment; filename="reef.jpg"', "reef.jpg"),
+        ("attachment; filename=reef.jpg", "reef.jpg"),
+        ("attachment; filename*=UTF-8''plong%C3%A9e%2C%20jour%202%3A%20notes.txt", "plongée, jour 2: notes.txt"),
+        ("attachment; filename=\"fallback.txt\"; filename*=utf-8''r%C3%A9cif.jpg", "récif.jpg"),  # RFC 6266: * wins
+        ("attachment; filename*=ISO-8859-1''r%E9cif.jpg", "récif.jpg"),
+        ("attachment; filename*=UTF-8''..%2F..%2Fetc%2Fpasswd", "passwd"),  # a base name only
+        ("attachment; filename*=UTF-8''%FF%FE", None),  # not UTF-8
+        ("attachment; filename*=no-such-charset''x.jpg", None),
+        ("attachment; filename*=UTF-8''a%0Ab", None),  # control characters
+        ("attachment", None),
+    ],
+)
+def test_the_callers_file_name_is_read_from_content_disposition(disposition, name):
+    from reeflab.serverless.payload import content_disposition, given_name
+
+    assert given_name(disposition) == name
+    if name:
+        assert given_name(content_disposition(name)) == name and "," not in content_disposition(name)
+
+
+def test_the_python_client_sends_the_files_own_name(engine, tmp_path):
+    """serverless.invoke (through oscar-python) and submit name the file: the module and its errors see that name."""
+    from reeflab.client import serverless
+    from reeflab.client.connection import ReefLabClientError
+
+    module = {**script("client-names", ""), "cpu": "1", "memory": "2Gi"}
+    module["environment"] = {"variables": {"REEFLAB_MODULE": "image-classifier"}}
+    engine.request("POST", "/system/services", "alice", json=module).raise_for_status()
+    alice = Engine(engine.url, f"Bearer {engine.tokens['alice']}")
+    notes = tmp_path / "plongée, jour 2: notes.txt"  # a comma and a colon: oscar-python splits its headers on them
+    notes.write_text("not an image")
+    with pytest.raises(ReefLabClientError) as refused:
+        serverless.invoke("client-names", notes, engine=alice)
+    assert refused.value.status == 400 and notes.name in refused.value.message
+    assert "event-file-" not in refused.value.message
+
+    job = serverless.submit("client-names", notes, engine=alice)
+    wait_until(lambda: serverless.logs("client-names", engine=alice)[job]["status"] == "Failed", 120, "the job")
+    assert notes.name in serverless.logs("client-names", job, engine=alice)
+
+    image = tmp_path / "reef photo.png"
+    Image.new("RGB", (64, 64), (0, 90, 160)).save(image)
+    answer = serverless.invoke("client-names", image, engine=alice)
+    assert answer  # the module's answer for a real image
+    with pytest.raises(BatchError) as missing:
+        serverless.submit("no-such-service", image, engine=alice)
+    assert "reef photo.png" in str(missing.value) and "404" in str(missing.value)
+    engine.request("DELETE", "/system/services/client-names", "alice")
+
+
 @pytest.mark.parametrize("route", ["/system/services", "/run/names", "/job/names"])
 def test_deeply_nested_bodies_are_answered_without_a_500(engine, route):
     for body in (b"[" * 2048, b"[" * 1024 + b"]" * 1024, b'{"a":' * 700 + b"1" + b"}" * 700):

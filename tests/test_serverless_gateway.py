@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from reeflab.serverless.payload import content_disposition
 from reeflab.serverless.testing import EngineProcess
 from tornado.httpclient import HTTPClientError
 
@@ -50,6 +51,9 @@ async def test_the_panel_makes_a_module_serverless_calls_it_and_batches(jp_fetch
     image = base64.b64encode((SAMPLES / "fish_01.jpg").read_bytes())
     code, body = await call(jp_fetch, "POST", "oscar", "run", "fish-detector", body=image, request_timeout=300)
     assert code == 200 and json.loads(base64.b64decode(body))["detections"]
+    named = {"Content-Disposition": content_disposition("dive log, day 2.txt")}  # the caller's file name goes along
+    code, body = await call(jp_fetch, "POST", "oscar", "run", "fish-detector", body=b"bm90IGFuIGltYWdl", headers=named)
+    assert code == 400 and "dive log, day 2.txt" in body["message"], body
 
     engine.s3("alice").upload_file(str(SAMPLES / "fish_02.jpg"), "alice", "gw-in/fish_02.jpg")
     code, body = await call(

@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..serverless.batch import Batch, BatchResult, Engine
+from ..serverless.batch import Batch, BatchError, BatchResult, Engine
 from ..serverless.fdl import module_definition
 from ..serverless.oscar import OscarCluster
+from ..serverless.payload import content_disposition
 from ..storage.platform_s3 import s3_client, split_path
 from .connection import ReefLabClientError
 
@@ -84,15 +85,29 @@ def _decoded(answer: str) -> Any:
 
 
 def invoke(name: str, file: str | Path, engine: Engine | None = None) -> Any:
-    """A synchronous call with one file: the module's JSON result (or the output file's bytes)."""
-    return _decoded(OscarCluster.of(engine or connect()).invoke(name, str(file)))
+    """A synchronous call with one file: the module's JSON result (or the output file's bytes).
+
+    The file's name goes with it: the module sees it, and an error names it."""
+    try:
+        return _decoded(OscarCluster.of(engine or connect()).invoke(name, str(file)))
+    except ReefLabClientError as error:
+        raise ReefLabClientError(error.status, _naming(Path(file).name, error.message)) from None
 
 
 def submit(name: str, file: str | Path, engine: Engine | None = None) -> str:
-    """An asynchronous call with one file; returns the job name (see `logs`)."""
+    """An asynchronous call with one file; returns the job name (see `logs`). The file's name goes with it."""
     api = engine or connect()
     body = base64.b64encode(Path(file).read_bytes())
-    return api.call("POST", f"/job/{name}", data=body).json()["jobName"]
+    headers = {"Content-Disposition": content_disposition(Path(file).name)}
+    try:
+        return api.call("POST", f"/job/{name}", data=body, headers=headers).json()["jobName"]
+    except BatchError as error:
+        raise BatchError(_naming(Path(file).name, str(error))) from None
+
+
+def _naming(file: str, message: str) -> str:
+    """An error about `file` that says which file it is about."""
+    return message if file in message else f"{file}: {message}"
 
 
 def logs(name: str, job: str | None = None, engine: Engine | None = None) -> Any:

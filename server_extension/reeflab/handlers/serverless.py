@@ -17,12 +17,17 @@ class _Gateway(ReefLabHandler):
     def gateway(self):
         return self.reeflab["serverless"]
 
-    async def relay(self, method: str, path: str, body: bytes | None, content_type: str = "") -> None:
-        """Call the engine and answer with its status and body (errors as {"message"})."""
+    async def relay(
+        self, method: str, path: str, body: bytes | None, content_type: str = "", disposition: str = ""
+    ) -> None:
+        """Call the engine and answer with its status and body (errors as {"message"}); `disposition`
+        (Content-Disposition) carries the caller's name for an input file."""
         target = self.gateway.target(path)
         headers = {"Authorization": f"Bearer {self.gateway.token}"}
         if content_type:
             headers["Content-Type"] = content_type
+        if disposition:
+            headers["Content-Disposition"] = disposition
         try:
             answer = await AsyncHTTPClient().fetch(
                 target, method=method, body=body, headers=headers, request_timeout=600, raise_error=False
@@ -51,7 +56,10 @@ class OscarProxyHandler(_Gateway):
         if self.request.query:
             path += "?" + self.request.query
         body = self.request.body if self.request.method in ("POST", "PUT", "PATCH") else None
-        await self.relay(self.request.method, path, body, self.request.headers.get("Content-Type", ""))
+        headers = self.request.headers
+        await self.relay(
+            self.request.method, path, body, headers.get("Content-Type", ""), headers.get("Content-Disposition", "")
+        )
 
     @web.authenticated
     @authorized

@@ -7,12 +7,14 @@ engine (its URL and the user's hub token): the FDL ReefLab writes is plain OSCAR
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from ..client.connection import ReefLabClientError
 from .batch import Engine
+from .payload import content_disposition
 
 
 class OscarCluster:
@@ -71,5 +73,8 @@ class OscarCluster:
         self._checked(self.client.remove_service, name)
 
     def invoke(self, name: str, path: str, timeout: float = 600) -> str:
-        """A synchronous call with one file; OSCAR's answer (base64 of the output, or the log)."""
-        return self._checked(self.client.run_service, name, input=str(path), timeout=timeout).text
+        """A synchronous call with one file; OSCAR's answer (base64 of the output, or the log).
+
+        The file's own name goes along (Content-Disposition), so that the module and its errors name it."""
+        named = f"Content-Disposition: {content_disposition(Path(path).name)}"
+        return self._checked(self.client.run_service, name, input=str(path), timeout=timeout, headers=named).text
