@@ -168,7 +168,7 @@ async def test_a_profile_below_the_recommendation_is_accepted_with_a_warning(jp_
     # resources.inference is a recommendation (as on AI4OS): less is allowed, and said
     created = await call(jp_fetch, "POST", body={"module": "yolo-detector", "profile": "tiny"})
     assert created["profile"] == "tiny" and created["hardware"]["memory_MB"] == 1000
-    assert len(created["warnings"]) == 1 and "2000 MB of memory (gets 1000)" in created["warnings"][0]
+    assert len(created["warnings"]) == 1 and "2 GB of memory (gets 1 GB)" in created["warnings"][0]
     await call(jp_fetch, "DELETE", created["id"])
 
 

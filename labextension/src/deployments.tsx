@@ -14,6 +14,7 @@ import {
   tickInterval
 } from './deploymentsState';
 import { LogsViewer } from './logsViewer';
+import type { IOpener } from './mainArea';
 import { formatMemory } from './marketplaceState';
 import { ErrorNotice, Loading } from './notice';
 import { TryView } from './tryView';
@@ -71,6 +72,8 @@ interface IRowProps {
   focused: boolean;
   onChanged: (deployment: Deployments.IDeployment) => void;
   onDeleted: (id: string) => void;
+  /** opens Try and logs in tabs of their own; without it they unfold in the row */
+  opener?: Pick<IOpener, 'tryDeployment' | 'logs'>;
 }
 
 function DeploymentRow(props: IRowProps): JSX.Element {
@@ -89,9 +92,19 @@ function DeploymentRow(props: IRowProps): JSX.Element {
       row.current?.scrollIntoView({ block: 'nearest' });
     }
   }, [props.focused]);
+  const { opener } = props;
+  const toggle = (what: Open) => {
+    if (opener && what === 'try') {
+      opener.tryDeployment(d);
+    } else if (opener && what === 'logs') {
+      opener.logs(d);
+    } else {
+      setOpen(open === what ? null : what);
+    }
+  };
   React.useEffect(() => {
     if (props.focused && ready && d.kind === 'try') {
-      setOpen('try');
+      toggle('try');
     }
   }, [props.focused, ready, d.kind]);
   React.useEffect(() => {
@@ -120,7 +133,6 @@ function DeploymentRow(props: IRowProps): JSX.Element {
         props.onDeleted(d.id);
       })
     );
-  const toggle = (what: Open) => setOpen(open === what ? null : what);
 
   return (
     <li ref={row} className={`jp-ReefLab-deployment jp-mod-${d.state}`} data-deployment-id={d.id} aria-label={d.title}>
@@ -178,7 +190,7 @@ function DeploymentRow(props: IRowProps): JSX.Element {
           className="jp-ReefLab-button"
           disabled={!ready}
           title={ready ? 'Send it one of your images' : 'It can be tried once it is ready'}
-          aria-expanded={open === 'try'}
+          aria-expanded={opener ? undefined : open === 'try'}
           onClick={() => toggle('try')}
         >
           Try
@@ -186,7 +198,7 @@ function DeploymentRow(props: IRowProps): JSX.Element {
         <button
           type="button"
           className="jp-ReefLab-button"
-          aria-expanded={open === 'logs'}
+          aria-expanded={opener ? undefined : open === 'logs'}
           onClick={() => toggle('logs')}
         >
           Logs
@@ -234,6 +246,7 @@ export interface IDeploymentsViewProps {
   deployments: IDeploymentsList;
   /** the deployment just started from the marketplace */
   focusId?: string | null;
+  opener?: Pick<IOpener, 'tryDeployment' | 'logs'>;
 }
 
 export function DeploymentsView(props: IDeploymentsViewProps): JSX.Element {
@@ -259,6 +272,7 @@ export function DeploymentsView(props: IDeploymentsViewProps): JSX.Element {
               focused={d.id === props.focusId}
               onChanged={put}
               onDeleted={drop}
+              opener={props.opener}
             />
           ))}
         </ul>

@@ -9,6 +9,7 @@ import { ILauncher } from '@jupyterlab/launcher';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { MainAreaOpener } from './mainArea';
 import { ReefLabPanel } from './panel';
 import { requestPipelineRun } from './pipelinesState';
 
@@ -43,7 +44,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     launcher: ILauncher | null
   ) => {
     // module descriptions are markdown: rendered (sanitised) by JupyterLab's renderer when it is there
-    const panel = new ReefLabPanel(rendermime);
+    // module pages, Try and logs open in main-area tabs: the panel stays the navigator
+    const panel = new ReefLabPanel(rendermime, new MainAreaOpener(shell, reefIcon, rendermime));
     panel.title.icon = reefIcon;
     panel.title.caption = 'ReefLab';
     shell.add(panel, 'left', { rank: 300 });

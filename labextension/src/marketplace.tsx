@@ -19,6 +19,8 @@ export interface IMarketplaceProps {
   debounceMs?: number;
   /** a module was deployed or tried from its detail */
   onDeployed?: (deployment: Deployments.IDeployment) => void;
+  /** open a module's page elsewhere (a main-area tab); without it, the page replaces the results */
+  onOpen?: (id: string) => void;
 }
 
 interface IRefreshState {
@@ -58,6 +60,10 @@ export function Marketplace(props: IMarketplaceProps): JSX.Element {
   }, [openId]);
 
   const open = (id: string) => {
+    if (props.onOpen) {
+      props.onOpen(id);
+      return;
+    }
     lastOpened.current = id;
     setOpenId(id);
   };

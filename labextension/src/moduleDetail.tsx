@@ -3,18 +3,20 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { caretLeftIcon, launchIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { Catalog, Deployments, errorMessage, MarketplaceAPI, Serverless } from './api';
-import { FacetBadges, InvalidBadge, SourceBadge } from './badges';
+import { Catalog, Deployments, errorMessage, MarketplaceAPI, Pipelines, Serverless } from './api';
+import { FacetBadges, InvalidBadge, SourceBadge, UntrainedBadge } from './badges';
 import { DeployDialog } from './deployDialog';
 import { HardwareForm } from './hardwareForm';
 import { Markdown } from './markdown';
-import { describeNeeds, problemField, safeLinks } from './marketplaceState';
+import { describeNeeds, problemField, RETRAIN_PIPELINE, retrainParameters, safeLinks } from './marketplaceState';
 import { ErrorNotice, Loading } from './notice';
+import { RunPipelineForm } from './pipelines';
 
 /** What the deploy buttons say they do. */
 const TRY_WHAT = 'run it for a few minutes on your own images';
 const DEPLOY_WHAT = 'start it as a service you can call';
 const SERVERLESS_WHAT = 'run it on demand for each uploaded file';
+const TRAIN_WHAT = 'run the retraining pipeline on your images; the result becomes a module you can try';
 
 interface IRemote<T> {
   value: T | null;
@@ -47,7 +49,10 @@ export interface IModuleDetailProps {
   id: string;
   api: MarketplaceAPI;
   rendermime?: IRenderMimeRegistry | null;
-  onBack: () => void;
+  /** back to the results it was opened from (none in a tab of its own) */
+  onBack?: () => void;
+  /** its title, once known (for the tab it is shown in) */
+  onTitle?: (title: string) => void;
   /** a deployment or try was started from here */
   onDeployed?: (deployment: Deployments.IDeployment) => void;
 }
@@ -60,8 +65,8 @@ function whyNotDeployable(module: Catalog.IModule, form: Catalog.IForm | null): 
   if (!module.deployable || !form.deployable) {
     return 'This module cannot run here (see Hardware below).';
   }
-  if (!form.profiles.some(p => p.fits)) {
-    return 'No hardware you may use fits this module (see Hardware below).';
+  if (!form.profiles.length) {
+    return 'You may not use any hardware profile (see Hardware below).';
   }
   return null;
 }
@@ -159,6 +164,8 @@ function DeployActions(props: {
   form: Catalog.IForm | null;
   api: MarketplaceAPI;
   onOpen: (kind: Deployments.Kind) => void;
+  /** train it instead of trying it (a module without trained weights), when it can be trained here */
+  onTrain?: () => void;
 }): JSX.Element {
   const why = whyNotDeployable(props.module, props.form);
   const action = (kind: Deployments.Kind, label: string, what: string) => (
@@ -174,7 +181,18 @@ function DeployActions(props: {
   );
   return (
     <div className="jp-ReefLab-actions">
-      {action('try', 'Try', TRY_WHAT)}
+      {props.module.trained !== false
+        ? action('try', 'Try', TRY_WHAT)
+        : props.onTrain && (
+            <button
+              type="button"
+              className="jp-ReefLab-button jp-mod-accept"
+              title={`Train it: ${TRAIN_WHAT}`}
+              onClick={props.onTrain}
+            >
+              Train…
+            </button>
+          )}
       {action('deployment', 'Deploy', DEPLOY_WHAT)}
       <MakeServerless module={props.module} api={props.api} />
     </div>
@@ -185,18 +203,30 @@ export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
   const [attempt, setAttempt] = React.useState(0);
   const [dialog, setDialog] = React.useState<Deployments.Kind | null>(null);
   const [started, setStarted] = React.useState<Deployments.IDeployment | null>(null);
+  const [training, setTraining] = React.useState(false);
+  const [trainingRun, setTrainingRun] = React.useState<Pipelines.IRun | null>(null);
   const { module, form } = useModule(props.api, props.id, attempt);
   const retry = () => setAttempt(a => a + 1);
   const m = module.value;
   const links = safeLinks(m?.metadata.links);
-  const training = m?.metadata.resources?.training;
+  const trainingNeeds = m?.metadata.resources?.training;
+  const runPipeline = props.api.runPipeline;
+  const canTrain = Boolean(m?.trained === false && m.retrain && runPipeline);
+  const { onTitle } = props;
+  React.useEffect(() => {
+    if (m && onTitle) {
+      onTitle(m.title);
+    }
+  }, [m?.title, onTitle]);
 
   return (
     <article className="jp-ReefLab-detail" aria-label={m ? m.title : 'Module'}>
-      <button type="button" className="jp-ReefLab-back" onClick={props.onBack}>
-        <caretLeftIcon.react tag="span" className="jp-ReefLab-caret" />
-        Back to results
-      </button>
+      {props.onBack && (
+        <button type="button" className="jp-ReefLab-back" onClick={props.onBack}>
+          <caretLeftIcon.react tag="span" className="jp-ReefLab-caret" />
+          Back to results
+        </button>
+      )}
       {!m && !module.error && <Loading>Loading the module…</Loading>}
       {module.error && <ErrorNotice message={module.error} onRetry={retry} />}
       {m && (
@@ -206,12 +236,32 @@ export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
             <div className="jp-ReefLab-badges">
               <SourceBadge source={m.source} />
               {!m.valid && <InvalidBadge />}
+              {m.trained === false && <UntrainedBadge />}
               <FacetBadges card={m} facets={['tasks', 'data-type', 'libraries']} />
             </div>
             {m.summary && <p className="jp-ReefLab-summary">{m.summary}</p>}
           </header>
 
-          {dialog && form.value ? (
+          {m.trained === false && (
+            <div className="jp-ReefLab-info" role="note">
+              <strong>No trained weights: train it first.</strong>{' '}
+              {canTrain
+                ? 'Train… runs the retraining pipeline; what it trains appears in the marketplace, ready to try.'
+                : 'Its description says how to train it.'}
+            </div>
+          )}
+          {training && runPipeline ? (
+            <RunPipelineForm
+              api={{ runPipeline }}
+              initialPath={RETRAIN_PIPELINE}
+              initialParameters={retrainParameters(m)}
+              onStarted={run => {
+                setTraining(false);
+                setTrainingRun(run);
+              }}
+              onCancel={() => setTraining(false)}
+            />
+          ) : dialog && form.value ? (
             <DeployDialog
               form={form.value}
               kind={dialog}
@@ -232,12 +282,27 @@ export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
                 setStarted(null);
                 setDialog(kind);
               }}
+              onTrain={
+                canTrain
+                  ? () => {
+                      setTrainingRun(null);
+                      setTraining(true);
+                    }
+                  : undefined
+              }
             />
           )}
           {started && (
             <div className="jp-ReefLab-info" role="status">
               {started.kind === 'try' ? 'Your try of' : 'Your deployment of'} {started.title} is starting: follow it
               under Deployments.
+            </div>
+          )}
+
+          {trainingRun && (
+            <div className="jp-ReefLab-info" role="status">
+              Training started ({trainingRun.title}): follow it under Jobs. When it passes its quality gate, the
+              trained model appears in the marketplace under its MODEL_NAME.
             </div>
           )}
 
@@ -265,10 +330,10 @@ export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
           {!form.value && !form.error && <Loading>Checking which hardware fits…</Loading>}
           {form.error && <ErrorNotice message={form.error} onRetry={retry} />}
           {form.value && <HardwareForm form={form.value} valid={m.valid} source={m.source} />}
-          {training && (
+          {trainingNeeds && (
             <p>
               <span className="jp-ReefLab-label">Needs for training: </span>
-              {describeNeeds(training)}
+              {describeNeeds(trainingNeeds)}
             </p>
           )}
 

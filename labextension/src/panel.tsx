@@ -11,6 +11,7 @@ import { api, Deployments, errorMessage, jobsApi, ReefLab, serverlessApi, storag
 import { DeploymentsView } from './deployments';
 import { summarize } from './deploymentsState';
 import { JobsView } from './jobs';
+import type { IOpener } from './mainArea';
 import { Marketplace } from './marketplace';
 import { ErrorNotice, Loading } from './notice';
 import { Section } from './section';
@@ -96,6 +97,8 @@ export interface IPanelViewProps {
   rendermime?: IRenderMimeRegistry | null;
   /** whether the panel is shown in the sidebar: nothing is polled while it is not */
   visible?: boolean;
+  /** opens module pages, Try and logs in main-area tabs */
+  opener?: IOpener | null;
 }
 
 export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
@@ -112,13 +115,15 @@ export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
     },
     [deployments.put]
   );
+  const opener = props.opener ?? undefined;
+  React.useEffect(() => opener?.onDeployed(deployed), [opener, deployed]);
   return (
     <div className="jp-ReefLab-panel">
       <header className="jp-ReefLab-header">
         <h2>ReefLab</h2>
       </header>
       <Section title="Marketplace" className="jp-ReefLab-marketplaceSection">
-        <Marketplace rendermime={props.rendermime} onDeployed={deployed} />
+        <Marketplace rendermime={props.rendermime} onDeployed={deployed} onOpen={opener && (id => opener.module(id))} />
       </Section>
       <Section
         title="Deployments"
@@ -136,7 +141,7 @@ export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
           </button>
         }
       >
-        <DeploymentsView api={api} deployments={deployments} focusId={focusId} />
+        <DeploymentsView api={api} deployments={deployments} focusId={focusId} opener={opener} />
       </Section>
       <Section
         title="Storage"
@@ -168,7 +173,10 @@ export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
 }
 
 export class ReefLabPanel extends ReactWidget {
-  constructor(private readonly rendermime: IRenderMimeRegistry | null = null) {
+  constructor(
+    private readonly rendermime: IRenderMimeRegistry | null = null,
+    private readonly opener: IOpener | null = null
+  ) {
     super();
     this.id = 'reeflab-panel';
     this.addClass('jp-ReefLab');
@@ -195,6 +203,6 @@ export class ReefLabPanel extends ReactWidget {
   }
 
   render(): JSX.Element {
-    return <ReefLabPanelView rendermime={this.rendermime} visible={this.isVisible} />;
+    return <ReefLabPanelView rendermime={this.rendermime} visible={this.isVisible} opener={this.opener} />;
   }
 }

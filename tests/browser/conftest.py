@@ -331,6 +331,16 @@ class LabPage:
     def panel(self):
         return self.page.locator(".jp-ReefLab-panel")
 
+    @property
+    def main(self):
+        """The main-area tab shown now, when ReefLab opened it (a module's page, a Try, a log)."""
+        return self.page.locator("#jp-main-dock-panel .jp-ReefLab-tab:not(.lm-mod-hidden)")
+
+    @property
+    def tabs(self):
+        """The main area's tab titles (`.lm-mod-current`: the one shown)."""
+        return self.page.locator("#jp-main-dock-panel .lm-TabBar-tab")
+
     def search(self, text: str) -> None:
         box = self.page.get_by_role("searchbox", name="Search modules")
         box.fill("")

@@ -42,7 +42,7 @@ def open_module(lab_page, module: dict, theme: str = "light"):
     lab_page.open_panel()
     lab_page.search(module["title"].lower())
     lab_page.card(module["title"]).click()
-    detail = lab_page.panel.locator(".jp-ReefLab-detail")
+    detail = lab_page.main.locator(".jp-ReefLab-detail")
     expect(detail.get_by_role("heading", name=module["title"])).to_be_visible()
     return detail
 
@@ -94,7 +94,7 @@ def test_deploy_try_an_image_and_delete(lab_page, lab_clean):
     assert page.evaluate("navigator.clipboard.readText()") == address
 
     row.get_by_role("button", name="Try", exact=True).click()
-    trial = row.get_by_role("region", name="Try Reef survey, station 4")
+    trial = lab_page.main.get_by_role("region", name="Try Reef survey, station 4")
     trial.locator('input[type="file"]').set_input_files(SAMPLES / "fish_01.jpg")
     picture = trial.get_by_role("img", name="fish_01.jpg with what the module found drawn on it")
     expect(picture).to_be_visible()
@@ -120,7 +120,7 @@ def test_deploy_try_an_image_and_delete(lab_page, lab_clean):
     lab_page.screenshot("try-not-an-image")
 
     row.get_by_role("button", name="Logs").click()
-    log = row.get_by_role("region", name="Log of Reef survey, station 4")
+    log = lab_page.main.get_by_role("region", name="Log of Reef survey, station 4")
     expect(log.locator("pre")).to_contain_text(re.compile(r"POST /\S*/v2/models/"))  # behind its base path
     log.scroll_into_view_if_needed()
     lab_page.screenshot("logs")
@@ -196,18 +196,28 @@ def test_deployments_list_shows_failures_and_counts_down_tries(lab_page, lab_cle
     expect(clock).not_to_have_text(first)  # it ticks without a reload
 
     classifier.get_by_role("button", name="Try", exact=True).click()
-    classifier.locator('input[type="file"]').set_input_files(SAMPLES / "fish_02.jpg")
-    expect(classifier.get_by_role("table", name="Classes").get_by_role("row")).not_to_have_count(0)
-    expect(classifier.locator(".jp-ReefLab-findings")).to_contain_text(re.compile(r"^Most likely: .+ \(\d"))
+    trial = lab_page.main.get_by_role("region", name=re.compile("^Try Image classifier"))
+    trial.locator('input[type="file"]').set_input_files(SAMPLES / "fish_02.jpg")
+    expect(trial.get_by_role("table", name="Classes").get_by_role("row")).not_to_have_count(0)
+    expect(trial.locator(".jp-ReefLab-findings")).to_contain_text(re.compile(r"^Most likely: .+ \(\d"))
     lab_page.screenshot("list-dark")
 
     # restart runs it again (and it fails again, for the same reason)
     path = f"deployments/{failing.json()['id']}"
     before = lab.api("GET", path).json()["started_at"]
-    starved.get_by_role("button", name="Restart").click()
+    starved.get_by_role("button", name="Restart", exact=True).click()
     wait_until(lambda: lab.api("GET", path).json()["started_at"] != before, timeout=15, what="the restart")
     expect(starved.locator(".jp-ReefLab-state")).to_have_text("failed", timeout=READY_MS)
     starved.get_by_role("button", name="Logs").click()
-    expect(starved.get_by_role("region", name="Log of Starved detector")).to_be_visible()
+    log = lab_page.main.get_by_role("region", name="Log of Starved detector")
+    expect(log.locator("pre")).to_contain_text("ReefLab: stopped: out of memory")  # not only a signal
     starved.scroll_into_view_if_needed()
     lab_page.screenshot("failed-dark")
+
+    # the fix is offered: twice its memory, and with it, it runs
+    fix = starved.get_by_role("group", name="Suggested fix")
+    expect(fix).to_contain_text("It ran out of memory with 60 MB.")
+    fix.get_by_role("button", name="Restart with 1 GB").click()
+    expect(starved.locator(".jp-ReefLab-state")).to_have_text("ready", timeout=READY_MS)
+    expect(starved).to_contain_text("1 GB")
+    assert lab.api("GET", path).json()["hardware"]["memory_MB"] == 1000

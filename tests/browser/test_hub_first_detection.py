@@ -98,7 +98,7 @@ def test_a_new_user_logs_in_and_finds_the_fish_in_a_sample_image(hub_page, hub: 
     expect(detector).to_be_visible()
     page.screenshot("3-search")
     detector.click()
-    detail = page.panel.locator(".jp-ReefLab-detail")
+    detail = page.main.locator(".jp-ReefLab-detail")
     expect(detail.get_by_role("heading", name="Fish detector (demo)")).to_be_visible()
 
     # 4. Try comes first among the actions; its form is pre-filled, so one more click starts it
@@ -121,10 +121,10 @@ def test_a_new_user_logs_in_and_finds_the_fish_in_a_sample_image(hub_page, hub: 
     expect(row.locator(".jp-ReefLab-state")).to_have_text("ready", timeout=READY_MS)
     title = row.get_attribute("aria-label")
 
-    # 6. the try view opens by itself once it is ready, in sight (clicking Try now would fold it away)
-    trial = row.get_by_role("region", name=f"Try {title}")
+    # 6. the try view opens by itself once it is ready, in a main-area tab of its own (room for the picture)
+    trial = page.main.get_by_role("region", name=f"Try {title}")
     expect(trial).to_be_in_viewport()
-    expect(row.get_by_role("button", name="Try", exact=True)).to_have_attribute("aria-expanded", "true")
+    expect(page.tabs.and_(page.page.locator(".lm-mod-current")).filter(has_text=f"Try {title}")).to_be_visible()
     page.screenshot("6-try-open")
     # drop the image on it: the picture with the boxes, and the fish listed
     drop_file(browser, trial.locator(".jp-ReefLab-drop"), SAMPLES / IMAGE)

@@ -100,7 +100,7 @@ def test_yolo_detector_detail_shows_its_description_and_hardware(lab_page, theme
     lab_page.search("yolo detector")
     lab_page.card("YOLO object detector").click()
 
-    detail = lab_page.panel.locator(".jp-ReefLab-detail")
+    detail = lab_page.main.locator(".jp-ReefLab-detail")
     expect(detail.get_by_role("heading", name="YOLO object detector")).to_be_visible()
     # the markdown description, rendered by JupyterLab: bold, code and a link, no markdown syntax left
     description = detail.locator(".jp-ReefLab-markdown .jp-RenderedMarkdown")
@@ -132,10 +132,13 @@ def test_yolo_detector_detail_shows_its_description_and_hardware(lab_page, theme
     )
     lab_page.screenshot("detail-hardware")
 
-    # back to the results as they were
-    detail.get_by_role("button", name="Back to results").click()
-    expect(lab_page.card("YOLO object detector")).to_be_focused()
+    # the page is a main-area tab named after the module; the results stay in the panel as they were
+    expect(lab_page.tabs.and_(lab_page.page.locator(".lm-mod-current"))).to_have_text("YOLO object detector")
+    expect(lab_page.card("YOLO object detector")).to_be_visible()
     expect(lab_page.page.get_by_role("searchbox", name="Search modules")).to_have_value("yolo detector")
+    # opening it again brings its tab forward, never a second one
+    lab_page.card("YOLO object detector").click()
+    expect(lab_page.tabs.filter(has_text="YOLO object detector")).to_have_count(1)
 
 
 def test_module_no_hardware_fits_says_why(lab_page):
@@ -143,7 +146,7 @@ def test_module_no_hardware_fits_says_why(lab_page):
     lab_page.open_panel()
     lab_page.search("coral")
     lab_page.card("Coral cover segmenter").click()
-    detail = lab_page.panel.locator(".jp-ReefLab-detail")
+    detail = lab_page.main.locator(".jp-ReefLab-detail")
     expect(detail.locator(".jp-ReefLab-badge-source")).to_have_text("remote")
     hardware = detail.locator(".jp-ReefLab-hardware")
     expect(hardware.locator(".jp-ReefLab-warning")).to_contain_text(
@@ -164,7 +167,7 @@ def test_unsafe_invalid_module_is_shown_without_running_its_html(lab_page):
     expect(card.locator(".jp-ReefLab-badge-invalid")).to_have_text("invalid metadata")
     card.click()
 
-    detail = lab_page.panel.locator(".jp-ReefLab-detail")
+    detail = lab_page.main.locator(".jp-ReefLab-detail")
     problems = detail.locator(".jp-ReefLab-problems")
     expect(problems).to_contain_text("tasks: 'tasks' is a required property")
     expect(problems).to_contain_text("libraries › 0: 'NotALibrary' is not one of")

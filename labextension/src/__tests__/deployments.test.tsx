@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { ReefLabError } from '../api';
 import { DeploymentsView } from '../deployments';
+import type { IOpener } from '../mainArea';
 import { useDeployments } from '../useDeployments';
 import { deployment, FakeDeploymentsAPI } from './fakeDeployments';
 import { button, click, IRendered, render } from './render';
@@ -14,11 +15,11 @@ let view: IRendered | null = null;
 let setVisible: (visible: boolean) => void = () => undefined;
 
 /** The section as the panel shows it: the live list, and the rows. */
-function Live(props: { api: FakeDeploymentsAPI; focusId?: string }): JSX.Element {
+function Live(props: { api: FakeDeploymentsAPI; focusId?: string; opener?: IOpener }): JSX.Element {
   const [visible, set] = React.useState(true);
   setVisible = set;
   const deployments = useDeployments(props.api, visible);
-  return <DeploymentsView api={props.api} deployments={deployments} focusId={props.focusId} />;
+  return <DeploymentsView api={props.api} deployments={deployments} focusId={props.focusId} opener={props.opener} />;
 }
 
 /** Let fake time pass, with every promise it releases settled and React re-rendered. */
@@ -28,8 +29,8 @@ async function pass(ms: number): Promise<void> {
   });
 }
 
-async function show(focusId?: string): Promise<HTMLElement> {
-  view = await render(<Live api={api} focusId={focusId} />);
+async function show(focusId?: string, opener?: IOpener): Promise<HTMLElement> {
+  view = await render(<Live api={api} focusId={focusId} opener={opener} />);
   await pass(0);
   return view.host;
 }
@@ -162,6 +163,21 @@ describe('DeploymentsView', () => {
     expect(api.restartDeployment).toHaveBeenCalledWith('1a2b3c4d', undefined);
     expect(row(host, '1a2b3c4d').querySelector('.jp-ReefLab-state')?.textContent).toBe('starting');
     expect(row(host, '1a2b3c4d').querySelector('.jp-ReefLab-reason')).toBeNull();
+  });
+
+  it('opens Try and the log in tabs of their own when the lab gives them, a new try by itself', async () => {
+    const opener = { module: vi.fn(), tryDeployment: vi.fn(), logs: vi.fn(), onDeployed: vi.fn() };
+    api.list = [deployment({ kind: 'try', state: 'starting', ready_at: null })];
+    const host = await show('1a2b3c4d', opener);
+    expect(opener.tryDeployment).not.toHaveBeenCalled();
+    api.list[0].state = 'ready';
+    await pass(5000);
+    expect(opener.tryDeployment).toHaveBeenCalledTimes(1);
+    expect(opener.tryDeployment.mock.calls[0][0]).toMatchObject({ id: '1a2b3c4d', state: 'ready' });
+    await click(button(host, 'Logs'));
+    expect(opener.logs).toHaveBeenCalledWith(expect.objectContaining({ id: '1a2b3c4d' }));
+    expect(host.querySelector('.jp-ReefLab-logs')).toBeNull();
+    expect(host.querySelector('.jp-ReefLab-try')).toBeNull();
   });
 
   it('offers more memory when it ran out, and restarts with it', async () => {

@@ -151,6 +151,18 @@ describe('Marketplace', () => {
     expect(api.searches).toHaveLength(1);
   });
 
+  it('opens a module in a tab of its own when the lab gives it one, keeping the results', async () => {
+    view.unmount();
+    const onOpen = vi.fn();
+    view = await render(<Marketplace api={api} debounceMs={300} perPage={2} onOpen={onOpen} />);
+    await wait(0);
+    await click(view.host.querySelector('[data-module-id="yolo-detector"]'));
+    await wait(0);
+    expect(onOpen).toHaveBeenCalledWith('yolo-detector');
+    expect(view.host.querySelector('.jp-ReefLab-detail')).toBeNull();
+    expect(titles()).toEqual(['Image classifier', 'YOLO object detector']);
+  });
+
   it('reloads the catalogue and searches again', async () => {
     await click(view.host.querySelector('[aria-label="Reload the catalogue"]'));
     await wait(0);

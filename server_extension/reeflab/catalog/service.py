@@ -11,6 +11,7 @@ from traitlets import List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import NotFound
+from ..limits import size_text
 from ..profiles import HardwareProfile, ProfileCatalog
 from .index import CatalogIndex
 from .models import ModuleEntry
@@ -145,7 +146,8 @@ def below_recommendation(hardware: dict[str, float], needs: dict[str, int]) -> l
     if hardware["cpu"] < needs["cpu"]:
         lacks.append(f"{needs['cpu']} CPU (gets {hardware['cpu']:g})")
     if hardware["memory_MB"] < needs["memory_MB"]:
-        lacks.append(f"{needs['memory_MB']} MB of memory (gets {hardware['memory_MB']:g})")
+        recommended, given = size_text(needs["memory_MB"] * 10**6), size_text(hardware["memory_MB"] * 10**6)
+        lacks.append(f"{recommended} of memory (gets {given})")
     if hardware["gpu"] < needs["gpu"]:
         lacks.append(f"{needs['gpu']} GPU (gets {hardware['gpu']:g})")
     if not lacks:
@@ -158,7 +160,7 @@ def describe_needs(needs: dict[str, int]) -> str:
     if needs["cpu"]:
         parts.append(f"{needs['cpu']} CPU")
     if needs["memory_MB"]:
-        parts.append(f"{needs['memory_MB'] / 1000:g} GB of memory")
+        parts.append(f"{size_text(needs['memory_MB'] * 10**6)} of memory")
     if needs["gpu"]:
         parts.append(f"{needs['gpu']} GPU")
     return ", ".join(parts) or "nothing special"
@@ -174,7 +176,7 @@ def shortfalls(profile: HardwareProfile, needs: dict[str, int]) -> list[str]:
     if profile.cpu < needs["cpu"]:
         missing.append(f"{needs['cpu']} CPU (has {profile.cpu:g})")
     if profile.memory_bytes < needs["memory_MB"] * 10**6:
-        missing.append(f"{needs['memory_MB'] / 1000:g} GB memory (has {profile.memory_bytes / 1e9:g} GB)")
+        missing.append(f"{size_text(needs['memory_MB'] * 10**6)} memory (has {size_text(profile.memory_bytes)})")
     if profile.gpu_count < needs["gpu"]:
         missing.append(f"{needs['gpu']} GPU (has {profile.gpu_count})")
     return missing
