@@ -108,6 +108,11 @@ async def test_deploy_predict_through_the_route_logs_and_delete(jp_fetch, jp_ser
     assert [d["id"] for d in listed["deployments"]] == [created["id"]]
     logs = await call(jp_fetch, "GET", created["id"], "logs", params={"tail": "50"})
     assert any("predict" in line for line in logs["lines"])
+    # the platform checks it every half second here: its log shows the caller's request, never those checks
+    await asyncio.sleep(2)
+    lines = (await call(jp_fetch, "GET", created["id"], "logs", params={"tail": "200"}))["lines"]
+    assert any('"POST ' in line and "/predict/" in line for line in lines), lines
+    assert not any('"GET ' in line and "/v2/models/ " in line for line in lines), lines
 
     followed: list[bytes] = []
     follow = asyncio.ensure_future(

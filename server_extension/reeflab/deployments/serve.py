@@ -17,11 +17,14 @@ from pathlib import Path
 
 import deepaas
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 from deepaas import api, config
 from deepaas.cmd import _shutdown
 from deepaas.cmd import run as deepaas_run  # registers deepaas-run's own options (--base-path...)
 from oslo_config import cfg
 from oslo_log import log as oslo_log
+
+from . import HEALTH_CHECK_HEADER
 
 CONF = cfg.CONF
 CONF.register_cli_opt(
@@ -41,6 +44,14 @@ def bind(path: Path) -> socket.socket:
         os.umask(umask)
     os.chmod(path, 0o600)
     return sock
+
+
+class AccessLog(AccessLogger):
+    """aiohttp's access log without the platform's readiness checks: the log shows what callers did."""
+
+    def log(self, request, response, time) -> None:
+        if HEALTH_CHECK_HEADER not in request.headers:
+            super().log(request, response, time)
 
 
 def _remove(path: Path, inode: int) -> None:
@@ -69,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         base_path=CONF.base_path,
     )
     try:
-        web.run_app(app, sock=sock)
+        web.run_app(app, sock=sock, access_log_class=AccessLog)
     finally:
         _remove(path, inode)
 

@@ -23,6 +23,7 @@ from traitlets import Float, Unicode
 
 from ...errors import Conflict
 from ...limits import Cgroup, memory_limit_for, out_of_memory, pss_of
+from .. import HEALTH_CHECK_HEADER
 from ..models import Deployment, storage_env
 from .base import BackendStatus, DeploymentBackend, Endpoint
 
@@ -65,7 +66,9 @@ async def answers(socket: str, path: str = "/v2/models/", timeout: float = 2) ->
     """Whether DEEPaaS answers GET `path` with 200 on its Unix socket (as the proxy route reaches it)."""
     client = SimpleAsyncHTTPClient(force_instance=True, resolver=UnixResolver(socket))
     try:
-        response = await client.fetch(f"http://localhost{path}", request_timeout=timeout, raise_error=False)
+        response = await client.fetch(
+            f"http://localhost{path}", headers={HEALTH_CHECK_HEADER: "1"}, request_timeout=timeout, raise_error=False
+        )
         return response.code == 200
     except (OSError, HTTPClientError):
         return False
