@@ -185,7 +185,8 @@ def main() -> None:
 
             def all_results() -> bool:
                 pages = s3.get_paginator("list_objects_v2").paginate(Bucket="alice", Prefix="async-out/")
-                return sum(len(page.get("Contents", [])) for page in pages) >= args.n
+                found = [item for page in pages for item in page.get("Contents", [])]
+                return sum(not item["Key"].endswith("/") for item in found) >= args.n  # not the folder
 
             wait_until(all_results, 900, "every async result", interval=0.2)
             async_rate = args.n / (time.perf_counter() - start)

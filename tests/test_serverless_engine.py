@@ -394,5 +394,5 @@ def test_under_the_hub_hub_tokens_and_basic_logins_reach_the_engine(tmp_path):
         storage.upload_file("minio.default", str(tmp_path / "note.txt"), "ana/in")
         provider = call(ana_token, "/system/config").json()["minio_provider"]
         s3 = s3_client(provider["endpoint"], provider)
-        wait_until(lambda: s3.list_objects_v2(Bucket="ana", Prefix="out/").get("KeyCount"), 120, "the output")
+        wait_until(lambda: s3.list_objects_v2(Bucket="ana", Prefix="out/upper").get("KeyCount"), 120, "the output")
         assert s3.get_object(Bucket="ana", Key="out/upper.txt")["Body"].read() == b"GROUPER"

@@ -48,7 +48,8 @@ def fish_service(name: str, inputs: str, outputs: str) -> dict:
 
 def objects(s3, bucket: str, prefix: str) -> dict[str, bytes]:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    # not the folder itself (`fish-out/`: made with the service, as OSCAR makes it)
+    keys = [item["Key"] for page in pages for item in page.get("Contents", []) if not item["Key"].endswith("/")]
     return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
 
 

@@ -51,6 +51,27 @@ def _metadata(module: str) -> dict[str, Any]:
         return found[0].metadata if found else {}
 
 
+class Service(dict):
+    """A service as the API shows it, without its token: printed in a notebook, it goes into the saved .ipynb.
+
+    The token (to invoke it without your own login, e.g. from a sensor) stays at hand as `service.token`.
+    """
+
+    def __init__(self, shown: dict[str, Any]):
+        shown = dict(shown)
+        self.token: str | None = shown.pop("token", None)
+        super().__init__(shown)
+
+    def __repr__(self) -> str:
+        hidden = ", token=<hidden: service.token>" if self.token else ""
+        return f"Service({super().__repr__()}{hidden})"
+
+    __str__ = __repr__
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython's display of the cell's value
+        printer.text(repr(self))
+
+
 def create(
     module: str,
     name: str | None = None,
@@ -58,14 +79,15 @@ def create(
     outputs: list[str] = (),
     engine: Engine | None = None,
     **fields: Any,
-) -> dict[str, Any]:
-    """Make a marketplace module a serverless service in one call; returns the service as the API shows it."""
+) -> Service:
+    """Make a marketplace module a serverless service in one call; returns the service as the API shows it,
+    its token kept out of sight (`.token`)."""
     definition = module_definition(module, _metadata(module), name, list(inputs), list(outputs), **fields)
-    return OscarCluster.of(engine or connect()).deploy(definition)
+    return Service(OscarCluster.of(engine or connect()).deploy(definition))
 
 
-def services(engine: Engine | None = None) -> list[dict[str, Any]]:
-    return OscarCluster.of(engine or connect()).services()
+def services(engine: Engine | None = None) -> list[Service]:
+    return [Service(shown) for shown in OscarCluster.of(engine or connect()).services()]
 
 
 def delete(name: str, engine: Engine | None = None) -> None:

@@ -109,8 +109,8 @@ class BatchesHandler(_Gateway):
 
     @web.authenticated
     @authorized
-    def post(self) -> None:
-        self.write_json(self.gateway.start_batch(self.body_json()), status=201)
+    async def post(self) -> None:
+        self.write_json(await self.run_blocking(self.gateway.start_batch, self.body_json()), status=201)
 
 
 class BatchHandler(_Gateway):
@@ -118,3 +118,11 @@ class BatchHandler(_Gateway):
     @authorized
     def get(self, batch_id: str) -> None:
         self.write_json(self.gateway.batch(batch_id))
+
+    @web.authenticated
+    @authorized
+    def delete(self, batch_id: str) -> None:
+        """Forget a batch that ended (failed or not); its results stay in storage. 409 while it runs."""
+        self.gateway.remove_batch(batch_id)
+        self.set_status(204)
+        self.finish()

@@ -181,8 +181,10 @@ class JobDispatcher:
         shutil.rmtree(output, ignore_errors=True)
         (work / "output").replace(output)
         outputs = describe_outputs(output)
+        for out in outputs:  # where each went, for the panel's result preview
+            out["stored"] = [path for name, path in written if name == out["name"]]
         if written:
-            note(folder, "outputs written to " + ", ".join(written))
+            note(folder, "outputs written to " + ", ".join(path for _, path in written))
         self._complete(folder, job, attempt, SUCCEEDED, "", outputs)
 
     def _keep_log(self, folder: Path, work: Path) -> None:

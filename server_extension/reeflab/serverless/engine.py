@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import os
+import posixpath
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 from .. import accounts, generations
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, ReefLabError
 from ..storage.platform_s3 import PlatformS3, StorageUnavailable, bucket_problem, check_path, split_path, user_bucket
-from .dispatcher import GIVEN_NAME, JobDispatcher, stamp
+from .dispatcher import GIVEN_NAME, JobDispatcher, given_name_of, stamp
 from .fdl import MODULE_VAR, PREDICT_ARGS_VAR, ServiceDefinition, allowed, parse_definition
 from .introspect import ArgumentReader
 from .objects import JobStorage
@@ -36,7 +37,7 @@ from .payload import decode_event, event_file_name, failure_lines, sync_response
 from .pool import WorkerDied, WorkerPool, WorkerSpec
 from .sandbox import SandboxPolicy
 from .slices import slice_of, slice_problem
-from .store import RUNNING, SUCCEEDED, EngineStore, ServiceRecord
+from .store import RUNNING, SUCCEEDED, EngineStore, JobRecord, ServiceRecord
 from .triggers import UploadedObject, from_event, from_listing, is_platform, matches, not_triggered
 
 log = logging.getLogger(__name__)
@@ -280,7 +281,7 @@ class OscarEngine:
         return list(dict.fromkeys(roots))
 
     def _check_storage(self, definition: ServiceDefinition, user: str) -> None:
-        """Input/output paths on the platform's S3 must be the user's; their buckets are made here."""
+        """Input/output paths on the platform's S3 must be the user's; their buckets and folders are made here."""
         storages = [("input", io) for io in definition.input] + [("output", io) for io in definition.output]
         platform = [(f"{kind}.path", io) for kind, io in storages if is_platform(io)]
         if platform and self.settings.s3 is None:
@@ -302,6 +303,8 @@ class OscarEngine:
         for bucket in sorted(buckets):
             self._claim(user, bucket)
             self.settings.s3.ensure_bucket(bucket)
+        for _, io in platform:  # as OSCAR does: the folders are there to upload into (and to find results in)
+            self.settings.s3.ensure_folder(*split_path(io.path))
         if buckets:
             self.storage_key(user)  # the owner's key (now allowed these buckets), given to the service's workers
 
@@ -561,12 +564,25 @@ class OscarEngine:
                     "creation_time": iso_time(job.created),
                     "start_time": iso_time(job.started),
                     "finish_time": iso_time(job.finished),
+                    **self._job_extras(job),
                 }
                 for job in jobs
             },
             "next_page": str(offset + len(jobs)) if remaining else "",
             "remaining_jobs": remaining,
         }
+
+    def _job_extras(self, job: JobRecord) -> dict[str, Any]:
+        """ReefLab's fields beside OSCAR's JobInfo (clients ignore them): `file`, the caller's own name for the
+        input; `input`, the uploaded object ('bucket/key') of a job an upload made; `outputs`, the 'bucket/key's
+        its results were written to, once it succeeded."""
+        extras: dict[str, Any] = {"file": given_name_of(self.jobs_dir / job.name) or posixpath.basename(job.source)}
+        if job.source:
+            extras["input"] = job.source
+        if job.status == SUCCEEDED:
+            result = self.store.result(job.name)
+            extras["outputs"] = [path for out in (result or {}).get("outputs", []) for path in out.get("stored", [])]
+        return extras
 
     def job_log(self, user: str, name: str, job: str) -> str:
         """What each attempt printed, with the engine's notes, then the job's one recorded outcome."""

@@ -18,11 +18,13 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import quote
 
+import requests
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..errors import BadRequest, NotFound, ReefLabError
+from ..errors import BadRequest, Conflict, NotFound, ReefLabError
 from .batch import Batch, Engine
 from .fdl import module_definition
 
@@ -107,7 +109,12 @@ class ServerlessGateway(LoggingConfigurable):
     def start_batch(self, request: Any) -> dict[str, Any]:
         if not isinstance(request, dict) or not request.get("service") or not request.get("inputs"):
             raise BadRequest("give 'service' (a service name) and 'inputs' (bucket/folder of the files to process)")
-        state = BatchState(uuid.uuid4().hex[:8], request["service"], request["inputs"], request.get("output") or "")
+        service, output = str(request["service"]), str(request.get("output") or "").strip().strip("/")
+        if not output and not self._service(service).get("output"):
+            raise BadRequest(
+                f"service '{service}' has no output folder: give 'output' (bucket/folder) for the batch's results"
+            )
+        state = BatchState(uuid.uuid4().hex[:8], service, request["inputs"], output)
         self._batches[state.id] = state
         threading.Thread(target=self._run, args=(state,), name=f"batch-{state.id}", daemon=True).start()
         return asdict(state)
@@ -131,6 +138,33 @@ class ServerlessGateway(LoggingConfigurable):
         return [asdict(s) for s in sorted(self._batches.values(), key=lambda s: -s.started)]
 
     def batch(self, batch_id: str) -> dict[str, Any]:
+        return asdict(self._batch(batch_id))
+
+    def remove_batch(self, batch_id: str) -> None:
+        """Forget a batch that ended (its results and the files it read stay in storage)."""
+        state = self._batch(batch_id)
+        if state.finished is None:
+            raise Conflict(f"batch '{batch_id}' is still running: remove it once it has ended")
+        del self._batches[batch_id]
+
+    def _batch(self, batch_id: str) -> BatchState:
         if batch_id not in self._batches:
             raise NotFound(f"no batch '{batch_id}' in this server: GET /reeflab/api/serverless/batches lists them")
-        return asdict(self._batches[batch_id])
+        return self._batches[batch_id]
+
+    def _service(self, name: str) -> dict[str, Any]:
+        """The service's definition as the engine shows it to this user (404 with the engine's words if none)."""
+        engine = self.engine()
+        try:
+            answer = engine.session.get(
+                self.target(f"system/services/{quote(name, safe='')}"),
+                headers={"Authorization": engine.authorization},
+                timeout=30,
+            )
+        except requests.RequestException as error:
+            raise EngineUnavailable(f"the serverless engine did not answer: {type(error).__name__}") from None
+        if answer.status_code == 404:
+            raise NotFound(answer.text.strip() or f"no service named '{name}'")
+        if not answer.ok:
+            raise ReefLabError(f"the serverless engine refused: {answer.status_code} {answer.text.strip()[:300]}")
+        return answer.json()

@@ -63,8 +63,9 @@ class JobStorage:
             raise TransferFailed(f"could not read the uploaded file {job.source}: {error}") from None
         return path
 
-    async def deliver(self, job: JobRecord, output_dir: Path) -> list[str]:
-        """Upload the outputs to the service's output paths; returns the 'bucket/key's written."""
+    async def deliver(self, job: JobRecord, output_dir: Path) -> list[tuple[str, str]]:
+        """Upload the outputs to the service's output paths; returns each output's name (relative to `output_dir`)
+        with the 'bucket/key' it was written to."""
         definition = self.definition_for(job.service)
         targets = [o for o in (definition.output if definition else []) if is_platform(o)]
         files = output_files(output_dir)
@@ -77,12 +78,13 @@ class JobStorage:
             bucket, prefix = split_path(target.path)
             self._check_owner(job, bucket)
             for path in files:
-                key = posixpath.join(prefix, folder, path.relative_to(output_dir).as_posix()).lstrip("/")
+                name = path.relative_to(output_dir).as_posix()
+                key = posixpath.join(prefix, folder, name).lstrip("/")
                 try:
                     await asyncio.to_thread(_upload, client, path, bucket, key)
                 except Exception as error:
                     raise TransferFailed(f"could not write the output {bucket}/{key}: {error}") from None
-                written.append(f"{bucket}/{key}")
+                written.append((name, f"{bucket}/{key}"))
         return written
 
     @staticmethod

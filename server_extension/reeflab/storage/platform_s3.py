@@ -144,6 +144,12 @@ class PlatformS3:
         except ClientError:
             s3.create_bucket(Bucket=bucket)
 
+    def ensure_folder(self, bucket: str, prefix: str) -> None:
+        """An empty folder `prefix` in the bucket, so that people see it before anything is in it (as OSCAR makes
+        its services' input and output folders: an empty object named `<prefix>/`)."""
+        if prefix.strip("/"):
+            self.client().put_object(Bucket=bucket, Key=prefix.strip("/") + "/", Body=b"")
+
     def user_key(self, user: str, known: dict[str, str] | None = None, buckets: Iterable[str] = ()) -> dict[str, str]:
         """The user's own key (`known` if the server still has it, else a new one), allowed exactly their buckets.
 
