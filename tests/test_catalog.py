@@ -97,6 +97,19 @@ async def test_lists_builtin_and_remote_modules_with_facets(jp_fetch):
     assert tasks["Classification"] >= 2  # the built-in classifier and the remote plankton counter
 
 
+async def test_modules_without_trained_weights_say_so_and_how_to_train_them(jp_fetch):
+    """The generic YOLO modules are networks built from a yaml: cards and details say they are not trained,
+    and the detector names what the retrain pipeline needs; the fish detector ships trained weights."""
+    cards = {item["id"]: item for item in (await get(jp_fetch, "modules", per_page=100))["items"]}
+    assert cards["yolo-detector"]["trained"] is cards["image-classifier"]["trained"] is False
+    assert cards["fish-detector"]["trained"] is cards["plankton-counter"]["trained"] is True
+    detector = await get(jp_fetch, "modules", "yolo-detector")
+    assert detector["trained"] is False
+    assert detector["retrain"] == {"BASE_MODULE": "yolo-detector", "BASE_WEIGHTS": "yolov8n.yaml"}
+    assert (await get(jp_fetch, "modules", "image-classifier"))["retrain"] is None
+    assert (await get(jp_fetch, "modules", "fish-detector"))["retrain"] is None
+
+
 async def test_free_text_and_facet_filters(jp_fetch):
     found = await get(jp_fetch, "modules", q="plank")
     assert [i["id"] for i in found["items"]][0] == "plankton-counter"

@@ -70,6 +70,8 @@ export namespace Catalog {
     source: Source;
     valid: boolean;
     deployable: boolean;
+    /** false: no trained weights (a network built from a yaml), to be trained before it is tried */
+    trained?: boolean;
     /** ISO date, '' when unknown */
     updated: string;
   }
@@ -122,6 +124,8 @@ export namespace Catalog {
     problems: IMetadataProblem[];
     entry_point: string | null;
     versions: string[];
+    /** parameters of notebooks/retrain.pipeline that train it, when it has no trained weights */
+    retrain?: Record<string, string> | null;
   }
 
   export interface INeeds {
@@ -237,6 +241,8 @@ export namespace Deployments {
     width: number;
     height: number;
     time_ms: number;
+    /** detectors: the confidence threshold the boxes passed (the module takes it as `conf`) */
+    conf?: number;
     detections?: IDetection[];
     classes?: IClassScore[];
   }
@@ -812,6 +818,8 @@ export const api = {
   predictImage,
   makeServerless: (request: Serverless.IMakeRequest, settings?: ServerConnection.ISettings) =>
     serverlessApi.makeServerless(request, settings),
+  runPipeline: (request: Pipelines.IRequest, settings?: ServerConnection.ISettings) =>
+    pipelinesApi.runPipeline(request, settings),
   serverlessAvailability: (settings?: ServerConnection.ISettings) => serverlessApi.serverlessAvailability(settings)
 };
 
@@ -1014,7 +1022,8 @@ export type MarketplaceAPI = Pick<
   typeof api,
   'searchModules' | 'module' | 'moduleForm' | 'refreshCatalog' | 'createDeployment'
 > &
-  Partial<Pick<typeof serverlessApi, 'makeServerless' | 'serverlessAvailability'>>;
+  Partial<Pick<typeof serverlessApi, 'makeServerless' | 'serverlessAvailability'>> &
+  Partial<Pick<typeof pipelinesApi, 'runPipeline'>>;
 
 /** The calls the Deployments section makes. */
 export type DeploymentsAPI = Pick<

@@ -1,4 +1,4 @@
-/** Small labels on module cards and details: source, tasks, data types, invalid metadata. */
+/** Small labels on module cards and details: source, tasks, data types, invalid metadata, no trained weights. */
 import * as React from 'react';
 
 import { Catalog } from './api';
@@ -20,6 +20,15 @@ export function InvalidBadge(): JSX.Element {
       title="Its description does not follow the ai4-metadata standard; open it to see what is wrong"
     >
       invalid metadata
+    </span>
+  );
+}
+
+/** A module without trained weights (a network built from a yaml): to be trained before it finds anything. */
+export function UntrainedBadge(): JSX.Element {
+  return (
+    <span className="jp-ReefLab-badge jp-ReefLab-badge-untrained" title="No trained weights: train it first">
+      not trained
     </span>
   );
 }

@@ -155,3 +155,18 @@ export function safeLinks(links: Record<string, unknown> | undefined | null): IL
 export function problemField(field: string): string {
   return field ? field.split('.').join(' › ') : 'the whole description';
 }
+
+/** The shipped retraining pipeline (in the examples of your files): trains a module without trained weights. */
+export const RETRAIN_PIPELINE = 'notebooks/retrain.pipeline';
+
+/** What the Run pipeline form starts with to train a module: its own network, registered as "<id>-trained". */
+export function retrainParameters(module: Pick<Catalog.IModule, 'id' | 'retrain'>): string {
+  const lines = Object.entries({ ...module.retrain, MODEL_NAME: `${module.id}-trained` }).map(
+    ([name, value]) => `${name}=${value}`
+  );
+  return [
+    ...lines,
+    '# DATA=path/to/data.yaml (your images and boxes; left out: generated fish scenes)',
+    '# EPOCHS=50'
+  ].join('\n');
+}

@@ -2,7 +2,7 @@
 import * as React from 'react';
 
 import { Catalog } from './api';
-import { FacetBadges, InvalidBadge, SourceBadge } from './badges';
+import { FacetBadges, InvalidBadge, SourceBadge, UntrainedBadge } from './badges';
 
 export function ModuleCard(props: { card: Catalog.ICard; onOpen: (id: string) => void }): JSX.Element {
   const { card } = props;
@@ -19,6 +19,7 @@ export function ModuleCard(props: { card: Catalog.ICard; onOpen: (id: string) =>
         <span className="jp-ReefLab-cardSummary">{card.summary || 'No summary given.'}</span>
         <span className="jp-ReefLab-badges">
           {!card.valid && <InvalidBadge />}
+          {card.trained === false && <UntrainedBadge />}
           <FacetBadges card={card} />
           <SourceBadge source={card.source} />
         </span>

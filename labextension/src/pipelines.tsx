@@ -176,13 +176,15 @@ function RunRow(props: {
 
 /** Run a .pipeline file with parameters (NAME=value lines: the pipeline's environment variables). */
 export function RunPipelineForm(props: {
-  api: PipelinesAPI;
+  api: Pick<PipelinesAPI, 'runPipeline'>;
   initialPath?: string;
+  /** NAME=value lines the form starts with */
+  initialParameters?: string;
   onStarted: (run: Pipelines.IRun) => void;
   onCancel: () => void;
 }): JSX.Element {
   const [path, setPath] = React.useState(props.initialPath ?? '');
-  const [text, setText] = React.useState('');
+  const [text, setText] = React.useState(props.initialParameters ?? '');
   const [touched, setTouched] = React.useState(false);
   const [busy, setBusy] = React.useState(false);
   const [error, setError] = React.useState<string | null>(null);

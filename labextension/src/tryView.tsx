@@ -12,8 +12,39 @@ interface IAnswer<T> {
 }
 
 const WAITING = { value: null, error: null, busy: true };
+/** how long the confidence slider rests before the module is asked again with it */
+const CONF_SETTLE_MS = 300;
 
-function Findings(props: { prediction: Deployments.IPrediction }): JSX.Element {
+/** Only the boxes at or above the threshold: what the module answers when asked with it. */
+function atThreshold(prediction: Deployments.IPrediction, threshold: number | null): Deployments.IPrediction {
+  if (threshold === null || !prediction.detections) {
+    return prediction;
+  }
+  return { ...prediction, detections: prediction.detections.filter(d => d.confidence >= threshold) };
+}
+
+/** The detector's confidence threshold: boxes below it are left out (the module is asked again once it rests). */
+function ConfidenceSlider(props: { value: number; onChange: (value: number) => void }): JSX.Element {
+  return (
+    <label className="jp-ReefLab-field jp-ReefLab-confidence">
+      <span>
+        Confidence at least <strong>{formatPercent(props.value)}</strong>
+      </span>
+      <input
+        type="range"
+        min={0.05}
+        max={0.95}
+        step={0.05}
+        value={props.value}
+        aria-label="Confidence threshold"
+        title="Lower finds more, with more false alarms; higher keeps only the surest boxes"
+        onChange={e => props.onChange(Number(e.currentTarget.value))}
+      />
+    </label>
+  );
+}
+
+export function Findings(props: { prediction: Deployments.IPrediction }): JSX.Element {
   const { prediction } = props;
   return (
     <div className="jp-ReefLab-findings">
@@ -74,8 +105,12 @@ export function TryView(props: {
   const [json, setJson] = React.useState<IAnswer<Deployments.IPredictAnswer> | null>(null);
   const [image, setImage] = React.useState<IAnswer<string> | null>(null);
   const [dragging, setDragging] = React.useState(false);
+  // the slider's position (null: the module's default), and the threshold the module was last asked with
+  const [threshold, setThreshold] = React.useState<number | null>(null);
+  const [asked, setAsked] = React.useState<number | null>(null);
   const input = React.useRef<HTMLInputElement>(null);
   const region = React.useRef<HTMLDivElement>(null);
+  const sent = React.useRef<File | null>(null);
 
   // it may open by itself (a try just started) below the fold: bring the drop zone into sight
   React.useEffect(() => {
@@ -83,20 +118,32 @@ export function TryView(props: {
   }, []);
 
   React.useEffect(() => {
+    if (threshold === asked) {
+      return;
+    }
+    const timer = setTimeout(() => setAsked(threshold), CONF_SETTLE_MS);
+    return () => clearTimeout(timer);
+  }, [threshold, asked]);
+
+  React.useEffect(() => {
     if (!file) {
       return;
     }
+    const options: Deployments.PredictOptions = asked === null ? {} : { conf: asked };
     const controller = new AbortController();
     const live = () => !controller.signal.aborted;
     let url: string | null = null;
-    setJson(WAITING);
-    setImage(WAITING);
+    // the same image at another threshold: what is shown stays (and the slider with it) until the answer comes
+    const again = sent.current === file;
+    sent.current = file;
+    setJson(previous => (again && previous ? { ...previous, error: null, busy: true } : WAITING));
+    setImage(previous => (again && previous ? { ...previous, error: null, busy: true } : WAITING));
     // both at once: the list shows as soon as it comes, the drawing when it is done
-    api.predictJSON(deployment, file, {}, controller.signal).then(
+    api.predictJSON(deployment, file, options, controller.signal).then(
       value => live() && setJson({ value, error: null, busy: false }),
       e => live() && setJson({ value: null, error: errorMessage(e), busy: false })
     );
-    api.predictImage(deployment, file, {}, controller.signal).then(
+    api.predictImage(deployment, file, options, controller.signal).then(
       blob => {
         if (live()) {
           url = URL.createObjectURL(blob);
@@ -111,7 +158,7 @@ export function TryView(props: {
         URL.revokeObjectURL(url);
       }
     };
-  }, [api, deployment.id, file]);
+  }, [api, deployment.id, file, asked]);
 
   const choose = (files: FileList | null) => {
     if (files?.length) {
@@ -120,7 +167,9 @@ export function TryView(props: {
   };
 
   const errors = [...new Set([json?.error, image?.error].filter((e): e is string => Boolean(e)))];
-  const prediction = json?.value?.predictions;
+  const answer = json?.value?.predictions;
+  const prediction = answer && atThreshold(answer, threshold);
+  const sliderValue = threshold ?? answer?.conf;
   return (
     <div ref={region} className="jp-ReefLab-try" role="region" aria-label={`Try ${deployment.title}`}>
       <div
@@ -162,6 +211,7 @@ export function TryView(props: {
           <figcaption className="jp-ReefLab-muted">{file?.name}, as the module sees it</figcaption>
         </figure>
       )}
+      {typeof sliderValue === 'number' && <ConfidenceSlider value={sliderValue} onChange={setThreshold} />}
       {prediction && <Findings prediction={prediction} />}
       {json?.value && (
         <details className="jp-ReefLab-json">

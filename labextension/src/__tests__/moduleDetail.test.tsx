@@ -3,9 +3,10 @@ import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import * as React from 'react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { Catalog } from '../api';
+import { Catalog, Pipelines } from '../api';
 import { ModuleDetail } from '../moduleDetail';
 import { card, FakeAPI } from './fakeApi';
+import { pipelineRun } from './fakePipelines';
 import { button, click, IRendered, render, settle } from './render';
 
 const YOLO: Catalog.IModule = {
@@ -154,6 +155,49 @@ describe('ModuleDetail', () => {
     const serverless = button(host, 'Make serverless')!;
     expect(serverless.disabled).toBe(true);
     expect(serverless.title).toMatch(/^Coming soon: /);
+  });
+
+  it('offers training instead of Try for a module without trained weights', async () => {
+    const untrained: Catalog.IModule = {
+      ...YOLO,
+      trained: false,
+      retrain: { BASE_MODULE: 'yolo-detector', BASE_WEIGHTS: 'yolov8n.yaml' }
+    };
+    const runPipeline = vi.fn(async (_request: Pipelines.IRequest) => pipelineRun('r1', { title: 'retrain' }));
+    const host = await show('yolo-detector', Object.assign(apiWith([untrained, YOLO_FORM]), { runPipeline }));
+    expect(host.querySelector('.jp-ReefLab-badge-untrained')?.textContent).toBe('not trained');
+    expect(host.querySelector('.jp-ReefLab-info[role="note"]')?.textContent).toContain(
+      'No trained weights: train it first.'
+    );
+    expect(button(host, 'Try')).toBeUndefined();
+    expect(button(host, 'Deploy')!.disabled).toBe(false);
+
+    await click(button(host, 'Train…'));
+    const form = host.querySelector<HTMLFormElement>('form[aria-label="Run a pipeline"]')!;
+    expect(form.querySelector('input')!.value).toBe('notebooks/retrain.pipeline');
+    expect(form.querySelector('textarea')!.value.split('\n').slice(0, 3)).toEqual([
+      'BASE_MODULE=yolo-detector',
+      'BASE_WEIGHTS=yolov8n.yaml',
+      'MODEL_NAME=yolo-detector-trained'
+    ]);
+    await click(button(form, 'Run'));
+    await settle();
+    expect(runPipeline).toHaveBeenCalledWith({
+      pipeline: 'notebooks/retrain.pipeline',
+      parameters: { BASE_MODULE: 'yolo-detector', BASE_WEIGHTS: 'yolov8n.yaml', MODEL_NAME: 'yolo-detector-trained' }
+    });
+    expect(host.querySelector('.jp-ReefLab-info[role="status"]')?.textContent).toContain(
+      'Training started (retrain): follow it under Jobs.'
+    );
+  });
+
+  it('says so when a module without trained weights cannot be trained from here', async () => {
+    const host = await show('yolo-detector', apiWith([{ ...YOLO, trained: false }, YOLO_FORM]));
+    expect(host.querySelector('.jp-ReefLab-info[role="note"]')?.textContent).toBe(
+      'No trained weights: train it first. Its description says how to train it.'
+    );
+    expect(button(host, 'Try')).toBeUndefined();
+    expect(button(host, 'Train…')).toBeUndefined();
   });
 
   it('offers no deployment of a module that cannot run here, and says why', async () => {

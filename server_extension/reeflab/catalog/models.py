@@ -35,6 +35,14 @@ class ModuleEntry(BaseModel):
     problems: list[MetadataProblem] = Field(default_factory=list)
     entry_point: str | None = Field(None, description="deepaas.v2.model entry point name, if installed here")
     versions: list[str] = Field(default_factory=list, description="Registered versions, newest last")
+    trained: bool = Field(
+        True,
+        description="False when the module says it has no trained weights (a network built from a yaml): "
+        "it is to be trained, not tried",
+    )
+    retrain: dict[str, str] | None = Field(
+        None, description="Parameters of notebooks/retrain.pipeline that train it, when it has no trained weights"
+    )
     # environment a deployment of this entry gets (a registered model's weights); internal paths, never shown
     deploy_env: dict[str, str] = Field(default_factory=dict, exclude=True)
 
@@ -76,6 +84,7 @@ class ModuleEntry(BaseModel):
             "source": self.source,
             "valid": self.valid,
             "deployable": self.deployable,
+            "trained": self.trained,
             "updated": self.updated(),
             **{facet: self.facet_values(facet) for facet in FACETS},
         }

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ..modules.contract import ENTRY_POINT_GROUP, OPTIONAL, missing_functions
+from ..modules.contract import ENTRY_POINT_GROUP, OPTIONAL, missing_functions, retrain_parameters, says_untrained
 from ..modules.metadata import find_metadata_file, read_metadata_file, validate_metadata
 from .models import MetadataProblem, ModuleEntry, slug
 
@@ -97,7 +97,10 @@ def _installed_entry(ep: EntryPoint) -> ModuleEntry:
         optional = ", ".join(OPTIONAL)
         message = f"missing DEEPaaS function: {', '.join(missing)} (required; optional: {optional})"
         problems.append(MetadataProblem(field="", message=message))
-    return entry_from_metadata(module_id, source, document, entry_point=ep.name, problems=problems)
+    entry = entry_from_metadata(module_id, source, document, entry_point=ep.name, problems=problems)
+    entry.trained = not says_untrained(obj)
+    entry.retrain = retrain_parameters(obj, ep.name)
+    return entry
 
 
 class RemoteIndex:

@@ -28,3 +28,18 @@ def predict_args(obj: Any) -> dict[str, Any]:
 def file_args(fields: dict[str, Any]) -> list[str]:
     """The names of the predict arguments that take a file (webargs fields of type 'file'), in order."""
     return [name for name, field in fields.items() if getattr(field, "metadata", {}).get("type") == "file"]
+
+
+def says_untrained(obj: Any) -> bool:
+    """Whether a module says it has no trained weights (ReefLab's addition to the contract: an attribute
+    `trained` that is False, e.g. a network built from a yaml): the panel offers training instead of Try."""
+    return getattr(obj, "trained", True) is False
+
+
+def retrain_parameters(obj: Any, entry_point: str) -> dict[str, str] | None:
+    """Parameters of the retrain pipeline (notebooks/retrain.pipeline) that train a module without trained
+    weights, from its `retrain_parameters` (ReefLab's addition); None when it has none."""
+    params = getattr(obj, "retrain_parameters", None)
+    if not isinstance(params, dict):
+        return None
+    return {"BASE_MODULE": entry_point, **{str(k): str(v) for k, v in params.items()}}

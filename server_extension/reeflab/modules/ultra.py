@@ -58,16 +58,51 @@ def check_image(upload: Any) -> bool:
     return True
 
 
-class UltralyticsModule:
-    """A YOLO detector or classifier: metadata from the package, weights shipped or built from yaml."""
+def drop_large_boxes(result: Any, max_area: float | None) -> Any:
+    """A detection result without the boxes that cover more than `max_area` of the image (None: all kept)."""
+    boxes = result.boxes
+    if max_area is None or boxes is None or not len(boxes):
+        return result
+    height, width = result.orig_shape
+    xyxy = boxes.xyxy
+    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]) / (width * height)
+    return result[area <= max_area]
 
-    def __init__(self, package: str, task: str, model: str, imgsz: int = 640, conf: float = 0.25):
+
+class UltralyticsModule:
+    """A YOLO detector or classifier: metadata from the package, weights shipped or built from yaml.
+
+    `max_box_area` (detectors): boxes covering more than this fraction of the image are dropped, for a
+    detector trained on objects that never fill the frame (a box that does is never one of them).
+    """
+
+    def __init__(
+        self,
+        package: str,
+        task: str,
+        model: str,
+        imgsz: int = 640,
+        conf: float = 0.25,
+        max_box_area: float | None = None,
+    ):
         self.package = package
         self.conf = conf
         self.task = task  # "detect" or "classify"
         self.default_model = model  # weights file inside the package, or an Ultralytics yaml
         self.imgsz = imgsz
+        self.max_box_area = max_box_area
         self._network = None
+
+    @property
+    def trained(self) -> bool:
+        """Whether it serves trained weights: shipped ones (.pt) or a registered model's, not a network
+        built from a yaml with random weights (the catalogue offers training instead of a try then)."""
+        return bool(os.environ.get("REEFLAB_WEIGHTS")) or self.default_model.endswith(".pt")
+
+    @property
+    def retrain_parameters(self) -> dict[str, str] | None:
+        """What notebooks/retrain.pipeline needs to train this module's own network: detectors only."""
+        return {"BASE_WEIGHTS": self.default_model} if self.task == "detect" and not self.trained else None
 
     def __reduce__(self):
         return (_resolve, (self.package, "model"))
@@ -117,7 +152,10 @@ class UltralyticsModule:
         }
         if self.task == "detect":
             args["conf"] = fields.Float(
-                load_default=self.conf, validate=validate.Range(0, 1), description="Min confidence"
+                load_default=self.conf,
+                validate=validate.Range(0, 1),
+                description="Confidence threshold (0-1): boxes below it are left out; lower finds more, "
+                "with more false alarms",
             )
             args["iou"] = fields.Float(load_default=0.7, validate=validate.Range(0, 1), description="NMS IoU threshold")
         else:
@@ -135,12 +173,12 @@ class UltralyticsModule:
         with Image.open(upload.filename) as image:
             rgb = image.convert("RGB")
         start = time.perf_counter()
-        result = self.network().predict(rgb, **options)[0]
+        result = self._postprocess(self.network().predict(rgb, **options)[0])
         elapsed_ms = (time.perf_counter() - start) * 1000
         if kwargs.get("accept") == "image/png":
             return self._annotated_png(result)
         name = getattr(upload, "original_filename", None) or Path(upload.filename).name
-        return self.describe(result, name, elapsed_ms, kwargs.get("top_k", 5))
+        return self.describe(result, name, elapsed_ms, kwargs.get("top_k", 5), options.get("conf"))
 
     def predict_batch(self, paths: list[str], names: list[str], **kwargs) -> list[dict]:
         """Several images in one forward pass (ReefLab's batch jobs): for each, what `predict` answers in JSON."""
@@ -154,9 +192,10 @@ class UltralyticsModule:
             with Image.open(path) as image:
                 images.append(image.convert("RGB"))
         start = time.perf_counter()
-        results = self.network().predict(images, **options)
+        results = [self._postprocess(r) for r in self.network().predict(images, **options)]
         each_ms = (time.perf_counter() - start) * 1000 / max(1, len(paths))
-        return [self.describe(r, n, each_ms, kwargs.get("top_k", 5)) for r, n in zip(results, names, strict=True)]
+        top_k, conf = kwargs.get("top_k", 5), options.get("conf")
+        return [self.describe(r, n, each_ms, top_k, conf) for r, n in zip(results, names, strict=True)]
 
     def get_train_args(self) -> dict:
         from webargs import fields, validate
@@ -206,6 +245,9 @@ class UltralyticsModule:
             return str(resources.files(self.package).joinpath(self.default_model))
         return self.default_model
 
+    def _postprocess(self, result: Any) -> Any:
+        return drop_large_boxes(result, self.max_box_area) if self.task == "detect" else result
+
     def network(self):
         if self._network is None:
             from ultralytics import YOLO
@@ -214,8 +256,9 @@ class UltralyticsModule:
             self._network = YOLO(self.model_path(), task=self.task)
         return self._network
 
-    def describe(self, result, name: str, elapsed_ms: float, top_k: int = 5) -> dict:
-        """JSON results of one image: boxes for a detector, top-k classes for a classifier."""
+    def describe(self, result, name: str, elapsed_ms: float, top_k: int = 5, conf: float | None = None) -> dict:
+        """JSON results of one image: boxes for a detector (with the confidence threshold applied), top-k
+        classes for a classifier."""
         height, width = result.orig_shape
         out: dict[str, Any] = {
             "file": name,
@@ -225,6 +268,7 @@ class UltralyticsModule:
         }
         if self.task == "detect":
             boxes = result.boxes
+            out["conf"] = self.conf if conf is None else conf
             out["detections"] = [
                 {
                     "class_id": int(cls),
