@@ -55,6 +55,7 @@ setup(
             "modules/*/weights/*",
             "modules/*/samples/*",
             "modules/template/package/**/*",
+            "hub/templates/*.html",
         ]
     },
     entry_points={

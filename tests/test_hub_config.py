@@ -36,6 +36,13 @@ def test_local_mode_is_the_default(monkeypatch, tmp_path):
     s3 = next(s for s in c.JupyterHub.services if s["name"] == "reeflab-s3")
     assert not any("secret" in arg for arg in s3["command"]), "no secret on a command line"
     assert c.Spawner.environment["REEFLAB_S3_ENDPOINT"] == "http://127.0.0.1:8333"
+    # the platform's services keep their own chatter (SeaweedFS's status box, MLflow's start-up) in their logs
+    mlflow = next(s for s in c.JupyterHub.services if s["name"] == "reeflab-mlflow")
+    assert f"--log-file={tmp_path / 's3' / 'seaweedfs.log'}" in s3["command"]
+    assert f"--log-file={tmp_path / 'mlflow' / 'mlflow.log'}" in mlflow["command"]
+    assert {r["name"] for r in c.JupyterHub.load_roles}.isdisjoint({"reeflab-s3", "reeflab-mlflow"})  # no empty roles
+    assert c.JupyterHub.template_vars["reeflab_mlflow_path"] == "reeflab/mlflow/"  # in the Services menu
+    assert "becomes its password" in c.JupyterHub.template_vars["reeflab_login_hint"]
 
 
 def test_admins_and_users_come_from_the_environment(monkeypatch, tmp_path):

@@ -31,6 +31,8 @@ def logged_in_as(hub: HubProcess, session: requests.Session) -> str | None:
 
 
 def test_only_users_an_admin_added_can_log_in_and_first_login_sets_the_password(hub):
+    page = requests.get(hub.url + "hub/login", timeout=30).text
+    assert "The password you type now becomes its password" in page  # the login page says so itself
     assert logged_in_as(hub, login(hub, "admin")) == "admin"
     # a name nobody added is refused and not created
     assert logged_in_as(hub, login(hub, "mallory")) is None
@@ -50,6 +52,13 @@ def test_only_users_an_admin_added_can_log_in_and_first_login_sets_the_password(
     assert logged_in_as(hub, login(hub, "alice", "not-her-password")) is None
     assert logged_in_as(hub, login(hub, "admin", "a-guess-at-it")) is None
     assert logged_in_as(hub, login(hub, "bob")) == "bob"
+
+
+def test_the_services_menu_opens_mlflow_through_the_users_own_server(hub):
+    home = login(hub, "admin").get(hub.url + "hub/home", timeout=30).text
+    menu = home[home.index(">Services</a>") :]
+    assert 'href="/hub/user-redirect/reeflab/mlflow/"' in menu and "MLflow" in menu, menu[:1500]
+    assert "/services/reeflab-serverless/" in menu
 
 
 def test_user_server_serves_reeflab_api_only_to_its_owner(hub):

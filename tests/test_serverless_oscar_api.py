@@ -229,3 +229,10 @@ def test_cors_for_the_configured_dashboard_only(engine, shared):
     assert denied.status_code == 401 and denied.headers["Access-Control-Allow-Origin"] == DASHBOARD
     foreign = engine.request("GET", "/system/services", "alice", headers={"Origin": "https://evil.example.com"})
     assert foreign.ok and "Access-Control-Allow-Origin" not in foreign.headers
+
+
+def test_the_engines_own_address_says_what_it_is_without_a_login(engine):
+    # the hub checks this address at start and its Services menu links it: a short guide, no 404, no data
+    answer = requests.get(engine.url, timeout=10)
+    assert answer.status_code == 200 and "OSCAR REST API" in answer.text and "/system/info" in answer.text
+    assert requests.get(engine.url.rstrip("/") + "/system/services", timeout=10).status_code == 401

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -23,15 +25,31 @@ def hub_url() -> str:
     return f"http://{ip}:{port}{base}"
 
 
+def hub_routed(base_url: str) -> bool:
+    """Whether the proxy routes requests to the hub yet, asked on the proxy's own API: a request through
+    the proxy before then would only leave a "404 GET" in the output."""
+    api = f"http://127.0.0.1:{os.environ.get('REEFLAB_PROXY_API_PORT', '8001')}/api/routes"
+    try:
+        token = (state_dir() / "proxy_token").read_text().strip()
+        request = urllib.request.Request(api, headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(request, timeout=2) as answer:
+            routes = json.load(answer)
+    except (OSError, ValueError):
+        return False
+    return (base_url.rstrip("/") or "/") in routes
+
+
 def wait_for_hub(url: str, proc: subprocess.Popen, timeout: float = 180) -> bool:
-    """True once the hub answers its API; False if it exits or times out first."""
+    """True once the proxy routes the hub and the hub answers its API; False if it exits or times out first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(url + "hub/api/", timeout=2):
-                return True
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.5)
+        if hub_routed(urllib.parse.urlparse(url).path):
+            try:
+                with urllib.request.urlopen(url + "hub/api/", timeout=2):
+                    return True
+            except (urllib.error.URLError, OSError):
+                pass
+        time.sleep(0.5)
     return False
 
 

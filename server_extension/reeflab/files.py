@@ -1,9 +1,10 @@
-"""Small local-machine helpers every part uses: private files and free ports."""
+"""Small local-machine helpers every part uses: private files, free ports, output to a log file."""
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 
@@ -27,3 +28,18 @@ def free_port_at(port: int, host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, port))
         return s.getsockname()[1]
+
+
+def output_to(log_file: Path) -> None:
+    """Send this process's stdout and stderr (and so a program it execs) to `log_file` (0600, appended).
+
+    For the platform's services (SeaweedFS, MLflow) that the hub starts: their own banners, INFO lines and
+    deprecation warnings stay in their log instead of the terminal where `make up` runs.
+    """
+    log_file = Path(log_file)
+    log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+        os.dup2(fd, stream.fileno())
+    os.close(fd)

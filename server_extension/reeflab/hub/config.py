@@ -16,6 +16,7 @@ from ..profiles import default_profiles_path
 
 REPO = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def _env(name: str, default: str = "") -> str:
@@ -24,6 +25,12 @@ def _env(name: str, default: str = "") -> str:
 
 def _env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in _env(name, default).split(",") if item.strip()]
+
+
+def add_template_vars(c, **values: str) -> None:
+    """Variables for the hub's pages (hub/templates/), keeping those set before."""
+    hub = c.JupyterHub
+    hub.template_vars = {**(hub.template_vars if "template_vars" in hub else {}), **values}
 
 
 def state_dir() -> Path:
@@ -41,6 +48,7 @@ def configure(c) -> None:
     if auth not in ("local", "oidc"):
         raise ValueError(f"REEFLAB_AUTH={auth!r}: use 'local' or 'oidc'")
     configure_user_servers(c)
+    c.JupyterHub.template_paths = [str(TEMPLATES)]  # JupyterHub's pages, plus a few words of ReefLab's
     if mode == "local":
         configure_local(c)
     else:
@@ -126,7 +134,7 @@ def configure_shared_account(c, auth: str) -> None:
     """
     c.ReefLabLocalSpawner.isolate_users = False
     if _env("REEFLAB_SHARED_ACCOUNT").lower() in ("1", "true", "yes"):
-        c.JupyterHub.template_vars = {"announcement": SHARED_ACCOUNT_NOTICE}
+        add_template_vars(c, announcement=SHARED_ACCOUNT_NOTICE)
         return
     if auth != "local":
         raise ValueError(
@@ -134,7 +142,7 @@ def configure_shared_account(c, auth: str) -> None:
             "(each user gets an account), or accept shared-account mode with REEFLAB_SHARED_ACCOUNT=true"
         )
     single = sorted(_env_list("REEFLAB_ADMINS", "admin"))[:1]
-    c.JupyterHub.template_vars = {"announcement": SINGLE_USER_NOTICE.format(name=single[0])}
+    add_template_vars(c, announcement=SINGLE_USER_NOTICE.format(name=single[0]))
     c.Authenticator.admin_users = set(single)
     c.Authenticator.allowed_users = set(single)
     c.Authenticator.allow_existing_users = False
@@ -187,7 +195,16 @@ def configure_local_login(c) -> None:
     c.FirstUseAuthenticator.dbm_path = str(state_dir() / "passwords.dbm")
     c.FirstUseAuthenticator.min_password_length = 8
     # closed by default: only users an admin added (admin panel or REEFLAB_USERS) may log in
-    c.FirstUseAuthenticator.create_users = _env("REEFLAB_OPEN_SIGNUP", "false").lower() in ("1", "true", "yes")
+    open_signup = _env("REEFLAB_OPEN_SIGNUP", "false").lower() in ("1", "true", "yes")
+    c.FirstUseAuthenticator.create_users = open_signup
+    who = "Anyone may pick an unused name." if open_signup else "Your name must have been added by an admin."
+    add_template_vars(
+        c,
+        reeflab_login_hint=(
+            "First login with a name? The password you type now becomes its password (at least 8 characters): "
+            f"keep it, you will need it next time. {who}"
+        ),
+    )
 
 
 def configure_oidc_login(c) -> None:
@@ -288,9 +305,11 @@ def configure_idle_culler(c) -> None:
 
 
 def add_service(c, service: dict, scopes: list[str]) -> None:
-    """Register a hub-managed service and a role with the scopes it needs."""
+    """Register a hub-managed service and a role with the scopes it needs (none for a service that needs none)."""
     hub = c.JupyterHub
     hub.services = [*(hub.services if "services" in hub else []), service]
+    if not scopes:  # an empty role only earns a warning at every start
+        return
     role = {"name": service["name"], "scopes": scopes, "services": [service["name"]]}
     hub.load_roles = [*(hub.load_roles if "load_roles" in hub else []), role]
 
@@ -369,6 +388,7 @@ def configure_object_storage(c, webhook: str) -> dict[str, str]:
         f"--admin-key-file={files['admin_key_file']}",
         f"--webhook-url={webhook}",
         f"--webhook-token-file={files['events_token_file']}",
+        f"--log-file={state / 's3' / 'seaweedfs.log'}",  # its own chatter stays out of the hub's output
     ]
     add_service(c, {"name": "reeflab-s3", "command": command}, scopes=[])
     endpoint = f"http://127.0.0.1:{port}"
@@ -377,6 +397,7 @@ def configure_object_storage(c, webhook: str) -> dict[str, str]:
 
 
 TRACKING_SERVICE = "reeflab-mlflow"
+TRACKING_UI = "reeflab/mlflow/"  # under each user's server (TrackingService.ui_path)
 
 
 def configure_tracking(c) -> None:
@@ -392,9 +413,11 @@ def configure_tracking(c) -> None:
     port = int(_env("REEFLAB_MLFLOW_PORT", "5005"))
     state = state_dir() / "mlflow"
     command = [sys.executable, "-m", "reeflab.training.tracking_server", f"--state-dir={state}", f"--port={port}"]
+    command.append(f"--log-file={state / 'mlflow.log'}")  # MLflow's start-up chatter stays out of the hub's output
     add_service(c, {"name": TRACKING_SERVICE, "command": command}, scopes=[])
     previous = c.Spawner.pre_spawn_hook if "pre_spawn_hook" in c.Spawner else None
     c.Spawner.pre_spawn_hook = tracking_pre_spawn_hook(f"http://127.0.0.1:{port}", state, previous=previous)
+    add_template_vars(c, reeflab_mlflow_path=TRACKING_UI)  # the hub's Services menu links it
     c.RevokingAuthenticator.tracking_url = f"http://127.0.0.1:{port}"
     c.RevokingAuthenticator.tracking_state_dir = str(state)
 

@@ -92,6 +92,20 @@ class HealthHandler(EngineHandler):
         self.write_text("Ok")
 
 
+class RootHandler(EngineHandler):
+    """The engine's own address (the hub's Services menu links it, and checks it at start): what it is."""
+
+    requires_user = False
+
+    def get(self) -> None:
+        base = self.request.path.rstrip("/")
+        self.write_text(
+            "ReefLab serverless engine: the OSCAR REST API (services, run, job, logs, buckets).\n"
+            f"Log in with your hub token (Authorization: token ...), e.g. GET {base}/system/info;\n"
+            f"{base}/system/config gives your OSCAR login and S3 key for oscar-python.\n"
+        )
+
+
 class InfoHandler(EngineHandler):
     def get(self) -> None:
         self.write_json(system.info())
@@ -223,6 +237,7 @@ def routes(base_url: str, **context: Any) -> list[tuple[str, type, dict[str, Any
     """The route table under `base_url` (e.g. /services/reeflab-serverless/ under the hub)."""
     prefix = "/" + base_url.strip("/") if base_url.strip("/") else ""
     table = [
+        (r"/?", RootHandler),
         (r"/health/?", HealthHandler),
         (r"/system/info/?", InfoHandler),
         (r"/system/status/?", StatusHandler),

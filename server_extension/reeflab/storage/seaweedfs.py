@@ -33,7 +33,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ..files import free_port, free_port_at, write_private
+from ..files import free_port, free_port_at, output_to, write_private
 from ..testing.process import ServerProcess
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--admin-key-file", required=True, type=Path, help="JSON admin key file (created if missing)")
     parser.add_argument("--webhook-url", default="", help="where the filer posts upload events")
     parser.add_argument("--webhook-token-file", type=Path, help="file with the bearer token for the webhook")
+    parser.add_argument("--log-file", type=Path, help="where SeaweedFS's output goes (default: stdout and stderr)")
     args = parser.parse_args(argv)
+    if args.log_file:  # weed mini prints a status box ("Press Ctrl+C ..."), its webhook router's chatter...
+        output_to(args.log_file)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # before weed replaces us
     state = args.dir.resolve()
     state.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -1,6 +1,6 @@
 """The hub's MLflow tracking server: sqlite + local artifacts, behind MLflow's own basic-auth app.
 
-    python -m reeflab.training.tracking_server --state-dir=DIR [--host=127.0.0.1] [--port=5005]
+    python -m reeflab.training.tracking_server --state-dir=DIR [--host=127.0.0.1] [--port=5005] [--log-file=F]
 
 Why basic-auth: MLflow alone has no notion of JupyterHub users, and anything that reaches its
 port could read every run. With `--app-name basic-auth` and `default_permission =
@@ -37,7 +37,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..files import write_private
+from ..files import output_to, write_private
 
 ADMIN = "reeflab-admin"
 
@@ -79,7 +79,11 @@ def prepare(state: Path) -> dict[str, str]:
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
         "MLFLOW_AUTH_ADMIN_PASSWORD": _secret(state / "admin_password"),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": _secret(state / "flask_secret"),
+        # lean on a small machine: no usage reports, and no job runner (huey workers for GenAI jobs and
+        # trace rollups, a few hundred MB each) beside the one server worker
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
 
 
@@ -194,7 +198,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5005)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--log-file", type=Path, help="where MLflow's output goes (default: stdout and stderr)")
     args = parser.parse_args(argv)
+    if args.log_file:
+        output_to(args.log_file)
     env = {**os.environ, **prepare(Path(args.state_dir))}
     cmd = command(Path(args.state_dir), args.host, args.port, args.workers)
     os.execve(cmd[0], cmd, env)  # the hub (or a test) manages MLflow itself under this pid
