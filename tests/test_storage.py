@@ -180,6 +180,69 @@ async def test_s3_connect_list_upload_download_and_refusals(api, s3):
     assert s3.ana_key["secret_key"] not in b"".join(api.answers).decode(errors="replace")
 
 
+async def test_new_folders_on_s3_show_as_folders_and_take_uploads(api, s3):
+    created = await api("POST", "connections", body=s3_body(s3, prefix="surveyed"))
+    assert created["bucket_path"] == "ana/surveyed"
+    assert created["description"] == f"bucket ana/surveyed at {s3.endpoint}"
+    made = await api("POST", "connections", "lake", "folders", body={"path": "fish-in"})
+    assert made == {"connection": "lake", "path": "fish-in"}
+    bucket = s3.client(key=s3.ana_key)
+    assert bucket.head_object(Bucket="ana", Key="surveyed/fish-in/")["ContentLength"] == 0  # the folder marker
+    top = await api("GET", "connections", "lake", "files")
+    assert [(i["name"], i["type"], i["path"]) for i in top["items"]] == [("fish-in", "directory", "fish-in")]
+    assert (await api("GET", "connections", "lake", "files", params={"path": "fish-in"}))["items"] == []
+    await api("PUT", "connections", "lake", "file", params={"path": "fish-in/reef.jpg"}, raw=b"jpeg")
+    inside = await api("GET", "connections", "lake", "files", params={"path": "fish-in"})
+    assert [(i["name"], i["type"]) for i in inside["items"]] == [("reef.jpg", "file")]
+    await api("POST", "connections", "lake", "folders", body={"path": "surveys/2026/dive-1"})  # folders above too
+    deep = await api("GET", "connections", "lake", "files", params={"path": "surveys/2026"})
+    assert [(i["name"], i["type"]) for i in deep["items"]] == [("dive-1", "directory")]
+
+    code, message = await api.refused("POST", "connections", "lake", "folders", body={"path": "fish-in"})
+    assert code == 409 and "already has a folder 'fish-in'" in message
+    code, message = await api.refused("POST", "connections", "lake", "folders", body={"path": "fish-in/reef.jpg"})
+    assert code == 409 and "file 'fish-in/reef.jpg'" in message
+    code, message = await api.refused("POST", "connections", "lake", "folders", body={"path": "fish-in/reef.jpg/x"})
+    assert code == 400 and "'fish-in/reef.jpg' is a file" in message
+    # deleting folders takes them whole (SeaweedFS keeps an emptied folder unless its own `name/` goes too)
+    for folder, files in (("fish-in", 1), ("surveys", 1)):
+        deleted = await api("DELETE", "connections", "lake", "file", params={"path": folder, "confirm": folder})
+        assert deleted["deleted"] == files
+    assert (await api("GET", "connections", "lake", "files"))["items"] == []
+    assert "Contents" not in bucket.list_objects_v2(Bucket="ana", Prefix="surveyed/")
+
+
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ({"path": ""}, "Name the new folder"),
+        ({"path": "a/../../b"}, "'..' is not allowed"),
+        ({"path": "a\\b"}, "may not contain '\\'"),
+        ({"path": " fish"}, "may not start or end with a space"),
+        ({"path": "x" * 256}, "at most 255 bytes"),
+        ({"path": "ok\nno"}, "control characters"),
+        ({"name": "fish"}, "path: Field required"),
+    ],
+)
+async def test_bad_folder_names_are_refused_with_what_to_fix(api, dav, body, says):
+    await api("POST", "connections", body=webdav_body(dav))
+    code, message = await api.refused("POST", "connections", "cloud", "folders", body=body)
+    assert code == 400 and says in message
+
+
+async def test_new_folders_on_webdav_and_only_in_your_connections(api, dav):
+    created = await api("POST", "connections", body=webdav_body(dav))
+    assert created["bucket_path"] is None and created["description"] == f"WebDAV folder {dav.url}"
+    await api("POST", "connections", "cloud", "folders", body={"path": "transects/2026-11"})
+    assert (dav.root / "transects" / "2026-11").is_dir()  # MKCOL on the WebDAV server itself
+    listing = await api("GET", "connections", "cloud", "files", params={"path": "transects"})
+    assert [(i["name"], i["type"]) for i in listing["items"]] == [("2026-11", "directory")]
+    code, message = await api.refused("POST", "connections", "cloud", "folders", body={"path": "transects/2026-11"})
+    assert code == 409 and "already has a folder" in message
+    code, message = await api.refused("POST", "connections", "someone-elses", "folders", body={"path": "x"})
+    assert code == 404 and "No storage connection 'someone-elses'" in message
+
+
 async def test_transfers_copy_and_sync_with_progress(api, dav, jp_root_dir):
     await api("POST", "connections", body=webdav_body(dav))
     data = jp_root_dir / "dataset"
@@ -216,6 +279,7 @@ def test_connections_are_private_to_their_owner(dav, tmp_path):
     for use in (
         lambda: service.get("bob", "cloud"),
         lambda: service.ls("bob", "cloud"),
+        lambda: service.mkdir("bob", "cloud", "x"),
         lambda: service.credentials_env("bob", "cloud"),
         lambda: service.resolve("bob", "cloud:data"),
         lambda: service.delete("bob", "cloud"),

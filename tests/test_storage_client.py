@@ -39,6 +39,14 @@ async def test_connect_ls_upload_download_mount_copy(connection, dav, tmp_path, 
         client_storage.connect, "cloud", url=dav.url, user=dav.user, password=dav.password, connection=connection
     )
     assert cloud.info["kind"] == "webdav" and "password" not in cloud.info
+    assert repr(cloud) == f"<Storage cloud: WebDAV folder {dav.url}>"
+    assert cloud.bucket_path is None and cloud.path("survey/a.jpg") == "cloud:survey/a.jpg"
+    assert await off_loop(cloud.mkdir, "survey/empty") == "survey/empty"
+    assert (dav.root / "survey" / "empty").is_dir()
+    with pytest.raises(ReefLabClientError) as err:
+        await off_loop(cloud.mkdir, "survey/empty")
+    assert err.value.status == 409 and "already has a folder 'survey/empty'" in err.value.message
+    (dav.root / "survey" / "empty").rmdir()
     local = tmp_path / "counts.csv"
     local.write_text("site,fish\nA,3\n")
     assert await off_loop(cloud.upload, local, "survey/counts.csv") == "survey/counts.csv"

@@ -277,6 +277,10 @@ export namespace Storage {
     platform: boolean;
     /** where the data is, for people */
     location: string;
+    /** what it is, in words: "your bucket ana on the platform" */
+    description: string;
+    /** S3: the bucket (and folder) its paths are in, e.g. "ana"; null for WebDAV */
+    bucket_path: string | null;
     mount: IMount;
     endpoint?: string;
     bucket?: string;
@@ -905,6 +909,13 @@ export const storageApi = {
     }
     return requestAPI<Storage.IListing>(`${connectionEndpoint(name, 'files')}?${params}`, { signal }, settings);
   },
+  /** Make an empty folder at `path` (and those above it); 409 if something is there. */
+  makeFolder: (
+    name: string,
+    path: string,
+    settings?: ServerConnection.ISettings
+  ): Promise<{ connection: string; path: string }> =>
+    requestAPI<{ connection: string; path: string }>(connectionEndpoint(name, 'folders'), json({ path }), settings),
   /** Write a file from the user's computer at `path` (folder and name) in the connection. */
   uploadFile: (
     name: string,
@@ -1031,9 +1042,9 @@ export type DeploymentsAPI = Pick<
   'deployments' | 'deleteDeployment' | 'restartDeployment' | 'followLogs' | 'predictJSON' | 'predictImage'
 >;
 
-/** The calls the Storage section makes (without upload/download, files are only listed). */
-export type StorageAPI = Omit<typeof storageApi, 'uploadFile' | 'downloadFile'> &
-  Partial<Pick<typeof storageApi, 'uploadFile' | 'downloadFile'>>;
+/** The calls the Storage section makes (without upload/download/makeFolder, files are only listed). */
+export type StorageAPI = Omit<typeof storageApi, 'uploadFile' | 'downloadFile' | 'makeFolder'> &
+  Partial<Pick<typeof storageApi, 'uploadFile' | 'downloadFile' | 'makeFolder'>>;
 
 /** The calls the pipeline runs of the Jobs section make. */
 export type PipelinesAPI = typeof pipelinesApi;

@@ -32,6 +32,32 @@ export function parentPath(path: string): string {
   return parts.slice(0, -1).join('/');
 }
 
+type Named = Pick<Storage.IConnection, 'name' | 'platform' | 'bucket_path'>;
+
+/**
+ * How the rest of the platform names `path` of a connection: "ana/fish-in" in the platform's own
+ * bucket (what serverless services take as input or output), else "cloud:survey" (notebook jobs).
+ */
+export function storagePath(connection: Named, path: string): string {
+  const clean = path.split('/').filter(Boolean).join('/');
+  if (connection.platform && connection.bucket_path) {
+    return [connection.bucket_path, clean].filter(Boolean).join('/');
+  }
+  return `${connection.name}:${clean}`;
+}
+
+/** What the path is for, said on the copy button. */
+export function storagePathUse(connection: Named): string {
+  return connection.platform && connection.bucket_path
+    ? 'the path serverless services take as input or output'
+    : 'the path notebook jobs take as input or output';
+}
+
+/** The file browser's top folder: the platform's bucket (its paths start with it), else the connection. */
+export function rootName(connection: Named): string {
+  return connection.platform && connection.bucket_path ? connection.bucket_path : connection.name;
+}
+
 /** Folders first, then files, each by name. */
 export function sortEntries(items: Storage.IEntry[]): Storage.IEntry[] {
   return [...items].sort((a, b) =>

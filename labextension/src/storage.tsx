@@ -1,8 +1,9 @@
 /** Your storage connections (S3, WebDAV): add, test, delete, mount/unmount, and browse their files. */
-import { downloadIcon, folderIcon, fileIcon } from '@jupyterlab/ui-components';
+import { copyIcon, downloadIcon, folderIcon, fileIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { errorMessage, Storage, StorageAPI } from './api';
+import { copyText } from './clipboard';
 import { ErrorNotice, Loading } from './notice';
 import {
   breadcrumbs,
@@ -10,8 +11,11 @@ import {
   formatBytes,
   MOUNT_WORDS,
   parentPath,
+  rootName,
   sortEntries,
-  storageInterval
+  storageInterval,
+  storagePath,
+  storagePathUse
 } from './panelState';
 import { usePolled } from './usePolled';
 
@@ -20,6 +24,7 @@ function useAction(): {
   busy: string | null;
   error: string | null;
   run: (what: string, call: () => Promise<void>) => void;
+  clear: () => void;
 } {
   const [busy, setBusy] = React.useState<string | null>(null);
   const [error, setError] = React.useState<string | null>(null);
@@ -34,7 +39,8 @@ function useAction(): {
       }
     );
   }, []);
-  return { busy, error, run };
+  const clear = React.useCallback(() => setError(null), []);
+  return { busy, error, run, clear };
 }
 
 /** Save bytes the panel fetched as a file on the user's computer (the browser's own download). */
@@ -55,9 +61,73 @@ export function uploadPath(folder: string, filename: string): string {
   return folder ? `${folder.replace(/\/+$/, '')}/${filename}` : filename;
 }
 
+/** An icon button copying how the platform names `path` (e.g. "ana/fish-in"), for services' and jobs' forms. */
+function CopyPath(props: {
+  connection: Storage.IConnection;
+  path: string;
+  label: string;
+  onCopied: (words: string) => void;
+}): JSX.Element {
+  const text = storagePath(props.connection, props.path);
+  return (
+    <button
+      type="button"
+      className="jp-ReefLab-download"
+      aria-label={`Copy the path of ${props.label}`}
+      title={`Copy "${text}", ${storagePathUse(props.connection)}`}
+      onClick={() =>
+        copyText(text).then(
+          () => props.onCopied(`Copied ${text}`),
+          () => props.onCopied(`Could not copy: the path is ${text}`)
+        )
+      }
+    >
+      <copyIcon.react tag="span" />
+    </button>
+  );
+}
+
+/** A name for a new folder in the folder being browsed; the server says what is wrong with it. */
+function NewFolder(props: {
+  into: string;
+  busy: boolean;
+  onMake: (name: string) => void;
+  onCancel: () => void;
+}): JSX.Element {
+  const [name, setName] = React.useState('');
+  return (
+    <form
+      className="jp-ReefLab-rowActions"
+      aria-label={`New folder in ${props.into}`}
+      onSubmit={event => {
+        event.preventDefault();
+        props.onMake(name.trim());
+      }}
+    >
+      <input
+        className="jp-mod-styled jp-ReefLab-folderName"
+        aria-label="Folder name"
+        placeholder="Folder name, e.g. fish-in"
+        value={name}
+        autoFocus
+        onChange={e => setName(e.currentTarget.value)}
+        onKeyDown={e => e.key === 'Escape' && props.onCancel()}
+      />
+      <button type="submit" className="jp-ReefLab-button jp-mod-accept" disabled={props.busy || !name.trim()}>
+        Create
+      </button>
+      <button type="button" className="jp-ReefLab-button" onClick={props.onCancel}>
+        Cancel
+      </button>
+    </form>
+  );
+}
+
 /** One page after another of a connection's folder; folders open in place. */
-export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX.Element {
-  const { api, connection } = props;
+export function FileBrowser(props: { api: StorageAPI; connection: Storage.IConnection }): JSX.Element {
+  const { api } = props;
+  const connection = props.connection.name;
+  const top = rootName(props.connection);
   const [path, setPath] = React.useState('');
   const [items, setItems] = React.useState<Storage.IEntry[] | null>(null);
   const [next, setNext] = React.useState<string | null>(null);
@@ -67,7 +137,14 @@ export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX
   const transfer = useAction();
   const [done, setDone] = React.useState<string | null>(null);
   const input = React.useRef<HTMLInputElement>(null);
-  const folderName = path ? path.split('/').pop() : connection;
+  const [naming, setNaming] = React.useState(false);
+  const folderName = path ? path.split('/').pop()! : top;
+  // the platform's paths as serverless services take them ("ana/fish-in"), others' as browsed
+  const where = (p: string) => (props.connection.platform ? storagePath(props.connection, p) : p || top);
+  const copied = (words: string) => {
+    transfer.clear();
+    setDone(words);
+  };
 
   const upload = (files: FileList | null) => {
     const chosen = [...(files ?? [])];
@@ -80,7 +157,17 @@ export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX
       for (const file of chosen) {
         await api.uploadFile!(connection, uploadPath(into, file.name), file);
       }
-      setDone(`Uploaded ${chosen.map(f => f.name).join(', ')} to ${into || connection}.`);
+      setDone(`Uploaded ${chosen.map(f => f.name).join(', ')} to ${where(into)}.`);
+      setAttempt(a => a + 1);
+    });
+  };
+  const makeFolder = (name: string) => {
+    const made = uploadPath(path, name);
+    setDone(null);
+    transfer.run(`Making the folder ${name}…`, async () => {
+      await api.makeFolder!(connection, made);
+      setNaming(false);
+      setDone(`Made the folder ${where(made)}.`);
       setAttempt(a => a + 1);
     });
   };
@@ -134,7 +221,7 @@ export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX
     <div className="jp-ReefLab-browser" role="region" aria-label={`Files of ${connection}`}>
       <nav className="jp-ReefLab-crumbs" aria-label="Folder">
         <button type="button" className="jp-ReefLab-linkButton" onClick={() => setPath('')}>
-          {connection}
+          {top}
         </button>
         {breadcrumbs(path).map(crumb => (
           <React.Fragment key={crumb.path}>
@@ -144,6 +231,7 @@ export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX
             </button>
           </React.Fragment>
         ))}
+        <CopyPath connection={props.connection} path={path} label="this folder" onCopied={copied} />
       </nav>
       {error && <ErrorNotice message={error} onRetry={() => setAttempt(a => a + 1)} />}
       {items && (
@@ -159,15 +247,23 @@ export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX
           {sortEntries(items).map(entry => (
             <li key={entry.path} data-type={entry.type}>
               {entry.type === 'directory' ? (
-                <button type="button" className="jp-ReefLab-fileButton" onClick={() => setPath(entry.path)}>
-                  <folderIcon.react tag="span" className="jp-ReefLab-fileIcon" />
-                  {entry.name}
-                </button>
+                <span className="jp-ReefLab-file jp-ReefLab-folder">
+                  <button type="button" className="jp-ReefLab-fileButton" onClick={() => setPath(entry.path)}>
+                    <folderIcon.react tag="span" className="jp-ReefLab-fileIcon" />
+                    <span className="jp-ReefLab-fileName" title={entry.name}>
+                      {entry.name}
+                    </span>
+                  </button>
+                  <CopyPath connection={props.connection} path={entry.path} label={entry.name} onCopied={copied} />
+                </span>
               ) : (
                 <span className="jp-ReefLab-file" title={entry.modified ?? undefined}>
                   <fileIcon.react tag="span" className="jp-ReefLab-fileIcon" />
-                  <span className="jp-ReefLab-fileName">{entry.name}</span>
+                  <span className="jp-ReefLab-fileName" title={entry.name}>
+                    {entry.name}
+                  </span>
                   <span className="jp-ReefLab-muted">{formatBytes(entry.size)}</span>
+                  <CopyPath connection={props.connection} path={entry.path} label={entry.name} onCopied={copied} />
                   {api.downloadFile && (
                     <button
                       type="button"
@@ -193,29 +289,53 @@ export function FileBrowser(props: { api: StorageAPI; connection: string }): JSX
           Show more
         </button>
       )}
-      {api.uploadFile && (
+      {(api.uploadFile || api.makeFolder) && (
         <div className="jp-ReefLab-rowActions">
-          <input
-            ref={input}
-            type="file"
-            multiple
-            className="jp-ReefLab-fileInput"
-            aria-label={`Files to upload to ${folderName}`}
-            onChange={e => {
-              upload(e.currentTarget.files);
-              e.currentTarget.value = ''; // the same file again uploads again
-            }}
-          />
-          <button
-            type="button"
-            className="jp-ReefLab-button"
-            disabled={transfer.busy !== null}
-            title={`Upload files from your computer to ${path || 'the top folder'}`}
-            onClick={() => input.current?.click()}
-          >
-            Upload here
-          </button>
+          {api.uploadFile && (
+            <>
+              <input
+                ref={input}
+                type="file"
+                multiple
+                className="jp-ReefLab-fileInput"
+                aria-label={`Files to upload to ${folderName}`}
+                onChange={e => {
+                  upload(e.currentTarget.files);
+                  e.currentTarget.value = ''; // the same file again uploads again
+                }}
+              />
+              <button
+                type="button"
+                className="jp-ReefLab-button"
+                disabled={transfer.busy !== null}
+                title={`Upload files from your computer to ${path || top}`}
+                onClick={() => input.current?.click()}
+              >
+                Upload here
+              </button>
+            </>
+          )}
+          {api.makeFolder && (
+            <button
+              type="button"
+              className="jp-ReefLab-button"
+              aria-expanded={naming}
+              disabled={transfer.busy !== null}
+              title={`Make a folder in ${path || top}`}
+              onClick={() => setNaming(!naming)}
+            >
+              New folder
+            </button>
+          )}
         </div>
+      )}
+      {naming && api.makeFolder && (
+        <NewFolder
+          into={folderName}
+          busy={transfer.busy !== null}
+          onMake={makeFolder}
+          onCancel={() => setNaming(false)}
+        />
       )}
       {transfer.busy && <Loading>{transfer.busy}</Loading>}
       {done && !transfer.busy && (
@@ -280,9 +400,16 @@ function ConnectionRow(props: IRowProps): JSX.Element {
           {MOUNT_WORDS[c.mount.state]}
         </span>
       </div>
-      <div className="jp-ReefLab-muted jp-ReefLab-location" title={c.location}>
-        {c.location}
-      </div>
+      {c.platform && c.bucket_path ? (
+        <div className="jp-ReefLab-muted" title={c.location}>
+          Your bucket <code>{c.bucket_path}</code> on the platform: serverless input and output paths start with{' '}
+          <code>{c.bucket_path}/</code>
+        </div>
+      ) : (
+        <div className="jp-ReefLab-muted jp-ReefLab-location" title={c.location}>
+          {c.location}
+        </div>
+      )}
       {c.mount.state === 'mounted' && <div className="jp-ReefLab-muted">In your files at ~/{c.mount.path}</div>}
       {c.mount.state === 'error' && c.mount.reason && (
         <pre className="jp-ReefLab-reason jp-mod-failed" aria-label="Why">
@@ -341,7 +468,7 @@ function ConnectionRow(props: IRowProps): JSX.Element {
         </div>
       )}
       {error && <ErrorNotice message={error} />}
-      {browsing && <FileBrowser api={api} connection={c.name} />}
+      {browsing && <FileBrowser api={api} connection={c} />}
     </li>
   );
 }

@@ -197,6 +197,8 @@ class LabServer:
             # and so do notebook jobs and pipeline runs (checked every 0.5 s: the panel shows steps as they go)
             f"--JobService.root_dir={self.root / 'state' / 'jobs'}",
             f"--PipelineService.root_dir={self.root / 'state' / 'pipelines'}",
+            # and storage connections (the platform's own included): none leaks into another test's server
+            f"--StorageService.root_dir={self.root / 'state' / 'storage'}",
             "--PipelineService.poll_interval=0.5",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:

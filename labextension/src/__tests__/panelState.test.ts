@@ -11,7 +11,9 @@ import {
   describeProgress,
   formatBytes,
   parentPath,
+  rootName,
   sortEntries,
+  storagePath,
   summarizeAnswer
 } from '../panelState';
 
@@ -58,6 +60,18 @@ describe('batches', () => {
 });
 
 describe('storage helpers', () => {
+  it('names paths the way services and jobs take them', () => {
+    const platform = { name: 'reeflab', platform: true, bucket_path: 'ana' };
+    expect(storagePath(platform, 'fish-in/')).toBe('ana/fish-in');
+    expect(storagePath(platform, '')).toBe('ana');
+    expect(rootName(platform)).toBe('ana');
+    const cloud = { name: 'cloud', platform: false, bucket_path: null };
+    expect(storagePath(cloud, 'survey/a.jpg')).toBe('cloud:survey/a.jpg');
+    // another S3 bucket: jobs name it by its connection (serverless reads the platform's buckets only)
+    expect(storagePath({ name: 'lake', platform: false, bucket_path: 'fish/data' }, 'x')).toBe('lake:x');
+    expect(rootName(cloud)).toBe('cloud');
+  });
+
   it('splits paths into breadcrumbs and goes up', () => {
     expect(breadcrumbs('a/b/c')).toEqual([
       { name: 'a', path: 'a' },

@@ -22,13 +22,15 @@ function connection(name: string, extra: Partial<Storage.IConnection> = {}): Sto
     created: '2026-11-23T10:00:00+00:00',
     platform: false,
     location: `https://dav.example.org/${name}`,
+    description: `WebDAV folder https://dav.example.org/${name}`,
+    bucket_path: null,
     mount: { state: 'unmounted', path: `storage/${name}`, reason: null },
     ...extra
   };
 }
 
 function fakeStorage(): StorageAPI & { list: Storage.IConnection[] } {
-  const list = [connection('reeflab', { kind: 's3', platform: true })];
+  const list = [connection('reeflab', { kind: 's3', platform: true, bucket_path: 'ana' })];
   const entries = (path: string): Storage.IEntry[] =>
     path === ''
       ? [
@@ -76,6 +78,10 @@ describe('Storage section', () => {
     view = await render(<StorageView api={api} />);
     await settle();
     expect(view.host.querySelector('[aria-label="reeflab"]')?.textContent).toContain('platform');
+    // named reeflab, but its paths are those of the user's bucket: the row says which
+    expect(view.host.querySelector('[aria-label="reeflab"]')?.textContent).toContain(
+      'Your bucket ana on the platform: serverless input and output paths start with ana/'
+    );
     expect(button(view.host, 'Delete')!.disabled).toBe(true); // the platform's own
     await click(button(view.host, 'Add a connection'));
     await click(button(view.host, 'Add'));

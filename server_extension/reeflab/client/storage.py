@@ -6,7 +6,9 @@ cloud = storage.connect("cloud", url="https://cloud.example.org/remote.php/dav/f
 lake = storage.connect("lake", endpoint="https://minio.example.org", bucket="fish",
                        access_key=key, secret_key=secret)           # S3
 cloud.ls("survey"); cloud.upload("counts.csv", "survey/counts.csv"); cloud.mount()
-storage.get("reeflab")                                              # the platform's own bucket
+cloud.mkdir("survey/2026")
+mine = storage.get("reeflab")   # the platform's own: your bucket (mine.bucket_path, e.g. 'ana')
+mine.path("fish-in")            # 'ana/fish-in': the form serverless services take as input/output
 """
 
 from __future__ import annotations
@@ -31,8 +33,21 @@ class Storage:
     def name(self) -> str:
         return self.info["name"]
 
+    @property
+    def bucket_path(self) -> str | None:
+        """S3: the bucket (and folder) this connection's paths are in, e.g. 'ana'; WebDAV: None."""
+        return self.info.get("bucket_path")
+
+    def path(self, path: str = "") -> str:
+        """How the rest of the platform names `path` of this connection: 'ana/fish-in' in the platform's
+        bucket (serverless input/output), else 'cloud:survey' (notebook jobs' inputs and outputs)."""
+        path = path.strip("/")
+        if self.info.get("platform"):
+            return "/".join(p for p in (self.bucket_path, path) if p)
+        return f"{self.name}:{path}"
+
     def __repr__(self) -> str:
-        return f"<Storage {self.name} {self.info['kind']} {self.info['location']}>"
+        return f"<Storage {self.name}: {self.info['description']}>"
 
     def _path(self, *parts: str) -> tuple[str, ...]:
         return ("storage", "connections", self.name, *parts)
@@ -71,6 +86,10 @@ class Storage:
                 for chunk in r.iter_content(1 << 20):
                     out.write(chunk)
         return local
+
+    def mkdir(self, path: str) -> str:
+        """Make an empty folder (and those above it); returns its path. Refused if something is there."""
+        return self.connection.post(*self._path("folders"), json={"path": path})["path"]
 
     def delete(self, path: str, confirm: str | None = None) -> dict[str, Any]:
         """Delete a file or a folder with all it holds; `confirm` must repeat `path` (a guard against slips)."""

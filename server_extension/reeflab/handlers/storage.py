@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from tornado import web
 
 from ..errors import BadRequest
-from ..storage.models import TransferRequest
-from .base import ReefLabHandler
+from ..storage.models import FolderRequest, TransferRequest
+from .base import ReefLabHandler, parse_body
 
 
 class StorageBase(ReefLabHandler):
@@ -140,6 +140,16 @@ class FileHandler(StorageBase):
     async def delete(self, name: str) -> None:
         path, confirm = self.get_argument("path", ""), self.get_argument("confirm", None)
         self.write_json(await self.run_blocking(self.storage.delete_path, self.username, name, path, confirm))
+
+
+class FoldersHandler(StorageBase):
+    """POST {"path": "fish-in"}: make an empty folder (201); 400 on a bad name, 409 if something is there."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, name: str) -> None:
+        request = parse_body(FolderRequest, self.request.body, "folder")
+        self.write_json(await self.run_blocking(self.storage.mkdir, self.username, name, request.path), status=201)
 
 
 class TransfersHandler(StorageBase):

@@ -119,16 +119,37 @@ class StorageConnection(BaseModel):
         secret = self.spec.secret_key if self.spec.kind == "s3" else self.spec.password
         return [secret.get_secret_value()]
 
+    def bucket_path(self) -> str | None:
+        """S3: 'bucket' or 'bucket/prefix', what this connection's paths start with in S3 terms (serverless
+        services' input/output name the platform's as 'ana/in'); WebDAV: None."""
+        if self.spec.kind == "s3":
+            return "/".join(p for p in (self.spec.bucket, self.spec.prefix) if p)
+        return None
+
     def location(self) -> str:
         """Where the data is, for people: s3 endpoint + bucket/prefix, or the WebDAV URL."""
         if self.spec.kind == "s3":
-            return f"{self.spec.endpoint}/{'/'.join(p for p in (self.spec.bucket, self.spec.prefix) if p)}"
+            return f"{self.spec.endpoint}/{self.bucket_path()}"
         return self.spec.url
+
+    def description(self) -> str:
+        """What it is, in words: the platform's names the user's bucket (its name is not the bucket's)."""
+        if self.platform:
+            return f"your bucket {self.bucket_path()} on the platform"
+        if self.spec.kind == "s3":
+            return f"bucket {self.bucket_path()} at {self.spec.endpoint}"
+        return f"WebDAV folder {self.spec.url}"
 
     def public(self) -> dict[str, Any]:
         """What the API returns: no secret (only whether one is set)."""
         data = self.spec.model_dump(mode="json", exclude={"secret_key", "password"})
-        data.update(created=self.created.isoformat(), platform=self.platform, location=self.location())
+        data.update(
+            created=self.created.isoformat(),
+            platform=self.platform,
+            location=self.location(),
+            bucket_path=self.bucket_path(),
+            description=self.description(),
+        )
         return data
 
     def dump(self) -> str:
@@ -136,6 +157,14 @@ class StorageConnection(BaseModel):
         data = self.model_dump(mode="json")
         data["spec"]["secret_key" if self.spec.kind == "s3" else "password"] = self.secrets()[0]
         return json.dumps(data, indent=1)
+
+
+class FolderRequest(BaseModel):
+    """POST /reeflab/api/storage/connections/<name>/folders: make an empty folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="The new folder's path in the connection, e.g. 'fish-in' or 'surveys/2026'")
 
 
 class TransferRequest(BaseModel):

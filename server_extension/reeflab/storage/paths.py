@@ -18,6 +18,21 @@ def remote_path(path: str) -> str:
     return "/".join(parts)
 
 
+def folder_path(path: str) -> str:
+    """A new folder's path ('a' or 'a/b'): remote_path's rules, and names every storage server takes."""
+    if "\\" in path:
+        raise BadRequest(f"'{path}': folder names may not contain '\\' (put '/' between folders).")
+    path = remote_path(path)
+    if not path:
+        raise BadRequest("Name the new folder, e.g. 'fish-in' (or 'surveys/2026' for one inside another).")
+    for part in path.split("/"):
+        if part != part.strip():
+            raise BadRequest(f"'{part}': folder names may not start or end with a space.")
+        if len(part.encode()) > 255:
+            raise BadRequest(f"'{part[:30]}...' is too long: a folder name has at most 255 bytes.")
+    return path
+
+
 def workspace_path(root: str | os.PathLike, path: str) -> Path:
     """An absolute path inside `root` (the workspace), symlinks resolved; anything outside is refused."""
     if any(ord(c) < 32 for c in path):

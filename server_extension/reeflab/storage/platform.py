@@ -22,17 +22,21 @@ def engine_config_url() -> str | None:
 
 
 def fetch_provider(url: str, token: str, timeout: float = 5) -> dict[str, str]:
-    """The `minio_provider` of the engine's config for the token's user; StorageFailed (no secret) if not."""
+    """The `minio_provider` of the engine's config for the token's user; StorageFailed (no secret) if not.
+
+    Plus `user`: whom the engine took the token for (ReefLab's engine says so in `oscar_cluster`), the
+    owner of the bucket the keys open; absent from an OSCAR cluster's answer."""
     try:
         answer = requests.get(url, headers={"Authorization": f"token {token}"}, timeout=timeout)
     except requests.RequestException as err:
         raise StorageFailed(f"the serverless engine at {url} did not answer: {type(err).__name__}") from None
     if not answer.ok:
         raise StorageFailed(f"the serverless engine at {url} refused: HTTP {answer.status_code}")
-    provider = answer.json().get("minio_provider") or {}
+    config = answer.json()
+    provider = config.get("minio_provider") or {}
     if not all(provider.get(k) for k in ("endpoint", "access_key", "secret_key")):
         raise StorageFailed("the serverless engine has no S3 storage configured")
-    return provider
+    return {**provider, "user": (config.get("oscar_cluster") or {}).get("auth_user")}
 
 
 def platform_bucket(owner: str) -> str:

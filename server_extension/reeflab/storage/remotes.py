@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from functools import cached_property
 from typing import IO, Any
 
-from ..errors import NotFound, ReefLabError
+from ..errors import Conflict, NotFound, ReefLabError
 from .models import S3Request, StorageConnection, WebDAVRequest
 from .paths import join
 
@@ -55,6 +55,14 @@ class Remote(ABC):
     def delete(self, path: str) -> int:
         """Delete a file, or a folder with everything in it; returns how many files went."""
 
+    @abstractmethod
+    def kind(self, path: str) -> str | None:
+        """'directory', 'file', or None where nothing is at `path`."""
+
+    @abstractmethod
+    def mkdir(self, path: str) -> None:
+        """Make the (empty) folder `path`, and the folders above it."""
+
 
 def remote_for(connection: StorageConnection, connect_timeout: float = CONNECT_TIMEOUT) -> Remote:
     kind = {"s3": S3Remote, "webdav": WebDAVRemote}[connection.kind]
@@ -85,6 +93,8 @@ class S3Remote(Remote):
                 raise StorageFailed(f"{where}: the bucket does not exist.") from None
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise NotFound(f"No '{path}' in {self.connection.name}.") from None
+            if code == "ExistingObjectIsFile":  # SeaweedFS: a folder where a file is
+                raise Conflict(f"A file is in the way of '{path}' in {self.connection.name}.") from None
             raise StorageFailed(f"{where} answered {code or status}.") from None
         except EndpointConnectionError:
             raise StorageFailed(f"{where} cannot be reached: check the endpoint URL and your network.") from None
@@ -154,13 +164,39 @@ class S3Remote(Remote):
             pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.spec.bucket, Prefix=key + "/")
             for page in pages:
                 keys += [obj["Key"] for obj in page.get("Contents", [])]
-            if not keys:
+            if keys or self.kind(path) == "directory":
+                # every folder's `name/` too, made or not: SeaweedFS keeps a folder (empty) until that goes,
+                # and only once it is empty; a folder's content sorts after it, so reversed, content first
+                folders = {k[: i + 1] for k in keys for i in range(len(key), len(k)) if k[i] == "/"}
+                doomed = sorted({*keys, *folders, key + "/"}, reverse=True)
+            else:
                 client.head_object(Bucket=self.spec.bucket, Key=key)  # NotFound if absent
-                keys = [key]
-            for start in range(0, len(keys), 1000):
-                batch = [{"Key": k} for k in keys[start : start + 1000]]
+                keys = doomed = [key]
+            for start in range(0, len(doomed), 1000):
+                batch = [{"Key": k} for k in doomed[start : start + 1000]]
                 client.delete_objects(Bucket=self.spec.bucket, Delete={"Objects": batch, "Quiet": True})
-        return len(keys)
+        return max(1, sum(not k.endswith("/") for k in keys))
+
+    def kind(self, path: str) -> str | None:
+        if not path:
+            return "directory"
+        key = self.key(path)
+        with self._errors(path):
+            # anything under `key/`, its own folder marker, or (SeaweedFS) an empty folder: a directory
+            under = self.client.list_objects_v2(Bucket=self.spec.bucket, Prefix=key + "/", Delimiter="/", MaxKeys=1)
+            if under.get("KeyCount"):
+                return "directory"
+        try:
+            with self._errors(path):
+                self.client.head_object(Bucket=self.spec.bucket, Key=key)
+        except NotFound:
+            return None
+        return "file"
+
+    def mkdir(self, path: str) -> None:
+        # an empty object named `path/`: S3 consoles, rclone and SeaweedFS's filer show it as a folder
+        with self._errors(path):
+            self.client.put_object(Bucket=self.spec.bucket, Key=self.key(path) + "/", Body=b"")
 
 
 class WebDAVRemote(Remote):
@@ -175,13 +211,15 @@ class WebDAVRemote(Remote):
     @contextlib.contextmanager
     def _errors(self, path: str):
         import httpx
-        from webdav4.client import ClientError, HTTPError, ResourceNotFound
+        from webdav4.client import ClientError, HTTPError, ResourceAlreadyExists, ResourceNotFound
 
         where = f"WebDAV '{self.connection.name}' ({self.spec.url})"
         try:
             yield
         except ResourceNotFound:
             raise NotFound(f"No '{path}' in {self.connection.name}.") from None
+        except ResourceAlreadyExists:
+            raise Conflict(f"'{path}' already exists in {self.connection.name}.") from None
         except HTTPError as err:
             if err.status_code in (401, 403):
                 raise StorageFailed(
@@ -259,6 +297,19 @@ class WebDAVRemote(Remote):
             client.remove(path)  # WebDAV DELETE of a collection removes what it holds
         self._folders = {f for f in self._folders if f != path and not f.startswith(path + "/")}
         return count
+
+    def kind(self, path: str) -> str | None:
+        try:
+            with self._errors(path):
+                info = self.client.info(path)
+        except NotFound:
+            return None
+        return "directory" if info.get("type") == "directory" else "file"
+
+    def mkdir(self, path: str) -> None:
+        self._folders.clear()  # known folders may have gone meanwhile: ask the server again
+        with self._errors(path):
+            self._make_folders(self.client, path)
 
     def _walk(self, client, path: str) -> Iterator[str]:
         for entry in client.ls(path, detail=True):

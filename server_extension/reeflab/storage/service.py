@@ -27,7 +27,7 @@ from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from . import rclone, transfers
 from .models import PLATFORM, ConnectionRequest, S3Request, StorageConnection, Transfer, TransferRequest
 from .mounts import MountManager, fuse_problem
-from .paths import join, remote_path, workspace_path
+from .paths import folder_path, join, remote_path, workspace_path
 from .platform import engine_config_url, fetch_provider, platform_bucket
 from .remotes import Remote, StorageFailed, remote_for
 from .store import ConnectionStore
@@ -98,11 +98,15 @@ class StorageService(LoggingConfigurable):
     def _default_platform_config_url(self) -> str | None:
         return engine_config_url()
 
-    platform_token = Unicode(config=True, help="Token to ask the engine with (default: $JUPYTERHUB_API_TOKEN)")
+    platform_token = Unicode(
+        config=True,
+        help="Token to ask the engine with (default: the serverless gateway's, $REEFLAB_SERVERLESS_TOKEN "
+        "(an OSCAR cluster's OIDC token), else $JUPYTERHUB_API_TOKEN)",
+    )
 
     @default("platform_token")
     def _default_platform_token(self) -> str:
-        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        return os.environ.get("REEFLAB_SERVERLESS_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN", "")
 
     platform_retry = Float(60, config=True, help="Seconds before asking the engine again after it failed")
 
@@ -192,11 +196,11 @@ class StorageService(LoggingConfigurable):
         except StorageFailed as err:
             self.log.warning("no platform storage for %s: %s", owner, err.message)
             return existing
+        bucket = platform_bucket(provider["user"] or owner)  # the engine's name for the user opens the bucket
         spec = existing.spec if existing else None
         if spec and (spec.endpoint, spec.access_key) == (provider["endpoint"].rstrip("/"), provider["access_key"]):
-            if spec.secret_key.get_secret_value() == provider["secret_key"]:
+            if spec.secret_key.get_secret_value() == provider["secret_key"] and spec.bucket == bucket:
                 return existing
-        bucket = platform_bucket(owner)
         return self.set_platform_connection(
             owner, provider["endpoint"], provider["access_key"], provider["secret_key"], bucket
         )
@@ -230,6 +234,22 @@ class StorageService(LoggingConfigurable):
         if not path:
             raise BadRequest("Give the path of the file to write, e.g. 'data/image.jpg'.")
         self._remote(owner, name).upload(path, data)
+        return {"connection": name, "path": path}
+
+    def mkdir(self, owner: str, name: str, path: str) -> dict:
+        """Make an empty folder (and those above it); 409 if something is already there."""
+        path = folder_path(path)
+        remote = self._remote(owner, name)
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            above = "/".join(parts[:depth])
+            if remote.kind(above) == "file":
+                raise BadRequest(f"'{above}' is a file in {name}: a folder cannot go inside it.")
+        there = remote.kind(path)
+        if there:
+            what = "folder" if there == "directory" else "file"
+            raise Conflict(f"{name} already has a {what} '{path}': choose another name.")
+        remote.mkdir(path)
         return {"connection": name, "path": path}
 
     def download(self, owner: str, name: str, path: str) -> Iterator[bytes]:
