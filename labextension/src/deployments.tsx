@@ -1,9 +1,9 @@
 /** Your deployments: live state, hardware, age, a try's time left, the address to call, why one failed, and actions. */
-import { Clipboard } from '@jupyterlab/apputils';
 import { copyIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { Deployments, DeploymentsAPI, deploymentURL, errorMessage } from './api';
+import { copyText } from './clipboard';
 import {
   countdown,
   describeAge,
@@ -21,13 +21,6 @@ import { TryView } from './tryView';
 import { IDeploymentsList, useNow } from './useDeployments';
 
 type Open = 'logs' | 'try' | null;
-
-async function copyText(text: string): Promise<void> {
-  if (navigator.clipboard?.writeText) {
-    return navigator.clipboard.writeText(text);
-  }
-  Clipboard.copyToSystem(text); // outside a secure context (plain http to a remote host)
-}
 
 function Address(props: { deployment: Deployments.IDeployment }): JSX.Element {
   const url = deploymentURL(props.deployment);

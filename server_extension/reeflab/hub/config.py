@@ -293,10 +293,22 @@ def configure_oidc_login(c) -> None:
     r.identities_file = _env("REEFLAB_OIDC_IDENTITIES_FILE") or str(state_dir() / "oidc-identities.json")
 
 
+def activity_interval(cull_timeout: int) -> int:
+    """Seconds between the activity reports of user servers (and of their running jobs and pipelines): a third
+    of the cull timeout, so a server that is busy reports at least twice before it would count as idle; at most
+    JupyterHub's usual 300 s, at least 10 s."""
+    return max(10, min(300, cull_timeout // 3))
+
+
 def configure_idle_culler(c) -> None:
+    """Stop servers idle for REEFLAB_CULL_TIMEOUT seconds (0: never). Servers report activity, and jobs keep
+    their server alive, every `activity_interval` of it; the hub reads the proxy's activity as often."""
     timeout = int(_env("REEFLAB_CULL_TIMEOUT", "3600"))
     if timeout <= 0:
         return
+    interval = activity_interval(timeout)
+    c.Spawner.environment = {**c.Spawner.environment, "JUPYTERHUB_ACTIVITY_INTERVAL": str(interval)}
+    c.JupyterHub.last_activity_interval = interval
     add_service(
         c,
         {"name": "idle-culler", "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={timeout}"]},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import UTC, datetime
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
@@ -21,7 +22,11 @@ class HubActivity(LoggingConfigurable):
     """Posts activity to the hub; does nothing outside JupyterHub (no activity URL)."""
 
     url = Unicode(config=True, help="Hub activity endpoint (default: $JUPYTERHUB_ACTIVITY_URL)")
-    interval = Float(config=True, help="Seconds between reports while a job runs (default: singleuser's)")
+    interval = Float(
+        config=True,
+        help="Seconds between reports while a job runs. Default: $JUPYTERHUB_ACTIVITY_INTERVAL, which ReefLab's "
+        "hub derives from its cull timeout (a third of it), else singleuser's 300",
+    )
     server_name = Unicode(config=True, help="Named server ('' for the default one)")
 
     @default("url")
@@ -35,6 +40,15 @@ class HubActivity(LoggingConfigurable):
     @default("server_name")
     def _default_server_name(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+
+    _last_report: float | None = None
+
+    async def report_if_due(self) -> bool:
+        """Report now if `interval` has passed since the last report (or none was made): call it while jobs run."""
+        if self._last_report is not None and time.monotonic() - self._last_report < self.interval:
+            return False
+        self._last_report = time.monotonic()
+        return await self.report()
 
     async def report(self) -> bool:
         """One report now; False (logged, never raised) when the hub did not take it."""

@@ -7,7 +7,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,7 +74,6 @@ class JobService(LoggingConfigurable):
         self.activity = HubActivity(parent=self)
         self._jobs = {j.id: j for j in self.store.load_all()}
         self._watcher: asyncio.Task | None = None
-        self._last_report = 0.0
 
     # -- queries -------------------------------------------------------------
 
@@ -244,10 +242,8 @@ class JobService(LoggingConfigurable):
                     await self.check(job)
                 except Exception:
                     self.log.exception("checking job %s failed", job.id)
-            due = time.monotonic() - self._last_report >= self.activity.interval
-            if due and any(j.active for j in self._jobs.values()):
-                self._last_report = time.monotonic()
-                await self.activity.report()
+            if any(j.active for j in self._jobs.values()):
+                await self.activity.report_if_due()  # keeps the server from the idle culler while jobs run
             await asyncio.sleep(self.poll_interval)
 
     async def check(self, job: Job) -> None:

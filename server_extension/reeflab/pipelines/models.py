@@ -67,6 +67,11 @@ class PipelineRun(BaseModel):
     title: str
     pipeline: str
     output: str = Field(description="Folder of the executed node notebooks, relative to your root folder")
+    run_name: str = Field(
+        "",
+        description="ELYRA_RUN_NAME of its nodes: shipped nodes write under <WORK_DIR>/<run_name>/ and "
+        "<REPORT_DIR>/<run_name>/, so two runs never share a folder",
+    )
     parameters: dict[str, str] = Field(default_factory=dict)
     profile: str
     cpu: float

@@ -4,7 +4,8 @@ Elyra hands a node its parameters as environment variables (the node's and the p
 `env_vars`, which ReefLab runs may override), and nodes pass files to each other through the
 pipeline's folder (Elyra's local runtime runs every node there; on Kubeflow Pipelines the node's
 declared `outputs` travel through object storage). So a node reads `param("NAME", default)`,
-calls a module with `module(name)`, and writes its results under the work folder.
+calls a module with `module(name)`, and writes its results under `run_folder(WORK_DIR)`: a folder of
+each run's own.
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ def param(name: str, default: str = "") -> str:
     """A node parameter: the environment variable `name` (set by Elyra from the pipeline), else `default`."""
     value = os.environ.get(name, "")
     return value if value.strip() else default
+
+
+def run_folder(folder: str | os.PathLike) -> Path:
+    """`folder`/<this run's name> when the pipeline runs here (ReefLab's runs and the Elyra editor's Run set
+    ELYRA_RUN_NAME, the same for every node of a run), so two runs of one pipeline never write into each
+    other's files; `folder` itself elsewhere (Kubeflow Pipelines runs each node in a pod of its own, and moves
+    the declared outputs between them)."""
+    name = os.environ.get("ELYRA_RUN_NAME", "")
+    local = os.environ.get("ELYRA_RUNTIME_ENV", "local") == "local"
+    return Path(folder) / name if name and local and "/" not in name else Path(folder)
 
 
 def sample_images() -> Path:

@@ -173,7 +173,9 @@ class Runner:
             self.publish(state="failed", reason=f"invalid pipeline: {err}", finished_at=now())
             self.say(f"invalid pipeline: {err}")
             return 1
-        run_name = f"{parsed.name}-{time.strftime('%m%d%H%M%S')}"
+        # ELYRA_RUN_NAME of every node, as Elyra's own runs have one; shipped nodes keep their files apart by it
+        run_name = self.spec.get("run_name") or f"{parsed.name}-{time.strftime('%m%d%H%M%S')}"
+        self.say(f"run {run_name}: the shipped nodes write under <WORK_DIR>/{run_name}/ (and <REPORT_DIR>/{run_name}/)")
         done: set[str] = set()
         failed: str | None = None
         limit = int(self.spec.get("max_parallel") or 2)

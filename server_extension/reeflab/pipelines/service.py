@@ -20,6 +20,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..deployments.backends.local import cpu_set, tail_lines
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..jobs.activity import HubActivity
 from ..jobs.backends.local import LocalJobBackend, job_env
 from ..jobs.models import JobError, Progress
 from ..jobs.store import JOB_FILE, LOG_FILE, write_private
@@ -103,6 +104,7 @@ class PipelineService(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.backend = LocalPipelineBackend(parent=self)
+        self.activity = HubActivity(parent=self)
         self.root = Path(self.root_dir)
         self._runs = {r.id: r for r in self._load_all()}
         self._watcher: asyncio.Task | None = None
@@ -177,6 +179,7 @@ class PipelineService(LoggingConfigurable):
             title=request.title or pipeline.stem,
             pipeline=request.pipeline,
             output=str(output),
+            run_name=f"{pipeline.stem}-{run_id}",
             parameters=request.parameters,
             profile=profile.slug,
             cpu=profile.cpu,
@@ -191,6 +194,7 @@ class PipelineService(LoggingConfigurable):
         spec = {
             "pipeline": str(pipeline),
             "root": str(root),
+            "run_name": run.run_name,
             "parameters": request.parameters,
             "max_parallel": run.max_parallel,
             "nodes": [{"id": n.id, "label": n.label, "output": n.output} for n in nodes],
@@ -256,6 +260,8 @@ class PipelineService(LoggingConfigurable):
                     await self.check(run)
                 except Exception:
                     self.log.exception("checking pipeline run %s failed", run.id)
+            if any(r.active for r in self._runs.values()):
+                await self.activity.report_if_due()  # a run keeps the server from the idle culler, as a job does
             await asyncio.sleep(self.poll_interval)
 
     async def check(self, run: PipelineRun) -> None:
