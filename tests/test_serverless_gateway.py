@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from reeflab.serverless.payload import content_disposition
 from reeflab.serverless.testing import EngineProcess
+from test_serverless_exposed import exposed
 from tornado.httpclient import HTTPClientError
 
 SAMPLES = Path(__file__).parents[1] / "server_extension/reeflab/modules/fish_detector/samples"
@@ -114,8 +115,42 @@ async def test_oscar_v4_routes_are_forwarded(jp_fetch, engine):
         code, body = await call(jp_fetch, "GET", "oscar", "system", "quotas", "user")
         assert code == 200 and json.loads(body)["user_id"] == "alice"
 
-        # reaches the engine (its own answer, not the gateway's 404): a service with no `expose` has none
+        # reaches the engine (its own answer, not the gateway's): a service with no `expose` has none
         code, body = await call(jp_fetch, "GET", "oscar", "system", "services", "gw-v4", "exposed", "x")
-        assert code != 404 or "not an OSCAR route" not in body["message"]
+        assert code == 404 and "no exposed service named 'gw-v4'" in body["message"]
     finally:
         await call(jp_fetch, "DELETE", "oscar", "system", "services", "gw-v4")
+
+
+async def test_an_exposed_service_through_the_users_server(jp_fetch):
+    service = exposed("gw-echo", 8775, set_auth=True)  # the server's own login (its hub token) is enough
+    code, _ = await call(jp_fetch, "POST", "oscar", "system", "services", body=json.dumps(service))
+    assert code == 201
+    try:
+        for _ in range(120):
+            code, body = await call(jp_fetch, "GET", "oscar", "system", "services", "gw-echo", "deployment")
+            if json.loads(body)["state"] == "ready":
+                break
+            await asyncio.sleep(0.5)
+        code, body = await call(
+            jp_fetch,
+            "POST",
+            "oscar",
+            "system",
+            "services",
+            "gw-echo",
+            "exposed",
+            "reef",
+            params={"depth": 3},
+            body=b"x",
+        )
+        seen = json.loads(body)
+        assert code == 201 and (seen["method"], seen["path"], seen["query"], seen["body"]) == (
+            "POST",
+            "/reef",
+            "depth=3",
+            "x",
+        )
+        assert "AUTHORIZATION" not in seen["headers"]  # the server's token stays with the engine
+    finally:
+        await call(jp_fetch, "DELETE", "oscar", "system", "services", "gw-echo")

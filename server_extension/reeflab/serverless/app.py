@@ -155,6 +155,8 @@ class ServerlessApp(Application):
             bwrap=self.bwrap,
             sandbox_dir=Path(self.sandbox_dir) if self.sandbox_dir else None,
             homes_dir=Path(self.homes_dir) if self.homes_dir else None,
+            base_url=self.base_url,
+            max_body_bytes=self.max_body_mb * 2**20,
             secret_files=tuple(
                 Path(f)
                 for f in (self.s3_admin_key_file, self.events_token_file, self.static_tokens_file, self.config_file)

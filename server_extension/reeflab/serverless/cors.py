@@ -15,7 +15,7 @@ from typing import Any
 
 from tornado import httputil, web
 
-ALLOWED_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # PATCH, HEAD: exposed services
 ALLOWED_HEADERS = "Authorization, Content-Type, Accept, X-Requested-With"
 MAX_AGE = "600"
 

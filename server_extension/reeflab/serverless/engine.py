@@ -26,10 +26,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from .. import accounts, generations
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, ReefLabError
 from ..storage.platform_s3 import PlatformS3, StorageUnavailable, bucket_problem, check_path, split_path, user_bucket
 from .dispatcher import GIVEN_NAME, JobDispatcher, given_name_of, stamp
+from .exposed import ExposedServices
 from .fdl import MODULE_VAR, PREDICT_ARGS_VAR, ServiceDefinition, allowed, parse_definition
 from .introspect import ArgumentReader
 from .objects import JobStorage
@@ -46,6 +49,7 @@ TOKEN_SUBMITTER = "(service token)"  # jobs sent with the service token alone: n
 WEIGHTS_VAR = "REEFLAB_WEIGHTS"  # the weights a module serves (training/registry.py): unpickled by the worker
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "modules"  # the built-in modules and their weights
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_UNEXPOSED: set[str] = set()  # services stored with an `expose` that is not valid now (warned once)
 PERSONAL_TOKEN = "rlu."  # a non-owner's own token for a service: rlu.<base64url user>.<hmac>
 
 
@@ -86,6 +90,8 @@ class EngineSettings:
     homes_dir: Path | None = None  # the hub users' homes: new OS accounts get theirs there
     secret_files: tuple[Path, ...] = ()  # the engine's own secrets on disk, hidden from workers
     bwrap: str = ""  # the bubblewrap program (default: found on PATH)
+    base_url: str = "/"  # where the API is served: exposed services are under <base_url>/system/services/<name>/exposed
+    max_body_bytes: int = 200 * 2**20  # the largest request or answer relayed to or from an exposed service
 
 
 def installed_modules() -> list[str]:
@@ -128,6 +134,7 @@ class OscarEngine:
             settings.max_workers,
         )
         self._specs: dict[str, tuple[str, WorkerSpec]] = {}
+        self.exposed = ExposedServices(self, settings.base_url, settings.max_body_bytes)
         self.arguments = ArgumentReader(self.sandbox, settings.worker_env, settings.start_timeout)
         self._maintainer: asyncio.Task | None = None
         self._reconciler: asyncio.Task | None = None
@@ -174,6 +181,7 @@ class OscarEngine:
             if task:
                 task.cancel()
         await self.dispatcher.stop()
+        self.exposed.close()
         self.pool.close()
         self.sandbox.close()
         self.store.close()
@@ -184,6 +192,10 @@ class OscarEngine:
                 self.pool.maintain({r.name: s for r in self.store.list_services() if (s := self.spec(r.name))})
             except Exception:
                 log.exception("could not scale the workers")
+            try:
+                self.exposed.maintain()
+            except Exception:
+                log.exception("could not keep the exposed services running")
             await asyncio.sleep(1.0)
 
     # -- services -------------------------------------------------------------------------
@@ -192,6 +204,7 @@ class OscarEngine:
         definition = self._checked(parse_definition(data), user)
         await self._check_arguments(definition, user)
         self.store.add_service(definition.name, user, definition.model_dump(mode="json"))
+        self.exposed.maintain()  # an exposed service with min_scale >= 1 starts now
         return self.get_service(user, definition.name)
 
     async def update_service(self, user: str, data: Any, name: str | None = None) -> None:
@@ -206,6 +219,7 @@ class OscarEngine:
         await self._check_arguments(definition, user)
         self.store.update_service(record.name, definition.model_dump(mode="json"))
         self.pool.retire(record.name)
+        self.exposed.maintain()  # a changed exposed service is replaced now
 
     async def _check_arguments(self, definition: ServiceDefinition, user: str) -> None:
         """Refuse a module that cannot load, or predict arguments it does not take: every call would fail."""
@@ -237,6 +251,7 @@ class OscarEngine:
             self.dispatcher.cancel(job)
             shutil.rmtree(self.jobs_dir / job, ignore_errors=True)
         self.pool.retire(record.name)
+        self.exposed.forget(record.name)
         self._specs.pop(record.name, None)
 
     def _checked(self, definition: ServiceDefinition, user: str) -> ServiceDefinition:
@@ -249,6 +264,11 @@ class OscarEngine:
             )
         self._check_weights(definition, user)
         self._check_storage(definition, user)
+        if definition.expose is not None and not self.sandbox.sandboxed:
+            raise BadRequest(
+                "expose: exposed services run only in a bubblewrap sandbox with a network namespace of its own "
+                "(no other local user may reach their port), and bubblewrap is not installed on the engine's machine"
+            )
         return definition
 
     def _check_weights(self, definition: ServiceDefinition, user: str) -> None:
@@ -316,7 +336,14 @@ class OscarEngine:
 
     @staticmethod
     def _definition(record: ServiceRecord) -> ServiceDefinition:
-        return ServiceDefinition.model_validate(record.definition)
+        try:
+            return ServiceDefinition.model_validate(record.definition)
+        except ValidationError:
+            # stored before `expose` was read (it was kept as it came): not exposed, as it was then
+            if record.name not in _UNEXPOSED:
+                _UNEXPOSED.add(record.name)
+                log.warning("service %s has an `expose` this engine cannot run: it stays unexposed", record.name)
+            return ServiceDefinition.model_validate({**record.definition, "expose": None})
 
     def definition(self, name: str) -> ServiceDefinition | None:
         record = self.store.get_service(name)
@@ -489,6 +516,15 @@ class OscarEngine:
                 "shows you, or your own credentials"
             )
         return self._visible(caller.user, name), caller.user
+
+    def may_invoke(self, caller: Caller, name: str) -> bool:
+        """Whether these credentials may invoke the service: its token, a personal token for it, or a user who
+        may use it."""
+        try:
+            self._invocable(caller, name)
+        except (Unauthorized, NotFound):
+            return False
+        return True
 
     async def run(self, caller: Caller, name: str, body: bytes, filename: str | None = None) -> bytes:
         """A synchronous invocation: the answer OSCAR gives (base64 of the output, or the log).
@@ -667,6 +703,7 @@ class OscarEngine:
             shutil.rmtree(self.jobs_dir / job, ignore_errors=True)
         for service in services:
             self.pool.stop_service(service)
+            self.exposed.forget(service)
             self._specs.pop(service, None)
         settled = self._settle(user, strict=False)
         log.info(

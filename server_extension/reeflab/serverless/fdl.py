@@ -150,6 +150,59 @@ class Synchronous(OscarModel):
     max_scale: int = Field(0, ge=0, description="0: as many as the engine allows")
 
 
+class Expose(OscarModel):
+    """OSCAR's `expose` (types.Expose): the service runs as a long-running HTTP server on `api_port`, reached at
+    /system/services/<name>/exposed/. Locally one instance runs (min_scale > 1 and max_scale are kept and shown)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    api_port: int | list[int] = Field(description="The port the service listens on (OSCAR 4 also takes [port])")
+    min_scale: int = Field(1, ge=0, description="0: started by the first request, stopped when idle")
+    max_scale: int = Field(10, ge=1)
+    cpu_threshold: int = Field(80, ge=1, le=100)
+    rewrite_target: bool = False
+    default_command: bool = False
+    set_auth: bool = False
+    health_path: str = "/"
+    auth_type: Literal["basic", "forward"] = "basic"
+    nodePort: int | list[int] = []  # noqa: N815 (OSCAR's name)
+
+    @field_validator("api_port")
+    @classmethod
+    def _check_port(cls, value: int | list[int]) -> int | list[int]:
+        ports = value if isinstance(value, list) else [value]
+        if len(ports) != 1 or not 1 <= ports[0] <= 65535:
+            raise ValueError("give the one port (1-65535) the service's HTTP server listens on, e.g. 5000")
+        return value
+
+    @field_validator("nodePort")
+    @classmethod
+    def _no_node_port(cls, value: int | list[int]) -> int | list[int]:
+        if value not in (0, []):
+            raise ValueError(
+                "not offered: no port of this machine is opened to a service; it is reached at "
+                "/system/services/<name>/exposed/ (remove nodePort)"
+            )
+        return value
+
+    @field_validator("health_path")
+    @classmethod
+    def _check_health_path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c in value for c in "?#\\") or any(ord(c) < 33 for c in value):
+            raise ValueError(f"{value!r} is not a path: give the path that answers when the service is up, e.g. '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _check_scale(self) -> Expose:
+        if self.max_scale < self.min_scale:
+            raise ValueError("max_scale must be at least min_scale")
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.api_port[0] if isinstance(self.api_port, list) else self.api_port
+
+
 class ServiceDefinition(OscarModel):
     """The FDL fields the local engine acts on; any other OSCAR field is kept and echoed back."""
 
@@ -167,6 +220,7 @@ class ServiceDefinition(OscarModel):
     input: list[StorageIO] = []
     output: list[StorageIO] = []
     synchronous: Synchronous = Synchronous()
+    expose: Expose | None = None
     storage_providers: dict[str, Any] = {}
 
     @field_validator("name")
@@ -177,6 +231,16 @@ class ServiceDefinition(OscarModel):
                 f"{value!r} is not a service name: use 1-39 lowercase letters, digits and '-', "
                 "starting and ending with a letter or digit (e.g. 'fish-detector')"
             )
+        return value
+
+    @field_validator("expose", mode="before")
+    @classmethod
+    def _unset_expose(cls, value: Any) -> Any:
+        """`api_port` 0 or [] is OSCAR's "not exposed" (what every service shows, and a dashboard sends back)."""
+        if isinstance(value, dict):
+            port = next((v for k, v in value.items() if isinstance(k, str) and k.lower() == "api_port"), None)
+            if port is not None and port in (0, [], [0]):
+                return None
         return value
 
     @field_validator("cpu", "memory", mode="before")
@@ -217,6 +281,12 @@ class ServiceDefinition(OscarModel):
                 raise ValueError(
                     f'environment.variables.{PREDICT_ARGS_VAR} must be a JSON object, e.g. {{"conf": 0.4}}'
                 )
+        if self.expose is not None and self.expose.default_command and not self.module:
+            raise ValueError(
+                "expose.default_command: ReefLab's local engine runs no container image, so there is no default "
+                f"command to run: give a script that starts the HTTP server, or set environment.variables.{MODULE_VAR} "
+                "to serve that module's DEEPaaS API (what its image runs by default)"
+            )
         if IDLE_VAR in variables and not variables[IDLE_VAR].isdigit():
             raise ValueError(f"environment.variables.{IDLE_VAR} must be a whole number of seconds")
         max_scale = self.synchronous.max_scale

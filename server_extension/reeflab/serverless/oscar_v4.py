@@ -4,7 +4,7 @@ Each function takes the caller's name and returns what OSCAR's type holds (swagg
 the OSCAR dashboard and oscar-python read them unchanged. Everything is scoped to the caller:
 their own services (and, where OSCAR lets other users see a service, its status only), the jobs
 of their services and the jobs they sent, their own buckets. Where the local engine has no such
-thing (exposed HTTP services, countries, GPU hours) the answer says so with zeros and a note.
+thing (countries, GPU hours, counts of exposed requests) the answer says so with zeros and a note.
 """
 
 from __future__ import annotations
@@ -125,7 +125,12 @@ def owned_record(engine: OscarEngine, user: str, name: str) -> ServiceRecord:
 
 
 def deployment_status(engine: OscarEngine, record: ServiceRecord) -> dict[str, Any]:
-    """types.ServiceDeploymentStatus of the service's warm workers (OSCAR: its Knative or exposed pods)."""
+    """types.ServiceDeploymentStatus of the service's warm workers (OSCAR: its Knative pods), or of its exposed
+    service's process (OSCAR: its exposed pods)."""
+    definition = engine.definition(record.name)
+    if definition is not None and definition.expose is not None:
+        shown = engine.exposed.status(record.name, definition.expose)
+        return {"service_name": record.name, "namespace": NAMESPACE, **shown}
     spec = engine.spec(record.name)
     workers = [w for w in engine.pool.live() if w.spec.service == record.name and not w.retired]
     alive = [w for w in workers if w.alive]

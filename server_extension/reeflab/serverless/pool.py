@@ -313,18 +313,7 @@ class WorkerPool:
         worker = Worker(spec)
         self.workers.append(worker)
         try:
-            problem = self.sandbox.problem()
-            if problem:
-                raise WorkerStartFailed(f"service '{spec.service}' could not start: {problem}")
-            worker.box = await asyncio.to_thread(self.sandbox.prepare, spec.service, spec.owner, spec.owner_generation)
-            worker.cgroup = await asyncio.to_thread(self._cgroup, spec, worker)
-            if worker.cgroup is not None:
-                worker.cgroup_name = worker.cgroup.name
-                self._cgroup_names.add(worker.cgroup.name)
-                self._record_cgroups()
-            env = worker.box.environment({**self.base_env, **spec.env})
-            if not worker.box.sandboxed:  # a sandboxed worker's parent is bwrap, which dies with the engine
-                env["REEFLAB_ENGINE_PID"] = str(os.getpid())
+            env = await self.prepare(worker)
             await worker.start(self.python, env, self.home / spec.service, self.start_timeout)
         except BaseException:
             self._drop(worker)
@@ -332,6 +321,28 @@ class WorkerPool:
             raise
         log.info("started worker %s for service %s", worker.pid, spec.service)
         return worker
+
+    async def prepare(self, worker: Worker) -> dict[str, str]:
+        """A new worker's (or exposed service's) sandbox folder and account, and its cgroup (recorded, so that
+        a killed engine's are removed at the next start); returns its environment. `discard` undoes it."""
+        spec = worker.spec
+        problem = self.sandbox.problem()
+        if problem:
+            raise WorkerStartFailed(f"service '{spec.service}' could not start: {problem}")
+        worker.box = await asyncio.to_thread(self.sandbox.prepare, spec.service, spec.owner, spec.owner_generation)
+        worker.cgroup = await asyncio.to_thread(self._cgroup, spec, worker)
+        if worker.cgroup is not None:
+            worker.cgroup_name = worker.cgroup.name
+            self._cgroup_names.add(worker.cgroup.name)
+            self._record_cgroups()
+        env = worker.box.environment({**self.base_env, **spec.env})
+        if not worker.box.sandboxed:  # a sandboxed worker's parent is bwrap, which dies with the engine
+            env["REEFLAB_ENGINE_PID"] = str(os.getpid())
+        return env
+
+    def discard(self, worker: Worker) -> None:
+        """Kill a worker (or an exposed service's process) now; its cgroup and folder go once it is dead."""
+        self._drop(worker)
 
     def _cgroup(self, spec: WorkerSpec, worker: Worker) -> Cgroup | None:
         """The worker's cgroup: the service's CPUs, and its memory with the headroom modules get."""

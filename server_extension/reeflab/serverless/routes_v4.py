@@ -2,20 +2,26 @@
 
 Every route needs a logged-in caller and acts on their own things only: a service the caller may
 not see answers 404, one they may use but do not own answers 403 where OSCAR keeps it to owners;
-a bucket not recorded as theirs answers 404. OSCAR routes this engine does not offer (exposed
-services, volumes, federation) answer 501 with a message, after authentication.
+a bucket not recorded as theirs answers 404. Exposed services are OSCAR's exception: open to anyone
+unless the service sets `set_auth` (see ExposedHandler). OSCAR routes this engine does not offer
+(volumes, federation) answer 501 with a message, after authentication.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
-from tornado import web
+from tornado import httputil, web
+from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from ..errors import ReefLabError
 from . import oscar_v4
 from .buckets import UserBuckets
+from .exposed import upstream_path
 from .handlers import EngineHandler
 
 
@@ -81,15 +87,18 @@ class LifecycleHandler(EngineHandler):
 
     def post(self, name: str, action: str) -> None:
         record = oscar_v4.owned_record(self.engine, self.user, name)
-        pool = self.engine.pool
+        pool, exposed = self.engine.pool, self.engine.exposed
         if action == "stop":
             pool.stopped.add(record.name)
             pool.retire(record.name)  # idle workers now, busy ones when their call ends
+            exposed.stop(record.name)
         elif action == "start":
             pool.stopped.discard(record.name)
+            exposed.maintain()
         else:
             pool.retire(record.name)
             pool.stopped.discard(record.name)
+            exposed.restart(record.name)
         self.write_json(oscar_v4.deployment_status(self.engine, record))
 
 
@@ -157,6 +166,115 @@ class QuotaHandler(EngineHandler):
         return oscar_v4.profile_groups(model)
 
 
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
+        "Transfer-Encoding", "Upgrade", "Content-Length",
+    )
+)  # fmt: skip
+HUB_COOKIES = "jupyterhub"  # the hub's own login cookies: never passed to a service's code
+
+
+class ExposedHandler(EngineHandler):
+    """/system/services/<name>/exposed/<path>: the service's HTTP server, any method, body and headers.
+
+    As in OSCAR: without `set_auth` anyone who reaches the engine may call it (the service does its own
+    authentication, if any); with it, the service's credentials are needed: basic auth with the service's
+    name and token, as OSCAR's ingress asks, or its token as a bearer token; here also the engine login of
+    a user who may use the service (the dashboard's, or a Jupyter server's). Credentials of the engine are
+    not passed on to the service's code (nor the hub's cookies); anything else is, unchanged.
+    """
+
+    requires_user = False
+
+    async def _proxy(self, name: str, _rest: str | None = None) -> None:
+        record = self.engine.store.get_service(name)
+        definition = self.engine.definition(name) if record else None
+        _, marker, rest = self.request.path.partition(f"/system/services/{name}/exposed")
+        if definition is None or definition.expose is None or not marker:  # (not marker: its name %-escaped)
+            raise web.HTTPError(404, f"no exposed service named '{name}': a service is exposed by `expose` in its FDL")
+        expose = definition.expose
+        service_login, invoker = self._service_login(record), self.engine.may_invoke(self.caller, name)
+        if expose.set_auth and not (service_login or invoker):  # 401 with a basic-auth challenge (write_error)
+            raise web.HTTPError(401, f"exposed service '{name}' needs basic auth: user '{name}', the service's token")
+        engine_login = service_login or invoker or bool(self.caller.user or self.caller.hub)
+        instance = await self.engine.exposed.ready(name, self.engine.settings.start_timeout)
+        path = upstream_path(expose, instance.prefix, rest, self.request.query)  # `rest` as sent: %-escapes kept
+        headers = self._forwarded_headers(engine_login, instance.prefix, expose.rewrite_target)
+        method = self.request.method
+        request = HTTPRequest(
+            instance.url(path),
+            method=method,
+            headers=headers,
+            body=self.request.body if method not in ("GET", "HEAD") else None,
+            follow_redirects=False,
+            decompress_response=False,
+            allow_nonstandard_methods=True,
+            request_timeout=self.engine.settings.invocation_timeout,
+        )
+        try:
+            answer = await instance.client.fetch(request, raise_error=False)
+        except (OSError, HTTPClientError) as error:
+            raise web.HTTPError(502, f"exposed service '{name}' did not answer: {error}") from None
+        if answer.code == 599:
+            raise web.HTTPError(502, f"exposed service '{name}' did not answer: {answer.error}")
+        self.set_status(answer.code, answer.reason or httputil.responses.get(answer.code, "Unknown"))
+        self.clear_header("Content-Type")  # the service's headers, not the engine's defaults
+        seen: set[str] = set()
+        for header, value in answer.headers.get_all():
+            lowered = header.lower()
+            if lowered in HOP_BY_HOP and not (method == "HEAD" and lowered == "content-length"):
+                continue
+            (self.add_header if lowered in seen else self.set_header)(header, value)
+            seen.add(lowered)
+        no_body = method == "HEAD" or answer.code in (204, 304) or answer.code < 200
+        self.finish(None if no_body else answer.body)
+
+    def compute_etag(self) -> None:
+        return None  # the service's own ETag (if any), not one of the engine's
+
+    def _service_login(self, record) -> bool:
+        """Basic auth with the service's name and token (OSCAR's set_auth)."""
+        scheme, _, value = self.request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return False
+        return user == record.name and hmac.compare_digest(password.encode(), record.token.encode())
+
+    def _forwarded_headers(self, strip_authorization: bool, prefix: str, rewritten: bool) -> httputil.HTTPHeaders:
+        headers = httputil.HTTPHeaders()
+        for header, value in self.request.headers.get_all():
+            lowered = header.lower()
+            if lowered in HOP_BY_HOP or (lowered == "authorization" and strip_authorization):
+                continue
+            if lowered == "cookie":
+                value = _without_hub_cookies(value)
+                if not value:
+                    continue
+            headers.add(header, value)
+        headers["X-Forwarded-For"] = self.request.remote_ip or ""
+        headers["X-Forwarded-Proto"] = self.request.headers.get("X-Forwarded-Proto", self.request.protocol)
+        headers["X-Forwarded-Host"] = self.request.headers.get("X-Forwarded-Host", self.request.host)
+        if not rewritten:
+            headers["X-Forwarded-Prefix"] = prefix  # where the browser sees the path the service got
+        return headers
+
+    get = post = put = delete = patch = head = options = _proxy
+
+
+def _without_hub_cookies(header: str) -> str:
+    try:
+        cookies = SimpleCookie(header)
+    except CookieError:
+        return header
+    kept = [f"{key}={morsel.coded_value}" for key, morsel in cookies.items() if not key.startswith(HUB_COOKIES)]
+    return "; ".join(kept)
+
+
 class NotOfferedHandler(EngineHandler):
     """OSCAR routes with no local counterpart: a 501 that says what to use instead."""
 
@@ -170,10 +288,6 @@ class NotOfferedHandler(EngineHandler):
     get = post = put = delete = _refuse
 
 
-EXPOSED = (
-    "exposed services (long-running HTTP services) are not offered by ReefLab's local engine: "
-    "run the module as a ReefLab deployment instead"
-)
 VOLUMES = "managed volumes are not offered by ReefLab's local engine: use your buckets (/system/buckets)"
 FEDERATION = "federation across OSCAR clusters is not offered by ReefLab's local engine"
 
@@ -190,7 +304,7 @@ def routes_v4(base_url: str, **context: Any) -> list[tuple[str, type, dict[str, 
         (r"/system/services/([^/]+)/deployment/logs/?", DeploymentLogsHandler, {}),
         (r"/system/services/([^/]+)/(start|stop|restart)/?", LifecycleHandler, {}),
         (r"/system/services/([^/]+)/auth/?", ServiceAuthHandler, {}),
-        (r"/system/services/[^/]+/exposed(?:/.*)?", NotOfferedHandler, {"message": EXPOSED}),
+        (r"/system/services/([^/]+)/exposed(/.*)?", ExposedHandler, {}),
         (r"/system/metrics/?", MetricsHandler, {}),
         (r"/system/metrics/breakdown/?", MetricsBreakdownHandler, {}),
         (r"/system/metrics/([^/]+)/?", ServiceMetricsHandler, {}),

@@ -213,8 +213,13 @@ class WorkerBox:
             return self.policy.homes_dir / self.owner
         return None
 
-    def command(self, program: list[str]) -> list[str]:
-        """`program` inside bubblewrap, or as it is where the operator allowed unsandboxed workers."""
+    def command(self, program: list[str], own_network: bool = False, low_ports: bool = False) -> list[str]:
+        """`program` inside bubblewrap, or as it is where the operator allowed unsandboxed workers.
+
+        `own_network`: in a network namespace of its own, with only a loopback (an exposed service: reached
+        through the socket its bridge inherits); `low_ports`: it may listen on ports below 1024 there, as root
+        of a user namespace of its own holding that one capability (it stays its owner's account outside).
+        """
         if not self.sandboxed:
             return program
         args = [self.policy.bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
@@ -236,8 +241,12 @@ class WorkerBox:
                 args += ["--ro-bind", "/dev/null", str(secret.resolve())]
         args += ["--bind", str(self.folder), INSIDE, "--chdir", INSIDE]
         args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "reeflab-job"]
-        # the network namespace is kept on purpose: workers reach the platform's S3 on 127.0.0.1 with
-        # their owner's key (batch slices, user scripts), as OSCAR's pods reach MinIO
+        # otherwise the network namespace is kept on purpose: workers reach the platform's S3 on 127.0.0.1
+        # with their owner's key (batch slices, user scripts), as OSCAR's pods reach MinIO
+        if own_network:
+            args += ["--unshare-net"]
+        if own_network and low_ports:
+            args += ["--unshare-user", "--uid", "0", "--gid", "0", "--cap-add", "CAP_NET_BIND_SERVICE"]
         args += ["--die-with-parent", "--new-session", "--", *program]
         return args
 
