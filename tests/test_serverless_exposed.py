@@ -59,8 +59,21 @@ def exposed(name: str, port: int, script: str = ECHO_APP, variables: dict | None
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     state = tmp_path_factory.mktemp("exposed") / "state"
-    with EngineProcess(state, users=["alice", "bob"], args=["--ServerlessApp.max_workers=2"]) as engine:
+    # OSCAR's own rule here (services without set_auth answer anyone): the operator's opt-in
+    args = ["--ServerlessApp.max_workers=2", "--ServerlessApp.public_exposed=True"]
+    with EngineProcess(state, users=["alice", "bob"], args=args) as engine:
         yield engine
+
+
+def test_by_default_every_exposed_service_needs_a_login(tmp_path):
+    with EngineProcess(tmp_path / "state", users=["alice", "bob"]) as engine:
+        assert engine.request("POST", "/system/services", "alice", json=exposed("open", 8767)).status_code == 201
+        deployment(engine, "open")
+        anonymous = engine.request("GET", "/system/services/open/exposed/")
+        assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
+        assert engine.request("GET", "/system/services/open/exposed/", "bob").status_code == 401
+        assert engine.request("GET", "/system/services/open/exposed/", "alice").status_code == 201
+        engine.request("DELETE", "/system/services/open", "alice")
 
 
 def deployment(engine: EngineProcess, name: str, state: str = "ready") -> dict:
@@ -141,7 +154,8 @@ def test_requests_reach_the_service_with_their_method_body_and_headers(engine, e
     assert raw.getresponse().status == 404
     raw.close()
 
-    # no set_auth: anyone may call it (as in OSCAR); the engine's credentials and the hub's cookies stay behind
+    # no set_auth, public_exposed: anyone may call it (as in OSCAR);
+    # the engine's credentials and the hub's cookies stay behind
     cookies = {"Cookie": "jupyterhub-session-id=s; theme=dark"}
     mine = engine.request("GET", "/system/services/echo/exposed/", "alice", headers=cookies)
     assert "AUTHORIZATION" not in mine.json()["headers"] and mine.json()["headers"]["COOKIE"] == "theme=dark"
@@ -341,5 +355,5 @@ def test_it_dies_with_the_engine_and_starts_with_it(tmp_path):
         wait_until(lambda: not any(p.is_running() for p in [before, *program]), 30, "its processes to end")
     with engine:
         deployment(engine, "lasting")
-        assert engine.request("GET", "/system/services/lasting/exposed/back").json()["path"] == "/back"
+        assert engine.request("GET", "/system/services/lasting/exposed/back", "alice").json()["path"] == "/back"
         assert json.loads(engine.request("GET", "/system/services/lasting", "alice").text)["expose"]["api_port"] == 8770

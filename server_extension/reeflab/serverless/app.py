@@ -89,6 +89,12 @@ class ServerlessApp(Application):
         "", config=True, help="File with the bearer token the S3 server sends with upload events (webhook)"
     )
     reconcile_seconds = Float(300, config=True, help="How often input paths are listed to catch missed upload events")
+    public_exposed = Bool(
+        False,
+        config=True,
+        help="Let exposed services without `set_auth` answer anyone, as OSCAR does; by default every "
+        "exposed service needs its credentials or the login of a user who may use it",
+    )
     allow_unsandboxed = Bool(
         False,
         config=True,
@@ -157,6 +163,7 @@ class ServerlessApp(Application):
             homes_dir=Path(self.homes_dir) if self.homes_dir else None,
             base_url=self.base_url,
             max_body_bytes=self.max_body_mb * 2**20,
+            public_exposed=self.public_exposed,
             secret_files=tuple(
                 Path(f)
                 for f in (self.s3_admin_key_file, self.events_token_file, self.static_tokens_file, self.config_file)

@@ -91,6 +91,7 @@ class EngineSettings:
     secret_files: tuple[Path, ...] = ()  # the engine's own secrets on disk, hidden from workers
     bwrap: str = ""  # the bubblewrap program (default: found on PATH)
     base_url: str = "/"  # where the API is served: exposed services are under <base_url>/system/services/<name>/exposed
+    public_exposed: bool = False  # exposed services without set_auth answer anyone (OSCAR's way); off: login needed
     max_body_bytes: int = 200 * 2**20  # the largest request or answer relayed to or from an exposed service
 
 

@@ -2,8 +2,8 @@
 
 Every route needs a logged-in caller and acts on their own things only: a service the caller may
 not see answers 404, one they may use but do not own answers 403 where OSCAR keeps it to owners;
-a bucket not recorded as theirs answers 404. Exposed services are OSCAR's exception: open to anyone
-unless the service sets `set_auth` (see ExposedHandler). OSCAR routes this engine does not offer
+a bucket not recorded as theirs answers 404. Exposed services need a login too, unless the operator
+allows OSCAR's public ones (see ExposedHandler). OSCAR routes this engine does not offer
 (volumes, federation) answer 501 with a message, after authentication.
 """
 
@@ -179,10 +179,10 @@ HUB_COOKIES = "jupyterhub"  # the hub's own login cookies: never passed to a ser
 class ExposedHandler(EngineHandler):
     """/system/services/<name>/exposed/<path>: the service's HTTP server, any method, body and headers.
 
-    As in OSCAR: without `set_auth` anyone who reaches the engine may call it (the service does its own
-    authentication, if any); with it, the service's credentials are needed: basic auth with the service's
-    name and token, as OSCAR's ingress asks, or its token as a bearer token; here also the engine login of
-    a user who may use the service (the dashboard's, or a Jupyter server's). Credentials of the engine are
+    Every call needs the service's credentials: basic auth with the service's name and token, as OSCAR's
+    ingress asks with `set_auth`, or its token as a bearer token, or the engine login of a user who may use
+    the service (the dashboard's, or a Jupyter server's). Only where the operator allows public exposed
+    services (`public_exposed`) does one without `set_auth` answer anyone, as in OSCAR. Credentials of the engine are
     not passed on to the service's code (nor the hub's cookies); anything else is, unchanged.
     """
 
@@ -196,7 +196,8 @@ class ExposedHandler(EngineHandler):
             raise web.HTTPError(404, f"no exposed service named '{name}': a service is exposed by `expose` in its FDL")
         expose = definition.expose
         service_login, invoker = self._service_login(record), self.engine.may_invoke(self.caller, name)
-        if expose.set_auth and not (service_login or invoker):  # 401 with a basic-auth challenge (write_error)
+        needs_login = expose.set_auth or not self.engine.settings.public_exposed
+        if needs_login and not (service_login or invoker):  # 401 with a basic-auth challenge (write_error)
             raise web.HTTPError(401, f"exposed service '{name}' needs basic auth: user '{name}', the service's token")
         engine_login = service_login or invoker or bool(self.caller.user or self.caller.hub)
         instance = await self.engine.exposed.ready(name, self.engine.settings.start_timeout)
