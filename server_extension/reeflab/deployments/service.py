@@ -164,11 +164,15 @@ class DeploymentService(LoggingConfigurable):
         await self._launch(deployment)
         return deployment
 
-    async def stop_all(self) -> None:
-        """Stop every deployment (tests, and operators cleaning up); their records stay."""
-        for deployment in [d for d in self._deployments.values() if d.active]:
-            await self.backend.stop(deployment)
-            self._finish(deployment, "stopped", "stopped by the platform")
+    async def stop_all(self, reason: str = "stopped by the platform") -> list[Deployment]:
+        """Stop every deployment at once (the platform stopping, tests, operators); their records stay."""
+        active = [d for d in self._deployments.values() if d.active]
+        outcomes = await asyncio.gather(*(self.backend.stop(d) for d in active), return_exceptions=True)
+        for deployment, outcome in zip(active, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self.log.error("stopping deployment %s failed: %s", deployment.id, outcome)
+            self._finish(deployment, "stopped", reason)
+        return active
 
     async def delete(self, owner: str, deployment_id: str) -> None:
         deployment = self.get(owner, deployment_id)

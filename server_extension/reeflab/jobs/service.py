@@ -212,11 +212,17 @@ class JobService(LoggingConfigurable):
         del self._jobs[job.id]
         await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, self.folder(job), True)
 
-    async def cancel_all(self) -> None:
-        """Cancel every running job (tests, operators cleaning up); records stay."""
-        for job in [j for j in self._jobs.values() if j.active]:
-            await self.backend.cancel(job, self.folder(job))
-            self._finish(job, "cancelled", "stopped by the platform")
+    async def cancel_all(self, reason: str = "stopped by the platform") -> list[Job]:
+        """Cancel every running job at once (the platform stopping, tests, operators); records stay."""
+        active = [j for j in self._jobs.values() if j.active]
+        outcomes = await asyncio.gather(
+            *(self.backend.cancel(j, self.folder(j)) for j in active), return_exceptions=True
+        )
+        for job, outcome in zip(active, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self.log.error("cancelling job %s failed: %s", job.id, outcome)
+            self._finish(job, "cancelled", reason)
+        return active
 
     def _save(self, job: Job) -> None:
         self._jobs[job.id] = job

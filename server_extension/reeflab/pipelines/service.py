@@ -230,10 +230,17 @@ class PipelineService(LoggingConfigurable):
         del self._runs[run.id]
         await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, self.folder(run), True)
 
-    async def cancel_all(self) -> None:
-        for run in [r for r in self._runs.values() if r.active]:
-            await self.backend.cancel(run, self.folder(run))
-            self._finish(run, "cancelled", "stopped by the platform")
+    async def cancel_all(self, reason: str = "stopped by the platform") -> list[PipelineRun]:
+        """Cancel every running pipeline at once (the platform stopping, tests, operators); records stay."""
+        active = [r for r in self._runs.values() if r.active]
+        outcomes = await asyncio.gather(
+            *(self.backend.cancel(r, self.folder(r)) for r in active), return_exceptions=True
+        )
+        for run, outcome in zip(active, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self.log.error("cancelling pipeline run %s failed: %s", run.id, outcome)
+            self._finish(run, "cancelled", reason)
+        return active
 
     def _save(self, run: PipelineRun) -> None:
         self._runs[run.id] = run

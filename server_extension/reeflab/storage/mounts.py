@@ -52,6 +52,13 @@ def _fusermount() -> str:
     return shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount3"
 
 
+def fuse_unmount(mountpoint: Path) -> None:
+    """Unmount a FUSE mount (one whose process died too); lazily if a file in it is still open."""
+    done = subprocess.run([_fusermount(), "-u", str(mountpoint)], capture_output=True, timeout=30)
+    if done.returncode != 0:  # busy: detach now, finish when the last file closes
+        subprocess.run([_fusermount(), "-uz", str(mountpoint)], capture_output=True, timeout=30)
+
+
 def _is_mount(path: Path) -> bool:
     return os.path.ismount(path)
 
@@ -119,7 +126,7 @@ class MountManager:
         if _is_mount(mountpoint) and self._alive(self._pid(connection), mountpoint):
             return MountStatus("mounted", str(mountpoint))
         if _stale(mountpoint) or _is_mount(mountpoint):
-            self._fusermount(mountpoint)
+            fuse_unmount(mountpoint)
         mountpoint.mkdir(parents=True, exist_ok=True)
         if any(mountpoint.iterdir()):
             raise Conflict(f"{mountpoint} is not empty: move its files elsewhere before mounting '{connection.name}'.")
@@ -163,11 +170,14 @@ class MountManager:
         self._errors[connection.name] = f"not mounted after {self.mount_timeout:g} s"
         raise ReefLabError(f"Mounting '{connection.name}' failed: not mounted after {self.mount_timeout:g} s")
 
-    def unmount(self, connection: StorageConnection, mountpoint: Path) -> None:
-        """Unmount (lazily if a notebook still has a file open), stop rclone, remove the empty folder."""
+    def unmount(self, connection: StorageConnection, mountpoint: Path) -> bool:
+        """Unmount (lazily if a notebook still has a file open), stop rclone, remove the empty folder.
+        True if it was mounted (or its rclone still ran)."""
         pid = self._pid(connection)
-        if _is_mount(mountpoint) or _stale(mountpoint):
-            self._fusermount(mountpoint)
+        mounted = _is_mount(mountpoint) or _stale(mountpoint)
+        running = bool(pid) and self._alive(pid, mountpoint)
+        if mounted:
+            fuse_unmount(mountpoint)
         if pid:
             self._stop(pid, mountpoint)
         self._files(connection)[0].unlink(missing_ok=True)
@@ -176,11 +186,7 @@ class MountManager:
             mountpoint.rmdir()
         except OSError:
             pass  # not empty, or already gone
-
-    def _fusermount(self, mountpoint: Path) -> None:
-        done = subprocess.run([_fusermount(), "-u", str(mountpoint)], capture_output=True, timeout=30)
-        if done.returncode != 0:  # busy: detach now, finish when the last file closes
-            subprocess.run([_fusermount(), "-uz", str(mountpoint)], capture_output=True, timeout=30)
+        return mounted or running
 
     def _stop(self, pid: int, mountpoint: Path) -> None:
         proc = self._procs.pop(pid, None)
@@ -195,12 +201,12 @@ class MountManager:
             return
         if self._alive(pid, mountpoint):  # a mount made before this server started: ours, checked by cmdline
             os.kill(pid, signal.SIGTERM)
-            try:
-                psutil.Process(pid).wait(15)
-            except psutil.TimeoutExpired:
+            # not psutil's wait(): an orphan's zombie lasts until its new parent reaps it
+            deadline = time.monotonic() + 15
+            while self._alive(pid, mountpoint) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self._alive(pid, mountpoint):
                 os.kill(pid, signal.SIGKILL)
-            except psutil.Error:
-                pass
 
     def _last_error(self, connection: StorageConnection) -> str | None:
         """rclone's last error or critical message in the mount's log (it never logs secrets)."""

@@ -309,6 +309,11 @@ class StorageService(LoggingConfigurable):
         self._manager(owner).unmount(connection, self.mountpoint(connection))
         return self.mount_status(connection)
 
+    def unmount_all(self, owner: str) -> list[StorageConnection]:
+        """Unmount everything of `owner` (the platform stopping); the ones they mounted stay marked so,
+        and are mounted again when their server next starts (restore_mounts). Returns those unmounted."""
+        return [c for c in self.store.load(owner).values() if self._manager(owner).unmount(c, self.mountpoint(c))]
+
     def restore_mounts(self, owner: str) -> None:
         """After a server restart: re-attach to living mounts, mount again those that died."""
         for connection in self.list(owner):

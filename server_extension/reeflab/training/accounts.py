@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -54,10 +55,12 @@ class TrackingAccounts:
         auth = (ADMIN, admin_password(self.state))
         return requests.request(method, self.url + api + path, auth=auth, timeout=self.timeout, **kwargs)
 
-    def wait_ready(self, timeout: float) -> None:
-        """MLflow takes ~20 s to start with the hub: spawns right after a hub start wait for it."""
+    def wait_ready(self, timeout: float, stop: threading.Event | None = None) -> None:
+        """MLflow takes ~20 s to start with the hub: spawns right after a hub start wait for it
+        (unless `stop` is set: the hub is stopping, and MLflow with it)."""
         deadline = time.monotonic() + timeout
-        while True:
+        stop = stop or threading.Event()
+        while not stop.is_set():
             try:
                 if requests.get(self.url + "/health", timeout=5).ok:
                     return
@@ -65,7 +68,8 @@ class TrackingAccounts:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the MLflow tracking server at {self.url} did not answer within {timeout:.0f} s")
-            time.sleep(0.5)
+            stop.wait(0.5)
+        raise RuntimeError("the hub is stopping")
 
     @staticmethod
     def check_name(username: str) -> None:
@@ -231,13 +235,17 @@ def tracking_pre_spawn_hook(url: str, state: Path, wait: float = 300, previous=N
     accounts = TrackingAccounts(url, state)
     pending: set[asyncio.Task] = set()
 
-    def account(name: str, generation: str, timeout: float) -> None:
-        accounts.wait_ready(timeout)
+    def account(name: str, generation: str, timeout: float, stop: threading.Event | None = None) -> None:
+        accounts.wait_ready(timeout, stop)
         accounts.ensure_user(name, generation)
 
     async def later(spawner, name: str, generation: str) -> None:
+        stop = threading.Event()  # a stopping hub cancels this task: its thread must not keep the hub waiting
         try:
-            await asyncio.to_thread(account, name, generation, wait)
+            await asyncio.to_thread(account, name, generation, wait, stop)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
         except (RuntimeError, requests.RequestException, AccountRefused) as err:
             # the server runs on; only tracking is missing, and the hub's log says why
             spawner.log.error("MLflow account of %s not set up: %s", name, err)

@@ -213,11 +213,13 @@ class FederatedService(LoggingConfigurable):
 
         shutil.rmtree(self.folder(server.id), ignore_errors=True)
 
-    def stop_all(self) -> None:
-        """Stop every running server (the Jupyter server shutting down, tests)."""
-        for server in [s for s in self._servers.values() if s.active]:
+    def stop_all(self, reason: str = "stopped by the platform") -> list[FederatedServer]:
+        """Stop every running server (the platform stopping, tests)."""
+        active = [s for s in self._servers.values() if s.active]
+        for server in active:
             self._kill(server)
-            self._finish(server, "stopped", "stopped by the platform")
+            self._finish(server, "stopped", reason)
+        return active
 
     # -- processes -----------------------------------------------------------------
 
@@ -252,8 +254,9 @@ class FederatedService(LoggingConfigurable):
         group = os.getpgid(process.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGTERM)
-        with contextlib.suppress(psutil.Error):
-            process.wait(self.stop_grace)
+        deadline = time.monotonic() + self.stop_grace  # (psutil's wait() of an orphan waits for its reaping)
+        while _running(process) and time.monotonic() < deadline:
+            time.sleep(0.1)
         with contextlib.suppress(ProcessLookupError):  # nothing of its session may stay behind
             os.killpg(group, signal.SIGKILL)
         child = self._children.pop(server.id, None)
@@ -271,6 +274,13 @@ class FederatedService(LoggingConfigurable):
     def _save(self, server: FederatedServer) -> None:
         self._servers[server.id] = server
         write_private(self.folder(server.id) / "record.json", server.model_dump_json(indent=1))
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _tail(path: Path, count: int) -> list[str]:

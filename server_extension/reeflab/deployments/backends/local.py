@@ -230,10 +230,13 @@ class LocalProcessBackend(DeploymentBackend):
             await asyncio.get_running_loop().run_in_executor(None, cgroup.remove)
 
     async def _stop_process(self, process: psutil.Process) -> None:
-        """SIGTERM to its process group, SIGKILL after the grace period, and reap it."""
+        """SIGTERM to its main process, SIGKILL to its process group after it exits or the grace period ends,
+        and reap it. (DEEPaaS stops its workers itself in half a second; with the whole group sent SIGTERM,
+        it waits for ever on its dead worker pool.)"""
         group = os.getpgid(process.pid)
-        os.killpg(group, signal.SIGTERM)
-        for _ in range(int(self.stop_grace / 0.1)):  # DEEPaaS may ignore SIGTERM while its workers run
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGTERM)
+        for _ in range(int(self.stop_grace / 0.1)):
             if _exited(process):
                 break
             await asyncio.sleep(0.1)
@@ -241,7 +244,8 @@ class LocalProcessBackend(DeploymentBackend):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGKILL)
         with contextlib.suppress(psutil.Error, ChildProcessError):
-            await asyncio.get_running_loop().run_in_executor(None, process.wait, 5)  # reap our child
+            if process.ppid() == os.getpid():  # reap our child (an orphan's zombie is its new parent's to reap)
+                await asyncio.get_running_loop().run_in_executor(None, process.wait, 5)
 
     def endpoint(self, deployment: Deployment) -> Endpoint:
         if "socket" not in deployment.runtime:

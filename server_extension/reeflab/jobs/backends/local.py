@@ -140,7 +140,8 @@ class LocalJobBackend(JobBackend):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
             with contextlib.suppress(psutil.Error, ChildProcessError):
-                await asyncio.get_running_loop().run_in_executor(None, process.wait, 5)  # reap our child
+                if process.ppid() == os.getpid():  # reap our child (an orphan's zombie is its new parent's)
+                    await asyncio.get_running_loop().run_in_executor(None, process.wait, 5)
         for pid in kernels:  # kernels run in sessions of their own: make sure none is left
             with contextlib.suppress(psutil.Error):
                 kernel = psutil.Process(pid)
