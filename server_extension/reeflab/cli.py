@@ -65,9 +65,10 @@ def login_help(url: str) -> str:
 
 
 def up(args: argparse.Namespace) -> int:
-    """Run JupyterHub in the foreground; Ctrl-C stops it and every server it started."""
+    """Run JupyterHub in the foreground; Ctrl-C (or SIGTERM) stops it, every user server, everything users
+    started from them and the platform's services, and says what it stopped."""
     config = REPO / "hub_config" / "jupyterhub_config.py"
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=state_dir())
+    proc = subprocess.Popen([sys.executable, "-m", "reeflab.hub.app", "-f", str(config)], cwd=state_dir())
     # `kill` of this command stops the hub too (it then stops the servers it spawned)
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     url = hub_url()
@@ -83,7 +84,9 @@ def up(args: argparse.Namespace) -> int:
             )
         return proc.wait()
     except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
+        # the hub stops everything users started (hub/app.py): wait for it, whatever else is pressed
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C reached it too (one process group), unless only we were sent it
         return proc.wait()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 
 from jupyter_server.extension.application import ExtensionApp
@@ -137,6 +138,9 @@ class ReefLabApp(ExtensionApp):
         for watcher in watchers:
             watcher.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
+        # the server is about to exit: Python's last garbage collections would scan its whole heap (the
+        # modules' libraries, loaded models) for seconds, and keep a stopping platform waiting
+        gc.freeze()
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(

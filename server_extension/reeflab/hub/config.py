@@ -100,6 +100,7 @@ def configure_local(c) -> None:
     }
     homes = Path(_env("REEFLAB_HOMES") or state / "homes")
     c.ReefLabLocalSpawner.home_dir_template = str(homes / "{username}")
+    c.ReefLabHub.homes_dir = str(homes)  # `reeflab up`: once stopped, nothing of its users runs or is mounted
     if accounts.isolation_available():
         protect_platform_state(state, homes)
     # deleting a hub user revokes their accounts (hub/revoke.py): their home is moved aside, their OS account goes

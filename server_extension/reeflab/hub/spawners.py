@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,6 +66,19 @@ class ReefLabLocalSpawner(SimpleLocalProcessSpawner):
     def _default_isolate_users(self) -> bool:
         return accounts.isolation_available()
 
+    @default("popen_kwargs")
+    def _default_popen_kwargs(self) -> dict:
+        # not the hub's terminal: a Jupyter server with one answers SIGINT with a 5 s "Shutdown? (y/n)" prompt
+        return {"stdin": subprocess.DEVNULL}
+
+    @default("interrupt_timeout")
+    def _default_interrupt_timeout(self) -> int:
+        return 5  # JupyterHub waits 30 s for a server to stop after SIGINT, then 30 s after SIGTERM
+
+    @default("term_timeout")
+    def _default_term_timeout(self) -> int:
+        return 5
+
     @property
     def account(self) -> accounts.SystemAccount | None:
         """The OS account the server runs under (None: the hub's own)."""
@@ -98,6 +112,42 @@ class ReefLabLocalSpawner(SimpleLocalProcessSpawner):
         group = Cgroup.ensure(f"user-{account.name}", memory, self.cpu_limit or float(os.cpu_count() or 1))
         self._cgroup = group.delegate(account.uid, account.gid) if group is not None else None
         return account
+
+    async def stop(self, now: bool = False):
+        # SIGTERM at once: a Jupyter server stops cleanly on it, while SIGINT (JupyterHub's first try)
+        # leaves it "Interrupted..." until SIGTERM follows
+        return await super().stop(now=True)
+
+    async def stop_workloads(self, timeout: float = 60) -> list[str]:
+        """Stop everything the user started (deployments, jobs, pipeline runs, Flower servers, mounts), as the
+        platform stops: `python -m reeflab.workloads stop` under their account, in their home, with their
+        server's environment; one line per thing stopped. Their server must have stopped first."""
+        if not Path(self.home_dir).is_dir():
+            return []
+        if self.isolate_users:
+            self._account = accounts.lookup(self.user.name)
+            if self._account is None:  # never spawned here: nothing of theirs runs
+                return []
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": os.environ.get("LANG", "C.UTF-8")}
+        env.update({k: v for k, v in self.environment.items() if isinstance(v, str)})
+        env.update(self.user_env({}))
+        env["JUPYTERHUB_USER"] = self.user.name
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "reeflab.workloads", "stop",
+            env=env, preexec_fn=self.make_preexec_fn(self.user.name),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            return [f"not everything stopped after {timeout:g} s"]
+        lines = out.decode(errors="replace").splitlines()
+        if process.returncode:
+            why = (err.decode(errors="replace").strip().splitlines() or ["no reason given"])[-1]
+            lines.append(f"could not stop everything: {why}")
+        return lines
 
     def make_preexec_fn(self, name):
         home, account, cgroup = self.home_dir, self.account, getattr(self, "_cgroup", None)

@@ -1,8 +1,8 @@
 """A real JupyterHub with ReefLab's configuration, for tests and benchmarks.
 
 It runs hub_config/jupyterhub_config.py unchanged (plus a service token to drive the REST
-API) on free 127.0.0.1 ports, with its state in a temporary folder, and stops everything
-it started.
+API) on free 127.0.0.1 ports, with its state in a temporary folder, as `reeflab up` runs it
+(reeflab.hub.app), and stops everything it and its users started, even after a failed test.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import requests
 
+from ..hub import leftovers
 from ..hub.config import REPO
 from .process import ServerProcess, free_port, wait_until
 
@@ -65,10 +66,28 @@ class HubProcess(ServerProcess):
 
     def command(self) -> list[str]:
         self.state.mkdir(parents=True, exist_ok=True)
-        return [sys.executable, "-m", "jupyterhub", "-f", str(self._write_config())]
+        return [sys.executable, "-m", "reeflab.hub.app", "-f", str(self._write_config())]
 
     def healthy(self) -> bool:
         return requests.get(self.url + "hub/api/", timeout=2).ok
+
+    def start(self, timeout: float = 90):
+        try:
+            return super().start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout: float = 60) -> None:
+        """Stop the hub as Ctrl-C does (it stops what its users started, hub/app.py); then, even after a
+        failed test or a hub that had to be killed, nothing of its users may be left (hub/leftovers.py)."""
+        try:
+            super().stop(timeout)
+        finally:
+            lines = leftovers.sweep(self.homes, self.state)  # users', and the services' (they run in the state)
+            if lines:
+                with open(self.log_path, "a") as log:
+                    log.write("".join(f"[test harness] {line}\n" for line in lines))
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"Authorization": f"token {self.token}", **kwargs.pop("headers", {})}
