@@ -468,12 +468,21 @@ export namespace Serverless {
     creation_time: string | null;
     start_time: string | null;
     finish_time: string | null;
+    /** ReefLab's: the caller's own name for the input file ('' when none was given) */
+    file?: string;
+    /** ReefLab's: the uploaded object ('bucket/key') a job made by an upload reads */
+    input?: string;
+    /** ReefLab's: where a succeeded job's results were written ('bucket/key' each) */
+    outputs?: string[];
   }
 
   /** POST /reeflab/api/serverless/services: a marketplace module as a service. */
   export interface IMakeRequest {
     module: string;
     name?: string;
+    /** FDL quantities: "1", "0.5"; "2000M" */
+    cpu?: string;
+    memory?: string;
     /** storage paths (bucket/folder) whose uploads trigger the service */
     inputs?: string[];
     outputs?: string[];
@@ -824,7 +833,9 @@ export const api = {
     serverlessApi.makeServerless(request, settings),
   runPipeline: (request: Pipelines.IRequest, settings?: ServerConnection.ISettings) =>
     pipelinesApi.runPipeline(request, settings),
-  serverlessAvailability: (settings?: ServerConnection.ISettings) => serverlessApi.serverlessAvailability(settings)
+  serverlessAvailability: (settings?: ServerConnection.ISettings) => serverlessApi.serverlessAvailability(settings),
+  platformStorage: (signal?: AbortSignal, settings?: ServerConnection.ISettings) =>
+    serverlessApi.platformStorage(signal, settings)
 };
 
 /** Call `/reeflab/api/<endpoint>` and give back the answer's text (OSCAR's logs and sync answers are not JSON). */
@@ -849,6 +860,11 @@ function connectionEndpoint(name: string, ...rest: string[]): string {
 /** A path under the OSCAR API of the serverless engine, as forwarded by the user's server. */
 function oscarEndpoint(...parts: string[]): string {
   return URLExt.join('serverless', 'oscar', ...parts.map(encodeURIComponent));
+}
+
+/** A path for one batch of the user's server. */
+function batchEndpoint(id: string): string {
+  return URLExt.join('serverless', 'batches', encodeURIComponent(id));
 }
 
 /** A path for one notebook job. */
@@ -878,6 +894,15 @@ export async function fileToBase64(file: Blob): Promise<string> {
 }
 
 const json = (body: unknown): RequestInit => ({ method: 'POST', body: JSON.stringify(body) });
+
+/**
+ * The Content-Disposition that gives the serverless engine the file's own name (any name: RFC 8187's
+ * percent-encoded form), so that the module sees it and answers and errors name it.
+ */
+export function contentDisposition(name: string): string {
+  const encoded = encodeURIComponent(name).replace(/['()*!]/g, c => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return `attachment; filename*=UTF-8''${encoded}`;
+}
 
 export const storageApi = {
   storageInfo: (settings?: ServerConnection.ISettings): Promise<Storage.ICapabilities> =>
@@ -993,14 +1018,18 @@ export const serverlessApi = {
     requestAPI<Serverless.IService[]>(oscarEndpoint('system', 'services'), { signal }, settings),
   deleteService: (name: string, settings?: ServerConnection.ISettings): Promise<void> =>
     requestText(oscarEndpoint('system', 'services', name), { method: 'DELETE' }, settings).then(() => undefined),
-  /** A synchronous call with one file: the answer is base64 (of the output file) or the script's log. */
+  /** A synchronous call with one file (named, when it has a name): base64 of the output file, or the script's log. */
   invoke: async (
     name: string,
     file: Blob,
     signal?: AbortSignal,
     settings?: ServerConnection.ISettings
-  ): Promise<string> =>
-    requestText(oscarEndpoint('run', name), { method: 'POST', body: await fileToBase64(file), signal }, settings),
+  ): Promise<string> => {
+    const headers: Record<string, string> =
+      file instanceof File ? { 'Content-Disposition': contentDisposition(file.name) } : {};
+    const init = { method: 'POST', body: await fileToBase64(file), signal, headers };
+    return requestText(oscarEndpoint('run', name), init, settings);
+  },
   serviceJobs: (name: string, signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Serverless.IJob[]> =>
     requestAPI<{ jobs: Record<string, Omit<Serverless.IJob, 'name'>> }>(
       oscarEndpoint('system', 'logs', name),
@@ -1025,7 +1054,15 @@ export const serverlessApi = {
       }
     ),
   startBatch: (request: Serverless.IBatchRequest, settings?: ServerConnection.ISettings): Promise<Serverless.IBatch> =>
-    requestAPI<Serverless.IBatch>('serverless/batches', json(request), settings)
+    requestAPI<Serverless.IBatch>('serverless/batches', json(request), settings),
+  /** Forget a batch that ended; its results stay in storage. */
+  deleteBatch: (id: string, settings?: ServerConnection.ISettings): Promise<void> =>
+    requestAPI<unknown>(batchEndpoint(id), { method: 'DELETE' }, settings).then(() => undefined),
+  /** The user's own bucket on the platform (the `reeflab` connection), where services' folders are; null if none. */
+  platformStorage: (signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Storage.IConnection | null> =>
+    storageApi.connections(signal, settings).then(list => list.find(c => c.platform) ?? null),
+  uploadFile: storageApi.uploadFile,
+  downloadFile: storageApi.downloadFile
 };
 
 /** The calls the marketplace makes (deploying included); views take it as a prop so tests can give their own. */
@@ -1033,7 +1070,7 @@ export type MarketplaceAPI = Pick<
   typeof api,
   'searchModules' | 'module' | 'moduleForm' | 'refreshCatalog' | 'createDeployment'
 > &
-  Partial<Pick<typeof serverlessApi, 'makeServerless' | 'serverlessAvailability'>> &
+  Partial<Pick<typeof serverlessApi, 'makeServerless' | 'serverlessAvailability' | 'platformStorage'>> &
   Partial<Pick<typeof pipelinesApi, 'runPipeline'>>;
 
 /** The calls the Deployments section makes. */

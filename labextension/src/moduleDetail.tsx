@@ -3,7 +3,7 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { caretLeftIcon, launchIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { Catalog, Deployments, errorMessage, MarketplaceAPI, Pipelines, Serverless } from './api';
+import { Catalog, Deployments, errorMessage, MarketplaceAPI, Pipelines } from './api';
 import { FacetBadges, InvalidBadge, SourceBadge, UntrainedBadge } from './badges';
 import { DeployDialog } from './deployDialog';
 import { HardwareForm } from './hardwareForm';
@@ -11,11 +11,11 @@ import { Markdown } from './markdown';
 import { describeNeeds, problemField, RETRAIN_PIPELINE, retrainParameters, safeLinks } from './marketplaceState';
 import { ErrorNotice, Loading } from './notice';
 import { RunPipelineForm } from './pipelines';
+import { MakeServerless } from './serverlessDialog';
 
 /** What the deploy buttons say they do. */
 const TRY_WHAT = 'run it for a few minutes on your own images';
 const DEPLOY_WHAT = 'start it as a service you can call';
-const SERVERLESS_WHAT = 'run it on demand for each uploaded file';
 const TRAIN_WHAT = 'run the retraining pipeline on your images; the result becomes a module you can try';
 
 interface IRemote<T> {
@@ -71,94 +71,6 @@ function whyNotDeployable(module: Catalog.IModule, form: Catalog.IForm | null): 
   return null;
 }
 
-/**
- * Whether this server has a serverless engine: null while asking, and "coming soon" (undefined)
- * for an API that cannot make services at all.
- */
-function useServerless(api: MarketplaceAPI): Serverless.IAvailability | null | undefined {
-  const [availability, setAvailability] = React.useState<Serverless.IAvailability | null | undefined>(
-    api.serverlessAvailability && api.makeServerless ? null : undefined
-  );
-  React.useEffect(() => {
-    if (!api.serverlessAvailability || !api.makeServerless) {
-      return;
-    }
-    let live = true;
-    api.serverlessAvailability().then(
-      answer => live && setAvailability(answer),
-      e => live && setAvailability({ available: false, reason: errorMessage(e) })
-    );
-    return () => {
-      live = false;
-    };
-  }, [api]);
-  return availability;
-}
-
-/** "Make serverless": the module becomes a service on the serverless engine, called per file. */
-function MakeServerless(props: { module: Catalog.IModule; api: MarketplaceAPI }): JSX.Element {
-  const availability = useServerless(props.api);
-  const [busy, setBusy] = React.useState(false);
-  const [made, setMade] = React.useState<string | null>(null);
-  const [error, setError] = React.useState<string | null>(null);
-  if (availability === undefined) {
-    return (
-      <>
-        <span title={`Coming soon: ${SERVERLESS_WHAT}`}>
-          <button type="button" className="jp-ReefLab-button" disabled title={`Coming soon: ${SERVERLESS_WHAT}`}>
-            Make serverless
-          </button>
-        </span>
-        <span className="jp-ReefLab-muted jp-ReefLab-soon">serverless: coming soon</span>
-      </>
-    );
-  }
-  const why =
-    availability === null
-      ? 'Looking for the serverless engine…'
-      : !availability.available
-        ? `Serverless is not set up on this server: ${availability.reason ?? ''}`
-        : !props.module.deployable
-          ? 'This module cannot run here.'
-          : null;
-  const make = () => {
-    setBusy(true);
-    setError(null);
-    props.api.makeServerless!({ module: props.module.id }).then(
-      service => {
-        setBusy(false);
-        setMade(service.name);
-      },
-      e => {
-        setBusy(false);
-        setError(errorMessage(e));
-      }
-    );
-  };
-  return (
-    <>
-      <span title={why ?? `Make serverless: ${SERVERLESS_WHAT}`}>
-        <button
-          type="button"
-          className="jp-ReefLab-button"
-          disabled={why !== null || busy}
-          title={why ?? `Make serverless: ${SERVERLESS_WHAT}`}
-          onClick={make}
-        >
-          Make serverless
-        </button>
-      </span>
-      {busy && <Loading>Making the service…</Loading>}
-      {made && (
-        <div className="jp-ReefLab-info" role="status">
-          Service {made} is ready: invoke it under Serverless.
-        </div>
-      )}
-      {error && <ErrorNotice message={error} />}
-    </>
-  );
-}
-
 function DeployActions(props: {
   module: Catalog.IModule;
   form: Catalog.IForm | null;
@@ -194,7 +106,7 @@ function DeployActions(props: {
             </button>
           )}
       {action('deployment', 'Deploy', DEPLOY_WHAT)}
-      <MakeServerless module={props.module} api={props.api} />
+      <MakeServerless module={props.module} needs={props.form?.needs} api={props.api} />
     </div>
   );
 }

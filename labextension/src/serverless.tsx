@@ -1,7 +1,10 @@
-/** Your serverless services: invoke one with a file, its jobs with status and logs, and batch runs with progress. */
+/**
+ * Your serverless services: invoke one with a file, upload files to its input folder, its jobs with status, logs
+ * and results (previewed as Try shows them), and batch runs with progress.
+ */
 import * as React from 'react';
 
-import { errorMessage, Serverless, ServerlessAPI } from './api';
+import { errorMessage, fileToBase64, Serverless, ServerlessAPI, Storage } from './api';
 import { ErrorNotice, Loading } from './notice';
 import {
   Answer,
@@ -12,47 +15,29 @@ import {
   decodeAnswer,
   JOB_WORDS,
   newestJobs,
-  SLOW_MS,
-  summarizeAnswer
+  SLOW_MS
 } from './panelState';
+import {
+  checkBatch,
+  chooseBatchService,
+  describeMemory,
+  firstPath,
+  IBatchForm,
+  initialBatchForm,
+  isImageName,
+  jobTitle,
+  pathInBucket,
+  toBatchRequest
+} from './serverlessForm';
+import { ResultPreview } from './serverlessResult';
 import { usePolled } from './usePolled';
 
 const MODULE_VAR = 'REEFLAB_MODULE';
+/** how long the jobs list is asked every second after an upload (the upload's job shows up in that time) */
+const AFTER_UPLOAD_MS = 30000;
 
 function moduleOf(service: Serverless.IService): string | null {
   return service.environment?.variables?.[MODULE_VAR] ?? null;
-}
-
-function ShowAnswer(props: { answer: Answer; file: string }): JSX.Element {
-  const { answer } = props;
-  const [url, setUrl] = React.useState<string | null>(null);
-  React.useEffect(() => {
-    if (answer.kind !== 'image') {
-      return;
-    }
-    const made = URL.createObjectURL(new Blob([answer.bytes], { type: answer.mime }));
-    setUrl(made);
-    return () => URL.revokeObjectURL(made);
-  }, [answer]);
-  if (answer.kind === 'image') {
-    return url ? (
-      <figure className="jp-ReefLab-annotated">
-        <img src={url} alt={`The answer for ${props.file}`} />
-        <figcaption className="jp-ReefLab-muted">The answer for {props.file}</figcaption>
-      </figure>
-    ) : (
-      <></>
-    );
-  }
-  const summary = answer.kind === 'json' ? summarizeAnswer(answer.value) : null;
-  return (
-    <div className="jp-ReefLab-answer" role="region" aria-label={`Answer for ${props.file}`}>
-      {summary && <p className="jp-ReefLab-summary">{summary}</p>}
-      <div className="jp-ReefLab-json">
-        <pre tabIndex={0}>{answer.text}</pre>
-      </div>
-    </div>
-  );
 }
 
 /** Send one file to a service and show what it answered. */
@@ -107,43 +92,214 @@ function Invoke(props: { api: ServerlessAPI; service: string }): JSX.Element {
       </button>
       {busy && <Loading>Waiting for {props.service} (a cold start loads the model first)…</Loading>}
       {error && <ErrorNotice message={error} onRetry={send} />}
-      {answer && file && <ShowAnswer answer={answer} file={file.name} />}
+      {answer && file && (
+        <ResultPreview answer={answer} file={file.name} image={isImageName(file.name) ? file : null} />
+      )}
     </div>
   );
 }
 
-/** A service's jobs (asynchronous runs, e.g. from uploads), newest first; one's log on demand. */
-function ServiceJobs(props: { api: ServerlessAPI; service: string }): JSX.Element {
-  const { api, service } = props;
-  const fetch = React.useCallback((signal: AbortSignal) => api.serviceJobs(service, signal), [api, service]);
-  const jobs = usePolled(
-    fetch,
-    list => (list?.some(j => j.status === 'Pending' || j.status === 'Running') ? 2000 : SLOW_MS),
-    true
-  );
-  const [open, setOpen] = React.useState<string | null>(null);
-  const [log, setLog] = React.useState<{ text: string | null; error: string | null }>({ text: null, error: null });
-
+/** A file of the user's platform storage ('bucket/key'), fetched when it is in their bucket; null elsewhere. */
+function useStored(
+  api: ServerlessAPI,
+  storage: Storage.IConnection | null,
+  path: string | null | undefined
+): { blob: Blob | null; error: string | null; done: boolean } {
+  const [state, setState] = React.useState<{ blob: Blob | null; error: string | null; done: boolean }>({
+    blob: null,
+    error: null,
+    done: false
+  });
+  const inside = path ? pathInBucket(path, storage?.bucket) : null;
   React.useEffect(() => {
-    if (!open) {
+    if (!storage || inside === null) {
+      setState({ blob: null, error: null, done: true });
       return;
     }
     const controller = new AbortController();
+    setState({ blob: null, error: null, done: false });
+    api.downloadFile(storage.name, inside, controller.signal).then(
+      blob => !controller.signal.aborted && setState({ blob, error: null, done: true }),
+      e => !controller.signal.aborted && setState({ blob: null, error: errorMessage(e), done: true })
+    );
+    return () => controller.abort();
+  }, [api, storage?.name, inside]);
+  return state;
+}
+
+/** A succeeded job's result from its output folder, previewed on its input image when it found things there. */
+function JobResult(props: {
+  api: ServerlessAPI;
+  storage: Storage.IConnection | null;
+  job: Serverless.IJob;
+}): JSX.Element {
+  const { api, storage, job } = props;
+  const output = job.outputs?.[0] ?? null;
+  const result = useStored(api, storage, output);
+  const image = useStored(api, storage, job.input && isImageName(job.input) ? job.input : null);
+  const [answer, setAnswer] = React.useState<Answer | null>(null);
+  React.useEffect(() => {
+    setAnswer(null);
+    if (result.blob) {
+      let live = true;
+      fileToBase64(result.blob).then(text => live && setAnswer(decodeAnswer(text)));
+      return () => {
+        live = false;
+      };
+    }
+  }, [result.blob]);
+  if (!output) {
+    return <p className="jp-ReefLab-muted">No result file: the service has no output folder.</p>;
+  }
+  return (
+    <div className="jp-ReefLab-jobResult">
+      <p className="jp-ReefLab-muted">Result in {output}</p>
+      {result.error && <ErrorNotice message={result.error} />}
+      {(!result.done || !image.done) && <Loading>Loading the result…</Loading>}
+      {answer && image.done && <ResultPreview answer={answer} file={jobTitle(job)} image={image.blob} />}
+    </div>
+  );
+}
+
+/** A job's log, and its result once it succeeded. */
+function JobDetails(props: {
+  api: ServerlessAPI;
+  service: string;
+  storage: Storage.IConnection | null;
+  job: Serverless.IJob;
+}): JSX.Element {
+  const { api, service, job } = props;
+  const [log, setLog] = React.useState<{ text: string | null; error: string | null }>({ text: null, error: null });
+  React.useEffect(() => {
+    const controller = new AbortController();
     setLog({ text: null, error: null });
-    api.jobLog(service, open, controller.signal).then(
+    api.jobLog(service, job.name, controller.signal).then(
       text => !controller.signal.aborted && setLog({ text, error: null }),
       e => !controller.signal.aborted && setLog({ text: null, error: errorMessage(e) })
     );
     return () => controller.abort();
-  }, [api, service, open]);
+  }, [api, service, job.name, job.status]);
+  return (
+    <div className="jp-ReefLab-jobDetails">
+      {job.status === 'Succeeded' && <JobResult api={api} storage={props.storage} job={job} />}
+      <div className="jp-ReefLab-logs" role="region" aria-label={`Log of ${job.name}`}>
+        {log.error && <ErrorNotice message={log.error} />}
+        {log.text === null && !log.error && <Loading>Loading the log…</Loading>}
+        {log.text !== null && <pre tabIndex={0}>{log.text || 'The log is empty.'}</pre>}
+      </div>
+    </div>
+  );
+}
 
+/** Files from the user's computer into the service's input folder: each starts a job. */
+function UploadToInput(props: {
+  api: ServerlessAPI;
+  storage: Storage.IConnection;
+  input: string;
+  inside: string;
+  onUploaded: () => void;
+}): JSX.Element {
+  const { api, storage } = props;
+  const [busy, setBusy] = React.useState<string | null>(null);
+  const [done, setDone] = React.useState<string | null>(null);
+  const [error, setError] = React.useState<string | null>(null);
+  const upload = async (files: File[]) => {
+    setError(null);
+    setDone(null);
+    const sent: string[] = [];
+    for (const file of files) {
+      setBusy(`Uploading ${file.name} to ${props.input}…`);
+      try {
+        await api.uploadFile(storage.name, `${props.inside}/${file.name}`, file);
+        sent.push(file.name);
+        props.onUploaded();
+      } catch (e) {
+        setError(`${file.name}: ${errorMessage(e)}`);
+        break;
+      }
+    }
+    setBusy(null);
+    if (sent.length) {
+      const start = sent.length > 1 ? 'their jobs start' : 'its job starts';
+      setDone(`Uploaded ${sent.join(', ')} to ${props.input}: ${start} in a moment.`);
+    }
+  };
+  return (
+    <div className="jp-ReefLab-upload">
+      <label className="jp-ReefLab-button">
+        Upload files…
+        <input
+          type="file"
+          multiple
+          hidden
+          aria-label={`Files to upload to ${props.input}`}
+          disabled={busy !== null}
+          onChange={e => {
+            const files = [...(e.currentTarget.files ?? [])];
+            e.currentTarget.value = '';
+            if (files.length) {
+              void upload(files);
+            }
+          }}
+        />
+      </label>
+      {busy && <Loading>{busy}</Loading>}
+      {done && (
+        <p className="jp-ReefLab-muted" role="status">
+          {done}
+        </p>
+      )}
+      {error && <ErrorNotice message={error} />}
+    </div>
+  );
+}
+
+/** A service's jobs (asynchronous runs, e.g. from uploads), newest first, by file name; details on demand. */
+function ServiceJobs(props: {
+  api: ServerlessAPI;
+  service: Serverless.IService;
+  storage: Storage.IConnection | null;
+}): JSX.Element {
+  const { api, storage } = props;
+  const service = props.service.name;
+  const input = firstPath(props.service, 'input');
+  const inside = input ? pathInBucket(input, storage?.bucket) : null;
+  const fastUntil = React.useRef(0);
+  const fetch = React.useCallback((signal: AbortSignal) => api.serviceJobs(service, signal), [api, service]);
+  const jobs = usePolled(
+    fetch,
+    list =>
+      list?.some(j => j.status === 'Pending' || j.status === 'Running')
+        ? 2000
+        : Date.now() < fastUntil.current
+          ? 1000
+          : SLOW_MS,
+    true
+  );
+  const [open, setOpen] = React.useState<string | null>(null);
   const list = jobs.value ? newestJobs(jobs.value) : null;
   return (
     <div className="jp-ReefLab-serviceJobs" role="region" aria-label={`Jobs of ${service}`}>
+      {input && storage && inside !== null && (
+        <UploadToInput
+          api={api}
+          storage={storage}
+          input={input}
+          inside={inside}
+          onUploaded={() => {
+            fastUntil.current = Date.now() + AFTER_UPLOAD_MS;
+            jobs.refresh();
+          }}
+        />
+      )}
       {jobs.error && <ErrorNotice message={jobs.error} onRetry={jobs.refresh} />}
       {!list && !jobs.error && <Loading>Loading its jobs…</Loading>}
       {list?.length === 0 && (
-        <p className="jp-ReefLab-muted">No jobs yet: uploads to its input folder start one each.</p>
+        <p className="jp-ReefLab-muted">
+          {input
+            ? `No jobs yet: each file uploaded to ${input} starts one.`
+            : 'No jobs yet. It has no input folder: its jobs come from code or batches (Invoke answers at once).'}
+        </p>
       )}
       {list && list.length > 0 && (
         <ul className="jp-ReefLab-jobList">
@@ -153,20 +309,15 @@ function ServiceJobs(props: { api: ServerlessAPI; service: string }): JSX.Elemen
                 type="button"
                 className="jp-ReefLab-fileButton"
                 aria-expanded={open === job.name}
+                title={job.name}
                 onClick={() => setOpen(open === job.name ? null : job.name)}
               >
                 <span className={`jp-ReefLab-state jp-mod-job-${job.status.toLowerCase()}`}>
                   {JOB_WORDS[job.status] ?? job.status}
                 </span>
-                <span className="jp-ReefLab-fileName">{job.name}</span>
+                <span className="jp-ReefLab-fileName">{jobTitle(job)}</span>
               </button>
-              {open === job.name && (
-                <div className="jp-ReefLab-logs" role="region" aria-label={`Log of ${job.name}`}>
-                  {log.error && <ErrorNotice message={log.error} />}
-                  {log.text === null && !log.error && <Loading>Loading the log…</Loading>}
-                  {log.text !== null && <pre tabIndex={0}>{log.text || 'The log is empty.'}</pre>}
-                </div>
-              )}
+              {open === job.name && <JobDetails api={api} service={service} storage={storage} job={job} />}
             </li>
           ))}
         </ul>
@@ -177,9 +328,20 @@ function ServiceJobs(props: { api: ServerlessAPI; service: string }): JSX.Elemen
 
 type Open = 'invoke' | 'jobs' | null;
 
+/** Where a service takes files from and puts results, in words. */
+function folderWords(service: Serverless.IService): string {
+  const input = firstPath(service, 'input');
+  const output = firstPath(service, 'output');
+  const from = input
+    ? `Each file uploaded to ${input} starts a job`
+    : 'No input folder: call it with Invoke, code or batches';
+  return output ? `${from}; results go to ${output}.` : `${from}; no output folder.`;
+}
+
 function ServiceRow(props: {
   service: Serverless.IService;
   api: ServerlessAPI;
+  storage: Storage.IConnection | null;
   onDeleted: (name: string) => void;
 }): JSX.Element {
   const { service: s, api } = props;
@@ -188,7 +350,6 @@ function ServiceRow(props: {
   const [busy, setBusy] = React.useState(false);
   const [error, setError] = React.useState<string | null>(null);
   const module = moduleOf(s);
-  const inputs = (s.input ?? []).map(i => i.path).filter(Boolean);
   const toggle = (what: Open) => setOpen(open === what ? null : what);
   const remove = () => {
     setBusy(true);
@@ -208,9 +369,9 @@ function ServiceRow(props: {
         {module && <span className="jp-ReefLab-badge">{module}</span>}
       </div>
       <div className="jp-ReefLab-muted">
-        {[s.cpu && `${s.cpu} CPU`, s.memory].filter(Boolean).join(' · ')}
-        {inputs.length > 0 && ` · runs on uploads to ${inputs.join(', ')}`}
+        {[s.cpu && `${s.cpu} CPU`, describeMemory(s.memory)].filter(Boolean).join(' · ')}
       </div>
+      <div className="jp-ReefLab-muted jp-ReefLab-folderWords">{folderWords(s)}</div>
       <div className="jp-ReefLab-rowActions">
         <button
           type="button"
@@ -243,14 +404,31 @@ function ServiceRow(props: {
       {busy && <Loading>Deleting…</Loading>}
       {error && <ErrorNotice message={error} />}
       {open === 'invoke' && <Invoke api={api} service={s.name} />}
-      {open === 'jobs' && <ServiceJobs api={api} service={s.name} />}
+      {open === 'jobs' && <ServiceJobs api={api} service={s} storage={props.storage} />}
     </li>
   );
 }
 
-function BatchRow(props: { batch: Serverless.IBatch }): JSX.Element {
-  const { batch } = props;
+function BatchRow(props: {
+  batch: Serverless.IBatch;
+  api: ServerlessAPI;
+  onRemoved: (id: string) => void;
+}): JSX.Element {
+  const { batch, api } = props;
   const percent = batchPercent(batch);
+  const [busy, setBusy] = React.useState(false);
+  const [error, setError] = React.useState<string | null>(null);
+  const remove = () => {
+    setBusy(true);
+    setError(null);
+    api.deleteBatch(batch.id).then(
+      () => props.onRemoved(batch.id),
+      e => {
+        setBusy(false);
+        setError(errorMessage(e));
+      }
+    );
+  };
   return (
     <li
       className={`jp-ReefLab-deployment jp-ReefLab-batch jp-mod-batch-${batch.status}`}
@@ -281,33 +459,50 @@ function BatchRow(props: { batch: Serverless.IBatch }): JSX.Element {
           </ul>
         </details>
       )}
+      {!batchActive(batch) && (
+        <div className="jp-ReefLab-rowActions">
+          <button
+            type="button"
+            className="jp-ReefLab-button"
+            disabled={busy}
+            title={`Forget this batch${batch.output ? ` (its results stay in ${batch.output})` : ''}`}
+            onClick={remove}
+          >
+            Remove
+          </button>
+        </div>
+      )}
+      {error && <ErrorNotice message={error} />}
     </li>
   );
 }
 
-/** Start a batch: every file under a bucket/folder through one service. */
+/** Start a batch: every file under a bucket/folder through one service, results into a folder. */
 function StartBatch(props: {
   api: ServerlessAPI;
   services: Serverless.IService[];
   onStarted: (batch: Serverless.IBatch) => void;
+  onCancel: () => void;
 }): JSX.Element {
-  const [service, setService] = React.useState(props.services[0]?.name ?? '');
-  const [inputs, setInputs] = React.useState('');
+  const [state, setState] = React.useState<IBatchForm>(() => initialBatchForm(props.services));
   const [busy, setBusy] = React.useState(false);
   const [error, setError] = React.useState<string | null>(null);
-  const chosen = service || props.services[0]?.name || '';
+  const update = (change: Partial<IBatchForm>) => {
+    setState(s => ({ ...s, ...change }));
+    setError(null);
+  };
   const start = (event: React.FormEvent) => {
     event.preventDefault();
-    if (!chosen || !inputs.trim()) {
-      setError('Choose a service and give the bucket/folder of the files to process, e.g. ana/images.');
+    const problem = checkBatch(state);
+    if (problem) {
+      setError(problem);
       return;
     }
     setBusy(true);
     setError(null);
-    props.api.startBatch({ service: chosen, inputs: inputs.trim() }).then(
+    props.api.startBatch(toBatchRequest(state)).then(
       batch => {
         setBusy(false);
-        setInputs('');
         props.onStarted(batch);
       },
       e => {
@@ -316,11 +511,22 @@ function StartBatch(props: {
       }
     );
   };
+  const chosen = props.services.find(s => s.name === state.service);
   return (
     <form className="jp-ReefLab-form" aria-label="Start a batch" onSubmit={start}>
       <label className="jp-ReefLab-field">
         <span>Service</span>
-        <select className="jp-mod-styled" value={chosen} onChange={e => setService(e.currentTarget.value)}>
+        <select
+          className="jp-mod-styled"
+          value={state.service}
+          onChange={e => {
+            const next = props.services.find(s => s.name === e.currentTarget.value);
+            if (next) {
+              setState(s => chooseBatchService(s, next));
+              setError(null);
+            }
+          }}
+        >
           {props.services.map(s => (
             <option key={s.name} value={s.name}>
               {s.name}
@@ -330,12 +536,37 @@ function StartBatch(props: {
       </label>
       <label className="jp-ReefLab-field">
         <span>Files in (bucket/folder)</span>
-        <input className="jp-mod-styled" value={inputs} onChange={e => setInputs(e.currentTarget.value)} />
+        <input
+          className="jp-mod-styled"
+          value={state.inputs}
+          placeholder="e.g. ana/survey-2024"
+          spellCheck={false}
+          onChange={e => update({ inputs: e.currentTarget.value })}
+        />
+      </label>
+      <label className="jp-ReefLab-field">
+        <span>Results to (bucket/folder)</span>
+        <input
+          className="jp-mod-styled"
+          value={state.output}
+          spellCheck={false}
+          onChange={e => update({ output: e.currentTarget.value, outputTyped: true })}
+        />
+        <span className="jp-ReefLab-muted">
+          {chosen && firstPath(chosen, 'output')
+            ? `Pre-filled with ${chosen.name}'s output folder.`
+            : `${state.service || 'This service'} has no output folder: give one.`}
+        </span>
       </label>
       {error && <ErrorNotice message={error} />}
-      <button type="submit" className="jp-ReefLab-button jp-mod-accept" disabled={busy || !props.services.length}>
-        Start the batch
-      </button>
+      <div className="jp-ReefLab-dialogButtons">
+        <button type="button" className="jp-ReefLab-button" onClick={props.onCancel} disabled={busy}>
+          Cancel
+        </button>
+        <button type="submit" className="jp-ReefLab-button jp-mod-accept" disabled={busy || !props.services.length}>
+          Start the batch
+        </button>
+      </div>
       {busy && <Loading>Starting…</Loading>}
     </form>
   );
@@ -364,6 +595,19 @@ export function ServerlessView(props: IServerlessViewProps): JSX.Element {
   const services = usePolled(fetchServices, () => SLOW_MS * 2, on);
   const fetchBatches = React.useCallback((signal: AbortSignal) => api.batches(signal), [api]);
   const batches = usePolled(fetchBatches, batchInterval, on);
+  const [storage, setStorage] = React.useState<Storage.IConnection | null>(null);
+  React.useEffect(() => {
+    if (!on) {
+      return;
+    }
+    const controller = new AbortController();
+    // the user's own bucket: services' folders there get uploads and result previews (quiet if none)
+    api.platformStorage(controller.signal).then(
+      found => !controller.signal.aborted && setStorage(found),
+      () => undefined
+    );
+    return () => controller.abort();
+  }, [api, on]);
   React.useEffect(() => {
     if (props.refreshKey) {
       services.refresh();
@@ -401,6 +645,7 @@ export function ServerlessView(props: IServerlessViewProps): JSX.Element {
               key={s.name}
               service={s}
               api={api}
+              storage={storage}
               onDeleted={name => services.set(current => current?.filter(x => x.name !== name) ?? null)}
             />
           ))}
@@ -414,7 +659,12 @@ export function ServerlessView(props: IServerlessViewProps): JSX.Element {
       {batches.value && batches.value.length > 0 && (
         <ul className="jp-ReefLab-deploymentList" aria-label="Your batches">
           {batches.value.map(b => (
-            <BatchRow key={b.id} batch={b} />
+            <BatchRow
+              key={b.id}
+              batch={b}
+              api={api}
+              onRemoved={id => batches.set(current => current?.filter(x => x.id !== id) ?? null)}
+            />
           ))}
         </ul>
       )}
@@ -427,6 +677,7 @@ export function ServerlessView(props: IServerlessViewProps): JSX.Element {
             batches.set(current => [batch, ...(current ?? []).filter(b => b.id !== batch.id)]);
             batches.refresh();
           }}
+          onCancel={() => setBatching(false)}
         />
       ) : (
         <button

@@ -144,7 +144,13 @@ function fakeServerless(available = true): ServerlessAPI {
       available ? { available: true, reason: null } : { available: false, reason: 'no serverless engine is configured' }
     ),
     services: vi.fn(async () => [
-      { name: 'fish', cpu: '1', memory: '2000Mi', environment: { variables: { REEFLAB_MODULE: 'fish-detector' } } }
+      {
+        name: 'fish',
+        cpu: '1',
+        memory: '2000M',
+        environment: { variables: { REEFLAB_MODULE: 'fish-detector' } },
+        output: [{ path: 'ana/fish/out' }]
+      }
     ]),
     deleteService: vi.fn(async () => undefined),
     invoke: vi.fn(async () => btoa(JSON.stringify({ predictions: { detections: [{ label: 'fish' }] } }))),
@@ -171,7 +177,11 @@ function fakeServerless(available = true): ServerlessAPI {
       };
       batches.push(batch);
       return batch;
-    })
+    }),
+    deleteBatch: vi.fn(async () => undefined),
+    platformStorage: vi.fn(async () => null),
+    uploadFile: vi.fn(async (_c: string, path: string) => ({ connection: 'reeflab', path })),
+    downloadFile: vi.fn(async () => new Blob([]))
   };
 }
 
@@ -212,7 +222,7 @@ describe('Serverless section', () => {
     await typeInto(field(view.host, 'Files in (bucket/folder)'), 'ana/images');
     await click(button(view.host, 'Start the batch'));
     await settle();
-    expect(api.startBatch).toHaveBeenCalledWith({ service: 'fish', inputs: 'ana/images' });
+    expect(api.startBatch).toHaveBeenCalledWith({ service: 'fish', inputs: 'ana/images', output: 'ana/fish/out' });
     const bar = view.host.querySelector<HTMLProgressElement>('progress[aria-label="Progress of batch b1"]')!;
     expect(bar.value).toBe(25);
     expect(view.host.textContent).toContain('5 of 20 files');
