@@ -209,3 +209,24 @@ def test_without_root_one_user_only_unless_shared_mode_is_accepted(monkeypatch, 
             REEFLAB_OIDC_TOKEN_URL="http://b",
             REEFLAB_OIDC_USERDATA_URL="http://c",
         )
+
+
+@pytest.mark.parametrize("timeout, interval", [("3600", 300), ("60", 20), ("600", 200)])
+def test_servers_and_their_jobs_report_activity_well_within_the_cull_timeout(monkeypatch, tmp_path, timeout, interval):
+    from reeflab.jobs.activity import HubActivity
+
+    c = load(monkeypatch, tmp_path, REEFLAB_CULL_TIMEOUT=timeout)
+    culler = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
+    assert f"--timeout={timeout}" in culler["command"]
+    # user servers (jupyterhub-singleuser) and their jobs and pipelines report at this interval,
+    # the hub reads the proxy's activity as often: at least twice before a busy server could count as idle
+    assert c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == str(interval)
+    assert c.JupyterHub.last_activity_interval == interval and 3 * interval <= int(timeout)
+    monkeypatch.setenv("JUPYTERHUB_ACTIVITY_INTERVAL", c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"])
+    assert HubActivity().interval == interval
+
+
+def test_no_culler_no_activity_setting(monkeypatch, tmp_path):
+    c = load(monkeypatch, tmp_path, REEFLAB_CULL_TIMEOUT="0")
+    assert "idle-culler" not in [s["name"] for s in c.JupyterHub.services]
+    assert "JUPYTERHUB_ACTIVITY_INTERVAL" not in c.Spawner.environment

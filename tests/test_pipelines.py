@@ -115,17 +115,17 @@ async def test_detect_crop_classify_runs_in_the_background_with_the_real_engine(
         assert any(states[node] == "running" for states in seen), (node, seen)
     assert all(n["state"] == "completed" and n["progress"]["cell"] == n["progress"]["cells"] for n in run["nodes"])
 
-    work = jp_root_dir / "pipelines"
-    detections = json.loads((work / "work" / "detections.json").read_text())["images"]
+    work, report = (jp_root_dir / "pipelines" / folder / run["run_name"] for folder in ("work", "survey-report"))
+    detections = json.loads((work / "detections.json").read_text())["images"]
     assert [d["file"] for d in detections] == ["fish_01.jpg", "fish_02.jpg", "fish_04.jpg"]
     truth = json.loads((SAMPLES / "ground_truth.json").read_text())["images"]
-    with open(work / "survey-report" / "report.csv") as handle:
+    with open(report / "report.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == sum(len(d["detections"]) for d in detections)
     for name in ("fish_01.jpg", "fish_02.jpg", "fish_04.jpg"):  # every fish found once, labelled by the classifier
         assert sum(r["file"] == name for r in rows) == len(truth[name]["boxes"])
-    assert all(float(r["confidence"]) >= 0.5 and r["class"] and (work / "work" / r["crop"]).is_file() for r in rows)
-    assert sorted(p.name for p in (work / "survey-report" / "annotated").iterdir()) == [
+    assert all(float(r["confidence"]) >= 0.5 and r["class"] and (work / r["crop"]).is_file() for r in rows)
+    assert sorted(p.name for p in (report / "annotated").iterdir()) == [
         "fish_01.png",
         "fish_02.png",
         "fish_04.png",
@@ -134,12 +134,40 @@ async def test_detect_crop_classify_runs_in_the_background_with_the_real_engine(
     for node in run["nodes"]:
         executed = nbformat.read(jp_root_dir / node["output"], as_version=4)
         assert all(c.get("execution_count") for c in executed.cells if c.cell_type == "code")
-    assert not any(c.get("outputs") for c in nbformat.read(work / "detect.ipynb", as_version=4).cells)
+    assert not any(c.get("outputs") for c in nbformat.read(jp_root_dir / "pipelines" / "detect.ipynb", 4).cells)
     log = await call(jp_fetch, "GET", run["id"], "log", params={"node": "detect"})
     fish_04 = sum(r["file"] == "fish_04.jpg" for r in rows)
     assert f"fish_04.jpg: {fish_04} detections" in log["lines"], log["lines"]
     listed = await call(jp_fetch, "GET")
     assert [r["id"] for r in listed["runs"]] == [run["id"]]
+
+
+async def test_two_runs_of_one_pipeline_keep_their_files_apart_and_keep_the_server_alive(
+    jp_fetch, jp_root_dir, activity_hub, monkeypatch, jp_serverapp
+):
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "pipeline-activity-token")
+    jp_serverapp.web_app.settings["reeflab"]["pipelines"].activity.url = activity_hub[0]
+    jp_serverapp.web_app.settings["reeflab"]["pipelines"].activity.interval = 0.5
+    node_notebook(
+        jp_root_dir / "write.ipynb",
+        "import os, time\nfrom reeflab.pipelines import nodes",
+        "work = nodes.run_folder(os.environ.get('WORK_DIR', 'work'))\nwork.mkdir(parents=True)\ntime.sleep(2)",
+        "(work / 'result.txt').write_text(os.environ['WHO'])",
+    )
+    small_pipeline(jp_root_dir / "twice.pipeline", {"write": ("write.ipynb", [])})
+    first, second = [
+        await call(jp_fetch, "POST", body={"pipeline": "twice.pipeline", "parameters": {"WHO": who}})
+        for who in ("first", "second")
+    ]
+    assert first["run_name"] != second["run_name"] and first["run_name"].startswith("twice-")
+    for run in (first, second):
+        ended, _seen = await watch(jp_fetch, run["id"])
+        assert ended["state"] == "completed", ended["reason"]
+    # the second run wrote beside the first, not over it
+    assert (jp_root_dir / "work" / first["run_name"] / "result.txt").read_text() == "first"
+    assert (jp_root_dir / "work" / second["run_name"] / "result.txt").read_text() == "second"
+    # and while they ran, the hub heard that the server is busy (the idle culler leaves it alone)
+    assert activity_hub[1] and activity_hub[1][0][0] == "token pipeline-activity-token"
 
 
 async def test_a_broken_node_stops_the_run_naming_node_and_cell_after_parallel_nodes(jp_fetch, jp_root_dir):

@@ -67,10 +67,11 @@ async def test_retraining_passes_the_gate_registers_and_deploys(jp_fetch, retrai
     run, _seen = await watch(jp_fetch, run["id"], timeout=400)
     assert run["state"] == "completed", (run["reason"], await call(jp_fetch, "GET", run["id"], "log"))
     assert [n["state"] for n in run["nodes"]] == ["completed"] * 5
+    work = retrain / run["run_name"]  # each run in a folder of its own
 
-    metrics = json.loads((retrain / "metrics.json").read_text())
+    metrics = json.loads((work / "metrics.json").read_text())
     assert metrics["map50"] >= 0.3 and 0 <= metrics["map50_95"] <= metrics["map50"] <= 1
-    gate = json.loads((retrain / "gate.json").read_text())
+    gate = json.loads((work / "gate.json").read_text())
     assert gate == {"metric": "map50", "value": metrics["map50"], "threshold": 0.3, "passed": True}
 
     # a new module of the marketplace, with the evaluation in its metadata
@@ -82,10 +83,10 @@ async def test_retraining_passes_the_gate_registers_and_deploys(jp_fetch, retrai
     models = await api(jp_fetch, "GET", "training", "models")
     version = models["models"][0]["versions"][0]
     assert version["metrics"]["map50"] == pytest.approx(metrics["map50"])
-    assert version["source"] == "pipelines/work/model.pt"
+    assert version["source"] == f"pipelines/work/{run['run_name']}/model.pt"  # a later run cannot overwrite it
 
     # the deployment answered the sample image with the registered weights, then was deleted
-    deployed = json.loads((retrain / "deployment.json").read_text())
+    deployed = json.loads((work / "deployment.json").read_text())
     assert deployed["name"] == MODEL and deployed["version"] == "1.0.0" and deployed["kept"] is False
     assert deployed["image"] == "fish_01.jpg" and isinstance(deployed["answer"]["detections"], list)
     assert {d["label"] for d in deployed["answer"]["detections"]} <= {"fish"}
@@ -105,7 +106,8 @@ async def test_a_model_below_the_threshold_stops_at_the_gate_and_is_not_register
     assert [by_id[n]["state"] for n in ("train", "evaluate")] == ["completed", "completed"]
     assert by_id["gate"]["state"] == "failed" and by_id["gate"]["error"]["ename"] == "QualityGateFailed"
     assert by_id["register"]["state"] == "skipped" and by_id["deploy"]["state"] == "skipped"
-    assert (retrain / "metrics.json").is_file() and not (retrain / "registered.json").exists()
+    work = retrain / run["run_name"]
+    assert (work / "metrics.json").is_file() and not (work / "registered.json").exists()
     assert (await api(jp_fetch, "GET", "training", "models"))["models"] == []
     found = await api(jp_fetch, "GET", "catalog", "modules", params={"q": MODEL})
     assert MODEL not in [item["id"] for item in found["items"]]

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 
+import zmq
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Type, Unicode, default
 
@@ -102,6 +103,11 @@ class ReefLabApp(ExtensionApp):
     )
 
     def initialize_settings(self) -> None:
+        kernels = self.serverapp.kernel_manager
+        if getattr(kernels, "transport_encryption", None) == "disabled" and zmq.has("curve"):
+            # kernels listen on 127.0.0.1, where every account of the machine could read their traffic:
+            # encrypted wherever the kernel supports it (ipykernel does), and no warning per kernel about it
+            kernels.transport_encryption = "auto"
         catalog = CatalogService(parent=self)
         storage = StorageService(parent=self, workspace=self.serverapp.root_dir)  # jobs/deployments use it too
         self.settings["reeflab"] = {

@@ -115,6 +115,26 @@ def make_engine(status: StatusFile):
     return ReportingEngine
 
 
+def kernel_manager_class():
+    """jupyter_client's kernel manager as jobs need it: transport encryption where the kernel supports it
+    (ipykernel does: no "running over TCP without encryption" warning, and nobody else on the machine reads
+    the traffic), and no interrupt before the shutdown at the end of a run (jupyter_client sends SIGINT
+    first, which a kernel idle in its loop logs as an ERROR: "KeyboardInterrupt caught in kernel")."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class JobKernelManager(AsyncKernelManager):
+        @default("transport_encryption")
+        def _default_transport_encryption(self) -> str:
+            return "auto"
+
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:  # a real interrupt is still one
+                await super()._async_interrupt_kernel()
+
+    return JobKernelManager
+
+
 SECRET_KEYS = re.compile(r"^(AWS_SECRET_ACCESS_KEY|WEBDAV_PASSWORD|RCLONE_CONFIG_\w+_(SECRET_ACCESS_KEY|PASS))$")
 
 
@@ -207,6 +227,7 @@ def run(folder: Path) -> int:
             log_output=True,
             progress_bar=False,
             request_save_on_cell_execute=True,
+            kernel_manager_class=kernel_manager_class(),
         )
     except PapermillExecutionError as err:
         import nbformat
