@@ -9,6 +9,7 @@ which see no /tmp of ours, can import it too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import json
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from reeflab.client import Connection, deployments
 from reeflab.hub.config import REPO
 from reeflab.serverless.testing import EngineProcess
 from test_serverless_engine import module_service
@@ -88,7 +90,7 @@ def expected(label: str = "transect") -> dict:
 
 
 async def test_found_deployed_on_cpu_with_a_warning_called_with_three_files_and_its_docs_load(
-    jp_fetch, jp_base_url, no_leftover_deployments
+    jp_fetch, jp_base_url, jp_serverapp, http_server, tmp_path, no_leftover_deployments
 ):
     await jp_fetch("reeflab", "api", "catalog", "refresh", method="POST", body=b"")
     detail = await api(jp_fetch, "catalog", "modules", MODULE)
@@ -122,6 +124,15 @@ async def test_found_deployed_on_cpu_with_a_warning_called_with_three_files_and_
             *route, predict, method="POST", body=body, headers={"Content-Type": content_type}, params={"label": "T1"}
         )
         assert json.loads(answer.body)["predictions"] == expected("T1"), predict
+    # the Python client, one file per argument
+    folder = tmp_path / "triplet"
+    folder.mkdir()
+    for name, data in FILES.items():
+        (folder / f"{name}.bin").write_bytes(data)
+    connection = Connection(f"http://127.0.0.1:{jp_serverapp.port}{jp_base_url}", jp_serverapp.identity_provider.token)
+    deployment = await asyncio.get_running_loop().run_in_executor(None, deployments.get, deployment_id, connection)
+    call = functools.partial(deployment.call, {name: folder / f"{name}.bin" for name in FILES}, label="T2")
+    assert await asyncio.get_running_loop().run_in_executor(None, call) == expected("T2")
     models = json.loads((await jp_fetch(*route, "v2/models")).body)["models"]
     assert [m["name"] for m in models] == [MODULE]  # DEEPaaS's generic metadata: it has no get_metadata
 

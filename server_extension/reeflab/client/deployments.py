@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import time
 from pathlib import Path
@@ -40,24 +41,27 @@ class Deployment(Resource):
         return self
 
     def predict(self, files: list[str | Path] | str | Path, accept: str = "application/json", **params) -> list[Any]:
-        """Predict on each file; JSON results, or PNG bytes with accept='image/png'."""
+        """Predict on each file (the module's `files` argument); JSON results, or PNG bytes with accept='image/png'."""
         files = [files] if isinstance(files, str | Path) else files
+        return [self.call({"files": path}, accept, **params) for path in files]
+
+    def call(self, files: dict[str, str | Path], accept: str = "application/json", **params) -> Any:
+        """One prediction with a file per argument, for a module whose predict takes several:
+        `d.call({"before": "a.tif", "after": "b.tif"}, label="T1")`."""
         url = f"{self.url}v2/models/{self.info['entry_point']}/predict/"
-        results = []
-        for path in map(Path, files):
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            with open(path, "rb") as data:
-                response = self.connection.session.post(
-                    url,
-                    params=params,
-                    headers={"accept": accept},
-                    files={"files": (path.name, data, content_type)},
-                    timeout=self.connection.timeout,
-                )
-            if not response.ok:
-                raise ReefLabClientError(response.status_code, f"{path.name}: {response.text[:500]}")
-            results.append(response.json()["predictions"] if accept == "application/json" else response.content)
-        return results
+        with contextlib.ExitStack() as stack:
+            parts = {}
+            for argument, path in files.items():
+                path = Path(path)
+                content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                parts[argument] = (path.name, stack.enter_context(open(path, "rb")), content_type)
+            response = self.connection.session.post(
+                url, params=params, headers={"accept": accept}, files=parts, timeout=self.connection.timeout
+            )
+        if not response.ok:
+            names = ", ".join(Path(path).name for path in files.values())
+            raise ReefLabClientError(response.status_code, f"{names}: {response.text[:500]}")
+        return response.json()["predictions"] if accept == "application/json" else response.content
 
     def logs(self, tail: int = 200) -> list[str]:
         return self.connection.get("deployments", self.id, "logs", tail=tail)["lines"]
