@@ -134,7 +134,8 @@ class ReefLabLocalSpawner(SimpleLocalProcessSpawner):
         env["JUPYTERHUB_USER"] = self.user.name
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "reeflab.workloads", "stop",
-            env=env, preexec_fn=self.make_preexec_fn(self.user.name),
+            # not in the user's cgroup: one at its memory limit (or gone with its parent) must not stop the stop
+            env=env, preexec_fn=_as_user(self.home_dir, self.account, None),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
@@ -150,22 +151,7 @@ class ReefLabLocalSpawner(SimpleLocalProcessSpawner):
         return lines
 
     def make_preexec_fn(self, name):
-        home, account, cgroup = self.home_dir, self.account, getattr(self, "_cgroup", None)
-
-        def preexec():
-            if cgroup is not None:
-                cgroup.enter()
-            if account is not None:  # root: become the user (home made and chowned in start)
-                os.setgroups([])
-                os.setgid(account.gid)
-                os.setuid(account.uid)
-            else:
-                os.makedirs(home, 0o700, exist_ok=True)
-                os.chmod(home, 0o700)
-            os.umask(0o077)  # what the user makes is theirs alone unless they say otherwise
-            os.chdir(home)
-
-        return preexec
+        return _as_user(self.home_dir, self.account, getattr(self, "_cgroup", None))
 
     def user_env(self, env: dict) -> dict:
         env = super().user_env(env)
@@ -185,6 +171,26 @@ class ReefLabLocalSpawner(SimpleLocalProcessSpawner):
         env = super().get_env()
         env.setdefault("REEFLAB_PROFILES_FILE", str(default_profiles_path()))
         return env
+
+
+def _as_user(home: str, account: accounts.SystemAccount | None, cgroup: Cgroup | None):
+    """A preexec_fn: into `cgroup`, then the user's account (or, without one, their private home made),
+    umask 077 and their home as working folder."""
+
+    def preexec():
+        if cgroup is not None:
+            cgroup.enter()
+        if account is not None:  # root: become the user (home made and chowned in start)
+            os.setgroups([])
+            os.setgid(account.gid)
+            os.setuid(account.uid)
+        else:
+            os.makedirs(home, 0o700, exist_ok=True)
+            os.chmod(home, 0o700)
+        os.umask(0o077)  # what the user makes is theirs alone unless they say otherwise
+        os.chdir(home)
+
+    return preexec
 
 
 class ReefLabKubeSpawner(KubeSpawner):
