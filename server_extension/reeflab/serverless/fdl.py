@@ -420,7 +420,7 @@ def module_definition(
         "image": str(links.get("docker_image") or f"ai4oshub/{module}:latest"),
         "script": OSCAR_MODULE_SCRIPT,
         "cpu": str(needs.get("cpu") or 1),
-        "memory": f"{int(needs.get('memory_MB') or 2000)}Mi",
+        "memory": f"{int(needs.get('memory_MB') or 2000)}M",  # memory_MB is decimal megabytes, as in the forms
         "environment": {"variables": {MODULE_VAR: module}},
         "input": [{"storage_provider": "minio.default", "path": path} for path in inputs],
         "output": [{"storage_provider": "minio.default", "path": path} for path in outputs],
