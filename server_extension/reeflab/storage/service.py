@@ -108,7 +108,7 @@ class StorageService(LoggingConfigurable):
     def _default_platform_token(self) -> str:
         return os.environ.get("REEFLAB_SERVERLESS_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN", "")
 
-    platform_retry = Float(60, config=True, help="Seconds before asking the engine again after it failed")
+    platform_retry = Float(5, config=True, help="Seconds before asking the engine again after it failed")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
