@@ -12,10 +12,12 @@ HERE = Path(__file__).parent
 LABEXT = Path("server_extension/reeflab/labextension")
 
 
-def tree(source: Path, target: str) -> list[tuple[str, list[str]]]:
-    """data_files entries that copy the directory `source` to `target`, keeping its layout."""
+def tree(source: Path, target: str, skip: frozenset[str] = frozenset()) -> list[tuple[str, list[str]]]:
+    """data_files entries that copy the directory `source` to `target`, keeping its layout (folders named in
+    `skip` left out)."""
     entries = []
-    for folder in sorted({p.parent for p in (HERE / source).rglob("*") if p.is_file()}):
+    kept = [p for p in (HERE / source).rglob("*") if p.is_file() and not skip.intersection(p.relative_to(HERE).parts)]
+    for folder in sorted({p.parent for p in kept}):
         rel = folder.relative_to(HERE / source)
         files = [str(p.relative_to(HERE)) for p in sorted(folder.iterdir()) if p.is_file()]
         entries.append((str(Path(target) / rel), files))
@@ -27,6 +29,8 @@ data_files = [
     ("etc/reeflab", ["hub_config/profiles.yaml"]),
     *tree(Path("kernels/reeflab-python"), "share/jupyter/kernels/reeflab-python"),
     *tree(LABEXT, "share/jupyter/labextensions/reeflab"),
+    # the example notebooks and pipelines every user gets in their files (reeflab.examples), without run outputs
+    *tree(Path("notebooks"), "share/reeflab/examples", skip=frozenset({"work", "report", ".ipynb_checkpoints"})),
 ]
 
 setup(

@@ -117,6 +117,27 @@ def test_each_user_gets_own_private_home_and_jupyterlab(hub):
     assert "bob-notes.txt" in names and contents["path"] == ""
 
 
+def test_a_new_home_holds_the_examples_and_runs_the_shipped_pipeline(hub):
+    if not hub.api("GET", "users/bob").json()["servers"]:
+        hub.spawn("bob")
+    home = hub.homes / "bob"
+    pipeline = home / "notebooks" / "detect_classify.pipeline"
+    assert pipeline.is_file() and (home / "notebooks" / "pipelines" / "detect.ipynb").is_file()
+    assert pipeline.stat().st_uid == home.stat().st_uid  # bob's own copies, in his private home
+    # "Run pipeline notebooks/detect_classify.pipeline" from the panel, as a brand-new user
+    token = hub.user_token("bob")
+    api = hub.url.rstrip("/") + hub.api("GET", "users/bob").json()["servers"][""]["url"] + "reeflab/api/"
+    headers = {"Authorization": f"token {token}"}
+    run = requests.post(api + "pipelines", json={"pipeline": "notebooks/detect_classify.pipeline"}, headers=headers)
+    assert run.status_code == 201, run.text
+    assert [n["id"] for n in run.json()["nodes"]] == ["detect", "crop", "classify", "report"]
+    requests.post(api + f"pipelines/{run.json()['id']}/cancel", headers=headers, timeout=60)
+    # Refresh: the examples he deleted come back, his edits stay
+    (home / "notebooks" / "pipelines" / "crop.ipynb").unlink()
+    report = requests.post(api + "examples", headers=headers, timeout=60).json()
+    assert report["added"] == ["pipelines/crop.ipynb"] and report["kept"] == []
+
+
 def test_the_reeflab_lab_extension_is_installed_in_user_servers(hub):
     token = hub.user_token("alice")
     alice = hub.api("GET", "users/alice").json()

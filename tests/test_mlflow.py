@@ -13,6 +13,7 @@ import textwrap
 import time
 from types import SimpleNamespace
 
+import psutil
 import pytest
 import requests
 from reeflab.hub.config import REPO
@@ -93,6 +94,13 @@ def test_training_is_tracked_with_params_metrics_and_weights(mlflow, trained):
     artifact_uri = run["info"]["artifact_uri"].removeprefix("mlflow-artifacts:/")
     weights = requests.get(f"{mlflow.url}/api/2.0/mlflow-artifacts/artifacts/{artifact_uri}/weights/best.pt", auth=auth)
     assert weights.ok and len(weights.content) > 100_000
+
+
+def test_mlflow_runs_lean(mlflow):
+    # one server worker, no job runner (MLflow's huey consumers, a few hundred MB each) on a small machine
+    processes = [" ".join(p.cmdline()) for p in psutil.Process(mlflow.proc.pid).children(recursive=True)]
+    assert not [p for p in processes if "huey" in p or "_job_runner" in p], processes
+    assert len([p for p in processes if "uvicorn" in p]) <= 1, processes
 
 
 def test_other_users_and_anonymous_see_nothing(mlflow, trained):
@@ -199,6 +207,11 @@ async def test_reeflab_lists_my_runs_and_registers_one_that_deploys(jp_fetch, ml
     # the run's link opens MLflow's UI through alice's server, logged in as alice
     page = await jp_fetch("reeflab", "mlflow/")
     assert b"<title>MLflow</title>" in page.body
+    # lean: MLflow's assistant (agents run on the platform's machine) hidden and refused, no telemetry notice
+    assert b"[data-assistant-ui]{display:none" in page.body and b"telemetry.info.alert.dismissed" in page.body
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("reeflab", "mlflow", "ajax-api/3.0/mlflow/assistant/config")
+    assert err.value.code == 404
     seen = await jp_fetch(
         "reeflab", "mlflow", "ajax-api/2.0/mlflow/runs/search", method="POST",
         body=json.dumps({"experiment_ids": [run["experiment_id"]]}), headers={"Content-Type": "application/json"},

@@ -40,6 +40,29 @@ export namespace ReefLab {
     default: string | null;
     profiles: IProfile[];
   }
+
+  /** Where your training runs are tracked (GET /reeflab/api/training); the password never comes. */
+  export interface ITrainingInfo {
+    tracking_uri: string | null;
+    account: string | null;
+    /** the MLflow UI under your server's base URL */
+    ui: string;
+  }
+
+  /** What a refresh of the examples did (POST /reeflab/api/examples), paths relative to `folder`. */
+  export interface IExamplesReport {
+    folder: string;
+    added: string[];
+    updated: string[];
+    /** changed by you: left as they are */
+    kept: string[];
+    deleted: string[];
+  }
+}
+
+/** An address under the server's base URL (an output notebook, the MLflow UI). */
+export function serverURL(path: string): string {
+  return URLExt.join(ServerConnection.makeSettings().baseUrl, path);
 }
 
 /** The marketplace (server_extension/reeflab/catalog/). */
@@ -788,6 +811,8 @@ export async function predictImage(
 export const api = {
   info: (): Promise<ReefLab.IInfo> => requestAPI<ReefLab.IInfo>('info'),
   profiles: (): Promise<ReefLab.IProfiles> => requestAPI<ReefLab.IProfiles>('profiles'),
+  trainingInfo: (settings?: ServerConnection.ISettings): Promise<ReefLab.ITrainingInfo> =>
+    requestAPI<ReefLab.ITrainingInfo>('training', {}, settings),
 
   searchModules: (
     query: Catalog.ISearchQuery,
@@ -995,8 +1020,15 @@ export const pipelinesApi = {
   }
 };
 
+/** The examples in your files (server_extension/reeflab/examples.py). */
+export const examplesApi = {
+  refreshExamples: (settings?: ServerConnection.ISettings): Promise<ReefLab.IExamplesReport> =>
+    requestAPI<ReefLab.IExamplesReport>('examples', { method: 'POST' }, settings)
+};
+
 export const jobsApi = {
   ...pipelinesApi,
+  ...examplesApi,
   jobs: (signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Jobs.IJob[]> =>
     requestAPI<{ jobs: Jobs.IJob[] }>('jobs', { signal }, settings).then(answer => answer.jobs),
   cancelJob: (id: string, settings?: ServerConnection.ISettings): Promise<Jobs.IJob> =>
@@ -1087,7 +1119,9 @@ export type StorageAPI = Omit<typeof storageApi, 'uploadFile' | 'downloadFile' |
 export type PipelinesAPI = typeof pipelinesApi;
 
 /** The calls the Jobs section makes (without the pipeline calls, it shows notebook jobs only). */
-export type JobsAPI = Omit<typeof jobsApi, keyof PipelinesAPI> & Partial<PipelinesAPI>;
+export type JobsAPI = Omit<typeof jobsApi, keyof PipelinesAPI | keyof typeof examplesApi> &
+  Partial<PipelinesAPI> &
+  Partial<typeof examplesApi>;
 
 /** The calls the Serverless section makes. */
 export type ServerlessAPI = typeof serverlessApi;

@@ -2,12 +2,10 @@
  * Your pipeline runs (per-step status, logs, cancel), notebook jobs (papermill runs) with live progress,
  * logs, cancel and output, and your MLflow runs.
  */
-import { URLExt } from '@jupyterlab/coreutils';
-import { ServerConnection } from '@jupyterlab/services';
 import { launchIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { errorMessage, Jobs, JobsAPI, PipelinesAPI } from './api';
+import { errorMessage, Jobs, JobsAPI, PipelinesAPI, serverURL } from './api';
 import { ErrorNotice, Loading } from './notice';
 import {
   describeFailure,
@@ -20,11 +18,6 @@ import {
 } from './panelState';
 import { PipelinesView } from './pipelines';
 import { usePolled } from './usePolled';
-
-/** An address under the server's base URL (the output notebook, the MLflow UI). */
-function serverURL(path: string): string {
-  return URLExt.join(ServerConnection.makeSettings().baseUrl, path);
-}
 
 /** The last lines of a job's log, asked again every 2 s while it runs. */
 function JobLog(props: { api: JobsAPI; job: Jobs.IJob }): JSX.Element {
@@ -206,7 +199,12 @@ export function JobsView(props: IJobsViewProps): JSX.Element {
       {pipelines && (
         <>
           <h4>Pipeline runs</h4>
-          <PipelinesView api={pipelines} visible={visible} refreshKey={props.refreshKey} />
+          <PipelinesView
+            api={pipelines}
+            visible={visible}
+            refreshKey={props.refreshKey}
+            refreshExamples={api.refreshExamples}
+          />
           <h4>Notebook jobs</h4>
         </>
       )}

@@ -3,11 +3,11 @@
  * jobs, and your account and hardware.
  */
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
-import { ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
+import { launchIcon, ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
 import type { Message } from '@lumino/messaging';
 import * as React from 'react';
 
-import { api, Deployments, errorMessage, jobsApi, ReefLab, serverlessApi, storageApi } from './api';
+import { api, Deployments, errorMessage, jobsApi, ReefLab, serverlessApi, serverURL, storageApi } from './api';
 import { DeploymentsView } from './deployments';
 import { summarize } from './deploymentsState';
 import { JobsView } from './jobs';
@@ -93,6 +93,32 @@ function AccountSection(): JSX.Element {
   );
 }
 
+/** MLflow, logged in as you, in a new tab: shown when this server has a tracking server. */
+export function MlflowLink(props: { info: () => Promise<ReefLab.ITrainingInfo> }): JSX.Element | null {
+  const [ui, setUi] = React.useState<string | null>(null);
+  React.useEffect(() => {
+    props.info().then(
+      info => setUi(info.tracking_uri ? info.ui : null),
+      () => setUi(null) // no tracking here: no link
+    );
+  }, []);
+  if (!ui) {
+    return null;
+  }
+  return (
+    <a
+      className="jp-ReefLab-button jp-ReefLab-headerLinks"
+      href={serverURL(ui)}
+      target="_blank"
+      rel="noopener noreferrer"
+      title="Your training runs and models in MLflow (opens a new tab, logged in as you)"
+    >
+      MLflow
+      <launchIcon.react tag="span" className="jp-ReefLab-linkIcon" />
+    </a>
+  );
+}
+
 export interface IPanelViewProps {
   rendermime?: IRenderMimeRegistry | null;
   /** whether the panel is shown in the sidebar: nothing is polled while it is not */
@@ -121,6 +147,7 @@ export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
     <div className="jp-ReefLab-panel">
       <header className="jp-ReefLab-header">
         <h2>ReefLab</h2>
+        <MlflowLink info={api.trainingInfo} />
       </header>
       <Section title="Marketplace" className="jp-ReefLab-marketplaceSection">
         <Marketplace rendermime={props.rendermime} onDeployed={deployed} onOpen={opener && (id => opener.module(id))} />

@@ -1,9 +1,7 @@
 /** Your pipeline runs (Elyra .pipeline files, each node a notebook): run one, watch its steps, logs, cancel. */
-import { URLExt } from '@jupyterlab/coreutils';
-import { ServerConnection } from '@jupyterlab/services';
 import * as React from 'react';
 
-import { errorMessage, Pipelines, PipelinesAPI } from './api';
+import { errorMessage, Pipelines, PipelinesAPI, ReefLab, serverURL } from './api';
 import { ErrorNotice, Loading } from './notice';
 import { JOB_STATE_WORDS, newestFirstByCreated } from './panelState';
 import {
@@ -17,10 +15,6 @@ import {
   summarizeRun
 } from './pipelinesState';
 import { usePolled } from './usePolled';
-
-function serverURL(path: string): string {
-  return URLExt.join(ServerConnection.makeSettings().baseUrl, path);
-}
 
 /** The last lines of the run's log, or of one node's, asked again every 2 s while the run goes on. */
 function RunLog(props: { api: PipelinesAPI; run: Pipelines.IRun; node: Pipelines.INode | null }): JSX.Element {
@@ -221,7 +215,7 @@ export function RunPipelineForm(props: {
         <input
           className="jp-mod-styled"
           value={path}
-          placeholder="e.g. detect_classify.pipeline"
+          placeholder="e.g. notebooks/detect_classify.pipeline"
           onChange={e => setPath(e.currentTarget.value)}
         />
       </label>
@@ -254,10 +248,62 @@ export function RunPipelineForm(props: {
   );
 }
 
+/** What a refresh of the examples did, in words. */
+export function describeExamples(report: ReefLab.IExamplesReport): string {
+  const parts = [
+    report.added.length ? `${report.added.length} added` : '',
+    report.updated.length ? `${report.updated.length} updated to the latest` : '',
+    report.kept.length ? `${report.kept.length} you changed kept as they are (${report.kept.join(', ')})` : ''
+  ].filter(Boolean);
+  return `Examples in ${report.folder}/: ${parts.length ? parts.join(', ') : 'already up to date'}.`;
+}
+
+/** Bring the examples in your files up to date (your edits stay, deleted ones come back). */
+function ExamplesRefresh(props: { refresh: () => Promise<ReefLab.IExamplesReport> }): JSX.Element {
+  const [busy, setBusy] = React.useState(false);
+  const [said, setSaid] = React.useState<string | null>(null);
+  const [error, setError] = React.useState<string | null>(null);
+  const refresh = () => {
+    setBusy(true);
+    setError(null);
+    props.refresh().then(
+      report => {
+        setBusy(false);
+        setSaid(describeExamples(report));
+      },
+      e => {
+        setBusy(false);
+        setError(errorMessage(e));
+      }
+    );
+  };
+  return (
+    <>
+      <button
+        type="button"
+        className="jp-ReefLab-button"
+        disabled={busy}
+        title="Copy the latest example notebooks and pipelines into notebooks/ of your files; those you changed stay as they are"
+        onClick={refresh}
+      >
+        Refresh examples
+      </button>
+      {said && (
+        <p className="jp-ReefLab-muted" role="status">
+          {said}
+        </p>
+      )}
+      {error && <ErrorNotice message={error} />}
+    </>
+  );
+}
+
 export interface IPipelinesViewProps {
   api: PipelinesAPI;
   visible?: boolean;
   refreshKey?: number;
+  /** refresh the examples in the user's files (the shipped pipelines among them) */
+  refreshExamples?: () => Promise<ReefLab.IExamplesReport>;
 }
 
 export function PipelinesView(props: IPipelinesViewProps): JSX.Element {
@@ -280,7 +326,8 @@ export function PipelinesView(props: IPipelinesViewProps): JSX.Element {
       {list === null && !runs.error && <Loading>Loading your pipeline runs…</Loading>}
       {list?.length === 0 && !form && (
         <p className="jp-ReefLab-muted">
-          No pipeline runs yet. Make a pipeline with the Elyra editor (notebooks linked in order) and run it here.
+          No pipeline runs yet. Try the example <code>notebooks/detect_classify.pipeline</code>, or make one with
+          the Elyra editor (notebooks linked in order) and run it here.
         </p>
       )}
       {list && list.length > 0 && (
@@ -308,9 +355,12 @@ export function PipelinesView(props: IPipelinesViewProps): JSX.Element {
           }}
         />
       ) : (
-        <button type="button" className="jp-ReefLab-button" onClick={() => setForm({ path: '' })}>
-          Run pipeline
-        </button>
+        <div className="jp-ReefLab-rowActions">
+          <button type="button" className="jp-ReefLab-button" onClick={() => setForm({ path: '' })}>
+            Run pipeline
+          </button>
+          {props.refreshExamples && <ExamplesRefresh refresh={props.refreshExamples} />}
+        </div>
       )}
     </div>
   );

@@ -88,7 +88,7 @@ export function parseParameters(text: string): { parameters: Record<string, stri
 export function pipelinePathProblem(path: string): string | null {
   const clean = path.trim();
   if (!clean) {
-    return 'Give the path of a .pipeline file, e.g. detect_classify.pipeline.';
+    return 'Give the path of a .pipeline file, e.g. notebooks/detect_classify.pipeline.';
   }
   if (clean.startsWith('/') || clean.split('/').includes('..')) {
     return 'Give the path relative to your files (the file browser\'s top folder), without "/" first or "..".';

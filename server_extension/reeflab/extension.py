@@ -13,6 +13,7 @@ from traitlets import Type, Unicode, default
 from . import __version__
 from .catalog.service import CatalogService
 from .deployments.service import DeploymentService
+from .examples import ExamplesService
 from .handlers.base import ReefLabHandler
 from .handlers.catalog import ModuleFormHandler, ModuleHandler, ModulesHandler, RefreshHandler
 from .handlers.deployments import (
@@ -22,6 +23,7 @@ from .handlers.deployments import (
     LogsHandler,
     RestartHandler,
 )
+from .handlers.examples import ExamplesHandler
 from .handlers.federated import (
     ServerHandler,
     ServerLogsHandler,
@@ -121,6 +123,7 @@ class ReefLabApp(ExtensionApp):
             "storage": storage,
             "federated": FederatedService(parent=self),
             "serverless": ServerlessGateway(parent=self),
+            "examples": ExamplesService(parent=self, notebook_root=self.serverapp.root_dir),
         }
         tracking = TrackingService(parent=self)
         registry = ModelRegistry(catalog.registry_dir, self.serverapp.root_dir)
@@ -136,6 +139,12 @@ class ReefLabApp(ExtensionApp):
         owner = os.environ.get("JUPYTERHUB_USER") or self.settings["reeflab"]["identity"].standalone_name
         storage = self.settings["reeflab"]["storage"]
         asyncio.get_running_loop().run_in_executor(None, storage.restore_mounts, owner)
+        examples = self.settings["reeflab"]["examples"]
+        if examples.copy_at_start:  # a new user's first pipeline run finds the shipped ones in notebooks/
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, examples.sync)
+            except OSError as err:
+                self.log.warning("could not copy the example notebooks into your files: %s", err)
 
     async def stop_extension(self) -> None:
         """Stop the background watchers; what they watch goes on, and the next start re-attaches to it."""
@@ -153,6 +162,7 @@ class ReefLabApp(ExtensionApp):
             [
                 (r"/reeflab/api/info", InfoHandler),
                 (r"/reeflab/api/profiles", ProfilesHandler),
+                (r"/reeflab/api/examples", ExamplesHandler),
                 (r"/reeflab/api/catalog/modules", ModulesHandler),
                 (rf"/reeflab/api/catalog/modules/{MODULE_ID}", ModuleHandler),
                 (rf"/reeflab/api/catalog/modules/{MODULE_ID}/form", ModuleFormHandler),

@@ -125,15 +125,45 @@ class ModelHandler(TrainingBase):
         self.finish()
 
 
+# MLflow's assistant: its API trusts any request from 127.0.0.1 (so every user, through this route) to configure
+# and run coding agents on the platform's machine, and its UI opens a side panel for it whenever the page is
+# served from localhost. Off here: the API answers 404, and the UI's assistant parts are hidden.
+ASSISTANT_API = "ajax-api/3.0/mlflow/assistant"
+# put at the top of MLflow's page: no assistant parts (MLflow marks them data-assistant-ui), its UI-telemetry
+# notice already dismissed (MLflow runs with telemetry off), its assistant not opened on a first visit
+LEAN_UI = (
+    b"<style>[data-assistant-ui]{display:none!important}</style><script>try{["
+    b"'mlflow.telemetry.info.alert.dismissed_v1','mlflow.assistant.fab.autoOpenedOnFirstLoad_v1'"
+    b"].forEach(function(k){localStorage.setItem(k,'true')});localStorage.setItem('mlflow.assistant.panelOpen_v1',"
+    b"'false')}catch(e){}</script>"
+)
+
+
+def lean_ui(response, path: str) -> None:
+    """jupyter-server-proxy's rewrite_response: LEAN_UI into MLflow's HTML page."""
+    if path.strip("/") in ("", "index.html") and "text/html" in response.headers.get("Content-Type", ""):
+        response.body = response.body.replace(b"<head>", b"<head>" + LEAN_UI, 1)
+
+
 class MlflowProxyHandler(ProxyHandler):
     """/reeflab/mlflow/...: the MLflow UI and API, for the server's owner, as their MLflow account.
 
     jupyter-server authenticates the request; the MLflow basic-auth login of this server (from
     the hub) replaces the user's token, so the browser never needs the MLflow password, and
-    MLflow shows only the user's experiments. Jupyter cookies are not passed on.
+    MLflow shows only the user's experiments. Jupyter cookies are not passed on. The UI comes
+    without MLflow's assistant (see ASSISTANT_API).
     """
 
     auth_resource = "reeflab:training"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rewrite_response = (lean_ui,)
+
+    async def proxy(self, host, port, proxied_path):
+        if proxied_path.lstrip("/").startswith(ASSISTANT_API):
+            raise web.HTTPError(404, "MLflow's assistant is off on ReefLab")
+        return await super().proxy(host, port, proxied_path)
 
     async def prepare(self, *args, **kwargs):
         await super().prepare(*args, **kwargs)
