@@ -9,6 +9,7 @@ import { formatPercent } from './deploymentsState';
 import { Answer, summarizeAnswer } from './panelState';
 import { asPrediction } from './serverlessForm';
 import { Findings } from './tryView';
+import { Zoomable } from './zoom';
 
 /** An object URL for a blob while it is shown. */
 function useObjectURL(blob: Blob | null): string | null {
@@ -31,22 +32,24 @@ function Annotated(props: { url: string; file: string; prediction: Deployments.I
   const font = Math.max(12, Math.round(width / 45));
   return (
     <figure className="jp-ReefLab-annotated">
-      <div className="jp-ReefLab-overlay">
-        <img src={props.url} alt={`${props.file} with what the module found drawn on it`} />
-        <svg viewBox={`0 0 ${width} ${height}`} preserveAspectRatio="none" aria-hidden="true">
-          {detections.map((d, i) => {
-            const [x1, y1, x2, y2] = d.box;
-            return (
-              <g key={i} className="jp-ReefLab-box">
-                <rect x={x1} y={y1} width={Math.max(0, x2 - x1)} height={Math.max(0, y2 - y1)} />
-                <text x={x1 + 2} y={y1 > font + 2 ? y1 - 4 : y1 + font} fontSize={font}>
-                  {d.label} {formatPercent(d.confidence)}
-                </text>
-              </g>
-            );
-          })}
-        </svg>
-      </div>
+      <Zoomable label={`${props.file}, as the module sees it`}>
+        <div className="jp-ReefLab-overlay">
+          <img src={props.url} alt={`${props.file} with what the module found drawn on it`} />
+          <svg viewBox={`0 0 ${width} ${height}`} preserveAspectRatio="none" aria-hidden="true">
+            {detections.map((d, i) => {
+              const [x1, y1, x2, y2] = d.box;
+              return (
+                <g key={i} className="jp-ReefLab-box">
+                  <rect x={x1} y={y1} width={Math.max(0, x2 - x1)} height={Math.max(0, y2 - y1)} />
+                  <text x={x1 + 2} y={y1 > font + 2 ? y1 - 4 : y1 + font} fontSize={font}>
+                    {d.label} {formatPercent(d.confidence)}
+                  </text>
+                </g>
+              );
+            })}
+          </svg>
+        </div>
+      </Zoomable>
       <figcaption className="jp-ReefLab-muted">{props.file}, as the module sees it</figcaption>
     </figure>
   );

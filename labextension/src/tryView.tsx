@@ -4,6 +4,7 @@ import * as React from 'react';
 import { Deployments, DeploymentsAPI, errorMessage } from './api';
 import { describeFindings, formatBox, formatPercent } from './deploymentsState';
 import { ErrorNotice, Loading } from './notice';
+import { Zoomable } from './zoom';
 
 interface IAnswer<T> {
   value: T | null;
@@ -207,7 +208,9 @@ export function TryView(props: {
       ))}
       {image?.value && (
         <figure className="jp-ReefLab-annotated">
-          <img src={image.value} alt={`${file?.name ?? 'The image'} with what the module found drawn on it`} />
+          <Zoomable label={`${file?.name ?? 'The image'}, as the module sees it`}>
+            <img src={image.value} alt={`${file?.name ?? 'The image'} with what the module found drawn on it`} />
+          </Zoomable>
           <figcaption className="jp-ReefLab-muted">{file?.name}, as the module sees it</figcaption>
         </figure>
       )}
