@@ -191,6 +191,7 @@ class ServerlessApp(Application):
 
     async def serve(self) -> None:
         logging.basicConfig(level=self.log_level, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # its "setup plugin" lines at import, via jupyterhub
         state = Path(self.state_dir)
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(state, 0o700)  # every user's OSCAR password and S3 key are in there
