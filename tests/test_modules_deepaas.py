@@ -152,3 +152,22 @@ def test_the_fish_detector_finds_the_fish_in_its_samples(fish_deepaas):
         boxes += len(detections)
     assert found == fish_total >= 10
     assert found / boxes >= 0.8, f"{boxes - found} false alarms for {found} fish"
+
+
+def test_the_confidence_threshold_is_a_predict_argument(fish_deepaas):
+    """Try's slider asks again with `conf`: the answer keeps only boxes at or above it and says which it applied."""
+
+    def predict(**params) -> dict:
+        r = requests.post(
+            fish_deepaas + "models/fish-detector/predict/",
+            params=params,
+            files={"files": ("fish_04.jpg", (SAMPLES / "fish_04.jpg").read_bytes(), "image/jpeg")},
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["predictions"]
+
+    default, strict = predict(), predict(conf=0.8)
+    assert default["conf"] == fish.conf == 0.25 and strict["conf"] == 0.8
+    assert all(d["confidence"] >= 0.8 for d in strict["detections"])
+    assert len(strict["detections"]) < len(default["detections"])

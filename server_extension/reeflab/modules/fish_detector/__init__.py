@@ -7,5 +7,9 @@ the bundled sample images with their ground truth in ``samples/``.
 
 from ..ultra import UltralyticsModule
 
-# imgsz: the size it was trained at; conf: its operating point on the bundled samples (weights/TRAINING.md)
-model = UltralyticsModule(package=__name__, task="detect", model="weights/fish-yolo.pt", imgsz=256, conf=0.25)
+# imgsz: the size it was trained at; conf: its operating point (weights/TRAINING.md); max_box_area: its
+# training fish never cover more than 14% of an image, so a box over 80% of it is never a fish (whole-image
+# boxes are what a detector answers on images unlike any it saw): those are dropped
+model = UltralyticsModule(
+    package=__name__, task="detect", model="weights/fish-yolo.pt", imgsz=256, conf=0.25, max_box_area=0.8
+)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from .evaluate import iou
 
 FISH_CLASS = 0
 NAMES = {FISH_CLASS: "fish"}
-SPLITS = {"train": 0, "val": 1, "samples": 2}
+# the random stream of each kind of image: fish-free scenes and the held-out check never reuse a training image's
+SPLITS = {"train": 0, "val": 1, "samples": 2, "train-empty": 3, "val-empty": 4, "check": 5, "check-empty": 6}
 SAMPLE_SIZE = (384, 288)
 HARD = 0.25  # fraction of camouflaged fish near the bottom in the training data
 
@@ -344,23 +346,33 @@ def _train_size(rng: np.random.Generator, imgsz: int) -> tuple[int, int]:
 
 
 def generate_dataset(
-    out_dir: str | Path, n_train: int, n_val: int, imgsz: int = 256, seed: int = 0, hard: float = HARD
+    out_dir: str | Path,
+    n_train: int,
+    n_val: int,
+    imgsz: int = 256,
+    seed: int = 0,
+    hard: float = HARD,
+    n_empty: int = 0,
+    n_empty_val: int = 0,
 ) -> Path:
     """Write an Ultralytics detection dataset under `out_dir`; returns the path of its data.yaml.
 
-    `hard` is the fraction of camouflaged fish near the bottom (see `render_scene`).
+    `hard` is the fraction of camouflaged fish near the bottom (see `render_scene`). `n_empty` and
+    `n_empty_val` fish-free scenes (water, sand, rocks, plants, bubbles; empty labels) are added to the
+    train and val splits as negatives.
     """
     out = Path(out_dir)
-    for split, count in (("train", n_train), ("val", n_val)):
-        (out / "images" / split).mkdir(parents=True, exist_ok=True)
-        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            rng = _rng(seed, split, i)
+    for split, count, empty in (("train", n_train, n_empty), ("val", n_val, n_empty_val)):
+        images, labels = out / "images" / split, out / "labels" / split
+        images.mkdir(parents=True, exist_ok=True)
+        labels.mkdir(parents=True, exist_ok=True)
+        scenes = [(f"{split}_{i:05d}", _rng(seed, split, i), None) for i in range(count)]
+        scenes += [(f"{split}_empty_{i:05d}", _rng(seed, f"{split}-empty", i), 0) for i in range(empty)]
+        for stem, rng, n_fish in scenes:
             w, h = _train_size(rng, imgsz)
-            scene = render_scene(rng, w, h, hard=hard)
-            stem = f"{split}_{i:05d}"
-            (out / "images" / split / f"{stem}.jpg").write_bytes(_jpeg(scene.image, int(rng.integers(70, 93))))
-            (out / "labels" / split / f"{stem}.txt").write_text(yolo_label(scene.boxes, w, h))
+            scene = render_scene(rng, w, h, n_fish=n_fish, hard=hard)
+            (images / f"{stem}.jpg").write_bytes(_jpeg(scene.image, int(rng.integers(70, 93))))
+            (labels / f"{stem}.txt").write_text(yolo_label(scene.boxes, w, h))
     data = {
         "path": str(out.resolve()),
         "train": "images/train",
@@ -370,6 +382,15 @@ def generate_dataset(
     data_yaml = out / "data.yaml"
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
     return data_yaml
+
+
+def held_out_scenes(n: int, imgsz: int = 256, seed: int = 0, empty: bool = False) -> Iterator[Scene]:
+    """`n` scenes from random streams no training set uses, with fish (as in training) or fish-free."""
+    split = "check-empty" if empty else "check"
+    for i in range(n):
+        rng = _rng(seed, split, i)
+        w, h = _train_size(rng, imgsz)
+        yield render_scene(rng, w, h, n_fish=0 if empty else None, hard=HARD)
 
 
 def generate_samples(out_dir: str | Path, n: int = 6, seed: int = 1234) -> Path:
