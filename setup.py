@@ -69,6 +69,7 @@ setup(
             "yolo-detector = reeflab.modules.yolo_detector:model",
             "image-classifier = reeflab.modules.image_classifier:model",
             "fish-detector = reeflab.modules.fish_detector:model",
+            "fish-classifier = reeflab.modules.fish_classifier:model",
         ],
     },
     zip_safe=False,

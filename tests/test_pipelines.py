@@ -125,6 +125,9 @@ async def test_detect_crop_classify_runs_in_the_background_with_the_real_engine(
     for name in ("fish_01.jpg", "fish_02.jpg", "fish_04.jpg"):  # every fish found once, labelled by the classifier
         assert sum(r["file"] == name for r in rows) == len(truth[name]["boxes"])
     assert all(float(r["confidence"]) >= 0.5 and r["class"] and (work / r["crop"]).is_file() for r in rows)
+    # the fish classifier has trained weights: it names a species of the synthetic reef, with confidence
+    species = {"orange", "yellow", "silver", "red", "blue", "purple", "pink", "green"}
+    assert {r["class"] for r in rows} <= species and all(float(r["class_probability"]) > 0.5 for r in rows), rows
     assert sorted(p.name for p in (report / "annotated").iterdir()) == [
         "fish_01.png",
         "fish_02.png",
