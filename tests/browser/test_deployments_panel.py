@@ -135,9 +135,9 @@ def test_deploy_try_an_image_and_delete(lab_page, lab_clean):
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_a_refused_deployment_shows_the_servers_reason(lab_page, lab_clean, theme):
-    detail = open_module(lab_page, lab_clean.api("GET", "catalog/modules/yolo-detector").json(), theme)
+    detail = open_module(lab_page, lab_clean.api("GET", "catalog/modules/fish-detector").json(), theme)
     detail.get_by_role("button", name="Try", exact=True).click()
-    form = detail.get_by_role("form", name="Try YOLO object detector")
+    form = detail.get_by_role("form", name="Try Fish detector (demo)")
     expect(form).to_contain_text("stops by itself after 10 minutes")
 
     # more than the profile has is lowered to its maximum

@@ -111,7 +111,11 @@ def test_yolo_detector_detail_shows_its_description_and_hardware(lab_page, theme
     )
     assert "**" not in description.inner_text()
     actions = detail.locator(".jp-ReefLab-actions")
-    for name in ("Try", "Deploy"):
+    # it ships no trained weights: it says so, and offers training instead of a try
+    expect(detail.locator(".jp-ReefLab-badge-untrained")).to_have_text("not trained")
+    expect(detail.locator(".jp-ReefLab-info[role='note']")).to_contain_text("No trained weights: train it first.")
+    expect(actions.get_by_role("button", name="Try", exact=True)).to_have_count(0)
+    for name in ("Train…", "Deploy"):
         expect(actions.get_by_role("button", name=name, exact=True)).to_be_enabled()
     serverless = actions.get_by_role("button", name="Make serverless", exact=True)
     expect(serverless).to_be_disabled()
