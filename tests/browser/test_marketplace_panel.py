@@ -117,7 +117,7 @@ def test_yolo_detector_detail_shows_its_description_and_hardware(lab_page, theme
     expect(actions.get_by_role("button", name="Try", exact=True)).to_have_count(0)
     for name in ("Train…", "Deploy"):
         expect(actions.get_by_role("button", name=name, exact=True)).to_be_enabled()
-    serverless = actions.get_by_role("button", name="Make serverless", exact=True)
+    serverless = actions.get_by_role("button", name="Make serverless…", exact=True)
     expect(serverless).to_be_disabled()
     # this lab server has no serverless engine: the button says so (tests/browser/test_serverless_panel.py has one)
     expect(serverless).to_have_attribute("title", re.compile(r"^Serverless is not set up on this server: "))
