@@ -79,7 +79,7 @@ def up(args: argparse.Namespace) -> int:
                 f"  Serverless (OSCAR API): {url}services/reeflab-serverless/\n"
                 f"  S3 (SeaweedFS; your key: GET <serverless>/system/config): "
                 f"http://127.0.0.1:{os.environ.get('REEFLAB_S3_PORT', '8333')}\n"
-                f"  MLflow (your runs, logged in as you): {url}user/<name>/reeflab/mlflow/\n  Stop: Ctrl-C\n",
+                f"  MLflow (your runs, logged in as you): {url}hub/user-redirect/reeflab/mlflow/\n  Stop: Ctrl-C\n",
                 flush=True,
             )
         return proc.wait()

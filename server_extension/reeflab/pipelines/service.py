@@ -152,7 +152,10 @@ class PipelineService(LoggingConfigurable):
         if not path.is_relative_to(root):
             raise BadRequest(f"'{relative}' is outside your folder; give a path inside it.")
         if not path.is_file():
-            raise BadRequest(f"No pipeline '{relative}' in your folder; check the path (relative to your home).")
+            raise BadRequest(
+                f"No pipeline '{relative}' in your folder; check the path (relative to your home). The examples "
+                "are in notebooks/ (e.g. notebooks/detect_classify.pipeline); Refresh examples brings them back."
+            )
         return path
 
     async def submit(
