@@ -17,7 +17,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export YOLO_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: up test install install-test fuse sandbox reachable lint bench lock clean fish-weights
+.PHONY: up test install install-test fuse sandbox reachable lint bench lock clean fish-weights fish-classifier-weights
 
 up: install fuse sandbox reachable
 	$(VENV)/bin/reeflab up
@@ -127,6 +127,10 @@ fish-weights: install
 	$(PY) -m reeflab.modules.fish_detector.train_weights --init $$base/fish-yolo.pt --epochs 12 \
 		--n-train 600 --n-empty 150 --n-empty-val 20 --negative-crops 35; \
 	status=$$?; rm -rf $$base; exit $$status
+
+# Re-train the fish classifier's shipped weights on generated crops (CPU, about 5 min; see its weights/TRAINING.md)
+fish-classifier-weights: install
+	nice -n 10 $(PY) -m reeflab.modules.fish_classifier.train_weights
 
 # Re-pin every package after changing requirements/*.txt
 lock:
