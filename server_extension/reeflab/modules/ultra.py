@@ -84,9 +84,11 @@ class UltralyticsModule:
         imgsz: int = 640,
         conf: float = 0.25,
         max_box_area: float | None = None,
+        iou: float = 0.7,
     ):
         self.package = package
         self.conf = conf
+        self.iou = iou  # NMS: boxes overlapping a better one more than this are the same object
         self.task = task  # "detect" or "classify"
         self.default_model = model  # weights file inside the package, or an Ultralytics yaml
         self.imgsz = imgsz
@@ -157,7 +159,11 @@ class UltralyticsModule:
                 description="Confidence threshold (0-1): boxes below it are left out; lower finds more, "
                 "with more false alarms",
             )
-            args["iou"] = fields.Float(load_default=0.7, validate=validate.Range(0, 1), description="NMS IoU threshold")
+            args["iou"] = fields.Float(
+                load_default=self.iou,
+                validate=validate.Range(0, 1),
+                description="Overlap (IoU, 0-1) above which two boxes are taken for one object",
+            )
         else:
             args["top_k"] = fields.Int(load_default=5, validate=validate.Range(1, 100), description="Classes returned")
         return args
@@ -166,7 +172,7 @@ class UltralyticsModule:
         upload = kwargs["files"]
         options = {"imgsz": kwargs.get("imgsz", self.imgsz), "verbose": False}
         if self.task == "detect":
-            options.update(conf=kwargs.get("conf", self.conf), iou=kwargs.get("iou", 0.7))
+            options.update(conf=kwargs.get("conf", self.conf), iou=kwargs.get("iou", self.iou))
         from PIL import Image
 
         # DEEPaaS hands over a temp file without extension, which Ultralytics would refuse
@@ -186,7 +192,7 @@ class UltralyticsModule:
 
         options = {"imgsz": kwargs.get("imgsz", self.imgsz), "verbose": False, "batch": len(paths)}
         if self.task == "detect":
-            options.update(conf=kwargs.get("conf", self.conf), iou=kwargs.get("iou", 0.7))
+            options.update(conf=kwargs.get("conf", self.conf), iou=kwargs.get("iou", self.iou))
         images = []
         for path in paths:
             with Image.open(path) as image:

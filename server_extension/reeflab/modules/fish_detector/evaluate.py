@@ -63,7 +63,7 @@ def detector(weights: str | Path, conf: float = CONF, imgsz: int | None = None, 
     network = YOLO(str(weights), task="detect")
 
     def detect(image) -> tuple[list[list[float]], list[float], int]:
-        raw = network.predict(image, conf=conf, imgsz=imgsz, device="cpu", verbose=False)[0]
+        raw = network.predict(image, conf=conf, iou=module.iou, imgsz=imgsz, device="cpu", verbose=False)[0]
         kept = drop_large_boxes(raw, max_box_area)
         return kept.boxes.xyxy.tolist(), kept.boxes.conf.tolist(), len(raw.boxes) - len(kept.boxes)
 
