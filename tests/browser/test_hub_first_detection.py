@@ -1,30 +1,30 @@
 """A newcomer's first detection, on the real hub as `make up` starts it, driven through Chromium.
 
-From the hub's login page to fish found on one of the bundled sample images, the way a scientist who
-never read the docs would go: log in (an admin added them; their first login sets their password),
-wait for their server, open the reef icon, search "fish", open the detector, Try, drop the image, read
-the result, delete the try. Screenshots of each step go to test-artifacts/browser/.
+From the hub's login page to fish found on an underwater scene the test draws itself (three fish; not one
+of the bundled samples), the way a scientist who never read the docs would go: log in (an admin added
+them; their first login sets their password), wait for their server, open the reef icon, search "fish",
+open the detector, Try, drop the image, read the result and zoom into it, delete the try. Screenshots of
+each step go to test-artifacts/browser/.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
-import reeflab
 import requests
 from playwright.sync_api import Page, expect
 from reeflab.modules.fish_detector.evaluate import greedy_match
+from reeflab.modules.fish_detector.synth import render_scene
 from reeflab.testing.hub import HubProcess
 
 pytestmark = pytest.mark.timeout(180)
 
-SAMPLES = Path(reeflab.__file__).parent / "modules" / "fish_detector" / "samples"
-IMAGE = "fish_02.jpg"
+IMAGE = "my-reef-scene.jpg"
 USER = "marina"
 PASSWORD = "c0ral-Reef-42"
 # a spawn takes 12-20 s on a 2-core machine, JupyterLab's first load a few more (ms)
@@ -60,10 +60,19 @@ def drop_file(page: Page, target, path: Path) -> None:
     target.dispatch_event("drop", {"dataTransfer": transfer})
 
 
-def test_a_new_user_logs_in_and_finds_the_fish_in_a_sample_image(hub_page, hub: HubProcess):
+def draw_scene(folder: Path) -> tuple[Path, list[list[float]]]:
+    """A three-fish underwater scene of the test's own (a seed no training set or sample uses)."""
+    scene = render_scene(np.random.default_rng([20261205, 3]), 384, 288, n_fish=3)
+    path = folder / IMAGE
+    scene.image.save(path, quality=90)
+    return path, scene.boxes
+
+
+def test_a_new_user_logs_in_and_finds_the_fish_in_a_scene_it_drew(hub_page, hub: HubProcess, tmp_path):
     page = hub_page
     browser = page.page
-    truth = json.loads((SAMPLES / "ground_truth.json").read_text())["images"][IMAGE]["boxes"]
+    image, truth = draw_scene(tmp_path)
+    assert len(truth) == 3
 
     # 1. the login page the hub's URL leads to; the first login of an added name sets its password
     browser.goto(hub.url)
@@ -127,7 +136,7 @@ def test_a_new_user_logs_in_and_finds_the_fish_in_a_sample_image(hub_page, hub: 
     expect(page.tabs.and_(page.page.locator(".lm-mod-current")).filter(has_text=f"Try {title}")).to_be_visible()
     page.screenshot("6-try-open")
     # drop the image on it: the picture with the boxes, and the fish listed
-    drop_file(browser, trial.locator(".jp-ReefLab-drop"), SAMPLES / IMAGE)
+    drop_file(browser, trial.locator(".jp-ReefLab-drop"), image)
     picture = trial.get_by_role("img", name=f"{IMAGE} with what the module found drawn on it")
     expect(picture).to_be_visible()
     assert picture.evaluate("img => img.complete && img.naturalWidth") == 384
@@ -143,6 +152,15 @@ def test_a_new_user_logs_in_and_finds_the_fish_in_a_sample_image(hub_page, hub: 
     assert None not in ious and not false_alarms, (truth, boxes)
     picture.scroll_into_view_if_needed()
     page.screenshot("7-result")
+    # a closer look: zoomed in twice, the picture is drawn twice as wide, and back to fit
+    width = picture.evaluate("img => img.getBoundingClientRect().width")
+    trial.get_by_role("button", name="Zoom in").click()
+    trial.get_by_role("button", name="Zoom in").click()
+    expect(trial.locator(".jp-ReefLab-zoomLevel")).to_have_text("2×")
+    assert picture.evaluate("img => img.getBoundingClientRect().width") == pytest.approx(2 * width, rel=0.02)
+    page.screenshot("7-zoomed")
+    trial.get_by_role("button", name="Fit", exact=True).click()
+    expect(trial.locator(".jp-ReefLab-zoomLevel")).to_have_text("Fit")
     findings.scroll_into_view_if_needed()
     page.screenshot("7-result-table")
 
