@@ -13,6 +13,7 @@ import io
 import os
 import tempfile
 import time
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -130,42 +131,49 @@ class UltralyticsModule:
         self.network().predict(Image.new("RGB", (64, 64)), imgsz=self.imgsz, verbose=False)
 
     def get_predict_args(self) -> dict:
+        from marshmallow.warnings import ChangedInMarshmallow4Warning
         from webargs import fields, validate
 
-        args = {
-            "files": fields.Field(
+        # DEEPaaS finds file arguments as exactly `fields.Field` with metadata type "file" (deepaas-cli too),
+        # which marshmallow 3.24+ warns about at every start: that warning says nothing to a module's user
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ChangedInMarshmallow4Warning)
+            files = fields.Field(
                 required=True,
-                type="file",
-                location="form",
                 validate=check_image,
-                description="Image to analyse (JPEG, PNG, TIFF, BMP)",
-            ),
+                metadata={"type": "file", "location": "form", "description": "Image to analyse (JPEG, PNG, TIFF, BMP)"},
+            )
+        args = {
+            "files": files,
             "imgsz": fields.Int(
                 load_default=self.imgsz,
                 validate=validate.Range(32, 4096),
-                description="Inference image size (pixels)",
+                metadata={"description": "Inference image size (pixels)"},
             ),
             "accept": fields.Str(
                 load_default="application/json",
-                location="headers",
                 validate=validate.OneOf(["application/json", "image/png"]),
-                description="JSON results, or the image annotated with them",
+                metadata={"location": "headers", "description": "JSON results, or the image annotated with them"},
             ),
         }
         if self.task == "detect":
             args["conf"] = fields.Float(
                 load_default=self.conf,
                 validate=validate.Range(0, 1),
-                description="Confidence threshold (0-1): boxes below it are left out; lower finds more, "
-                "with more false alarms",
+                metadata={
+                    "description": "Confidence threshold (0-1): boxes below it are left out; lower finds more, "
+                    "with more false alarms"
+                },
             )
             args["iou"] = fields.Float(
                 load_default=self.iou,
                 validate=validate.Range(0, 1),
-                description="Overlap (IoU, 0-1) above which two boxes are taken for one object",
+                metadata={"description": "Overlap (IoU, 0-1) above which two boxes are taken for one object"},
             )
         else:
-            args["top_k"] = fields.Int(load_default=5, validate=validate.Range(1, 100), description="Classes returned")
+            args["top_k"] = fields.Int(
+                load_default=5, validate=validate.Range(1, 100), metadata={"description": "Classes returned"}
+            )
         return args
 
     def predict(self, **kwargs) -> Any:
@@ -209,17 +217,23 @@ class UltralyticsModule:
         return {
             "data": fields.Str(
                 required=True,
-                description="Dataset: a data.yaml (detection) or a folder with train/ and val/ (classification)",
+                metadata={
+                    "description": "Dataset: a data.yaml (detection) or a folder with train/ and val/ (classification)"
+                },
             ),
             "epochs": fields.Int(load_default=10, validate=validate.Range(1, 10000)),
             "imgsz": fields.Int(load_default=self.imgsz, validate=validate.Range(32, 4096)),
             "batch": fields.Int(load_default=16, validate=validate.Range(1, 1024)),
             "model": fields.Str(
                 load_default="",
-                description="Model yaml (e.g. yolov8n.yaml) or previous weights (.pt); default: this module's",
+                metadata={
+                    "description": "Model yaml (e.g. yolov8n.yaml) or previous weights (.pt); default: this module's"
+                },
             ),
-            "device": fields.Str(load_default="", description="'cpu', '0', '0,1' ...; default: GPU if any"),
-            "project": fields.Str(load_default="", description="Folder for runs; default: ./runs"),
+            "device": fields.Str(
+                load_default="", metadata={"description": "'cpu', '0', '0,1' ...; default: GPU if any"}
+            ),
+            "project": fields.Str(load_default="", metadata={"description": "Folder for runs; default: ./runs"}),
         }
 
     def train(self, **kwargs) -> dict:
