@@ -66,7 +66,7 @@ interface IRowProps {
   onChanged: (deployment: Deployments.IDeployment) => void;
   onDeleted: (id: string) => void;
   /** opens Try and logs in tabs of their own; without it they unfold in the row */
-  opener?: Pick<IOpener, 'tryDeployment' | 'logs'>;
+  opener?: Pick<IOpener, 'tryDeployment' | 'logs' | 'forget'>;
 }
 
 function DeploymentRow(props: IRowProps): JSX.Element {
@@ -123,6 +123,7 @@ function DeploymentRow(props: IRowProps): JSX.Element {
     act('Deleting…', () =>
       api.deleteDeployment(d.id).then(() => {
         setConfirming(false);
+        props.opener?.forget(d.id);
         props.onDeleted(d.id);
       })
     );
@@ -239,7 +240,7 @@ export interface IDeploymentsViewProps {
   deployments: IDeploymentsList;
   /** the deployment just started from the marketplace */
   focusId?: string | null;
-  opener?: Pick<IOpener, 'tryDeployment' | 'logs'>;
+  opener?: Pick<IOpener, 'tryDeployment' | 'logs' | 'forget'>;
 }
 
 export function DeploymentsView(props: IDeploymentsViewProps): JSX.Element {

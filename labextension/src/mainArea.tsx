@@ -18,6 +18,8 @@ export interface IOpener {
   module(id: string): void;
   tryDeployment(deployment: Deployments.IDeployment): void;
   logs(deployment: Deployments.IDeployment): void;
+  /** a deployment was deleted: its Try and log tabs close */
+  forget(deploymentId: string): void;
   /** a deployment was started from a tab: the panel shows it (returns the unsubscribe) */
   onDeployed(listener: (deployment: Deployments.IDeployment) => void): () => void;
 }
@@ -53,6 +55,12 @@ export class MainAreaOpener implements IOpener {
     this.open(`reeflab-logs-${deployment.id}`, `Log: ${deployment.title}`, 'Log', () => (
       <LogsViewer deployment={deployment} api={api} />
     ));
+  }
+
+  forget(deploymentId: string): void {
+    for (const id of [`reeflab-try-${deploymentId}`, `reeflab-logs-${deploymentId}`]) {
+      this.find(id)?.dispose();
+    }
   }
 
   onDeployed(listener: (deployment: Deployments.IDeployment) => void): () => void {

@@ -22,7 +22,7 @@ from reeflab.modules.fish_detector.evaluate import greedy_match
 from reeflab.modules.fish_detector.synth import render_scene
 from reeflab.testing.hub import HubProcess
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(480)
 
 IMAGE = "my-reef-scene.jpg"
 USER = "marina"
@@ -31,6 +31,8 @@ PASSWORD = "c0ral-Reef-42"
 SPAWN_MS = 90_000
 # the module loads its model before it answers (ms)
 READY_MS = 60_000
+# the shipped pipeline, four notebooks one after another, on 2 shared cores (ms)
+RUN_MS = 150_000
 BOX = re.compile(r"^\((-?\d+), (-?\d+)\) – \((-?\d+), (-?\d+)\)$")
 
 
@@ -169,6 +171,7 @@ def test_a_new_user_logs_in_and_finds_the_fish_in_a_scene_it_drew(hub_page, hub:
     row.get_by_role("alertdialog", name=f"Delete {title}?").get_by_role("button", name="Delete it").click()
     expect(row).to_have_count(0)
     expect(section).to_contain_text("Nothing runs yet")
+    expect(page.tabs.filter(has_text=f"Try {title}")).to_have_count(0)  # its Try tab went with it
     page.screenshot("8-deleted")
     mine = requests.get(
         f"{hub.url}user/{USER}/reeflab/api/deployments",
@@ -176,3 +179,29 @@ def test_a_new_user_logs_in_and_finds_the_fish_in_a_scene_it_drew(hub_page, hub:
         timeout=30,
     )
     assert mine.json()["deployments"] == []
+
+    # 9. the shipped pipeline, from the examples in the new home, with its defaults
+    jobs = page.panel.get_by_role("region", name="Jobs", exact=True)
+    jobs.get_by_role("button", name="Jobs", exact=True).click()
+    jobs.get_by_role("button", name="Run pipeline").click()
+    form = jobs.get_by_role("form", name="Run a pipeline")
+    form.get_by_label("Pipeline file").fill("notebooks/detect_classify.pipeline")
+    form.get_by_role("button", name="Run", exact=True).click()
+    expect(form).to_have_count(0)
+    run = jobs.get_by_role("list", name="Your pipeline runs").get_by_role("listitem").first
+    run.scroll_into_view_if_needed()
+    page.screenshot("9-pipeline-running")
+    expect(run.locator(".jp-ReefLab-state")).to_have_text(re.compile("^(completed|failed)$"), timeout=RUN_MS)
+    expect(run.get_by_label("Why")).to_have_count(0)  # else: which step failed, and why
+    expect(run).to_contain_text("4 of 4 steps done")
+    page.screenshot("9-pipeline-done")
+
+    # 10. MLflow from the panel's header: a tab of its own, through their server, logged in as them
+    page.panel.scroll_into_view_if_needed()
+    with browser.context.expect_page() as opened:
+        page.panel.get_by_role("link", name="MLflow").click()
+    mlflow = opened.value
+    expect(mlflow).to_have_url(re.compile(rf"/user/{USER}/reeflab/mlflow/"))
+    expect(mlflow).to_have_title(re.compile("MLflow"))
+    expect(mlflow.get_by_text("Experiments").first).to_be_visible(timeout=30_000)
+    mlflow.screenshot(path=page.screenshot("10-panel").with_name(f"{page.name}-10-mlflow.png"))

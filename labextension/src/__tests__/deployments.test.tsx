@@ -166,7 +166,7 @@ describe('DeploymentsView', () => {
   });
 
   it('opens Try and the log in tabs of their own when the lab gives them, a new try by itself', async () => {
-    const opener = { module: vi.fn(), tryDeployment: vi.fn(), logs: vi.fn(), onDeployed: vi.fn() };
+    const opener = { module: vi.fn(), tryDeployment: vi.fn(), logs: vi.fn(), forget: vi.fn(), onDeployed: vi.fn() };
     api.list = [deployment({ kind: 'try', state: 'starting', ready_at: null })];
     const host = await show('1a2b3c4d', opener);
     expect(opener.tryDeployment).not.toHaveBeenCalled();
@@ -178,6 +178,11 @@ describe('DeploymentsView', () => {
     expect(opener.logs).toHaveBeenCalledWith(expect.objectContaining({ id: '1a2b3c4d' }));
     expect(host.querySelector('.jp-ReefLab-logs')).toBeNull();
     expect(host.querySelector('.jp-ReefLab-try')).toBeNull();
+    // deleted: its tabs go with it
+    await click(button(host, 'Delete'));
+    await click(button(host, 'Delete it'));
+    await pass(0);
+    expect(opener.forget).toHaveBeenCalledWith('1a2b3c4d');
   });
 
   it('offers more memory when it ran out, and restarts with it', async () => {
