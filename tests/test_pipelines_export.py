@@ -29,7 +29,7 @@ def singleuser_image() -> str:
 
 
 def test_elyra_pipeline_run_executes_the_shipped_pipeline(tmp_path):
-    """What a user gets from the editor's Run button or `elyra-pipeline run`: the report, in place."""
+    """What a user gets from the editor's Run button or `elyra-pipeline run`: the report, in its run's folder."""
     shutil.copytree(NOTEBOOKS / "pipelines", tmp_path / "pipelines")
     shutil.copy(NOTEBOOKS / "detect_classify.pipeline", tmp_path)
     photos = tmp_path / "photos"
@@ -50,11 +50,14 @@ def test_elyra_pipeline_run_executes_the_shipped_pipeline(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     truth = json.loads((SAMPLES / "ground_truth.json").read_text())["images"]
-    with open(tmp_path / "pipelines" / "report" / "report.csv") as handle:
+    # in a folder of this run's own (report/<run name>/): a second run never overwrites it
+    reports = list((tmp_path / "pipelines" / "report").glob("*/report.csv"))
+    assert len(reports) == 1, reports
+    with open(reports[0]) as handle:
         rows = list(csv.DictReader(handle))
     assert sorted({r["file"] for r in rows}) == ["fish_01.jpg", "fish_02.jpg"]
     assert len(rows) >= sum(len(truth[n]["boxes"]) for n in ("fish_01.jpg", "fish_02.jpg"))
-    assert len(list((tmp_path / "pipelines" / "report" / "annotated").glob("*.png"))) == 2
+    assert len(list((reports[0].parent / "annotated").glob("*.png"))) == 2
 
 
 def test_the_shipped_pipeline_exports_to_kubeflow_pipelines(tmp_path):
