@@ -110,7 +110,7 @@ def test_the_python_client_makes_a_module_serverless_and_calls_it_every_way(engi
     monkeypatch.setenv("REEFLAB_URL", "http://127.0.0.1:9")  # no Jupyter server: metadata from this environment
     created = serverless.create("fish-detector", inputs=["bob--fish/in"], outputs=["bob--fish/out"], cpu="0.5")
     assert created["name"] == "fish-detector" and created["owner"] == "bob"
-    assert created["memory"].endswith("Mi") and created["environment"]["variables"]["REEFLAB_MODULE"] == "fish-detector"
+    assert created["memory"] == "1000M" and created["environment"]["variables"]["REEFLAB_MODULE"] == "fish-detector"
     truth = json.loads((SAMPLES / "ground_truth.json").read_text())["images"]
 
     answer = serverless.invoke("fish-detector", SAMPLES / "fish_03.jpg")
