@@ -201,6 +201,9 @@ class DeploymentService(LoggingConfigurable):
     async def _launch(self, deployment: Deployment) -> None:
         deployment.state = "starting"
         deployment.started_at = now()
+        # no runtime until the backend says where it runs: the watcher, looking meanwhile, must not take the
+        # previous run's ended process (a restart's) for this one having failed
+        deployment.runtime = {}
         try:
             deployment.runtime = await self.backend.start(deployment, self.folder(deployment))
         except Exception as err:  # the backend could not even start it: say why
@@ -277,6 +280,8 @@ class DeploymentService(LoggingConfigurable):
             minutes = f"{self.try_minutes:g}"
             self._finish(deployment, "stopped", f"the try period of {minutes} minutes ended")
             return
+        if deployment.state == "starting" and not deployment.runtime:
+            return  # the backend is starting it (see _launch)
         status = await self.backend.status(deployment)
         if status.state == "ready" and deployment.state != "ready":
             deployment.state = "ready"
