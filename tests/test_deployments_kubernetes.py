@@ -258,7 +258,7 @@ ONE_GPU = Hardware(cpu=4, memory_MB=16000, gpu=1)
 # profile, hardware, pod status, what the user reads
 PROBLEMS = [
     ("cpu", None, waiting(LOOP, "back-off", CRASHED), KEEPS + "File x | ImportError: y | ValueError: z"),
-    ("cpu", None, waiting(LOOP, "", OOM), KEEPS + "it ran out of memory (limit 4000 MB); deploy it with more memory"),
+    ("cpu", None, waiting(LOOP, "", OOM), KEEPS + "it ran out of memory (limit 4000 MB); restart it with more memory"),
     ("cpu", None, waiting(LOOP, "", {"reason": "Error", "exitCode": 2}), KEEPS + "it exited with code 2 (Error)"),
     ("cpu", None, waiting("ImagePullBackOff", "Back-off"), f"its image {IMAGE} cannot be pulled: Back-off"),
     ("gpu-t4", ONE_GPU, unschedulable(NO_GPU), "no node has 1 nvidia.com/gpu free"),
@@ -274,6 +274,12 @@ PROBLEMS = [
 def test_a_pod_that_will_not_become_ready_is_explained(profiles_file, profile, hardware, status, reason):
     deployment = render(make(profile, hardware), profiles_file)["deployment"]
     assert kb.pod_problem(a_pod(deployment, status=status)) == reason
+
+
+def test_a_pod_stopped_for_its_memory_is_told_apart(profiles_file):
+    deployment = render(make("cpu", None), profiles_file)["deployment"]
+    assert kb.ran_out_of_memory(a_pod(deployment, status=waiting(LOOP, "", OOM)))
+    assert not kb.ran_out_of_memory(a_pod(deployment, status=waiting(LOOP, "", CRASHED)))
 
 
 PROGRESSING = {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}

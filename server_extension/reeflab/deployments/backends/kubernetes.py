@@ -258,7 +258,7 @@ def network_policy_manifest(
 def _crash(terminated: dict[str, Any], limits: dict[str, str]) -> str:
     if terminated.get("reason") == "OOMKilled":
         mb = int(limits["memory"]) // 10**6 if limits.get("memory", "").isdigit() else "?"
-        return f"it ran out of memory (limit {mb} MB); deploy it with more memory"
+        return f"it ran out of memory (limit {mb} MB); restart it with more memory"
     lines = [line.strip() for line in (terminated.get("message") or "").splitlines() if line.strip()]
     exited = f"it exited with code {terminated.get('exitCode', '?')} ({terminated.get('reason') or 'no reason given'})"
     return " | ".join(lines[-3:])[-300:] if lines else exited
@@ -295,6 +295,15 @@ def pod_problem(pod: Manifest, patience: float = 0) -> str | None:
     if status.get("phase") == "Failed":
         return f"its pod failed: {status.get('message') or status.get('reason') or 'no reason given'}"
     return None
+
+
+def ran_out_of_memory(pod: Manifest) -> bool:
+    """Whether the kernel stopped a container of the pod (its API JSON) for its memory: a restart with more helps."""
+    for state in (pod.get("status") or {}).get("containerStatuses") or []:
+        for seen in (state.get("state") or {}, state.get("lastState") or {}):
+            if (seen.get("terminated") or {}).get("reason") == "OOMKilled":
+                return True
+    return False
 
 
 def deployment_problem(deployment: Manifest) -> str | None:
@@ -478,7 +487,9 @@ class KubernetesBackend(DeploymentBackend):
         pods = await self._pods(ns, name, since=found.metadata.creation_timestamp)
         problems = [pod_problem(pod, self.unschedulable_patience) for pod in pods]
         reason = next(filter(None, problems), None) or deployment_problem(api.sanitize_for_serialization(found))
-        return BackendStatus("failed", reason) if reason else BackendStatus("starting")
+        if not reason:
+            return BackendStatus("starting")
+        return BackendStatus("failed", reason, out_of_memory=any(ran_out_of_memory(pod) for pod in pods))
 
     async def _delete(self, ns: str, name: str, kinds: list[str], quiet: bool = False) -> None:
         api = await self._api()
