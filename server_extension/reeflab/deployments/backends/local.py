@@ -196,8 +196,7 @@ class LocalProcessBackend(DeploymentBackend):
             return None
 
     async def status(self, deployment: Deployment) -> BackendStatus:
-        if not deployment.runtime:  # its start is still under way (the watcher may look meanwhile)
-            return BackendStatus("starting")
+        # (a deployment whose start is under way has no runtime yet: DeploymentService.check does not ask then)
         if "socket" not in deployment.runtime:
             await self.stop(deployment)
             return BackendStatus("failed", BEFORE_SOCKETS)
