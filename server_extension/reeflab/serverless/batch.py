@@ -241,8 +241,11 @@ class Batch:
         total = len(index["items"])
         parallel, plan = self.plan(index)
         index_key = "/".join(self._index_location())
+        # job statuses before done markers: a slice's job writes its marker before it ends, so a slice whose
+        # job ended after this is seen by both reads, never by neither (which would send it again)
+        in_flight = self._in_flight()
         done = self.done_markers()
-        running = {job: piece for job, piece in self._in_flight().items() if piece not in done}
+        running = {job: piece for job, piece in in_flight.items() if piece not in done}
         waiting = [s for s in plan if s not in done and s not in running.values()]
         tries: dict[tuple[int, int], int] = dict.fromkeys(running.values(), 1)
         report = _progress(progress, total, sum(m["processed"] + len(m["failed"]) for m in done.values()))
