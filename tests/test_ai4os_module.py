@@ -60,7 +60,7 @@ def jp_server_config(jp_server_config, tmp_path, ai4os_module):
 @pytest.fixture
 def no_leftover_deployments(jp_serverapp, jp_asyncio_loop):
     yield
-    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"]["deployments"].stop_all())
+    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"].deployments.stop_all())
 
 
 async def api(jp_fetch, *path: str, method: str = "GET", body: dict | None = None, **params) -> dict:

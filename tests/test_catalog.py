@@ -164,7 +164,7 @@ async def test_form_says_why_a_module_needs_more_than_the_user_may_get(jp_fetch,
     assert form["profiles"][0]["reason"].startswith("below its recommendation of 8 GB memory (has 4 GB)")
     assert "1 GPU" in form["reason"] and "gpu" in form["reason"] and "reserved" in form["reason"]
 
-    jp_serverapp.web_app.settings["reeflab"]["identity"].standalone_groups = ["vo.gpu"]
+    jp_serverapp.web_app.settings["reeflab"].identity.standalone_groups = ["vo.gpu"]
     member = await get(jp_fetch, "modules", "plankton-counter", "form")
     assert member["default"] == "gpu" and member["reason"] is None
     assert member["profiles"][-1]["prefill"] == {"cpu": 2, "memory_MB": 8000, "gpu": 1}

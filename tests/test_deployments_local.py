@@ -33,7 +33,7 @@ def jp_server_config(jp_server_config, tmp_path):
 def no_leftover_deployments(jp_serverapp, jp_asyncio_loop):
     """Deployments outlive their server by design: stop what a test left running."""
     yield
-    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"]["deployments"].stop_all())
+    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"].deployments.stop_all())
 
 
 async def call(jp_fetch, method: str, *path: str, body=None, **kwargs):
@@ -127,7 +127,7 @@ async def test_deploy_predict_through_the_route_logs_and_delete(jp_fetch, jp_ser
         method="POST", body=body, headers={"Content-Type": content_type}, request_timeout=120,
     )  # fmt: skip
 
-    service = jp_serverapp.web_app.settings["reeflab"]["deployments"]
+    service = jp_serverapp.web_app.settings["reeflab"].deployments
     pid = service.get(ready["owner"], created["id"]).runtime["pid"]
     restarted = await call(jp_fetch, "POST", created["id"], "restart")
     assert restarted["state"] == "starting"

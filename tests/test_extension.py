@@ -56,7 +56,7 @@ async def test_profiles_lists_only_what_the_user_may_use(jp_fetch):
 
 @pytest.mark.parametrize("groups, slugs", [([], ["small"]), (["vo.test"], ["small", "gpu"])])
 async def test_group_members_see_gated_profiles(jp_fetch, jp_serverapp, groups, slugs):
-    jp_serverapp.web_app.settings["reeflab"]["identity"].standalone_groups = groups
+    jp_serverapp.web_app.settings["reeflab"].identity.standalone_groups = groups
     data = await get_json(jp_fetch, "reeflab", "api", "profiles")
     assert [p["slug"] for p in data["profiles"]] == slugs
 

@@ -48,7 +48,7 @@ def platform_env(jp_serverapp, server_url):
 @pytest.fixture
 def stop_servers(jp_serverapp):
     yield
-    jp_serverapp.web_app.settings["reeflab"]["federated"].stop_all()
+    jp_serverapp.web_app.settings["reeflab"].federated.stop_all()
 
 
 async def off_loop(func, *args, **kwargs):

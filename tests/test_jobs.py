@@ -31,7 +31,7 @@ def jp_server_config(jp_server_config, tmp_path, activity_hub, monkeypatch):
 def no_leftover_jobs(jp_serverapp, jp_asyncio_loop):
     """Jobs outlive their server by design: cancel what a test left running."""
     yield
-    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"]["jobs"].cancel_all())
+    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"].jobs.cancel_all())
 
 
 def notebook(path, *sources: str, parameters: str | None = None) -> str:
@@ -200,7 +200,7 @@ async def test_bad_requests_are_refused_with_a_reason(jp_fetch, jp_root_dir, tmp
 
 async def test_users_see_only_their_own_jobs(jp_fetch, jp_root_dir, jp_serverapp):
     job = await call(jp_fetch, "POST", body={"notebook": notebook(jp_root_dir / "quick.ipynb", "1 + 1")})
-    service = jp_serverapp.web_app.settings["reeflab"]["jobs"]
+    service = jp_serverapp.web_app.settings["reeflab"].jobs
     assert service.list("somebody-else") == []
     with pytest.raises(Exception, match="No job"):
         service.get("somebody-else", job["id"])

@@ -42,7 +42,7 @@ def jp_server_config(jp_server_config, tmp_path, engine, monkeypatch):
 @pytest.fixture(autouse=True)
 def no_leftover_runs(jp_serverapp, jp_asyncio_loop):
     yield
-    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"]["pipelines"].cancel_all())
+    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"].pipelines.cancel_all())
 
 
 async def call(jp_fetch, method: str, *path: str, body=None, **kwargs):
@@ -149,8 +149,8 @@ async def test_two_runs_of_one_pipeline_keep_their_files_apart_and_keep_the_serv
     jp_fetch, jp_root_dir, activity_hub, monkeypatch, jp_serverapp
 ):
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "pipeline-activity-token")
-    jp_serverapp.web_app.settings["reeflab"]["pipelines"].activity.url = activity_hub[0]
-    jp_serverapp.web_app.settings["reeflab"]["pipelines"].activity.interval = 0.5
+    jp_serverapp.web_app.settings["reeflab"].pipelines.activity.url = activity_hub[0]
+    jp_serverapp.web_app.settings["reeflab"].pipelines.activity.interval = 0.5
     node_notebook(
         jp_root_dir / "write.ipynb",
         "import os, time\nfrom reeflab.pipelines import nodes",
@@ -205,7 +205,7 @@ async def test_cancel_stops_the_running_node_and_its_kernel(jp_fetch, jp_root_di
     while (await call(jp_fetch, "GET", run["id"]))["nodes"][0]["progress"]["cell"] < 2:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.3)
-    service = jp_serverapp.web_app.settings["reeflab"]["pipelines"]
+    service = jp_serverapp.web_app.settings["reeflab"].pipelines
     pid = service.get(run["owner"], run["id"]).runtime["pid"]
     kernels = json.loads((Path(service.root_dir) / run["id"] / "status.json").read_text())["kernel_pids"]
     cancelled = await call(jp_fetch, "POST", run["id"], "cancel")

@@ -46,7 +46,7 @@ def jp_server_config(jp_server_config, tmp_path):
 @pytest.fixture
 def service(jp_serverapp):
     """The server's storage service; whatever a test mounted is unmounted after it."""
-    storage = jp_serverapp.web_app.settings["reeflab"]["storage"]
+    storage = jp_serverapp.web_app.settings["reeflab"].storage
     yield storage
     for owner in list(storage._mounts):
         for connection in storage.list(owner):

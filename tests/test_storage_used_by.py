@@ -74,7 +74,7 @@ def jp_server_config(jp_server_config, tmp_path, monkeypatch):
 def reeflab(jp_serverapp, jp_asyncio_loop):
     services = jp_serverapp.web_app.settings["reeflab"]
     yield services
-    jp_asyncio_loop.run_until_complete(services["jobs"].cancel_all())
+    jp_asyncio_loop.run_until_complete(services.jobs.cancel_all())
 
 
 class Api:
@@ -176,7 +176,7 @@ async def test_a_job_reads_webdav_and_writes_s3_and_no_secret_leaks(api, dav, s3
     log = await api("GET", "jobs", job["id"], "log", params={"tail": "1000"})
     assert any("input IMAGES: copying rl_cloud:images/list.txt" in line for line in log["lines"])
     await api("GET", "jobs")
-    folder = reeflab["jobs"].folder(reeflab["jobs"].get(done["owner"], job["id"]))
+    folder = reeflab.jobs.folder(reeflab.jobs.get(done["owner"], job["id"]))
     on_disk = [path.read_bytes() for path in folder.rglob("*") if path.is_file() and path.suffix != ".txt"]
     output = (jp_root_dir / done["output"]).read_bytes()
     for secret in secrets:
@@ -220,10 +220,10 @@ async def test_another_users_job_cannot_use_your_connections(api, dav, s3, jp_ro
     await connect(api, dav, s3)
     name = notebook(jp_root_dir / "list.ipynb", READ_LIST)
     request = JobRequest(notebook=name, inputs={"IMAGES": "cloud:images/list.txt"})
-    profiles = reeflab["profiles"].catalog()
+    profiles = reeflab.profiles.catalog()
     with pytest.raises(BadRequest, match="No storage connection 'cloud'"):
-        await reeflab["jobs"].submit("bob", [], request, profiles)
-    assert reeflab["jobs"].list("bob") == []
+        await reeflab.jobs.submit("bob", [], request, profiles)
+    assert reeflab.jobs.list("bob") == []
 
 
 # -- deployments ---------------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import zmq
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Type, Unicode, default
 
-from . import __version__
 from .catalog.service import CatalogService
 from .deployments.service import DeploymentService
 from .examples import ExamplesService
@@ -62,6 +61,7 @@ from .jobs.service import JobService
 from .pipelines.service import PipelineService
 from .profiles import ProfileStore, default_profiles_path
 from .serverless.gateway import ServerlessGateway
+from .services import Services
 from .storage.service import StorageService
 from .training.federated import FederatedService
 from .training.publish import PublishService
@@ -112,34 +112,33 @@ class ReefLabApp(ExtensionApp):
             kernels.transport_encryption = "auto"
         catalog = CatalogService(parent=self)
         storage = StorageService(parent=self, workspace=self.serverapp.root_dir)  # jobs/deployments use it too
-        self.settings["reeflab"] = {
-            "version": __version__,
-            "profiles": ProfileStore(self.profiles_file),
-            "identity": self.identity_class(parent=self),
-            "catalog": catalog,
-            "deployments": DeploymentService(parent=self, catalog=catalog, storage=storage),
-            "jobs": JobService(parent=self, notebook_root=self.serverapp.root_dir, storage=storage),
-            "pipelines": PipelineService(parent=self, notebook_root=self.serverapp.root_dir),
-            "storage": storage,
-            "federated": FederatedService(parent=self),
-            "serverless": ServerlessGateway(parent=self),
-            "examples": ExamplesService(parent=self, notebook_root=self.serverapp.root_dir),
-        }
         tracking = TrackingService(parent=self)
         registry = ModelRegistry(catalog.registry_dir, self.serverapp.root_dir)
-        self.settings["reeflab"]["tracking"] = tracking
-        self.settings["reeflab"]["publish"] = PublishService(catalog, tracking, registry)
+        self.settings["reeflab"] = Services(
+            profiles=ProfileStore(self.profiles_file),
+            identity=self.identity_class(parent=self),
+            catalog=catalog,
+            deployments=DeploymentService(parent=self, catalog=catalog, storage=storage),
+            jobs=JobService(parent=self, notebook_root=self.serverapp.root_dir, storage=storage),
+            pipelines=PipelineService(parent=self, notebook_root=self.serverapp.root_dir),
+            storage=storage,
+            federated=FederatedService(parent=self),
+            serverless=ServerlessGateway(parent=self),
+            examples=ExamplesService(parent=self, notebook_root=self.serverapp.root_dir),
+            tracking=tracking,
+            publish=PublishService(catalog, tracking, registry),
+        )
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         # deployments started before a restart of this server: re-attach, or report them stopped
-        self.settings["reeflab"]["deployments"].ensure_watching()
-        self.settings["reeflab"]["jobs"].ensure_watching()  # jobs that ran on while this server was down
-        self.settings["reeflab"]["pipelines"].ensure_watching()
+        self.settings["reeflab"].deployments.ensure_watching()
+        self.settings["reeflab"].jobs.ensure_watching()  # jobs that ran on while this server was down
+        self.settings["reeflab"].pipelines.ensure_watching()
         # storage the user had mounted: re-attach to the mounts, or mount again (off the event loop)
-        owner = os.environ.get("JUPYTERHUB_USER") or self.settings["reeflab"]["identity"].standalone_name
-        storage = self.settings["reeflab"]["storage"]
+        owner = os.environ.get("JUPYTERHUB_USER") or self.settings["reeflab"].identity.standalone_name
+        storage = self.settings["reeflab"].storage
         asyncio.get_running_loop().run_in_executor(None, storage.restore_mounts, owner)
-        examples = self.settings["reeflab"]["examples"]
+        examples = self.settings["reeflab"].examples
         if examples.copy_at_start:  # a new user's first pipeline run finds the shipped ones in notebooks/
             try:
                 await asyncio.get_running_loop().run_in_executor(None, examples.sync)
@@ -148,7 +147,7 @@ class ReefLabApp(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Stop the background watchers; what they watch goes on, and the next start re-attaches to it."""
-        watchers = [self.settings["reeflab"][name]._watcher for name in ("deployments", "jobs", "pipelines")]
+        watchers = [getattr(self.settings["reeflab"], name)._watcher for name in ("deployments", "jobs", "pipelines")]
         watchers = [w for w in watchers if w is not None and not w.done()]
         for watcher in watchers:
             watcher.cancel()

@@ -20,7 +20,7 @@ import pytest
 import requests
 from reeflab import accounts
 from reeflab.client import Connection, deploy
-from reeflab.deployments.backends.local import socket_path
+from reeflab.processes import socket_path
 from reeflab.errors import Conflict
 from reeflab.hub.config import REPO
 from reeflab.testing.hub import HubProcess, run_in_kernel
@@ -83,7 +83,7 @@ def jp_server_config(jp_server_config, tmp_path):
 @pytest.fixture
 def service(jp_serverapp, jp_asyncio_loop):
     """The server's deployment service; what a test leaves running is stopped."""
-    deployments = jp_serverapp.web_app.settings["reeflab"]["deployments"]
+    deployments = jp_serverapp.web_app.settings["reeflab"].deployments
     yield deployments
     jp_asyncio_loop.run_until_complete(deployments.stop_all())
 

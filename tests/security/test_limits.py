@@ -242,8 +242,8 @@ def no_leftovers(jp_serverapp, jp_asyncio_loop):
     """Deployments and jobs outlive their server by design: stop what a test left running."""
     yield
     services = jp_serverapp.web_app.settings["reeflab"]
-    jp_asyncio_loop.run_until_complete(services["deployments"].stop_all())
-    jp_asyncio_loop.run_until_complete(services["jobs"].cancel_all())
+    jp_asyncio_loop.run_until_complete(services.deployments.stop_all())
+    jp_asyncio_loop.run_until_complete(services.jobs.cancel_all())
 
 
 async def test_the_fish_detector_with_its_default_request_stays_ready_through_50_predictions(
@@ -253,7 +253,7 @@ async def test_the_fish_detector_with_its_default_request_stays_ready_through_50
     assert created["hardware"]["memory_MB"] == 1000
     ready = await wait_deployment(jp_fetch, created["id"], ("ready", "failed"))
     assert ready["state"] == "ready", ready["reason"]
-    service = jp_serverapp.web_app.settings["reeflab"]["deployments"]
+    service = jp_serverapp.web_app.settings["reeflab"].deployments
     name = service.get(ready["owner"], created["id"]).runtime["cgroup"]
     cgroup = Cgroup.find(name) if name else None
     if cgroup is not None:  # the kernel holds it to 1.5 GB, with all its processes inside
@@ -286,7 +286,7 @@ async def test_a_deployment_given_too_little_memory_is_stopped_and_says_so(
     assert failed["state"] == "failed", failed
     assert failed["reason"].startswith("stopped: out of memory, limit 356 MB ("), failed["reason"]
     assert "it was given 100 MB; restart it with more memory" in failed["reason"]
-    runtime = jp_serverapp.web_app.settings["reeflab"]["deployments"].get(failed["owner"], created["id"]).runtime
+    runtime = jp_serverapp.web_app.settings["reeflab"].deployments.get(failed["owner"], created["id"]).runtime
     assert (runtime["cgroup"] is None) == ("it used" in failed["reason"])  # the watchdog says what it measured
     assert held_by == "kernel" or runtime["cgroup"] is None
     assert runtime["cgroup"] is None or Cgroup.find(runtime["cgroup"]) is None  # nothing of it is left
@@ -315,7 +315,7 @@ async def test_a_job_over_its_profiles_memory_fails_with_the_reason(
     name = notebook(jp_root_dir / "hungry.ipynb", "print('start', flush=True)", "x = b'x' * (1500 * 10**6)")
     job = await jobs(jp_fetch, "POST", body={"notebook": name, "profile": "tiny"})
     assert job["memory_MB"] == 1000
-    runtime = jp_serverapp.web_app.settings["reeflab"]["jobs"].get(job["owner"], job["id"]).runtime
+    runtime = jp_serverapp.web_app.settings["reeflab"].jobs.get(job["owner"], job["id"]).runtime
     done = await wait_job(jp_fetch, job["id"], ended, timeout=120)
     assert done["state"] == "failed", done
     assert done["reason"].startswith("stopped: out of memory, limit 1 GB ("), done["reason"]

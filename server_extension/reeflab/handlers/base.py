@@ -12,6 +12,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from pydantic import BaseModel, ValidationError
 
 from ..errors import BadRequest, ReefLabError
+from ..services import Services
 
 
 def parse_body(model: type[BaseModel], body: bytes, what: str):
@@ -32,12 +33,12 @@ class ReefLabHandler(ExtensionHandlerMixin, APIHandler):
     auth_resource = "reeflab"
 
     @property
-    def reeflab(self) -> dict[str, Any]:
+    def services(self) -> Services:
         return self.settings["reeflab"]
 
     @property
     def username(self) -> str:
-        return self.settings["reeflab"]["identity"].name(self.current_user)
+        return self.services.identity.name(self.current_user)
 
     async def run_blocking(self, func, *args):
         """Run slow, blocking service work (imports, downloads) off the event loop."""

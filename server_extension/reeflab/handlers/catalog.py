@@ -17,7 +17,7 @@ class CatalogHandler(ReefLabHandler):
 
     @property
     def catalog(self):
-        return self.reeflab["catalog"]
+        return self.services.catalog
 
     def int_argument(self, name: str, default: int) -> int:
         value = self.get_argument(name, None)
@@ -67,8 +67,8 @@ class ModuleFormHandler(CatalogHandler):
     @web.authenticated
     @authorized
     async def get(self, module_id: str) -> None:
-        groups = self.reeflab["identity"].groups(self.current_user)
-        form = self.catalog.deployment_form(module_id, self.reeflab["profiles"].catalog(), groups)
+        groups = self.services.identity.groups(self.current_user)
+        form = self.catalog.deployment_form(module_id, self.services.profiles.catalog(), groups)
         self.write_json(form)
 
 

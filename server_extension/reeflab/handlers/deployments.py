@@ -21,7 +21,7 @@ class DeploymentsBase(ReefLabHandler):
 
     @property
     def deployments(self):
-        return self.reeflab["deployments"]
+        return self.services.deployments
 
 
 class DeploymentsHandler(DeploymentsBase):
@@ -36,8 +36,8 @@ class DeploymentsHandler(DeploymentsBase):
     @authorized
     async def post(self) -> None:
         request = parse_body(DeploymentRequest, self.request.body, "deployment")
-        groups = self.reeflab["identity"].groups(self.current_user)
-        profiles = self.reeflab["profiles"].catalog()
+        groups = self.services.identity.groups(self.current_user)
+        profiles = self.services.profiles.catalog()
         deployment = await self.deployments.create(self.username, groups, request, profiles)
         self.write_json(deployment.public(), status=201)
 
@@ -161,9 +161,9 @@ class DeploymentProxyHandler(ProxyHandler):
             raise web.HTTPError(403, "not allowed to call deployments")
 
     def _target(self, deployment_id: str) -> tuple[str, int]:
-        service = self.settings["reeflab"]["deployments"]
+        service = self.settings["reeflab"].deployments
         try:
-            owner = self.settings["reeflab"]["identity"].name(self.current_user)
+            owner = self.settings["reeflab"].identity.name(self.current_user)
             endpoint = service.endpoint(owner, deployment_id)
         except ReefLabError as err:
             raise web.HTTPError(err.status, err.message) from None

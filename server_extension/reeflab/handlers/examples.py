@@ -15,10 +15,10 @@ class ExamplesHandler(ReefLabHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        examples = self.reeflab["examples"]
+        examples = self.services.examples
         self.write_json({"folder": examples.folder, "files": examples.files()})
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        self.write_json(await self.run_blocking(self.reeflab["examples"].sync, True))
+        self.write_json(await self.run_blocking(self.services.examples.sync, True))

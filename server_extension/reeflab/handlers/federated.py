@@ -27,7 +27,7 @@ class FederatedBase(ReefLabHandler):
 
     @property
     def federated(self):
-        return self.reeflab["federated"]
+        return self.services.federated
 
 
 class ServersHandler(FederatedBase):

@@ -18,7 +18,7 @@ class JobsBase(ReefLabHandler):
 
     @property
     def jobs(self):
-        return self.reeflab["jobs"]
+        return self.services.jobs
 
 
 class JobsHandler(JobsBase):
@@ -33,8 +33,8 @@ class JobsHandler(JobsBase):
     @authorized
     async def post(self) -> None:
         request = parse_body(JobRequest, self.request.body, "job")
-        groups = self.reeflab["identity"].groups(self.current_user)
-        profiles = self.reeflab["profiles"].catalog()
+        groups = self.services.identity.groups(self.current_user)
+        profiles = self.services.profiles.catalog()
         job = await self.jobs.submit(self.username, groups, request, profiles)
         self.write_json(job.public(), status=201)
 

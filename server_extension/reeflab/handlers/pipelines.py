@@ -14,7 +14,7 @@ class PipelinesBase(ReefLabHandler):
 
     @property
     def pipelines(self):
-        return self.reeflab["pipelines"]
+        return self.services.pipelines
 
 
 class PipelinesHandler(PipelinesBase):
@@ -29,8 +29,8 @@ class PipelinesHandler(PipelinesBase):
     @authorized
     async def post(self) -> None:
         request = parse_body(PipelineRequest, self.request.body, "pipeline")
-        groups = self.reeflab["identity"].groups(self.current_user)
-        profiles = self.reeflab["profiles"].catalog()
+        groups = self.services.identity.groups(self.current_user)
+        profiles = self.services.profiles.catalog()
         run = await self.pipelines.submit(self.username, groups, request, profiles)
         self.write_json(run.public(), status=201)
 

@@ -15,7 +15,7 @@ from .base import ReefLabHandler
 class _Gateway(ReefLabHandler):
     @property
     def gateway(self):
-        return self.reeflab["serverless"]
+        return self.services.serverless
 
     async def relay(
         self, method: str, path: str, body: bytes | None, content_type: str = "", disposition: str = ""
@@ -96,7 +96,7 @@ class ServicesFromModulesHandler(_Gateway):
         request = self.body_json()
         if not isinstance(request, dict) or not request.get("module"):
             raise BadRequest("give 'module': the id of a marketplace module, e.g. fish-detector")
-        entry = self.reeflab["catalog"].get(request["module"])
+        entry = self.services.catalog.get(request["module"])
         definition = self.gateway.from_module(request, entry.metadata)
         await self.relay("POST", "system/services", json.dumps(definition).encode(), "application/json")
 

@@ -19,7 +19,7 @@ class StorageBase(ReefLabHandler):
 
     @property
     def storage(self):
-        return self.reeflab["storage"]
+        return self.services.storage
 
     def public(self, connection) -> dict:
         return self.storage.public(connection)

@@ -15,7 +15,7 @@ class InfoHandler(ReefLabHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        identity = self.reeflab["identity"]
+        identity = self.services.identity
         self.write_json(
             {
                 "version": __version__,
@@ -24,10 +24,10 @@ class InfoHandler(ReefLabHandler):
                 "hub": identity.hub_api_url,
                 "backends": {
                     "identity": _class_path(identity),
-                    "profiles": str(self.reeflab["profiles"].path),
-                    "deployments": _class_path(self.reeflab["deployments"].backend),
+                    "profiles": str(self.services.profiles.path),
+                    "deployments": _class_path(self.services.deployments.backend),
                 },
-                "deployments": self.reeflab["deployments"].limits(),
+                "deployments": self.services.deployments.limits(),
             }
         )
 
@@ -38,8 +38,8 @@ class ProfilesHandler(ReefLabHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        catalog = self.reeflab["profiles"].catalog()
-        groups = self.reeflab["identity"].groups(self.current_user)
+        catalog = self.services.profiles.catalog()
+        groups = self.services.identity.groups(self.current_user)
         allowed = catalog.allowed(groups)
         default = catalog.choose(None, groups).slug if allowed else None
         self.write_json(

@@ -34,11 +34,11 @@ class TrainingBase(ReefLabHandler):
 
     @property
     def tracking(self):
-        return self.reeflab["tracking"]
+        return self.services.tracking
 
     @property
     def publish(self):
-        return self.reeflab["publish"]
+        return self.services.publish
 
 
 class TrackingInfoHandler(TrainingBase):
@@ -180,7 +180,7 @@ class MlflowProxyHandler(ProxyHandler):
                 raise web.HTTPError(403, "cross-origin requests to MLflow are refused")
 
     def _target(self) -> tuple[str, int]:
-        uri = urlparse(self.settings["reeflab"]["tracking"].tracking_uri)
+        uri = urlparse(self.settings["reeflab"].tracking.tracking_uri)
         if uri.scheme != "http" or uri.hostname not in ("127.0.0.1", "localhost") or not uri.port:
             raise web.HTTPError(404, "No local MLflow server: open MLFLOW_TRACKING_URI directly.")
         self.host_allowlist = [uri.hostname]

@@ -1,0 +1,36 @@
+"""The services of one user server, as the extension builds them and every handler reaches them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .catalog.service import CatalogService
+from .deployments.service import DeploymentService
+from .examples import ExamplesService
+from .identity import HubIdentity
+from .jobs.service import JobService
+from .pipelines.service import PipelineService
+from .profiles import ProfileStore
+from .serverless.gateway import ServerlessGateway
+from .storage.service import StorageService
+from .training.federated import FederatedService
+from .training.publish import PublishService
+from .training.tracking import TrackingService
+
+
+@dataclass(frozen=True)
+class Services:
+    """`settings["reeflab"]`: handlers reach it as `self.services` (see handlers/base.py)."""
+
+    profiles: ProfileStore
+    identity: HubIdentity
+    catalog: CatalogService
+    deployments: DeploymentService
+    jobs: JobService
+    pipelines: PipelineService
+    storage: StorageService
+    federated: FederatedService
+    serverless: ServerlessGateway
+    examples: ExamplesService
+    tracking: TrackingService
+    publish: PublishService
