@@ -12,8 +12,7 @@ import {
   IDeployForm,
   IEnvRow,
   initialForm,
-  toRequest,
-  TRY_MINUTES
+  toRequest
 } from './deployForm';
 import { describeHardware } from './marketplaceState';
 import { ErrorNotice } from './notice';
@@ -21,7 +20,7 @@ import { ErrorNotice } from './notice';
 export interface IDeployDialogProps {
   form: Catalog.IForm;
   kind: Deployments.Kind;
-  api: Pick<MarketplaceAPI, 'createDeployment'>;
+  api: Pick<MarketplaceAPI, 'createDeployment' | 'info'>;
   onCancel: () => void;
   onCreated: (deployment: Deployments.IDeployment) => void;
 }
@@ -85,6 +84,22 @@ function EnvRows(props: { rows: IEnvRow[]; onChange: (rows: IEnvRow[]) => void }
   );
 }
 
+/** How long a try runs before it stops by itself: the server's setting (its /info), null until it answered. */
+function useTryMinutes(info: MarketplaceAPI['info']): number | null {
+  const [minutes, setMinutes] = React.useState<number | null>(null);
+  React.useEffect(() => {
+    let live = true;
+    info?.().then(
+      answer => live && setMinutes(answer.deployments.try_minutes),
+      () => undefined // the sentence stays vague
+    );
+    return () => {
+      live = false;
+    };
+  }, [info]);
+  return minutes;
+}
+
 export function DeployDialog(props: IDeployDialogProps): JSX.Element {
   const { form, kind } = props;
   const [state, setState] = React.useState<IDeployForm>(() => initialForm(form));
@@ -100,6 +115,7 @@ export function DeployDialog(props: IDeployDialogProps): JSX.Element {
   const checked = checkForm(state, form);
   const blocking = Object.values(checked.errors).filter(Boolean);
   const verb = kind === 'try' ? 'Try' : 'Deploy';
+  const tryMinutes = useTryMinutes(kind === 'try' ? props.api.info : undefined);
 
   const update = (change: Partial<IDeployForm>) => {
     setState(s => ({ ...s, ...change }));
@@ -141,7 +157,8 @@ export function DeployDialog(props: IDeployDialogProps): JSX.Element {
       </h4>
       {kind === 'try' ? (
         <p className="jp-ReefLab-info">
-          A try stops by itself after {TRY_MINUTES} minutes. Use it on a few of your own images.
+          A try stops by itself after {tryMinutes === null ? 'a few' : tryMinutes} minutes. Use it on a few of your own
+          images.
         </p>
       ) : (
         <p className="jp-ReefLab-muted">It runs as a service you can call from code until you delete it.</p>

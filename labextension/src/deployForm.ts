@@ -2,9 +2,6 @@
 import { Catalog, Deployments } from './api';
 import { formatMemory } from './marketplaceState';
 
-/** How long a try runs before it stops by itself (the server's DeploymentService.try_minutes). */
-export const TRY_MINUTES = 10;
-
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export interface IEnvRow {

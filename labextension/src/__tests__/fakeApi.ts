@@ -1,7 +1,7 @@
 /** A marketplace API in memory, recording each call, with answers the tests can hold back. */
 import { vi } from 'vitest';
 
-import { Catalog, Deployments, MarketplaceAPI, ReefLabError, searchParams } from '../api';
+import { Catalog, Deployments, MarketplaceAPI, ReefLab, ReefLabError, searchParams } from '../api';
 import { deployment } from './fakeDeployments';
 
 export function card(id: string, title: string, extra: Partial<Catalog.ICard> = {}): Catalog.ICard {
@@ -110,6 +110,17 @@ export class FakeAPI implements MarketplaceAPI {
     }
     return found;
   });
+
+  info = vi.fn(
+    async (): Promise<ReefLab.IInfo> => ({
+      version: '0.1.0',
+      user: 'ana',
+      groups: [],
+      hub: null,
+      backends: {},
+      deployments: { try_minutes: 10, max_deployments: 5, max_tries: 2, max_gpus: 1 }
+    })
+  );
 
   refreshCatalog = vi.fn(async (): Promise<Catalog.IRefreshResult> => ({ modules: 3, invalid: 1, errors: [] }));
 

@@ -205,7 +205,7 @@ export type MarketplaceAPI = Pick<
   typeof api,
   'searchModules' | 'module' | 'moduleForm' | 'refreshCatalog' | 'createDeployment'
 > &
-  Partial<Pick<typeof api, 'makeServerless' | 'serverlessAvailability' | 'platformStorage' | 'runPipeline'>>;
+  Partial<Pick<typeof api, 'info' | 'makeServerless' | 'serverlessAvailability' | 'platformStorage' | 'runPipeline'>>;
 
 /** The calls the Deployments section makes. */
 export type DeploymentsAPI = Pick<
