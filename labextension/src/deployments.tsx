@@ -2,7 +2,8 @@
 import { copyIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { Deployments, DeploymentsAPI, deploymentURL, errorMessage } from './api';
+import { ActionStatus, ConfirmDelete, useAction } from './actions';
+import { Deployments, DeploymentsAPI, deploymentURL } from './api';
 import { copyText } from './clipboard';
 import {
   countdown,
@@ -73,8 +74,8 @@ function DeploymentRow(props: IRowProps): JSX.Element {
   const { deployment: d, api, now } = props;
   const [open, setOpen] = React.useState<Open>(null);
   const [confirming, setConfirming] = React.useState(false);
-  const [busy, setBusy] = React.useState<string | null>(null);
-  const [error, setError] = React.useState<string | null>(null);
+  const action = useAction();
+  const busy = action.busy !== null;
   const row = React.useRef<HTMLLIElement>(null);
   const state = STATE_WORDS[d.state];
   const left = countdown(d, now);
@@ -106,21 +107,10 @@ function DeploymentRow(props: IRowProps): JSX.Element {
     }
   }, [ready, open]);
 
-  const act = (what: string, call: () => Promise<void>) => {
-    setBusy(what);
-    setError(null);
-    call().then(
-      () => setBusy(null),
-      e => {
-        setBusy(null);
-        setError(errorMessage(e));
-      }
-    );
-  };
   const restart = (hardware?: Deployments.IDeployment['suggestion']) =>
-    act('Restarting…', () => api.restartDeployment(d.id, hardware ?? undefined).then(props.onChanged));
+    action.run('Restarting…', () => api.restartDeployment(d.id, hardware ?? undefined).then(props.onChanged));
   const remove = () =>
-    act('Deleting…', () =>
+    action.run('Deleting…', () =>
       api.deleteDeployment(d.id).then(() => {
         setConfirming(false);
         props.opener?.forget(d.id);
@@ -171,7 +161,7 @@ function DeploymentRow(props: IRowProps): JSX.Element {
           <button
             type="button"
             className="jp-ReefLab-button jp-mod-accept"
-            disabled={busy !== null}
+            disabled={busy}
             onClick={() => restart(d.suggestion)}
           >
             Restart with {formatMemory(d.suggestion.memory_MB)}
@@ -197,38 +187,24 @@ function DeploymentRow(props: IRowProps): JSX.Element {
         >
           Logs
         </button>
-        <button type="button" className="jp-ReefLab-button" disabled={busy !== null} onClick={() => restart()}>
+        <button type="button" className="jp-ReefLab-button" disabled={busy} onClick={() => restart()}>
           Restart
         </button>
         <button
           type="button"
           className="jp-ReefLab-button"
-          disabled={busy !== null}
+          disabled={busy}
           onClick={() => setConfirming(true)}
         >
           Delete
         </button>
       </div>
       {confirming && (
-        <div className="jp-ReefLab-confirm" role="alertdialog" aria-label={`Delete ${d.title}?`}>
-          <span>
-            Delete <strong>{d.title}</strong>? It stops answering and its log is removed.
-          </span>
-          <button type="button" className="jp-ReefLab-button jp-mod-warn" disabled={busy !== null} onClick={remove}>
-            Delete it
-          </button>
-          <button
-            type="button"
-            className="jp-ReefLab-button"
-            disabled={busy !== null}
-            onClick={() => setConfirming(false)}
-          >
-            Keep it
-          </button>
-        </div>
+        <ConfirmDelete name={d.title} busy={busy} onDelete={remove} onKeep={() => setConfirming(false)}>
+          Delete <strong>{d.title}</strong>? It stops answering and its log is removed.
+        </ConfirmDelete>
       )}
-      {busy && <Loading>{busy}</Loading>}
-      {error && <ErrorNotice message={error} />}
+      <ActionStatus action={action} />
       {open === 'logs' && <LogsViewer deployment={d} api={api} />}
       {open === 'try' && ready && <TryView deployment={d} api={api} />}
     </li>

@@ -5,7 +5,8 @@
 import { launchIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { errorMessage, Jobs, JobsAPI, PipelinesAPI, serverURL } from './api';
+import { ActionStatus, CancelOrRemove, useAction } from './actions';
+import { Jobs, JobsAPI, PipelinesAPI, serverURL } from './api';
 import { ErrorNotice, Loading } from './notice';
 import {
   describeFailure,
@@ -57,22 +58,10 @@ function JobRow(props: {
 }): JSX.Element {
   const { job, api } = props;
   const [logs, setLogs] = React.useState(false);
-  const [busy, setBusy] = React.useState<string | null>(null);
-  const [error, setError] = React.useState<string | null>(null);
+  const action = useAction();
   const active = jobActive(job);
   const progress = describeProgress(job);
   const failure = job.state === 'failed' ? describeFailure(job) : null;
-  const act = (what: string, call: () => Promise<void>) => {
-    setBusy(what);
-    setError(null);
-    call().then(
-      () => setBusy(null),
-      e => {
-        setBusy(null);
-        setError(errorMessage(e));
-      }
-    );
-  };
   return (
     <li className={`jp-ReefLab-deployment jp-ReefLab-job jp-mod-job-${job.state}`} aria-label={job.title}>
       <div className="jp-ReefLab-deploymentHead">
@@ -107,34 +96,20 @@ function JobRow(props: {
         <button type="button" className="jp-ReefLab-button" aria-expanded={logs} onClick={() => setLogs(!logs)}>
           Logs
         </button>
-        {active ? (
-          <button
-            type="button"
-            className="jp-ReefLab-button jp-mod-warn"
-            disabled={busy !== null}
-            onClick={() => act('Cancelling…', () => api.cancelJob(job.id).then(props.onChanged))}
-          >
-            Cancel
-          </button>
-        ) : (
-          <button
-            type="button"
-            className="jp-ReefLab-button"
-            disabled={busy !== null}
-            title="Forget this job (its output notebook stays in your files)"
-            onClick={() => act('Removing…', () => api.deleteJob(job.id).then(() => props.onDeleted(job.id)))}
-          >
-            Remove
-          </button>
-        )}
+        <CancelOrRemove
+          active={active}
+          action={action}
+          removeTitle="Forget this job (its output notebook stays in your files)"
+          cancel={() => api.cancelJob(job.id).then(props.onChanged)}
+          remove={() => api.deleteJob(job.id).then(() => props.onDeleted(job.id))}
+        />
         {job.state !== 'starting' && (
           <a className="jp-ReefLab-button" href={serverURL(job.output_url)} target="_blank" rel="noopener noreferrer">
             Output notebook
           </a>
         )}
       </div>
-      {busy && <Loading>{busy}</Loading>}
-      {error && <ErrorNotice message={error} />}
+      <ActionStatus action={action} />
       {logs && <JobLog api={api} job={job} />}
     </li>
   );

@@ -1,7 +1,8 @@
 /** Your pipeline runs (Elyra .pipeline files, each node a notebook): run one, watch its steps, logs, cancel. */
 import * as React from 'react';
 
-import { errorMessage, Pipelines, PipelinesAPI, ReefLab, serverURL } from './api';
+import { ActionStatus, CancelOrRemove, useAction } from './actions';
+import { Pipelines, PipelinesAPI, ReefLab, serverURL } from './api';
 import { ErrorNotice, Loading } from './notice';
 import { JOB_STATE_WORDS, newestFirstByCreated } from './panelState';
 import {
@@ -86,22 +87,10 @@ function RunRow(props: {
   const { run, api } = props;
   // null: no log; 'run': the run's own; else a node's id
   const [log, setLog] = React.useState<string | null>(null);
-  const [busy, setBusy] = React.useState<string | null>(null);
-  const [error, setError] = React.useState<string | null>(null);
+  const action = useAction();
   const active = runActive(run);
   const problems = run.nodes.map(nodeProblem).filter((p): p is string => p !== null);
   const reason = run.state === 'failed' && !problems.length ? run.reason : null;
-  const act = (what: string, call: () => Promise<void>) => {
-    setBusy(what);
-    setError(null);
-    call().then(
-      () => setBusy(null),
-      e => {
-        setBusy(null);
-        setError(errorMessage(e));
-      }
-    );
-  };
   const toggle = (which: string) => setLog(current => (current === which ? null : which));
   const node = log && log !== 'run' ? (run.nodes.find(n => n.id === log) ?? null) : null;
   return (
@@ -127,26 +116,13 @@ function RunRow(props: {
         <button type="button" className="jp-ReefLab-button" aria-expanded={log === 'run'} onClick={() => toggle('run')}>
           Log
         </button>
-        {active ? (
-          <button
-            type="button"
-            className="jp-ReefLab-button jp-mod-warn"
-            disabled={busy !== null}
-            onClick={() => act('Cancelling…', () => api.cancelPipelineRun(run.id).then(props.onChanged))}
-          >
-            Cancel
-          </button>
-        ) : (
-          <button
-            type="button"
-            className="jp-ReefLab-button"
-            disabled={busy !== null}
-            title="Forget this run (its executed notebooks stay in your files)"
-            onClick={() => act('Removing…', () => api.deletePipelineRun(run.id).then(() => props.onDeleted(run.id)))}
-          >
-            Remove
-          </button>
-        )}
+        <CancelOrRemove
+          active={active}
+          action={action}
+          removeTitle="Forget this run (its executed notebooks stay in your files)"
+          cancel={() => api.cancelPipelineRun(run.id).then(props.onChanged)}
+          remove={() => api.deletePipelineRun(run.id).then(() => props.onDeleted(run.id))}
+        />
         <a className="jp-ReefLab-button" href={serverURL(run.output_url)} target="_blank" rel="noopener noreferrer">
           Executed notebooks
         </a>
@@ -161,8 +137,7 @@ function RunRow(props: {
           </a>
         )}
       </div>
-      {busy && <Loading>{busy}</Loading>}
-      {error && <ErrorNotice message={error} />}
+      <ActionStatus action={action} />
       {log && <RunLog key={log} api={api} run={run} node={node} />}
     </li>
   );
@@ -180,8 +155,7 @@ export function RunPipelineForm(props: {
   const [path, setPath] = React.useState(props.initialPath ?? '');
   const [text, setText] = React.useState(props.initialParameters ?? '');
   const [touched, setTouched] = React.useState(false);
-  const [busy, setBusy] = React.useState(false);
-  const [error, setError] = React.useState<string | null>(null);
+  const action = useAction();
   React.useEffect(() => {
     if (props.initialPath) {
       setPath(props.initialPath);
@@ -195,17 +169,8 @@ export function RunPipelineForm(props: {
     if (problem) {
       return;
     }
-    setBusy(true);
-    setError(null);
-    props.api.runPipeline({ pipeline: path.trim(), parameters }).then(
-      run => {
-        setBusy(false);
-        props.onStarted(run);
-      },
-      e => {
-        setBusy(false);
-        setError(errorMessage(e));
-      }
+    action.run('Starting the pipeline…', () =>
+      props.api.runPipeline({ pipeline: path.trim(), parameters }).then(props.onStarted)
     );
   };
   return (
@@ -234,10 +199,9 @@ export function RunPipelineForm(props: {
         folder: relative paths start there.
       </p>
       {touched && problem && <ErrorNotice message={problem} />}
-      {busy && <Loading>Starting the pipeline…</Loading>}
-      {error && <ErrorNotice message={error} />}
+      <ActionStatus action={action} />
       <div className="jp-ReefLab-rowActions">
-        <button type="submit" className="jp-ReefLab-button jp-mod-accept" disabled={busy}>
+        <button type="submit" className="jp-ReefLab-button jp-mod-accept" disabled={action.busy !== null}>
           Run
         </button>
         <button type="button" className="jp-ReefLab-button" onClick={props.onCancel}>
@@ -260,29 +224,16 @@ export function describeExamples(report: ReefLab.IExamplesReport): string {
 
 /** Bring the examples in your files up to date (your edits stay, deleted ones come back). */
 function ExamplesRefresh(props: { refresh: () => Promise<ReefLab.IExamplesReport> }): JSX.Element {
-  const [busy, setBusy] = React.useState(false);
   const [said, setSaid] = React.useState<string | null>(null);
-  const [error, setError] = React.useState<string | null>(null);
-  const refresh = () => {
-    setBusy(true);
-    setError(null);
-    props.refresh().then(
-      report => {
-        setBusy(false);
-        setSaid(describeExamples(report));
-      },
-      e => {
-        setBusy(false);
-        setError(errorMessage(e));
-      }
-    );
-  };
+  const action = useAction();
+  const refresh = () =>
+    action.run('Refreshing the examples…', () => props.refresh().then(report => setSaid(describeExamples(report))));
   return (
     <>
       <button
         type="button"
         className="jp-ReefLab-button"
-        disabled={busy}
+        disabled={action.busy !== null}
         title="Copy the latest example notebooks and pipelines into notebooks/ of your files; those you changed stay as they are"
         onClick={refresh}
       >
@@ -293,7 +244,7 @@ function ExamplesRefresh(props: { refresh: () => Promise<ReefLab.IExamplesReport
           {said}
         </p>
       )}
-      {error && <ErrorNotice message={error} />}
+      {action.error && <ErrorNotice message={action.error} />}
     </>
   );
 }

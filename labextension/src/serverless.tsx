@@ -4,6 +4,7 @@
  */
 import * as React from 'react';
 
+import { ActionStatus, ConfirmDelete, useAction } from './actions';
 import { errorMessage, fileToBase64, Serverless, ServerlessAPI, Storage } from './api';
 import { ErrorNotice, Loading } from './notice';
 import {
@@ -347,21 +348,11 @@ function ServiceRow(props: {
   const { service: s, api } = props;
   const [open, setOpen] = React.useState<Open>(null);
   const [confirming, setConfirming] = React.useState(false);
-  const [busy, setBusy] = React.useState(false);
-  const [error, setError] = React.useState<string | null>(null);
+  const action = useAction();
+  const busy = action.busy !== null;
   const module = moduleOf(s);
   const toggle = (what: Open) => setOpen(open === what ? null : what);
-  const remove = () => {
-    setBusy(true);
-    setError(null);
-    api.deleteService(s.name).then(
-      () => props.onDeleted(s.name),
-      e => {
-        setBusy(false);
-        setError(errorMessage(e));
-      }
-    );
-  };
+  const remove = () => action.run('Deleting…', () => api.deleteService(s.name).then(() => props.onDeleted(s.name)));
   return (
     <li className="jp-ReefLab-deployment jp-ReefLab-service" aria-label={s.name} data-service={s.name}>
       <div className="jp-ReefLab-deploymentHead">
@@ -389,20 +380,11 @@ function ServiceRow(props: {
         </button>
       </div>
       {confirming && (
-        <div className="jp-ReefLab-confirm" role="alertdialog" aria-label={`Delete ${s.name}?`}>
-          <span>
-            Delete the service <strong>{s.name}</strong>? It stops answering; its results in storage stay.
-          </span>
-          <button type="button" className="jp-ReefLab-button jp-mod-warn" disabled={busy} onClick={remove}>
-            Delete it
-          </button>
-          <button type="button" className="jp-ReefLab-button" onClick={() => setConfirming(false)}>
-            Keep it
-          </button>
-        </div>
+        <ConfirmDelete name={s.name} busy={busy} onDelete={remove} onKeep={() => setConfirming(false)}>
+          Delete the service <strong>{s.name}</strong>? It stops answering; its results in storage stay.
+        </ConfirmDelete>
       )}
-      {busy && <Loading>Deleting…</Loading>}
-      {error && <ErrorNotice message={error} />}
+      <ActionStatus action={action} />
       {open === 'invoke' && <Invoke api={api} service={s.name} />}
       {open === 'jobs' && <ServiceJobs api={api} service={s} storage={props.storage} />}
     </li>
@@ -416,19 +398,8 @@ function BatchRow(props: {
 }): JSX.Element {
   const { batch, api } = props;
   const percent = batchPercent(batch);
-  const [busy, setBusy] = React.useState(false);
-  const [error, setError] = React.useState<string | null>(null);
-  const remove = () => {
-    setBusy(true);
-    setError(null);
-    api.deleteBatch(batch.id).then(
-      () => props.onRemoved(batch.id),
-      e => {
-        setBusy(false);
-        setError(errorMessage(e));
-      }
-    );
-  };
+  const action = useAction();
+  const remove = () => action.run('Removing…', () => api.deleteBatch(batch.id).then(() => props.onRemoved(batch.id)));
   return (
     <li
       className={`jp-ReefLab-deployment jp-ReefLab-batch jp-mod-batch-${batch.status}`}
@@ -464,7 +435,7 @@ function BatchRow(props: {
           <button
             type="button"
             className="jp-ReefLab-button"
-            disabled={busy}
+            disabled={action.busy !== null}
             title={`Forget this batch${batch.output ? ` (its results stay in ${batch.output})` : ''}`}
             onClick={remove}
           >
@@ -472,7 +443,7 @@ function BatchRow(props: {
           </button>
         </div>
       )}
-      {error && <ErrorNotice message={error} />}
+      {action.error && <ErrorNotice message={action.error} />}
     </li>
   );
 }

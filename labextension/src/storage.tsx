@@ -2,6 +2,7 @@
 import { copyIcon, downloadIcon, folderIcon, fileIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
+import { ActionStatus, ConfirmDelete, useAction } from './actions';
 import { errorMessage, Storage, StorageAPI } from './api';
 import { copyText } from './clipboard';
 import { ErrorNotice, Loading } from './notice';
@@ -18,30 +19,6 @@ import {
   storagePathUse
 } from './panelState';
 import { usePolled } from './usePolled';
-
-/** Run one action of a row at a time, with its words while it runs and its error after. */
-function useAction(): {
-  busy: string | null;
-  error: string | null;
-  run: (what: string, call: () => Promise<void>) => void;
-  clear: () => void;
-} {
-  const [busy, setBusy] = React.useState<string | null>(null);
-  const [error, setError] = React.useState<string | null>(null);
-  const run = React.useCallback((what: string, call: () => Promise<void>) => {
-    setBusy(what);
-    setError(null);
-    call().then(
-      () => setBusy(null),
-      e => {
-        setBusy(null);
-        setError(errorMessage(e));
-      }
-    );
-  }, []);
-  const clear = React.useCallback(() => setError(null), []);
-  return { busy, error, run, clear };
-}
 
 /** Save bytes the panel fetched as a file on the user's computer (the browser's own download). */
 export function saveBlob(blob: Blob, filename: string): void {
@@ -337,13 +314,12 @@ export function FileBrowser(props: { api: StorageAPI; connection: Storage.IConne
           onCancel={() => setNaming(false)}
         />
       )}
-      {transfer.busy && <Loading>{transfer.busy}</Loading>}
+      <ActionStatus action={transfer} />
       {done && !transfer.busy && (
         <div className="jp-ReefLab-info" role="status">
           {done}
         </div>
       )}
-      {transfer.error && <ErrorNotice message={transfer.error} />}
     </div>
   );
 }
@@ -361,7 +337,8 @@ function ConnectionRow(props: IRowProps): JSX.Element {
   const [browsing, setBrowsing] = React.useState(false);
   const [confirming, setConfirming] = React.useState(false);
   const [tested, setTested] = React.useState<string | null>(null);
-  const { busy, error, run } = useAction();
+  const action = useAction();
+  const { busy, error, run } = action;
   const mounted = c.mount.state === 'mounted' || c.mount.state === 'mounting';
   const mountsOff = capabilities && !capabilities.mounts.available;
   const mountWhy = mountsOff
@@ -448,26 +425,17 @@ function ConnectionRow(props: IRowProps): JSX.Element {
         </button>
       </div>
       {confirming && (
-        <div className="jp-ReefLab-confirm" role="alertdialog" aria-label={`Delete ${c.name}?`}>
-          <span>
-            Delete the connection <strong>{c.name}</strong>? Its files stay where they are; only ReefLab forgets how
-            to reach them.
-          </span>
-          <button type="button" className="jp-ReefLab-button jp-mod-warn" disabled={busy !== null} onClick={remove}>
-            Delete it
-          </button>
-          <button type="button" className="jp-ReefLab-button" onClick={() => setConfirming(false)}>
-            Keep it
-          </button>
-        </div>
+        <ConfirmDelete name={c.name} busy={busy !== null} onDelete={remove} onKeep={() => setConfirming(false)}>
+          Delete the connection <strong>{c.name}</strong>? Its files stay where they are; only ReefLab forgets how to
+          reach them.
+        </ConfirmDelete>
       )}
-      {busy && <Loading>{busy}</Loading>}
+      <ActionStatus action={action} />
       {tested && !busy && !error && (
         <div className="jp-ReefLab-info" role="status">
           {tested}
         </div>
       )}
-      {error && <ErrorNotice message={error} />}
       {browsing && <FileBrowser api={api} connection={c} />}
     </li>
   );
@@ -505,7 +473,7 @@ export function AddConnection(props: {
   const [kind, setKind] = React.useState<Storage.Kind>('webdav');
   const [values, setValues] = React.useState<Record<string, string>>({ vendor: 'owncloud' });
   const [touched, setTouched] = React.useState(false);
-  const { busy, error, run } = useAction();
+  const action = useAction();
   const v = (key: string) => values[key] ?? '';
   const set = (key: string) => (value: string) => setValues(current => ({ ...current, [key]: value }));
   const request: Storage.IRequest =
@@ -534,7 +502,7 @@ export function AddConnection(props: {
     if (problem) {
       return;
     }
-    run('Checking that ReefLab can reach it…', () => props.api.createConnection(request).then(props.onCreated));
+    action.run('Checking that ReefLab can reach it…', () => props.api.createConnection(request).then(props.onCreated));
   };
 
   return (
@@ -581,10 +549,9 @@ export function AddConnection(props: {
       )}
       <p className="jp-ReefLab-muted">Passwords and keys stay on your server: ReefLab never shows them again.</p>
       {touched && problem && <ErrorNotice message={problem} />}
-      {busy && <Loading>{busy}</Loading>}
-      {error && <ErrorNotice message={error} />}
+      <ActionStatus action={action} />
       <div className="jp-ReefLab-rowActions">
-        <button type="submit" className="jp-ReefLab-button jp-mod-accept" disabled={busy !== null}>
+        <button type="submit" className="jp-ReefLab-button jp-mod-accept" disabled={action.busy !== null}>
           Add
         </button>
         <button type="button" className="jp-ReefLab-button" onClick={props.onCancel}>
