@@ -14,6 +14,7 @@ import kmock
 import kubernetes_validate
 import pytest
 from kubernetes_asyncio import client
+from reeflab import kube
 from reeflab.deployments.backends import kubernetes as kb
 from reeflab.deployments.backends.base import Endpoint
 from reeflab.deployments.models import Deployment, Hardware
@@ -451,7 +452,7 @@ async def test_logs_are_the_last_lines_of_the_pod(cluster):
 
 
 def test_the_namespace_comes_from_the_environment_or_the_pod(monkeypatch, tmp_path):
-    monkeypatch.setattr(kb, "NAMESPACE_FILE", tmp_path / "namespace")
+    monkeypatch.setattr(kube, "NAMESPACE_FILE", tmp_path / "namespace")
     monkeypatch.delenv("REEFLAB_NAMESPACE", raising=False)
     assert kb.KubernetesBackend().namespace == "reeflab"
     (tmp_path / "namespace").write_text("ai-platform\n")

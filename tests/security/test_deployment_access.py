@@ -20,9 +20,9 @@ import pytest
 import requests
 from reeflab import accounts
 from reeflab.client import Connection, deploy
-from reeflab.processes import socket_path
 from reeflab.errors import Conflict
 from reeflab.hub.config import REPO
+from reeflab.processes import socket_path
 from reeflab.testing.hub import HubProcess, run_in_kernel
 from tornado.httpclient import HTTPClientError
 

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..deployments.backends.local import tail_lines
 from ..jobs.runner import StatusFile, now
 from ..jobs.store import LOG_FILE, read_status
+from ..processes import tail_lines
 
 NODE_KINDS = {"execute-notebook-node": "notebook", "execute-python-node": "python"}
 

@@ -31,8 +31,8 @@ from jupyter_server_proxy.unixsock import UnixResolver
 from tornado.httpclient import HTTPClientError
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
-from ..deployments.backends.local import socket_path
 from ..errors import ReefLabError
+from ..processes import socket_path
 from .dispatcher import stamp
 from .fdl import Expose, ServiceDefinition
 from .pool import Worker, WorkerSpec

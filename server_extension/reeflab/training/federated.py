@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..files import free_port, write_private
+from ..processes import exited, running, tail_lines
 from .federated_auth import PREFIX, token_hash
 from .federated_models import FederatedServer, ServerRequest
 
@@ -137,7 +137,7 @@ class FederatedService(LoggingConfigurable):
         if not 1 <= tail <= 10000:
             raise BadRequest("tail must be between 1 and 10000 lines")
         server = self.get(owner, server_id)
-        return _tail(self.folder(server.id) / LOG_FILE, tail)
+        return tail_lines(self.folder(server.id) / LOG_FILE, tail)
 
     def start(self, owner: str, request: ServerRequest) -> FederatedServer:
         running = [s for s in self.list(owner) if s.active]
@@ -228,22 +228,14 @@ class FederatedService(LoggingConfigurable):
         child = self._children.get(server.id)
         if child is not None and child.poll() is not None:  # our child exited: reaped by poll()
             return None
-        try:
-            process = psutil.Process(server.runtime["pid"])
-            if abs(process.create_time() - server.runtime["started"]) > 1:
-                return None
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return process
-        except (KeyError, psutil.NoSuchProcess):
-            return None
+        return running(server.runtime)
 
     def _refresh(self, server: FederatedServer) -> FederatedServer:
         if server.active and self._process(server) is None:
             if self.history(server).get("finished"):
                 self._finish(server, "finished", None)
             else:
-                lines = "\n".join(_tail(self.folder(server.id) / LOG_FILE, 15))
+                lines = "\n".join(tail_lines(self.folder(server.id) / LOG_FILE, 15))
                 self._finish(server, "failed", f"the server stopped unexpectedly. Last lines of its log:\n{lines}")
         return server
 
@@ -255,7 +247,7 @@ class FederatedService(LoggingConfigurable):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace  # (psutil's wait() of an orphan waits for its reaping)
-        while _running(process) and time.monotonic() < deadline:
+        while not exited(process) and time.monotonic() < deadline:
             time.sleep(0.1)
         with contextlib.suppress(ProcessLookupError):  # nothing of its session may stay behind
             os.killpg(group, signal.SIGKILL)
@@ -274,17 +266,3 @@ class FederatedService(LoggingConfigurable):
     def _save(self, server: FederatedServer) -> None:
         self._servers[server.id] = server
         write_private(self.folder(server.id) / "record.json", server.model_dump_json(indent=1))
-
-
-def _running(process: psutil.Process) -> bool:
-    try:
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _tail(path: Path, count: int) -> list[str]:
-    if not path.exists():
-        return []
-    with open(path, errors="replace") as log:
-        return [line.rstrip("\n") for line in deque(log, maxlen=count)]

@@ -9,7 +9,6 @@ RuntimeDefault seccomp) unless the operator chose privileged rclone sidecars for
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -19,12 +18,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner.slugs import is_valid_label, safe_slug
 from traitlets import Dict, Enum, Float, Instance, List, Unicode, default
 
+from ... import kube
 from ...errors import BadRequest, Conflict, ReefLabError
+from ...kube import (
+    ID,
+    INSTANCE,
+    NAME,
+    NAMESPACE_NAME,
+    OWNER,
+    connect_api,
+    cpu_quantity,
+    default_namespace,
+    label_slug,
+    object_slug,
+)
 from ...profiles import HardwareProfile, ProfileStore, default_profiles_path
 from ...storage.kubernetes import MOUNT_MODES, MountSpec, render_mounts
 from ..models import Deployment, storage_env
@@ -33,71 +45,30 @@ from .base import BackendStatus, DeploymentBackend, Endpoint
 STORAGE_ROOT = "/mnt"  # mounted connections are at /mnt/storage/<name>
 PORT = 5000  # deepaas-run in images/module.Dockerfile, which runs as uid 1000, gid 100
 CONTAINER = "module"
-INSTANCE = "app.kubernetes.io/instance"
 USERNAME = "hub.jupyter.org/username"  # KubeSpawner's label of each user's pods
 SERVER_LABELS = {"component": "singleuser-server"}  # KubeSpawner's component_label of user server pods
-NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace by Kubernetes (1.21+)
-NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
-def default_namespace() -> str:
-    """$REEFLAB_NAMESPACE, else the pod's own namespace, else 'reeflab'."""
-    mine = NAMESPACE_FILE.read_text().strip() if NAMESPACE_FILE.exists() else ""
-    return os.environ.get("REEFLAB_NAMESPACE") or mine or "reeflab"
-
-
-async def connect_api() -> client.ApiClient:
-    """A client from the pod's service account, else from the kubeconfig; a 4xx-free error if neither works."""
-    cfg = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=cfg)
-    except config.ConfigException:
-        try:
-            await config.load_kube_config(client_configuration=cfg)
-        except (config.ConfigException, OSError) as err:
-            raise ReefLabError(f"ReefLab cannot reach Kubernetes ({err}); ask an admin.") from None
-    return client.ApiClient(cfg)
-
-
-_OBJECT_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 Labels = dict[str, str] | None
 Manifest = dict[str, Any]
 
 
-def _slug(value: str, valid: re.Pattern[str]) -> str:
-    """`value` when valid, else a readable part and a hash of it (KubeSpawner's safe_slug scheme)."""
-    if "--" not in value and valid.match(value):
-        return value
-    readable = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")
-    readable = readable if readable[:1].isalpha() else "x-" + readable
-    return f"{readable[:52].rstrip('-')}---{hashlib.sha256(value.encode()).hexdigest()[:8]}"
-
-
 def object_name(deployment_id: str) -> str:
     """Name of every object of a deployment: "reeflab-<id>", a DNS-1035 label of at most 63 characters."""
-    return _slug(f"reeflab-{deployment_id}", _OBJECT_NAME)
+    return object_slug(f"reeflab-{deployment_id}")
 
 
 def selector(dep: Deployment) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "reeflab-module", INSTANCE: object_name(dep.id)}
+    return {NAME: "reeflab-module", INSTANCE: object_name(dep.id)}
 
 
 def labels(dep: Deployment, extra: Labels = None) -> dict[str, str]:
     """Labels of all its objects; usernames (maybe emails) and module ids escaped to valid label values."""
-    owner, module = _slug(dep.owner, _LABEL_VALUE), _slug(dep.module, _LABEL_VALUE)
-    mine = {"app.kubernetes.io/managed-by": "reeflab", "reeflab.io/owner": owner, "reeflab.io/module": module}
-    return {**(extra or {}), **selector(dep), **mine, "reeflab.io/kind": dep.kind}
+    mine = {"reeflab.io/module": label_slug(dep.module), "reeflab.io/kind": dep.kind}
+    return {**kube.labels("reeflab-module", object_name(dep.id), dep.owner, extra), **mine}
 
 
 def _metadata(dep: Deployment, namespace: str, extra: Labels) -> Manifest:
-    notes = {"reeflab.io/id": dep.id, "reeflab.io/owner": dep.owner}
+    notes = {ID: dep.id, OWNER: dep.owner}
     return {"name": object_name(dep.id), "namespace": namespace, "labels": labels(dep, extra), "annotations": notes}
-
-
-def cpu_quantity(cpu: float) -> str:
-    millis = max(1, round(cpu * 1000))
-    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
 
 
 def _probe(delay: int, period: int, failures: int, base_path: str = "") -> Manifest:
@@ -178,7 +149,7 @@ def deployment_manifest(
 
 
 def storage_secret_name(dep: Deployment) -> str:
-    return _slug(f"reeflab-{dep.id}-storage", _OBJECT_NAME)
+    return object_slug(f"reeflab-{dep.id}-storage")
 
 
 def storage_mounts(
@@ -197,7 +168,7 @@ def storage_mounts(
         mode=mode, csi_driver=csi_driver, uid=1000, gid=100,  # images/module.Dockerfile's user
     )  # fmt: skip
     spec.secret["metadata"]["labels"] = labels(dep, extra)
-    spec.secret["metadata"]["annotations"] = {"reeflab.io/id": dep.id, "reeflab.io/owner": dep.owner}
+    spec.secret["metadata"]["annotations"] = {ID: dep.id, OWNER: dep.owner}
     return spec
 
 
@@ -375,7 +346,7 @@ class KubernetesBackend(DeploymentBackend):
 
     @default("server_namespace")
     def _default_server_namespace(self) -> str:
-        return NAMESPACE_FILE.read_text().strip() if NAMESPACE_FILE.exists() else self.namespace
+        return kube.pod_namespace() or self.namespace
 
     @default("namespace")
     def _default_namespace(self) -> str:

@@ -22,16 +22,10 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 from traitlets import Dict, Instance, Int, Unicode, default
 
-from ...deployments.backends.kubernetes import (
-    _LABEL_VALUE,
-    _OBJECT_NAME,
-    _slug,
-    connect_api,
-    cpu_quantity,
-    default_namespace,
-)
-from ...deployments.backends.local import tail_lines
+from ... import kube
 from ...errors import ReefLabError
+from ...kube import connect_api, cpu_quantity, default_namespace, object_slug
+from ...processes import tail_lines
 from ...profiles import HardwareProfile, ProfileStore, default_profiles_path
 from ..models import Job
 from ..store import LOG_FILE, read_status
@@ -43,7 +37,7 @@ PASSED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "AWS_ENDPOINT_URL
 
 
 def job_name(job_id: str) -> str:
-    return _slug(f"reeflab-job-{job_id}", _OBJECT_NAME)
+    return object_slug(f"reeflab-job-{job_id}")
 
 
 def job_manifest(
@@ -91,10 +85,8 @@ def job_manifest(
     pod.update(containers=[container], restartPolicy="Never", automountServiceAccountToken=False)
     pod.update(enableServiceLinks=False, volumes=[{"name": "home", "persistentVolumeClaim": {"claimName": claim}}])
     pod["securityContext"] = {**security, "seccompProfile": {"type": "RuntimeDefault"}}
-    owner = _slug(job.owner, _LABEL_VALUE)
-    labels = {**(extra or {}), "app.kubernetes.io/name": "reeflab-job", "app.kubernetes.io/managed-by": "reeflab"}
-    labels.update({"app.kubernetes.io/instance": job_name(job.id), "reeflab.io/owner": owner})
-    notes = {"reeflab.io/id": job.id, "reeflab.io/owner": job.owner, "reeflab.io/notebook": job.notebook}
+    labels = kube.labels("reeflab-job", job_name(job.id), job.owner, extra)
+    notes = {kube.ID: job.id, kube.OWNER: job.owner, "reeflab.io/notebook": job.notebook}
     meta = {"name": job_name(job.id), "namespace": namespace, "labels": labels, "annotations": notes}
     spec = {"backoffLimit": 0, "ttlSecondsAfterFinished": ttl_seconds}  # a notebook is not retried
     spec["template"] = {"metadata": {"labels": labels}, "spec": pod}
@@ -103,10 +95,8 @@ def job_manifest(
 
 def secret_manifest(job: Job, namespace: str, secrets: dict[str, str]) -> Manifest:
     """The job's storage credentials (only the connections it names): never inline in the Job."""
-    labels = {"app.kubernetes.io/name": "reeflab-job", "app.kubernetes.io/managed-by": "reeflab"}
-    labels.update({"app.kubernetes.io/instance": job_name(job.id), "reeflab.io/owner": _slug(job.owner, _LABEL_VALUE)})
-    notes = {"reeflab.io/id": job.id}
-    meta = {"name": job_name(job.id), "namespace": namespace, "labels": labels, "annotations": notes}
+    labels = kube.labels("reeflab-job", job_name(job.id), job.owner)
+    meta = {"name": job_name(job.id), "namespace": namespace, "labels": labels, "annotations": {kube.ID: job.id}}
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "stringData": dict(secrets)}
 
 
@@ -134,7 +124,7 @@ class KubernetesJobBackend(JobBackend):
 
     def manifest(self, job: Job, folder: Path, profile: HardwareProfile, secret: str | None = None) -> Manifest:
         catalog = ProfileStore(self.profiles_file or default_profiles_path()).catalog()
-        claim = self.home_claim.replace("{username}", _slug(job.owner, _OBJECT_NAME))
+        claim = self.home_claim.replace("{username}", object_slug(job.owner))
         env = {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
         return job_manifest(
             job, profile, catalog.image_of(profile), self.namespace, folder,

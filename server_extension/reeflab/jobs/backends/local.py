@@ -7,8 +7,6 @@ import contextlib
 import json
 import math
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,8 +14,8 @@ from typing import Any
 import psutil
 from traitlets import Float
 
-from ...deployments.backends.local import cpu_set, tail_lines
 from ...limits import Cgroup, out_of_memory, pss_of
+from ...processes import cgroup_of, cpu_set, running, spawn, stop_group, tail_lines
 from ...profiles import HardwareProfile
 from ..models import Job
 from ..store import LOG_FILE, read_status
@@ -53,53 +51,16 @@ class LocalJobBackend(JobBackend):
         self, job: Job, folder: Path, spec: dict[str, Any], profile: HardwareProfile, secrets: dict | None = None
     ) -> dict:
         (folder / "spec.json").write_text(json.dumps(spec, indent=1))
-        cpus = cpu_set(job.cpu)
         cgroup = Cgroup.create(f"job-{job.id}", job.memory_MB * 10**6, job.cpu)
-
-        def preexec() -> None:
-            """In the child before exec: into the cgroup first, so the kernel it starts is inside too."""
-            if cgroup is not None:
-                cgroup.enter()
-            os.sched_setaffinity(0, cpus)
-
-        try:
-            with open(folder / LOG_FILE, "ab") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "reeflab.jobs.runner", str(folder)],
-                    cwd=spec["cwd"],
-                    env={**job_env(job, dict(os.environ)), **(secrets or {})},  # in its environment, not argv
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # survives the browser and a restart of the Jupyter server
-                    preexec_fn=preexec,
-                )
-        except BaseException:
-            if cgroup is not None:
-                cgroup.remove()
-            raise
-        return {
-            "pid": process.pid,
-            "started": psutil.Process(process.pid).create_time(),
-            "cgroup": cgroup.name if cgroup is not None else None,  # None: the PSS watchdog limits it
-        }
-
-    def _process(self, job: Job) -> psutil.Process | None:
-        """The runner if it still runs: same pid *and* start time (pids are reused)."""
-        try:
-            process = psutil.Process(job.runtime["pid"])
-            if abs(process.create_time() - job.runtime["started"]) > 1:
-                return None
-            if process.status() == psutil.STATUS_ZOMBIE:
-                process.wait(0)  # reap our exited child
-                return None
-            return process
-        except (KeyError, psutil.NoSuchProcess, psutil.TimeoutExpired):
-            return None
+        # in its environment, not argv; it survives the browser and a restart of the Jupyter server
+        env = {**job_env(job, dict(os.environ)), **(secrets or {})}
+        command = [sys.executable, "-m", "reeflab.jobs.runner", str(folder)]
+        process = spawn(command, log=folder / LOG_FILE, cwd=spec["cwd"], env=env, cpus=cpu_set(job.cpu), cgroup=cgroup)
+        return {**process, "cgroup": cgroup.name if cgroup is not None else None}  # None: the PSS watchdog limits it
 
     async def status(self, job: Job, folder: Path) -> dict[str, Any]:
         status = read_status(folder)
-        process = self._process(job)
+        process = running(job.runtime)
         if status.get("state") in FINAL:
             if process is not None:  # still writing its last lines: not finished yet
                 return {**status, "state": "running"}
@@ -108,7 +69,7 @@ class LocalJobBackend(JobBackend):
             lines = "\n".join(tail_lines(folder / LOG_FILE, 15))
             reason = f"the job process ended unexpectedly. Last lines of its log:\n{lines}"
             return await self._ended(job, {**status, "state": "failed", "reason": reason})
-        if _cgroup(job) is None:  # no kernel limit here: watch its proportional set size (never a sum of RSS)
+        if cgroup_of(job.runtime) is None:  # no kernel limit here: watch its proportional set size (never a sum of RSS)
             used = pss_of(process.pid)
             if used > job.memory_MB * 10**6:
                 await self.cancel(job, folder)
@@ -118,7 +79,7 @@ class LocalJobBackend(JobBackend):
     async def _ended(self, job: Job, status: dict[str, Any]) -> dict[str, Any]:
         """A finished job frees its cgroup; a failure after the kernel's OOM kill says so (papermill only
         sees a dead kernel)."""
-        cgroup = _cgroup(job)
+        cgroup = cgroup_of(job.runtime)
         if cgroup is None:
             return status
         if status.get("state") == "failed" and cgroup.oom_killed():
@@ -127,21 +88,10 @@ class LocalJobBackend(JobBackend):
         return status
 
     async def cancel(self, job: Job, folder: Path) -> None:
-        process = self._process(job)
+        process = running(job.runtime)
         kernels = [pid for pid in read_status(folder).get("kernel_pids", [])]
-        if process is not None:
-            group = os.getpgid(process.pid)
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)  # the runner stops its kernel and records the cancel
-            for _ in range(int(self.cancel_grace / 0.1)):
-                if _exited(process):
-                    break
-                await asyncio.sleep(0.1)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, signal.SIGKILL)
-            with contextlib.suppress(psutil.Error, ChildProcessError):
-                if process.ppid() == os.getpid():  # reap our child (an orphan's zombie is its new parent's)
-                    await asyncio.get_running_loop().run_in_executor(None, process.wait, 5)
+        if process is not None:  # the runner stops its kernel and records the cancel
+            await stop_group(process, self.cancel_grace)
         for pid in kernels:  # kernels run in sessions of their own: make sure none is left
             with contextlib.suppress(psutil.Error):
                 kernel = psutil.Process(pid)
@@ -149,25 +99,12 @@ class LocalJobBackend(JobBackend):
                     for member in [*kernel.children(recursive=True), kernel]:
                         with contextlib.suppress(psutil.Error):
                             member.kill()
-        cgroup = _cgroup(job)
+        cgroup = cgroup_of(job.runtime)
         if cgroup is not None:  # kills whatever is still in it
             await asyncio.get_running_loop().run_in_executor(None, cgroup.remove)
 
     async def logs(self, job: Job, folder: Path, tail: int) -> list[str]:
         return tail_lines(folder / LOG_FILE, tail)
-
-
-def _exited(process: psutil.Process) -> bool:
-    try:
-        return process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _cgroup(job: Job) -> Cgroup | None:
-    """The job's cgroup (found again by name after a restart of the Jupyter server), or None."""
-    name = job.runtime.get("cgroup")
-    return Cgroup.find(name) if name else None
 
 
 def _out_of_memory(job: Job, limit: int, used: int | None = None) -> str:
