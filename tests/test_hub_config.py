@@ -213,7 +213,7 @@ def test_without_root_one_user_only_unless_shared_mode_is_accepted(monkeypatch, 
 
 @pytest.mark.parametrize("timeout, interval", [("3600", 300), ("60", 20), ("600", 200)])
 def test_servers_and_their_jobs_report_activity_well_within_the_cull_timeout(monkeypatch, tmp_path, timeout, interval):
-    from reeflab.jobs.activity import HubActivity
+    from reeflab.runs.activity import HubActivity
 
     c = load(monkeypatch, tmp_path, REEFLAB_CULL_TIMEOUT=timeout)
     culler = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")

@@ -31,7 +31,7 @@ def jp_server_config(jp_server_config, tmp_path, activity_hub, monkeypatch):
 def no_leftover_jobs(jp_serverapp, jp_asyncio_loop):
     """Jobs outlive their server by design: cancel what a test left running."""
     yield
-    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"].jobs.cancel_all())
+    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"].jobs.stop_all())
 
 
 def notebook(path, *sources: str, parameters: str | None = None) -> str:

@@ -20,7 +20,7 @@ def jp_server_config(jp_server_config, tmp_path):
 @pytest.fixture(autouse=True)
 def no_leftover_jobs(jp_serverapp, jp_asyncio_loop):
     yield
-    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"].jobs.cancel_all())
+    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"].jobs.stop_all())
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def jp_server_config(jp_server_config, tmp_path, engine, monkeypatch):
 @pytest.fixture(autouse=True)
 def no_leftover_runs(jp_serverapp, jp_asyncio_loop):
     yield
-    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"].pipelines.cancel_all())
+    jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"].pipelines.stop_all())
 
 
 async def call(jp_fetch, method: str, *path: str, body=None, **kwargs):

@@ -46,7 +46,7 @@ def retrain(jp_serverapp, jp_base_url, jp_root_dir, http_server, monkeypatch):
 def nothing_left_running(jp_serverapp, jp_asyncio_loop):
     yield
     services = jp_serverapp.web_app.settings["reeflab"]
-    jp_asyncio_loop.run_until_complete(services.pipelines.cancel_all())
+    jp_asyncio_loop.run_until_complete(services.pipelines.stop_all())
     jp_asyncio_loop.run_until_complete(services.deployments.stop_all())
 
 

@@ -130,10 +130,9 @@ class ReefLabApp(ExtensionApp):
         )
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
-        # deployments started before a restart of this server: re-attach, or report them stopped
-        self.settings["reeflab"].deployments.ensure_watching()
-        self.settings["reeflab"].jobs.ensure_watching()  # jobs that ran on while this server was down
-        self.settings["reeflab"].pipelines.ensure_watching()
+        # deployments, jobs and pipelines started before a restart of this server: re-attach, or report them ended
+        for runs in self.settings["reeflab"].runs:
+            runs.ensure_watching()
         # storage the user had mounted: re-attach to the mounts, or mount again (off the event loop)
         owner = os.environ.get("JUPYTERHUB_USER") or self.settings["reeflab"].identity.standalone_name
         storage = self.settings["reeflab"].storage
@@ -147,11 +146,7 @@ class ReefLabApp(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Stop the background watchers; what they watch goes on, and the next start re-attaches to it."""
-        watchers = [getattr(self.settings["reeflab"], name)._watcher for name in ("deployments", "jobs", "pipelines")]
-        watchers = [w for w in watchers if w is not None and not w.done()]
-        for watcher in watchers:
-            watcher.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
+        await asyncio.gather(*(runs.stop_watching() for runs in self.settings["reeflab"].runs))
         # the server is about to exit: Python's last garbage collections would scan its whole heap (the
         # modules' libraries, loaded models) for seconds, and keep a stopping platform waiting
         gc.freeze()

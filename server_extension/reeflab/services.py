@@ -11,6 +11,7 @@ from .identity import HubIdentity
 from .jobs.service import JobService
 from .pipelines.service import PipelineService
 from .profiles import ProfileStore
+from .runs.service import RunService
 from .serverless.gateway import ServerlessGateway
 from .storage.service import StorageService
 from .training.federated import FederatedService
@@ -34,3 +35,8 @@ class Services:
     examples: ExamplesService
     tracking: TrackingService
     publish: PublishService
+
+    @property
+    def runs(self) -> tuple[RunService, ...]:
+        """The services of long-running things (the run-lifecycle core): watched while the server runs."""
+        return (self.deployments, self.jobs, self.pipelines)

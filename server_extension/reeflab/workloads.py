@@ -50,8 +50,8 @@ async def stop_all(owner: str, workspace: str) -> list[str]:
     loop = asyncio.get_running_loop()
     stopped, cancelled, runs, servers = await asyncio.gather(
         deployments.stop_all(REASON),
-        jobs.cancel_all(REASON),
-        pipelines.cancel_all(REASON),
+        jobs.stop_all(REASON),
+        pipelines.stop_all(REASON),
         loop.run_in_executor(None, federated.stop_all, REASON),
     )
     # mounts last: a deployment or job may have been writing into one

@@ -243,7 +243,7 @@ def no_leftovers(jp_serverapp, jp_asyncio_loop):
     yield
     services = jp_serverapp.web_app.settings["reeflab"]
     jp_asyncio_loop.run_until_complete(services.deployments.stop_all())
-    jp_asyncio_loop.run_until_complete(services.jobs.cancel_all())
+    jp_asyncio_loop.run_until_complete(services.jobs.stop_all())
 
 
 async def test_the_fish_detector_with_its_default_request_stays_ready_through_50_predictions(

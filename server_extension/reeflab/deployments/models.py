@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..runs.models import RunRecord
 from ..storage.models import NAME
 
 State = Literal["queued", "starting", "ready", "failed", "stopped"]
-ACTIVE_STATES = ("queued", "starting", "ready")
 Kind = Literal["deployment", "try"]
 STORAGE_ENV = "REEFLAB_STORAGE_"  # + a mounted connection's name: where the module finds it
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -94,16 +94,15 @@ def storage_env(name: str) -> str:
     return STORAGE_ENV + name.upper().replace("-", "_")
 
 
-class Deployment(BaseModel):
+class Deployment(RunRecord):
     """A deployment and everything the platform keeps about it (runtime details stay server-side)."""
 
-    id: str
-    owner: str
+    ACTIVE_STATES: ClassVar[tuple[str, ...]] = ("queued", "starting", "ready")
+    ENDED_AT: ClassVar[str] = "stopped_at"
+
     module: str
     entry_point: str
-    title: str
     kind: Kind
-    profile: str
     hardware: Hardware
     env: dict[str, str] = Field(default_factory=dict)
     storage: list[str] = Field(default_factory=list, description="Storage connections mounted in it")
@@ -115,18 +114,9 @@ class Deployment(BaseModel):
         None, description="After it failed for lack of memory: the hardware to restart it with"
     )
     state: State = "queued"
-    reason: str | None = None
-    backend: str
-    created: datetime
-    started_at: datetime | None = None
     ready_at: datetime | None = None
     stopped_at: datetime | None = None
     expires: datetime | None = None
-    runtime: dict[str, Any] = Field(default_factory=dict, description="Backend's handle: pid, port, names...")
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
 
     def public(self) -> dict[str, Any]:
         """What the API returns: no runtime internals, environment values hidden (they may be secrets)."""

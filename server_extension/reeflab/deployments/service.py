@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import os
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
 from jupyter_core.paths import jupyter_data_dir
 from traitlets import Any, Float, Instance, Int, Type, Unicode, default
-from traitlets.config import LoggingConfigurable
 
 from ..catalog.service import CatalogService, below_recommendation, inference_needs
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..profiles import ProfileCatalog
+from ..runs.service import RunService, now
 from .backends.base import DeploymentBackend, Endpoint
 from .backends.local import LocalProcessBackend
 from .models import Deployment, DeploymentRequest, Hardware, HardwareChoice
-from .store import DeploymentStore
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-class DeploymentService(LoggingConfigurable):
+class DeploymentService(RunService[Deployment]):
     """One user's deployments: the backend runs them, this keeps their state true and bounded."""
+
+    record_class, record_file = Deployment, "deployment.json"
+    noun, api_path = "deployment", "/reeflab/api/deployments"
+    stopped_state = "stopped"
+    stop_ended_on_delete = True  # its backend may keep objects after the end (a failed pod, a cgroup)
 
     backend_class = Type(
         klass=DeploymentBackend,
@@ -47,8 +45,6 @@ class DeploymentService(LoggingConfigurable):
             return KubernetesBackend
         return LocalProcessBackend
 
-    root_dir = Unicode(config=True, help="Where deployments keep their state, working dirs and logs")
-
     @default("root_dir")
     def _default_root_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "reeflab" / "deployments")
@@ -58,7 +54,6 @@ class DeploymentService(LoggingConfigurable):
     max_deployments = Int(5, config=True, help="Deployments (tries included) a user may have at once")
     max_gpus = Int(1, config=True, help="GPUs a user's deployments may hold together")
     start_timeout = Float(900, config=True, help="Seconds a deployment may take to become ready (model loading)")
-    poll_interval = Float(1.0, config=True, help="Seconds between checks of starting deployments")
 
     base_url = Unicode(config=True, help="The Jupyter server's base URL: deployments serve their API under it")
 
@@ -77,14 +72,6 @@ class DeploymentService(LoggingConfigurable):
     catalog = Instance(CatalogService)
     storage = Any(None, help="The StorageService whose connections deployments mount; None: refused")
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.backend = self.backend_class(parent=self)
-        self.store = DeploymentStore(self.root_dir)
-        self._deployments = {d.id: d for d in self.store.load_all()}
-        self._watcher: asyncio.Task | None = None
-        self._changed = asyncio.Event()
-
     # -- queries -------------------------------------------------------------
 
     def limits(self) -> dict:
@@ -95,24 +82,6 @@ class DeploymentService(LoggingConfigurable):
             "max_tries": self.max_tries,
             "max_gpus": self.max_gpus,
         }
-
-    def list(self, owner: str) -> list[Deployment]:
-        return sorted((d for d in self._deployments.values() if d.owner == owner), key=lambda d: d.created)
-
-    def get(self, owner: str, deployment_id: str) -> Deployment:
-        deployment = self._deployments.get(deployment_id)
-        if deployment is None or deployment.owner != owner:  # another user's is as absent as a missing one
-            raise NotFound(f"No deployment '{deployment_id}'; list yours at /reeflab/api/deployments.")
-        return deployment
-
-    def folder(self, deployment: Deployment) -> Path:
-        return self.store.folder(deployment.id)
-
-    async def logs(self, owner: str, deployment_id: str, tail: int = 200) -> list[str]:
-        if not 1 <= tail <= 10000:
-            raise BadRequest("tail must be between 1 and 10000 lines")
-        deployment = self.get(owner, deployment_id)
-        return await self.backend.logs(deployment, self.folder(deployment), tail)
 
     def endpoint(self, owner: str, deployment_id: str) -> Endpoint:
         deployment = self.get(owner, deployment_id)
@@ -161,26 +130,8 @@ class DeploymentService(LoggingConfigurable):
             expires=created + timedelta(minutes=self.try_minutes) if request.kind == "try" else None,
         )
         self._save(deployment)
-        await self._launch(deployment)
+        await self._start(deployment)
         return deployment
-
-    async def stop_all(self, reason: str = "stopped by the platform") -> list[Deployment]:
-        """Stop every deployment at once (the platform stopping, tests, operators); their records stay."""
-        active = [d for d in self._deployments.values() if d.active]
-        outcomes = await asyncio.gather(*(self.backend.stop(d) for d in active), return_exceptions=True)
-        for deployment, outcome in zip(active, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                self.log.error("stopping deployment %s failed: %s", deployment.id, outcome)
-            self._finish(deployment, "stopped", reason)
-        return active
-
-    async def delete(self, owner: str, deployment_id: str) -> None:
-        deployment = self.get(owner, deployment_id)
-        await self.backend.stop(deployment)
-        del self._deployments[deployment.id]
-        folder = self.folder(deployment)
-        (folder / "deployment.json").unlink(missing_ok=True)
-        await asyncio.get_running_loop().run_in_executor(None, _remove_tree, folder)
 
     async def restart(self, owner: str, deployment_id: str, hardware: HardwareChoice | None = None) -> Deployment:
         """Start it again, as it was or with other hardware within its profile (e.g. its `suggestion`)."""
@@ -195,22 +146,15 @@ class DeploymentService(LoggingConfigurable):
             deployment.hardware, deployment.warnings = changed, below_recommendation(changed.model_dump(), needs)
         await self.backend.stop(deployment)
         deployment.reason = deployment.ready_at = deployment.stopped_at = deployment.suggestion = None
-        await self._launch(deployment)
+        await self._start(deployment)
         return deployment
 
-    async def _launch(self, deployment: Deployment) -> None:
+    async def _start(self, deployment: Deployment) -> None:
         deployment.state = "starting"
-        deployment.started_at = now()
         # no runtime until the backend says where it runs: the watcher, looking meanwhile, must not take the
         # previous run's ended process (a restart's) for this one having failed
         deployment.runtime = {}
-        try:
-            deployment.runtime = await self.backend.start(deployment, self.folder(deployment))
-        except Exception as err:  # the backend could not even start it: say why
-            self._finish(deployment, "failed", f"could not start: {err}")
-            return
-        self._save(deployment)
-        self.ensure_watching()
+        await self._launch(deployment, self.backend.start(deployment, self.folder(deployment)))
 
     def _check_fits(self, hardware: Hardware, limits: Hardware, profile: str) -> None:
         over = [
@@ -232,7 +176,7 @@ class DeploymentService(LoggingConfigurable):
                 raise BadRequest(f"storage: {err.message}") from None
 
     def _check_quota(self, owner: str, request: DeploymentRequest, hardware: Hardware) -> None:
-        active = [d for d in self.list(owner) if d.active]
+        active = self.active(owner)
         if len(active) >= self.max_deployments:
             raise Forbidden(f"You have {len(active)} deployments running, the most allowed; delete one first.")
         if request.kind == "try" and sum(d.kind == "try" for d in active) >= self.max_tries:
@@ -241,37 +185,7 @@ class DeploymentService(LoggingConfigurable):
         if hardware.gpu and gpus + hardware.gpu > self.max_gpus:
             raise Forbidden(f"GPU quota exceeded: you hold {gpus} of {self.max_gpus} GPUs; delete a GPU deployment.")
 
-    def _save(self, deployment: Deployment) -> None:
-        self._deployments[deployment.id] = deployment
-        self.store.save(deployment)
-        self._changed.set()
-
-    def _finish(self, deployment: Deployment, state: str, reason: str | None) -> None:
-        deployment.state = state
-        deployment.reason = reason
-        deployment.stopped_at = now()
-        self._save(deployment)
-
     # -- watching ----------------------------------------------------------------
-
-    def ensure_watching(self) -> None:
-        """Start the background check of active deployments (after a restart too: re-attach)."""
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
-
-    async def _watch(self) -> None:
-        while any(d.active for d in self._deployments.values()):
-            await self.check_all()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self.poll_interval)
-            self._changed.clear()
-
-    async def check_all(self) -> None:
-        for deployment in [d for d in self._deployments.values() if d.active]:
-            try:
-                await self.check(deployment)
-            except Exception:
-                self.log.exception("checking deployment %s failed", deployment.id)
 
     async def check(self, deployment: Deployment) -> None:
         """Move one deployment along: ready, failed with its reason, or stopped when its try ends."""
@@ -281,7 +195,7 @@ class DeploymentService(LoggingConfigurable):
             self._finish(deployment, "stopped", f"the try period of {minutes} minutes ended")
             return
         if deployment.state == "starting" and not deployment.runtime:
-            return  # the backend is starting it (see _launch)
+            return  # the backend is starting it (see _start)
         status = await self.backend.status(deployment)
         if status.state == "ready" and deployment.state != "ready":
             deployment.state = "ready"
@@ -306,9 +220,3 @@ def more_memory(deployment: Deployment) -> Hardware | None:
     if deployment.limits is not None:
         wanted = min(wanted, deployment.limits.memory_MB)
     return deployment.hardware.model_copy(update={"memory_MB": wanted}) if wanted > given else None
-
-
-def _remove_tree(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)

@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..runs.models import RunRecord
 from ..storage.bindings import check_names
 
 State = Literal["starting", "running", "completed", "failed", "cancelled"]
-ACTIVE_STATES = ("starting", "running")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -85,38 +85,24 @@ class JobError(BaseModel):
     source: str = ""
 
 
-class Job(BaseModel):
+class Job(RunRecord):
     """A notebook job and everything the platform keeps about it (runtime details stay server-side)."""
 
-    id: str
-    owner: str
-    title: str
     notebook: str
     output: str = Field(description="Executed notebook, relative to your Jupyter root folder")
     parameters: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, str] = Field(default_factory=dict, description="Storage read, as 'connection:path'")
     outputs: dict[str, str] = Field(default_factory=dict, description="Storage written, as 'connection:path'")
     kernel: str
-    profile: str
     cpu: float
     memory_MB: int
     gpu: int = 0
     state: State = "starting"
-    reason: str | None = None
     progress: Progress = Field(default_factory=Progress)
     error: JobError | None = None
-    backend: str
-    created: datetime
-    started_at: datetime | None = None
     finished_at: datetime | None = None
-    runtime: dict[str, Any] = Field(default_factory=dict, description="Backend's handle: pid, names...")
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
 
     def public(self) -> dict[str, Any]:
-        """What the API returns: no runtime internals."""
-        data = self.model_dump(mode="json", exclude={"runtime"})
+        data = super().public()
         data["output_url"] = f"lab/tree/{self.output}"
         return data

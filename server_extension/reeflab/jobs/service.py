@@ -6,32 +6,30 @@ import asyncio
 import contextlib
 import os
 import secrets
-import shutil
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Any, Float, Int, Type, Unicode, default
-from traitlets.config import LoggingConfigurable
+from traitlets import Any, Int, Type, Unicode, default
 
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..errors import BadRequest, Conflict, Forbidden
 from ..profiles import ProfileCatalog
+from ..runs.service import RunService, now
 from ..storage.bindings import Bindings, bind
-from .activity import HubActivity
 from .backends.base import JobBackend
 from .backends.local import LocalJobBackend
 from .models import Job, JobError, JobRequest, Progress
-from .store import JobStore
+from .store import JOB_FILE
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-class JobService(LoggingConfigurable):
+class JobService(RunService[Job]):
     """One user's notebook jobs: the backend runs them, this keeps their state true and the server alive."""
+
+    record_class, record_file = Job, JOB_FILE
+    noun, api_path = "job", "/reeflab/api/jobs"
+    keeps_server_alive = True
 
     backend_class = Type(
         klass=JobBackend,
@@ -50,8 +48,6 @@ class JobService(LoggingConfigurable):
             return KubernetesJobBackend
         return LocalJobBackend
 
-    root_dir = Unicode(config=True, help="Where jobs keep their state and logs (private to the user)")
-
     @default("root_dir")
     def _default_root_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "reeflab" / "jobs")
@@ -64,46 +60,10 @@ class JobService(LoggingConfigurable):
 
     output_dir = Unicode("reeflab-jobs", config=True, help="Folder under the root for executed notebooks")
     max_running = Int(3, config=True, help="Jobs a user may run at once")
-    poll_interval = Float(1.0, config=True, help="Seconds between checks of running jobs")
     storage = Any(None, help="The StorageService resolving inputs/outputs ('connection:path'); None: refused")
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.backend = self.backend_class(parent=self)
-        self.store = JobStore(self.root_dir)
-        self.activity = HubActivity(parent=self)
-        self._jobs = {j.id: j for j in self.store.load_all()}
-        self._watcher: asyncio.Task | None = None
-
-    # -- queries -------------------------------------------------------------
-
-    def list(self, owner: str) -> list[Job]:
-        return sorted((j for j in self._jobs.values() if j.owner == owner), key=lambda j: j.created)
-
-    def get(self, owner: str, job_id: str) -> Job:
-        job = self._jobs.get(job_id)
-        if job is None or job.owner != owner:  # another user's is as absent as a missing one
-            raise NotFound(f"No job '{job_id}'; list yours at /reeflab/api/jobs.")
-        return job
-
-    async def fresh(self, owner: str, job_id: str) -> Job:
-        """The job with its latest progress from the backend."""
-        job = self.get(owner, job_id)
-        if job.active:
-            await self.check(job)
-        return job
-
-    def folder(self, job: Job) -> Path:
-        return self.store.folder(job.id)
 
     def output_path(self, owner: str, job_id: str) -> Path:
         return Path(self.notebook_root) / self.get(owner, job_id).output
-
-    async def logs(self, owner: str, job_id: str, tail: int = 200) -> list[str]:
-        if not 1 <= tail <= 10000:
-            raise BadRequest("tail must be between 1 and 10000 lines")
-        job = self.get(owner, job_id)
-        return await self.backend.logs(job, self.folder(job), tail)
 
     @staticmethod
     def kernels() -> list[str]:
@@ -136,11 +96,11 @@ class JobService(LoggingConfigurable):
         notebook = self._notebook(request.notebook)
         kernel = self._kernel(request.kernel, notebook)
         profile = profiles.choose(request.profile, groups)
-        running = [j for j in self.list(owner) if j.active]
+        running = self.active(owner)
         if len(running) >= self.max_running:
             raise Forbidden(f"You have {len(running)} jobs running, the most allowed; wait or cancel one.")
         job_id = secrets.token_hex(4)
-        bindings = await self._bindings(owner, request, self.folder_of(job_id) / "storage")
+        bindings = await self._bindings(owner, request, self.store.folder(job_id) / "storage")
         output = Path(self.output_dir) / job_id / notebook.name
         job = Job(
             id=job_id,
@@ -172,18 +132,8 @@ class JobService(LoggingConfigurable):
         if request.inputs or request.outputs:
             spec["storage"] = bindings.spec()
         self._save(job)
-        job.started_at = now()
-        try:
-            job.runtime = await self.backend.start(job, self.folder(job), spec, profile, secrets=bindings.secrets)
-        except Exception as err:  # the backend could not even start it: say why
-            self._finish(job, "failed", f"could not start: {err}")
-            return job
-        self._save(job)
-        self.ensure_watching()
+        await self._launch(job, self.backend.start(job, self.folder(job), spec, profile, secrets=bindings.secrets))
         return job
-
-    def folder_of(self, job_id: str) -> Path:
-        return self.store.folder(job_id)
 
     async def _bindings(self, owner: str, request: JobRequest, scratch: Path) -> Bindings:
         """The job's storage: locations and only the named connections' credentials (the owner's own)."""
@@ -200,57 +150,11 @@ class JobService(LoggingConfigurable):
         job = self.get(owner, job_id)
         if not job.active:
             raise Conflict(f"Job '{job_id}' is {job.state}; only a running job can be cancelled.")
-        await self.backend.cancel(job, self.folder(job))
+        await self.backend.stop(job, self.folder(job))
         self._finish(job, "cancelled", "cancelled by you")
         return job
 
-    async def delete(self, owner: str, job_id: str) -> None:
-        """Forget a job (cancelling it if it runs); its output notebook stays in your folder."""
-        job = self.get(owner, job_id)
-        if job.active:
-            await self.backend.cancel(job, self.folder(job))
-        del self._jobs[job.id]
-        await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, self.folder(job), True)
-
-    async def cancel_all(self, reason: str = "stopped by the platform") -> list[Job]:
-        """Cancel every running job at once (the platform stopping, tests, operators); records stay."""
-        active = [j for j in self._jobs.values() if j.active]
-        outcomes = await asyncio.gather(
-            *(self.backend.cancel(j, self.folder(j)) for j in active), return_exceptions=True
-        )
-        for job, outcome in zip(active, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                self.log.error("cancelling job %s failed: %s", job.id, outcome)
-            self._finish(job, "cancelled", reason)
-        return active
-
-    def _save(self, job: Job) -> None:
-        self._jobs[job.id] = job
-        self.store.save(job)
-
-    def _finish(self, job: Job, state: str, reason: str | None) -> None:
-        job.state = state
-        job.reason = reason
-        job.finished_at = job.finished_at or now()
-        self._save(job)
-
     # -- watching ----------------------------------------------------------------
-
-    def ensure_watching(self) -> None:
-        """Start the background check of running jobs (after a restart too: re-attach)."""
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
-
-    async def _watch(self) -> None:
-        while any(j.active for j in self._jobs.values()):
-            for job in [j for j in self._jobs.values() if j.active]:
-                try:
-                    await self.check(job)
-                except Exception:
-                    self.log.exception("checking job %s failed", job.id)
-            if any(j.active for j in self._jobs.values()):
-                await self.activity.report_if_due()  # keeps the server from the idle culler while jobs run
-            await asyncio.sleep(self.poll_interval)
 
     async def check(self, job: Job) -> None:
         """Take over the runner's view: progress, and the end state with the failing cell."""

@@ -9,10 +9,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..jobs.models import JobError, Progress, relative_file
+from ..runs.models import RunRecord
 
 State = Literal["starting", "running", "completed", "failed", "cancelled"]
 NodeStateName = Literal["pending", "running", "completed", "failed", "cancelled", "skipped"]
-ACTIVE_STATES = ("starting", "running")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -59,12 +59,9 @@ class NodeState(BaseModel):
     finished_at: datetime | None = None
 
 
-class PipelineRun(BaseModel):
+class PipelineRun(RunRecord):
     """A pipeline run and everything the platform keeps about it (runtime details stay server-side)."""
 
-    id: str
-    owner: str
-    title: str
     pipeline: str
     output: str = Field(description="Folder of the executed node notebooks, relative to your root folder")
     run_name: str = Field(
@@ -73,23 +70,13 @@ class PipelineRun(BaseModel):
         "<REPORT_DIR>/<run_name>/, so two runs never share a folder",
     )
     parameters: dict[str, str] = Field(default_factory=dict)
-    profile: str
     cpu: float
     memory_MB: int
     gpu: int = 0
     max_parallel: int = 2
     state: State = "starting"
-    reason: str | None = None
     nodes: list[NodeState] = Field(default_factory=list)
-    backend: str
-    created: datetime
-    started_at: datetime | None = None
     finished_at: datetime | None = None
-    runtime: dict[str, Any] = Field(default_factory=dict, description="Backend's handle: pid, start time")
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
 
     @property
     def notebook(self) -> str:  # what the jobs' process environment names runs after
@@ -99,6 +86,6 @@ class PipelineRun(BaseModel):
         return next((n for n in self.nodes if n.id == node_id), None)
 
     def public(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json", exclude={"runtime"})
+        data = super().public()
         data["output_url"] = f"lab/tree/{self.output}"
         return data

@@ -2,56 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import secrets
-import shutil
-import subprocess
-import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-import psutil
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Float, Int, Unicode, default
-from traitlets.config import LoggingConfigurable
+from traitlets import Int, Type, Unicode, default
 
-from ..deployments.backends.local import cpu_set, tail_lines
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
-from ..jobs.activity import HubActivity
-from ..jobs.backends.local import LocalJobBackend, job_env
+from ..jobs.backends.base import JobBackend
 from ..jobs.models import JobError, Progress
-from ..jobs.store import JOB_FILE, LOG_FILE, write_private
+from ..jobs.store import JOB_FILE, LOG_FILE
+from ..processes import tail_lines
 from ..profiles import ProfileCatalog
+from ..runs.service import RunService, check_tail, now
+from .backends import LocalPipelineBackend
 from .models import NodeState, PipelineRequest, PipelineRun
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-class LocalPipelineBackend(LocalJobBackend):
-    """The pipeline runner detached in its own session; status, cancel and logs as for notebook jobs."""
-
-    name = "local"
-
-    async def start(self, run: PipelineRun, folder: Path, spec: dict, profile) -> dict:  # noqa: ARG002
-        write_private(folder / "spec.json", json.dumps(spec, indent=1))
-        cpus = cpu_set(run.cpu)
-        with open(folder / LOG_FILE, "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "reeflab.pipelines.runner", str(folder)],
-                cwd=spec["root"],
-                env=job_env(run, dict(os.environ)),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=lambda: os.sched_setaffinity(0, cpus),
-            )
-        return {"pid": process.pid, "started": psutil.Process(process.pid).create_time()}
 
 
 def read_nodes(pipeline: Path, root: Path) -> list[NodeState]:
@@ -81,10 +50,20 @@ def read_nodes(pipeline: Path, root: Path) -> list[NodeState]:
     return nodes
 
 
-class PipelineService(LoggingConfigurable):
+class PipelineService(RunService[PipelineRun]):
     """One user's pipeline runs, kept true by watching the runner's status file."""
 
-    root_dir = Unicode(config=True, help="Where runs keep their state and logs (private to the user)")
+    record_class, record_file = PipelineRun, JOB_FILE
+    noun, api_path = "pipeline run", "/reeflab/api/pipelines"
+    keeps_server_alive = True  # a run keeps the server from the idle culler, as a job does
+
+    backend_class = Type(
+        LocalPipelineBackend,
+        klass=JobBackend,
+        config=True,
+        help="Where pipeline runs run: reeflab.pipelines.backends.LocalPipelineBackend (Elyra's local runtime, "
+        "every node a process of the user's server's account).",
+    )
 
     @default("root_dir")
     def _default_root_dir(self) -> str:
@@ -99,47 +78,12 @@ class PipelineService(LoggingConfigurable):
     output_dir = Unicode("reeflab-pipelines", config=True, help="Folder under the root for executed node notebooks")
     max_running = Int(2, config=True, help="Pipeline runs a user may have at once")
     max_parallel = Int(2, config=True, help="Default number of independent nodes run at once")
-    poll_interval = Float(1.0, config=True, help="Seconds between checks of running pipelines")
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.backend = LocalPipelineBackend(parent=self)
-        self.activity = HubActivity(parent=self)
-        self.root = Path(self.root_dir)
-        self._runs = {r.id: r for r in self._load_all()}
-        self._watcher: asyncio.Task | None = None
-
-    def _load_all(self) -> list[PipelineRun]:
-        if not self.root.exists():
-            return []
-        return [PipelineRun.model_validate_json(p.read_text()) for p in sorted(self.root.glob(f"*/{JOB_FILE}"))]
-
-    def folder(self, run: PipelineRun) -> Path:
-        return self.root / run.id
-
-    # -- queries -------------------------------------------------------------
-
-    def list(self, owner: str) -> list[PipelineRun]:
-        return sorted((r for r in self._runs.values() if r.owner == owner), key=lambda r: r.created)
-
-    def get(self, owner: str, run_id: str) -> PipelineRun:
-        run = self._runs.get(run_id)
-        if run is None or run.owner != owner:
-            raise NotFound(f"No pipeline run '{run_id}'; list yours at /reeflab/api/pipelines.")
-        return run
-
-    async def fresh(self, owner: str, run_id: str) -> PipelineRun:
-        run = self.get(owner, run_id)
-        if run.active:
-            await self.check(run)
-        return run
 
     async def logs(self, owner: str, run_id: str, tail: int = 200, node: str | None = None) -> list[str]:
-        if not 1 <= tail <= 10000:
-            raise BadRequest("tail must be between 1 and 10000 lines")
-        run = self.get(owner, run_id)
         if not node:
-            return await self.backend.logs(run, self.folder(run), tail)
+            return await super().logs(owner, run_id, tail)
+        check_tail(tail)
+        run = self.get(owner, run_id)
         if run.node(node) is None:
             raise NotFound(f"Run '{run_id}' has no node '{node}'; its nodes: {', '.join(n.id for n in run.nodes)}.")
         return tail_lines(self.folder(run) / "nodes" / node / LOG_FILE, tail)
@@ -165,7 +109,7 @@ class PipelineService(LoggingConfigurable):
         root = Path(self.notebook_root).resolve()
         nodes = read_nodes(pipeline, root)
         profile = profiles.choose(request.profile, groups)
-        active = [r for r in self.list(owner) if r.active]
+        active = self.active(owner)
         if len(active) >= self.max_running:
             raise Forbidden(f"You have {len(active)} pipelines running, the most allowed; wait or cancel one.")
         run_id = secrets.token_hex(4)
@@ -203,21 +147,14 @@ class PipelineService(LoggingConfigurable):
             "nodes": [{"id": n.id, "label": n.label, "output": n.output} for n in nodes],
         }
         self._save(run)
-        run.started_at = now()
-        try:
-            run.runtime = await self.backend.start(run, self.folder(run), spec, profile)
-        except Exception as err:
-            self._finish(run, "failed", f"could not start: {err}")
-            return run
-        self._save(run)
-        self.ensure_watching()
+        await self._launch(run, self.backend.start(run, self.folder(run), spec, profile))
         return run
 
     async def cancel(self, owner: str, run_id: str) -> PipelineRun:
         run = self.get(owner, run_id)
         if not run.active:
             raise Conflict(f"Pipeline run '{run_id}' is {run.state}; only a running one can be cancelled.")
-        await self.backend.cancel(run, self.folder(run))
+        await self.backend.stop(run, self.folder(run))
         await self.check(run)
         for node in run.nodes:
             if node.state in ("pending", "running"):
@@ -225,54 +162,7 @@ class PipelineService(LoggingConfigurable):
         self._finish(run, "cancelled", "cancelled by you")
         return run
 
-    async def delete(self, owner: str, run_id: str) -> None:
-        """Forget a run (cancelling it if it runs); its executed notebooks stay in your folder."""
-        run = self.get(owner, run_id)
-        if run.active:
-            await self.backend.cancel(run, self.folder(run))
-        del self._runs[run.id]
-        await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, self.folder(run), True)
-
-    async def cancel_all(self, reason: str = "stopped by the platform") -> list[PipelineRun]:
-        """Cancel every running pipeline at once (the platform stopping, tests, operators); records stay."""
-        active = [r for r in self._runs.values() if r.active]
-        outcomes = await asyncio.gather(
-            *(self.backend.cancel(r, self.folder(r)) for r in active), return_exceptions=True
-        )
-        for run, outcome in zip(active, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                self.log.error("cancelling pipeline run %s failed: %s", run.id, outcome)
-            self._finish(run, "cancelled", reason)
-        return active
-
-    def _save(self, run: PipelineRun) -> None:
-        self._runs[run.id] = run
-        folder = self.folder(run)
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_private(folder / JOB_FILE, run.model_dump_json(indent=1))
-
-    def _finish(self, run: PipelineRun, state: str, reason: str | None) -> None:
-        run.state = state
-        run.reason = reason
-        run.finished_at = run.finished_at or now()
-        self._save(run)
-
     # -- watching ----------------------------------------------------------------
-
-    def ensure_watching(self) -> None:
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
-
-    async def _watch(self) -> None:
-        while any(r.active for r in self._runs.values()):
-            for run in [r for r in self._runs.values() if r.active]:
-                try:
-                    await self.check(run)
-                except Exception:
-                    self.log.exception("checking pipeline run %s failed", run.id)
-            if any(r.active for r in self._runs.values()):
-                await self.activity.report_if_due()  # a run keeps the server from the idle culler, as a job does
-            await asyncio.sleep(self.poll_interval)
 
     async def check(self, run: PipelineRun) -> None:
         """Take over the runner's view: each node's state, progress and error; the run's end."""

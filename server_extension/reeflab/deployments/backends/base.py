@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from abc import ABCMeta, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from traitlets.config import LoggingConfigurable
-
+from ...runs.backend import RunBackend
 from ..models import Deployment
 
 
@@ -39,25 +38,19 @@ class Endpoint:
         return cls("localhost", 80, path, base_path)
 
 
-class _AbstractConfigurable(type(LoggingConfigurable), ABCMeta):
-    pass
-
-
-class DeploymentBackend(LoggingConfigurable, metaclass=_AbstractConfigurable):
+class DeploymentBackend(RunBackend):
     """Starts, watches and stops DEEPaaS servers of modules. Subclasses: local, kubernetes."""
-
-    name = "base"
 
     @abstractmethod
     async def start(self, deployment: Deployment, folder: Path) -> dict:
         """Launch the module; return the runtime handle kept in `deployment.runtime`."""
 
     @abstractmethod
-    async def status(self, deployment: Deployment) -> BackendStatus:
+    async def status(self, deployment: Deployment, folder: Path | None = None) -> BackendStatus:
         """Where a started deployment stands now (also after a server restart)."""
 
     @abstractmethod
-    async def stop(self, deployment: Deployment) -> None:
+    async def stop(self, deployment: Deployment, folder: Path | None = None) -> None:
         """Stop it and free everything it holds; idempotent."""
 
     @abstractmethod

@@ -444,7 +444,7 @@ class KubernetesBackend(DeploymentBackend):
         pods = [api.sanitize_for_serialization(p) for p in mine if not (since and p.metadata.deletion_timestamp)]
         return sorted(pods, key=lambda p: str(p["metadata"].get("creationTimestamp", "")), reverse=True)
 
-    async def status(self, deployment: Deployment) -> BackendStatus:
+    async def status(self, deployment: Deployment, folder: Path | None = None) -> BackendStatus:
         api = await self._api()
         ns, name = self._where(deployment)
         try:
@@ -474,7 +474,7 @@ class KubernetesBackend(DeploymentBackend):
                     raise _error(err, kind, name, ns) from None
                 self.log.warning("Could not delete %s %s in namespace %s: %s", kind, name, ns, err.reason)
 
-    async def stop(self, deployment: Deployment) -> None:
+    async def stop(self, deployment: Deployment, folder: Path | None = None) -> None:
         ns, name = self._where(deployment)
         with_ingress = bool(self.ingress_host or deployment.runtime.get("url"))
         # the NetworkPolicy goes once the pod is going: never an unprotected moment

@@ -121,7 +121,7 @@ class LocalProcessBackend(DeploymentBackend):
             found[storage_env(name)] = str(storage.mountpoint(connection))
         return found
 
-    async def status(self, deployment: Deployment) -> BackendStatus:
+    async def status(self, deployment: Deployment, folder: Path | None = None) -> BackendStatus:
         # (a deployment whose start is under way has no runtime yet: DeploymentService.check does not ask then)
         if "socket" not in deployment.runtime:
             await self.stop(deployment)
@@ -146,7 +146,7 @@ class LocalProcessBackend(DeploymentBackend):
         models = deployment.runtime.get("base_path", "") + "/v2/models/"
         return BackendStatus("ready" if await answers(deployment.runtime["socket"], models) else "starting")
 
-    async def stop(self, deployment: Deployment) -> None:
+    async def stop(self, deployment: Deployment, folder: Path | None = None) -> None:
         process = running(deployment.runtime)
         if process is not None:
             await stop_group(process, self.stop_grace)

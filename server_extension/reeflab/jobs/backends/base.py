@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from abc import ABCMeta, abstractmethod
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
-from traitlets.config import LoggingConfigurable
-
 from ...profiles import HardwareProfile
+from ...runs.backend import RunBackend
 from ..models import Job
 
 
-class _AbstractConfigurable(type(LoggingConfigurable), ABCMeta):
-    pass
-
-
-class JobBackend(LoggingConfigurable, metaclass=_AbstractConfigurable):
-    """Starts, watches, cancels notebook jobs. Subclasses: local, kubernetes."""
-
-    name = "base"
+class JobBackend(RunBackend):
+    """Starts, watches, stops notebook jobs (and pipeline runs). Subclasses: local, kubernetes."""
 
     @abstractmethod
     async def start(
@@ -36,7 +29,7 @@ class JobBackend(LoggingConfigurable, metaclass=_AbstractConfigurable):
         """The runner's view: state, progress, error, reason, finished_at (also after a server restart)."""
 
     @abstractmethod
-    async def cancel(self, job: Job, folder: Path) -> None:
+    async def stop(self, job: Job, folder: Path) -> None:
         """Stop the job and everything it started (kernel included); idempotent."""
 
     @abstractmethod

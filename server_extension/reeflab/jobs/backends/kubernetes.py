@@ -169,7 +169,7 @@ class KubernetesJobBackend(JobBackend):
             return {**status, "state": "failed", "reason": f"the job's pod failed. Last lines of its log:\n{lines}"}
         return status
 
-    async def cancel(self, job: Job, folder: Path) -> None:
+    async def stop(self, job: Job, folder: Path) -> None:
         with contextlib.suppress(ApiException, KeyError):
             await client.BatchV1Api(await self._api()).delete_namespaced_job(
                 job.runtime["name"], job.runtime["namespace"], propagation_policy="Foreground", grace_period_seconds=5

@@ -72,7 +72,7 @@ class LocalJobBackend(JobBackend):
         if cgroup_of(job.runtime) is None:  # no kernel limit here: watch its proportional set size (never a sum of RSS)
             used = pss_of(process.pid)
             if used > job.memory_MB * 10**6:
-                await self.cancel(job, folder)
+                await self.stop(job, folder)
                 return {**status, "state": "failed", "reason": _out_of_memory(job, job.memory_MB * 10**6, used)}
         return status
 
@@ -87,7 +87,7 @@ class LocalJobBackend(JobBackend):
         await asyncio.get_running_loop().run_in_executor(None, cgroup.remove)
         return status
 
-    async def cancel(self, job: Job, folder: Path) -> None:
+    async def stop(self, job: Job, folder: Path) -> None:
         process = running(job.runtime)
         kernels = [pid for pid in read_status(folder).get("kernel_pids", [])]
         if process is not None:  # the runner stops its kernel and records the cancel

@@ -1,0 +1,161 @@
+"""RunService: one user's runs of one kind, kept true by a watcher and bounded by the subclass's rules."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ClassVar, Generic, TypeVar
+
+from traitlets import Float, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..errors import BadRequest, NotFound
+from .activity import HubActivity
+from .backend import RunBackend
+from .models import RunRecord
+from .store import RecordStore
+
+R = TypeVar("R", bound=RunRecord)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_tail(tail: int) -> None:
+    if not 1 <= tail <= 10000:
+        raise BadRequest("tail must be between 1 and 10000 lines")
+
+
+class RunService(LoggingConfigurable, Generic[R]):
+    """Subclasses set the class attributes, a `backend_class` trait, a `root_dir` default, and `check`."""
+
+    record_class: ClassVar[type[RunRecord]]
+    record_file: ClassVar[str]  # the record's file name in its folder
+    noun: ClassVar[str]  # in messages: "deployment", "job", "pipeline run"
+    api_path: ClassVar[str]  # where a user lists theirs (said when one is not found)
+    stopped_state: ClassVar[str] = "cancelled"  # what `stop_all` leaves them in
+    stop_ended_on_delete: ClassVar[bool] = False  # a backend that keeps objects after the end (pods, cgroups)
+    keeps_server_alive: ClassVar[bool] = False  # report activity to the hub while one runs (no idle cull)
+
+    backend_class: type[RunBackend]
+    root_dir = Unicode(config=True, help="Where runs keep their state and logs (private to the user)")
+    poll_interval = Float(1.0, config=True, help="Seconds between checks of active runs")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.backend = self.backend_class(parent=self)
+        self.store: RecordStore[R] = RecordStore(self.root_dir, self.record_file, self.record_class)
+        self.activity = HubActivity(parent=self) if self.keeps_server_alive else None
+        self._records: dict[str, R] = {r.id: r for r in self.store.load_all()}
+        self._watcher: asyncio.Task | None = None
+        self._changed = asyncio.Event()  # a run to look at now (a new start), before the next poll
+
+    # -- queries -------------------------------------------------------------
+
+    def list(self, owner: str) -> list[R]:
+        return sorted((r for r in self._records.values() if r.owner == owner), key=lambda r: r.created)
+
+    def get(self, owner: str, record_id: str) -> R:
+        record = self._records.get(record_id)
+        if record is None or record.owner != owner:  # another user's is as absent as a missing one
+            raise NotFound(f"No {self.noun} '{record_id}'; list yours at {self.api_path}.")
+        return record
+
+    def active(self, owner: str | None = None) -> list[R]:
+        return [r for r in self._records.values() if r.active and owner in (None, r.owner)]
+
+    async def fresh(self, owner: str, record_id: str) -> R:
+        """The run with its latest state from the backend."""
+        record = self.get(owner, record_id)
+        if record.active:
+            await self.check(record)
+        return record
+
+    def folder(self, record: R) -> Path:
+        return self.store.folder(record.id)
+
+    async def logs(self, owner: str, record_id: str, tail: int = 200) -> list[str]:
+        check_tail(tail)
+        record = self.get(owner, record_id)
+        return await self.backend.logs(record, self.folder(record), tail)
+
+    # -- changes ---------------------------------------------------------------
+
+    async def delete(self, owner: str, record_id: str) -> None:
+        """Forget a run, stopping it if it runs; what it wrote into the user's folder stays."""
+        record = self.get(owner, record_id)
+        if record.active or self.stop_ended_on_delete:
+            await self.backend.stop(record, self.folder(record))
+        del self._records[record.id]
+        await asyncio.get_running_loop().run_in_executor(None, self.store.remove, record.id)
+
+    async def stop_all(self, reason: str = "stopped by the platform") -> list[R]:
+        """Stop every active run at once (the platform stopping, tests, operators); their records stay."""
+        active = self.active()
+        outcomes = await asyncio.gather(*(self.backend.stop(r, self.folder(r)) for r in active), return_exceptions=True)
+        for record, outcome in zip(active, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self.log.error("stopping %s %s failed: %s", self.noun, record.id, outcome)
+            self._finish(record, self.stopped_state, reason)
+        return active
+
+    async def _launch(self, record: R, start: Awaitable[dict]) -> None:
+        """Start a run on its backend (`start`: the backend's start call) and watch it; a backend that cannot
+        even start it fails it with the reason."""
+        record.started_at = now()
+        try:
+            record.runtime = await start
+        except Exception as err:
+            self._finish(record, "failed", f"could not start: {err}")
+            return
+        self._save(record)
+        self._changed.set()
+        self.ensure_watching()
+
+    def _save(self, record: R) -> None:
+        self._records[record.id] = record
+        self.store.save(record)
+
+    def _finish(self, record: R, state: str, reason: str | None) -> None:
+        record.state = state
+        record.reason = reason
+        if getattr(record, record.ENDED_AT) is None:
+            setattr(record, record.ENDED_AT, now())
+        self._save(record)
+
+    # -- watching ----------------------------------------------------------------
+
+    def ensure_watching(self) -> None:
+        """Start the background check of active runs (after a restart too: re-attach)."""
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop_watching(self) -> None:
+        """Stop the watcher (the server stopping); the runs go on and the next start re-attaches to them."""
+        if self._watcher is not None and not self._watcher.done():
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        while self.active():
+            await self.check_all()
+            if self.activity is not None and self.active():
+                await self.activity.report_if_due()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self.poll_interval)
+            self._changed.clear()
+
+    async def check_all(self) -> None:
+        for record in self.active():
+            try:
+                await self.check(record)
+            except Exception:
+                self.log.exception("checking %s %s failed", self.noun, record.id)
+
+    async def check(self, record: R) -> None:
+        """Move one active run along from what its backend says (subclasses)."""
+        raise NotImplementedError
