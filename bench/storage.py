@@ -23,9 +23,8 @@ from pathlib import Path
 from reeflab.errors import ReefLabError
 from reeflab.storage.models import TransferRequest
 from reeflab.storage.platform_s3 import PlatformS3
-from reeflab.storage.seaweedfs import SeaweedProcess
 from reeflab.storage.service import StorageService
-from reeflab.storage.testing import WebDAVProcess
+from reeflab.storage.testing import SeaweedProcess, WebDAVProcess
 from reeflab.testing.process import free_port, wait_until
 
 

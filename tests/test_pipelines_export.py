@@ -14,7 +14,7 @@ from pathlib import Path
 from kfp.components import load_component_from_file
 from reeflab.hub.config import REPO
 from reeflab.pipelines.export import export_kfp
-from reeflab.storage.seaweedfs import SeaweedProcess
+from reeflab.storage.testing import SeaweedProcess
 
 NOTEBOOKS = REPO / "notebooks"
 SAMPLES = REPO / "server_extension" / "reeflab" / "modules" / "fish_detector" / "samples"

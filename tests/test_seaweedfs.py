@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 from reeflab.errors import BadRequest
 from reeflab.storage import seaweedfs
 from reeflab.storage.platform_s3 import PlatformS3, check_path, s3_client, user_bucket
-from reeflab.storage.seaweedfs import SeaweedProcess, grpc_certificates
+from reeflab.storage.seaweedfs import grpc_certificates
+from reeflab.storage.testing import SeaweedProcess
 
 
 @pytest.fixture(scope="module")

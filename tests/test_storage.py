@@ -12,9 +12,8 @@ import stat
 import pytest
 from reeflab.errors import NotFound
 from reeflab.storage.platform_s3 import PlatformS3
-from reeflab.storage.seaweedfs import SeaweedProcess
 from reeflab.storage.service import StorageService
-from reeflab.storage.testing import WebDAVProcess
+from reeflab.storage.testing import SeaweedProcess, WebDAVProcess
 from reeflab.testing.process import free_port
 from tornado.httpclient import HTTPClientError
 

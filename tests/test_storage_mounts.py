@@ -11,9 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 from reeflab.storage.platform_s3 import PlatformS3
-from reeflab.storage.seaweedfs import SeaweedProcess
 from reeflab.storage.service import StorageService
-from reeflab.storage.testing import WebDAVProcess
+from reeflab.storage.testing import SeaweedProcess, WebDAVProcess
 from reeflab.testing.process import wait_until
 from tornado.httpclient import HTTPClientError
 

@@ -26,9 +26,8 @@ from reeflab.jobs.models import JobRequest
 from reeflab.profiles import load_profiles
 from reeflab.storage.platform_s3 import PlatformS3
 from reeflab.storage.rclone import remote_env
-from reeflab.storage.seaweedfs import SeaweedProcess
 from reeflab.storage.service import StorageService
-from reeflab.storage.testing import WebDAVProcess
+from reeflab.storage.testing import SeaweedProcess, WebDAVProcess
 from tornado.httpclient import HTTPClientError
 
 pytestmark = pytest.mark.timeout(240)
@@ -74,7 +73,7 @@ def jp_server_config(jp_server_config, tmp_path, monkeypatch):
 def reeflab(jp_serverapp, jp_asyncio_loop):
     services = jp_serverapp.web_app.settings["reeflab"]
     yield services
-    jp_asyncio_loop.run_until_complete(services.jobs.stop_all())
+    jp_asyncio_loop.run_until_complete(services.jobs.cancel_all())
 
 
 class Api:

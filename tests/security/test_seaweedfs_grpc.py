@@ -21,7 +21,8 @@ import psutil
 import pytest
 from botocore.exceptions import ClientError
 from reeflab.storage.platform_s3 import PlatformS3, s3_client
-from reeflab.storage.seaweedfs import SeaweedProcess, _issue_certificates, weed_binary
+from reeflab.storage.seaweedfs import _issue_certificates, weed_binary
+from reeflab.storage.testing import SeaweedProcess
 
 pytestmark = pytest.mark.timeout(300)
 

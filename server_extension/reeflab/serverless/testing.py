@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from ..storage.seaweedfs import SeaweedProcess
+from ..storage.testing import SeaweedProcess
 from ..testing.process import ServerProcess, free_port
 
 

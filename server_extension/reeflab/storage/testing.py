@@ -1,4 +1,5 @@
-"""A real WebDAV server for tests and benchmarks: wsgidav serving a Nextcloud-style path with basic auth."""
+"""Real storage servers for tests and benchmarks: SeaweedFS (the platform's own S3) on free ports, and
+wsgidav serving a Nextcloud-style WebDAV path with basic auth."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 import requests
 import yaml
 
+from ..files import write_private
 from ..testing.process import ServerProcess, free_port
+from .seaweedfs import new_admin_key
 
 
 class WebDAVProcess(ServerProcess):
@@ -62,3 +65,41 @@ class WebDAVProcess(ServerProcess):
             "PROPFIND", self.url + "/", auth=(self.user, self.password), headers={"Depth": "0"}, timeout=2
         )
         return answer.status_code == 207
+
+
+class SeaweedProcess(ServerProcess):
+    """A real SeaweedFS on free ports, for tests and benchmarks: `with SeaweedProcess(tmp) as s3:`."""
+
+    what = "SeaweedFS"
+
+    def __init__(self, state: Path, webhook_url: str = "", webhook_token: str = "", port: int | None = None):
+        self.state = Path(state)
+        super().__init__(self.state.parent / f"{self.state.name}-seaweedfs.log")
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.key_file = self.state.parent / f"{self.state.name}-admin-key.json"
+        self.key = new_admin_key(self.key_file)
+        self.webhook_url, self.webhook_token = webhook_url, webhook_token
+
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", "reeflab.storage.seaweedfs", f"--dir={self.state}"]
+        command += [f"--s3-port={self.port}", f"--admin-key-file={self.key_file}"]
+        if self.webhook_url:
+            token_file = self.state.parent / f"{self.state.name}-webhook-token"
+            write_private(token_file, self.webhook_token)
+            command += [f"--webhook-url={self.webhook_url}", f"--webhook-token-file={token_file}"]
+        return command
+
+    def client(self, service: str = "s3", key: dict[str, str] | None = None, **config):
+        from .platform_s3 import s3_client
+
+        return s3_client(self.endpoint, key or self.key, service, **config)
+
+    def healthy(self) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client(connect_timeout=2, retries={"max_attempts": 1}).list_buckets()
+        except (BotoCoreError, ClientError):
+            return False
+        return True
