@@ -24,14 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.serverless.batch import Batch, Engine
-from reeflab.serverless.testing import EngineProcess
 from reeflab.testing.process import wait_until
 
 SAMPLES = Path(__file__).parents[1] / "server_extension/reeflab/modules/fish_detector/samples"
 NAIVE = """
 import sys
-from reeflab.serverless.worker import ModuleRunner
+from reeflab.oscar_engine.worker import ModuleRunner
 from pathlib import Path
 runner = ModuleRunner({"module": sys.argv[1]})
 reply = runner.predict_file(Path(sys.argv[2]), Path(sys.argv[2]).name, Path(sys.argv[3]))

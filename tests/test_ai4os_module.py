@@ -24,7 +24,7 @@ import pytest
 import requests
 from reeflab.client import Connection, deployments
 from reeflab.hub.config import REPO
-from reeflab.serverless.testing import EngineProcess
+from reeflab.oscar_engine.testing import EngineProcess
 from test_serverless_engine import module_service
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ai4os_triplet"

@@ -12,7 +12,7 @@ import nbformat
 import psutil
 import pytest
 from reeflab.hub.config import REPO
-from reeflab.serverless.testing import EngineProcess
+from reeflab.oscar_engine.testing import EngineProcess
 from tornado.httpclient import HTTPClientError
 
 NOTEBOOKS = REPO / "notebooks"

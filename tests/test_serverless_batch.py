@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from reeflab.modules.fish_detector.evaluate import greedy_match
+from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.serverless.batch import Batch, Engine
-from reeflab.serverless.testing import EngineProcess
 
 SAMPLES = Path(__file__).parents[1] / "server_extension/reeflab/modules/fish_detector/samples"
 COPIES = 40  # 6 samples x 40 folders = 240 images

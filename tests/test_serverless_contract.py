@@ -18,8 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.serverless.batch import Batch, BatchError, Engine
-from reeflab.serverless.testing import EngineProcess
 from reeflab.testing.process import free_port, wait_until
 
 EVENT_FILE = re.compile(r"event-file-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -114,7 +114,7 @@ def test_inputs_are_named_as_oscar_names_them_unless_the_caller_names_them(engin
     ],
 )
 def test_the_callers_file_name_is_read_from_content_disposition(disposition, name):
-    from reeflab.serverless.payload import content_disposition, given_name
+    from reeflab.serverless.invocations import content_disposition, given_name
 
     assert given_name(disposition) == name
     if name:

@@ -1,6 +1,6 @@
 """The local OSCAR engine as users meet it: oscar-python unchanged, several users, bad input, crashes.
 
-Each test drives a real engine process (`python -m reeflab.serverless`) on 127.0.0.1.
+Each test drives a real engine process (`python -m reeflab.oscar_engine`) on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 from PIL import Image
-from reeflab.serverless.testing import EngineProcess
+from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.storage.platform_s3 import s3_client
 from reeflab.testing.hub import HubProcess
 from reeflab.testing.process import free_port, wait_until
@@ -268,7 +268,7 @@ def test_a_worker_killed_mid_job_is_retried(engine, tmp_path):
         job = submit(alice, "fragile", tmp_path / "in.txt")
         workers = wait_until(lambda: running(alice, "fragile", job) and worker_pids(engine, "fragile"), 30, "the job")
         worker = next(iter(workers))
-        assert "reeflab.serverless.worker" in " ".join(psutil.Process(worker).cmdline())
+        assert "reeflab.oscar_engine.worker" in " ".join(psutil.Process(worker).cmdline())
         os.kill(worker, signal.SIGKILL)
         assert wait_jobs(alice, "fragile", [job]) == {job: "Succeeded"}
         log = alice.get_job_logs("fragile", job).text

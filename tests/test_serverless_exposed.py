@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 from reeflab import accounts
-from reeflab.serverless.testing import EngineProcess
+from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.testing.process import wait_until
 
 ECHO_APP = r"""#!/bin/sh
@@ -41,7 +41,7 @@ def app(environ, start):
 make_server("127.0.0.1", int(os.environ["PORT"]), app).serve_forever()
 PY
 """
-BRIDGE = "reeflab.serverless.bridge"
+BRIDGE = "reeflab.oscar_engine.bridge"
 
 
 def exposed(name: str, port: int, script: str = ECHO_APP, variables: dict | None = None, **expose) -> dict:

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from reeflab.serverless.payload import content_disposition
-from reeflab.serverless.testing import EngineProcess
+from reeflab.oscar_engine.testing import EngineProcess
+from reeflab.serverless.invocations import content_disposition
 from test_serverless_exposed import exposed
 from tornado.httpclient import HTTPClientError
 

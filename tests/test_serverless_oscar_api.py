@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from reeflab.serverless.testing import EngineProcess
+from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.testing.process import wait_until
 
 DASHBOARD = "https://dashboard.example.org"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from IPython.lib.pretty import pretty
+from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.serverless.batch import Engine
-from reeflab.serverless.testing import EngineProcess
 from reeflab.testing.process import wait_until
 from tornado.httpclient import HTTPClientError
 

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from botocore.exceptions import ClientError
 from reeflab.modules.fish_detector.evaluate import greedy_match
-from reeflab.serverless.testing import EngineProcess
+from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.testing.process import wait_until
 
 SAMPLES = Path(__file__).parents[1] / "server_extension/reeflab/modules/fish_detector/samples"
@@ -112,7 +112,7 @@ def test_storage_events_need_the_servers_token(engine):
 
 def _worker_pids(engine) -> list[int]:
     children = psutil.Process(engine.proc.pid).children(recursive=True)
-    return [p.pid for p in children if "reeflab.serverless.worker" in " ".join(p.cmdline())]
+    return [p.pid for p in children if "reeflab.oscar_engine.worker" in " ".join(p.cmdline())]
 
 
 def test_two_hundred_uploads_none_lost_through_a_worker_kill_and_an_engine_restart(engine, tmp_path):

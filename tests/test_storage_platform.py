@@ -7,7 +7,7 @@ import io
 
 import pytest
 from reeflab.errors import Forbidden
-from reeflab.serverless.testing import EngineProcess
+from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.storage.platform_s3 import user_bucket
 from reeflab.storage.service import StorageService
 

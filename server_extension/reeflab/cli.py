@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from .pipelines.cli import add_commands as add_pipeline_commands
 
     add_pipeline_commands(commands)
-    from .serverless.cli import add_commands as add_serverless_commands
+    from .client.serverless_cli import add_commands as add_serverless_commands
 
     add_serverless_commands(commands)
     federated_cli.add_parser(commands)

@@ -19,7 +19,7 @@ import reeflab
 import requests
 from playwright.sync_api import expect
 from reeflab.modules.fish_detector.evaluate import greedy_match
-from reeflab.serverless.testing import EngineProcess
+from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.storage.platform_s3 import user_bucket
 from reeflab.testing.hub import HubProcess
 

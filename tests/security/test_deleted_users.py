@@ -21,7 +21,7 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 from reeflab import accounts, generations
 from reeflab.hub.revoke import Targets, reconcile
-from reeflab.serverless.engine import EngineSettings, OscarEngine, Unauthorized
+from reeflab.oscar_engine.engine import EngineSettings, OscarEngine, Unauthorized
 from reeflab.storage.platform_s3 import s3_client, user_bucket
 from reeflab.storage.seaweedfs import read_key
 from reeflab.testing.hub import HubProcess, run_in_kernel

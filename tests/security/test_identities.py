@@ -22,7 +22,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 from reeflab.errors import Conflict, NotFound
-from reeflab.serverless.testing import EngineProcess
+from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.storage.platform_s3 import iam_user, s3_client, user_bucket
 from reeflab.testing.process import wait_until
 from reeflab.training.accounts import AccountRefused, tracking_pre_spawn_hook

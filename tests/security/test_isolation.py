@@ -69,7 +69,7 @@ def test_bob_cannot_reach_ana_or_the_platform_from_his_kernel(hub, servers):
     ana_account = accounts.account_name("ana")
     ana_server = _pid(lambda p: p["username"] == ana_account and "jupyterhub-singleuser" in " ".join(p["cmdline"]))
     engine = _pid(
-        lambda p: "reeflab.serverless" in p["cmdline"] and f"--state-dir={state / 'serverless'}" in p["cmdline"]
+        lambda p: "reeflab.oscar_engine" in p["cmdline"] and f"--state-dir={state / 'serverless'}" in p["cmdline"]
     )
     targets = {
         "read": {

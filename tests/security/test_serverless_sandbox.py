@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 from reeflab import accounts
-from reeflab.serverless.testing import EngineProcess
+from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.testing.process import wait_until
 from test_serverless_engine import UPPER_SCRIPT, script_service, submit, wait_jobs
 
@@ -302,7 +302,7 @@ def test_without_bubblewrap_no_worker_starts_and_the_answer_says_why(tmp_path):
 
 
 def test_a_restart_removes_only_the_workers_folders_it_made(tmp_path, monkeypatch):
-    from reeflab.serverless.sandbox import ROOT_RECORD, SandboxPolicy
+    from reeflab.oscar_engine.sandbox import ROOT_RECORD, SandboxPolicy
 
     state, shared = tmp_path / "state", tmp_path / "shared"
     state.mkdir()

@@ -23,10 +23,10 @@ from typing import Any
 
 from ..serverless.batch import Batch, BatchError, BatchResult, Engine
 from ..serverless.fdl import module_definition
-from ..serverless.oscar import OscarCluster
-from ..serverless.payload import content_disposition
+from ..serverless.invocations import content_disposition
 from ..storage.platform_s3 import s3_client, split_path
 from .connection import ReefLabClientError
+from .oscar import OscarCluster
 
 
 def connect(url: str | None = None, token: str | None = None) -> Engine:

@@ -352,7 +352,7 @@ def configure_serverless(c) -> None:
     command = [
         sys.executable,
         "-m",
-        "reeflab.serverless",
+        "reeflab.oscar_engine",
         f"--state-dir={state_dir() / 'serverless'}",
         f"--ServerlessApp.s3_endpoint={s3['endpoint']}",
         f"--ServerlessApp.s3_admin_key_file={s3['admin_key_file']}",

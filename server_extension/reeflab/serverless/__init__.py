@@ -1,6 +1,6 @@
-"""Serverless: ReefLab's local OSCAR-compatible engine (a JupyterHub service).
+"""Serverless from the user's side: OSCAR service definitions (fdl), the batch coordinator, the user
+server's gateway to the engine.
 
-Layers: `handlers` (HTTP, OSCAR's REST routes) -> `engine` (services, invocations, jobs; no
-tornado) -> `pool` (warm worker processes, `worker`) and `store` (sqlite queue). Upload
-triggers and the batch coordinator build on `OscarEngine.submit` and the job store.
+All of it speaks the OSCAR API to any endpoint: a real OSCAR cluster, or ReefLab's local engine
+(reeflab.oscar_engine, its own process), which builds on `fdl` and `invocations` from here.
 """

@@ -29,7 +29,7 @@ import requests
 
 from ..storage.platform_s3 import s3_client
 from ..storage.platform_s3 import split_path as split
-from .slices import BATCH_KEY, marker_key
+from .invocations import BATCH_KEY, marker_key
 
 MAX_SLICE = 64
 RETRIES = 1

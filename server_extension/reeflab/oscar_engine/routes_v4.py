@@ -22,7 +22,7 @@ from ..errors import ReefLabError
 from . import oscar_v4
 from .buckets import UserBuckets
 from .exposed import upstream_path
-from .handlers import EngineHandler
+from .routes import EngineHandler
 
 
 class NotOffered(ReefLabError):

@@ -66,7 +66,7 @@ class EngineProcess(ServerProcess):
         self.state.parent.mkdir(parents=True, exist_ok=True)
         tokens = self.state.parent / f"{self.state.name}-tokens.json"
         tokens.write_text(json.dumps({token: user for user, token in self.tokens.items()}))
-        command = [sys.executable, "-m", "reeflab.serverless", f"--port={self.port}", f"--state-dir={self.state}"]
+        command = [sys.executable, "-m", "reeflab.oscar_engine", f"--port={self.port}", f"--state-dir={self.state}"]
         return [*command, f"--ServerlessApp.static_tokens_file={tokens}", *self.args]
 
     def healthy(self) -> bool:

@@ -1,6 +1,6 @@
 """A module's predict arguments, read when a service is made, so a service that could never run is refused then.
 
-The engine runs `python -m reeflab.serverless.introspect MODULE` in a worker's sandbox, as the service's owner
+The engine runs `python -m reeflab.oscar_engine.introspect MODULE` in a worker's sandbox, as the service's owner
 (importing a module runs its code), and caches the answer per module for a while: `{"args": [...],
 "files": [...]}` or `{"error": "..."}` as the last line of its output.
 """
@@ -46,7 +46,7 @@ class ArgumentReader:
             return None
         box = self.sandbox.prepare("introspect", owner)
         try:
-            program = [self.sandbox.python, "-m", "reeflab.serverless.introspect", module]
+            program = [self.sandbox.python, "-m", "reeflab.oscar_engine.introspect", module]
             done = subprocess.run(  # fixed argv, no shell
                 box.command(program),
                 stdin=subprocess.DEVNULL,

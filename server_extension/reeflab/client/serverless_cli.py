@@ -13,13 +13,13 @@ import os
 import sys
 from pathlib import Path
 
-from .batch import BatchError
+from ..serverless.batch import BatchError
+from . import serverless
+from .connection import ReefLabClientError
 
 
 def _token(args: argparse.Namespace) -> str | None:
     """The token from --token-file, else None (connect() then reads REEFLAB_TOKEN / JUPYTERHUB_API_TOKEN)."""
-    from ..client.connection import ReefLabClientError
-
     if getattr(args, "token", None):
         raise ReefLabClientError(
             0,
@@ -38,18 +38,13 @@ def _token(args: argparse.Namespace) -> str | None:
 
 
 def _engine(args: argparse.Namespace):
-    from ..client.connection import ReefLabClientError
-    from ..client.serverless import connect
-
     token = _token(args)
     if not token and not (os.environ.get("REEFLAB_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")):
         raise ReefLabClientError(0, "no token: set REEFLAB_TOKEN (or JUPYTERHUB_API_TOKEN), or pass --token-file FILE")
-    return connect(args.url, token)
+    return serverless.connect(args.url, token)
 
 
 def _create(args: argparse.Namespace) -> int:
-    from ..client import serverless
-
     service = serverless.create(args.module, args.name, args.input, args.output, engine=_engine(args))
     print(
         f"service '{service['name']}' serves {args.module}; "
@@ -59,8 +54,6 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ..client import serverless
-
     for service in serverless.services(engine=_engine(args)):
         paths = ", ".join(io["path"] for io in service.get("input", [])) or "-"
         print(f"{service['name']:<30} owner={service['owner']:<12} inputs={paths}")
@@ -68,8 +61,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from ..client import serverless
-
     answer = serverless.invoke(args.service, args.file, engine=_engine(args))
     if isinstance(answer, bytes):
         sys.stdout.buffer.write(answer)
@@ -79,16 +70,12 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    from ..client import serverless
-
     serverless.delete(args.service, engine=_engine(args))
     print(f"service '{args.service}' deleted")
     return 0
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from ..client import serverless
-
     result = serverless.batch(
         args.service,
         args.inputs,
@@ -113,8 +100,6 @@ def _batch(args: argparse.Namespace) -> int:
 
 def _guard(func):
     def run(args: argparse.Namespace) -> int:
-        from ..client.connection import ReefLabClientError
-
         try:
             return func(args)
         except (BatchError, ReefLabClientError) as error:

@@ -1,4 +1,4 @@
-"""`python -m reeflab.serverless`: the engine as a process, standalone or as a JupyterHub service.
+"""`python -m reeflab.oscar_engine`: the engine as a process, standalone or as a JupyterHub service.
 
 Under the hub (a managed service), JUPYTERHUB_SERVICE_URL gives where to listen and
 JUPYTERHUB_SERVICE_PREFIX the base URL (/services/reeflab-serverless/), and hub tokens are
@@ -29,7 +29,7 @@ from ..storage.seaweedfs import read_key
 from .auth import HubUsers, RequestAuthenticator
 from .cors import CorsApplication
 from .engine import EngineSettings, OscarEngine
-from .handlers import UnknownRouteHandler, routes
+from .routes import UnknownRouteHandler, routes
 from .routes_v4 import routes_v4
 from .sandbox import PASSED_THROUGH
 

@@ -30,10 +30,10 @@ from pydantic import ValidationError
 
 from .. import accounts, generations
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, ReefLabError
+from ..serverless.fdl import MODULE_VAR, PREDICT_ARGS_VAR, ServiceDefinition, allowed, parse_definition
 from ..storage.platform_s3 import PlatformS3, StorageUnavailable, bucket_problem, check_path, split_path, user_bucket
 from .dispatcher import GIVEN_NAME, JobDispatcher, given_name_of, stamp
 from .exposed import ExposedServices
-from .fdl import MODULE_VAR, PREDICT_ARGS_VAR, ServiceDefinition, allowed, parse_definition
 from .introspect import ArgumentReader
 from .objects import JobStorage
 from .payload import decode_event, event_file_name, failure_lines, sync_response

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ReefLabError
+from ..serverless.fdl import ServiceDefinition
 from ..storage.platform_s3 import PlatformS3, split_path
-from .fdl import ServiceDefinition
 from .payload import output_files
 from .store import JobRecord
 from .triggers import UploadedObject, is_platform, matches

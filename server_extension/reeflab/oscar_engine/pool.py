@@ -77,7 +77,7 @@ class WorkerSpec:
 
 
 class Worker:
-    """One `python -m reeflab.serverless.worker` process in its own session (scripts die with it)."""
+    """One `python -m reeflab.oscar_engine.worker` process in its own session (scripts die with it)."""
 
     def __init__(self, spec: WorkerSpec):
         self.spec = spec
@@ -100,7 +100,7 @@ class Worker:
 
     async def start(self, python: str, env: dict[str, str], home: Path, timeout: float) -> None:
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        program = [python, "-m", "reeflab.serverless.worker"]
+        program = [python, "-m", "reeflab.oscar_engine.worker"]
         enter = self.cgroup.enter if self.cgroup else None
         with open(home / "worker.log", "ab") as worker_log:
             try:

@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ..serverless.invocations import BATCH_KEY, marker_key
 from .inputs import sniff_json
 from .payload import output_files
 
-BATCH_KEY = "reeflab_batch"
 PREFETCH = 4
 CHUNK = 8  # files per forward pass when the module offers predict_batch
 _BATCH_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -34,10 +34,6 @@ _indexes: dict[str, dict[str, Any]] = {}  # index key -> index, kept for the wor
 def split(path: str) -> tuple[str, str]:
     bucket, _, prefix = path.strip("/").partition("/")
     return bucket, prefix.strip("/")
-
-
-def marker_key(output_prefix: str, batch: str, start: int, end: int) -> str:
-    return posixpath.join(output_prefix, ".batch", batch, "done", f"{start:09d}-{end:09d}.json")
 
 
 def read_slice(path: Path) -> dict[str, Any] | None:

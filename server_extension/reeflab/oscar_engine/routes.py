@@ -16,11 +16,11 @@ from tornado import web
 
 from .. import generations
 from ..errors import BadRequest, ReefLabError
+from ..serverless.invocations import given_name
 from . import oscar_v4, system
 from .auth import RequestAuthenticator
 from .engine import Caller, OscarEngine
 from .inputs import parse_json
-from .payload import given_name
 
 log = logging.getLogger(__name__)
 

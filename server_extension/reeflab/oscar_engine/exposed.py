@@ -4,7 +4,7 @@ A service whose FDL has `expose` runs its script (or, with `default_command` and
 DEEPaaS API, what an AI4OS image runs by default) as a long-running process under its owner's account,
 in the workers' bubblewrap sandbox and a cgroup with the service's CPU and memory, but with a network
 namespace of its own: its `api_port` is reachable from nowhere else. The engine binds a Unix socket in
-the service's 0700 folder and hands it to the sandbox, where reeflab.serverless.bridge relays it to the
+the service's 0700 folder and hands it to the sandbox, where reeflab.oscar_engine.bridge relays it to the
 port; /system/services/<name>/exposed/<path> is proxied to that socket (routes_v4.ExposedHandler), as the
 Jupyter server proxies deployments (jupyter-server-proxy's UnixResolver).
 
@@ -33,8 +33,8 @@ from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from ..errors import ReefLabError
 from ..processes import socket_path
+from ..serverless.fdl import Expose, ServiceDefinition
 from .dispatcher import stamp
-from .fdl import Expose, ServiceDefinition
 from .pool import Worker, WorkerSpec
 
 if TYPE_CHECKING:
@@ -111,7 +111,9 @@ class ExposedInstance(Worker):
         self.folder.mkdir(mode=0o700)
         self.socket = socket_path(self.folder, f"exposed-{self.id}")
         port = self.expose.port
-        bridge = self.box.command([python, "-m", "reeflab.serverless.bridge"], own_network=True, low_ports=port < 1024)
+        bridge = self.box.command(
+            [python, "-m", "reeflab.oscar_engine.bridge"], own_network=True, low_ports=port < 1024
+        )
         enter = self.cgroup.enter if self.cgroup else None
         with _listen(self.socket) as listener, open(home / "worker.log", "ab") as output:
             output.write(f"[{stamp()}] ReefLab: starting exposed service {self.spec.service} on port {port}\n".encode())

@@ -1,4 +1,4 @@
-"""An exposed service inside its sandbox: `python -m reeflab.serverless.bridge`, run by the engine (exposed.py).
+"""An exposed service inside its sandbox: `python -m reeflab.oscar_engine.bridge`, run by the engine (exposed.py).
 
 It reads one JSON line on stdin, {"fd", "port", "cwd", "script" | "command"}, starts the service's program
 (its script with /bin/sh, as OSCAR's container runs it, or the given command) in `cwd` and relays each connection made

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .fdl import StorageIO
+from ..serverless.fdl import StorageIO
 
 BUCKETS_ROOT = "/buckets/"
 PLATFORM_PROVIDERS = ("minio", "minio.default")

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import io
-import re
-import urllib.parse
 import uuid
 import zipfile
 from pathlib import Path
@@ -21,10 +18,6 @@ from typing import Any
 
 from ..errors import BadRequest
 from .inputs import sniff_json
-
-_FILENAME_RE = re.compile(r'filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.IGNORECASE)
-# RFC 6266 / 8187: filename*=UTF-8''reef%20photo.jpg (any name, in a header's latin-1 text)
-_FILENAME_STAR_RE = re.compile(r"filename\*\s*=\s*([-\w!#$%&+^`{}~]*)'[^']*'([^;\s]+)", re.IGNORECASE)
 
 
 def decode_event(body: bytes) -> bytes:
@@ -48,37 +41,6 @@ def decode_event(body: bytes) -> bytes:
 def event_file_name() -> str:
     """The input file's name as OSCAR's FaaS supervisor writes it (scripts written for OSCAR look for it)."""
     return f"event-file-{uuid.uuid4()}"
-
-
-def content_disposition(name: str) -> str:
-    """The header that gives the engine (and OSCAR) the caller's own name for the file: any name, percent-encoded
-    (no comma or colon left in it: oscar-python splits its `headers` string on them)."""
-    return "attachment; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
-
-
-def given_name(disposition: str) -> str | None:
-    """The caller's own name for the file, from `Content-Disposition: attachment; filename="reef.jpg"` (or
-    `filename*=UTF-8''...`, which wins where both are given, as RFC 6266 says).
-
-    Only a plain base name is kept (no folders, no control characters): it names the file in answers and errors.
-    """
-    extended = _FILENAME_STAR_RE.search(disposition or "")
-    match = _FILENAME_RE.search(disposition or "")
-    if extended:
-        try:
-            charset = codecs.lookup(extended.group(1) or "utf-8").name
-            name = urllib.parse.unquote(extended.group(2), encoding=charset, errors="strict")
-        except (LookupError, UnicodeDecodeError):
-            return None
-    elif match:
-        name = match.group(1) if match.group(1) is not None else match.group(2)
-    else:
-        return None
-    name = name.replace("\\", "/")
-    name = name.rsplit("/", 1)[-1].strip()
-    if not name or name in (".", "..") or len(name) > 255 or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return None
-    return name
 
 
 def failure_lines(log: bytes, limit: int = 15) -> list[str]:

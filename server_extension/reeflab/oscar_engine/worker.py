@@ -1,6 +1,6 @@
 """A warm worker: one long-lived process per service instance, serving invocations over a pipe.
 
-The engine starts `python -m reeflab.serverless.worker`, writes the service spec as the first
+The engine starts `python -m reeflab.oscar_engine.worker`, writes the service spec as the first
 JSON line on stdin, then one JSON line per invocation; the worker answers one JSON line each on
 its original stdout. A module is loaded (and warmed) once per worker; a script runs per call
 under OSCAR's contract (`INPUT_FILE_PATH`, `TMP_OUTPUT_DIR`). Whatever user code prints goes to

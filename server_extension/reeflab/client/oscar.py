@@ -12,9 +12,9 @@ from typing import Any
 
 import requests
 
-from ..client.connection import ReefLabClientError
-from .batch import Engine
-from .payload import content_disposition
+from ..serverless.batch import Engine
+from ..serverless.invocations import content_disposition
+from .connection import ReefLabClientError
 
 
 class OscarCluster:

@@ -1,5 +1,0 @@
-"""`python -m reeflab.serverless --port 8095 --state-dir DIR`: run the engine."""
-
-from .app import main
-
-main()
