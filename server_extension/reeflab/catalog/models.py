@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..modules.metadata import MetadataProblem
+
 # Facets a user filters on; keys of ai4-metadata v2 except "data-type" spelled as in the schema.
 FACETS = ("tasks", "libraries", "categories", "data-type", "tags")
 
@@ -16,13 +18,6 @@ SourceKind = Literal["builtin", "installed", "remote", "registered"]
 def slug(name: str) -> str:
     """A module id from any name: lower case letters, digits, '-', '_' and '.'."""
     return re.sub(r"[^a-z0-9\-_.]+", "-", name.lower()).strip("-_.") or "unnamed"
-
-
-class MetadataProblem(BaseModel):
-    """One reason a module's metadata is invalid: the field at fault and what is wrong."""
-
-    field: str = Field(description="Dotted path of the field, e.g. 'resources.inference.cpu'; '' for the top")
-    message: str
 
 
 class ModuleEntry(BaseModel):

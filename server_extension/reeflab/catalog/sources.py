@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from ..modules.contract import ENTRY_POINT_GROUP, OPTIONAL, missing_functions, retrain_parameters, says_untrained
-from ..modules.metadata import find_metadata_file, read_metadata_file, validate_metadata
-from .models import MetadataProblem, ModuleEntry, slug
+from ..modules.metadata import MetadataProblem, find_metadata_file, read_metadata_file, validate_metadata
+from .models import ModuleEntry, slug
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from ..catalog.models import MetadataProblem
+from pydantic import BaseModel, Field
 
 METADATA_FILE = "ai4-metadata.yml"
 _REQUIRED = re.compile(r"^'(.+)' is a required property$")
+
+
+class MetadataProblem(BaseModel):
+    """One reason a module's metadata is invalid: the field at fault and what is wrong."""
+
+    field: str = Field(description="Dotted path of the field, e.g. 'resources.inference.cpu'; '' for the top")
+    message: str
 
 
 def load_module_metadata(package: str) -> dict[str, Any]:
