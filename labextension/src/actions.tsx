@@ -95,3 +95,27 @@ export function ConfirmDelete(props: {
     </div>
   );
 }
+
+/** The end of a form: what is wrong in it, the action's progress or error, then its submit button and Cancel. */
+export function FormEnd(props: {
+  /** shown once the user tried to send it */
+  problem?: string | null | false;
+  action: IAction;
+  submit: string;
+  onCancel: () => void;
+}): JSX.Element {
+  return (
+    <>
+      {props.problem && <ErrorNotice message={props.problem} />}
+      <ActionStatus action={props.action} />
+      <div className="jp-ReefLab-rowActions">
+        <button type="submit" className="jp-ReefLab-button jp-mod-accept" disabled={props.action.busy !== null}>
+          {props.submit}
+        </button>
+        <button type="button" className="jp-ReefLab-button" onClick={props.onCancel}>
+          Cancel
+        </button>
+      </div>
+    </>
+  );
+}

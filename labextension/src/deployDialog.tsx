@@ -16,6 +16,7 @@ import {
 } from './deployForm';
 import { describeHardware } from './marketplaceState';
 import { ErrorNotice } from './notice';
+import { useFetched } from './usePolled';
 
 export interface IDeployDialogProps {
   form: Catalog.IForm;
@@ -84,22 +85,6 @@ function EnvRows(props: { rows: IEnvRow[]; onChange: (rows: IEnvRow[]) => void }
   );
 }
 
-/** How long a try runs before it stops by itself: the server's setting (its /info), null until it answered. */
-function useTryMinutes(info: MarketplaceAPI['info']): number | null {
-  const [minutes, setMinutes] = React.useState<number | null>(null);
-  React.useEffect(() => {
-    let live = true;
-    info?.().then(
-      answer => live && setMinutes(answer.deployments.try_minutes),
-      () => undefined // the sentence stays vague
-    );
-    return () => {
-      live = false;
-    };
-  }, [info]);
-  return minutes;
-}
-
 export function DeployDialog(props: IDeployDialogProps): JSX.Element {
   const { form, kind } = props;
   const [state, setState] = React.useState<IDeployForm>(() => initialForm(form));
@@ -115,7 +100,10 @@ export function DeployDialog(props: IDeployDialogProps): JSX.Element {
   const checked = checkForm(state, form);
   const blocking = Object.values(checked.errors).filter(Boolean);
   const verb = kind === 'try' ? 'Try' : 'Deploy';
-  const tryMinutes = useTryMinutes(kind === 'try' ? props.api.info : undefined);
+  // how long a try runs before it stops by itself: the server's setting
+  const { info } = props.api;
+  const tryMinutes = useFetched(kind === 'try' && info ? () => info() : null, [info, kind]).value?.deployments
+    .try_minutes;
 
   const update = (change: Partial<IDeployForm>) => {
     setState(s => ({ ...s, ...change }));
@@ -157,7 +145,7 @@ export function DeployDialog(props: IDeployDialogProps): JSX.Element {
       </h4>
       {kind === 'try' ? (
         <p className="jp-ReefLab-info">
-          A try stops by itself after {tryMinutes === null ? 'a few' : tryMinutes} minutes. Use it on a few of your own
+          A try stops by itself after {tryMinutes ?? 'a few'} minutes. Use it on a few of your own
           images.
         </p>
       ) : (

@@ -15,9 +15,9 @@ import {
   tickInterval
 } from './deploymentsState';
 import { LogsViewer } from './logsViewer';
+import { PolledList } from './polledList';
 import type { IOpener } from './mainArea';
 import { formatMemory } from './marketplaceState';
-import { ErrorNotice, Loading } from './notice';
 import { TryView } from './tryView';
 import { IDeploymentsList, useNow } from './useDeployments';
 
@@ -224,29 +224,26 @@ export function DeploymentsView(props: IDeploymentsViewProps): JSX.Element {
   const now = useNow(tickInterval(list));
   return (
     <div className="jp-ReefLab-deployments">
-      {error && <ErrorNotice message={error} onRetry={refresh} />}
-      {list === null && !error && <Loading>Loading your deployments…</Loading>}
-      {list?.length === 0 && (
-        <p className="jp-ReefLab-muted">
-          Nothing runs yet. Open a module in the Marketplace and choose Try or Deploy.
-        </p>
-      )}
-      {list && list.length > 0 && (
-        <ul className="jp-ReefLab-deploymentList" aria-label="Your deployments">
-          {newestFirst(list).map(d => (
-            <DeploymentRow
-              key={d.id}
-              deployment={d}
-              api={props.api}
-              now={now}
-              focused={d.id === props.focusId}
-              onChanged={put}
-              onDeleted={drop}
-              opener={props.opener}
-            />
-          ))}
-        </ul>
-      )}
+      <PolledList
+        polled={{ value: list, error, refresh }}
+        sort={newestFirst}
+        label="Your deployments"
+        loading="Loading your deployments…"
+        empty="Nothing runs yet. Open a module in the Marketplace and choose Try or Deploy."
+      >
+        {d => (
+          <DeploymentRow
+            key={d.id}
+            deployment={d}
+            api={props.api}
+            now={now}
+            focused={d.id === props.focusId}
+            onChanged={put}
+            onDeleted={drop}
+            opener={props.opener}
+          />
+        )}
+      </PolledList>
     </div>
   );
 }

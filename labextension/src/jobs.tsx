@@ -7,7 +7,6 @@ import * as React from 'react';
 
 import { ActionStatus, CancelOrRemove, useAction } from './actions';
 import { Jobs, JobsAPI, PipelinesAPI, serverURL } from './api';
-import { ErrorNotice, Loading } from './notice';
 import {
   describeFailure,
   describeProgress,
@@ -17,37 +16,16 @@ import {
   newestFirstByCreated,
   SLOW_MS
 } from './panelState';
+import { PolledLog } from './logsViewer';
 import { PipelinesView } from './pipelines';
+import { PolledList } from './polledList';
 import { usePolled } from './usePolled';
 
 /** The last lines of a job's log, asked again every 2 s while it runs. */
 function JobLog(props: { api: JobsAPI; job: Jobs.IJob }): JSX.Element {
   const { api, job } = props;
-  const active = jobActive(job);
   const fetch = React.useCallback((signal: AbortSignal) => api.jobLog(job.id, 200, signal), [api, job.id]);
-  const log = usePolled(fetch, () => (active ? 2000 : null), true);
-  const pre = React.useRef<HTMLPreElement>(null);
-  React.useLayoutEffect(() => {
-    if (pre.current) {
-      pre.current.scrollTop = pre.current.scrollHeight;
-    }
-  }, [log.value]);
-  React.useEffect(() => {
-    if (!active) {
-      log.refresh(); // its last lines once it ended
-    }
-  }, [active]);
-  return (
-    <div className="jp-ReefLab-logs" role="region" aria-label={`Log of ${job.title}`}>
-      {log.error && <ErrorNotice message={log.error} onRetry={log.refresh} />}
-      {log.value === null && !log.error && <Loading>Loading the log…</Loading>}
-      {log.value !== null && (
-        <pre ref={pre} tabIndex={0}>
-          {log.value.length ? log.value.join('\n') : 'The log is empty.'}
-        </pre>
-      )}
-    </div>
-  );
+  return <PolledLog name={job.title} active={jobActive(job)} fetch={fetch} empty="The log is empty." />;
 }
 
 function JobRow(props: {
@@ -160,13 +138,7 @@ export function JobsView(props: IJobsViewProps): JSX.Element {
   const { api } = props;
   const visible = props.visible ?? true;
   const fetch = React.useCallback((signal: AbortSignal) => api.jobs(signal), [api]);
-  const jobs = usePolled(fetch, jobsInterval, visible);
-  React.useEffect(() => {
-    if (props.refreshKey) {
-      jobs.refresh();
-    }
-  }, [props.refreshKey]);
-  const list = jobs.value ? newestFirstByCreated(jobs.value) : null;
+  const jobs = usePolled(fetch, jobsInterval, visible, props.refreshKey);
   const put = (job: Jobs.IJob) => jobs.set(current => (current ?? []).map(j => (j.id === job.id ? job : j)));
   const pipelines = React.useMemo(() => pipelinesOf(api), [api]); // one object: its calls are polled
   return (
@@ -183,26 +155,27 @@ export function JobsView(props: IJobsViewProps): JSX.Element {
           <h4>Notebook jobs</h4>
         </>
       )}
-      {jobs.error && <ErrorNotice message={jobs.error} onRetry={jobs.refresh} />}
-      {list === null && !jobs.error && <Loading>Loading your jobs…</Loading>}
-      {list?.length === 0 && (
-        <p className="jp-ReefLab-muted">
-          No jobs yet. Run a notebook as a job with <code>reeflab job run</code> or <code>reeflab.client.jobs</code>.
-        </p>
-      )}
-      {list && list.length > 0 && (
-        <ul className="jp-ReefLab-deploymentList" aria-label="Your jobs">
-          {list.map(job => (
-            <JobRow
-              key={job.id}
-              job={job}
-              api={api}
-              onChanged={put}
-              onDeleted={id => jobs.set(current => current?.filter(j => j.id !== id) ?? null)}
-            />
-          ))}
-        </ul>
-      )}
+      <PolledList
+        polled={jobs}
+        sort={newestFirstByCreated}
+        label="Your jobs"
+        loading="Loading your jobs…"
+        empty={
+          <>
+            No jobs yet. Run a notebook as a job with <code>reeflab job run</code> or <code>reeflab.client.jobs</code>.
+          </>
+        }
+      >
+        {job => (
+          <JobRow
+            key={job.id}
+            job={job}
+            api={api}
+            onChanged={put}
+            onDeleted={id => jobs.set(current => current?.filter(j => j.id !== id) ?? null)}
+          />
+        )}
+      </PolledList>
       <TrainingRuns api={api} visible={visible} />
     </div>
   );

@@ -1,9 +1,13 @@
-/** A deployment's log, followed live (streamed) and drawn at most ten times a second so the panel stays responsive. */
+/**
+ * Logs: a deployment's, followed live (streamed) and drawn at most ten times a second so the panel stays
+ * responsive; a job's or a pipeline's, asked again while it runs (PolledLog).
+ */
 import * as React from 'react';
 
 import { Deployments, DeploymentsAPI, errorMessage } from './api';
 import { appendLog, ILogBuffer } from './deploymentsState';
 import { ErrorNotice, Loading } from './notice';
+import { usePolled } from './usePolled';
 
 const MAX_LINES = 2000;
 const DRAW_EVERY_MS = 100;
@@ -103,6 +107,40 @@ export function LogsViewer(props: {
         )}
         {error && <ErrorNotice message={error} onRetry={() => setAttempt(a => a + 1)} />}
       </div>
+    </div>
+  );
+}
+
+/** The last lines of a log, asked again every 2 s while `active` and once more when it ended; kept scrolled down. */
+export function PolledLog(props: {
+  /** whose log, e.g. a job's title */
+  name: string;
+  active: boolean;
+  fetch: (signal: AbortSignal) => Promise<string[]>;
+  empty: string;
+}): JSX.Element {
+  const { active } = props;
+  const log = usePolled(props.fetch, () => (active ? 2000 : null), true);
+  const pre = React.useRef<HTMLPreElement>(null);
+  React.useLayoutEffect(() => {
+    if (pre.current) {
+      pre.current.scrollTop = pre.current.scrollHeight;
+    }
+  }, [log.value]);
+  React.useEffect(() => {
+    if (!active) {
+      log.refresh(); // its last lines once it ended
+    }
+  }, [active]);
+  return (
+    <div className="jp-ReefLab-logs" role="region" aria-label={`Log of ${props.name}`}>
+      {log.error && <ErrorNotice message={log.error} onRetry={log.refresh} />}
+      {log.value === null && !log.error && <Loading>Loading the log…</Loading>}
+      {log.value !== null && (
+        <pre ref={pre} tabIndex={0}>
+          {log.value.length ? log.value.join('\n') : props.empty}
+        </pre>
+      )}
     </div>
   );
 }

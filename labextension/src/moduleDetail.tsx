@@ -3,7 +3,7 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { caretLeftIcon, launchIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { Catalog, Deployments, errorMessage, MarketplaceAPI, Pipelines } from './api';
+import { Catalog, Deployments, MarketplaceAPI, Pipelines } from './api';
 import { FacetBadges, InvalidBadge, SourceBadge, UntrainedBadge } from './badges';
 import { DeployDialog } from './deployDialog';
 import { HardwareForm } from './hardwareForm';
@@ -12,38 +12,12 @@ import { describeNeeds, problemField, RETRAIN_PIPELINE, retrainParameters, safeL
 import { ErrorNotice, Loading } from './notice';
 import { RunPipelineForm } from './pipelines';
 import { MakeServerless } from './serverlessDialog';
+import { useFetched } from './usePolled';
 
 /** What the deploy buttons say they do. */
 const TRY_WHAT = 'run it for a few minutes on your own images';
 const DEPLOY_WHAT = 'start it as a service you can call';
 const TRAIN_WHAT = 'run the retraining pipeline on your images; the result becomes a module you can try';
-
-interface IRemote<T> {
-  value: T | null;
-  error: string | null;
-}
-
-function useModule(api: MarketplaceAPI, id: string, attempt: number) {
-  const [module, setModule] = React.useState<IRemote<Catalog.IModule>>({ value: null, error: null });
-  const [form, setForm] = React.useState<IRemote<Catalog.IForm>>({ value: null, error: null });
-  React.useEffect(() => {
-    const controller = new AbortController();
-    setModule({ value: null, error: null });
-    setForm({ value: null, error: null });
-    const live = () => !controller.signal.aborted;
-    // both at once: the description shows while the hardware check is still running
-    api.module(id, controller.signal).then(
-      value => live() && setModule({ value, error: null }),
-      e => live() && setModule({ value: null, error: errorMessage(e) })
-    );
-    api.moduleForm(id, controller.signal).then(
-      value => live() && setForm({ value, error: null }),
-      e => live() && setForm({ value: null, error: errorMessage(e) })
-    );
-    return () => controller.abort();
-  }, [api, id, attempt]);
-  return { module, form };
-}
 
 export interface IModuleDetailProps {
   id: string;
@@ -117,7 +91,10 @@ export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
   const [started, setStarted] = React.useState<Deployments.IDeployment | null>(null);
   const [training, setTraining] = React.useState(false);
   const [trainingRun, setTrainingRun] = React.useState<Pipelines.IRun | null>(null);
-  const { module, form } = useModule(props.api, props.id, attempt);
+  const { api, id } = props;
+  // both at once: the description shows while the hardware check is still running
+  const module = useFetched(signal => api.module(id, signal), [api, id, attempt]);
+  const form = useFetched(signal => api.moduleForm(id, signal), [api, id, attempt]);
   const retry = () => setAttempt(a => a + 1);
   const m = module.value;
   const links = safeLinks(m?.metadata.links);

@@ -7,7 +7,7 @@ import { launchIcon, ReactWidget, refreshIcon } from '@jupyterlab/ui-components'
 import type { Message } from '@lumino/messaging';
 import * as React from 'react';
 
-import { api, Deployments, errorMessage, jobsApi, ReefLab, serverlessApi, serverURL, storageApi } from './api';
+import { api, Deployments, jobsApi, ReefLab, serverlessApi, serverURL, storageApi } from './api';
 import { DeploymentsView } from './deployments';
 import { summarize } from './deploymentsState';
 import { JobsView } from './jobs';
@@ -18,6 +18,7 @@ import { Section } from './section';
 import { ServerlessView } from './serverless';
 import { StorageView } from './storage';
 import { useDeployments, usePageVisible } from './useDeployments';
+import { useFetched } from './usePolled';
 
 /** The refresh button at the right of a section's heading. */
 function RefreshButton(props: { what: string; onClick: () => void }): JSX.Element {
@@ -42,20 +43,10 @@ function formatProfile(profile: ReefLab.IProfile): string {
 
 /** Who is signed in, their groups, and the hardware profiles they may use. */
 function AccountSection(): JSX.Element {
-  const [info, setInfo] = React.useState<ReefLab.IInfo | null>(null);
-  const [profiles, setProfiles] = React.useState<ReefLab.IProfiles | null>(null);
-  const [error, setError] = React.useState<string | null>(null);
   const [attempt, setAttempt] = React.useState(0);
-
-  React.useEffect(() => {
-    setError(null);
-    Promise.all([api.info(), api.profiles()])
-      .then(([i, p]) => {
-        setInfo(i);
-        setProfiles(p);
-      })
-      .catch(e => setError(errorMessage(e)));
-  }, [attempt]);
+  const account = useFetched(() => Promise.all([api.info(), api.profiles()]), [attempt]);
+  const [info, profiles] = account.value ?? [null, null];
+  const error = account.error;
 
   return (
     <Section

@@ -1,9 +1,10 @@
 /** Your pipeline runs (Elyra .pipeline files, each node a notebook): run one, watch its steps, logs, cancel. */
 import * as React from 'react';
 
-import { ActionStatus, CancelOrRemove, useAction } from './actions';
+import { ActionStatus, CancelOrRemove, FormEnd, useAction } from './actions';
 import { Pipelines, PipelinesAPI, ReefLab, serverURL } from './api';
-import { ErrorNotice, Loading } from './notice';
+import { ErrorNotice } from './notice';
+import { PolledLog } from './logsViewer';
 import { JOB_STATE_WORDS, newestFirstByCreated } from './panelState';
 import {
   describeNode,
@@ -15,41 +16,19 @@ import {
   runActive,
   summarizeRun
 } from './pipelinesState';
+import { PolledList } from './polledList';
 import { usePolled } from './usePolled';
 
 /** The last lines of the run's log, or of one node's, asked again every 2 s while the run goes on. */
 function RunLog(props: { api: PipelinesAPI; run: Pipelines.IRun; node: Pipelines.INode | null }): JSX.Element {
   const { api, run, node } = props;
-  const active = runActive(run);
   const nodeId = node?.id ?? null;
   const fetch = React.useCallback(
     (signal: AbortSignal) => api.pipelineLog(run.id, nodeId, 200, signal),
     [api, run.id, nodeId]
   );
-  const log = usePolled(fetch, () => (active ? 2000 : null), true);
-  const pre = React.useRef<HTMLPreElement>(null);
-  React.useLayoutEffect(() => {
-    if (pre.current) {
-      pre.current.scrollTop = pre.current.scrollHeight;
-    }
-  }, [log.value]);
-  React.useEffect(() => {
-    if (!active) {
-      log.refresh(); // its last lines once it ended
-    }
-  }, [active]);
   const name = node ? `step ${node.label}` : run.title;
-  return (
-    <div className="jp-ReefLab-logs" role="region" aria-label={`Log of ${name}`}>
-      {log.error && <ErrorNotice message={log.error} onRetry={log.refresh} />}
-      {log.value === null && !log.error && <Loading>Loading the log…</Loading>}
-      {log.value !== null && (
-        <pre ref={pre} tabIndex={0}>
-          {log.value.length ? log.value.join('\n') : 'The log is empty (so far).'}
-        </pre>
-      )}
-    </div>
-  );
+  return <PolledLog name={name} active={runActive(run)} fetch={fetch} empty="The log is empty (so far)." />;
 }
 
 /** The steps of a run in order, each a chip with its state; a chip opens that step's log. */
@@ -198,16 +177,7 @@ export function RunPipelineForm(props: {
         Parameters left out keep the values set in the pipeline editor. Each step runs as a notebook in its own
         folder: relative paths start there.
       </p>
-      {touched && problem && <ErrorNotice message={problem} />}
-      <ActionStatus action={action} />
-      <div className="jp-ReefLab-rowActions">
-        <button type="submit" className="jp-ReefLab-button jp-mod-accept" disabled={action.busy !== null}>
-          Run
-        </button>
-        <button type="button" className="jp-ReefLab-button" onClick={props.onCancel}>
-          Cancel
-        </button>
-      </div>
+      <FormEnd problem={touched && problem} action={action} submit="Run" onCancel={props.onCancel} />
     </form>
   );
 }
@@ -260,40 +230,37 @@ export interface IPipelinesViewProps {
 export function PipelinesView(props: IPipelinesViewProps): JSX.Element {
   const { api } = props;
   const fetch = React.useCallback((signal: AbortSignal) => api.pipelineRuns(signal), [api]);
-  const runs = usePolled(fetch, pipelinesInterval, props.visible ?? true);
+  const runs = usePolled(fetch, pipelinesInterval, props.visible ?? true, props.refreshKey);
   const [form, setForm] = React.useState<{ path: string } | null>(null);
-  React.useEffect(() => {
-    if (props.refreshKey) {
-      runs.refresh();
-    }
-  }, [props.refreshKey]);
   // "Run this pipeline" from a .pipeline file: open the form with its path
   React.useEffect(() => onPipelineRunRequest(path => setForm({ path })), []);
-  const list = runs.value ? newestFirstByCreated(runs.value) : null;
   const put = (run: Pipelines.IRun) => runs.set(current => (current ?? []).map(r => (r.id === run.id ? run : r)));
   return (
     <div className="jp-ReefLab-pipelines">
-      {runs.error && <ErrorNotice message={runs.error} onRetry={runs.refresh} />}
-      {list === null && !runs.error && <Loading>Loading your pipeline runs…</Loading>}
-      {list?.length === 0 && !form && (
-        <p className="jp-ReefLab-muted">
-          No pipeline runs yet. Try the example <code>notebooks/detect_classify.pipeline</code>, or make one with
-          the Elyra editor (notebooks linked in order) and run it here.
-        </p>
-      )}
-      {list && list.length > 0 && (
-        <ul className="jp-ReefLab-deploymentList" aria-label="Your pipeline runs">
-          {list.map(run => (
-            <RunRow
-              key={run.id}
-              run={run}
-              api={api}
-              onChanged={put}
-              onDeleted={id => runs.set(current => current?.filter(r => r.id !== id) ?? null)}
-            />
-          ))}
-        </ul>
-      )}
+      <PolledList
+        polled={runs}
+        sort={newestFirstByCreated}
+        label="Your pipeline runs"
+        loading="Loading your pipeline runs…"
+        empty={
+          !form && (
+            <>
+              No pipeline runs yet. Try the example <code>notebooks/detect_classify.pipeline</code>, or make one with
+              the Elyra editor (notebooks linked in order) and run it here.
+            </>
+          )
+        }
+      >
+        {run => (
+          <RunRow
+            key={run.id}
+            run={run}
+            api={api}
+            onChanged={put}
+            onDeleted={id => runs.set(current => current?.filter(r => r.id !== id) ?? null)}
+          />
+        )}
+      </PolledList>
       {form ? (
         <RunPipelineForm
           api={api}

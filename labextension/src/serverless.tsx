@@ -31,7 +31,8 @@ import {
   toBatchRequest
 } from './serverlessForm';
 import { ResultPreview } from './serverlessResult';
-import { usePolled } from './usePolled';
+import { PolledList } from './polledList';
+import { IFetched, useFetched, usePolled } from './usePolled';
 
 const MODULE_VAR = 'REEFLAB_MODULE';
 /** how long the jobs list is asked every second after an upload (the upload's job shows up in that time) */
@@ -105,27 +106,10 @@ function useStored(
   api: ServerlessAPI,
   storage: Storage.IConnection | null,
   path: string | null | undefined
-): { blob: Blob | null; error: string | null; done: boolean } {
-  const [state, setState] = React.useState<{ blob: Blob | null; error: string | null; done: boolean }>({
-    blob: null,
-    error: null,
-    done: false
-  });
+): IFetched<Blob> {
   const inside = path ? pathInBucket(path, storage?.bucket) : null;
-  React.useEffect(() => {
-    if (!storage || inside === null) {
-      setState({ blob: null, error: null, done: true });
-      return;
-    }
-    const controller = new AbortController();
-    setState({ blob: null, error: null, done: false });
-    api.downloadFile(storage.name, inside, controller.signal).then(
-      blob => !controller.signal.aborted && setState({ blob, error: null, done: true }),
-      e => !controller.signal.aborted && setState({ blob: null, error: errorMessage(e), done: true })
-    );
-    return () => controller.abort();
-  }, [api, storage?.name, inside]);
-  return state;
+  const fetch = storage && inside !== null ? (signal: AbortSignal) => api.downloadFile(storage.name, inside, signal) : null;
+  return useFetched(fetch, [api, storage?.name, inside]);
 }
 
 /** A succeeded job's result from its output folder, previewed on its input image when it found things there. */
@@ -141,14 +125,14 @@ function JobResult(props: {
   const [answer, setAnswer] = React.useState<Answer | null>(null);
   React.useEffect(() => {
     setAnswer(null);
-    if (result.blob) {
+    if (result.value) {
       let live = true;
-      fileToBase64(result.blob).then(text => live && setAnswer(decodeAnswer(text)));
+      fileToBase64(result.value).then(text => live && setAnswer(decodeAnswer(text)));
       return () => {
         live = false;
       };
     }
-  }, [result.blob]);
+  }, [result.value]);
   if (!output) {
     return <p className="jp-ReefLab-muted">No result file: the service has no output folder.</p>;
   }
@@ -157,7 +141,7 @@ function JobResult(props: {
       <p className="jp-ReefLab-muted">Result in {output}</p>
       {result.error && <ErrorNotice message={result.error} />}
       {(!result.done || !image.done) && <Loading>Loading the result…</Loading>}
-      {answer && image.done && <ResultPreview answer={answer} file={jobTitle(job)} image={image.blob} />}
+      {answer && image.done && <ResultPreview answer={answer} file={jobTitle(job)} image={image.value} />}
     </div>
   );
 }
@@ -170,23 +154,14 @@ function JobDetails(props: {
   job: Serverless.IJob;
 }): JSX.Element {
   const { api, service, job } = props;
-  const [log, setLog] = React.useState<{ text: string | null; error: string | null }>({ text: null, error: null });
-  React.useEffect(() => {
-    const controller = new AbortController();
-    setLog({ text: null, error: null });
-    api.jobLog(service, job.name, controller.signal).then(
-      text => !controller.signal.aborted && setLog({ text, error: null }),
-      e => !controller.signal.aborted && setLog({ text: null, error: errorMessage(e) })
-    );
-    return () => controller.abort();
-  }, [api, service, job.name, job.status]);
+  const log = useFetched(signal => api.jobLog(service, job.name, signal), [api, service, job.name, job.status]);
   return (
     <div className="jp-ReefLab-jobDetails">
       {job.status === 'Succeeded' && <JobResult api={api} storage={props.storage} job={job} />}
       <div className="jp-ReefLab-logs" role="region" aria-label={`Log of ${job.name}`}>
         {log.error && <ErrorNotice message={log.error} />}
-        {log.text === null && !log.error && <Loading>Loading the log…</Loading>}
-        {log.text !== null && <pre tabIndex={0}>{log.text || 'The log is empty.'}</pre>}
+        {log.value === null && !log.error && <Loading>Loading the log…</Loading>}
+        {log.value !== null && <pre tabIndex={0}>{log.value || 'The log is empty.'}</pre>}
       </div>
     </div>
   );
@@ -552,20 +527,15 @@ export interface IServerlessViewProps {
 export function ServerlessView(props: IServerlessViewProps): JSX.Element {
   const { api } = props;
   const visible = props.visible ?? true;
-  const [availability, setAvailability] = React.useState<Serverless.IAvailability | null>(null);
-  const [checkError, setCheckError] = React.useState<string | null>(null);
   const [attempt, setAttempt] = React.useState(0);
+  const check = useFetched(() => api.serverlessAvailability(), [api, attempt]);
+  const availability = check.value;
   const [batching, setBatching] = React.useState(false);
-
-  React.useEffect(() => {
-    setCheckError(null);
-    api.serverlessAvailability().then(setAvailability, e => setCheckError(errorMessage(e)));
-  }, [api, attempt]);
   const on = visible && availability?.available === true;
   const fetchServices = React.useCallback((signal: AbortSignal) => api.services(signal), [api]);
-  const services = usePolled(fetchServices, () => SLOW_MS * 2, on);
+  const services = usePolled(fetchServices, () => SLOW_MS * 2, on, props.refreshKey);
   const fetchBatches = React.useCallback((signal: AbortSignal) => api.batches(signal), [api]);
-  const batches = usePolled(fetchBatches, batchInterval, on);
+  const batches = usePolled(fetchBatches, batchInterval, on, props.refreshKey);
   const [storage, setStorage] = React.useState<Storage.IConnection | null>(null);
   React.useEffect(() => {
     if (!on) {
@@ -579,15 +549,9 @@ export function ServerlessView(props: IServerlessViewProps): JSX.Element {
     );
     return () => controller.abort();
   }, [api, on]);
-  React.useEffect(() => {
-    if (props.refreshKey) {
-      services.refresh();
-      batches.refresh();
-    }
-  }, [props.refreshKey]);
 
-  if (checkError) {
-    return <ErrorNotice message={checkError} onRetry={() => setAttempt(a => a + 1)} />;
+  if (check.error) {
+    return <ErrorNotice message={check.error} onRetry={() => setAttempt(a => a + 1)} />;
   }
   if (!availability) {
     return <Loading>Looking for the serverless engine…</Loading>;
@@ -602,43 +566,37 @@ export function ServerlessView(props: IServerlessViewProps): JSX.Element {
   const list = services.value;
   return (
     <div className="jp-ReefLab-serverless">
-      {services.error && <ErrorNotice message={services.error} onRetry={services.refresh} />}
-      {list === null && !services.error && <Loading>Loading your services…</Loading>}
-      {list?.length === 0 && (
-        <p className="jp-ReefLab-muted">
-          No services yet. Open a module in the Marketplace and choose Make serverless.
-        </p>
-      )}
-      {list && list.length > 0 && (
-        <ul className="jp-ReefLab-deploymentList" aria-label="Your serverless services">
-          {list.map(s => (
-            <ServiceRow
-              key={s.name}
-              service={s}
-              api={api}
-              storage={storage}
-              onDeleted={name => services.set(current => current?.filter(x => x.name !== name) ?? null)}
-            />
-          ))}
-        </ul>
-      )}
+      <PolledList
+        polled={services}
+        label="Your serverless services"
+        loading="Loading your services…"
+        empty="No services yet. Open a module in the Marketplace and choose Make serverless."
+      >
+        {s => (
+          <ServiceRow
+            key={s.name}
+            service={s}
+            api={api}
+            storage={storage}
+            onDeleted={name => services.set(current => current?.filter(x => x.name !== name) ?? null)}
+          />
+        )}
+      </PolledList>
       <h4>Batches</h4>
-      {batches.error && <ErrorNotice message={batches.error} onRetry={batches.refresh} />}
-      {batches.value?.length === 0 && !batching && (
-        <p className="jp-ReefLab-muted">No batches yet: run a service over every file of a folder.</p>
-      )}
-      {batches.value && batches.value.length > 0 && (
-        <ul className="jp-ReefLab-deploymentList" aria-label="Your batches">
-          {batches.value.map(b => (
-            <BatchRow
-              key={b.id}
-              batch={b}
-              api={api}
-              onRemoved={id => batches.set(current => current?.filter(x => x.id !== id) ?? null)}
-            />
-          ))}
-        </ul>
-      )}
+      <PolledList
+        polled={batches}
+        label="Your batches"
+        empty={!batching && 'No batches yet: run a service over every file of a folder.'}
+      >
+        {b => (
+          <BatchRow
+            key={b.id}
+            batch={b}
+            api={api}
+            onRemoved={id => batches.set(current => current?.filter(x => x.id !== id) ?? null)}
+          />
+        )}
+      </PolledList>
       {batching ? (
         <StartBatch
           api={api}

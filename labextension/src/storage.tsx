@@ -2,7 +2,7 @@
 import { copyIcon, downloadIcon, folderIcon, fileIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { ActionStatus, ConfirmDelete, useAction } from './actions';
+import { ActionStatus, ConfirmDelete, FormEnd, useAction } from './actions';
 import { errorMessage, Storage, StorageAPI } from './api';
 import { copyText } from './clipboard';
 import { ErrorNotice, Loading } from './notice';
@@ -18,7 +18,8 @@ import {
   storagePath,
   storagePathUse
 } from './panelState';
-import { usePolled } from './usePolled';
+import { PolledList } from './polledList';
+import { useFetched, usePolled } from './usePolled';
 
 /** Save bytes the panel fetched as a file on the user's computer (the browser's own download). */
 export function saveBlob(blob: Blob, filename: string): void {
@@ -548,16 +549,7 @@ export function AddConnection(props: {
         </>
       )}
       <p className="jp-ReefLab-muted">Passwords and keys stay on your server: ReefLab never shows them again.</p>
-      {touched && problem && <ErrorNotice message={problem} />}
-      <ActionStatus action={action} />
-      <div className="jp-ReefLab-rowActions">
-        <button type="submit" className="jp-ReefLab-button jp-mod-accept" disabled={action.busy !== null}>
-          Add
-        </button>
-        <button type="button" className="jp-ReefLab-button" onClick={props.onCancel}>
-          Cancel
-        </button>
-      </div>
+      <FormEnd problem={touched && problem} action={action} submit="Add" onCancel={props.onCancel} />
     </form>
   );
 }
@@ -573,42 +565,30 @@ export interface IStorageViewProps {
 export function StorageView(props: IStorageViewProps): JSX.Element {
   const { api } = props;
   const fetch = React.useCallback((signal: AbortSignal) => api.connections(signal), [api]);
-  const connections = usePolled(fetch, storageInterval, props.visible ?? true);
-  const [capabilities, setCapabilities] = React.useState<Storage.ICapabilities | null>(null);
+  const connections = usePolled(fetch, storageInterval, props.visible ?? true, props.refreshKey);
+  const capabilities = useFetched(() => api.storageInfo(), [api]).value;
   const [adding, setAdding] = React.useState(false);
   const [added, setAdded] = React.useState<string | null>(null);
 
-  React.useEffect(() => {
-    api.storageInfo().then(setCapabilities, () => setCapabilities(null));
-  }, [api]);
-  React.useEffect(() => {
-    if (props.refreshKey) {
-      connections.refresh();
-    }
-  }, [props.refreshKey]);
-
-  const list = connections.value;
   return (
     <div className="jp-ReefLab-storage">
-      {connections.error && <ErrorNotice message={connections.error} onRetry={connections.refresh} />}
-      {list === null && !connections.error && <Loading>Loading your storage…</Loading>}
-      {list?.length === 0 && (
-        <p className="jp-ReefLab-muted">No storage yet. Add an S3 bucket or a WebDAV folder (Nextcloud) below.</p>
-      )}
-      {list && list.length > 0 && (
-        <ul className="jp-ReefLab-deploymentList" aria-label="Your storage connections">
-          {list.map(c => (
-            <ConnectionRow
-              key={c.name}
-              connection={c}
-              api={api}
-              capabilities={capabilities}
-              onChanged={connections.refresh}
-              onDeleted={name => connections.set(current => current?.filter(x => x.name !== name) ?? null)}
-            />
-          ))}
-        </ul>
-      )}
+      <PolledList
+        polled={connections}
+        label="Your storage connections"
+        loading="Loading your storage…"
+        empty="No storage yet. Add an S3 bucket or a WebDAV folder (Nextcloud) below."
+      >
+        {c => (
+          <ConnectionRow
+            key={c.name}
+            connection={c}
+            api={api}
+            capabilities={capabilities}
+            onChanged={connections.refresh}
+            onDeleted={name => connections.set(current => current?.filter(x => x.name !== name) ?? null)}
+          />
+        )}
+      </PolledList>
       {added && !adding && (
         <div className="jp-ReefLab-info" role="status">
           {added} was added: it works.

@@ -1,4 +1,6 @@
-/** A list the panel keeps fresh by asking the server again and again, but only while someone looks at it. */
+/**
+ * What the panel asks the server: once (useFetched), or again and again while someone looks at it (usePolled).
+ */
 import * as React from 'react';
 
 import { errorMessage } from './api';
@@ -16,12 +18,14 @@ export interface IPolled<T> {
 /**
  * Ask `fetch` now and then again after `interval(value)` ms (null: stop asking) while `visible`.
  * The next request goes out only after the previous answer came, so a slow server never piles them up;
- * leaving (or hiding the panel) aborts the request in flight.
+ * leaving (or hiding the panel) aborts the request in flight. A new `refreshKey` (a section's refresh
+ * button) asks at once.
  */
 export function usePolled<T>(
   fetch: (signal: AbortSignal) => Promise<T>,
   interval: (value: T | null) => number | null,
-  visible: boolean
+  visible: boolean,
+  refreshKey?: number
 ): IPolled<T> {
   const [value, setValue] = React.useState<T | null>(null);
   const [error, setError] = React.useState<string | null>(null);
@@ -65,6 +69,44 @@ export function usePolled<T>(
   }, [answered, visible]);
 
   const refresh = React.useCallback(() => setGeneration(g => g + 1), []);
+  React.useEffect(() => {
+    if (refreshKey) {
+      refresh();
+    }
+  }, [refreshKey]);
   const set = React.useCallback((update: (current: T | null) => T | null) => setValue(update), []);
   return { value, error, refresh, set };
+}
+
+export interface IFetched<T> {
+  /** null until the answer came */
+  value: T | null;
+  error: string | null;
+  /** it answered, it failed, or there was nothing to ask */
+  done: boolean;
+}
+
+/**
+ * What `fetch` answers, asked again (the old answer dropped, the request in flight aborted) whenever
+ * `deps` change; a null `fetch` asks nothing.
+ */
+export function useFetched<T>(
+  fetch: ((signal: AbortSignal) => Promise<T>) | null,
+  deps: React.DependencyList
+): IFetched<T> {
+  const [state, setState] = React.useState<IFetched<T>>({ value: null, error: null, done: !fetch });
+  React.useEffect(() => {
+    if (!fetch) {
+      setState({ value: null, error: null, done: true });
+      return;
+    }
+    const controller = new AbortController();
+    setState({ value: null, error: null, done: false });
+    fetch(controller.signal).then(
+      value => !controller.signal.aborted && setState({ value, error: null, done: true }),
+      e => !controller.signal.aborted && setState({ value: null, error: errorMessage(e), done: true })
+    );
+    return () => controller.abort();
+  }, deps);
+  return state;
 }
