@@ -86,7 +86,7 @@ node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(LABEXT_BUILD)/package.json: node_modules/.stamp $(VENV)/.platform.stamp $(wildcard labextension/src/*) labextension/style/index.css labextension/tsconfig.json
+$(LABEXT_BUILD)/package.json: node_modules/.stamp $(VENV)/.platform.stamp $(wildcard labextension/src/*) $(wildcard labextension/src/api/*) labextension/style/index.css labextension/tsconfig.json
 	npm run --silent build:lib
 	npm run --silent build:labextension >/dev/null
 	touch $@
