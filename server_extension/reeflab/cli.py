@@ -14,8 +14,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .client import federated_cli
 from .hub.config import REPO, state_dir
-from .training import federated_cli
 
 
 def hub_url() -> str:

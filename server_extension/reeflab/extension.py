@@ -114,6 +114,7 @@ class ReefLabApp(ExtensionApp):
         storage = StorageService(parent=self, workspace=self.serverapp.root_dir)  # jobs/deployments use it too
         tracking = TrackingService(parent=self)
         registry = ModelRegistry(catalog.registry_dir, self.serverapp.root_dir)
+        catalog.sources.append(registry.entries)  # the user's registered models are modules too
         self.settings["reeflab"] = Services(
             profiles=ProfileStore(self.profiles_file),
             identity=self.identity_class(parent=self),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from ..limits import size_text
 from ..profiles import HardwareProfile, ProfileCatalog
 from .index import CatalogIndex
 from .models import ModuleEntry
-from .sources import RemoteIndex, installed_entries, registered_entries
+from .sources import RemoteIndex, installed_entries
 
 SOURCE_ORDER = {"builtin": 0, "installed": 1, "remote": 2, "registered": 3}
 
@@ -45,6 +46,8 @@ class CatalogService(LoggingConfigurable):
         self._index: CatalogIndex | None = None
         self._entries: dict[str, ModuleEntry] = {}
         self._remotes = [RemoteIndex(url, Path(self.cache_dir)) for url in self.remote_indexes]
+        # more entries, from whoever makes modules (training registers the user's retrained models)
+        self.sources: list[Callable[[], list[ModuleEntry]]] = []
 
     registry_dir = Unicode(config=True, help="Where the user's registered (retrained) models are kept")
 
@@ -66,7 +69,11 @@ class CatalogService(LoggingConfigurable):
         found = installed_entries()
         for remote in self._remotes:
             found.extend(remote.entries(refresh=refresh))
-        found.extend(registered_entries(Path(self.registry_dir)))
+        for source in self.sources:
+            try:
+                found.extend(source())
+            except (OSError, ValueError) as err:  # a damaged source must not break the catalogue
+                self.log.warning("modules from %s could not be read: %s", getattr(source, "__qualname__", source), err)
         merged: dict[str, ModuleEntry] = {}
         for entry in sorted(found, key=lambda e: SOURCE_ORDER[e.source]):
             merged.setdefault(entry.id, entry)

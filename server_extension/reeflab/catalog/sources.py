@@ -146,14 +146,3 @@ class RemoteIndex:
             problem = MetadataProblem(field="id", message="each module of a remote index needs an 'id'")
             return ModuleEntry(id="invalid-entry", source="remote", valid=False, problems=[problem])
         return entry_from_metadata(slug(item["id"]), "remote", item.get("metadata"))
-
-
-def registered_entries(root: Path) -> list[ModuleEntry]:
-    """Models the user registered from training (reeflab.training.registry), newest version each."""
-    from ..training.registry import ModelRegistry
-
-    try:
-        return ModelRegistry(root, root).entries()
-    except (OSError, ValueError) as err:  # a damaged registry must not break the catalogue
-        log.warning("registered models in %s could not be read: %s", root, err)
-        return []

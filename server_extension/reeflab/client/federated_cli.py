@@ -47,13 +47,13 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.what == "client":
-        from .federated_client import main
+        from ..training.federated_client import main
 
         argv = ["--server", args.server, "--site", str(args.site)]
         return main(argv + (["--token-file", args.token_file] if args.token_file else []))
 
-    from ..client import federated
-    from ..client.connection import ReefLabClientError
+    from . import federated
+    from .connection import ReefLabClientError
 
     try:
         if args.what == "token":
