@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+import time
+from typing import Any, Self
 
 import requests
+from tqdm.auto import tqdm
 
 
 class ReefLabClientError(Exception):
@@ -77,10 +79,28 @@ class Resource:
     """A handle on one thing of yours on the server (deployment, job, run ...); `info` is its latest state."""
 
     collection: tuple[str, ...] = ()  # its REST path under /reeflab/api/, e.g. ("jobs",)
+    listed_as = ""  # the key of the list that GET <collection> answers
+    log_path = "log"
 
     def __init__(self, info: dict[str, Any], connection: Connection):
         self.info = info
         self.connection = connection
+
+    @classmethod
+    def create(cls, body: dict[str, Any], connection: Connection | None = None) -> Self:
+        """POST a new one (fields left as None are the server's defaults)."""
+        connection = connection or default_connection()
+        return cls(connection.post(*cls.collection, json={k: v for k, v in body.items() if v is not None}), connection)
+
+    @classmethod
+    def all(cls, connection: Connection | None = None) -> list[Self]:
+        connection = connection or default_connection()
+        return [cls(info, connection) for info in connection.get(*cls.collection)[cls.listed_as]]
+
+    @classmethod
+    def fetch(cls, resource_id: str, connection: Connection | None = None) -> Self:
+        connection = connection or default_connection()
+        return cls(connection.get(*cls.collection, resource_id), connection)
 
     @property
     def id(self) -> str:
@@ -90,8 +110,52 @@ class Resource:
     def state(self) -> str:
         return self.info["state"]
 
-    def refresh(self):
+    def refresh(self) -> Self:
         self.info = self.connection.get(*self.collection, self.id)
+        return self
+
+    def logs(self, tail: int = 200, **params: Any) -> list[str]:
+        return self.connection.get(*self.collection, self.id, self.log_path, tail=tail, **params)["lines"]
+
+    def delete(self) -> None:
+        """Forget it, stopping it if it runs."""
+        self.connection.request("DELETE", *self.collection, self.id)
+
+    def wait_while(self, states: tuple[str, ...], timeout: float | None, interval: float = 1.0, tick=None) -> Self:
+        """Refresh every `interval` seconds while its state is one of `states`, calling `tick()` after each
+        refresh; TimeoutError after `timeout` seconds (None: no limit)."""
+        deadline = time.monotonic() + timeout if timeout else None
+        while self.refresh().state in states:
+            if tick is not None:
+                tick()
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{self!r} still {self.state} after {timeout:.0f} s")
+            time.sleep(interval)
+        return self
+
+
+class Run(Resource):
+    """A job or pipeline run: it ends by itself (completed or failed) or is cancelled."""
+
+    ACTIVE = ("starting", "running")
+    unit = "step"  # of its progress bar
+    failure: type[ReefLabClientError]  # raised by `wait` unless it completed
+
+    def show_progress(self, bar) -> None:
+        """Update the tqdm bar from `info` (subclasses)."""
+
+    def wait(self, timeout: float | None = None, progress: bool = True, interval: float = 1.0) -> Self:
+        """Block until it ends, showing its progress; raise `failure` unless it completed."""
+        with tqdm(desc=self.info["title"], unit=self.unit, disable=not progress) as bar:
+            self.wait_while(self.ACTIVE, timeout, interval, tick=lambda: self.show_progress(bar))
+            self.show_progress(bar)
+            bar.set_description(f"{self.info['title']}: {self.state}")
+        if self.state != "completed":
+            raise self.failure(self.info)
+        return self
+
+    def cancel(self) -> Self:
+        self.info = self.connection.post(*self.collection, self.id, "cancel")
         return self
 
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import mimetypes
-import time
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from .connection import Connection, ReefLabClientError, Resource, default_connection
+from .connection import Connection, ReefLabClientError, Resource
 
 
 class Deployment(Resource):
     """A handle on one deployment; `info` is its latest state from the server."""
 
-    collection = ("deployments",)
+    collection, listed_as, log_path = ("deployments",), "deployments", "logs"
 
     @property
     def url(self) -> str:
@@ -28,13 +27,8 @@ class Deployment(Resource):
 
     def wait_ready(self, timeout: float = 600, progress: bool = True) -> Deployment:
         """Block until it is ready; raise with the reason if it fails or stops."""
-        deadline = time.monotonic() + timeout
         with tqdm(desc=f"{self.info['module']}: starting", bar_format="{desc} {elapsed}", disable=not progress) as bar:
-            while self.refresh().state in ("queued", "starting"):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{self!r} not ready after {timeout:.0f} s")
-                bar.update()
-                time.sleep(1)
+            self.wait_while(("queued", "starting"), timeout, tick=bar.update)
             bar.set_description(f"{self.info['module']}: {self.state}")
         if self.state != "ready":
             raise ReefLabClientError(409, f"deployment {self.state}: {self.info.get('reason')}")
@@ -63,9 +57,6 @@ class Deployment(Resource):
             raise ReefLabClientError(response.status_code, f"{names}: {response.text[:500]}")
         return response.json()["predictions"] if accept == "application/json" else response.content
 
-    def logs(self, tail: int = 200) -> list[str]:
-        return self.connection.get("deployments", self.id, "logs", tail=tail)["lines"]
-
     def restart(self, hardware: dict[str, Any] | None = None) -> Deployment:
         """Start it again; `hardware` changes what it gets, e.g. `{"memory_MB": 2000}` (within its profile).
         After it was stopped for lack of memory, `d.info["suggestion"]` holds what to restart it with."""
@@ -74,7 +65,7 @@ class Deployment(Resource):
         return self
 
     def delete(self) -> None:
-        self.connection.request("DELETE", "deployments", self.id)
+        super().delete()
         self.info = {**self.info, "state": "stopped"}
 
 
@@ -98,17 +89,13 @@ def deploy(
         E.g. `{"memory_MB": 2000}`. Less than the module recommends is allowed, with a warning in `info["warnings"]`.
     env: extra environment variables for the module.
     """
-    connection = connection or default_connection()
     body = {"module": module, "kind": kind, "profile": profile, "title": title, "hardware": hardware, "env": env or {}}
-    info = connection.post("deployments", json={k: v for k, v in body.items() if v is not None})
-    return Deployment(info, connection)
+    return Deployment.create(body, connection)
 
 
 def list_deployments(connection: Connection | None = None) -> list[Deployment]:
-    connection = connection or default_connection()
-    return [Deployment(info, connection) for info in connection.get("deployments")["deployments"]]
+    return Deployment.all(connection)
 
 
 def get(deployment_id: str, connection: Connection | None = None) -> Deployment:
-    connection = connection or default_connection()
-    return Deployment(connection.get("deployments", deployment_id), connection)
+    return Deployment.fetch(deployment_id, connection)

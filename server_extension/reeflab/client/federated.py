@@ -13,7 +13,6 @@ At a site (needs only flwr and this package, or the 30 lines of `reeflab.trainin
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from ..training.federated_client import FederatedAuthError, connect
@@ -23,7 +22,7 @@ from .connection import Connection, ReefLabClientError, Resource, default_connec
 class FederatedServer(Resource):
     """A handle on one of your Flower servers; `info` is its latest state from the platform."""
 
-    collection = ("federated", "servers")
+    collection, listed_as, log_path = ("federated", "servers"), "servers", "logs"
 
     @property
     def address(self) -> str:
@@ -39,24 +38,17 @@ class FederatedServer(Resource):
 
     def wait_finished(self, timeout: float = 3600, interval: float = 1) -> FederatedServer:
         """Block until all rounds are done; raise with the reason if the server fails or is stopped."""
-        deadline = time.monotonic() + timeout
-        while self.refresh().state == "running":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self!r} still running after {timeout:.0f} s")
-            time.sleep(interval)
+        self.wait_while(("running",), timeout, interval)
         if self.state != "finished":
             raise ReefLabClientError(409, f"federated server {self.state}: {self.info.get('reason')}")
         return self
-
-    def logs(self, tail: int = 200) -> list[str]:
-        return self.connection.get("federated", "servers", self.id, "logs", tail=tail)["lines"]
 
     def stop(self) -> FederatedServer:
         self.info = self.connection.post("federated", "servers", self.id, "stop")
         return self
 
     def delete(self) -> None:
-        self.connection.request("DELETE", "federated", "servers", self.id)
+        super().delete()
         self.info = {**self.info, "state": "stopped"}
 
 
@@ -70,19 +62,16 @@ def start_server(
 ) -> FederatedServer:
     """Start a Flower server (FedAvg, FedProx or FedAdam); options: title, local_epochs, proximal_mu,
     server_learning_rate, round_timeout."""
-    connection = connection or default_connection()
     body = {"strategy": strategy, "rounds": rounds, "min_clients": min_clients, **options}
-    return FederatedServer(connection.post("federated", "servers", json=body), connection)
+    return FederatedServer.create(body, connection)
 
 
 def list_servers(connection: Connection | None = None) -> list[FederatedServer]:
-    connection = connection or default_connection()
-    return [FederatedServer(info, connection) for info in connection.get("federated", "servers")["servers"]]
+    return FederatedServer.all(connection)
 
 
 def get(server_id: str, connection: Connection | None = None) -> FederatedServer:
-    connection = connection or default_connection()
-    return FederatedServer(connection.get("federated", "servers", server_id), connection)
+    return FederatedServer.fetch(server_id, connection)
 
 
 def create_token(name: str, connection: Connection | None = None) -> dict[str, Any]:

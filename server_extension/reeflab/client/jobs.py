@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from .connection import Connection, ReefLabClientError, Resource, default_connection
-
-ACTIVE = ("starting", "running")
+from .connection import Connection, ReefLabClientError, Run
 
 
 class JobFailed(ReefLabClientError):
@@ -23,10 +18,10 @@ class JobFailed(ReefLabClientError):
         super().__init__(409, f"job {info['id']} {info['state']}: {where}{info.get('reason') or ''}".strip())
 
 
-class Job(Resource):
+class Job(Run):
     """A handle on one job; `info` is its latest state from the server."""
 
-    collection = ("jobs",)
+    collection, listed_as, unit, failure = ("jobs",), "jobs", "cell", JobFailed
 
     @property
     def output(self) -> str:
@@ -38,27 +33,13 @@ class Job(Resource):
         where = f"cell {cells.get('cell', 0)}/{cells.get('cells', 0)}"
         return f"<Job {self.id} {self.info['notebook']} {self.state} {where}>"
 
-    def wait(self, timeout: float | None = None, progress: bool = True, interval: float = 1.0) -> Job:
-        """Block until the job ends, showing its cells as a progress bar; raise JobFailed unless it completed."""
-        deadline = time.monotonic() + timeout if timeout else None
-        with tqdm(desc=self.info["title"], unit="cell", disable=not progress) as bar:
-            while self.refresh().state in ACTIVE:
-                cells = self.info["progress"]
-                bar.total = cells["cells"] or None
-                bar.n = max(0, cells["cell"] - 1)  # cells done
-                bar.set_postfix_str(cells["source"][:40])
-                if deadline and time.monotonic() > deadline:
-                    raise TimeoutError(f"{self!r} still running after {timeout:.0f} s")
-                time.sleep(interval)
-            if self.state == "completed":
-                bar.n = bar.total or bar.n
-            bar.set_description(f"{self.info['title']}: {self.state}")
-        if self.state != "completed":
-            raise JobFailed(self.info)
-        return self
-
-    def logs(self, tail: int = 200) -> list[str]:
-        return self.connection.get("jobs", self.id, "log", tail=tail)["lines"]
+    def show_progress(self, bar) -> None:
+        """Its cells as a progress bar."""
+        cells = self.info["progress"]
+        bar.total = cells["cells"] or None
+        done = max(0, cells["cell"] - 1)  # cells done
+        bar.n = (bar.total or done) if self.state == "completed" else done
+        bar.set_postfix_str(cells["source"][:40])
 
     def follow(self):
         """Yield the job's log lines as they are written, until it ends."""
@@ -72,14 +53,6 @@ class Job(Resource):
         """The executed notebook as nbformat JSON."""
         return self.connection.get("jobs", self.id, "output")
 
-    def cancel(self) -> Job:
-        self.info = self.connection.post("jobs", self.id, "cancel")
-        return self
-
-    def delete(self) -> None:
-        """Forget the job (cancelling it if it runs); its output notebook stays in your folder."""
-        self.connection.request("DELETE", "jobs", self.id)
-
 
 def submit(
     notebook: str,
@@ -91,16 +64,13 @@ def submit(
     connection: Connection | None = None,
 ) -> Job:
     """Run a notebook (path relative to your Jupyter root folder) with parameters as a job."""
-    connection = connection or default_connection()
     body = {"notebook": notebook, "parameters": parameters or {}, "profile": profile, "kernel": kernel, "title": title}
-    return Job(connection.post("jobs", json={k: v for k, v in body.items() if v is not None}), connection)
+    return Job.create(body, connection)
 
 
 def list_jobs(connection: Connection | None = None) -> list[Job]:
-    connection = connection or default_connection()
-    return [Job(info, connection) for info in connection.get("jobs")["jobs"]]
+    return Job.all(connection)
 
 
 def get(job_id: str, connection: Connection | None = None) -> Job:
-    connection = connection or default_connection()
-    return Job(connection.get("jobs", job_id), connection)
+    return Job.fetch(job_id, connection)

@@ -6,14 +6,9 @@ is one node's output; a failure raises PipelineFailed naming the node and the ce
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from .connection import Connection, ReefLabClientError, Resource, default_connection
-
-ACTIVE = ("starting", "running")
+from .connection import Connection, ReefLabClientError, Run
 
 
 class PipelineFailed(ReefLabClientError):
@@ -26,10 +21,10 @@ class PipelineFailed(ReefLabClientError):
         super().__init__(409, f"pipeline run {info['id']} {info['state']}: {info.get('reason') or ''}".strip())
 
 
-class PipelineRun(Resource):
+class PipelineRun(Run):
     """A handle on one run; `info` is its latest state from the server."""
 
-    collection = ("pipelines",)
+    collection, listed_as, unit, failure = ("pipelines",), "runs", "node", PipelineFailed
 
     def __repr__(self) -> str:
         done = sum(n["state"] == "completed" for n in self.info["nodes"])
@@ -39,35 +34,16 @@ class PipelineRun(Resource):
         """Each node's state, cell progress and error, by node id."""
         return {n["id"]: n for n in self.info["nodes"]}
 
-    def wait(self, timeout: float | None = None, progress: bool = True, interval: float = 1.0) -> PipelineRun:
-        """Block until the run ends, one progress step per finished node; raise PipelineFailed unless it completed."""
-        deadline = time.monotonic() + timeout if timeout else None
-        with tqdm(desc=self.info["title"], total=len(self.info["nodes"]), unit="node", disable=not progress) as bar:
-            while self.refresh().state in ACTIVE:
-                bar.n = sum(n["state"] == "completed" for n in self.info["nodes"])
-                running = [f"{n['label']} {n['progress']['cell']}/{n['progress']['cells']}" for n in self.info["nodes"]]
-                bar.set_postfix_str(
-                    ", ".join(r for r, n in zip(running, self.info["nodes"], strict=True) if n["state"] == "running")
-                )
-                if deadline and time.monotonic() > deadline:
-                    raise TimeoutError(f"{self!r} still running after {timeout:.0f} s")
-                time.sleep(interval)
-            bar.n = sum(n["state"] == "completed" for n in self.info["nodes"])
-            bar.set_description(f"{self.info['title']}: {self.state}")
-        if self.state != "completed":
-            raise PipelineFailed(self.info)
-        return self
+    def show_progress(self, bar) -> None:
+        """One step per finished node, and the cells of the running ones."""
+        nodes = self.info["nodes"]
+        bar.total, bar.n = len(nodes), sum(n["state"] == "completed" for n in nodes)
+        cells = [(n["label"], n["progress"]) for n in nodes if n["state"] == "running"]
+        bar.set_postfix_str(", ".join(f"{label} {p['cell']}/{p['cells']}" for label, p in cells))
 
     def logs(self, tail: int = 200, node: str | None = None) -> list[str]:
-        params = {"tail": tail, **({"node": node} if node else {})}
-        return self.connection.get("pipelines", self.id, "log", **params)["lines"]
-
-    def cancel(self) -> PipelineRun:
-        self.info = self.connection.post("pipelines", self.id, "cancel")
-        return self
-
-    def delete(self) -> None:
-        self.connection.request("DELETE", "pipelines", self.id)
+        """The run's log, or one node's own (its cells' output)."""
+        return super().logs(tail, **({"node": node} if node else {}))
 
 
 def submit(
@@ -80,17 +56,13 @@ def submit(
     connection: Connection | None = None,
 ) -> PipelineRun:
     """Run a .pipeline file (path relative to your Jupyter root folder) with parameters in the background."""
-    connection = connection or default_connection()
     body = {"pipeline": pipeline, "parameters": parameters or {}, "profile": profile, "title": title}
-    body["max_parallel"] = max_parallel
-    return PipelineRun(connection.post("pipelines", json={k: v for k, v in body.items() if v is not None}), connection)
+    return PipelineRun.create({**body, "max_parallel": max_parallel}, connection)
 
 
 def list_runs(connection: Connection | None = None) -> list[PipelineRun]:
-    connection = connection or default_connection()
-    return [PipelineRun(info, connection) for info in connection.get("pipelines")["runs"]]
+    return PipelineRun.all(connection)
 
 
 def get(run_id: str, connection: Connection | None = None) -> PipelineRun:
-    connection = connection or default_connection()
-    return PipelineRun(connection.get("pipelines", run_id), connection)
+    return PipelineRun.fetch(run_id, connection)

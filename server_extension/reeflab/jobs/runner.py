@@ -23,7 +23,8 @@ from typing import Any
 
 import psutil
 
-from .store import STATUS_FILE, write_private
+from ..files import write_private
+from .store import STATUS_FILE
 
 ENGINE = "reeflab"
 
