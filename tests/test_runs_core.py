@@ -57,7 +57,7 @@ class SleeperBackend(RunBackend):
 
 
 class SleeperService(RunService[Sleeper]):
-    record_class, record_file = Sleeper, "sleeper.json"
+    folder_name, record_class, record_file = "sleepers", Sleeper, "sleeper.json"
     noun, api_path = "sleeper", "/reeflab/api/sleepers"
     backend_class = Type(SleeperBackend, klass=RunBackend)
 

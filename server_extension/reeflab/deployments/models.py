@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..runs.models import RunRecord
+from ..runs.models import RunRecord, RunRequest, check_identifiers
 from ..storage.models import NAME
 
 State = Literal["queued", "starting", "ready", "failed", "stopped"]
 Kind = Literal["deployment", "try"]
 STORAGE_ENV = "REEFLAB_STORAGE_"  # + a mounted connection's name: where the module finds it
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # set by the platform for every deployment; a user may not override them
 RESERVED_ENV = ("DEEPAAS_V2_MODEL", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PATH", "HOME")
 
@@ -51,15 +49,11 @@ class RestartRequest(BaseModel):
     hardware: HardwareChoice | None = Field(None, description="Change its hardware, e.g. {'memory_MB': 2000}")
 
 
-class DeploymentRequest(BaseModel):
+class DeploymentRequest(RunRequest):
     """POST /reeflab/api/deployments"""
 
-    model_config = ConfigDict(extra="forbid")
-
     module: str = Field(min_length=1, description="Marketplace module id, e.g. 'fish-detector'")
-    title: str | None = Field(None, max_length=120)
     kind: Kind = "deployment"
-    profile: str | None = Field(None, description="Hardware profile slug; default: the user's default")
     hardware: HardwareChoice | None = Field(
         None, description="cpu, memory_MB, gpu: each left out is what the module recommends, within the profile"
     )
@@ -81,9 +75,8 @@ class DeploymentRequest(BaseModel):
     @field_validator("env")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        check_identifiers(env, "an environment variable name")
         for name in env:
-            if not _ENV_NAME.match(name):
-                raise ValueError(f"'{name}' is not an environment variable name (letters, digits, '_')")
             if name in RESERVED_ENV or name.startswith(STORAGE_ENV):
                 raise ValueError(f"{name} is set by ReefLab and cannot be overridden")
         return env

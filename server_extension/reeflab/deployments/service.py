@@ -6,10 +6,8 @@ import math
 import os
 import secrets
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import unquote
 
-from jupyter_core.paths import jupyter_data_dir
 from traitlets import Any, Float, Instance, Int, Type, Unicode, default
 
 from ..catalog.service import CatalogService, below_recommendation, inference_needs
@@ -24,6 +22,7 @@ from .models import Deployment, DeploymentRequest, Hardware, HardwareChoice
 class DeploymentService(RunService[Deployment]):
     """One user's deployments: the backend runs them, this keeps their state true and bounded."""
 
+    folder_name = "deployments"
     record_class, record_file = Deployment, "deployment.json"
     noun, api_path = "deployment", "/reeflab/api/deployments"
     stopped_state = "stopped"
@@ -44,10 +43,6 @@ class DeploymentService(RunService[Deployment]):
 
             return KubernetesBackend
         return LocalProcessBackend
-
-    @default("root_dir")
-    def _default_root_dir(self) -> str:
-        return str(Path(jupyter_data_dir()) / "reeflab" / "deployments")
 
     try_minutes = Float(10, config=True, help="Lifetime of a 'try' deployment, in minutes")
     max_tries = Int(2, config=True, help="Try deployments a user may have at once")

@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from ..runs.models import RunRecord
+from ..runs.models import RunRecord, RunRequest, check_identifiers, relative_file
 from ..storage.bindings import check_names
 
 State = Literal["starting", "running", "completed", "failed", "cancelled"]
-_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def relative_file(value: str, suffix: str, what: str, kind: str) -> str:
-    """A path inside the user's Jupyter root (no absolute path, no '..') ending in `suffix`."""
-    path = PurePosixPath(value.replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts:
-        raise ValueError(f"give the {what}'s path relative to your Jupyter root folder, without '..'")
-    if path.suffix != suffix:
-        raise ValueError(f"'{value}' is not {kind}")
-    return str(path)
-
-
-class JobRequest(BaseModel):
+class JobRequest(RunRequest):
     """POST /reeflab/api/jobs"""
-
-    model_config = ConfigDict(extra="forbid")
 
     notebook: str = Field(min_length=1, description="Path of the notebook, relative to your Jupyter root folder")
     parameters: dict[str, Any] = Field(default_factory=dict, description="Values for the notebook's parameters cell")
     kernel: str | None = Field(None, description="Kernel name; default: the notebook's own kernel")
-    profile: str | None = Field(None, description="Hardware profile slug; default: your default profile")
-    title: str | None = Field(None, max_length=120)
     inputs: dict[str, str] = Field(
         default_factory=dict, description='Storage to read: {"NAME": "connection:path"}; the job gets env NAME'
     )
@@ -61,9 +44,7 @@ class JobRequest(BaseModel):
     @field_validator("parameters")
     @classmethod
     def _parameter_names(cls, parameters: dict[str, Any]) -> dict[str, Any]:
-        for name in parameters:
-            if not _PARAM_NAME.match(name):
-                raise ValueError(f"'{name}' is not a Python variable name (letters, digits, '_')")
+        check_identifiers(parameters, "a Python variable name")
         return parameters
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import nbformat
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_core.paths import jupyter_data_dir
 from traitlets import Any, Int, Type, Unicode, default
 
 from ..errors import BadRequest, Conflict, Forbidden
@@ -27,6 +26,7 @@ from .store import JOB_FILE
 class JobService(RunService[Job]):
     """One user's notebook jobs: the backend runs them, this keeps their state true and the server alive."""
 
+    folder_name = "jobs"
     record_class, record_file = Job, JOB_FILE
     noun, api_path = "job", "/reeflab/api/jobs"
     keeps_server_alive = True
@@ -47,10 +47,6 @@ class JobService(RunService[Job]):
 
             return KubernetesJobBackend
         return LocalJobBackend
-
-    @default("root_dir")
-    def _default_root_dir(self) -> str:
-        return str(Path(jupyter_data_dir()) / "reeflab" / "jobs")
 
     notebook_root = Unicode(help="The Jupyter server's root folder: notebooks and outputs live under it")
 

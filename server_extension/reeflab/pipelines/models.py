@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from ..jobs.models import JobError, Progress, relative_file
-from ..runs.models import RunRecord
+from ..jobs.models import JobError, Progress
+from ..runs.models import RunRecord, RunRequest, check_identifiers, relative_file
 
 State = Literal["starting", "running", "completed", "failed", "cancelled"]
 NodeStateName = Literal["pending", "running", "completed", "failed", "cancelled", "skipped"]
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class PipelineRequest(BaseModel):
+class PipelineRequest(RunRequest):
     """POST /reeflab/api/pipelines"""
-
-    model_config = ConfigDict(extra="forbid")
 
     pipeline: str = Field(min_length=1, description="Path of the .pipeline file, relative to your Jupyter root folder")
     parameters: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Values for the pipeline's environment variables (its parameters)"
     )
-    profile: str | None = Field(None, description="Hardware profile slug; default: your default profile")
-    title: str | None = Field(None, max_length=120)
     max_parallel: int | None = Field(None, ge=1, le=16, description="Nodes run at once when independent")
 
     @field_validator("pipeline")
@@ -37,9 +31,7 @@ class PipelineRequest(BaseModel):
     @field_validator("parameters")
     @classmethod
     def _parameter_names(cls, parameters: dict[str, Any]) -> dict[str, str]:
-        for name in parameters:
-            if not _ENV_NAME.match(name):
-                raise ValueError(f"'{name}' is not an environment variable name (letters, digits, '_')")
+        check_identifiers(parameters, "an environment variable name")
         return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in parameters.items()}
 
 

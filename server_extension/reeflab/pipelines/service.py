@@ -9,7 +9,6 @@ import secrets
 from datetime import datetime
 from pathlib import Path
 
-from jupyter_core.paths import jupyter_data_dir
 from traitlets import Int, Type, Unicode, default
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
@@ -53,6 +52,7 @@ def read_nodes(pipeline: Path, root: Path) -> list[NodeState]:
 class PipelineService(RunService[PipelineRun]):
     """One user's pipeline runs, kept true by watching the runner's status file."""
 
+    folder_name = "pipelines"
     record_class, record_file = PipelineRun, JOB_FILE
     noun, api_path = "pipeline run", "/reeflab/api/pipelines"
     keeps_server_alive = True  # a run keeps the server from the idle culler, as a job does
@@ -64,10 +64,6 @@ class PipelineService(RunService[PipelineRun]):
         help="Where pipeline runs run: reeflab.pipelines.backends.LocalPipelineBackend (Elyra's local runtime, "
         "every node a process of the user's server's account).",
     )
-
-    @default("root_dir")
-    def _default_root_dir(self) -> str:
-        return str(Path(jupyter_data_dir()) / "reeflab" / "pipelines")
 
     notebook_root = Unicode(help="The Jupyter server's root folder: pipelines and outputs live under it")
 

@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_identifiers(names: Iterable[str], what: str) -> None:
+    """ValueError naming the first of `names` that is not `what` (a variable name: letters, digits, '_')."""
+    for name in names:
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"'{name}' is not {what} (letters, digits, '_')")
+
+
+def relative_file(value: str, suffix: str, what: str, kind: str) -> str:
+    """A path inside the user's Jupyter root (no absolute path, no '..') ending in `suffix`."""
+    path = PurePosixPath(value.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"give the {what}'s path relative to your Jupyter root folder, without '..'")
+    if path.suffix != suffix:
+        raise ValueError(f"'{value}' is not {kind}")
+    return str(path)
+
+
+class RunRequest(BaseModel):
+    """What every request to start a run may say (POST /reeflab/api/<kind>); unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str | None = Field(None, description="Hardware profile slug; default: your default profile")
+    title: str | None = Field(None, max_length=120)
 
 
 class RunRecord(BaseModel):

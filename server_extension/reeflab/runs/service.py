@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar, Generic, TypeVar
 
-from traitlets import Float, Unicode
+from jupyter_core.paths import jupyter_data_dir
+from traitlets import Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import BadRequest, NotFound
@@ -31,8 +32,9 @@ def check_tail(tail: int) -> None:
 
 
 class RunService(LoggingConfigurable, Generic[R]):
-    """Subclasses set the class attributes, a `backend_class` trait, a `root_dir` default, and `check`."""
+    """Subclasses set the class attributes, a `backend_class` trait, and `check`."""
 
+    folder_name: ClassVar[str]  # where its records are kept: <Jupyter data dir>/reeflab/<folder_name>
     record_class: ClassVar[type[RunRecord]]
     record_file: ClassVar[str]  # the record's file name in its folder
     noun: ClassVar[str]  # in messages: "deployment", "job", "pipeline run"
@@ -43,6 +45,11 @@ class RunService(LoggingConfigurable, Generic[R]):
 
     backend_class: type[RunBackend]
     root_dir = Unicode(config=True, help="Where runs keep their state and logs (private to the user)")
+
+    @default("root_dir")
+    def _default_root_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "reeflab" / self.folder_name)
+
     poll_interval = Float(1.0, config=True, help="Seconds between checks of active runs")
 
     def __init__(self, **kwargs):
