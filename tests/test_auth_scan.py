@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -19,6 +20,8 @@ SAMPLES = {
     "job_id": "0123abcd",
     "batch_id": "0123abcd",
 }
+# the two routes that pass requests on to another web service: a deployment's DEEPaaS API, MLflow
+PROXIES = ("reeflab/deployments/0123abcd/v2/models/", "reeflab/mlflow/ajax-api/2.0/mlflow/experiments/create")
 
 
 class DenyAll(Authorizer):
@@ -98,3 +101,22 @@ class TestAuthorization:
         assert all(handler.auth_resource.startswith("reeflab") for _, handler in reeflab_routes(jp_serverapp))
         for method, path, error in await refusals(jp_serverapp, jp_fetch):
             assert error.code == 403, f"{method} {path} is not checked by @authorized"
+
+    @pytest.mark.parametrize("path", PROXIES)
+    async def test_the_proxies_await_an_async_authorizer(self, jp_fetch, path):
+        for method in ("GET", "POST"):
+            with pytest.raises(HTTPClientError) as err:
+                await jp_fetch(path, method=method, body=b"{}" if method == "POST" else None)
+            assert err.value.code == 403, f"{method} {path}"
+            assert json.loads(err.value.response.body)["message"].startswith("not allowed to use")
+
+
+@pytest.mark.parametrize("path", PROXIES)
+async def test_the_proxies_refuse_writes_from_another_site(jp_fetch, path):
+    # the proxies skip Jupyter's XSRF check (the service behind them has its own): a foreign Origin is refused
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch(path, method="POST", body=b"{}", headers={"Origin": "https://elsewhere.example.org"})
+    assert err.value.code == 403 and "cross-origin" in json.loads(err.value.response.body)["message"]
+    with pytest.raises(HTTPClientError) as err:  # without it, the request goes on: to no deployment, no MLflow here
+        await jp_fetch(path, method="POST", body=b"{}")
+    assert err.value.code == 404

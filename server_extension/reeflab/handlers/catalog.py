@@ -5,7 +5,9 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..catalog.index import MAX_PER_PAGE
 from ..catalog.models import FACETS
+from ..catalog.service import CatalogService
 from ..errors import BadRequest
 from .base import ReefLabHandler
 
@@ -16,17 +18,8 @@ class CatalogHandler(ReefLabHandler):
     auth_resource = "reeflab:catalog"
 
     @property
-    def catalog(self):
+    def catalog(self) -> CatalogService:
         return self.services.catalog
-
-    def int_argument(self, name: str, default: int) -> int:
-        value = self.get_argument(name, None)
-        if value is None:
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise BadRequest(f"'{name}' must be a whole number, not '{value}'") from None
 
 
 class ModulesHandler(CatalogHandler):
@@ -43,8 +36,8 @@ class ModulesHandler(CatalogHandler):
             self.get_argument("q", ""),
             filters,
             sort=self.get_argument("sort", "relevance"),
-            page=self.int_argument("page", 1),
-            per_page=self.int_argument("per_page", 20),
+            page=self.int_argument("page", 1, 1),
+            per_page=self.int_argument("per_page", 20, 1, MAX_PER_PAGE),
         )
         self.write_json(
             {**result.model_dump(mode="json", exclude={"items"}), "items": [entry.card() for entry in result.items]}
@@ -67,9 +60,7 @@ class ModuleFormHandler(CatalogHandler):
     @web.authenticated
     @authorized
     async def get(self, module_id: str) -> None:
-        groups = self.services.identity.groups(self.current_user)
-        form = self.catalog.deployment_form(module_id, self.services.profiles.catalog(), groups)
-        self.write_json(form)
+        self.write_json(self.catalog.deployment_form(module_id, self.services.profiles.catalog(), self.groups))
 
 
 class RefreshHandler(CatalogHandler):

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 from jupyter_server.auth.decorator import authorized
-from pydantic import BaseModel, ValidationError
 from tornado import web
 
-from ..errors import BadRequest
 from ..training.federated_models import ServerRequest, TokenRequest
 from .base import ReefLabHandler
 
 
-def parse(model: type[BaseModel], body: bytes, what: str):
-    try:
-        return model.model_validate_json(body or b"{}")
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in err.errors(include_url=False)
-        )
-        raise BadRequest(f"Invalid {what}: {problems}") from None
-
-
 class FederatedBase(ReefLabHandler):
     auth_resource = "reeflab:federated"
-
-    @property
-    def federated(self):
-        return self.services.federated
 
 
 class ServersHandler(FederatedBase):
@@ -36,15 +19,15 @@ class ServersHandler(FederatedBase):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        servers = await self.run_blocking(self.federated.list, self.username)
+        servers = await self.run_blocking(self.services.federated.list, self.username)
         self.write_json({"servers": [s.public() for s in servers]})
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        request = parse(ServerRequest, self.request.body, "federated server request")
-        server = await self.run_blocking(self.federated.start, self.username, request)
-        await self.run_blocking(self.federated.wait_listening, server)
+        request = self.parse_body(ServerRequest, "federated server request")
+        server = await self.run_blocking(self.services.federated.start, self.username, request)
+        await self.run_blocking(self.services.federated.wait_listening, server)
         self.write_json(server.public(), status=201)
 
 
@@ -54,12 +37,12 @@ class ServerHandler(FederatedBase):
     @web.authenticated
     @authorized
     async def get(self, server_id: str) -> None:
-        self.write_json(await self.run_blocking(self.federated.describe, self.username, server_id))
+        self.write_json(await self.run_blocking(self.services.federated.describe, self.username, server_id))
 
     @web.authenticated
     @authorized
     async def delete(self, server_id: str) -> None:
-        await self.run_blocking(self.federated.delete, self.username, server_id)
+        await self.run_blocking(self.services.federated.delete, self.username, server_id)
         self.set_status(204)
         self.finish()
 
@@ -68,7 +51,7 @@ class StopHandler(FederatedBase):
     @web.authenticated
     @authorized
     async def post(self, server_id: str) -> None:
-        server = await self.run_blocking(self.federated.stop, self.username, server_id)
+        server = await self.run_blocking(self.services.federated.stop, self.username, server_id)
         self.write_json(server.public())
 
 
@@ -76,9 +59,7 @@ class ServerLogsHandler(FederatedBase):
     @web.authenticated
     @authorized
     async def get(self, server_id: str) -> None:
-        tail = self.get_argument("tail", "200")
-        lines = self.federated.logs(self.username, server_id, int(tail) if tail.isdigit() else 0)
-        self.write_json({"lines": lines})
+        self.write_json({"lines": self.services.federated.logs(self.username, server_id, self.tail_argument())})
 
 
 class TokensHandler(FederatedBase):
@@ -87,14 +68,14 @@ class TokensHandler(FederatedBase):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json({"tokens": self.federated.list_tokens(self.username)})
+        self.write_json({"tokens": self.services.federated.list_tokens(self.username)})
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        request = parse(TokenRequest, self.request.body, "token request")
+        request = self.parse_body(TokenRequest, "token request")
         self.set_header("Cache-Control", "no-store")
-        self.write_json(self.federated.create_token(self.username, request.name), status=201)
+        self.write_json(self.services.federated.create_token(self.username, request.name), status=201)
 
 
 class TokenHandler(FederatedBase):
@@ -103,6 +84,6 @@ class TokenHandler(FederatedBase):
     @web.authenticated
     @authorized
     async def delete(self, token_id: str) -> None:
-        self.federated.revoke_token(self.username, token_id)
+        self.services.federated.revoke_token(self.username, token_id)
         self.set_status(204)
         self.finish()

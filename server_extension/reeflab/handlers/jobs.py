@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..errors import NotFound
 from ..jobs.models import JobRequest
-from .base import ReefLabHandler, parse_body
-from .deployments import _new_lines
+from .base import ReefLabHandler
 
 
 class JobsBase(ReefLabHandler):
     auth_resource = "reeflab:jobs"
-
-    @property
-    def jobs(self):
-        return self.services.jobs
 
 
 class JobsHandler(JobsBase):
@@ -27,15 +20,14 @@ class JobsHandler(JobsBase):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json({"jobs": [j.public() for j in self.jobs.list(self.username)]})
+        self.write_json({"jobs": [j.public() for j in self.services.jobs.list(self.username)]})
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        request = parse_body(JobRequest, self.request.body, "job")
-        groups = self.services.identity.groups(self.current_user)
+        request = self.parse_body(JobRequest, "job request")
         profiles = self.services.profiles.catalog()
-        job = await self.jobs.submit(self.username, groups, request, profiles)
+        job = await self.services.jobs.submit(self.username, self.groups, request, profiles)
         self.write_json(job.public(), status=201)
 
 
@@ -45,12 +37,12 @@ class JobHandler(JobsBase):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        self.write_json((await self.jobs.fresh(self.username, job_id)).public())
+        self.write_json((await self.services.jobs.fresh(self.username, job_id)).public())
 
     @web.authenticated
     @authorized
     async def delete(self, job_id: str) -> None:
-        await self.jobs.delete(self.username, job_id)
+        await self.services.jobs.delete(self.username, job_id)
         self.set_status(204)
         self.finish()
 
@@ -59,7 +51,7 @@ class CancelHandler(JobsBase):
     @web.authenticated
     @authorized
     async def post(self, job_id: str) -> None:
-        self.write_json((await self.jobs.cancel(self.username, job_id)).public())
+        self.write_json((await self.services.jobs.cancel(self.username, job_id)).public())
 
 
 class OutputHandler(JobsBase):
@@ -68,7 +60,7 @@ class OutputHandler(JobsBase):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        path = self.jobs.output_path(self.username, job_id)
+        path = self.services.jobs.output_path(self.username, job_id)
         if not path.is_file():
             raise NotFound(f"Job '{job_id}' has not written its output notebook yet; try again once it runs.")
         self.set_header("Content-Type", "application/x-ipynb+json")
@@ -81,29 +73,9 @@ class JobLogHandler(JobsBase):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        tail = self.get_argument("tail", "200")
-        lines = await self.jobs.logs(self.username, job_id, int(tail) if tail.isdigit() else 0)
-        if self.get_argument("follow", "0") not in ("1", "true"):
-            self.write_json({"lines": lines})
-            return
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
-        seen: list[str] = []
-        running = True
-        while not self.request.connection.stream.closed():
-            new = _new_lines(seen, lines)
-            if new:
-                self.write("".join(line + "\n" for line in new))
-                await self.flush()
-            seen = lines
-            if not running:
-                break
-            try:
-                running = (await self.jobs.fresh(self.username, job_id)).active
-                if running:
-                    await asyncio.sleep(0.5)
-                lines = await self.jobs.logs(self.username, job_id, 1000)  # once more after the end
-            except NotFound:  # deleted while followed
-                break
-        self.finish()
+        jobs, owner = self.services.jobs, self.username
+
+        async def active() -> bool:
+            return (await jobs.fresh(owner, job_id)).active
+
+        await self.write_log(lambda tail: jobs.logs(owner, job_id, tail), active)

@@ -6,15 +6,11 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..pipelines.models import PipelineRequest
-from .base import ReefLabHandler, parse_body
+from .base import ReefLabHandler
 
 
 class PipelinesBase(ReefLabHandler):
     auth_resource = "reeflab:pipelines"
-
-    @property
-    def pipelines(self):
-        return self.services.pipelines
 
 
 class PipelinesHandler(PipelinesBase):
@@ -23,15 +19,14 @@ class PipelinesHandler(PipelinesBase):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json({"runs": [r.public() for r in self.pipelines.list(self.username)]})
+        self.write_json({"runs": [r.public() for r in self.services.pipelines.list(self.username)]})
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        request = parse_body(PipelineRequest, self.request.body, "pipeline")
-        groups = self.services.identity.groups(self.current_user)
+        request = self.parse_body(PipelineRequest, "pipeline request")
         profiles = self.services.profiles.catalog()
-        run = await self.pipelines.submit(self.username, groups, request, profiles)
+        run = await self.services.pipelines.submit(self.username, self.groups, request, profiles)
         self.write_json(run.public(), status=201)
 
 
@@ -41,12 +36,12 @@ class PipelineRunHandler(PipelinesBase):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        self.write_json((await self.pipelines.fresh(self.username, run_id)).public())
+        self.write_json((await self.services.pipelines.fresh(self.username, run_id)).public())
 
     @web.authenticated
     @authorized
     async def delete(self, run_id: str) -> None:
-        await self.pipelines.delete(self.username, run_id)
+        await self.services.pipelines.delete(self.username, run_id)
         self.set_status(204)
         self.finish()
 
@@ -55,7 +50,7 @@ class PipelineCancelHandler(PipelinesBase):
     @web.authenticated
     @authorized
     async def post(self, run_id: str) -> None:
-        self.write_json((await self.pipelines.cancel(self.username, run_id)).public())
+        self.write_json((await self.services.pipelines.cancel(self.username, run_id)).public())
 
 
 class PipelineLogHandler(PipelinesBase):
@@ -64,7 +59,6 @@ class PipelineLogHandler(PipelinesBase):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        tail = self.get_argument("tail", "200")
         node = self.get_argument("node", "") or None
-        lines = await self.pipelines.logs(self.username, run_id, int(tail) if tail.isdigit() else 0, node)
+        lines = await self.services.pipelines.logs(self.username, run_id, self.tail_argument(), node)
         self.write_json({"lines": lines})

@@ -9,12 +9,13 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from ..errors import BadRequest
+from ..serverless.gateway import ServerlessGateway
 from .base import ReefLabHandler
 
 
 class _Gateway(ReefLabHandler):
     @property
-    def gateway(self):
+    def gateway(self) -> ServerlessGateway:
         return self.services.serverless
 
     async def relay(

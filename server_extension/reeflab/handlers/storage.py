@@ -6,23 +6,19 @@ import io
 import mimetypes
 
 from jupyter_server.auth.decorator import authorized
-from pydantic import ValidationError
 from tornado import web
 
-from ..errors import BadRequest
 from ..storage.models import FolderRequest, TransferRequest
-from .base import ReefLabHandler, parse_body
+from ..storage.service import StorageService
+from .base import ReefLabHandler
 
 
 class StorageBase(ReefLabHandler):
     auth_resource = "reeflab:storage"
 
     @property
-    def storage(self):
+    def storage(self) -> StorageService:
         return self.services.storage
-
-    def public(self, connection) -> dict:
-        return self.storage.public(connection)
 
 
 class StorageHandler(StorageBase):
@@ -41,21 +37,21 @@ class ConnectionsHandler(StorageBase):
     @authorized
     async def get(self) -> None:
         connections = await self.run_blocking(self.storage.list, self.username)
-        self.write_json({"connections": [self.public(c) for c in connections]})
+        self.write_json({"connections": [self.storage.public(c) for c in connections]})
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
         test = self.get_argument("test", "1") not in ("0", "false")
         connection = await self.run_blocking(self.storage.create, self.username, self.request.body, test)
-        self.write_json(self.public(connection), status=201)
+        self.write_json(self.storage.public(connection), status=201)
 
 
 class ConnectionHandler(StorageBase):
     @web.authenticated
     @authorized
     async def get(self, name: str) -> None:
-        self.write_json(self.public(self.storage.get(self.username, name)))
+        self.write_json(self.storage.public(await self.run_blocking(self.storage.get, self.username, name)))
 
     @web.authenticated
     @authorized
@@ -80,7 +76,8 @@ class MountHandler(StorageBase):
     @web.authenticated
     @authorized
     async def get(self, name: str) -> None:
-        self.write_json(self.storage.mount_status(self.storage.get(self.username, name)))
+        connection = await self.run_blocking(self.storage.get, self.username, name)
+        self.write_json(self.storage.mount_status(connection))
 
     @web.authenticated
     @authorized
@@ -99,14 +96,9 @@ class FilesHandler(StorageBase):
     @web.authenticated
     @authorized
     async def get(self, name: str) -> None:
-        limit = self.get_argument("limit", "")
-        if limit and not limit.isdigit():
-            raise BadRequest("limit must be a number of entries")
-        page = self.get_argument("page", None)
-        listing = await self.run_blocking(
-            self.storage.ls, self.username, name, self.get_argument("path", ""), int(limit or 0), page
-        )
-        self.write_json(listing)
+        path, page = self.get_argument("path", ""), self.get_argument("page", None)
+        limit = self.int_argument("limit", 0, 0, 1000)  # 0: the server's page size
+        self.write_json(await self.run_blocking(self.storage.ls, self.username, name, path, limit, page))
 
 
 class FileHandler(StorageBase):
@@ -148,7 +140,7 @@ class FoldersHandler(StorageBase):
     @web.authenticated
     @authorized
     async def post(self, name: str) -> None:
-        request = parse_body(FolderRequest, self.request.body, "folder")
+        request = self.parse_body(FolderRequest, "folder request")
         self.write_json(await self.run_blocking(self.storage.mkdir, self.username, name, request.path), status=201)
 
 
@@ -163,14 +155,8 @@ class TransfersHandler(StorageBase):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        try:
-            request = TransferRequest.model_validate_json(self.request.body or b"{}")
-        except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors(include_url=False)
-            )
-            raise BadRequest(f"Invalid transfer: {problems}") from None
-        self.write_json(self.storage.start_transfer(self.username, request).public(), status=201)
+        request = self.parse_body(TransferRequest, "transfer")
+        self.write_json((await self.storage.start_transfer(self.username, request)).public(), status=201)
 
 
 class TransferHandler(StorageBase):

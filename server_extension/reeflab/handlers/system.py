@@ -20,7 +20,7 @@ class InfoHandler(ReefLabHandler):
             {
                 "version": __version__,
                 "user": self.username,
-                "groups": identity.groups(self.current_user),
+                "groups": self.groups,
                 "hub": identity.hub_api_url,
                 "backends": {
                     "identity": _class_path(identity),
@@ -39,9 +39,8 @@ class ProfilesHandler(ReefLabHandler):
     @authorized
     async def get(self) -> None:
         catalog = self.services.profiles.catalog()
-        groups = self.services.identity.groups(self.current_user)
-        allowed = catalog.allowed(groups)
-        default = catalog.choose(None, groups).slug if allowed else None
+        allowed = catalog.allowed(self.groups)
+        default = catalog.choose(None, self.groups).slug if allowed else None
         self.write_json(
             {
                 "default": default,

@@ -23,7 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 from traitlets import Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..errors import BadRequest, Conflict, Forbidden, NotFound, invalid
 from . import rclone, transfers
 from .models import PLATFORM, ConnectionRequest, S3Request, StorageConnection, Transfer, TransferRequest
 from .mounts import MountManager, fuse_problem
@@ -46,11 +46,7 @@ def parse_connection(body: bytes | dict) -> S3Request | Any:
             return REQUEST.validate_python(body)
         return REQUEST.validate_json(body or b"{}")
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:] or e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in err.errors(include_url=False, include_input=False)
-        )
-        raise BadRequest(f"Invalid storage connection: {problems}") from None
+        raise invalid("storage connection", err, tagged=True) from None
 
 
 @dataclass
@@ -339,8 +335,8 @@ class StorageService(LoggingConfigurable):
 
     # -- transfers -------------------------------------------------------------
 
-    def start_transfer(self, owner: str, request: TransferRequest) -> Transfer:
-        connection = self.get(owner, request.connection)
+    async def start_transfer(self, owner: str, request: TransferRequest) -> Transfer:
+        connection = await asyncio.to_thread(self.get, owner, request.connection)  # the platform's: from the engine
         path = remote_path(request.path)
         local = workspace_path(self.workspace, request.workspace_path)
         if request.direction == "upload" and not local.exists():
