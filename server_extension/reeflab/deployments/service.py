@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import secrets
@@ -104,8 +105,8 @@ class DeploymentService(RunService[Deployment]):
         limits = Hardware(**choice["limits"])
         self._check_fits(hardware, limits, profile.slug)
         warnings = below_recommendation(hardware.model_dump(), form["needs"])
-        self._check_quota(owner, request, hardware)
-        self._check_storage(owner, request.storage)
+        await asyncio.to_thread(self._check_storage, owner, request.storage)  # the platform's: asks the engine
+        self._check_quota(owner, request, hardware)  # no await from here to _save: two requests cannot both pass
         created = now()
         deployment = Deployment(
             id=secrets.token_hex(4),
