@@ -19,7 +19,7 @@ import {
 import { PolledLog } from './logsViewer';
 import { PipelinesView } from './pipelines';
 import { PolledList } from './polledList';
-import { usePolled } from './usePolled';
+import { usePolled, without } from './usePolled';
 
 /** The last lines of a job's log, asked again every 2 s while it runs. */
 function JobLog(props: { api: JobsAPI; job: Jobs.IJob }): JSX.Element {
@@ -172,7 +172,7 @@ export function JobsView(props: IJobsViewProps): JSX.Element {
             job={job}
             api={api}
             onChanged={put}
-            onDeleted={id => jobs.set(current => current?.filter(j => j.id !== id) ?? null)}
+            onDeleted={id => jobs.set(without(j => j.id === id))}
           />
         )}
       </PolledList>

@@ -147,17 +147,7 @@ export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
         title="Deployments"
         hint={summarize(deployments.list)}
         className="jp-ReefLab-deploymentsSection"
-        actions={
-          <button
-            type="button"
-            className="jp-ReefLab-iconButton"
-            aria-label="Refresh the deployments"
-            title="Refresh the deployments"
-            onClick={deployments.refresh}
-          >
-            <refreshIcon.react tag="span" />
-          </button>
-        }
+        actions={<RefreshButton what="the deployments" onClick={deployments.refresh} />}
       >
         <DeploymentsView api={api} deployments={deployments} focusId={focusId} opener={opener} />
       </Section>

@@ -17,7 +17,7 @@ import {
   summarizeRun
 } from './pipelinesState';
 import { PolledList } from './polledList';
-import { usePolled } from './usePolled';
+import { usePolled, without } from './usePolled';
 
 /** The last lines of the run's log, or of one node's, asked again every 2 s while the run goes on. */
 function RunLog(props: { api: PipelinesAPI; run: Pipelines.IRun; node: Pipelines.INode | null }): JSX.Element {
@@ -257,7 +257,7 @@ export function PipelinesView(props: IPipelinesViewProps): JSX.Element {
             run={run}
             api={api}
             onChanged={put}
-            onDeleted={id => runs.set(current => current?.filter(r => r.id !== id) ?? null)}
+            onDeleted={id => runs.set(without(r => r.id === id))}
           />
         )}
       </PolledList>

@@ -32,7 +32,7 @@ import {
 } from './serverlessForm';
 import { ResultPreview } from './serverlessResult';
 import { PolledList } from './polledList';
-import { IFetched, useFetched, usePolled } from './usePolled';
+import { IFetched, useFetched, usePolled, without } from './usePolled';
 
 const MODULE_VAR = 'REEFLAB_MODULE';
 /** how long the jobs list is asked every second after an upload (the upload's job shows up in that time) */
@@ -578,7 +578,7 @@ export function ServerlessView(props: IServerlessViewProps): JSX.Element {
             service={s}
             api={api}
             storage={storage}
-            onDeleted={name => services.set(current => current?.filter(x => x.name !== name) ?? null)}
+            onDeleted={name => services.set(without(x => x.name === name))}
           />
         )}
       </PolledList>
@@ -593,7 +593,7 @@ export function ServerlessView(props: IServerlessViewProps): JSX.Element {
             key={b.id}
             batch={b}
             api={api}
-            onRemoved={id => batches.set(current => current?.filter(x => x.id !== id) ?? null)}
+            onRemoved={id => batches.set(without(x => x.id === id))}
           />
         )}
       </PolledList>

@@ -19,7 +19,7 @@ import {
   storagePathUse
 } from './panelState';
 import { PolledList } from './polledList';
-import { useFetched, usePolled } from './usePolled';
+import { useFetched, usePolled, without } from './usePolled';
 
 /** Save bytes the panel fetched as a file on the user's computer (the browser's own download). */
 export function saveBlob(blob: Blob, filename: string): void {
@@ -585,7 +585,7 @@ export function StorageView(props: IStorageViewProps): JSX.Element {
             api={api}
             capabilities={capabilities}
             onChanged={connections.refresh}
-            onDeleted={name => connections.set(current => current?.filter(x => x.name !== name) ?? null)}
+            onDeleted={name => connections.set(without(x => x.name === name))}
           />
         )}
       </PolledList>

@@ -3,7 +3,7 @@ import * as React from 'react';
 
 import { Deployments, DeploymentsAPI } from './api';
 import { pollInterval, upsert } from './deploymentsState';
-import { usePolled } from './usePolled';
+import { usePolled, without } from './usePolled';
 
 /** Whether the browser tab is shown: no polling for a tab in the background. */
 export function usePageVisible(): boolean {
@@ -54,6 +54,6 @@ export function useDeployments(api: Pick<DeploymentsAPI, 'deployments'>, visible
     },
     [set, refresh]
   );
-  const drop = React.useCallback((id: string) => set(current => current?.filter(d => d.id !== id) ?? null), [set]);
+  const drop = React.useCallback((id: string) => set(without(d => d.id === id)), [set]);
   return { list: polled.value, error: polled.error, refresh, put, drop };
 }

@@ -15,6 +15,11 @@ export interface IPolled<T> {
   set: (update: (current: T | null) => T | null) => void;
 }
 
+/** An update of a polled list that drops the items `gone` says went away (deleted, forgotten). */
+export function without<T>(gone: (item: T) => boolean): (list: T[] | null) => T[] | null {
+  return list => list?.filter(item => !gone(item)) ?? null;
+}
+
 /**
  * Ask `fetch` now and then again after `interval(value)` ms (null: stop asking) while `visible`.
  * The next request goes out only after the previous answer came, so a slow server never piles them up;
