@@ -9,6 +9,7 @@ Buckets are private: OSCAR's public and restricted visibility would widen other 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,9 +45,9 @@ class UserBuckets:
             raise NoStorage("this engine has no S3 storage configured (ServerlessApp.s3_endpoint): no buckets")
         return s3
 
-    def _client(self, user: str, **config: Any):
+    async def _client(self, user: str, **config: Any):
         """A boto3 client with the user's own key (made on first use, allowed exactly their buckets)."""
-        key = self.engine.store.s3_key(user) or self.engine.storage_key(user)
+        key = self.engine.store.s3_key(user) or await self.engine.storage_key(user)
         return s3_client(self.s3.endpoint, key, **config)
 
     def _owned(self, user: str, bucket: str) -> str:
@@ -67,13 +68,13 @@ class UserBuckets:
             "metadata": {"owner": user},
         }
 
-    def list(self, user: str) -> list[dict[str, Any]]:
+    async def list(self, user: str) -> list[dict[str, Any]]:
         if self.engine.settings.s3 is None:
             return []  # no S3 here: no buckets (the dashboard lists them on every page)
-        self.engine.storage_key(user)  # their own bucket exists and is recorded from the first call on
+        await self.engine.storage_key(user)  # their own bucket exists and is recorded from the first call on
         return [self._describe(user, bucket) for bucket in self.engine.store.buckets_of(user)]
 
-    def create(self, user: str, data: Any) -> str:
+    async def create(self, user: str, data: Any) -> str:
         if not isinstance(data, dict) or not isinstance(data.get("bucket_name"), str) or not data["bucket_name"]:
             raise BadRequest('give the bucket as JSON: {"bucket_name": "...", "visibility": "private"}')
         bucket = data["bucket_name"].strip()
@@ -88,11 +89,11 @@ class UserBuckets:
         if owner is not None or self.engine.store.claim_bucket(bucket, user) != user:
             raise Conflict(f"bucket '{bucket}' belongs to another user")
         try:
-            s3.ensure_bucket(bucket)
+            await asyncio.to_thread(s3.ensure_bucket, bucket)
         except Exception as error:
             self.engine.store.release_bucket(bucket, user)
             raise _unavailable(error) from None
-        self.engine.storage_key(user)  # their key's policy now lists the new bucket
+        await self.engine.storage_key(user)  # their key's policy now lists the new bucket
         return bucket
 
     def update(self, user: str, data: Any) -> None:
@@ -111,14 +112,15 @@ class UserBuckets:
                 "access to it); share results through a public service or the catalog instead"
             )
 
-    def get(self, user: str, bucket: str, page: str = "") -> dict[str, Any]:
+    async def get(self, user: str, bucket: str, page: str = "") -> dict[str, Any]:
         """buckets.BucketListResponse: the bucket and one page of its objects."""
         bucket = self._owned(user, bucket)
         options: dict[str, Any] = {"Bucket": bucket, "MaxKeys": PAGE}
         if page:
             options["ContinuationToken"] = page
         try:
-            answer = self._client(user).list_objects_v2(**options)
+            client = await self._client(user)
+            answer = await asyncio.to_thread(client.list_objects_v2, **options)
         except Exception as error:
             raise _unavailable(error) from None
         objects = [
@@ -138,7 +140,7 @@ class UserBuckets:
             "returned_items": len(objects),
         }
 
-    def delete(self, user: str, bucket: str) -> None:
+    async def delete(self, user: str, bucket: str) -> None:
         """Delete a bucket of the caller's with all its objects (not their own bucket, nor one a service uses)."""
         bucket = self._owned(user, bucket)
         if bucket == user_bucket(user):
@@ -148,11 +150,11 @@ class UserBuckets:
             paths = [io.path for io in [*definition.input, *definition.output] if is_platform(io)] if definition else []
             if record.owner == user and any(split_path(path)[0] == bucket for path in paths):
                 raise Conflict(f"service '{record.name}' reads or writes bucket '{bucket}': change or delete it first")
-        self.s3.delete_bucket(bucket)
+        await asyncio.to_thread(self.s3.delete_bucket, bucket)
         self.engine.store.release_bucket(bucket, user)
-        self.engine.storage_key(user)  # and their key's policy no longer lists it
+        await self.engine.storage_key(user)  # and their key's policy no longer lists it
 
-    def presign(self, user: str, bucket: str, data: Any) -> dict[str, Any]:
+    async def presign(self, user: str, bucket: str, data: Any) -> dict[str, Any]:
         """buckets.PresignResponse: a URL signed with the owner's key to PUT or GET one object."""
         bucket = self._owned(user, bucket)
         if not isinstance(data, dict):
@@ -180,9 +182,8 @@ class UserBuckets:
         elif content_type:
             params["ResponseContentType"] = content_type
         try:
-            url = self._client(user, signature_version="s3v4").generate_presigned_url(
-                action, Params=params, ExpiresIn=expires, HttpMethod=method
-            )
+            client = await self._client(user, signature_version="s3v4")
+            url = client.generate_presigned_url(action, Params=params, ExpiresIn=expires, HttpMethod=method)
         except Exception as error:
             raise _unavailable(error) from None
         answer: dict[str, Any] = {

@@ -20,6 +20,7 @@ import os
 import posixpath
 import shutil
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
@@ -135,6 +136,7 @@ class OscarEngine:
             settings.max_workers,
         )
         self._specs: dict[str, tuple[str, WorkerSpec]] = {}
+        self._key_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # one key made at a time
         self.exposed = ExposedServices(self, settings.base_url, settings.max_body_bytes)
         self.arguments = ArgumentReader(self.sandbox, settings.worker_env, settings.start_timeout)
         self._maintainer: asyncio.Task | None = None
@@ -202,7 +204,7 @@ class OscarEngine:
     # -- services -------------------------------------------------------------------------
 
     async def create_service(self, user: str, data: Any) -> dict[str, Any]:
-        definition = self._checked(parse_definition(data), user)
+        definition = await self._checked(parse_definition(data), user)
         await self._check_arguments(definition, user)
         self.store.add_service(definition.name, user, definition.model_dump(mode="json"))
         self.exposed.maintain()  # an exposed service with min_scale >= 1 starts now
@@ -216,7 +218,7 @@ class OscarEngine:
         record = self._owned(user, target)
         if name and isinstance(data, dict):
             data = {**{k: v for k, v in data.items() if not (isinstance(k, str) and k.lower() == "name")}, "name": name}
-        definition = self._checked(parse_definition(data, previous=self._definition(record)), user)
+        definition = await self._checked(parse_definition(data, previous=self._definition(record)), user)
         await self._check_arguments(definition, user)
         self.store.update_service(record.name, definition.model_dump(mode="json"))
         self.pool.retire(record.name)
@@ -255,7 +257,7 @@ class OscarEngine:
         self.exposed.forget(record.name)
         self._specs.pop(record.name, None)
 
-    def _checked(self, definition: ServiceDefinition, user: str) -> ServiceDefinition:
+    async def _checked(self, definition: ServiceDefinition, user: str) -> ServiceDefinition:
         """Refuse a module not installed here and storage paths outside the user's buckets."""
         module, installed = definition.module, installed_modules()
         if module and module not in installed:
@@ -264,7 +266,7 @@ class OscarEngine:
                 f"installed: {', '.join(installed) or 'none'}"
             )
         self._check_weights(definition, user)
-        self._check_storage(definition, user)
+        await self._check_storage(definition, user)
         if definition.expose is not None and not self.sandbox.sandboxed:
             raise BadRequest(
                 "expose: exposed services run only in a bubblewrap sandbox with a network namespace of its own "
@@ -301,8 +303,9 @@ class OscarEngine:
             roots.append(Path(found.home).resolve())
         return list(dict.fromkeys(roots))
 
-    def _check_storage(self, definition: ServiceDefinition, user: str) -> None:
-        """Input/output paths on the platform's S3 must be the user's; their buckets and folders are made here."""
+    async def _check_storage(self, definition: ServiceDefinition, user: str) -> None:
+        """Input/output paths on the platform's S3 must be the user's; their buckets and folders are made here
+        (the S3 calls off the event loop)."""
         storages = [("input", io) for io in definition.input] + [("output", io) for io in definition.output]
         platform = [(f"{kind}.path", io) for kind, io in storages if is_platform(io)]
         if platform and self.settings.s3 is None:
@@ -323,11 +326,11 @@ class OscarEngine:
                 raise BadRequest(f"output[{i}].path: '{out.path}' is inside an input path: outputs would trigger jobs")
         for bucket in sorted(buckets):
             self._claim(user, bucket)
-            self.settings.s3.ensure_bucket(bucket)
+            await asyncio.to_thread(self.settings.s3.ensure_bucket, bucket)
         for _, io in platform:  # as OSCAR does: the folders are there to upload into (and to find results in)
-            self.settings.s3.ensure_folder(*split_path(io.path))
+            await asyncio.to_thread(self.settings.s3.ensure_folder, *split_path(io.path))
         if buckets:
-            self.storage_key(user)  # the owner's key (now allowed these buckets), given to the service's workers
+            await self.storage_key(user)  # the owner's key (now allowed these buckets), given to the service's workers
 
     def _view(self, record: ServiceRecord, user: str) -> dict[str, Any]:
         owner = record.owner == user
@@ -408,17 +411,23 @@ class OscarEngine:
 
     # -- storage --------------------------------------------------------------------------
 
-    def storage_key(self, user: str) -> dict[str, str]:
-        """The user's own key to the platform's S3 (made on first use), allowed exactly their recorded buckets."""
+    async def storage_key(self, user: str) -> dict[str, str]:
+        """The user's own key to the platform's S3 (made on first use), allowed exactly their recorded buckets.
+
+        The IAM calls run off the event loop, one user's at a time; a user revoked meanwhile loses that key too."""
         if self.settings.s3 is None:
             return {"access_key": "", "secret_key": ""}
-        self._settle(user, strict=True)  # a deleted namesake's IAM user and buckets go before any of this user's
-        self._claim(user, user_bucket(user))
-        known = self.store.s3_key(user)
-        key = self.settings.s3.user_key(user, known, self.store.buckets_of(user))
-        if key != known:
-            self.store.set_s3_key(user, key)
-        return key
+        async with self._key_locks[user]:
+            self._settle(user, strict=True)  # a deleted namesake's IAM user and buckets go before any of this user's
+            self._claim(user, user_bucket(user))
+            known, before = self.store.s3_key(user), self.store.generation(user)
+            key = await asyncio.to_thread(self.settings.s3.user_key, user, known, self.store.buckets_of(user))
+            if _revoked(self.store.generation(user)) != _revoked(before):
+                self.store.revoke_s3_key(user, key)  # removed from S3 before a namesake's next step (_settle)
+                raise Conflict(f"user {user} was deleted while their storage key was made")
+            if key != known:
+                self.store.set_s3_key(user, key)
+            return key
 
     def _claim(self, user: str, bucket: str) -> None:
         """Record the bucket as the user's; a bucket recorded as someone else's is refused, never shared."""
@@ -780,6 +789,11 @@ class OscarEngine:
         if revoked:
             log.info("revoked %d users the hub no longer has: %s", len(revoked), ", ".join(revoked))
         return revoked
+
+
+def _revoked(generation: tuple[str, str] | None) -> str:
+    """The generation of the user revoked last (store.generation), '' if none."""
+    return generation[1] if generation else ""
 
 
 def _checked_input(data: bytes) -> bytes:

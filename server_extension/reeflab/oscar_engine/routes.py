@@ -117,10 +117,10 @@ class StatusHandler(EngineHandler):
 
 
 class ConfigHandler(EngineHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         proto = self.request.headers.get("X-Forwarded-Proto", self.request.protocol)
         endpoint = f"{proto}://{self.request.host}{self.settings['base_url'].rstrip('/')}"
-        self.write_json(system.user_config(self.engine, self.user, endpoint))
+        self.write_json(await system.user_config(self.engine, self.user, endpoint))
 
 
 class ServicesHandler(EngineHandler):

@@ -37,11 +37,11 @@ class SystemLogsHandler(EngineHandler):
 
 
 class BucketsHandler(EngineHandler):
-    def get(self) -> None:
-        self.write_json(UserBuckets(self.engine).list(self.user))
+    async def get(self) -> None:
+        self.write_json(await UserBuckets(self.engine).list(self.user))
 
-    def post(self) -> None:
-        bucket = UserBuckets(self.engine).create(self.user, self.json_body())
+    async def post(self) -> None:
+        bucket = await UserBuckets(self.engine).create(self.user, self.json_body())
         self.write_text(f"bucket {bucket} created", status=201)
 
     def put(self) -> None:
@@ -50,17 +50,17 @@ class BucketsHandler(EngineHandler):
 
 
 class BucketHandler(EngineHandler):
-    def get(self, bucket: str) -> None:
-        self.write_json(UserBuckets(self.engine).get(self.user, bucket, self.get_argument("page", "")))
+    async def get(self, bucket: str) -> None:
+        self.write_json(await UserBuckets(self.engine).get(self.user, bucket, self.get_argument("page", "")))
 
-    def delete(self, bucket: str) -> None:
-        UserBuckets(self.engine).delete(self.user, bucket)
+    async def delete(self, bucket: str) -> None:
+        await UserBuckets(self.engine).delete(self.user, bucket)
         self.set_status(204)
 
 
 class PresignHandler(EngineHandler):
-    def post(self, bucket: str) -> None:
-        self.write_json(UserBuckets(self.engine).presign(self.user, bucket, self.json_body()))
+    async def post(self, bucket: str) -> None:
+        self.write_json(await UserBuckets(self.engine).presign(self.user, bucket, self.json_body()))
 
 
 class DeploymentHandler(EngineHandler):

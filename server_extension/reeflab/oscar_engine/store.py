@@ -405,6 +405,14 @@ class EngineStore:
         row = self.db.execute("SELECT access_key, buckets FROM s3_revocations WHERE name = ?", (user,)).fetchone()
         return {"access_key": row[0], "buckets": json.loads(row[1])} if row else None
 
+    def revoke_s3_key(self, user: str, key: dict[str, str]) -> None:
+        """A key made for a user revoked meanwhile: their IAM user goes again (it is pending until then)."""
+        pending = self.s3_revocation(user) or {"access_key": "", "buckets": []}
+        self.db.execute(
+            "INSERT OR REPLACE INTO s3_revocations (name, access_key, buckets) VALUES (?, ?, ?)",
+            (user, pending["access_key"] or key["access_key"], json.dumps(pending["buckets"])),
+        )
+
     def s3_revocations(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT name FROM s3_revocations ORDER BY name")]
 

@@ -112,10 +112,10 @@ def status(engine: OscarEngine, caller: Caller) -> dict[str, Any]:
     }
 
 
-def user_config(engine: OscarEngine, user: str, endpoint: str) -> dict[str, Any]:
+async def user_config(engine: OscarEngine, user: str, endpoint: str) -> dict[str, Any]:
     """The caller's view of the cluster: their own S3 key, and (ReefLab) their basic-auth login."""
     s3 = engine.settings.s3
-    key = engine.storage_key(user)
+    key = await engine.storage_key(user)
     return {
         "config": {
             "name": BACKEND_NAME,
