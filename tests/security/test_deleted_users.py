@@ -9,10 +9,12 @@ caught by the generation check (the hub's `created`) at start, in the engine and
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
 import sqlite3
+import threading
 from datetime import datetime
 
 import psutil
@@ -20,10 +22,12 @@ import pytest
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 from reeflab import accounts, generations
+from reeflab.errors import Conflict
 from reeflab.hub.revoke import Targets, reconcile
 from reeflab.oscar_engine.engine import EngineSettings, OscarEngine, Unauthorized
-from reeflab.storage.platform_s3 import s3_client, user_bucket
+from reeflab.storage.platform_s3 import PlatformS3, iam_user, s3_client, user_bucket
 from reeflab.storage.seaweedfs import read_key
+from reeflab.storage.testing import SeaweedProcess
 from reeflab.testing.hub import HubProcess, run_in_kernel
 from reeflab.testing.process import wait_until
 from reeflab.training.accounts import QUARANTINE, TrackingAccounts
@@ -263,6 +267,38 @@ async def test_the_engine_revokes_an_older_incarnation_and_refuses_its_tokens(tm
         assert asked == ["eve"] and engine.store.known_users() == {"dan"}
     finally:
         engine.store.close()
+
+
+async def test_a_key_made_while_its_user_is_revoked_goes_with_them(tmp_path):
+    """The engine makes S3 keys off its event loop: a user deleted meanwhile must not keep the key made for them."""
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowIAM(PlatformS3):
+        def user_key(self, *args, **kwargs):
+            entered.set()
+            release.wait(60)
+            return super().user_key(*args, **kwargs)
+
+    before = generations.generation(datetime(2024, 1, 1))
+    with SeaweedProcess(tmp_path / "s3") as server:
+        settings = EngineSettings(state_dir=tmp_path / "state", sandbox_dir=tmp_path / "sandboxes")
+        settings.s3 = SlowIAM(server.endpoint, server.key)
+        engine = OscarEngine(settings)
+        try:
+            engine.meet("dan", before)
+            making = asyncio.create_task(engine.storage_key("dan"))
+            assert await asyncio.to_thread(entered.wait, 60)
+            engine.revoke_user("dan", before)  # the hub deletes dan while IAM makes his key
+            release.set()
+            with pytest.raises(Conflict):
+                await making
+            assert engine.store.s3_key("dan") is None and engine.store.s3_revocation("dan") is not None
+            engine.meet("dan", generations.generation(datetime(2025, 1, 1)))  # a new dan: the old one's S3 goes first
+            assert engine.store.s3_revocation("dan") is None
+            assert PlatformS3._keys(server.client("iam"), iam_user("dan")) == []
+        finally:
+            release.set()
+            engine.store.close()
 
 
 def test_generations_tolerate_a_database_that_keeps_seconds_only():
