@@ -9,17 +9,6 @@ from reeflab.client import Connection, ReefLabClientError, catalog
 from reeflab.widgets import MarketplaceBrowser, markdown_html
 
 
-@pytest.fixture
-def server_url(jp_serverapp, jp_base_url, http_server):
-    """The test server's URL; requesting `http_server` makes pytest-jupyter accept connections on it."""
-    return f"http://127.0.0.1:{jp_serverapp.port}{jp_base_url}"
-
-
-@pytest.fixture
-def connection(jp_serverapp, server_url):
-    return Connection(server_url, jp_serverapp.identity_provider.token)
-
-
 async def off_loop(func, *args, **kwargs):
     """The client is synchronous: call it from a thread while the test's loop serves the requests."""
     return await asyncio.get_running_loop().run_in_executor(None, lambda: func(*args, **kwargs))

@@ -14,25 +14,8 @@ from reeflab.client import Connection, ReefLabClientError, deploy
 from reeflab.client.deployments import list_deployments
 from reeflab.modules.fish_detector import model as fish
 from reeflab.modules.fish_detector.evaluate import greedy_match
-from reeflab.testing.hub import HubProcess
 
 SAMPLES = Path(fish.model_path()).parents[1] / "samples"
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    with HubProcess(tmp_path_factory.mktemp("hub")) as hub:
-        for name in ("alice", "bob"):
-            hub.api("POST", f"users/{name}")
-        yield hub
-        for name in ("alice", "bob"):
-            hub.api("DELETE", f"users/{name}/server")
-
-
-@pytest.fixture(scope="module")
-def servers(hub):
-    """Each user's server URL and token, as a notebook on the hub gets them."""
-    return {name: (hub.spawn(name), hub.user_token(name)) for name in ("alice", "bob")}
 
 
 def test_a_user_deploys_the_demo_module_gets_correct_predictions_and_deletes_it(servers):

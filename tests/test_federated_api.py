@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from reeflab.client import Connection, federated
+from reeflab.client import federated
 from reeflab.training.federated_client import spawn_site
 from tornado.httpclient import HTTPClientError
 
@@ -21,16 +21,6 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture
 def jp_server_config(jp_server_config, tmp_path):
     return {**jp_server_config, "FederatedService": {"root_dir": str(tmp_path / "federated")}}
-
-
-@pytest.fixture
-def server_url(jp_serverapp, jp_base_url, http_server):
-    return f"http://127.0.0.1:{jp_serverapp.port}{jp_base_url}"
-
-
-@pytest.fixture
-def connection(jp_serverapp, server_url):
-    return Connection(server_url, jp_serverapp.identity_provider.token)
 
 
 @pytest.fixture

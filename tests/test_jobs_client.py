@@ -7,7 +7,6 @@ import os
 import sys
 
 import pytest
-from reeflab.client import Connection
 from reeflab.client import jobs as client_jobs
 from test_jobs import notebook
 
@@ -21,17 +20,6 @@ def jp_server_config(jp_server_config, tmp_path):
 def no_leftover_jobs(jp_serverapp, jp_asyncio_loop):
     yield
     jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"].jobs.stop_all())
-
-
-@pytest.fixture
-def server_url(jp_serverapp, jp_base_url, http_server):
-    """The test server's URL; requesting `http_server` makes pytest-jupyter accept connections on it."""
-    return f"http://127.0.0.1:{jp_serverapp.port}{jp_base_url}"
-
-
-@pytest.fixture
-def connection(jp_serverapp, server_url):
-    return Connection(server_url, jp_serverapp.identity_provider.token)
 
 
 async def off_loop(func, *args, **kwargs):

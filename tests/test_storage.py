@@ -11,27 +11,11 @@ import stat
 
 import pytest
 from reeflab.errors import NotFound
-from reeflab.storage.platform_s3 import PlatformS3
 from reeflab.storage.service import StorageService
-from reeflab.storage.testing import SeaweedProcess, WebDAVProcess
 from reeflab.testing.process import free_port
 from tornado.httpclient import HTTPClientError
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def dav(tmp_path_factory):
-    with WebDAVProcess(tmp_path_factory.mktemp("webdav"), user="ana") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """SeaweedFS, and user 'ana' with her own bucket and key (as the platform makes them)."""
-    with SeaweedProcess(tmp_path_factory.mktemp("seaweed") / "s3") as server:
-        server.ana_key = PlatformS3(server.endpoint, server.key).user_key("ana")
-        yield server
 
 
 @pytest.fixture

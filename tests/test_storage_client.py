@@ -6,27 +6,15 @@ import asyncio
 import os
 
 import pytest
-from reeflab.client import Connection, ReefLabClientError
+from reeflab.client import ReefLabClientError
 from reeflab.client import storage as client_storage
-from reeflab.storage.testing import WebDAVProcess
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def dav(tmp_path_factory):
-    with WebDAVProcess(tmp_path_factory.mktemp("webdav"), user="ana") as server:
-        yield server
 
 
 @pytest.fixture
 def jp_server_config(jp_server_config, tmp_path):
     return {**jp_server_config, "StorageService": {"root_dir": str(tmp_path / "storage-state")}}
-
-
-@pytest.fixture
-def connection(jp_serverapp, jp_base_url, http_server):
-    return Connection(f"http://127.0.0.1:{jp_serverapp.port}{jp_base_url}", jp_serverapp.identity_provider.token)
 
 
 async def off_loop(func, *args, **kwargs):

@@ -9,7 +9,7 @@ from reeflab.client import Connection, ReefLabClientError
 from reeflab.client import storage as client_storage
 from reeflab.storage.platform_s3 import user_bucket
 from reeflab.storage.testing import WebDAVProcess
-from reeflab.testing.hub import HubProcess, run_in_kernel
+from reeflab.testing.hub import run_in_kernel
 from reeflab.testing.process import wait_until
 
 pytestmark = pytest.mark.timeout(600)
@@ -19,21 +19,6 @@ pytestmark = pytest.mark.timeout(600)
 def dav(tmp_path_factory):
     with WebDAVProcess(tmp_path_factory.mktemp("webdav"), user="alice") as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    with HubProcess(tmp_path_factory.mktemp("hub")) as hub:
-        for name in ("alice", "bob"):
-            hub.api("POST", f"users/{name}")
-        yield hub
-        for name in ("alice", "bob"):
-            hub.api("DELETE", f"users/{name}/server")
-
-
-@pytest.fixture(scope="module")
-def servers(hub):
-    return {name: (hub.spawn(name), hub.user_token(name)) for name in ("alice", "bob")}
 
 
 def test_a_users_connection_is_hers_alone_and_her_mount_outlives_a_restart(hub, servers, dav):
@@ -85,9 +70,9 @@ def test_a_users_connection_is_hers_alone_and_her_mount_outlives_a_restart(hub, 
     finally:
         client_storage.get("cloud", connection=alice).unmount()
     assert not mounted(hub.homes / "alice" / "storage" / "cloud")
+    assert dav.password not in hub.log_path.read_text(errors="replace")
 
 
 def mounted(path) -> bool:
     """Whether `path` is a mount point, from the kernel's table (root may not stat another account's FUSE mount)."""
     return any(p.mountpoint == str(path) for p in psutil.disk_partitions(all=True))
-    assert dav.password not in hub.log_path.read_text(errors="replace")

@@ -10,27 +10,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from reeflab.storage.platform_s3 import PlatformS3
 from reeflab.storage.service import StorageService
-from reeflab.storage.testing import SeaweedProcess, WebDAVProcess
 from reeflab.testing.process import wait_until
 from tornado.httpclient import HTTPClientError
 
 # FUSE is part of the test machine (make install-test installs fuse3): no FUSE fails, it does not skip
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def dav(tmp_path_factory):
-    with WebDAVProcess(tmp_path_factory.mktemp("webdav"), user="ana") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    with SeaweedProcess(tmp_path_factory.mktemp("seaweed") / "s3") as server:
-        server.ana_key = PlatformS3(server.endpoint, server.key).user_key("ana")
-        yield server
 
 
 def webdav_body(dav) -> dict:

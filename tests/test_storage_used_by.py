@@ -24,10 +24,8 @@ from reeflab.errors import BadRequest
 from reeflab.hub.config import REPO
 from reeflab.jobs.models import JobRequest
 from reeflab.profiles import load_profiles
-from reeflab.storage.platform_s3 import PlatformS3
 from reeflab.storage.rclone import remote_env
 from reeflab.storage.service import StorageService
-from reeflab.storage.testing import SeaweedProcess, WebDAVProcess
 from tornado.httpclient import HTTPClientError
 
 pytestmark = pytest.mark.timeout(240)
@@ -43,18 +41,11 @@ print("listed", len(images), "images", flush=True)"""
 
 
 @pytest.fixture(scope="module")
-def dav(tmp_path_factory):
-    with WebDAVProcess(tmp_path_factory.mktemp("webdav"), user="ana") as server:
-        (server.root / "images").mkdir()
-        (server.root / "images" / "list.txt").write_text("reef-001.jpg\nreef-002.jpg\nwreck-003.jpg\n")
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    with SeaweedProcess(tmp_path_factory.mktemp("seaweed") / "s3") as server:
-        server.ana_key = PlatformS3(server.endpoint, server.key).user_key("ana")
-        yield server
+def dav(dav):
+    """The shared WebDAV server, with a list of images."""
+    (dav.root / "images").mkdir()
+    (dav.root / "images" / "list.txt").write_text("reef-001.jpg\nreef-002.jpg\nwreck-003.jpg\n")
+    return dav
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from reeflab.client import Connection, deploy
 from reeflab.errors import Conflict
 from reeflab.hub.config import REPO
 from reeflab.processes import socket_path
-from reeflab.testing.hub import HubProcess, run_in_kernel
+from reeflab.testing.hub import run_in_kernel
 from tornado.httpclient import HTTPClientError
 
 MODULE = "image-classifier"  # the quickest built-in module to become ready
@@ -177,19 +177,8 @@ def test_user_servers_have_no_generic_proxy_route_in_their_configuration():
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    with HubProcess(tmp_path_factory.mktemp("hub")) as hub:
-        for name in ("ana", "bob"):
-            hub.api("POST", f"users/{name}")
-        yield hub
-        for name in ("ana", "bob"):
-            hub.api("DELETE", f"users/{name}/server")
-
-
-@pytest.fixture(scope="module")
-def servers(hub):
-    """Each user's server URL and token, as a notebook on the hub gets them."""
-    return {name: (hub.spawn(name), hub.user_token(name)) for name in ("ana", "bob")}
+def hub_users():
+    return ("ana", "bob")
 
 
 @pytest.fixture(scope="module")

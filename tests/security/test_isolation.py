@@ -54,9 +54,8 @@ def hub(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def servers(hub):
-    """name -> (server URL, token): ana's and bob's servers, running."""
-    return {name: (hub.spawn(name), hub.user_token(name)) for name in ("ana", "bob")}
+def hub_users():
+    return ("ana", "bob")
 
 
 def test_bob_cannot_reach_ana_or_the_platform_from_his_kernel(hub, servers):
