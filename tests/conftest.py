@@ -1,16 +1,22 @@
 """Shared fixtures. Tests that need a server start the real one on 127.0.0.1 and stop it: the hub, SeaweedFS
 and WebDAV once per module that uses them (a module overrides `hub_users` for other users)."""
 
+import asyncio
 import json
+import socket
+from types import SimpleNamespace
 
 import pytest
 from reeflab.client import Connection
 from reeflab.files import free_port
+from reeflab.hub.config import configure_kubernetes
+from reeflab.hub.spawners import ReefLabKubeSpawner
 from reeflab.storage.platform_s3 import PlatformS3
 from reeflab.storage.testing import SeaweedProcess, WebDAVProcess
 from reeflab.testing.hub import HubProcess
 from tornado import web
 from tornado.httpserver import HTTPServer
+from traitlets.config import Config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -90,3 +96,43 @@ def s3(tmp_path_factory):
     with SeaweedProcess(tmp_path_factory.mktemp("seaweed") / "s3") as server:
         server.ana_key = PlatformS3(server.endpoint, server.key).user_key("ana")
         yield server
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any network connection fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the test tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def kubespawner(monkeypatch, jp_asyncio_loop):
+    """kubespawner(profiles_file, name="alice", groups=(), user_id=7, **traits): a ReefLabKubeSpawner as the hub
+    config makes it, with no kubeconfig (the default client config, never used, will do)."""
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
+
+    def make(profiles_file, name: str = "alice", groups=(), user_id: int = 7, **traits) -> ReefLabKubeSpawner:
+        c = Config()
+        c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(profiles_file)}
+        configure_kubernetes(c)
+        c.ReefLabKubeSpawner.profiles_file = str(profiles_file)
+        for key, value in traits.items():
+            setattr(c.ReefLabKubeSpawner, key, value)
+        memberships = [SimpleNamespace(name=group) for group in groups]
+        user = SimpleNamespace(name=name, id=user_id, url=f"/user/{name}/", groups=memberships)
+        return ReefLabKubeSpawner(_mock=True, user=user, config=c)
+
+    yield make
+
+    async def close_clients():  # KubeSpawner's shared API client lives in a task that closes it when cancelled
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # the tests run in pytest-jupyter's loop; close in the same one
+    jp_asyncio_loop.run_until_complete(close_clients())

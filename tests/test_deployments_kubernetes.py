@@ -1,14 +1,12 @@
 """Kubernetes deployments without a cluster: every manifest validated against the schema kubernetes-validate
 ships, and the backend against kmock, an HTTP emulator of the Kubernetes API each test starts on 127.0.0.1."""
 
-import asyncio
 import contextlib
 import json
 import math
 import re
 import uuid
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import kmock
 import kubernetes_validate
@@ -20,10 +18,7 @@ from reeflab.deployments.backends.base import Endpoint
 from reeflab.deployments.models import Deployment, Hardware
 from reeflab.deployments.service import DeploymentService
 from reeflab.errors import BadRequest, Conflict
-from reeflab.hub.config import configure_kubernetes
-from reeflab.hub.spawners import ReefLabKubeSpawner
 from reeflab.profiles import load_profiles
-from traitlets.config import Config
 
 K8S_VERSION = "1.33.0"  # one of the schema sets kubernetes-validate ships in its wheel
 NS = "reeflab-test"
@@ -133,29 +128,15 @@ def test_names_and_labels_are_valid_for_any_id_user_and_module(profiles_file, de
 
 
 @pytest.fixture
-def server_pod_labels(jp_asyncio_loop, monkeypatch, profiles_file):
+def server_pod_labels(jp_asyncio_loop, kubespawner, profiles_file):
     """server_pod_labels(username): the labels of the user's server pod as the hub's KubeSpawner renders it."""
-    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)  # offline: no kubeconfig
 
     async def render(username: str) -> dict[str, str]:
-        c = Config()
-        c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(profiles_file)}
-        configure_kubernetes(c)
-        c.ReefLabKubeSpawner.profiles_file = str(profiles_file)
-        user = SimpleNamespace(name=username, id=7, url=f"/user/{username}/", groups=[])
-        spawner = ReefLabKubeSpawner(_mock=True, user=user, config=c)
+        spawner = kubespawner(profiles_file, username)
         await spawner.load_user_options()
         return (await spawner.get_pod_manifest()).metadata.labels
 
-    yield lambda username: jp_asyncio_loop.run_until_complete(render(username))
-
-    async def close_clients():  # KubeSpawner's shared API client lives in a task that closes it when cancelled
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    jp_asyncio_loop.run_until_complete(close_clients())
+    return lambda username: jp_asyncio_loop.run_until_complete(render(username))
 
 
 @pytest.mark.parametrize("owner", [owner for _, owner, _ in NAMES])

@@ -8,19 +8,14 @@ against the Kubernetes JSON schema it ships.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
 from pathlib import Path
-from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
-from reeflab.hub.config import configure_kubernetes
 from reeflab.hub.kubernetes_isolation import user_namespace
 from reeflab.hub.spawners import ReefLabKubeSpawner
 from tornado.web import HTTPError
-from traitlets.config import Config
 
 SHIPPED = Path(__file__).resolve().parents[1] / "hub_config" / "profiles.yaml"
 K8S_VERSION = "1.33.0"  # one of the schema sets kubernetes-validate ships in its wheel
@@ -32,44 +27,17 @@ GB = 10**9  # "4G" in profiles.yaml means what it means to Kubernetes: 4 * 10^9 
 ALL_SHIPPED = ["cpu-small", "cpu-large", "gpu-t4", "gpu-a100-mig"]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    """No network, no kubeconfig: rendering a pod must need neither."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the test tried to open a network connection")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    # KubeSpawner loads a kubeconfig when constructed; the default client config (never used) will do
-    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
+pytestmark = pytest.mark.usefixtures("no_network")  # rendering a pod needs no network, nor a kubeconfig
 
 
 @pytest.fixture
-def make_spawner(jp_asyncio_loop):
+def make_spawner(kubespawner):
     """make_spawner(groups, profiles_file=SHIPPED): a spawner as the hub config makes it."""
 
     def make(groups=(), profiles_file: Path = SHIPPED, name: str = "alice", **traits) -> ReefLabKubeSpawner:
-        c = Config()
-        c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(profiles_file)}
-        configure_kubernetes(c)
-        c.ReefLabKubeSpawner.profiles_file = str(profiles_file)
-        for key, value in traits.items():
-            setattr(c.ReefLabKubeSpawner, key, value)
-        user = SimpleNamespace(name=name, id=7, url=f"/user/{name}/", groups=[SimpleNamespace(name=g) for g in groups])
-        return ReefLabKubeSpawner(_mock=True, user=user, config=c)
+        return kubespawner(profiles_file, name, groups, **traits)
 
-    yield make
-
-    async def close_clients():
-        # KubeSpawner's shared API client lives in a task that closes it when cancelled
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    # the tests run in pytest-jupyter's loop (tests/conftest.py); close in the same one
-    jp_asyncio_loop.run_until_complete(close_clients())
+    return make
 
 
 async def spawn(spawner: ReefLabKubeSpawner, slug: str | None) -> dict:

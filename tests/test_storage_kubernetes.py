@@ -3,24 +3,18 @@ makes, validated with kubernetes-validate; secrets only in the Secret, never in 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import socket
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
 from pydantic import TypeAdapter
 from reeflab.errors import BadRequest
-from reeflab.hub.config import configure_kubernetes
-from reeflab.hub.spawners import ReefLabKubeSpawner
 from reeflab.storage.kubernetes import SIDECAR_ROOT, rclone_config, render_mounts, secret_name
 from reeflab.storage.models import ConnectionRequest, StorageConnection
 from reeflab.storage.rclone import remote_env
-from traitlets.config import Config
 
 K8S_VERSION = "1.33.0"
 PROFILES = Path(__file__).resolve().parents[1] / "hub_config" / "profiles.yaml"
@@ -43,29 +37,9 @@ CONNECTIONS = [
 
 
 @pytest.fixture
-def spawner(jp_asyncio_loop, monkeypatch):
+def spawner(kubespawner, no_network):
     """A KubeSpawner as the hub config makes it; rendering must not touch the network."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the test tried to open a network connection")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
-    c = Config()
-    c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(PROFILES)}
-    configure_kubernetes(c)
-    c.ReefLabKubeSpawner.profiles_file = str(PROFILES)
-    user = SimpleNamespace(name="alice", id=7, url="/user/alice/", groups=[])
-    # made inside the test's running loop, as KubeSpawner wants
-    yield lambda: ReefLabKubeSpawner(_mock=True, user=user, config=c)
-
-    async def close_clients():
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    jp_asyncio_loop.run_until_complete(close_clients())
+    return lambda: kubespawner(PROFILES)  # made inside the test's running loop, as KubeSpawner wants
 
 
 async def test_sidecars_mount_each_connection_in_the_users_pod(spawner):

@@ -6,10 +6,8 @@ kubernetes-validate; the credentials go into the user's Secret (created before t
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -55,33 +53,12 @@ def store(tmp_path) -> ConnectionStore:
 
 
 @pytest.fixture
-def make_spawner(jp_asyncio_loop, monkeypatch, store):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the test tried to open a network connection")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)
-
+def make_spawner(kubespawner, no_network, store):
     def make(name: str = "alice", **traits) -> ReefLabKubeSpawner:
-        c = Config()
-        c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(PROFILES)}
-        configure_kubernetes(c)
-        c.ReefLabKubeSpawner.profiles_file = str(PROFILES)
-        c.ReefLabKubeSpawner.storage_root = str(store.root)
-        for key, value in {"storage_mount_mode": "sidecar", **traits}.items():
-            setattr(c.ReefLabKubeSpawner, key, value)
-        user = SimpleNamespace(name=name, id=7, url=f"/user/{name}/", groups=[])
-        return ReefLabKubeSpawner(_mock=True, user=user, config=c)
+        traits = {"storage_root": str(store.root), "storage_mount_mode": "sidecar", **traits}
+        return kubespawner(PROFILES, name, **traits)
 
-    yield make
-
-    async def close_clients():
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    jp_asyncio_loop.run_until_complete(close_clients())
+    return make
 
 
 async def spawn(spawner: ReefLabKubeSpawner) -> dict:

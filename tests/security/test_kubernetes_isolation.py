@@ -22,7 +22,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp.web
@@ -36,7 +35,6 @@ from reeflab.deployments.backends import kubernetes as kb
 from reeflab.deployments.models import Deployment, Hardware
 from reeflab.errors import ReefLabError
 from reeflab.hub import kubernetes_isolation as iso
-from reeflab.hub.config import configure_kubernetes
 from reeflab.hub.spawners import ReefLabKubeSpawner
 from reeflab.jobs.backends.kubernetes import KubernetesJobBackend, job_name
 from reeflab.jobs.models import Job
@@ -44,7 +42,6 @@ from reeflab.profiles import load_profiles
 from reeflab.storage.kubernetes import render_mounts
 from reeflab.storage.models import StorageConnection
 from tornado.web import HTTPError
-from traitlets.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 HUB_RBAC = REPO / "hub_config" / "kubernetes" / "hub-rbac.yaml"
@@ -345,8 +342,7 @@ def hub_rbac() -> list[Manifest]:
 
 
 @pytest.fixture
-def world(jp_asyncio_loop, monkeypatch, tmp_path):
-    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kwargs: None)  # no kubeconfig here
+def world(jp_asyncio_loop, monkeypatch, tmp_path, kubespawner):
     (profiles := tmp_path / "profiles.yaml").write_text(PROFILES)
     stack = contextlib.AsyncExitStack()
 
@@ -366,15 +362,8 @@ def world(jp_asyncio_loop, monkeypatch, tmp_path):
             stack.push_async_callback(api.close)
 
         def spawner(name: str, user_id: int = 7, **traits) -> ReefLabKubeSpawner:
-            c = Config()
-            c.Spawner.environment = {"REEFLAB_PROFILES_FILE": str(profiles)}
             monkeypatch.setenv("REEFLAB_NAMESPACE", HUB_NS)
-            configure_kubernetes(c)
-            c.ReefLabKubeSpawner.profiles_file = str(profiles)
-            for key, value in traits.items():
-                setattr(c.ReefLabKubeSpawner, key, value)
-            user = SimpleNamespace(name=name, id=user_id, url=f"/user/{name}/", groups=[])
-            made = ReefLabKubeSpawner(_mock=True, user=user, config=c)
+            made = kubespawner(profiles, name, user_id=user_id, **traits)
             made.api = client.CoreV1Api(clients["hub"])
             return made
 
