@@ -14,6 +14,7 @@ from reeflab.hub.spawners import ReefLabKubeSpawner
 from reeflab.storage.platform_s3 import PlatformS3
 from reeflab.storage.testing import SeaweedProcess, WebDAVProcess
 from reeflab.testing.hub import HubProcess
+from reeflab.testing.oidc import MOCK_PYTHON, OIDCProviderProcess
 from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets.config import Config
@@ -81,6 +82,15 @@ def hub(tmp_path_factory, hub_users):
 def servers(hub, hub_users):
     """Each user's server URL and token, as a notebook on the hub gets them."""
     return {name: (hub.spawn(name), hub.user_token(name)) for name in hub_users}
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory):
+    """A real OIDC provider (oidc-provider-mock): its issuer URL."""
+    if not MOCK_PYTHON.exists():
+        pytest.fail("no .venv-oidc with oidc-provider-mock: run make install-test")
+    with OIDCProviderProcess(tmp_path_factory.mktemp("oidc") / "provider.log") as running:
+        yield running.issuer
 
 
 @pytest.fixture(scope="module")

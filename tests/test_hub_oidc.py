@@ -1,6 +1,6 @@
 """OIDC login end to end: the real hub with REEFLAB_AUTH=oidc against a real OIDC provider (oidc-provider-mock).
 
-The provider runs from its own venv (.venv-oidc); it accepts any client id and secret, and a
+The provider (reeflab.testing.oidc, the `provider` fixture) accepts any client id and secret, and a
 user's claims are set with `PUT /users/{sub}`. The entitlement parser's table and the hostile claims
 (foreign namespaces, colliding and reserved names) are in tests/security/test_oidc_claims.py.
 """
@@ -11,21 +11,16 @@ import html
 import os
 import re
 import secrets
-import signal
 import sqlite3
-import subprocess
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
-from pathlib import Path
+from contextlib import closing
 
 import pytest
 import requests
-from reeflab.hub.config import REPO, configure_oidc_login
+from reeflab.hub.config import configure_oidc_login
 from reeflab.testing.hub import HubProcess
-from reeflab.testing.process import free_port, wait_until
 from traitlets.config import Config
 
-MOCK_PYTHON = REPO / ".venv-oidc" / "bin" / "python"
 VO = "vo.imagine-ai.eu"
 
 
@@ -34,51 +29,10 @@ def entitlement(group: str, role: str = "member") -> str:
     return f"urn:mace:egi.eu:group:{group}:role={role}#aai.egi.eu"
 
 
-@contextmanager
-def oidc_provider(log_path: Path, timeout: float = 30) -> Iterator[str]:
-    """Run oidc-provider-mock on a free port; yields its issuer URL."""
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [str(MOCK_PYTHON), "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-
-            def up() -> bool:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"oidc-provider-mock exited with {proc.returncode}:\n{log_path.read_text()}")
-                try:
-                    return requests.get(issuer + "/.well-known/openid-configuration", timeout=2).ok
-                except requests.ConnectionError:
-                    return False
-
-            wait_until(up, timeout, "oidc-provider-mock to answer", interval=0.1)
-            yield issuer
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def set_claims(issuer: str, sub: str, claims: dict) -> None:
     """Give the provider's user `sub` these claims (created if new)."""
     r = requests.put(f"{issuer}/users/{sub}", json=claims, timeout=10)
     assert r.status_code == 204, r.text
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory) -> Iterator[str]:
-    if not MOCK_PYTHON.exists():
-        pytest.fail("no .venv-oidc with oidc-provider-mock: run make install-test")
-    with oidc_provider(tmp_path_factory.mktemp("oidc") / "provider.log") as issuer:
-        yield issuer
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from reeflab.hub.oidc import (
     readable_name,
 )
 from reeflab.testing.hub import HubProcess
-from test_hub_oidc import MOCK_PYTHON, VO, entitlement, oidc_login, oidc_provider, set_claims
+from test_hub_oidc import VO, entitlement, oidc_login, set_claims
 
 ADMINS = f"{VO}:admins"
 BOT = "notebook-bot"  # a hub service whose name has no platform prefix
@@ -146,14 +146,6 @@ def test_identity_bindings_are_private_exclusive_and_fail_closed(tmp_path):
     path.write_text("{not json")
     with pytest.raises(RuntimeError, match="cannot read"):
         bindings.name_of("sub-a")
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory) -> Iterator[str]:
-    if not MOCK_PYTHON.exists():
-        pytest.fail("no .venv-oidc with oidc-provider-mock: run make install-test")
-    with oidc_provider(tmp_path_factory.mktemp("oidc") / "provider.log") as issuer:
-        yield issuer
 
 
 @pytest.fixture(scope="module")
