@@ -95,7 +95,7 @@ async def test_failures_cancel_and_bad_input_say_what_happened(reeflab, jp_root_
     code, out = await reeflab("cancel", ident)
     assert code == 0 and f"pipeline run {ident} cancelled" in out, out
     code, out = await reeflab("cancel", ident)
-    assert code == 1 and "only a running one can be cancelled" in out, out
+    assert code == 1 and "only a running pipeline run can be cancelled" in out, out
 
     code, out = await reeflab("run", "../elsewhere.pipeline")
     assert code == 1 and "without '..'" in out, out

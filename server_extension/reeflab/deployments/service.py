@@ -87,7 +87,7 @@ class DeploymentService(RunService[Deployment]):
 
     # -- changes ---------------------------------------------------------------
 
-    async def create(
+    async def submit(
         self, owner: str, groups: list[str], request: DeploymentRequest, profiles: ProfileCatalog
     ) -> Deployment:
         entry = self.catalog.get(request.module)

@@ -10,46 +10,28 @@ from jupyter_server_proxy.handlers import RewritableResponse
 from tornado import web
 
 from ..deployments.models import DeploymentRequest, RestartRequest
+from ..deployments.service import DeploymentService
 from ..errors import ReefLabError
-from .base import ReefLabHandler
 from .proxy import AuthorizedProxyHandler
+from .runs import RunHandler, RunLogHandler, RunsBase, RunsHandler
 
 
-class DeploymentsBase(ReefLabHandler):
+class DeploymentsBase(RunsBase):
     auth_resource = "reeflab:deployments"
 
+    @property
+    def runs(self) -> DeploymentService:
+        return self.services.deployments
 
-class DeploymentsHandler(DeploymentsBase):
+
+class DeploymentsHandler(DeploymentsBase, RunsHandler):
     """GET: your deployments. POST: deploy a module (or try it, with kind 'try')."""
 
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        self.write_json({"deployments": [d.public() for d in self.services.deployments.list(self.username)]})
-
-    @web.authenticated
-    @authorized
-    async def post(self) -> None:
-        request = self.parse_body(DeploymentRequest, "deployment request")
-        profiles = self.services.profiles.catalog()
-        deployment = await self.services.deployments.create(self.username, self.groups, request, profiles)
-        self.write_json(deployment.public(), status=201)
+    request_model, what, listed_as = DeploymentRequest, "deployment request", "deployments"
 
 
-class DeploymentHandler(DeploymentsBase):
+class DeploymentHandler(DeploymentsBase, RunHandler):
     """GET: one deployment. DELETE: stop it and remove it."""
-
-    @web.authenticated
-    @authorized
-    async def get(self, deployment_id: str) -> None:
-        self.write_json(self.services.deployments.get(self.username, deployment_id).public())
-
-    @web.authenticated
-    @authorized
-    async def delete(self, deployment_id: str) -> None:
-        await self.services.deployments.delete(self.username, deployment_id)
-        self.set_status(204)
-        self.finish()
 
 
 class RestartHandler(DeploymentsBase):
@@ -57,22 +39,12 @@ class RestartHandler(DeploymentsBase):
     @authorized
     async def post(self, deployment_id: str) -> None:
         request = self.parse_body(RestartRequest, "restart request")
-        deployment = await self.services.deployments.restart(self.username, deployment_id, request.hardware)
+        deployment = await self.runs.restart(self.username, deployment_id, request.hardware)
         self.write_json(deployment.public())
 
 
-class LogsHandler(DeploymentsBase):
-    """GET ?tail=N: the last lines. GET ?follow=1: stream new lines until the deployment ends."""
-
-    @web.authenticated
-    @authorized
-    async def get(self, deployment_id: str) -> None:
-        deployments, owner = self.services.deployments, self.username
-
-        async def active() -> bool:
-            return deployments.get(owner, deployment_id).active
-
-        await self.write_log(lambda tail: deployments.logs(owner, deployment_id, tail), active)
+class LogsHandler(DeploymentsBase, RunLogHandler):
+    pass
 
 
 # DEEPaaS 3 (FastAPI) URL forms -> DEEPaaS 2's: no trailing slash on the model routes, and /openapi.json.

@@ -7,51 +7,34 @@ from tornado import web
 
 from ..errors import NotFound
 from ..jobs.models import JobRequest
-from .base import ReefLabHandler
+from ..jobs.service import JobService
+from .runs import RunCancelHandler, RunHandler, RunLogHandler, RunsBase, RunsHandler
 
 
-class JobsBase(ReefLabHandler):
+class JobsBase(RunsBase):
     auth_resource = "reeflab:jobs"
 
+    @property
+    def runs(self) -> JobService:
+        return self.services.jobs
 
-class JobsHandler(JobsBase):
+
+class JobsHandler(JobsBase, RunsHandler):
     """GET: your jobs. POST: run a notebook with parameters as a job."""
 
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        self.write_json({"jobs": [j.public() for j in self.services.jobs.list(self.username)]})
-
-    @web.authenticated
-    @authorized
-    async def post(self) -> None:
-        request = self.parse_body(JobRequest, "job request")
-        profiles = self.services.profiles.catalog()
-        job = await self.services.jobs.submit(self.username, self.groups, request, profiles)
-        self.write_json(job.public(), status=201)
+    request_model, what, listed_as = JobRequest, "job request", "jobs"
 
 
-class JobHandler(JobsBase):
+class JobHandler(JobsBase, RunHandler):
     """GET: one job with its progress (or failing cell). DELETE: forget it (cancelling it if it runs)."""
 
-    @web.authenticated
-    @authorized
-    async def get(self, job_id: str) -> None:
-        self.write_json((await self.services.jobs.fresh(self.username, job_id)).public())
 
-    @web.authenticated
-    @authorized
-    async def delete(self, job_id: str) -> None:
-        await self.services.jobs.delete(self.username, job_id)
-        self.set_status(204)
-        self.finish()
+class CancelHandler(JobsBase, RunCancelHandler):
+    pass
 
 
-class CancelHandler(JobsBase):
-    @web.authenticated
-    @authorized
-    async def post(self, job_id: str) -> None:
-        self.write_json((await self.services.jobs.cancel(self.username, job_id)).public())
+class JobLogHandler(JobsBase, RunLogHandler):
+    pass
 
 
 class OutputHandler(JobsBase):
@@ -60,22 +43,8 @@ class OutputHandler(JobsBase):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        path = self.services.jobs.output_path(self.username, job_id)
+        path = self.runs.output_path(self.username, job_id)
         if not path.is_file():
             raise NotFound(f"Job '{job_id}' has not written its output notebook yet; try again once it runs.")
         self.set_header("Content-Type", "application/x-ipynb+json")
         self.finish(await self.run_blocking(path.read_bytes))
-
-
-class JobLogHandler(JobsBase):
-    """GET ?tail=N: the last lines. GET ?follow=1: stream new lines until the job ends."""
-
-    @web.authenticated
-    @authorized
-    async def get(self, job_id: str) -> None:
-        jobs, owner = self.services.jobs, self.username
-
-        async def active() -> bool:
-            return (await jobs.fresh(owner, job_id)).active
-
-        await self.write_log(lambda tail: jobs.logs(owner, job_id, tail), active)

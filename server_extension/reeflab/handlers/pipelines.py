@@ -2,63 +2,37 @@
 
 from __future__ import annotations
 
-from jupyter_server.auth.decorator import authorized
-from tornado import web
+from typing import Any
 
 from ..pipelines.models import PipelineRequest
-from .base import ReefLabHandler
+from ..pipelines.service import PipelineService
+from .runs import RunCancelHandler, RunHandler, RunLogHandler, RunsBase, RunsHandler
 
 
-class PipelinesBase(ReefLabHandler):
+class PipelinesBase(RunsBase):
     auth_resource = "reeflab:pipelines"
 
+    @property
+    def runs(self) -> PipelineService:
+        return self.services.pipelines
 
-class PipelinesHandler(PipelinesBase):
+
+class PipelinesHandler(PipelinesBase, RunsHandler):
     """GET: your pipeline runs. POST: run a .pipeline file with parameters in the background."""
 
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        self.write_json({"runs": [r.public() for r in self.services.pipelines.list(self.username)]})
-
-    @web.authenticated
-    @authorized
-    async def post(self) -> None:
-        request = self.parse_body(PipelineRequest, "pipeline request")
-        profiles = self.services.profiles.catalog()
-        run = await self.services.pipelines.submit(self.username, self.groups, request, profiles)
-        self.write_json(run.public(), status=201)
+    request_model, what, listed_as = PipelineRequest, "pipeline request", "runs"
 
 
-class PipelineRunHandler(PipelinesBase):
+class PipelineRunHandler(PipelinesBase, RunHandler):
     """GET: one run with every node's state, cell progress and error. DELETE: forget it (cancelling it)."""
 
-    @web.authenticated
-    @authorized
-    async def get(self, run_id: str) -> None:
-        self.write_json((await self.services.pipelines.fresh(self.username, run_id)).public())
 
-    @web.authenticated
-    @authorized
-    async def delete(self, run_id: str) -> None:
-        await self.services.pipelines.delete(self.username, run_id)
-        self.set_status(204)
-        self.finish()
+class PipelineCancelHandler(PipelinesBase, RunCancelHandler):
+    pass
 
 
-class PipelineCancelHandler(PipelinesBase):
-    @web.authenticated
-    @authorized
-    async def post(self, run_id: str) -> None:
-        self.write_json((await self.services.pipelines.cancel(self.username, run_id)).public())
+class PipelineLogHandler(PipelinesBase, RunLogHandler):
+    """GET ?tail=N: the run's log; ?node=<id>: that node's own log (its cells' output); ?follow=1 streams it."""
 
-
-class PipelineLogHandler(PipelinesBase):
-    """GET ?tail=N: the run's log; ?node=<id>: that node's own log (its cells' output)."""
-
-    @web.authenticated
-    @authorized
-    async def get(self, run_id: str) -> None:
-        node = self.get_argument("node", "") or None
-        lines = await self.services.pipelines.logs(self.username, run_id, self.tail_argument(), node)
-        self.write_json({"lines": lines})
+    def log_options(self) -> dict[str, Any]:
+        return {"node": self.get_argument("node", "") or None}

@@ -13,7 +13,7 @@ import nbformat
 from jupyter_client.kernelspec import KernelSpecManager
 from traitlets import Any, Int, Type, Unicode, default
 
-from ..errors import BadRequest, Conflict, Forbidden
+from ..errors import BadRequest, Forbidden
 from ..profiles import ProfileCatalog
 from ..runs.service import RunService, now
 from ..storage.bindings import Bindings, bind
@@ -141,14 +141,6 @@ class JobService(RunService[Job]):
         return await loop.run_in_executor(
             None, bind, self.storage, owner, request.inputs, request.outputs, scratch.resolve()
         )
-
-    async def cancel(self, owner: str, job_id: str) -> Job:
-        job = self.get(owner, job_id)
-        if not job.active:
-            raise Conflict(f"Job '{job_id}' is {job.state}; only a running job can be cancelled.")
-        await self.backend.stop(job, self.folder(job))
-        self._finish(job, "cancelled", "cancelled by you")
-        return job
 
     # -- watching ----------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from traitlets import Int, Type, Unicode, default
 
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..errors import BadRequest, Forbidden, NotFound
 from ..jobs.backends.base import JobBackend
 from ..jobs.models import JobError, Progress
 from ..jobs.store import JOB_FILE, LOG_FILE
@@ -146,17 +146,11 @@ class PipelineService(RunService[PipelineRun]):
         await self._launch(run, self.backend.start(run, self.folder(run), spec, profile))
         return run
 
-    async def cancel(self, owner: str, run_id: str) -> PipelineRun:
-        run = self.get(owner, run_id)
-        if not run.active:
-            raise Conflict(f"Pipeline run '{run_id}' is {run.state}; only a running one can be cancelled.")
-        await self.backend.stop(run, self.folder(run))
-        await self.check(run)
+    async def _cancelled(self, run: PipelineRun) -> None:
+        await self.check(run)  # the nodes that ended meanwhile; those that did not are cancelled or skipped
         for node in run.nodes:
             if node.state in ("pending", "running"):
                 node.state = "skipped" if node.state == "pending" else "cancelled"
-        self._finish(run, "cancelled", "cancelled by you")
-        return run
 
     # -- watching ----------------------------------------------------------------
 

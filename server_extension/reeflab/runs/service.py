@@ -7,13 +7,14 @@ import contextlib
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from jupyter_core.paths import jupyter_data_dir
 from traitlets import Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, Conflict, NotFound
+from ..profiles import ProfileCatalog
 from .activity import HubActivity
 from .backend import RunBackend
 from .models import RunRecord
@@ -85,12 +86,31 @@ class RunService(LoggingConfigurable, Generic[R]):
     def folder(self, record: R) -> Path:
         return self.store.folder(record.id)
 
-    async def logs(self, owner: str, record_id: str, tail: int = 200) -> list[str]:
+    async def logs(self, owner: str, record_id: str, tail: int = 200, **options: Any) -> list[str]:
+        """Its log's last `tail` lines (`options`: what a kind's logs take besides, e.g. a pipeline's node)."""
         check_tail(tail)
         record = self.get(owner, record_id)
         return await self.backend.logs(record, self.folder(record), tail)
 
     # -- changes ---------------------------------------------------------------
+
+    async def submit(self, owner: str, groups: list[str], request: Any, profiles: ProfileCatalog) -> R:
+        """Start a run of `request` for `owner` on a profile their `groups` allow (subclasses)."""
+        raise NotImplementedError
+
+    async def cancel(self, owner: str, record_id: str) -> R:
+        """Stop a run before it ends by itself; it stays listed, cancelled."""
+        record = self.get(owner, record_id)
+        if not record.active:
+            noun = self.noun.capitalize()
+            raise Conflict(f"{noun} '{record_id}' is {record.state}; only a running {self.noun} can be cancelled.")
+        await self.backend.stop(record, self.folder(record))
+        await self._cancelled(record)
+        self._finish(record, "cancelled", "cancelled by you")
+        return record
+
+    async def _cancelled(self, record: R) -> None:
+        """What a kind records about a run it has just stopped, before it is marked cancelled."""
 
     async def delete(self, owner: str, record_id: str) -> None:
         """Forget a run, stopping it if it runs; what it wrote into the user's folder stays."""
