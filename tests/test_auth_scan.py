@@ -120,3 +120,27 @@ async def test_the_proxies_refuse_writes_from_another_site(jp_fetch, path):
     with pytest.raises(HTTPClientError) as err:  # without it, the request goes on: to no deployment, no MLflow here
         await jp_fetch(path, method="POST", body=b"{}")
     assert err.value.code == 404
+
+
+class NoPipelines(Authorizer):
+    """Grants everything but pipelines: each kind of run is its own resource."""
+
+    def is_authorized(self, handler, user, action, resource):
+        return resource != "reeflab:pipelines"
+
+
+class TestOneResourcePerKind:
+    @pytest.fixture
+    def jp_server_config(self, jp_server_config):
+        app = {**jp_server_config["ServerApp"], "authorizer_class": NoPipelines}
+        return {**jp_server_config, "ServerApp": app}
+
+    async def test_handlers_sharing_verbs_check_their_own_resource(self, jp_fetch):
+        # deployments, jobs and pipelines inherit the same verbs: the first request must not decide for the others
+        for kind in ("jobs", "deployments"):
+            assert (await jp_fetch("reeflab", "api", kind)).code == 200
+        for path in (("pipelines",), ("pipelines", "0123abcd"), ("pipelines", "0123abcd", "log")):
+            with pytest.raises(HTTPClientError) as err:
+                await jp_fetch("reeflab", "api", *path)
+            assert err.value.code == 403, path
+        assert (await jp_fetch("reeflab", "api", "jobs")).code == 200
