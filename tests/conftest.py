@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from reeflab.client import Connection
 from reeflab.files import free_port
-from reeflab.hub.config import configure_kubernetes
+from reeflab.hub.config import REPO, configure_kubernetes
 from reeflab.hub.spawners import ReefLabKubeSpawner
 from reeflab.storage.platform_s3 import PlatformS3
 from reeflab.storage.testing import SeaweedProcess, WebDAVProcess
@@ -31,6 +31,15 @@ def jp_server_config(jp_server_config):
             "allow_unauthenticated_access": False,
         },
     }
+
+
+@pytest.fixture
+def tiny_profiles(tmp_path):
+    """The shipped hardware profiles and 'tiny' (1 CPU, 1G): a file for ReefLabApp.profiles_file."""
+    profiles = tmp_path / "profiles.yaml"
+    tiny = "  - {slug: tiny, display_name: Tiny, cpu: 1, memory: 1G}\n"
+    profiles.write_text((REPO / "hub_config" / "profiles.yaml").read_text() + tiny)
+    return profiles
 
 
 @pytest.fixture

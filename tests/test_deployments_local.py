@@ -12,18 +12,14 @@ import psutil
 import pytest
 from PIL import Image
 from reeflab.cli import main as reeflab_cli
-from reeflab.hub.config import REPO
 from tornado.httpclient import HTTPClientError
 
 
 @pytest.fixture
-def jp_server_config(jp_server_config, tmp_path):
-    profiles = tmp_path / "profiles.yaml"
-    tiny = "  - {slug: tiny, display_name: Tiny, cpu: 1, memory: 1G}\n"
-    profiles.write_text((REPO / "hub_config" / "profiles.yaml").read_text() + tiny)
+def jp_server_config(jp_server_config, tmp_path, tiny_profiles):
     return {
         **jp_server_config,
-        "ReefLabApp": {"profiles_file": str(profiles)},
+        "ReefLabApp": {"profiles_file": str(tiny_profiles)},
         "DeploymentService": {"root_dir": str(tmp_path / "deployments"), "try_minutes": 0.25, "poll_interval": 0.5},
         "CatalogService": {"cache_dir": str(tmp_path / "cache")},
     }

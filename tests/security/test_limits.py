@@ -216,13 +216,10 @@ def test_a_module_gets_its_memory_with_headroom():
 
 
 @pytest.fixture
-def jp_server_config(jp_server_config, tmp_path):
-    profiles = tmp_path / "profiles.yaml"
-    tiny = "  - {slug: tiny, display_name: Tiny, cpu: 1, memory: 1G}\n"
-    profiles.write_text((REPO / "hub_config" / "profiles.yaml").read_text() + tiny)
+def jp_server_config(jp_server_config, tmp_path, tiny_profiles):
     return {
         **jp_server_config,
-        "ReefLabApp": {"profiles_file": str(profiles)},
+        "ReefLabApp": {"profiles_file": str(tiny_profiles)},
         "DeploymentService": {"root_dir": str(tmp_path / "deployments"), "poll_interval": 0.5},
         "JobService": {"root_dir": str(tmp_path / "jobs"), "poll_interval": 0.3},
         "CatalogService": {"cache_dir": str(tmp_path / "cache")},
