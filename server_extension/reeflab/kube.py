@@ -1,5 +1,5 @@
 """What the Kubernetes backends share: names and labels valid for any user input (KubeSpawner's slugs), the
-API client, the namespace they work in and CPU quantities.
+API client, the namespace they work in, their hardware profiles and CPU quantities.
 
 (KubeSpawner's shared clients load one global configuration, blocking; `connect_api` gives each backend
 its own, asynchronously, and an error a user can act on.)
@@ -12,8 +12,11 @@ from pathlib import Path
 
 from kubernetes_asyncio import client, config
 from kubespawner.slugs import is_valid_label, is_valid_object_name, safe_slug
+from traitlets import Dict, Instance, Unicode, default
+from traitlets.config import LoggingConfigurable
 
 from .errors import ReefLabError
+from .profiles import ProfileCatalog, ProfileStore, default_profiles_path
 
 NAME = "app.kubernetes.io/name"
 INSTANCE = "app.kubernetes.io/instance"
@@ -65,3 +68,29 @@ async def connect_api() -> client.ApiClient:
         except (config.ConfigException, OSError) as err:
             raise ReefLabError(f"ReefLab cannot reach Kubernetes ({err}); ask an admin.") from None
     return client.ApiClient(cfg)
+
+
+class KubernetesClient(LoggingConfigurable):
+    """What a backend that works in Kubernetes is configured with: its namespace, hardware profiles and labels,
+    and one API client, made when first needed (mixed in before the backend's base class)."""
+
+    namespace = Unicode(config=True, help="Namespace of its objects (default: REEFLAB_NAMESPACE, the pod's, 'reeflab')")
+    profiles_file = Unicode(config=True, help="Hardware profiles file (default: default_profiles_path())")
+    extra_labels = Dict(config=True, help="More labels on every object it makes")
+    api_client = Instance(client.ApiClient, allow_none=True, help="Client to use (tests); default: from config")
+
+    @default("namespace")
+    def _default_namespace(self) -> str:
+        return default_namespace()
+
+    def profiles(self) -> ProfileCatalog:
+        return ProfileStore(self.profiles_file or default_profiles_path()).catalog()
+
+    async def _api(self) -> client.ApiClient:
+        if self.api_client is None:
+            self.api_client = await connect_api()
+        return self.api_client
+
+    async def close(self) -> None:
+        if self.api_client is not None:
+            await self.api_client.close()

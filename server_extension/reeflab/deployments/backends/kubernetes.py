@@ -21,7 +21,7 @@ from urllib.parse import quote
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner.slugs import is_valid_label, safe_slug
-from traitlets import Dict, Enum, Float, Instance, List, Unicode, default
+from traitlets import Dict, Enum, Float, List, Unicode, default
 
 from ... import kube
 from ...errors import BadRequest, Conflict, ReefLabError
@@ -31,13 +31,12 @@ from ...kube import (
     NAME,
     NAMESPACE_NAME,
     OWNER,
-    connect_api,
+    KubernetesClient,
     cpu_quantity,
-    default_namespace,
     label_slug,
     object_slug,
 )
-from ...profiles import HardwareProfile, ProfileStore, default_profiles_path
+from ...profiles import HardwareProfile
 from ...storage.kubernetes import MOUNT_MODES, MountSpec, render_mounts
 from ..models import Deployment, storage_env
 from .base import BackendStatus, DeploymentBackend, Endpoint
@@ -307,23 +306,19 @@ def _call(api: client.ApiClient, verb: str, kind: str) -> Any:
     return getattr((group or client.CoreV1Api)(api), f"{verb}_namespaced_{snake}")
 
 
-class KubernetesBackend(DeploymentBackend):
+class KubernetesBackend(KubernetesClient, DeploymentBackend):
     """Runs each deployment as a Deployment + Service in its owner's namespace, with its profile's hardware,
     behind a NetworkPolicy that lets in only its owner's server pods (the namespace's own policies already
     keep other users' pods out; this one also names the Ingress controller where there is an Ingress)."""
 
     name = "kubernetes"
 
-    namespace = Unicode(config=True, help="Namespace of deployments (default: REEFLAB_NAMESPACE, the pod's, 'reeflab')")
     image = Unicode("quay.io/reeflab/module:0.1.0", config=True, help="Module runtime image; '{module}' is replaced")
     gpu_image = Unicode("", config=True, help="Image of deployments with a GPU (CUDA torch); empty: `image`")
-    profiles_file = Unicode(config=True, help="Hardware profiles file (default: default_profiles_path())")
     ingress_host = Unicode("", config=True, help="Parent domain: if set, an Ingress serves <name>.<ingress_host>")
     ingress_annotations = Dict(config=True, help="Annotations of those Ingresses, e.g. to require authentication")
     service_account = Unicode("", config=True, help="serviceAccountName of module pods (its token is not mounted)")
-    extra_labels = Dict(config=True, help="More labels on every object")
     unschedulable_patience = Float(90, config=True, help="Seconds a pod may wait for a node before it counts as failed")
-    api_client = Instance(client.ApiClient, allow_none=True, help="Client to use (tests); default: from config")
     server_namespace = Unicode(
         config=True, help="Namespace of user server pods (default: this pod's, the user's own; else `namespace`)"
     )
@@ -348,10 +343,6 @@ class KubernetesBackend(DeploymentBackend):
     def _default_server_namespace(self) -> str:
         return kube.pod_namespace() or self.namespace
 
-    @default("namespace")
-    def _default_namespace(self) -> str:
-        return default_namespace()
-
     @default("storage_mount_mode")
     def _default_storage_mount_mode(self) -> str:
         mode = os.environ.get("REEFLAB_STORAGE_MOUNTS", "none")
@@ -361,21 +352,11 @@ class KubernetesBackend(DeploymentBackend):
     def _default_storage_csi_driver(self) -> str:
         return os.environ.get("REEFLAB_STORAGE_CSI_DRIVER", "")
 
-    async def _api(self) -> client.ApiClient:
-        if self.api_client is None:
-            self.api_client = await connect_api()
-        return self.api_client
-
-    async def close(self) -> None:
-        if self.api_client is not None:
-            await self.api_client.close()
-
     def _where(self, dep: Deployment) -> tuple[str, str]:
         return dep.runtime.get("namespace") or self.namespace, dep.runtime.get("name") or object_name(dep.id)
 
     def _profile(self, dep: Deployment) -> HardwareProfile:
-        catalog = ProfileStore(self.profiles_file or default_profiles_path()).catalog()
-        found = {p.slug: p for p in catalog.profiles}.get(dep.profile)
+        found = {p.slug: p for p in self.profiles().profiles}.get(dep.profile)
         if found is None:
             raise BadRequest(f"Hardware profile '{dep.profile}' no longer exists; deploy again with another.")
         return found

@@ -20,13 +20,13 @@ from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
-from traitlets import Dict, Instance, Int, Unicode, default
+from traitlets import Int, Unicode
 
 from ... import kube
 from ...errors import ReefLabError
-from ...kube import connect_api, cpu_quantity, default_namespace, object_slug
+from ...kube import KubernetesClient, cpu_quantity, object_slug
 from ...processes import tail_lines
-from ...profiles import HardwareProfile, ProfileStore, default_profiles_path
+from ...profiles import HardwareProfile
 from ..models import Job
 from ..store import LOG_FILE, read_status
 from .base import JobBackend
@@ -100,30 +100,17 @@ def secret_manifest(job: Job, namespace: str, secrets: dict[str, str]) -> Manife
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "stringData": dict(secrets)}
 
 
-class KubernetesJobBackend(JobBackend):
+class KubernetesJobBackend(KubernetesClient, JobBackend):
     """Runs each job as a Kubernetes Job in the user's namespace, on the user's home volume."""
 
     name = "kubernetes"
 
-    namespace = Unicode(config=True, help="Namespace of jobs (default: REEFLAB_NAMESPACE, the pod's, 'reeflab')")
-    profiles_file = Unicode(config=True, help="Hardware profiles file (default: default_profiles_path())")
     home_claim = Unicode("claim-{username}", config=True, help="PVC of the user's home; '{username}' is replaced")
     home_mount = Unicode("/home/jovyan", config=True, help="Where the user's server mounts that volume")
     ttl_seconds = Int(86400, config=True, help="Finished Jobs are removed by Kubernetes after this many seconds")
-    extra_labels = Dict(config=True, help="More labels on every Job")
-    api_client = Instance(client.ApiClient, allow_none=True, help="Client to use (tests); default: from config")
-
-    @default("namespace")
-    def _default_namespace(self) -> str:
-        return default_namespace()
-
-    async def _api(self) -> client.ApiClient:
-        if self.api_client is None:
-            self.api_client = await connect_api()
-        return self.api_client
 
     def manifest(self, job: Job, folder: Path, profile: HardwareProfile, secret: str | None = None) -> Manifest:
-        catalog = ProfileStore(self.profiles_file or default_profiles_path()).catalog()
+        catalog = self.profiles()
         claim = self.home_claim.replace("{username}", object_slug(job.owner))
         env = {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
         return job_manifest(
