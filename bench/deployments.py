@@ -26,7 +26,8 @@ import requests
 import requests.adapters
 import urllib3
 from PIL import Image
-from reeflab.testing.process import free_port, wait_until
+from reeflab.files import free_port
+from reeflab.testing.process import wait_until
 
 
 def percentile(values: list[float], q: float) -> float:

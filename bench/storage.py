@@ -21,11 +21,12 @@ import time
 from pathlib import Path
 
 from reeflab.errors import ReefLabError
+from reeflab.files import free_port
 from reeflab.storage.models import TransferRequest
 from reeflab.storage.platform_s3 import PlatformS3
 from reeflab.storage.service import StorageService
 from reeflab.storage.testing import SeaweedProcess, WebDAVProcess
-from reeflab.testing.process import free_port, wait_until
+from reeflab.testing.process import wait_until
 
 
 def refused_in(service: StorageService, body: dict) -> float:

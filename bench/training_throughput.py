@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 import requests
+from reeflab.files import free_port
 from reeflab.hub.config import REPO
-from reeflab.testing.process import free_port, wait_until
+from reeflab.testing.process import wait_until
 
 
 def plain(args: argparse.Namespace, data_yaml: Path, work: Path) -> float:

@@ -16,9 +16,9 @@ from types import SimpleNamespace
 import psutil
 import pytest
 import requests
+from reeflab.files import free_port
 from reeflab.hub.config import REPO
 from reeflab.modules.fish_detector import synth
-from reeflab.testing.process import free_port
 from reeflab.training.accounts import tracking_pre_spawn_hook
 from reeflab.training.testing import MlflowProcess
 from tornado.httpclient import HTTPClientError

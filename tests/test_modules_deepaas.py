@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import requests
 from PIL import Image
+from reeflab.files import free_port
 from reeflab.modules.contract import CONTRACT, missing_functions
 from reeflab.modules.fish_detector import model as fish
 from reeflab.modules.fish_detector.evaluate import IOU_MATCH, greedy_match
 from reeflab.modules.image_classifier import model as classifier
 from reeflab.modules.yolo_detector import model as detector
-from reeflab.testing.process import free_port, wait_until
+from reeflab.testing.process import wait_until
 
 DEEPAAS_RUN = str(Path(sys.executable).parent / "deepaas-run")
 

@@ -18,9 +18,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from reeflab.files import free_port
 from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.serverless.batch import Batch, BatchError, Engine
-from reeflab.testing.process import free_port, wait_until
+from reeflab.testing.process import wait_until
 
 EVENT_FILE = re.compile(r"event-file-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 NAME_SCRIPT = 'echo "input: $(basename "$INPUT_FILE_PATH")"\n'

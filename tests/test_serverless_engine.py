@@ -16,10 +16,11 @@ import pytest
 import requests
 import yaml
 from PIL import Image
+from reeflab.files import free_port
 from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.storage.platform_s3 import s3_client
 from reeflab.testing.hub import HubProcess
-from reeflab.testing.process import free_port, wait_until
+from reeflab.testing.process import wait_until
 
 UPPER_SCRIPT = """\
 #!/bin/sh

@@ -11,8 +11,8 @@ import stat
 
 import pytest
 from reeflab.errors import NotFound
+from reeflab.files import free_port
 from reeflab.storage.service import StorageService
-from reeflab.testing.process import free_port
 from tornado.httpclient import HTTPClientError
 
 pytestmark = pytest.mark.timeout(300)

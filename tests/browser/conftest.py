@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
-from reeflab.testing.hub import free_port, wait_until
+from reeflab.files import free_port
+from reeflab.testing.process import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import requests
 
+from ..files import free_port
 from ..storage.testing import SeaweedProcess
-from ..testing.process import ServerProcess, free_port
+from ..testing.process import ServerProcess
 
 
 class EngineProcess(ServerProcess):

@@ -12,8 +12,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from ..files import write_private
-from ..testing.process import ServerProcess, free_port
+from ..files import free_port, write_private
+from ..testing.process import ServerProcess
 from .seaweedfs import new_admin_key
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import requests
 
+from ..files import free_port
 from ..hub import leftovers
 from ..hub.config import REPO
-from .process import ServerProcess, free_port, wait_until
+from .process import ServerProcess, wait_until
 
 SERVICE = "reeflab-test"
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import requests
 
+from ..files import free_port
 from ..hub.config import REPO
-from .process import ServerProcess, free_port
+from .process import ServerProcess
 
 MOCK_PYTHON = REPO / ".venv-oidc" / "bin" / "python"
 

@@ -8,8 +8,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..files import free_port  # noqa: F401 (tests and benches import it from here)
-
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.25):
     """Poll `predicate` until it returns a truthy value; fail with `what` after `timeout` s."""

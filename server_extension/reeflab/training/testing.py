@@ -8,7 +8,8 @@ from pathlib import Path
 
 import requests
 
-from ..testing.process import ServerProcess, free_port
+from ..files import free_port
+from ..testing.process import ServerProcess
 from .accounts import TrackingAccounts
 
 
