@@ -87,7 +87,7 @@ async def test_a_notebook_runs_with_parameters_and_its_output_is_kept(jp_fetch, 
     name = notebook(
         jp_root_dir / "work" / "count.ipynb",
         "import os, time\nprint('threads', os.environ['OMP_NUM_THREADS'], 'cpus', len(os.sched_getaffinity(0)))",
-        "for i in range(n):\n    print('fish', i, flush=True)\n    time.sleep(0.2)",
+        "for i in range(n):\n    print(f'fish {i}', flush=True)\n    time.sleep(0.2)",
         "open('result.txt', 'w').write(str(n * 2))",
         parameters="n = 1",
     )
@@ -112,7 +112,7 @@ async def test_a_notebook_runs_with_parameters_and_its_output_is_kept(jp_fetch, 
     assert "fish 3" in printed and "threads 2 cpus 2" in printed  # the profile's 2 CPUs
 
     lines = (await call(jp_fetch, "GET", job["id"], "log", params={"tail": "100"}))["lines"]
-    assert any("fish 3" in line for line in lines), lines
+    assert any("fish 3" in line for line in lines), "\n".join(lines)
     await asyncio.wait_for(follow, 30)
     streamed = b"".join(followed).decode()
     assert "fish 0" in streamed and "fish 3" in streamed and "job completed" in streamed
