@@ -9,6 +9,7 @@ RuntimeDefault seccomp) unless the operator chose privileged rclone sidecars for
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -366,7 +367,8 @@ class KubernetesBackend(KubernetesClient, DeploymentBackend):
         image = self.gpu_image if deployment.hardware.gpu and self.gpu_image else self.image
         image, profile = image.replace("{module}", deployment.module), self._profile(deployment)
         manifests = [("Secret", secret_manifest(deployment, ns, **extra))] if deployment.env else []
-        mounts = self._storage(deployment, ns) if deployment.storage else None
+        # its connections are read off the event loop (the platform's may ask the serverless engine for keys)
+        mounts = await asyncio.to_thread(self._storage, deployment, ns) if deployment.storage else None
         if mounts:
             manifests.insert(0, ("Secret", mounts.secret))
         route = getattr(self.parent, "route_path", None)  # served under its route's path, as local ones are
