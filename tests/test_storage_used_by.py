@@ -64,7 +64,7 @@ def jp_server_config(jp_server_config, tmp_path, monkeypatch):
 def reeflab(jp_serverapp, jp_asyncio_loop):
     services = jp_serverapp.web_app.settings["reeflab"]
     yield services
-    jp_asyncio_loop.run_until_complete(services.jobs.cancel_all())
+    jp_asyncio_loop.run_until_complete(services.jobs.stop_all())
 
 
 class Api:

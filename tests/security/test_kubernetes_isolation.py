@@ -541,7 +541,7 @@ async def test_the_backends_work_in_alices_namespace_and_need_every_rule_of_her_
     task = job()
     task.runtime = await jobs.start(task, folder, {}, profile, secrets={"AWS_SECRET_ACCESS_KEY": "k"})
     assert (await jobs.status(task, folder)).get("state") != "failed"
-    await jobs.cancel(task, folder)
+    await jobs.stop(task, folder)
 
     calls = world.cluster.calls
     assert calls and all(c.allowed and c.who == f"{ALICE}/reeflab-user" and c.namespace == ALICE for c in calls)
