@@ -1,7 +1,8 @@
 """`reeflab module new`: scaffold a module package that follows the DEEPaaS v2 contract.
 
 The files under package/ are string.Template texts: $name (module id), $package (Python
-package), $title; __package__ in a path becomes the package name.
+package), $title; __package__ in a path becomes the package name, and a leading 'dot-' a '.'
+(.github: package data leaves hidden folders out).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def new_module(name: str, parent: Path, title: str | None = None) -> Path:
     values = {"name": name, "package": package, "title": title or name.replace("-", " ").capitalize()}
     root = resources.files(__name__).joinpath("package")
     for source in _files(root):
-        relative = str(source.relative_to(root)).replace("__package__", package)
+        relative = re.sub(r"(^|/)dot-", r"\1.", str(source.relative_to(root)).replace("__package__", package))
         destination = target / relative.removesuffix(".tmpl")
         destination.parent.mkdir(parents=True, exist_ok=True)
         destination.write_text(Template(source.read_text(encoding="utf-8")).substitute(values), encoding="utf-8")
