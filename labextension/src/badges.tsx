@@ -1,7 +1,8 @@
-/** Small labels on module cards and details: source, tasks, data types, invalid metadata, no trained weights. */
+/** Small labels on module cards and details: source, facets, invalid metadata, no trained weights, checks. */
 import * as React from 'react';
 
-import { Catalog } from './api';
+import { Catalog, Checks, checkReportURL } from './api';
+import { describeBadge } from './checksState';
 import { FACET_LABELS, SOURCE_LABELS } from './marketplaceState';
 
 export function SourceBadge(props: { source: Catalog.Source }): JSX.Element {
@@ -29,6 +30,34 @@ export function UntrainedBadge(): JSX.Element {
   return (
     <span className="jp-ReefLab-badge jp-ReefLab-badge-untrained" title="No trained weights: train it first">
       not trained
+    </span>
+  );
+}
+
+/**
+ * Whether it passed the platform's checks: "checked", "check failed" (which checks in its tooltip) or "not
+ * checked". With `link`, a badge with a report opens it in a new tab (not on a card: a card is a button).
+ */
+export function CheckBadge(props: { badge: Checks.IBadge; link?: boolean }): JSX.Element {
+  const { badge } = props;
+  const { label, title } = describeBadge(badge);
+  const className = `jp-ReefLab-badge jp-ReefLab-badge-check jp-mod-check-${badge.state}`;
+  if (props.link && badge.report && badge.state !== 'unchecked') {
+    return (
+      <a
+        className={className}
+        href={checkReportURL(badge.report)}
+        target="_blank"
+        rel="noopener noreferrer"
+        title={`${title}. Open the report.`}
+      >
+        {label}
+      </a>
+    );
+  }
+  return (
+    <span className={className} title={title}>
+      {label}
     </span>
   );
 }

@@ -8,7 +8,7 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { LabIcon, ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { api, Deployments } from './api';
+import { api, Checks, Deployments } from './api';
 import { LogsViewer } from './logsViewer';
 import { ModuleDetail } from './moduleDetail';
 import { TryView } from './tryView';
@@ -22,10 +22,13 @@ export interface IOpener {
   forget(deploymentId: string): void;
   /** a deployment was started from a tab: the panel shows it (returns the unsubscribe) */
   onDeployed(listener: (deployment: Deployments.IDeployment) => void): () => void;
+  /** a check ended on a module's page: the marketplace shows its new badge (returns the unsubscribe) */
+  onChecked(listener: (run: Checks.IRun) => void): () => void;
 }
 
 export class MainAreaOpener implements IOpener {
   private readonly listeners = new Set<(deployment: Deployments.IDeployment) => void>();
+  private readonly checkListeners = new Set<(run: Checks.IRun) => void>();
 
   constructor(
     private readonly shell: ILabShell,
@@ -40,6 +43,7 @@ export class MainAreaOpener implements IOpener {
         api={api}
         rendermime={this.rendermime}
         onDeployed={deployment => this.listeners.forEach(listener => listener(deployment))}
+        onChecked={run => this.checkListeners.forEach(listener => listener(run))}
         onTitle={title => this.retitle(`reeflab-module-${id}`, title)}
       />
     ));
@@ -66,6 +70,11 @@ export class MainAreaOpener implements IOpener {
   onDeployed(listener: (deployment: Deployments.IDeployment) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  onChecked(listener: (run: Checks.IRun) => void): () => void {
+    this.checkListeners.add(listener);
+    return () => this.checkListeners.delete(listener);
   }
 
   private find(id: string): MainAreaWidget | undefined {

@@ -21,6 +21,8 @@ export interface IMarketplaceProps {
   onDeployed?: (deployment: Deployments.IDeployment) => void;
   /** open a module's page elsewhere (a main-area tab); without it, the page replaces the results */
   onOpen?: (id: string) => void;
+  /** a new value searches again (a module's badge changed elsewhere) */
+  reloadKey?: number;
 }
 
 interface IRefreshState {
@@ -45,6 +47,13 @@ export function Marketplace(props: IMarketplaceProps): JSX.Element {
   const result = search.result;
   const selectedCount = selectedFilters(filters).length;
   const typing = text.trim() !== q;
+
+  const { reloadKey } = props;
+  React.useEffect(() => {
+    if (reloadKey) {
+      search.reload();
+    }
+  }, [reloadKey]);
 
   const toggle = React.useCallback(
     (facet: Catalog.Facet, value: string) => setFilters(f => toggleFilter(f, facet, value)),
@@ -187,6 +196,7 @@ export function Marketplace(props: IMarketplaceProps): JSX.Element {
           rendermime={props.rendermime}
           onBack={() => setOpenId(null)}
           onDeployed={props.onDeployed}
+          onChecked={search.reload}
         />
       )}
     </div>

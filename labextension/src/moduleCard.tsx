@@ -2,7 +2,7 @@
 import * as React from 'react';
 
 import { Catalog } from './api';
-import { FacetBadges, InvalidBadge, SourceBadge, UntrainedBadge } from './badges';
+import { CheckBadge, FacetBadges, InvalidBadge, SourceBadge, UntrainedBadge } from './badges';
 
 export function ModuleCard(props: { card: Catalog.ICard; onOpen: (id: string) => void }): JSX.Element {
   const { card } = props;
@@ -20,6 +20,7 @@ export function ModuleCard(props: { card: Catalog.ICard; onOpen: (id: string) =>
         <span className="jp-ReefLab-badges">
           {!card.valid && <InvalidBadge />}
           {card.trained === false && <UntrainedBadge />}
+          {card.check && <CheckBadge badge={card.check} />}
           <FacetBadges card={card} />
           <SourceBadge source={card.source} />
         </span>

@@ -1,10 +1,12 @@
-/** Everything about one module: description, needs, hardware that fits, links, metadata problems. */
+/** Everything about one module: description, needs, hardware that fits, its checks, links, metadata problems. */
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { caretLeftIcon, launchIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { Catalog, Deployments, MarketplaceAPI, Pipelines } from './api';
-import { FacetBadges, InvalidBadge, SourceBadge, UntrainedBadge } from './badges';
+import { Catalog, Checks, Deployments, MarketplaceAPI, Pipelines } from './api';
+import { CheckBadge, FacetBadges, InvalidBadge, SourceBadge, UntrainedBadge } from './badges';
+import { checksOf, ModuleChecks } from './checks';
+import { badgeOf } from './checksState';
 import { DeployDialog } from './deployDialog';
 import { HardwareForm } from './hardwareForm';
 import { Markdown } from './markdown';
@@ -29,6 +31,8 @@ export interface IModuleDetailProps {
   onTitle?: (title: string) => void;
   /** a deployment or try was started from here */
   onDeployed?: (deployment: Deployments.IDeployment) => void;
+  /** a check of it ended while its page was open (its card's badge may have changed) */
+  onChecked?: (run: Checks.IRun) => void;
 }
 
 /** Why the deploy buttons are off, or null when they work. */
@@ -91,7 +95,9 @@ export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
   const [started, setStarted] = React.useState<Deployments.IDeployment | null>(null);
   const [training, setTraining] = React.useState(false);
   const [trainingRun, setTrainingRun] = React.useState<Pipelines.IRun | null>(null);
-  const { api, id } = props;
+  const [checked, setChecked] = React.useState<Checks.IRun | null>(null);
+  const { api, id, onChecked } = props;
+  const checks = React.useMemo(() => checksOf(api), [api]); // one object: its calls are polled
   // both at once: the description shows while the hardware check is still running
   const module = useFetched(signal => api.module(id, signal), [api, id, attempt]);
   const form = useFetched(signal => api.moduleForm(id, signal), [api, id, attempt]);
@@ -101,6 +107,14 @@ export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
   const trainingNeeds = m?.metadata.resources?.training;
   const runPipeline = props.api.runPipeline;
   const canTrain = Boolean(m?.trained === false && m.retrain && runPipeline);
+  const badge = (checked && badgeOf(checked)) ?? m?.check;
+  const ended = React.useCallback(
+    (run: Checks.IRun) => {
+      setChecked(run);
+      onChecked?.(run);
+    },
+    [onChecked]
+  );
   const { onTitle } = props;
   React.useEffect(() => {
     if (m && onTitle) {
@@ -126,6 +140,7 @@ export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
               <SourceBadge source={m.source} />
               {!m.valid && <InvalidBadge />}
               {m.trained === false && <UntrainedBadge />}
+              {badge && <CheckBadge badge={badge} link />}
               <FacetBadges card={m} facets={['tasks', 'data-type', 'libraries']} />
             </div>
             {m.summary && <p className="jp-ReefLab-summary">{m.summary}</p>}
@@ -224,6 +239,13 @@ export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
               <span className="jp-ReefLab-label">Needs for training: </span>
               {describeNeeds(trainingNeeds)}
             </p>
+          )}
+
+          {checks && (
+            <>
+              <h4>Checks</h4>
+              <ModuleChecks module={m} api={checks} onChecked={ended} />
+            </>
           )}
 
           {links.length > 0 && (

@@ -134,6 +134,9 @@ export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
   );
   const opener = props.opener ?? undefined;
   React.useEffect(() => opener?.onDeployed(deployed), [opener, deployed]);
+  // a check ended on a module's page: the cards show the new badges
+  const [checks, setChecks] = React.useState(0);
+  React.useEffect(() => opener?.onChecked(() => setChecks(n => n + 1)), [opener]);
   return (
     <div className="jp-ReefLab-panel">
       <header className="jp-ReefLab-header">
@@ -141,7 +144,12 @@ export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
         <MlflowLink info={api.trainingInfo} />
       </header>
       <Section title="Marketplace" className="jp-ReefLab-marketplaceSection">
-        <Marketplace rendermime={props.rendermime} onDeployed={deployed} onOpen={opener && (id => opener.module(id))} />
+        <Marketplace
+          rendermime={props.rendermime}
+          onDeployed={deployed}
+          onOpen={opener && (id => opener.module(id))}
+          reloadKey={checks}
+        />
       </Section>
       <Section
         title="Deployments"

@@ -1,7 +1,17 @@
 import { ServerConnection } from '@jupyterlab/services';
 import { describe, expect, it } from 'vitest';
 
-import { api, Catalog, describeError, errorMessage, ReefLabError, requestAPI, searchParams } from '../api';
+import {
+  api,
+  Catalog,
+  checkReportURL,
+  checksApi,
+  describeError,
+  errorMessage,
+  ReefLabError,
+  requestAPI,
+  searchParams
+} from '../api';
 
 const BASE = 'http://localhost:8888/a%40b/';
 
@@ -120,6 +130,26 @@ describe('requestAPI and the catalogue calls', () => {
     });
     const failure = api.searchModules({}, controller.signal, settings);
     await expect(failure).rejects.not.toBeInstanceOf(ReefLabError);
+  });
+});
+
+describe('the check calls', () => {
+  it('start, list, get, log and delete checks under the base URL; the report page is a link', async () => {
+    const { settings, requests } = fakeServer(() => json({ checks: [], lines: ['PASS metadata'] }));
+    await checksApi.startCheck('image-classifier', settings);
+    await checksApi.checks(undefined, settings);
+    await checksApi.check('c/1', undefined, settings);
+    expect(await checksApi.checkLog('c1', 50, undefined, settings)).toEqual(['PASS metadata']);
+    await checksApi.deleteCheck('c1', settings);
+    expect(requests.map(r => `${r.method} ${new URL(r.url).pathname}${new URL(r.url).search}`)).toEqual([
+      'POST /a%40b/reeflab/api/checks',
+      'GET /a%40b/reeflab/api/checks',
+      'GET /a%40b/reeflab/api/checks/c%2F1',
+      'GET /a%40b/reeflab/api/checks/c1/log?tail=50',
+      'DELETE /a%40b/reeflab/api/checks/c1'
+    ]);
+    expect(await requests[0].json()).toEqual({ module: 'image-classifier' });
+    expect(checkReportURL('c1', settings)).toBe(`${BASE}reeflab/api/checks/c1/report.html`);
   });
 });
 

@@ -166,7 +166,14 @@ describe('DeploymentsView', () => {
   });
 
   it('opens Try and the log in tabs of their own when the lab gives them, a new try by itself', async () => {
-    const opener = { module: vi.fn(), tryDeployment: vi.fn(), logs: vi.fn(), forget: vi.fn(), onDeployed: vi.fn() };
+    const opener = {
+      module: vi.fn(),
+      tryDeployment: vi.fn(),
+      logs: vi.fn(),
+      forget: vi.fn(),
+      onDeployed: vi.fn(),
+      onChecked: vi.fn()
+    };
     api.list = [deployment({ kind: 'try', state: 'starting', ready_at: null })];
     const host = await show('1a2b3c4d', opener);
     expect(opener.tryDeployment).not.toHaveBeenCalled();

@@ -1,7 +1,7 @@
 /** A marketplace API in memory, recording each call, with answers the tests can hold back. */
 import { vi } from 'vitest';
 
-import { Catalog, Deployments, MarketplaceAPI, ReefLab, ReefLabError, searchParams } from '../api';
+import { Catalog, Checks, Deployments, MarketplaceAPI, ReefLab, ReefLabError, searchParams } from '../api';
 import { deployment } from './fakeDeployments';
 
 export function card(id: string, title: string, extra: Partial<Catalog.ICard> = {}): Catalog.ICard {
@@ -18,6 +18,53 @@ export function card(id: string, title: string, extra: Partial<Catalog.ICard> = 
     categories: ['AI4 inference'],
     'data-type': ['Image'],
     tags: [],
+    ...extra
+  };
+}
+
+/** A report of the checks: `failed` names the checks that failed, 'licence' is skipped, the others pass. */
+export function checkReport(module: string, failed: string[] = []): Checks.IReport {
+  const result = (name: string, title: string): Checks.IResult => {
+    const state = failed.includes(name) ? 'failed' : name === 'licence' ? 'skipped' : 'passed';
+    return {
+      name,
+      title,
+      state,
+      reason: `${title}: ${state}.`,
+      details: state === 'failed' ? `${name} said: line 3 is wrong` : '',
+      seconds: 0.25
+    };
+  };
+  const results = [
+    result('metadata', 'ai4-metadata is valid'),
+    result('tests', 'Its tests pass'),
+    result('licence', 'A licence is present')
+  ];
+  return {
+    module,
+    version: '2.3.0',
+    digest: 'f00d',
+    source: `/modules/${module}`,
+    checked: '2026-12-06T02:40:00+00:00',
+    passed: failed.length === 0,
+    results
+  };
+}
+
+export function checkRun(id: string, module: string, extra: Partial<Checks.IRun> = {}): Checks.IRun {
+  return {
+    id,
+    owner: 'ana',
+    title: `Check of ${module}`,
+    module,
+    source: `/modules/${module}`,
+    state: 'running',
+    reason: null,
+    report: null,
+    backend: 'local',
+    created: '2026-12-06T02:39:00+00:00',
+    started_at: '2026-12-06T02:39:01+00:00',
+    finished_at: null,
     ...extra
   };
 }
@@ -123,6 +170,27 @@ export class FakeAPI implements MarketplaceAPI {
   );
 
   refreshCatalog = vi.fn(async (): Promise<Catalog.IRefreshResult> => ({ modules: 3, invalid: 1, errors: [] }));
+
+  /** the user's check runs, as the server keeps them: a test ends one by changing it here */
+  checkRuns: Checks.IRun[] = [];
+
+  checks = vi.fn(async (): Promise<Checks.IRun[]> => this.checkRuns.map(run => ({ ...run })));
+
+  check = vi.fn(async (id: string): Promise<Checks.IRun> => {
+    const found = this.checkRuns.find(run => run.id === id);
+    if (!found) {
+      throw new ReefLabError(`No check '${id}'.`, 404);
+    }
+    return { ...found };
+  });
+
+  startCheck = vi.fn(async (module: string): Promise<Checks.IRun> => {
+    const run = checkRun(`check${this.checkRuns.length + 1}`, module, { state: 'starting', started_at: null });
+    this.checkRuns.push(run);
+    return { ...run };
+  });
+
+  checkLog = vi.fn(async (): Promise<string[]> => ['PASS metadata  ai4-metadata is valid (0.1 s)']);
 
   /** the server's refusal of the next deployment */
   refuseNext: ReefLabError | null = null;

@@ -2,6 +2,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import { ChecksAPI, checksApi } from './checks';
 import { pipelinesApi } from './pipelines';
 import { serverlessApi } from './serverless';
 import { apiURL, fetchOK, json, ReefLabError, requestAPI } from './transport';
@@ -193,7 +194,11 @@ export const api = {
   followLogs,
   predictJSON,
   predictImage,
-  // what a module's page offers besides deploying: training it, making it serverless
+  // what a module's page offers besides deploying: checking it, training it, making it serverless
+  checks: checksApi.checks,
+  check: checksApi.check,
+  startCheck: checksApi.startCheck,
+  checkLog: checksApi.checkLog,
   runPipeline: pipelinesApi.runPipeline,
   makeServerless: serverlessApi.makeServerless,
   serverlessAvailability: serverlessApi.serverlessAvailability,
@@ -205,7 +210,12 @@ export type MarketplaceAPI = Pick<
   typeof api,
   'searchModules' | 'module' | 'moduleForm' | 'refreshCatalog' | 'createDeployment'
 > &
-  Partial<Pick<typeof api, 'info' | 'makeServerless' | 'serverlessAvailability' | 'platformStorage' | 'runPipeline'>>;
+  Partial<
+    Pick<
+      typeof api,
+      'info' | 'makeServerless' | 'serverlessAvailability' | 'platformStorage' | 'runPipeline' | keyof ChecksAPI
+    >
+  >;
 
 /** The calls the Deployments section makes. */
 export type DeploymentsAPI = Pick<

@@ -3,6 +3,7 @@
  * transport.ts; the types mirror the server's JSON models (types.ts).
  */
 export * from './catalog';
+export * from './checks';
 export * from './jobs';
 export * from './pipelines';
 export * from './serverless';

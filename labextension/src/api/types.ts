@@ -1,6 +1,6 @@
 /**
  * The JSON the ReefLab server answers, in one place: each namespace mirrors one capability's models
- * (server_extension/reeflab/handlers/, catalog/, deployments/, storage/, jobs/, pipelines/, serverless/).
+ * (server_extension/reeflab/handlers/, catalog/, deployments/, storage/, jobs/, pipelines/, serverless/, checks/).
  */
 export namespace ReefLab {
   export interface IBackends {
@@ -99,6 +99,8 @@ export namespace Catalog {
     trained?: boolean;
     /** ISO date, '' when unknown */
     updated: string;
+    /** whether it passed the platform's checks (absent from servers without checks) */
+    check?: Checks.IBadge;
   }
 
   export interface IFacetCount {
@@ -540,5 +542,74 @@ export namespace Serverless {
   export interface IAvailability {
     available: boolean;
     reason: string | null;
+  }
+}
+
+/** A module's quality checks (server_extension/reeflab/checks/): runs of the checks, their reports, badges. */
+export namespace Checks {
+  export type State = Jobs.State;
+  export type ResultState = 'passed' | 'failed' | 'skipped';
+
+  /** What one check found (CheckResult). */
+  export interface IResult {
+    /** "metadata", "deepaas", "tests", "style", "security", "dockerfile", "licence", "resources" */
+    name: string;
+    /** what it asserts, e.g. "ai4-metadata is valid" */
+    title: string;
+    /** skipped: it cannot run here; the reason says why */
+    state: ResultState;
+    /** what failed and how to fix it, or what was measured */
+    reason: string;
+    /** the tool's output, trimmed */
+    details: string;
+    seconds: number;
+  }
+
+  /** All checks of one module (CheckReport). */
+  export interface IReport {
+    module: string;
+    version: string;
+    /** sha256 of the module's files: a changed module is checked again */
+    digest: string;
+    /** the folder or installed package checked */
+    source: string;
+    /** ISO date */
+    checked: string;
+    /** no check failed (skipped ones do not fail it) */
+    passed: boolean;
+    results: IResult[];
+  }
+
+  /** POST /reeflab/api/checks */
+  export interface IRequest {
+    module: string;
+  }
+
+  /** A run of the checks on one module, with its report once it ended. */
+  export interface IRun {
+    id: string;
+    owner: string;
+    title: string;
+    module: string;
+    source: string;
+    state: State;
+    /** why the run itself failed (the checks could not run) */
+    reason: string | null;
+    report: IReport | null;
+    backend: string;
+    created: string;
+    started_at: string | null;
+    finished_at: string | null;
+  }
+
+  /** What a module's card and page show: its latest check (a catalogue entry's "check"). */
+  export interface IBadge {
+    state: 'passed' | 'failed' | 'unchecked';
+    /** ISO date, null when never checked */
+    checked: string | null;
+    /** the check run's id or the shared report's name, null when never checked */
+    report: string | null;
+    /** the checks that failed, when known */
+    failed?: string[];
   }
 }
