@@ -23,6 +23,7 @@ def jp_server_config(jp_server_config, tmp_path):
         **jp_server_config,
         "DeploymentService": {"root_dir": str(tmp_path / "deployments"), "poll_interval": 0.5},
         "CatalogService": {"cache_dir": str(tmp_path / "cache"), "registry_dir": str(tmp_path / "models")},
+        "ModuleCheckService": {"check_registrations": False},  # test_module_checks_api.py checks them
         "TrackingService": {"tracking_uri": ""},
     }
 

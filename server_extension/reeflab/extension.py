@@ -11,10 +11,19 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Type, Unicode, default
 
 from .catalog.service import CatalogService
+from .checks.service import ModuleCheckService
 from .deployments.service import DeploymentService
 from .examples import ExamplesService
 from .handlers.base import ReefLabHandler
 from .handlers.catalog import ModuleFormHandler, ModuleHandler, ModulesHandler, RefreshHandler
+from .handlers.checks import (
+    CheckHandler,
+    CheckLogHandler,
+    CheckPageHandler,
+    ChecksHandler,
+    PublishedHandler,
+    PublishedModuleHandler,
+)
 from .handlers.deployments import (
     DeploymentHandler,
     DeploymentProxyHandler,
@@ -78,6 +87,7 @@ FEDERATED_ID = r"(?P<server_id>[\w\-]{1,64})"  # unknown ids get a 404 that says
 TOKEN_ID = r"(?P<token_id>[\w\-]{1,64})"
 RUN_ID = r"(?P<run_id>[A-Za-z0-9_\-]{1,64})"
 BATCH_ID = r"(?P<batch_id>[a-f0-9]{8})"
+CHECK_ID = r"(?P<check_id>[\w\-]{1,64})"  # unknown ids get a 404 that says how to list yours
 MODEL_NAME = r"(?P<model_name>[a-z0-9][a-z0-9\-_.]*)"
 
 
@@ -115,11 +125,12 @@ class ReefLabApp(ExtensionApp):
         tracking = TrackingService(parent=self)
         registry = ModelRegistry(catalog.registry_dir, self.serverapp.root_dir)
         catalog.sources.append(registry.entries)  # the user's registered models are modules too
+        checks = ModuleCheckService(parent=self, catalog=catalog)
         self.settings["reeflab"] = Services(
             profiles=ProfileStore(self.profiles_file),
             identity=self.identity_class(parent=self),
             catalog=catalog,
-            deployments=DeploymentService(parent=self, catalog=catalog, storage=storage),
+            deployments=DeploymentService(parent=self, catalog=catalog, storage=storage, checks=checks),
             jobs=JobService(parent=self, notebook_root=self.serverapp.root_dir, storage=storage),
             pipelines=PipelineService(parent=self, notebook_root=self.serverapp.root_dir),
             storage=storage,
@@ -128,6 +139,7 @@ class ReefLabApp(ExtensionApp):
             examples=ExamplesService(parent=self, notebook_root=self.serverapp.root_dir),
             tracking=tracking,
             publish=PublishService(catalog, tracking, registry),
+            checks=checks,
         )
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
@@ -162,6 +174,12 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/catalog/modules/{MODULE_ID}", ModuleHandler),
                 (rf"/reeflab/api/catalog/modules/{MODULE_ID}/form", ModuleFormHandler),
                 (r"/reeflab/api/catalog/refresh", RefreshHandler),
+                (r"/reeflab/api/catalog/published", PublishedHandler),
+                (rf"/reeflab/api/catalog/published/{MODULE_ID}", PublishedModuleHandler),
+                (r"/reeflab/api/checks", ChecksHandler),
+                (rf"/reeflab/api/checks/{CHECK_ID}", CheckHandler),
+                (rf"/reeflab/api/checks/{CHECK_ID}/log", CheckLogHandler),
+                (rf"/reeflab/api/checks/{CHECK_ID}/report.html", CheckPageHandler),
                 (r"/reeflab/api/deployments", DeploymentsHandler),
                 (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}", DeploymentHandler),
                 (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}/restart", RestartHandler),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .catalog.service import CatalogService
+from .checks.service import ModuleCheckService
 from .deployments.service import DeploymentService
 from .examples import ExamplesService
 from .identity import HubIdentity
@@ -35,8 +36,9 @@ class Services:
     examples: ExamplesService
     tracking: TrackingService
     publish: PublishService
+    checks: ModuleCheckService
 
     @property
     def runs(self) -> tuple[RunService, ...]:
         """The services of long-running things (the run-lifecycle core): watched while the server runs."""
-        return (self.deployments, self.jobs, self.pipelines)
+        return (self.deployments, self.jobs, self.pipelines, self.checks)

@@ -30,6 +30,7 @@ class ModuleEntry(BaseModel):
     problems: list[MetadataProblem] = Field(default_factory=list)
     entry_point: str | None = Field(None, description="deepaas.v2.model entry point name, if installed here")
     versions: list[str] = Field(default_factory=list, description="Registered versions, newest last")
+    owner: str | None = Field(None, description="Who registered it (a registered model)")
     trained: bool = Field(
         True,
         description="False when the module says it has no trained weights (a network built from a yaml): "
@@ -38,6 +39,8 @@ class ModuleEntry(BaseModel):
     retrain: dict[str, str] | None = Field(
         None, description="Parameters of notebooks/retrain.pipeline that train it, when it has no trained weights"
     )
+    # the check report a module of a remote index was published with (shown as its badge)
+    published_check: dict[str, Any] | None = Field(None, exclude=True)
     # environment a deployment of this entry gets (a registered model's weights); internal paths, never shown
     deploy_env: dict[str, str] = Field(default_factory=dict, exclude=True)
 

@@ -145,4 +145,6 @@ class RemoteIndex:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
             problem = MetadataProblem(field="id", message="each module of a remote index needs an 'id'")
             return ModuleEntry(id="invalid-entry", source="remote", valid=False, problems=[problem])
-        return entry_from_metadata(slug(item["id"]), "remote", item.get("metadata"))
+        entry = entry_from_metadata(slug(item["id"]), "remote", item.get("metadata"))
+        entry.published_check = item.get("check") if isinstance(item.get("check"), dict) else None
+        return entry

@@ -1,7 +1,17 @@
 """ReefLab from Python (notebooks, scripts): the same REST API the panel uses."""
 
-from . import catalog, deployments, serverless, storage, training
+from . import catalog, checks, deployments, serverless, storage, training
 from .connection import Connection, ReefLabClientError
 from .deployments import deploy
 
-__all__ = ["Connection", "ReefLabClientError", "catalog", "deploy", "deployments", "serverless", "storage", "training"]
+__all__ = [
+    "Connection",
+    "ReefLabClientError",
+    "catalog",
+    "checks",
+    "deploy",
+    "deployments",
+    "serverless",
+    "storage",
+    "training",
+]

@@ -67,6 +67,7 @@ class DeploymentService(RunService[Deployment]):
 
     catalog = Instance(CatalogService)
     storage = Any(None, help="The StorageService whose connections deployments mount; None: refused")
+    checks = Any(None, help="The ModuleCheckService whose reports gate others' registered versions; None: no gate")
 
     # -- queries -------------------------------------------------------------
 
@@ -97,6 +98,9 @@ class DeploymentService(RunService[Deployment]):
             else:
                 why = f"its metadata is invalid: {entry.problem_text()}"
             raise BadRequest(f"Module '{entry.id}' cannot be deployed: {why}.")
+        refusal = self.checks.refusal(entry, owner) if self.checks is not None else None
+        if refusal:
+            raise BadRequest(f"Module '{entry.id}' cannot be deployed: {refusal}.")
         form = self.catalog.deployment_form(entry.id, profiles, groups)
         # the profiles a user's groups allow are a hard limit; what the module recommends is not
         profile = profiles.choose(request.profile or form["default"], groups)

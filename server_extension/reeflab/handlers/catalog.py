@@ -23,7 +23,9 @@ class CatalogHandler(ReefLabHandler):
 
 
 class ModulesHandler(CatalogHandler):
-    """GET /reeflab/api/catalog/modules?q=&tasks=&libraries=&categories=&data-type=&tags=&sort=&page=&per_page="""
+    """GET /reeflab/api/catalog/modules?q=&tasks=&libraries=&categories=&data-type=&tags=&sort=&page=&per_page=
+
+    Each card carries its check badge ("check": passed, failed or unchecked)."""
 
     @web.authenticated
     @authorized
@@ -39,9 +41,9 @@ class ModulesHandler(CatalogHandler):
             page=self.int_argument("page", 1, 1),
             per_page=self.int_argument("per_page", 20, 1, MAX_PER_PAGE),
         )
-        self.write_json(
-            {**result.model_dump(mode="json", exclude={"items"}), "items": [entry.card() for entry in result.items]}
-        )
+        badges = await self.run_blocking(self.services.checks.badges, result.items, self.username)
+        items = [{**entry.card(), "check": badge} for entry, badge in zip(result.items, badges, strict=True)]
+        self.write_json({**result.model_dump(mode="json", exclude={"items"}), "items": items})
 
 
 class ModuleHandler(CatalogHandler):
@@ -51,7 +53,8 @@ class ModuleHandler(CatalogHandler):
     @authorized
     async def get(self, module_id: str) -> None:
         entry = self.catalog.get(module_id)
-        self.write_json({**entry.card(), **entry.model_dump(mode="json")})
+        badge = await self.run_blocking(self.services.checks.badge, entry, self.username)
+        self.write_json({**entry.card(), **entry.model_dump(mode="json"), "check": badge})
 
 
 class ModuleFormHandler(CatalogHandler):

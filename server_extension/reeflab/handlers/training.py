@@ -81,6 +81,10 @@ class ModelsHandler(TrainingBase):
     async def post(self) -> None:
         request = self.parse_body(RegisterRequest, "registration")
         model = await self.run_blocking(self.services.publish.register, self.username, request)
+        # checked before others may deploy it: the check runs on, as one of the user's checks
+        await self.services.checks.check_registered(
+            self.username, self.groups, model.name, self.services.profiles.catalog()
+        )
         self.write_json(model.public(), status=201)
 
 

@@ -125,6 +125,7 @@ class ModelRegistry:
                     problems=problems,
                     entry_point=model.entry_point,
                     versions=[v.version for v in model.versions],
+                    owner=model.owner,
                     deploy_env={WEIGHTS_ENV: str(self.weights(model))},
                 )
             )
