@@ -200,6 +200,7 @@ class LabServer:
             f"--PipelineService.root_dir={self.root / 'state' / 'pipelines'}",
             # and storage connections (the platform's own included): none leaks into another test's server
             f"--StorageService.root_dir={self.root / 'state' / 'storage'}",
+            f"--ModuleCheckService.root_dir={self.root / 'state' / 'checks'}",
             "--PipelineService.poll_interval=0.5",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
