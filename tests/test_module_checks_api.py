@@ -25,10 +25,19 @@ MODULE = "fish-classifier"
 
 @pytest.fixture
 def remote_index(tmp_path):
-    """A catalogue index listing a module that is not installed here."""
+    """A catalogue index listing modules that are not installed here, one published with a failed check."""
     index = tmp_path / "index.json"
     metadata = {"title": "Coral counter", "summary": "Counts corals", "description": "Counts corals."}
-    index.write_text(json.dumps({"modules": [{"id": "coral-counter", "metadata": metadata}]}))
+    survey = report("reef-survey", "/elsewhere/reef-survey", "3" * 64, failed="no tests found")
+    modules = [
+        {"id": "coral-counter", "metadata": metadata},
+        {
+            "id": "reef-survey",
+            "metadata": {**metadata, "title": "Reef survey"},
+            "check": survey.model_dump(mode="json"),
+        },
+    ]
+    index.write_text(json.dumps({"modules": modules}))
     return index.as_uri()
 
 
@@ -161,7 +170,7 @@ async def test_a_check_of_a_built_in_module_passes_shows_on_its_card_and_publish
     index = services.checks.published().path
     (remote,) = RemoteIndex(index.as_uri(), tmp_path / "another-cache").entries()
     assert (remote.id, remote.source) == (MODULE, "remote")
-    assert services.checks.badge(remote, "someone-else") == {**run["badge"], "report": "published"}
+    assert services.checks.badge(remote, "someone-else") == {**run["badge"], "report": f"{MODULE}@published"}
     with pytest.raises(Forbidden, match="published by another user"):
         services.checks.unpublish("someone-else", MODULE)
     await api(jp_fetch, "DELETE", "catalog", "published", MODULE)
@@ -204,9 +213,18 @@ async def test_shared_reports_give_the_badge_while_they_match_the_module(jp_fetc
     shown = await badge(jp_fetch, MODULE)
     assert shown["state"] == "failed" and shown["failed"] == ["tests"] and shown["report"] == f"{MODULE}@now"
 
-    # a module of a remote index is shown with the report published with it
+    page = (await jp_fetch("reeflab", "api", "checks", f"{MODULE}@now", "report.html")).body.decode()
+    assert "its tests pass" in page and "1 test failed: test_api" in page
+
+    # a module of a remote index is shown with the report the platform keeps, else the one published with it
     shared.save("coral-counter@1", report("coral-counter", "https://example.org/coral-counter", "1" * 64))
     assert (await badge(jp_fetch, "coral-counter"))["state"] == "passed"
+    shown = await badge(jp_fetch, "reef-survey")
+    assert shown["state"] == "failed" and shown["report"] == "reef-survey@published"
+    page = (await jp_fetch("reeflab", "api", "checks", "reef-survey@published", "report.html")).body.decode()
+    assert "no tests found" in page
+    code, message = await refused(jp_fetch, "GET", "checks", "coral-counter@published", "report.html")
+    assert code == 404 and "No check" in message
 
 
 def register_by_hand(registry_dir, name: str, owner: str, version: str = "1.0.0") -> None:
@@ -267,10 +285,9 @@ async def test_a_registered_version_is_checked_with_its_weights_and_its_report_k
     assert (run["report"]["module"], run["report"]["version"]) == ("reef-fish", "1.0.0")
     kept = services.checks.shared
     assert kept.get("reef-fish@1.0.0") == CheckReport.model_validate(run["report"])
-    assert (
-        kept.page("reef-fish@1.0.0").read_bytes()
-        == (await jp_fetch("reeflab", "api", "checks", run["id"], "report.html")).body
-    )
+    page = (await jp_fetch("reeflab", "api", "checks", run["id"], "report.html")).body
+    assert kept.page("reef-fish@1.0.0").read_bytes() == page
+    assert (await jp_fetch("reeflab", "api", "checks", "reef-fish@1.0.0", "report.html")).body == page
     shown = await badge(jp_fetch, "reef-fish")
     assert shown["state"] == run["badge"]["state"] and shown["report"] == run["id"]  # the owner's own check first
 

@@ -87,7 +87,8 @@ FEDERATED_ID = r"(?P<server_id>[\w\-]{1,64})"  # unknown ids get a 404 that says
 TOKEN_ID = r"(?P<token_id>[\w\-]{1,64})"
 RUN_ID = r"(?P<run_id>[A-Za-z0-9_\-]{1,64})"
 BATCH_ID = r"(?P<batch_id>[a-f0-9]{8})"
-CHECK_ID = r"(?P<check_id>[\w\-]{1,64})"  # unknown ids get a 404 that says how to list yours
+# a check's id, or a shared report's name ('<module>@<version>'); unknown ones get a 404 that says how to list yours
+CHECK_ID = r"(?P<check_id>[\w\-.@%+]{1,128})"  # "@" may come as %40
 MODEL_NAME = r"(?P<model_name>[a-z0-9][a-z0-9\-_.]*)"
 
 

@@ -24,9 +24,11 @@ from ..runs.service import RunService, now
 from .backends import PAGE_FILE, LocalCheckBackend
 from .models import CheckReport
 from .module import Module
+from .page import render
 from .published import PublishedIndex
 from .shared import SharedReports, report_name
 
+PUBLISHED = "published"  # the name of the report a module was published with: '<module>@published'
 UNCHECKED = {"state": "unchecked", "checked": None, "report": None, "failed": []}
 
 
@@ -57,7 +59,9 @@ class CheckRun(RunRecord):
 def published_report(entry: ModuleEntry) -> list[tuple[str, CheckReport]]:
     """The report a module of a remote index was published with, if it came with a readable one."""
     try:
-        return [("published", CheckReport.model_validate(entry.published_check))] if entry.published_check else []
+        if entry.published_check:
+            return [(report_name(entry.id, PUBLISHED), CheckReport.model_validate(entry.published_check))]
+        return []
     except ValidationError:
         return []
 
@@ -189,13 +193,29 @@ class ModuleCheckService(RunService[CheckRun]):
         reasons = "; ".join(f"{r.name} ({r.title}): {r.reason}" for r in failed)
         return f"version {version} failed the platform's checks, {reasons}"
 
-    def page(self, owner: str, record_id: str) -> Path:
-        """The readable report of a completed check."""
-        record = self.get(owner, record_id)
+    def page(self, owner: str, name: str) -> bytes:
+        """The readable report a badge names: one of the user's checks (once completed), a shared report, or the
+        report a module of a remote index was published with ('<module>@published')."""
+        try:
+            record = self.get(owner, name)
+        except NotFound:
+            report = self._named_report(name)
+            if report is None:
+                raise
+            stored = self.shared.page(name)
+            return stored.read_bytes() if stored.is_file() else render(report).encode()
         path = self.folder(record) / PAGE_FILE
         if record.report is None or not path.is_file():
-            raise Conflict(f"Check '{record_id}' is {record.state} and has no report; its log says why.")
-        return path
+            raise Conflict(f"Check '{name}' is {record.state} and has no report; its log says why.")
+        return path.read_bytes()
+
+    def _named_report(self, name: str) -> CheckReport | None:
+        module, _, key = name.rpartition("@")
+        if key != PUBLISHED:
+            return self.shared.get(name)
+        with contextlib.suppress(NotFound):
+            return next((report for _, report in published_report(self.catalog.get(module))), None)
+        return None
 
     # -- badges ------------------------------------------------------------------
 

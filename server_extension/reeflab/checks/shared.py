@@ -29,7 +29,7 @@ class SharedReports:
         self._by_module: dict[str, list[tuple[str, CheckReport]]] = {}
 
     def path(self, name: str) -> Path:
-        if "/" in name or name.startswith("."):
+        if "/" in name or name.startswith(".") or "@" not in name:
             raise ValueError(f"'{name}' is not a report name")
         return self.folder / f"{name}.json"
 
@@ -59,7 +59,7 @@ class SharedReports:
     def get(self, name: str) -> CheckReport | None:
         try:
             return CheckReport.model_validate_json(self.path(name).read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # none of that name (or not a report's name)
             return None
 
     def find(self, module: str) -> list[tuple[str, CheckReport]]:

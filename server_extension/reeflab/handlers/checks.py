@@ -38,15 +38,15 @@ class CheckLogHandler(ChecksBase, RunLogHandler):
 
 
 class CheckPageHandler(ChecksBase):
-    """GET: the report as a readable page (text/html)."""
+    """GET: the report as a readable page (text/html): of one of your checks, or of the report a badge names."""
 
     @web.authenticated
     @authorized_each_time
     async def get(self, check_id: str) -> None:
-        path = self.runs.page(self.username, check_id)
+        page = await self.run_blocking(self.runs.page, self.username, check_id)
         self.set_header("Content-Security-Policy", CHECK_PAGE_POLICY)
         # an API handler's answers are JSON unless it says otherwise
-        self.finish(await self.run_blocking(path.read_bytes), set_content_type="text/html; charset=utf-8")
+        self.finish(page, set_content_type="text/html; charset=utf-8")
 
 
 class PublishRequest(BaseModel):
