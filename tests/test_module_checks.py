@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 import shutil
+import site
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from reeflab.catalog.sources import installed_entries
 from reeflab.checks.models import CheckReport
 from reeflab.checks.module import find_module
-from reeflab.checks.runner import dockerfile_bases
+from reeflab.checks.runner import Session, dockerfile_bases, run_check
 from reeflab.cli import main
 from reeflab.modules.template import new_module
 
@@ -153,3 +156,39 @@ def test_a_bad_target_is_a_usage_error(tmp_path, capsys):
 def test_dockerfile_bases_leave_out_build_stages():
     text = "FROM --platform=linux/amd64 python:3.11 AS build\nRUN make\nFROM build AS test\nFROM debian:12-slim\n"
     assert dockerfile_bases(text) == ["python:3.11", "debian:12-slim"]
+
+
+@pytest.fixture
+def installed_template(tmp_path):
+    """The new module installed as its CI installs it (`pip install -e .`), uninstalled at the end."""
+    root = new_module("reef-census", tmp_path, "Reef census")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(root)]
+    subprocess.run(pip, check=True, capture_output=True, timeout=300)
+    site.addsitedir(site.getsitepackages()[0])  # its editable finder, as a new process would read it
+    try:
+        yield root
+    finally:
+        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", "reef-census"], capture_output=True)
+
+
+def test_an_installed_module_is_checked_in_its_folder_as_its_ci_does(installed_template, tmp_path, monkeypatch):
+    monkeypatch.chdir(installed_template)
+    assert find_module(".").import_path is None  # the installed module, not a copy put on the path
+    code, report = check(".", tmp_path)  # `reeflab module check .`, as .github/workflows/check.yml runs it
+    assert code == 0 and report.module == "reef-census", report.model_dump_json(indent=1)
+    assert "3 passed" in result(report, "tests").reason
+
+
+def test_a_check_that_crashes_or_runs_too_long_fails_and_says_so(template):
+    session = Session(find_module(str(template)), template)
+
+    def crashes(session):
+        raise RuntimeError("boom")
+
+    def hangs(session):
+        subprocess.run(["sleep", "5"], timeout=0.2)
+
+    crashed = run_check(session, "style", "code style", crashes)
+    assert (crashed.state, crashed.reason) == ("failed", "the check could not run: RuntimeError: boom")
+    timed_out = run_check(session, "tests", "its tests pass", hangs)
+    assert (timed_out.state, timed_out.reason) == ("failed", "it did not finish within 0 s") and timed_out.seconds < 2

@@ -204,6 +204,14 @@ def predict_inputs(spec: dict[str, Any], entry_point: str) -> dict[str, Any]:
     return {"files": files, "required": [n for n in required if n != "accept"], "produces": produces}
 
 
+def _parses(answer: httpx.Response) -> bool:
+    try:
+        answer.json()
+        return True
+    except ValueError:
+        return False
+
+
 # --- the checks ----------------------------------------------------------------------------------------------
 
 
@@ -255,8 +263,9 @@ def check_deepaas(session: Session) -> Outcome:
             if kind != accept:
                 session.predict_inputs = None
                 return failed(f"predict{on} was asked for {accept} (as it declares) and answered {kind}")
-            if accept == "application/json":
-                answer.json()  # a JSON answer must parse
+            if accept == "application/json" and not _parses(answer):
+                session.predict_inputs = None
+                return failed(f"predict{on} answered application/json that does not parse: {answer.text[:300]}")
         said.append(f"predict{on} answers {' and '.join(inputs['produces'])} as declared")
 
     output = session.scratch / "deepaas-cli.json"
