@@ -296,3 +296,9 @@ async def test_publishing_is_off_unless_the_operator_sets_an_index(jp_fetch, ser
     monkeypatch.setattr(services.checks, "publish_index", "")
     code, message = await refused(jp_fetch, "POST", "catalog", "published", body={"module": MODULE})
     assert code == 400 and "Publishing is off" in message
+
+
+async def test_a_model_cannot_be_registered_where_check_reports_are_kept(jp_fetch, services):
+    body = {"name": "checks", "version": "1.0.0", "weights": "fish.pt"}
+    code, message = await refused(jp_fetch, "POST", "training", "models", body=body)
+    assert code == 400 and "where the platform keeps check reports" in message

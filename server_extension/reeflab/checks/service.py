@@ -26,6 +26,7 @@ from .models import CheckReport
 from .module import Module
 from .page import render
 from .published import PublishedIndex
+from .shared import FOLDER as SHARED_FOLDER
 from .shared import SharedReports, report_name
 
 PUBLISHED = "published"  # the name of the report a module was published with: '<module>@published'
@@ -100,7 +101,7 @@ class ModuleCheckService(RunService[CheckRun]):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.shared = SharedReports(Path(self.catalog.registry_dir) / "checks")
+        self.shared = SharedReports(Path(self.catalog.registry_dir) / SHARED_FOLDER)
         # (module, folder checked) -> (the catalogue entry it was computed for, the folder's digest): computed
         # once per entry (the catalogue is rebuilt on refresh), never on every search
         self._digests: dict[tuple[str, str], tuple[ModuleEntry, str]] = {}

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .models import CheckReport
 
+FOLDER = "checks"  # under CatalogService.registry_dir, beside the registered models (a name they may not take)
+
 
 def report_name(module: str, key: str) -> str:
     """A shared report's name: the module and what it was checked as (a version, or its digest's start)."""

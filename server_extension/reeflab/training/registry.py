@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..catalog.models import ModuleEntry
+from ..checks.shared import FOLDER as CHECKS_FOLDER
 from ..errors import BadRequest, Conflict, NotFound
 from ..files import write_private
 from ..modules.metadata import METADATA_FILE, validate_metadata
@@ -52,6 +53,8 @@ class RegisterRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> RegisterRequest:
+        if self.name == CHECKS_FOLDER:
+            raise ValueError(f"name: '{self.name}' is where the platform keeps check reports; choose another name")
         if not _VERSION.match(self.version):
             raise ValueError("version: letters, digits, '.', '-', '+' (e.g. 1.0.0), at most 40 characters")
         if bool(self.run_id) == bool(self.weights):
