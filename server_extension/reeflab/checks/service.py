@@ -238,7 +238,9 @@ class ModuleCheckService(RunService[CheckRun]):
         return [self.badge(entry, owner) for entry in entries]
 
     def _reports(self, entry: ModuleEntry, owner: str) -> list[tuple[str, CheckReport]]:
-        own = [r for r in self.list(owner) if r.module == entry.id and r.report is not None]
+        # badges are made off the event loop, which may add a run meanwhile: a copy (made at once, in C) to go through
+        records = list(self._records.values())
+        own = [r for r in records if r.owner == owner and r.module == entry.id and r.report is not None]
         own.sort(key=lambda r: r.report.checked, reverse=True)
         return [(r.id, r.report) for r in own] + self.shared.find(entry.id) + published_report(entry)
 
