@@ -292,10 +292,16 @@ async def test_a_registered_version_is_checked_with_its_weights_and_its_report_k
     assert shown["state"] == run["badge"]["state"] and shown["report"] == run["id"]  # the owner's own check first
 
 
-async def test_publishing_is_off_unless_the_operator_sets_an_index(jp_fetch, services, monkeypatch):
+async def test_publishing_needs_an_index_every_user_can_write(jp_fetch, services, monkeypatch):
     monkeypatch.setattr(services.checks, "publish_index", "")
     code, message = await refused(jp_fetch, "POST", "catalog", "published", body={"module": MODULE})
     assert code == 400 and "Publishing is off" in message
+
+    folder = REPO / "server_extension" / "reeflab" / "modules" / MODULE.replace("-", "_")
+    services.checks.shared.save(f"{MODULE}@now", report(MODULE, str(folder), tree_digest(folder)))
+    monkeypatch.setattr(services.checks, "publish_index", "/proc/reeflab-published/index.json")
+    code, message = await refused(jp_fetch, "POST", "catalog", "published", body={"module": MODULE})
+    assert code == 500 and "must be writable by every user's account" in message
 
 
 async def test_a_model_cannot_be_registered_where_check_reports_are_kept(jp_fetch, services):

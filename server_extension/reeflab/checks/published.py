@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog.models import ModuleEntry
-from ..errors import Forbidden, NotFound
+from ..errors import Forbidden, NotFound, ReefLabError
 from .models import CheckReport
 
 
@@ -62,12 +62,26 @@ class PublishedIndex:
     @contextlib.contextmanager
     def _changing(self) -> Iterator[list[dict[str, Any]]]:
         """The index's modules to change in place, written back whole (a rename) once the block ends."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(f".{self.path.name}.lock"), "a") as lock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # read-only is enough to lock it: the lock file made by another user's server serves every user's
+            fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise self._unwritable(err) from None
+        with os.fdopen(fd) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             modules = self.modules()
             yield modules
-            self._write({"modules": modules})
+            try:
+                self._write({"modules": modules})
+            except OSError as err:
+                raise self._unwritable(err) from None
+
+    def _unwritable(self, err: OSError) -> ReefLabError:
+        return ReefLabError(
+            f"The shared catalogue index {self.path} cannot be written ({err.strerror}): its folder must be writable "
+            "by every user's account (group-writable, without the sticky bit); tell the platform's operator."
+        )
 
     def _write(self, document: dict[str, Any]) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
