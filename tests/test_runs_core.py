@@ -121,3 +121,34 @@ def test_a_new_kind_gets_the_whole_lifecycle_from_the_core(tmp_path):
         await again.stop_watching()
 
     asyncio.run(scenario())
+
+
+class GatedBackend(SleeperBackend):
+    """Its status waits for a gate: a check in flight while a request changes the same run."""
+
+    gate: asyncio.Event
+
+    async def status(self, record: Sleeper, folder: Path) -> str:
+        await self.gate.wait()
+        return "failed"
+
+
+def test_a_check_in_flight_never_overrides_a_later_change(tmp_path):
+    async def scenario() -> None:
+        service = SleeperService(root_dir=str(tmp_path), poll_interval=60, backend_class=GatedBackend)
+        service.backend.gate = asyncio.Event()
+        record = await service.submit("ana", 60)
+        await service.stop_watching()
+        looking = asyncio.create_task(service.fresh("ana", record.id))  # a GET, waiting on the backend
+        await asyncio.sleep(0.1)
+        deleting = asyncio.create_task(service.delete("ana", record.id))
+        watching = asyncio.create_task(service.check_all())  # the watcher's look, made before the delete
+        await asyncio.wait([deleting], timeout=2)  # unhindered, stopping the sleeper takes well under that
+        assert not deleting.done(), "the delete waits for the check in flight"
+        service.backend.gate.set()
+        assert (await looking).state == "failed"
+        await asyncio.gather(deleting, watching)
+        assert service.list("ana") == [] and not (tmp_path / record.id).exists(), "nothing brought it back"
+        await service.backend.stop(record, tmp_path)  # the sleeper this backend said had failed
+
+    asyncio.run(scenario())

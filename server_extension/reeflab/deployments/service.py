@@ -135,18 +135,20 @@ class DeploymentService(RunService[Deployment]):
 
     async def restart(self, owner: str, deployment_id: str, hardware: HardwareChoice | None = None) -> Deployment:
         """Start it again, as it was or with other hardware within its profile (e.g. its `suggestion`)."""
-        deployment = self.get(owner, deployment_id)
-        if deployment.kind == "try" and deployment.expires and deployment.expires <= now():
-            raise Conflict("This try has ended; create a new try or a deployment.")
-        if hardware is not None:
-            changed = hardware.over(deployment.hardware)
-            if deployment.limits is not None:
-                self._check_fits(changed, deployment.limits, deployment.profile)
-            needs = inference_needs(self.catalog.get(deployment.module))
-            deployment.hardware, deployment.warnings = changed, below_recommendation(changed.model_dump(), needs)
-        await self.backend.stop(deployment)
-        deployment.reason = deployment.ready_at = deployment.stopped_at = deployment.suggestion = None
-        await self._start(deployment)
+        async with self.lock(self.get(owner, deployment_id).id):  # a check of the run before ends first
+            deployment = self.get(owner, deployment_id)
+            if deployment.kind == "try" and deployment.expires and deployment.expires <= now():
+                raise Conflict("This try has ended; create a new try or a deployment.")
+            if hardware is not None:
+                changed = hardware.over(deployment.hardware)
+                if deployment.limits is not None:
+                    self._check_fits(changed, deployment.limits, deployment.profile)
+                needs = inference_needs(self.catalog.get(deployment.module))
+                deployment.hardware = changed
+                deployment.warnings = below_recommendation(changed.model_dump(), needs)
+            await self.backend.stop(deployment)
+            deployment.reason = deployment.ready_at = deployment.stopped_at = deployment.suggestion = None
+            await self._start(deployment)
         return deployment
 
     async def _start(self, deployment: Deployment) -> None:

@@ -61,6 +61,12 @@ class RunService(LoggingConfigurable, Generic[R]):
         self._records: dict[str, R] = {r.id: r for r in self.store.load_all()}
         self._watcher: asyncio.Task | None = None
         self._changed = asyncio.Event()  # a run to look at now (a new start), before the next poll
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, record_id: str) -> asyncio.Lock:
+        """Held while a run is checked or changed: the watcher and a request may look at one run at the same
+        time, and a check that began before a restart must not end the new run with the old one's verdict."""
+        return self._locks.setdefault(record_id, asyncio.Lock())
 
     # -- queries -------------------------------------------------------------
 
@@ -78,9 +84,10 @@ class RunService(LoggingConfigurable, Generic[R]):
 
     async def fresh(self, owner: str, record_id: str) -> R:
         """The run with its latest state from the backend."""
-        record = self.get(owner, record_id)
-        if record.active:
-            await self.check(record)
+        async with self.lock(self.get(owner, record_id).id):
+            record = self.get(owner, record_id)  # again: deleted while this waited, it is gone
+            if record.active:
+                await self.check(record)
         return record
 
     def folder(self, record: R) -> Path:
@@ -100,13 +107,14 @@ class RunService(LoggingConfigurable, Generic[R]):
 
     async def cancel(self, owner: str, record_id: str) -> R:
         """Stop a run before it ends by itself; it stays listed, cancelled."""
-        record = self.get(owner, record_id)
-        if not record.active:
-            noun = self.noun.capitalize()
-            raise Conflict(f"{noun} '{record_id}' is {record.state}; only a running {self.noun} can be cancelled.")
-        await self.backend.stop(record, self.folder(record))
-        await self._cancelled(record)
-        self._finish(record, "cancelled", "cancelled by you")
+        async with self.lock(self.get(owner, record_id).id):
+            record = self.get(owner, record_id)
+            if not record.active:
+                noun = self.noun.capitalize()
+                raise Conflict(f"{noun} '{record_id}' is {record.state}; only a running {self.noun} can be cancelled.")
+            await self.backend.stop(record, self.folder(record))
+            await self._cancelled(record)
+            self._finish(record, "cancelled", "cancelled by you")
         return record
 
     async def _cancelled(self, record: R) -> None:
@@ -114,10 +122,12 @@ class RunService(LoggingConfigurable, Generic[R]):
 
     async def delete(self, owner: str, record_id: str) -> None:
         """Forget a run, stopping it if it runs; what it wrote into the user's folder stays."""
-        record = self.get(owner, record_id)
-        if record.active or self.stop_ended_on_delete:
-            await self.backend.stop(record, self.folder(record))
-        del self._records[record.id]
+        async with self.lock(self.get(owner, record_id).id):
+            record = self.get(owner, record_id)
+            if record.active or self.stop_ended_on_delete:
+                await self.backend.stop(record, self.folder(record))
+            self._records.pop(record.id, None)
+        self._locks.pop(record.id, None)
         await asyncio.get_running_loop().run_in_executor(None, self.store.remove, record.id)
 
     async def stop_all(self, reason: str = "stopped by the platform") -> list[R]:
@@ -178,10 +188,15 @@ class RunService(LoggingConfigurable, Generic[R]):
 
     async def check_all(self) -> None:
         for record in self.active():
-            try:
-                await self.check(record)
-            except Exception:
-                self.log.exception("checking %s %s failed", self.noun, record.id)
+            if self._records.get(record.id) is not record:
+                continue  # deleted since the list was made
+            async with self.lock(record.id):
+                if self._records.get(record.id) is not record or not record.active:
+                    continue  # deleted or ended while this waited: a check now would bring it back
+                try:
+                    await self.check(record)
+                except Exception:
+                    self.log.exception("checking %s %s failed", self.noun, record.id)
 
     async def check(self, record: R) -> None:
         """Move one active run along from what its backend says (subclasses)."""
