@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
@@ -34,7 +36,10 @@ class CancelHandler(JobsBase, RunCancelHandler):
 
 
 class JobLogHandler(JobsBase, RunLogHandler):
-    pass
+    """?rank=N: that rank's own log (a distributed job)."""
+
+    def log_options(self) -> dict[str, Any]:
+        return {"rank": self.int_argument("rank", 0, 0) if self.get_argument("rank", "") else None}
 
 
 class OutputHandler(JobsBase):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator
 
 from ..runs.models import RunRecord, RunRequest, check_identifiers, relative_file
 from ..storage.bindings import check_names
@@ -25,6 +25,15 @@ class JobRequest(RunRequest):
     outputs: dict[str, str] = Field(
         default_factory=dict, description='Storage to write: {"NAME": "connection:path"}; the job gets env NAME'
     )
+    processes: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices("processes", "nproc"),
+        description="Run the notebook as a distributed training with torchrun: this many ranks on each node "
+        "(at most one per GPU of the profile, else one per CPU); each gets RANK, LOCAL_RANK, WORLD_SIZE",
+    )
+    nodes: int = Field(1, ge=1, le=64, description="Nodes of a distributed job (more than one: kubernetes mode)")
 
     @field_validator("inputs")
     @classmethod
@@ -78,9 +87,12 @@ class Job(RunRecord):
     cpu: float
     memory_MB: int
     gpu: int = 0
+    processes: int | None = Field(None, description="Ranks on each node of a distributed job; None: not one")
+    nodes: int = 1
     state: State = "starting"
     progress: Progress = Field(default_factory=Progress)
     error: JobError | None = None
+    failed_rank: int | None = Field(None, description="The rank whose failure failed a distributed job")
     finished_at: datetime | None = None
 
     def public(self) -> dict[str, Any]:

@@ -36,8 +36,8 @@ def now() -> str:
 class StatusFile:
     """status.json of the job: merged updates, written atomically."""
 
-    def __init__(self, folder: Path):
-        self.path = folder / STATUS_FILE
+    def __init__(self, folder: Path, name: str = STATUS_FILE):
+        self.path = folder / name
         self.data: dict[str, Any] = {"pid": os.getpid(), "state": "starting", "started_at": now()}
         self.write()
 
@@ -191,6 +191,55 @@ def stage_out(storage: dict, folder: Path) -> str | None:
     return None
 
 
+def execute(spec: dict[str, Any], status: StatusFile, output: str) -> bool:
+    """Run the notebook of `spec` with papermill into `output`, reporting each cell to `status`; False (and the
+    failing cell, or why, in `status`) if it failed. Whatever it started is stopped when it returns."""
+    import papermill
+    from papermill.engines import papermill_engines
+    from papermill.exceptions import PapermillExecutionError
+
+    papermill_engines.register(ENGINE, make_engine(status))
+    print(f"[reeflab] running {spec['input']} with kernel {spec['kernel']}", flush=True)
+    try:
+        papermill.execute_notebook(
+            spec["input"],
+            output,
+            parameters=spec.get("parameters") or {},
+            kernel_name=spec["kernel"],
+            engine_name=ENGINE,
+            cwd=spec.get("cwd"),
+            log_output=True,
+            progress_bar=False,
+            request_save_on_cell_execute=True,
+            kernel_manager_class=kernel_manager_class(),
+        )
+    except PapermillExecutionError as err:
+        import nbformat
+        from papermill.execute import ERROR_MARKER_TAG
+
+        executed = nbformat.read(output, as_version=4)
+        # papermill has since added its error banner and anchor cells: count without them
+        executed.cells = [c for c in executed.cells if ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]
+        injected = _injected_index(executed)
+        error = {
+            "cell_index": user_cell(err.cell_index, injected),
+            "execution_count": err.exec_count,
+            "ename": err.ename,
+            "evalue": err.evalue,
+            "source": (err.source or "")[:2000],
+        }
+        status.update(state="failed", error=error, reason=f"{err.ename}: {err.evalue}", finished_at=now())
+        print(f"[reeflab] job failed in cell {error['cell_index']}: {err.ename}: {err.evalue}", flush=True)
+        return False
+    except Exception as err:  # the kernel died, the notebook could not be read...
+        status.update(state="failed", reason=f"{type(err).__name__}: {err}", finished_at=now())
+        print(f"[reeflab] job failed: {type(err).__name__}: {err}", flush=True)
+        return False
+    finally:
+        kill_descendants()
+    return True
+
+
 def run(folder: Path) -> int:
     spec = json.loads((folder / "spec.json").read_text())
     status = StatusFile(folder)
@@ -206,54 +255,21 @@ def run(folder: Path) -> int:
     signal.signal(signal.SIGTERM, cancel)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
 
-    import papermill
-    from papermill.engines import papermill_engines
-    from papermill.exceptions import PapermillExecutionError
-
-    papermill_engines.register(ENGINE, make_engine(status))
     problem = stage_in(storage, folder)
     if problem:
         status.update(state="failed", reason=problem, finished_at=now())
         print(f"[reeflab] job failed: {problem}", flush=True)
         return 1
-    print(f"[reeflab] running {spec['input']} with kernel {spec['kernel']}", flush=True)
-    try:
-        papermill.execute_notebook(
-            spec["input"],
-            spec["output"],
-            parameters=spec.get("parameters") or {},
-            kernel_name=spec["kernel"],
-            engine_name=ENGINE,
-            cwd=spec.get("cwd"),
-            log_output=True,
-            progress_bar=False,
-            request_save_on_cell_execute=True,
-            kernel_manager_class=kernel_manager_class(),
-        )
-    except PapermillExecutionError as err:
-        import nbformat
-        from papermill.execute import ERROR_MARKER_TAG
+    if spec.get("distributed"):  # torchrun starts the ranks, each running the notebook (reeflab.jobs.rank)
+        from .distributed import launch
 
-        executed = nbformat.read(spec["output"], as_version=4)
-        # papermill has since added its error banner and anchor cells: count without them
-        executed.cells = [c for c in executed.cells if ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]
-        injected = _injected_index(executed)
-        error = {
-            "cell_index": user_cell(err.cell_index, injected),
-            "execution_count": err.exec_count,
-            "ename": err.ename,
-            "evalue": err.evalue,
-            "source": (err.source or "")[:2000],
-        }
-        status.update(state="failed", error=error, reason=f"{err.ename}: {err.evalue}", finished_at=now())
-        print(f"[reeflab] job failed in cell {error['cell_index']}: {err.ename}: {err.evalue}", flush=True)
+        failure = launch(folder, spec, status)
+        if failure:
+            status.update(state="failed", finished_at=now(), **failure)
+            print(f"[reeflab] job failed: {failure['reason']}", flush=True)
+            return 1
+    elif not execute(spec, status, spec["output"]):
         return 1
-    except Exception as err:  # the kernel died, the notebook could not be read...
-        status.update(state="failed", reason=f"{type(err).__name__}: {err}", finished_at=now())
-        print(f"[reeflab] job failed: {type(err).__name__}: {err}", flush=True)
-        return 1
-    finally:
-        kill_descendants()
     problem = stage_out(storage, folder)
     if problem:
         status.update(state="failed", reason=problem, finished_at=now())

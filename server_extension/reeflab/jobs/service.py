@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import secrets
 from datetime import datetime
@@ -14,11 +15,13 @@ from jupyter_client.kernelspec import KernelSpecManager
 from traitlets import Any, Int, Type, Unicode, default
 
 from ..errors import BadRequest, Forbidden
-from ..profiles import ProfileCatalog
-from ..runs.service import RunService, now
+from ..processes import tail_lines
+from ..profiles import HardwareProfile, ProfileCatalog
+from ..runs.service import RunService, check_tail, now
 from ..storage.bindings import Bindings, bind
 from .backends.base import JobBackend
 from .backends.local import LocalJobBackend
+from .distributed import RANK_LOG
 from .models import Job, JobError, JobRequest, Progress
 from .store import JOB_FILE
 
@@ -92,6 +95,7 @@ class JobService(RunService[Job]):
         notebook = self._notebook(request.notebook)
         kernel = self._kernel(request.kernel, notebook)
         profile = profiles.choose(request.profile, groups)
+        self._check_distributed(request, profile)
         running = self.active(owner)
         if len(running) >= self.max_running:
             raise Forbidden(f"You have {len(running)} jobs running, the most allowed; wait or cancel one.")
@@ -112,6 +116,8 @@ class JobService(RunService[Job]):
             cpu=profile.cpu,
             memory_MB=profile.memory_bytes // 10**6,
             gpu=profile.gpu_count,
+            processes=request.processes,
+            nodes=request.nodes,
             backend=self.backend.name,
             created=now(),
         )
@@ -127,9 +133,49 @@ class JobService(RunService[Job]):
         }
         if request.inputs or request.outputs:
             spec["storage"] = bindings.spec()
+        if request.processes is not None:
+            backend = "nccl" if profile.gpu_count else "gloo"
+            spec["distributed"] = {"processes": request.processes, "nodes": request.nodes, "id": job_id}
+            spec["distributed"]["backend"] = backend
         self._save(job)
         await self._launch(job, self.backend.start(job, self.folder(job), spec, profile, secrets=bindings.secrets))
         return job
+
+    def _check_distributed(self, request: JobRequest, profile: HardwareProfile) -> None:
+        """A distributed job fits its profile: one rank per GPU where it has GPUs, else one per CPU; several
+        nodes only where the backend has them."""
+        if request.processes is None:
+            if request.nodes > 1:
+                raise BadRequest("A job on several nodes is a distributed one: give 'processes' (ranks per node) too.")
+            return
+        if profile.gpu_count:
+            most, per = profile.gpu_count, f"one per GPU: profile '{profile.slug}' has {profile.gpu_count}"
+        else:
+            most = max(1, math.floor(profile.cpu))
+            per = f"one per CPU: profile '{profile.slug}' has {profile.cpu:g} and no GPU"
+        if request.processes > most:
+            raise BadRequest(
+                f"{request.processes} processes do not fit: at most {most} ({per}). "
+                "Ask for fewer processes or choose a larger profile."
+            )
+        if request.nodes > self.backend.max_nodes:
+            raise BadRequest(
+                f"Jobs here run on one machine ({self.backend.name} mode): 'nodes' must be 1, not {request.nodes}. "
+                "Several nodes need kubernetes mode."
+            )
+
+    async def logs(self, owner: str, job_id: str, tail: int = 200, rank: int | None = None) -> list[str]:
+        """The job's log, or with `rank` that rank's own log (rank-<N>.log) of a distributed job."""
+        if rank is None:
+            return await super().logs(owner, job_id, tail)
+        check_tail(tail)
+        job = self.get(owner, job_id)
+        if job.processes is None:
+            raise BadRequest(f"Job '{job_id}' is not a distributed one: it has no ranks; leave out 'rank'.")
+        world = job.processes * job.nodes
+        if not 0 <= rank < world:
+            raise BadRequest(f"Job '{job_id}' has ranks 0 to {world - 1}; 'rank' {rank} is none of them.")
+        return tail_lines(self.folder(job) / RANK_LOG.format(rank=rank), tail)
 
     async def _bindings(self, owner: str, request: JobRequest, scratch: Path) -> Bindings:
         """The job's storage: locations and only the named connections' credentials (the owner's own)."""
@@ -153,6 +199,7 @@ class JobService(RunService[Job]):
         if state in ("completed", "failed", "cancelled"):
             if status.get("error"):
                 job.error = JobError(**status["error"])
+            job.failed_rank = status.get("rank")
             with contextlib.suppress(KeyError, ValueError):
                 job.finished_at = datetime.fromisoformat(status["finished_at"])
             self._finish(job, state, status.get("reason"))

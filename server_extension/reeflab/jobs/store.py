@@ -12,9 +12,9 @@ STATUS_FILE = "status.json"
 LOG_FILE = "job.log"
 
 
-def read_status(folder: Path) -> dict[str, Any]:
-    """The runner's latest status.json, or {} before it wrote one."""
+def read_status(folder: Path, name: str = STATUS_FILE) -> dict[str, Any]:
+    """The runner's latest status.json (or a rank's `name`), or {} before it wrote one."""
     try:
-        return json.loads((folder / STATUS_FILE).read_text())
+        return json.loads((folder / name).read_text())
     except (FileNotFoundError, ValueError):
         return {}

@@ -14,6 +14,8 @@ from ..models import Job
 class JobBackend(RunBackend):
     """Starts, watches, stops notebook jobs (and pipeline runs). Subclasses: local, kubernetes."""
 
+    max_nodes = 1  # nodes one distributed job may span
+
     @abstractmethod
     async def start(
         self, job: Job, folder: Path, spec: dict[str, Any], profile: HardwareProfile, secrets: dict | None = None

@@ -27,7 +27,12 @@ FINAL = ("completed", "failed", "cancelled")
 def job_env(job: Job, base: dict[str, str]) -> dict[str, str]:
     """The runner's (and so the kernel's) environment: thread counts and GPUs of the job's hardware."""
     threads = str(max(1, math.ceil(job.cpu)))
-    env = {**base, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "YOLO_OFFLINE": "1"}
+    if job.processes:  # the profile's CPUs shared among the ranks (torchrun's own default would be 1 each)
+        threads = str(max(1, math.floor(job.cpu / job.processes)))
+        env_backend = {"REEFLAB_DDP_BACKEND": "nccl" if job.gpu else "gloo"}
+    else:
+        env_backend = {}
+    env = {**base, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "YOLO_OFFLINE": "1", **env_backend}
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(job.gpu))
     env["REEFLAB_JOB_ID"] = job.id
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -89,7 +94,8 @@ class LocalJobBackend(JobBackend):
 
     async def stop(self, job: Job, folder: Path) -> None:
         process = running(job.runtime)
-        kernels = [pid for pid in read_status(folder).get("kernel_pids", [])]
+        status = read_status(folder)  # kernels, and a distributed job's ranks and their kernels
+        kernels = [*status.get("kernel_pids", []), *status.get("pids", [])]
         if process is not None:  # the runner stops its kernel and records the cancel
             await stop_group(process, self.cancel_grace)
         for pid in kernels:  # kernels run in sessions of their own: make sure none is left

@@ -1,0 +1,132 @@
+"""Distributed notebook jobs: torchrun (PyTorch's elastic launcher) starts the ranks, each running the notebook.
+
+The job's runner calls torchrun's own entry point (`torch.distributed.run`, what the `torchrun` command runs) with
+`-m reeflab.jobs.rank <job folder>` as the training program, so every rank gets RANK, LOCAL_RANK, WORLD_SIZE,
+MASTER_ADDR and MASTER_PORT in its (and its kernel's) environment. On one machine the rendezvous is torchrun's
+`--standalone` one (c10d on a free port of 127.0.0.1); across nodes (kubernetes) a c10d rendezvous on the first
+node's address. Each rank writes `rank-<N>.log` and `rank-<N>.json` (its own status) in the job folder; rank 0's
+cell progress is the job's, and the first rank to fail fails the job with its error. torchrun stops the other
+ranks when one fails, and on cancel (SIGTERM to the runner) it stops them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .store import read_status
+
+RANK_LOG = "rank-{rank}.log"
+RANK_STATUS = "rank-{rank}.json"
+RANK_OUTPUT = "rank-{rank}.ipynb"  # the executed notebook of every rank but 0 (rank 0's is the job's output)
+
+
+def rank_status(folder: Path, rank: int) -> dict[str, Any]:
+    return read_status(folder, RANK_STATUS.format(rank=rank))
+
+
+def torchrun_args(spec: dict[str, Any], folder: Path) -> list[str]:
+    """torchrun's command line for this job: its processes per node, its nodes and rendezvous, no restarts."""
+    dist = spec["distributed"]
+    args = ["--nproc-per-node", str(dist["processes"]), "--max-restarts", "0"]
+    if dist.get("nodes", 1) > 1:
+        args += ["--nnodes", str(dist["nodes"]), "--node-rank", str(dist["node_rank"])]
+        args += ["--rdzv-backend", "c10d", "--rdzv-endpoint", dist["rendezvous"], "--rdzv-id", dist["id"]]
+    else:
+        args.append("--standalone")
+    return [*args, "-m", "reeflab.jobs.rank", str(folder)]
+
+
+class Watch:
+    """While the ranks run: rank 0's progress into the job's status, and every process they start remembered
+    (a rank killed outright leaves its kernel behind, no longer a child of anyone here)."""
+
+    def __init__(self, folder: Path, status, interval: float = 0.5):
+        self.folder, self.status, self.interval = folder, status, interval
+        self.seen: dict[int, float] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Watch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(5)
+        self.look()
+        self.kill_leftovers()
+
+    def _run(self) -> None:
+        while not self.done.wait(self.interval):
+            self.look()
+
+    def look(self) -> None:
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process().children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    self.seen.setdefault(proc.pid, proc.create_time())
+        first = rank_status(self.folder, 0)
+        fields: dict[str, Any] = {"pids": sorted(self.seen)}
+        if first.get("progress"):
+            fields.update(state="running", progress=first["progress"])
+        self.status.update(**fields)
+
+    def kill_leftovers(self) -> None:
+        for pid, started in self.seen.items():
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                if abs(proc.create_time() - started) < 1:
+                    proc.kill()
+
+
+def failure_of(folder: Path, world_size: int, failures: dict[int, Any]) -> dict[str, Any]:
+    """Why the job failed: the first rank that failed by itself (its failing cell), else the first that torchrun
+    saw die (killed by a signal, or exited without a word)."""
+    statuses = {rank: rank_status(folder, rank) for rank in range(world_size)}
+    failed = [(s.get("finished_at", ""), rank) for rank, s in statuses.items() if s.get("state") == "failed"]
+    if failed:
+        _, rank = min(failed)
+        found = statuses[rank]
+        failure = {"reason": f"rank {rank} failed: {found.get('reason', 'no reason given')}", "rank": rank}
+        if found.get("error"):
+            failure["error"] = found["error"]
+        return failure
+    if failures:
+        rank = min(failures, key=lambda r: failures[r].timestamp)
+        code = failures[rank].exitcode
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        return {"reason": f"rank {rank} {how} (its log: rank-{rank}.log)", "rank": rank}
+    return {"reason": "torchrun failed before the ranks started (see the job log)"}
+
+
+def launch(folder: Path, spec: dict[str, Any], status) -> dict[str, Any] | None:
+    """Run the ranks with torchrun until they end; None if all completed, else why the job failed."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    dist = spec["distributed"]
+    world_size = dist["processes"] * dist.get("nodes", 1)
+    args = torchrun_args(spec, folder)
+    print(f"[reeflab] torchrun {' '.join(args)}", flush=True)
+    status.update(world_size=world_size)
+    with Watch(folder, status):
+        try:
+            run(parse_args(args))
+        except SignalException as err:  # torchrun took over SIGTERM: it has stopped the ranks
+            from .runner import now
+
+            status.update(state="cancelled", finished_at=now(), reason="cancelled")
+            print(f"[reeflab] job cancelled ({err.sigval.name}); every rank stopped", flush=True)
+            raise SystemExit(128 + signal.SIGTERM) from None
+        except ChildFailedError as err:
+            return failure_of(folder, world_size, err.failures)
+        except Exception as err:  # the rendezvous could not be made...
+            return {"reason": f"torchrun failed: {type(err).__name__}: {err}"}
+    return None
