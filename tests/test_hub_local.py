@@ -87,6 +87,20 @@ def test_user_server_serves_reeflab_api_only_to_its_owner(hub):
     assert [p["slug"] for p in profiles["profiles"]] == ["cpu-small"]
 
 
+def test_user_servers_reach_the_platforms_catalogue_as_their_user(hub):
+    """Publishing goes through the catalogue service, which knows each caller by their hub token."""
+    alice_url = hub.url.rstrip("/") + hub.api("GET", "users/alice").json()["servers"][""]["url"]  # started above
+    alice_token = hub.user_token("alice")
+    published = requests.get(
+        alice_url + "reeflab/api/catalog/published", headers={"Authorization": f"token {alice_token}"}, timeout=30
+    )
+    assert published.status_code == 200 and published.json() == {"modules": []}, published.text
+    catalogue = f"http://127.0.0.1:{hub.env['REEFLAB_CATALOGUE_PORT']}/index.json"
+    assert requests.get(catalogue, headers={"Authorization": f"token {alice_token}"}, timeout=30).ok
+    assert requests.get(catalogue, timeout=30).status_code == 401
+    assert requests.get(catalogue, headers={"Authorization": "token not-a-hub-token"}, timeout=30).status_code == 401
+
+
 def test_each_user_gets_own_private_home_and_jupyterlab(hub):
     hub.spawn("bob")
     token = hub.user_token("bob")

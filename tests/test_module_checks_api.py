@@ -9,15 +9,19 @@ import json
 import shutil
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 import yaml
 from reeflab.catalog.sources import RemoteIndex
+from reeflab.checks.catalogue import CatalogueClient
 from reeflab.checks.models import CheckReport, CheckResult
 from reeflab.checks.service import tree_digest
+from reeflab.checks.shared import SharedReports
 from reeflab.client import checks
-from reeflab.errors import Forbidden
+from reeflab.errors import BadRequest, Forbidden
 from reeflab.hub.config import REPO
 from reeflab.modules.fish_detector import model as fish_model
+from reeflab.testing.catalogue import CatalogueProcess
 from tornado.httpclient import HTTPClientError
 
 MODULE = "fish-classifier"
@@ -41,15 +45,23 @@ def remote_index(tmp_path):
     return index.as_uri()
 
 
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    """The platform's catalogue service, with tokens for ana (whose server the tests drive) and bob."""
+    with CatalogueProcess(tmp_path_factory.mktemp("catalogue"), ["ana", "bob"]) as service:
+        yield service
+
+
 @pytest.fixture
-def jp_server_config(jp_server_config, tmp_path, remote_index):
+def jp_server_config(jp_server_config, tmp_path, remote_index, catalogue):
     return {
         **jp_server_config,
         "ReefLabApp": {"profiles_file": str(REPO / "hub_config" / "profiles.yaml")},
         "ModuleCheckService": {
             "root_dir": str(tmp_path / "checks"),
             "poll_interval": 0.3,
-            "publish_index": str(tmp_path / "published" / "index.json"),
+            "catalogue_url": catalogue.url,
+            "catalogue_token": catalogue.tokens["ana"],
         },
         "DeploymentService": {"root_dir": str(tmp_path / "deployments")},
         "CatalogService": {
@@ -123,7 +135,7 @@ def report(module: str, source: str, digest: str, failed: str | None = None, ver
 
 
 async def test_a_check_of_a_built_in_module_passes_shows_on_its_card_and_publishes(
-    jp_fetch, services, connection, tmp_path
+    jp_fetch, services, connection, catalogue, tmp_path
 ):
     assert (await badge(jp_fetch, MODULE)) == {"state": "unchecked", "checked": None, "report": None, "failed": []}
 
@@ -163,21 +175,39 @@ async def test_a_check_of_a_built_in_module_passes_shows_on_its_card_and_publish
     code, _ = await refused(jp_fetch, "GET", "checks", run["id"], headers={"Authorization": ""})
     assert code in (401, 403)
 
-    # published with its report: another user's marketplace reads the index and shows the badge
+    # published with its report to the platform's catalogue, as ana (the service knows her by her token)
     item = await api(jp_fetch, "POST", "catalog", "published", body={"module": MODULE})
     assert item["id"] == MODULE and item["check"] == checked and item["metadata"]["title"]
+    assert item["publisher"] == "ana"
     assert [m["id"] for m in (await api(jp_fetch, "GET", "catalog", "published"))["modules"]] == [MODULE]
-    index = services.checks.published().path
-    (remote,) = RemoteIndex(index.as_uri(), tmp_path / "another-cache").entries()
+    # bob's marketplace reads the index with his own token and shows the badge
+    bob = CatalogueClient(catalogue.url, catalogue.tokens["bob"])
+    (remote,) = RemoteIndex(bob.index_url, tmp_path / "bobs-cache", headers=bob.headers).entries()
     assert (remote.id, remote.source) == (MODULE, "remote")
-    assert services.checks.badge(remote, "someone-else") == {**run["badge"], "report": f"{MODULE}@published"}
+    assert services.checks.badge(remote, "bob") == {**run["badge"], "report": f"{MODULE}@published"}
+    # he can neither take it out nor publish over it; nobody without a token reads the index
     with pytest.raises(Forbidden, match="published by another user"):
-        services.checks.unpublish("someone-else", MODULE)
+        await asyncio.to_thread(bob.unpublish, MODULE)
+    report_of_his = CheckReport.model_validate(checked)
+    with pytest.raises(Forbidden, match="published by another user"):
+        await asyncio.to_thread(bob.publish, MODULE, item["metadata"], report_of_his)
+    assert httpx.get(bob.index_url).status_code == 401
+    assert httpx.get(bob.index_url, headers={"Authorization": "token forged"}).status_code == 401
+    # the service takes only a passing report of the module published, and valid metadata
+    with pytest.raises(BadRequest, match="a report of its own check that passed"):
+        await asyncio.to_thread(bob.publish, "bobs-module", item["metadata"], report_of_his)
+    failing = report("bobs-module", "/home/bob/bobs-module", "4" * 64, failed="2 tests failed")
+    with pytest.raises(BadRequest, match="a report of its own check that passed"):
+        await asyncio.to_thread(bob.publish, "bobs-module", item["metadata"], failing)
+    passing = report("bobs-module", "/home/bob/bobs-module", "4" * 64)
+    with pytest.raises(BadRequest, match="metadata of 'bobs-module' is not valid"):
+        await asyncio.to_thread(bob.publish, "bobs-module", {"title": "no version"}, passing)
+
     await api(jp_fetch, "DELETE", "catalog", "published", MODULE)
     assert (await api(jp_fetch, "GET", "catalog", "published"))["modules"] == []
-    assert RemoteIndex(index.as_uri(), tmp_path / "another-cache").entries(refresh=True) == []
+    assert RemoteIndex(bob.index_url, tmp_path / "bobs-cache", headers=bob.headers).entries(refresh=True) == []
     code, message = await refused(jp_fetch, "DELETE", "catalog", "published", MODULE)
-    assert code == 404 and "is not published" in message
+    assert code == 404 and "'fish-classifier' is not published" in message
 
     await api(jp_fetch, "DELETE", "checks", run["id"])
     assert (await badge(jp_fetch, MODULE))["state"] == "unchecked"
@@ -292,19 +322,61 @@ async def test_a_registered_version_is_checked_with_its_weights_and_its_report_k
     assert shown["state"] == run["badge"]["state"] and shown["report"] == run["id"]  # the owner's own check first
 
 
-async def test_publishing_needs_an_index_every_user_can_write(jp_fetch, services, monkeypatch):
-    monkeypatch.setattr(services.checks, "publish_index", "")
+async def test_publishing_needs_the_catalogue_service(jp_fetch, services, monkeypatch):
+    monkeypatch.setattr(services.checks, "catalogue", None)
     code, message = await refused(jp_fetch, "POST", "catalog", "published", body={"module": MODULE})
-    assert code == 400 and "Publishing is off" in message
+    assert code == 400 and "Publishing is off on this server" in message
 
     folder = REPO / "server_extension" / "reeflab" / "modules" / MODULE.replace("-", "_")
     services.checks.shared.save(f"{MODULE}@now", report(MODULE, str(folder), tree_digest(folder)))
-    monkeypatch.setattr(services.checks, "publish_index", "/proc/reeflab-published/index.json")
+    monkeypatch.setattr(services.checks, "catalogue", CatalogueClient("http://127.0.0.1:9/", "token", timeout=2))
     code, message = await refused(jp_fetch, "POST", "catalog", "published", body={"module": MODULE})
-    assert code == 500 and "must be writable by every user's account" in message
+    assert code == 500 and "catalogue service does not answer" in message
+
+
+async def test_installed_modules_show_the_platforms_report(jp_fetch, services, catalogue):
+    """The catalogue service checks the installed modules itself (tests/test_catalogue_service.py); every user's
+    marketplace shows its report as their badge until they check the module themselves."""
+    folder = REPO / "server_extension" / "reeflab" / "modules" / "fish_detector"
+    kept = SharedReports(catalogue.state / "service" / "reports")  # where the service keeps them
+    checked = report("fish-detector", str(folder), tree_digest(folder))
+    kept.save("fish-detector@platform", checked, b"<p>by the platform")
+    services.checks.catalogue.max_age = 0
+    shown = await badge(jp_fetch, "fish-detector")
+    assert shown["state"] == "passed" and shown["report"] == "fish-detector@platform"
+    page = await jp_fetch("reeflab", "api", "checks", "fish-detector@platform", "report.html")
+    assert page.body == b"<p>by the platform"
+    # once the module changed (another digest), the report no longer speaks for it
+    kept.save("fish-detector@platform", report("fish-detector", str(folder), "5" * 64))
+    assert (await badge(jp_fetch, "fish-detector"))["state"] == "unchecked"
+    code, message = await refused(jp_fetch, "GET", "checks", "fish-classifier@platform", "report.html")
+    assert code == 404
 
 
 async def test_a_model_cannot_be_registered_where_check_reports_are_kept(jp_fetch, services):
     body = {"name": "checks", "version": "1.0.0", "weights": "fish.pt"}
     code, message = await refused(jp_fetch, "POST", "training", "models", body=body)
     assert code == 400 and "where the platform keeps check reports" in message
+
+
+async def test_one_command_checks_a_module_on_the_platform_and_publishes_it(
+    services, connection, catalogue, monkeypatch, capsys
+):
+    from reeflab import cli
+    from reeflab.client import connection as client_connection
+
+    monkeypatch.setattr(client_connection, "_default", connection)
+    module = "image-classifier"  # never checked by this user: the command checks it first
+    code = await asyncio.to_thread(cli.main, ["module", "publish", module])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert f"Published {module} to the platform's catalogue" in out.out
+    (run,) = [c for c in await asyncio.to_thread(checks.list_checks, connection) if c.info["module"] == module]
+    assert run.passed
+    bob = CatalogueClient(catalogue.url, catalogue.tokens["bob"])
+    assert [(m["id"], m["publisher"]) for m in bob.published()] == [(module, "ana")]
+
+    assert await asyncio.to_thread(cli.main, ["module", "unpublish", module]) == 0
+    assert bob.published() == []
+    assert await asyncio.to_thread(cli.main, ["module", "unpublish", module]) == 2
+    assert f"'{module}' is not published" in capsys.readouterr().err

@@ -107,6 +107,24 @@ def module_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def module_publish(args: argparse.Namespace) -> int:
+    """`reeflab module publish|unpublish <id>`, through your server (as the Python client finds it)."""
+    from .client import checks
+    from .client.connection import ReefLabClientError
+
+    try:
+        if args.action == "unpublish":
+            checks.unpublish(args.module)
+            print(f"{args.module} is no longer in the platform's catalogue")
+            return 0
+        item = checks.check_and_publish(args.module)
+    except ReefLabClientError as err:
+        print(f"reeflab: {err.message}", file=sys.stderr)
+        return 1 if isinstance(err, checks.CheckFailed) else 2
+    print(f"Published {item['id']} to the platform's catalogue (checked {item['check']['checked']}, passed)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reeflab", description="ReefLab AI platform")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     check = module.add_parser("check", help="run the checks the platform runs before listing a module")
     add_check_arguments(check)
     check.set_defaults(func=check_module)
+    publish = module.add_parser("publish", help="check a marketplace module on the platform and share it")
+    publish.add_argument("module", help="id of a module installed in your server, e.g. reef-counter")
+    publish.set_defaults(func=module_publish)
+    unpublish = module.add_parser("unpublish", help="take a module you published out of the platform's catalogue")
+    unpublish.add_argument("module")
+    unpublish.set_defaults(func=module_publish)
     from .jobs.cli import add_commands as add_job_commands
 
     add_job_commands(commands)

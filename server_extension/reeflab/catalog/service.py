@@ -49,6 +49,10 @@ class CatalogService(LoggingConfigurable):
         # more entries, from whoever makes modules (training registers the user's retrained models)
         self.sources: list[Callable[[], list[ModuleEntry]]] = []
 
+    def add_remote(self, url: str, headers: dict[str, str]) -> None:
+        """One more remote index, asked with these headers (the platform's catalogue service, with a token)."""
+        self._remotes.append(RemoteIndex(url, Path(self.cache_dir), headers=headers))
+
     registry_dir = Unicode(config=True, help="Where the user's registered (retrained) models are kept")
 
     @default("registry_dir")

@@ -110,8 +110,9 @@ class RemoteIndex:
     list itself). It is fetched on the first use and on an explicit refresh only.
     """
 
-    def __init__(self, url: str, cache_dir: Path, timeout: float = 20):
+    def __init__(self, url: str, cache_dir: Path, timeout: float = 20, headers: dict[str, str] | None = None):
         self.url = url
+        self.headers = dict(headers or {})
         self.timeout = timeout
         self.cache = Path(cache_dir) / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}.json"
         self.error: str | None = None
@@ -126,7 +127,8 @@ class RemoteIndex:
 
     def _fetch(self) -> None:
         try:
-            with urllib.request.urlopen(self.url, timeout=self.timeout) as response:  # noqa: S310 (configured URL)
+            request = urllib.request.Request(self.url, headers=self.headers)  # noqa: S310 (a configured URL)
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 document = yaml.safe_load(response.read())
             modules = document.get("modules") if isinstance(document, dict) else document
             if not isinstance(modules, list):

@@ -22,12 +22,12 @@ from ..runs.backend import RunBackend
 from ..runs.models import RunRecord, RunRequest
 from ..runs.service import RunService, now
 from .backends import PAGE_FILE, LocalCheckBackend
+from .catalogue import CatalogueClient
 from .models import CheckReport
 from .module import Module
 from .page import render
-from .published import PublishedIndex
 from .shared import FOLDER as SHARED_FOLDER
-from .shared import SharedReports, report_name
+from .shared import PLATFORM, SharedReports, report_name
 
 PUBLISHED = "published"  # the name of the report a module was published with: '<module>@published'
 UNCHECKED = {"state": "unchecked", "checked": None, "report": None, "failed": []}
@@ -86,15 +86,23 @@ class ModuleCheckService(RunService[CheckRun]):
         help="Where checks run: reeflab.checks.backends.LocalCheckBackend (a process in the user's server)",
     )
     max_running = Int(2, config=True, help="Checks a user may run at once")
-    publish_index = Unicode(
+    catalogue_url = Unicode(
         config=True,
-        help="The catalogue index (a JSON file) users publish checked modules to; other servers read it as a remote "
-        "index (its file:// URL in CatalogService.remote_indexes). Default: $REEFLAB_PUBLISH_INDEX; empty: off",
+        help="The platform's catalogue service (reeflab.publishing): the index users publish checked modules to, "
+        "read by every marketplace, and the platform's reports of installed modules. Default: "
+        "$REEFLAB_CATALOGUE_URL (the hub sets it); empty: no publishing, badges from the user's own checks only",
+    )
+    catalogue_token = Unicode(
+        config=True, help="Token for it: default $REEFLAB_CATALOGUE_TOKEN, else the server's hub token"
     )
 
-    @default("publish_index")
-    def _default_publish_index(self) -> str:
-        return os.environ.get("REEFLAB_PUBLISH_INDEX", "")
+    @default("catalogue_url")
+    def _default_catalogue_url(self) -> str:
+        return os.environ.get("REEFLAB_CATALOGUE_URL", "")
+
+    @default("catalogue_token")
+    def _default_catalogue_token(self) -> str:
+        return os.environ.get("REEFLAB_CATALOGUE_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN", "")
 
     check_registrations = Bool(True, config=True, help="Check each newly registered version of a model")
     catalog = Instance(CatalogService)
@@ -102,6 +110,10 @@ class ModuleCheckService(RunService[CheckRun]):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.shared = SharedReports(Path(self.catalog.registry_dir) / SHARED_FOLDER)
+        self.catalogue: CatalogueClient | None = None
+        if self.catalogue_url:
+            self.catalogue = CatalogueClient(self.catalogue_url, self.catalogue_token)
+            self.catalog.add_remote(self.catalogue.index_url, self.catalogue.headers)
         # (module, folder checked) -> (the catalogue entry it was computed for, the folder's digest): computed
         # once per entry (the catalogue is rebuilt on refresh), never on every search
         self._digests: dict[tuple[str, str], tuple[ModuleEntry, str]] = {}
@@ -203,6 +215,8 @@ class ModuleCheckService(RunService[CheckRun]):
             report = self._named_report(name)
             if report is None:
                 raise
+            if name.endswith(f"@{PLATFORM}"):
+                return self.catalogue.page(name)
             stored = self.shared.page(name)
             return stored.read_bytes() if stored.is_file() else render(report).encode()
         path = self.folder(record) / PAGE_FILE
@@ -212,11 +226,16 @@ class ModuleCheckService(RunService[CheckRun]):
 
     def _named_report(self, name: str) -> CheckReport | None:
         module, _, key = name.rpartition("@")
+        if key == PLATFORM:
+            return next((r for n, r in self._platform_reports(module) if n == name), None)
         if key != PUBLISHED:
             return self.shared.get(name)
         with contextlib.suppress(NotFound):
             return next((report for _, report in published_report(self.catalog.get(module))), None)
         return None
+
+    def _platform_reports(self, module: str) -> list[tuple[str, CheckReport]]:
+        return self.catalogue.reports(module) if self.catalogue is not None else []
 
     # -- badges ------------------------------------------------------------------
 
@@ -242,7 +261,8 @@ class ModuleCheckService(RunService[CheckRun]):
         records = list(self._records.values())
         own = [r for r in records if r.owner == owner and r.module == entry.id and r.report is not None]
         own.sort(key=lambda r: r.report.checked, reverse=True)
-        return [(r.id, r.report) for r in own] + self.shared.find(entry.id) + published_report(entry)
+        shared = self.shared.find(entry.id) + self._platform_reports(entry.id)
+        return [(r.id, r.report) for r in own] + shared + published_report(entry)
 
     def _current(self, entry: ModuleEntry, report: CheckReport) -> bool:
         if entry.source == "registered":  # a registered version never changes: its report is its version's
@@ -258,14 +278,21 @@ class ModuleCheckService(RunService[CheckRun]):
 
     # -- publishing ----------------------------------------------------------------
 
-    def published(self) -> PublishedIndex:
-        if not self.publish_index:
-            raise BadRequest("Publishing is off on this platform: its operator sets ModuleCheckService.publish_index.")
-        return PublishedIndex(self.publish_index)
+    def _catalogue(self) -> CatalogueClient:
+        if self.catalogue is None:
+            raise BadRequest(
+                "Publishing is off on this server: it needs the platform's catalogue service "
+                "(ModuleCheckService.catalogue_url, set by the hub)."
+            )
+        return self.catalogue
+
+    def published(self) -> list[dict[str, Any]]:
+        return self._catalogue().published()
 
     def publish(self, owner: str, module_id: str) -> dict[str, Any]:
-        """Put the module, with the report of its latest check, into the shared index (it must have passed)."""
-        index = self.published()
+        """Put the module, with the report of its latest check, into the platform's index (it must have passed);
+        the catalogue service records the publisher as the hub knows them."""
+        catalogue = self._catalogue()
         entry = self.catalog.get(module_id)
         latest = self.latest(entry, owner)
         if latest is None or not latest[1].passed:
@@ -273,7 +300,7 @@ class ModuleCheckService(RunService[CheckRun]):
             raise Conflict(
                 f"'{entry.id}' {why}: check it (POST /reeflab/api/checks) and publish it once its checks pass."
             )
-        return index.publish(entry, latest[1], owner)
+        return catalogue.publish(entry.id, entry.metadata, latest[1])
 
-    def unpublish(self, owner: str, module_id: str) -> None:
-        self.published().unpublish(module_id, owner)
+    def unpublish(self, module_id: str) -> None:
+        self._catalogue().unpublish(module_id)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .models import CheckReport
 
+PLATFORM = "platform"  # the platform's report of an installed module: '<module>@platform' (reeflab.publishing)
 FOLDER = "checks"  # under CatalogService.registry_dir, beside the registered models (a name they may not take)
 
 

@@ -62,3 +62,18 @@ def publish(module: str, connection: Connection | None = None) -> dict[str, Any]
 
 def unpublish(module: str, connection: Connection | None = None) -> None:
     (connection or default_connection()).request("DELETE", "catalog", "published", module)
+
+
+def check_and_publish(module: str, connection: Connection | None = None, progress: bool = True) -> dict[str, Any]:
+    """Publish the module; where it has no passing check as it is now, check it on the platform first (and
+    raise CheckFailed, with the failed checks, where that check does not pass)."""
+    try:
+        return publish(module, connection)
+    except ReefLabClientError as err:
+        if err.status != 409:  # 409: not checked as it is now, or its latest check failed
+            raise
+    run = check(module, connection).wait(progress=progress)
+    if not run.passed:
+        failed = "; ".join(f"{name}: {reason}" for name, reason in run.failed.items())
+        raise CheckFailed({**run.info, "reason": f"its checks failed, so it is not published ({failed})"})
+    return publish(module, connection)

@@ -58,16 +58,15 @@ class PublishRequest(BaseModel):
 
 
 class PublishedHandler(ReefLabHandler):
-    """GET: the modules published to the shared index. POST {"module": id}: publish one whose latest check passed,
-    with its report (other users see it in their marketplace, with its badge)."""
+    """GET: the modules published to the platform's catalogue. POST {"module": id}: publish one whose latest check
+    passed, with its report (other users see it in their marketplace, with its badge)."""
 
     auth_resource = "reeflab:catalog"
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        index = self.services.checks.published()
-        self.write_json({"modules": await self.run_blocking(index.modules)})
+        self.write_json({"modules": await self.run_blocking(self.services.checks.published)})
 
     @web.authenticated
     @authorized
@@ -78,13 +77,13 @@ class PublishedHandler(ReefLabHandler):
 
 
 class PublishedModuleHandler(ReefLabHandler):
-    """DELETE: take a module you published out of the shared index."""
+    """DELETE: take a module you published out of the platform's catalogue."""
 
     auth_resource = "reeflab:catalog"
 
     @web.authenticated
     @authorized
     async def delete(self, module_id: str) -> None:
-        await self.run_blocking(self.services.checks.unpublish, self.username, module_id)
+        await self.run_blocking(self.services.checks.unpublish, module_id)
         self.set_status(204)
         self.finish()

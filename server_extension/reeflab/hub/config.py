@@ -109,6 +109,7 @@ def configure_local(c) -> None:
     configure_idle_culler(c)
     configure_serverless(c)
     configure_tracking(c)
+    configure_catalogue(c)
 
 
 def protect_platform_state(state: Path, homes: Path) -> None:
@@ -433,6 +434,27 @@ def configure_tracking(c) -> None:
     add_template_vars(c, reeflab_mlflow_path=TRACKING_UI)  # the hub's Services menu links it
     c.RevokingAuthenticator.tracking_url = f"http://127.0.0.1:{port}"
     c.RevokingAuthenticator.tracking_state_dir = str(state)
+
+
+CATALOGUE_SERVICE = "reeflab-catalogue"
+
+
+def configure_catalogue(c) -> None:
+    """The catalogue service (reeflab.publishing) as the hub-managed service `reeflab-catalogue` on
+    127.0.0.1:$REEFLAB_CATALOGUE_PORT (default 8097): users publish checked modules to it with their hub token (it
+    records who, as the hub says), every marketplace reads its index, and it checks the installed modules itself
+    (again when they change) so each shows the platform's badge. Its state is its own (the hub's account)."""
+    port = int(_env("REEFLAB_CATALOGUE_PORT", "8097"))
+    # not routed by the proxy (an API for users' servers, not a page): on 127.0.0.1 only, as MLflow
+    command = [sys.executable, "-m", "reeflab.publishing", f"--port={port}", "--base-url=/"]
+    command.append(f"--state-dir={state_dir() / 'catalogue'}")
+    if _env("REEFLAB_CHECK_INSTALLED_MODULES", "true").lower() in ("0", "false", "no"):
+        command.append("--CatalogueApp.check_installed=False")
+    add_service(c, {"name": CATALOGUE_SERVICE, "command": command}, scopes=[])
+    c.Spawner.environment = {**c.Spawner.environment, "REEFLAB_CATALOGUE_URL": f"http://127.0.0.1:{port}/"}
+    access = f"access:services!service={CATALOGUE_SERVICE}"
+    _grant_scopes(c, "user", ["self"], [access])
+    _grant_scopes(c, "server", ["users:activity!user", "access:servers!server"], [access])
 
 
 def configure_oscar_cluster(c) -> None:

@@ -1,0 +1,239 @@
+"""`python -m reeflab.publishing`: the catalogue service, standalone or as the hub-managed service `reeflab-catalogue`.
+
+Routes (under JUPYTERHUB_SERVICE_PREFIX, or --base-url), every one needs `Authorization: token <hub token>` (or,
+for tests and development without a hub, a token of `--CatalogueApp.static_tokens_file`, JSON {token: user}):
+- GET index.json: the published modules, in the format the marketplace reads from remote indexes;
+- POST modules {"id", "metadata", "check"}: publish a module with the passing report of its check, as the caller;
+- DELETE modules/<id>: take it out (its publisher, or a hub admin);
+- GET reports.json, GET reports/<name>.html: the platform's reports of the installed modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, Integer, Set, Unicode, default
+from traitlets.config import Application
+
+from .._version import __version__
+from ..checks.models import CheckReport
+from ..errors import BadRequest, ReefLabError
+from ..modules.metadata import validate_metadata
+from .index import PublishedIndex
+from .platform_checks import PlatformChecks
+
+MODULE_ID = r"(?P<module>[a-z0-9][a-z0-9\-_.]*)"
+log = logging.getLogger("reeflab.publishing")
+
+
+@dataclass
+class Caller:
+    user: str | None = None
+    admin: bool = False
+
+
+class Callers:
+    """Who holds a token: the hub says (HubAuth, with the service's access scope), else the static tokens."""
+
+    def __init__(self, hub_auth: Any, static: dict[str, str], admins: frozenset[str]):
+        self.hub_auth, self.static, self.admins = hub_auth, static, admins
+
+    async def identify(self, authorization: str) -> Caller:
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() not in ("token", "bearer") or not token:
+            return Caller()
+        for known, user in self.static.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                return Caller(user, user in self.admins)
+        if self.hub_auth is None:
+            return Caller()
+        model = await self.hub_auth.user_for_token(token, sync=False)
+        if not model or model.get("kind", "user") != "user":
+            return Caller()
+        required = self.hub_auth.access_scopes
+        if required and not self.hub_auth.check_scopes(required, model):
+            return Caller()
+        return Caller(model["name"], bool(model.get("admin")) or model["name"] in self.admins)
+
+
+class Publication(BaseModel):
+    """POST modules"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-_.]*$", max_length=100, description="The module's id")
+    metadata: dict[str, Any] = Field(description="Its ai4-metadata")
+    check: CheckReport = Field(description="The report of its latest check, which passed")
+
+
+class CatalogueHandler(web.RequestHandler):
+    def initialize(self, index: PublishedIndex, checks: PlatformChecks, callers: Callers) -> None:
+        self.index, self.checks, self.callers = index, checks, callers
+        self.caller = Caller()
+
+    async def prepare(self) -> None:
+        self.caller = await self.callers.identify(self.request.headers.get("Authorization", ""))
+        if self.caller.user is None:
+            self.set_header("WWW-Authenticate", "token")
+            self.reply(401, {"message": "Send your hub token: 'Authorization: token <token>'."})
+
+    def reply(self, status: int, body: dict[str, Any] | None = None) -> None:
+        self.set_status(status)
+        self.finish(body)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None))[1]
+        message = error.message if isinstance(error, ReefLabError) else self._reason
+        self.finish({"message": message})
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, ReefLabError):
+            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+        else:
+            super()._handle_request_exception(e)
+
+
+class IndexHandler(CatalogueHandler):
+    def get(self) -> None:
+        self.reply(200, {"modules": self.index.modules()})
+
+
+class ModulesHandler(CatalogueHandler):
+    def post(self) -> None:
+        try:
+            publication = Publication.model_validate_json(self.request.body)
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in err.errors()[:5])
+            raise BadRequest(f"Invalid publication: {problems}") from None
+        report = publication.check
+        if report.module != publication.id or not report.passed:
+            raise BadRequest(f"Publish '{publication.id}' with a report of its own check that passed.")
+        problems = validate_metadata(publication.metadata)
+        if problems:
+            raise BadRequest(f"The metadata of '{publication.id}' is not valid: {problems[0].message}")
+        item = self.index.publish(
+            publication.id, publication.metadata, report.model_dump(mode="json"), publisher=self.caller.user
+        )
+        self.reply(201, item)
+
+
+class ModuleHandler(CatalogueHandler):
+    def delete(self, module: str) -> None:
+        self.index.unpublish(module, self.caller.user, admin=self.caller.admin)
+        self.reply(204)
+
+
+class ReportsHandler(CatalogueHandler):
+    def get(self) -> None:
+        self.reply(200, {"reports": self.checks.listing()})
+
+
+class ReportPageHandler(CatalogueHandler):
+    def get(self, name: str) -> None:
+        try:
+            page = self.checks.reports.page(name).read_bytes()
+        except (ValueError, FileNotFoundError):
+            self.reply(404, {"message": f"The platform has no report '{name}'."})
+            return
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+        self.finish(page)
+
+
+def routes(base_url: str, **context: Any) -> list:
+    return [
+        (f"{base_url}index.json", IndexHandler, context),
+        (f"{base_url}modules", ModulesHandler, context),
+        (f"{base_url}modules/{MODULE_ID}", ModuleHandler, context),
+        (f"{base_url}reports.json", ReportsHandler, context),
+        (rf"{base_url}reports/(?P<name>[a-z0-9][a-z0-9\-_.]*@[a-z0-9]+)\.html", ReportPageHandler, context),
+    ]
+
+
+class CatalogueApp(Application):
+    name = "reeflab-catalogue"
+    version = __version__
+    description = "ReefLab's catalogue service: published modules and the platform's module checks"
+    aliases = {"ip": "CatalogueApp.ip", "port": "CatalogueApp.port", "base-url": "CatalogueApp.base_url"}
+    aliases["state-dir"] = "CatalogueApp.state_dir"
+
+    ip = Unicode(config=True, help="Interface to listen on (default: from JUPYTERHUB_SERVICE_URL, else 127.0.0.1)")
+    port = Integer(config=True, help="Port to listen on (default: from JUPYTERHUB_SERVICE_URL, else 8097)")
+    base_url = Unicode(config=True, help="URL prefix of every route (default: JUPYTERHUB_SERVICE_PREFIX, else /)")
+    state_dir = Unicode(config=True, help="Folder of the index and the reports (kept private to this service)")
+    static_tokens_file = Unicode("", config=True, help="Tests/development only: JSON file {token: user name}")
+    admin_users = Set(Unicode(), config=True, help="Users who may unpublish any module (besides hub admins)")
+    check_installed = Bool(True, config=True, help="Check the installed modules at start (again when they changed)")
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        return urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "")).hostname or "127.0.0.1"
+
+    @default("port")
+    def _default_port(self) -> int:
+        return urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "")).port or 8097
+
+    @default("base_url")
+    def _default_base_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+
+    @default("state_dir")
+    def _default_state_dir(self) -> str:
+        return str(Path(os.environ.get("REEFLAB_STATE_DIR") or Path.home() / ".reeflab") / "catalogue")
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
+    def hub_auth(self) -> Any:
+        """HubAuth when running under JupyterHub (it sets JUPYTERHUB_API_TOKEN and _URL), else None."""
+        if not (os.environ.get("JUPYTERHUB_API_TOKEN") and os.environ.get("JUPYTERHUB_API_URL")):
+            return None
+        from jupyterhub.services.auth import HubAuth
+
+        return HubAuth(parent=self)
+
+    def start(self) -> None:
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        logging.basicConfig(level=self.log_level, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
+        state = Path(self.state_dir)
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(state, 0o700)  # written by this service alone; users read through its API
+        static = json.loads(Path(self.static_tokens_file).read_text()) if self.static_tokens_file else {}
+        callers = Callers(self.hub_auth(), static, frozenset(self.admin_users))
+        checks = PlatformChecks(state / "reports")
+        context = {"index": PublishedIndex(state / "index.json"), "checks": checks, "callers": callers}
+        server = HTTPServer(web.Application(routes(self.base_url, **context), xsrf_cookies=False))
+        server.listen(self.port, self.ip)
+        log.info("ReefLab catalogue at http://%s:%s%s (state in %s)", self.ip, self.port, self.base_url, state)
+        checking = asyncio.create_task(checks.run()) if self.check_installed else None
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+        server.stop()
+        if checking is not None:
+            checking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checking
+
+
+def main() -> None:
+    CatalogueApp.launch_instance()
