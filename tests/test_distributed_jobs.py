@@ -13,14 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 
+import kubernetes_validate
 import nbformat
 import pytest
+from kubeflow_trainer_api.models import JobsetV1alpha2JobSet
 from reeflab.hub.config import REPO
+from reeflab.jobs.backends.kubernetes import KubernetesJobBackend
+from reeflab.jobs.distributed import torchrun_args
+from reeflab.jobs.models import Job
+from reeflab.profiles import load_profiles
 from test_jobs import call, ended, notebook, processes_of, refused, wait_for
+from torch.distributed.run import parse_args
 from tornado.httpclient import HTTPClientError
 
 TOKEN = "distributed-activity-token"
+K8S_VERSION = "1.33.0"
 
 TRAIN = """\
 import json, os
@@ -54,25 +64,35 @@ dist.destroy_process_group()
 @pytest.fixture
 def jp_server_config(jp_server_config, tmp_path, activity_hub, monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", TOKEN)
+    profiles = tmp_path / "profiles.yaml"  # the shipped ones, and 2 GPUs open to all
+    two_gpus = (
+        "  - {slug: gpu-2, display_name: 2 GPUs, cpu: 8, memory: 8G, gpu: {count: 2, resource: nvidia.com/gpu}}\n"
+    )
+    profiles.write_text((REPO / "hub_config" / "profiles.yaml").read_text() + two_gpus + "\n")
     return {
         **jp_server_config,
-        "ReefLabApp": {"profiles_file": str(REPO / "hub_config" / "profiles.yaml")},
+        "ReefLabApp": {"profiles_file": str(profiles)},
         "JobService": {"root_dir": str(tmp_path / "jobs"), "poll_interval": 0.3},
         "HubActivity": {"url": activity_hub[0], "interval": 0.5},
         "CatalogService": {"cache_dir": str(tmp_path / "cache")},
     }
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def no_leftover_jobs(jp_serverapp, jp_asyncio_loop):
+    """Jobs outlive their server by design: cancel what a test left running."""
     yield
     jp_asyncio_loop.run_until_complete(jp_serverapp.web_app.settings["reeflab"].jobs.stop_all())
+
+
+with_server = pytest.mark.usefixtures("no_leftover_jobs")
 
 
 async def rank_log(jp_fetch, job_id: str, rank: int) -> str:
     return "\n".join((await call(jp_fetch, "GET", job_id, "log", params={"tail": "500", "rank": str(rank)}))["lines"])
 
 
+@with_server
 async def test_two_ranks_train_to_the_loss_of_one_with_a_log_each(jp_fetch, jp_root_dir):
     (jp_root_dir / "ddp").mkdir()
     name = notebook(jp_root_dir / "ddp" / "train.ipynb", TRAIN, parameters="epochs = 1")
@@ -116,6 +136,7 @@ time.sleep(120)
 """
 
 
+@with_server
 @pytest.mark.parametrize(
     "action, says",
     [
@@ -136,6 +157,7 @@ async def test_a_failing_rank_fails_the_job_with_its_reason_and_stops_the_others
     assert processes_of(job["id"]) == []  # rank 0 and both kernels are gone
 
 
+@with_server
 async def test_cancel_stops_every_rank(jp_fetch, jp_root_dir):
     name = notebook(jp_root_dir / "wait.ipynb", "import time", "time.sleep(300)")
     job = await call(jp_fetch, "POST", body={"notebook": name, "processes": 2})
@@ -148,10 +170,15 @@ async def test_cancel_stops_every_rank(jp_fetch, jp_root_dir):
     assert processes_of(job["id"]) == []
 
 
+@with_server
 @pytest.mark.parametrize(
     "body, says",
     [
         ({"processes": 3}, "3 processes do not fit: at most 2 (one per CPU: profile 'cpu-small' has 2 and no GPU)"),
+        (
+            {"processes": 4, "profile": "gpu-2"},
+            "4 processes do not fit: at most 2 (one per GPU: profile 'gpu-2' has 2)",
+        ),
         ({"processes": 2, "nodes": 2}, "'nodes' must be 1, not 2. Several nodes need kubernetes mode"),
         ({"nodes": 2}, "give 'processes' (ranks per node) too"),
         ({"processes": 0}, "processes: Input should be greater than or equal to 1"),
@@ -163,6 +190,7 @@ async def test_a_distributed_job_that_does_not_fit_is_refused(jp_fetch, jp_root_
     assert code == 400 and says in message, message
 
 
+@with_server
 async def test_rank_logs_are_only_for_distributed_jobs_and_only_their_owners(jp_fetch, jp_root_dir):
     name = notebook(jp_root_dir / "plain.ipynb", "print('hi')")
     job = await call(jp_fetch, "POST", body={"notebook": name})
@@ -173,3 +201,110 @@ async def test_rank_logs_are_only_for_distributed_jobs_and_only_their_owners(jp_
     with pytest.raises(HTTPClientError) as err:
         await call(jp_fetch, "GET", "nosuchjob", "log", params={"rank": "0"})
     assert err.value.code == 404
+
+
+# ---------------------------------------------------------------- kubernetes mode: the manifests, offline
+
+GPU_PROFILES = """
+image: example.org/lab:1
+profiles:
+  - {slug: cpu, display_name: CPU, cpu: 4, memory: 8G}
+  - {slug: a100x4, display_name: 4x A100, cpu: 32, memory: 256G, image: example.org/lab-cuda:1,
+     gpu: {count: 4, resource: nvidia.com/gpu}, node_selector: {nvidia.com/gpu.product: A100},
+     tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]}
+"""
+FOLDER = Path("/home/jovyan/.local/share/jupyter/reeflab/jobs/0badf00d")
+
+
+def distributed_job(profile: str, processes: int, nodes: int = 1) -> Job:
+    return Job(
+        id="0badf00d", owner="alice", title="ddp", notebook="train.ipynb", output="reeflab-jobs/0badf00d/train.ipynb",
+        kernel="python3", profile=profile, cpu=1, memory_MB=1, backend="kubernetes", processes=processes, nodes=nodes,
+        created=datetime(2026, 12, 6, tzinfo=UTC),
+    )  # fmt: skip
+
+
+def render(tmp_path, slug: str, processes: int, nodes: int = 1) -> dict:
+    (path := tmp_path / "profiles.yaml").write_text(GPU_PROFILES)
+    profile = {p.slug: p for p in load_profiles(path).profiles}[slug]
+    backend = KubernetesJobBackend(profiles_file=str(path), namespace="reeflab-alice")
+    return backend.manifest(distributed_job(slug, processes, nodes), FOLDER, profile, secret="reeflab-job-0badf00d")
+
+
+def valid_jobset(manifest: dict) -> None:
+    """Against JobSet's own API (the models Kubeflow Trainer publishes, kubeflow-trainer-api): every field known
+    and of its type (a read-back that drops nothing), and its Job template valid Kubernetes (strict schema)."""
+    read = JobsetV1alpha2JobSet.from_dict(manifest)
+    assert read.to_dict() == manifest, "a field JobSet does not know, or of the wrong type"
+    for replicated in manifest["spec"]["replicatedJobs"]:
+        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": replicated["name"]}}
+        kubernetes_validate.validate({**job, "spec": replicated["template"]["spec"]}, K8S_VERSION, strict=True)
+
+
+def env_of(pod: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+
+
+def test_on_one_node_a_distributed_job_is_a_job_with_all_the_profiles_gpus(tmp_path):
+    manifest = render(tmp_path, "a100x4", processes=4)
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    assert manifest["kind"] == "Job"
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "A100"}
+    env = env_of(pod)
+    assert env["REEFLAB_DDP_BACKEND"] == "nccl" and env["OMP_NUM_THREADS"] == "8"  # 32 CPUs among 4 ranks
+    assert env_of(render(tmp_path, "cpu", processes=2)["spec"]["template"]["spec"])["REEFLAB_DDP_BACKEND"] == "gloo"
+
+
+def test_on_several_nodes_it_is_a_valid_jobset_with_the_profiles_gpus_on_each_node(tmp_path):
+    manifest = render(tmp_path, "a100x4", processes=4, nodes=3)
+    valid_jobset(manifest)
+    assert manifest["apiVersion"] == "jobset.x-k8s.io/v1alpha2" and manifest["kind"] == "JobSet"
+    assert (
+        manifest["metadata"]["name"] == "reeflab-job-0badf00d" and manifest["spec"]["failurePolicy"]["maxRestarts"] == 0
+    )
+    assert manifest["spec"]["network"] == {"enableDNSHostnames": True, "subdomain": "reeflab-job-0badf00d"}
+    (nodes,) = manifest["spec"]["replicatedJobs"]
+    job = nodes["template"]["spec"]
+    assert (
+        nodes["replicas"] == 1 and job["completions"] == job["parallelism"] == 3 and job["completionMode"] == "Indexed"
+    )
+    pod = job["template"]["spec"]
+    container = pod["containers"][0]
+    assert (
+        container["resources"]["limits"]["nvidia.com/gpu"]
+        == "4"
+        == container["resources"]["requests"]["nvidia.com/gpu"]
+    )
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu" and container["envFrom"][0]["secretRef"]["name"]
+    env = env_of(pod)
+    assert env["REEFLAB_MASTER_ADDR"] == "reeflab-job-0badf00d-node-0-0.reeflab-job-0badf00d"  # node 0's pod
+    assert env["REEFLAB_MASTER_PORT"] == "29400" and env["REEFLAB_DDP_BACKEND"] == "nccl"
+    command = container["command"][2]
+    assert "REEFLAB_NODE_RANK=${JOB_COMPLETION_INDEX:-0}" in command and f"reeflab.jobs.runner {FOLDER}" in command
+    assert pod["securityContext"]["runAsNonRoot"] and pod["automountServiceAccountToken"] is False
+
+
+def test_the_jobset_check_catches_a_misspelt_field(tmp_path):
+    manifest = render(tmp_path, "cpu", processes=2, nodes=2)
+    manifest["spec"]["replicatedJob"] = manifest["spec"].pop("replicatedJobs")
+    with pytest.raises(AssertionError, match="a field JobSet does not know"):
+        valid_jobset(manifest)
+    manifest = render(tmp_path, "cpu", processes=2, nodes=2)
+    manifest["spec"]["replicatedJobs"][0]["replicas"] = "one"
+    with pytest.raises(ValueError, match="replicas"):
+        valid_jobset(manifest)
+
+
+def test_the_node_rank_and_node_0s_address_reach_torchrun(monkeypatch):
+    monkeypatch.setenv("REEFLAB_NODE_RANK", "2")
+    monkeypatch.setenv("REEFLAB_MASTER_ADDR", "reeflab-job-0badf00d-node-0-0.reeflab-job-0badf00d")
+    monkeypatch.setenv("REEFLAB_MASTER_PORT", "29400")
+    spec = {"distributed": {"processes": 4, "nodes": 3, "id": "0badf00d", "backend": "nccl"}}
+    args = parse_args(torchrun_args(spec, FOLDER))  # torchrun's own parser
+    assert (args.nnodes, args.nproc_per_node, args.node_rank, args.max_restarts) == ("3", "4", 2, 0)
+    assert args.master_addr.startswith("reeflab-job-0badf00d-node-0-0") and args.master_port == 29400
+    assert args.module and args.training_script == "reeflab.jobs.rank" and not args.standalone
+    local = parse_args(torchrun_args({"distributed": {"processes": 2, "nodes": 1}}, FOLDER))
+    assert local.standalone and local.nproc_per_node == "2"

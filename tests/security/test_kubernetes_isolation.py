@@ -310,7 +310,10 @@ class Cluster(kmock.KubernetesEmulator):
             meta.setdefault("namespace", namespace)
             meta.update(uid=str(uuid.uuid4()), resourceVersion=str(len(self.calls)))
             meta["creationTimestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return await super()._handle(request)
+        response = await super()._handle(request)
+        if verb == "create" and response.status == 200:  # the API server answers a creation 201 Created
+            response.set_status(201)
+        return response
 
     async def _serve_list(self, request: kmock.Request):
         listing = await super()._serve_list(request)
@@ -323,6 +326,7 @@ RESOURCES = [
     "v1/pods", "v1/secrets", "v1/services", "v1/serviceaccounts", "v1/resourcequotas", "v1/persistentvolumeclaims",
     "apps/v1/deployments", "batch/v1/jobs", "networking.k8s.io/v1/networkpolicies", "networking.k8s.io/v1/ingresses",
     "rbac.authorization.k8s.io/v1/roles", "rbac.authorization.k8s.io/v1/rolebindings",
+    "jobset.x-k8s.io/v1alpha2/jobsets",
 ]  # fmt: skip
 TOKENS = {"hub-token": (HUB_NS, "hub"), "alice-token": (ALICE, iso.SERVICE_ACCOUNT), "bob-token": (BOB, "reeflab-user")}
 
@@ -542,6 +546,11 @@ async def test_the_backends_work_in_alices_namespace_and_need_every_rule_of_her_
     task.runtime = await jobs.start(task, folder, {}, profile, secrets={"AWS_SECRET_ACCESS_KEY": "k"})
     assert (await jobs.status(task, folder)).get("state") != "failed"
     await jobs.stop(task, folder)
+    spread = job()  # a distributed job on several nodes: a JobSet
+    spread.id, spread.processes, spread.nodes = "0dd5e75e", 1, 2
+    spread.runtime = await jobs.start(spread, folder, {}, profile)
+    assert spread.runtime["kind"] == "JobSet" and (await jobs.status(spread, folder)).get("state") != "failed"
+    await jobs.stop(spread, folder)
 
     calls = world.cluster.calls
     assert calls and all(c.allowed and c.who == f"{ALICE}/reeflab-user" and c.namespace == ALICE for c in calls)

@@ -51,6 +51,7 @@ USER_RULES: list[Rule] = [
     {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete"]},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create", "delete", "get"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "delete", "get"]},
+    {"apiGroups": ["jobset.x-k8s.io"], "resources": ["jobsets"], "verbs": ["create", "delete", "get"]},  # multi-node
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "delete"]},
 ]
 # Only with KubernetesBackend.ingress_host: an Ingress may claim any host name its controller serves

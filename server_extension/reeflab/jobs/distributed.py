@@ -3,15 +3,16 @@
 The job's runner calls torchrun's own entry point (`torch.distributed.run`, what the `torchrun` command runs) with
 `-m reeflab.jobs.rank <job folder>` as the training program, so every rank gets RANK, LOCAL_RANK, WORLD_SIZE,
 MASTER_ADDR and MASTER_PORT in its (and its kernel's) environment. On one machine the rendezvous is torchrun's
-`--standalone` one (c10d on a free port of 127.0.0.1); across nodes (kubernetes) a c10d rendezvous on the first
-node's address. Each rank writes `rank-<N>.log` and `rank-<N>.json` (its own status) in the job folder; rank 0's
-cell progress is the job's, and the first rank to fail fails the job with its error. torchrun stops the other
-ranks when one fails, and on cancel (SIGTERM to the runner) it stops them all.
+`--standalone` one (c10d on a free port of 127.0.0.1); across nodes (kubernetes: a JobSet) torchrun's static one
+on node 0's address, every node's runner giving its node rank. Each rank writes `rank-<N>.log` and `rank-<N>.json`
+(its own status) in the job folder; rank 0's cell progress is the job's, and the first rank to fail fails the job
+with its error. torchrun stops the other ranks when one fails, and on cancel (SIGTERM to the runner) all of them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from pathlib import Path
@@ -34,9 +35,9 @@ def torchrun_args(spec: dict[str, Any], folder: Path) -> list[str]:
     """torchrun's command line for this job: its processes per node, its nodes and rendezvous, no restarts."""
     dist = spec["distributed"]
     args = ["--nproc-per-node", str(dist["processes"]), "--max-restarts", "0"]
-    if dist.get("nodes", 1) > 1:
-        args += ["--nnodes", str(dist["nodes"]), "--node-rank", str(dist["node_rank"])]
-        args += ["--rdzv-backend", "c10d", "--rdzv-endpoint", dist["rendezvous"], "--rdzv-id", dist["id"]]
+    if dist.get("nodes", 1) > 1:  # the pod's node rank and node 0's address: from the JobSet (kubernetes)
+        args += ["--nnodes", str(dist["nodes"]), "--node-rank", os.environ.get("REEFLAB_NODE_RANK", "0")]
+        args += ["--master-addr", os.environ["REEFLAB_MASTER_ADDR"], "--master-port", os.environ["REEFLAB_MASTER_PORT"]]
     else:
         args.append("--standalone")
     return [*args, "-m", "reeflab.jobs.rank", str(folder)]

@@ -242,6 +242,9 @@ def execute(spec: dict[str, Any], status: StatusFile, output: str) -> bool:
 
 def run(folder: Path) -> int:
     spec = json.loads((folder / "spec.json").read_text())
+    node = int(os.environ.get("REEFLAB_NODE_RANK", "0"))  # a distributed job's node (kubernetes: JobSet)
+    if node:  # node 0's runner keeps the job's status and its storage; the others, only their own status
+        return run_node(folder, spec, node)
     status = StatusFile(folder)
     storage = spec.get("storage") or {}
     os.environ.update(storage.get("env", {}))  # where inputs and outputs are, for the kernel (no secret)
@@ -277,6 +280,21 @@ def run(folder: Path) -> int:
         return 1
     status.update(state="completed", finished_at=now())
     print("[reeflab] job completed", flush=True)
+    return 0
+
+
+def run_node(folder: Path, spec: dict[str, Any], node: int) -> int:
+    """Node `node` (> 0) of a distributed job on several nodes: its ranks, its status in node-<N>.json."""
+    from .distributed import launch
+
+    status = StatusFile(folder, f"node-{node}.json")
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
+    failure = launch(folder, spec, status)
+    if failure:
+        status.update(state="failed", finished_at=now(), **failure)
+        print(f"[reeflab] node {node} failed: {failure['reason']}", flush=True)
+        return 1
+    status.update(state="completed", finished_at=now())
     return 0
 
 
