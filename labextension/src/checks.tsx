@@ -3,7 +3,7 @@ import { launchIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { ActionStatus, useAction } from './actions';
-import { Catalog, Checks, ChecksAPI, checkReportURL } from './api';
+import { Catalog, Checks, ChecksAPI, checkReportURL, PublishAPI } from './api';
 import { checkActive, CHECKS_WHAT, describeRun, newestCheck, summarizeReport } from './checksState';
 import { PolledLog } from './logsViewer';
 import { ErrorNotice } from './notice';
@@ -14,6 +14,68 @@ import { useFetched, usePolled } from './usePolled';
 export function checksOf(api: Partial<ChecksAPI>): ChecksAPI | null {
   const { checks, check, startCheck, checkLog } = api;
   return checks && check && startCheck && checkLog ? { checks, check, startCheck, checkLog } : null;
+}
+
+/** The publishing calls, when the API given has them. */
+export function publishingOf(api: Partial<PublishAPI>): PublishAPI | null {
+  const { published, publish, unpublish } = api;
+  return published && publish && unpublish ? { published, publish, unpublish } : null;
+}
+
+/**
+ * Sharing a module through the platform's catalogue: Publish once it passed its checks (every user's marketplace
+ * then lists it with its badge), or who published it and when, with Unpublish (the catalogue lets only them).
+ */
+function Publishing(props: { api: PublishAPI; module: string; passed: boolean }): JSX.Element {
+  const { api, module, passed } = props;
+  const action = useAction();
+  const [attempt, setAttempt] = React.useState(0);
+  const listed = useFetched(signal => api.published(signal), [api, attempt]);
+  const found = listed.value?.find(item => item.id === module) ?? null;
+  const change = (what: string, call: () => Promise<unknown>) =>
+    action.run(what, () => call().then(() => setAttempt(a => a + 1)));
+  if (listed.error) {
+    return <p className="jp-ReefLab-muted">Sharing: {listed.error}</p>;
+  }
+  return (
+    <div className="jp-ReefLab-publishing" role="region" aria-label="Sharing">
+      {found ? (
+        <p className="jp-ReefLab-muted">
+          In the platform's catalogue: published by {found.publisher} on {found.published.slice(0, 10)}, every user's
+          marketplace lists it with its badge.
+        </p>
+      ) : (
+        <p className="jp-ReefLab-muted">
+          {passed
+            ? 'It passed its checks: publish it to list it, with its report, in every user’s marketplace.'
+            : 'Once it passes its checks you can publish it to every user’s marketplace.'}
+        </p>
+      )}
+      <div className="jp-ReefLab-rowActions">
+        {found ? (
+          <button
+            type="button"
+            className="jp-ReefLab-button"
+            disabled={action.busy !== null}
+            onClick={() => change('Unpublishing…', () => api.unpublish(module))}
+          >
+            Unpublish
+          </button>
+        ) : (
+          <button
+            type="button"
+            className="jp-ReefLab-button"
+            disabled={!passed || action.busy !== null || !listed.done}
+            title={passed ? 'Share it with every user of the platform' : 'Check it first: it must pass'}
+            onClick={() => change('Publishing…', () => api.publish(module))}
+          >
+            Publish
+          </button>
+        )}
+      </div>
+      <ActionStatus action={action} />
+    </div>
+  );
 }
 
 /** The readable page of a report, in a new tab. */
@@ -99,9 +161,10 @@ function CheckRun(props: { api: ChecksAPI; run: Checks.IRun }): JSX.Element {
 export function ModuleChecks(props: {
   module: Catalog.IModule;
   api: ChecksAPI;
+  publishing?: PublishAPI | null;
   onChecked: (run: Checks.IRun) => void;
 }): JSX.Element {
-  const { api, module, onChecked } = props;
+  const { api, module, onChecked, publishing } = props;
   const action = useAction();
   const [started, setStarted] = React.useState<Checks.IRun | null>(null);
   const latest = useFetched(signal => api.checks(signal).then(runs => newestCheck(runs, module.id)), [api, module.id]);
@@ -144,6 +207,9 @@ export function ModuleChecks(props: {
       {latest.error && <ErrorNotice message={latest.error} />}
       {polled.error && <ErrorNotice message={polled.error} onRetry={polled.refresh} />}
       {run && <CheckRun key={run.id} api={api} run={run} />}
+      {installed && publishing && !active && (
+        <Publishing api={publishing} module={module.id} passed={run?.report?.passed ?? module.check?.state === 'passed'} />
+      )}
     </div>
   );
 }

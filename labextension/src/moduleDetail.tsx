@@ -5,7 +5,7 @@ import * as React from 'react';
 
 import { Catalog, Checks, Deployments, MarketplaceAPI, Pipelines } from './api';
 import { CheckBadge, FacetBadges, InvalidBadge, SourceBadge, UntrainedBadge } from './badges';
-import { checksOf, ModuleChecks } from './checks';
+import { checksOf, ModuleChecks, publishingOf } from './checks';
 import { badgeOf } from './checksState';
 import { DeployDialog } from './deployDialog';
 import { HardwareForm } from './hardwareForm';
@@ -98,6 +98,7 @@ export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
   const [checked, setChecked] = React.useState<Checks.IRun | null>(null);
   const { api, id, onChecked } = props;
   const checks = React.useMemo(() => checksOf(api), [api]); // one object: its calls are polled
+  const publishing = React.useMemo(() => publishingOf(api), [api]);
   // both at once: the description shows while the hardware check is still running
   const module = useFetched(signal => api.module(id, signal), [api, id, attempt]);
   const form = useFetched(signal => api.moduleForm(id, signal), [api, id, attempt]);
@@ -244,7 +245,7 @@ export function ModuleDetail(props: IModuleDetailProps): JSX.Element {
           {checks && (
             <>
               <h4>Checks</h4>
-              <ModuleChecks module={m} api={checks} onChecked={ended} />
+              <ModuleChecks module={m} api={checks} publishing={publishing} onChecked={ended} />
             </>
           )}
 

@@ -22,6 +22,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from reeflab.files import free_port
+from reeflab.testing.catalogue import CatalogueProcess
 from reeflab.testing.process import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -282,8 +283,11 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory) -> Iterator[LabServer]:
-    with LabServer(tmp_path_factory.mktemp("lab")) as server:
-        yield server
+    """The test user's JupyterLab, publishing to a catalogue service (as the hub gives every server one)."""
+    with CatalogueProcess(tmp_path_factory.mktemp("catalogue"), ["ana"]) as catalogue:
+        env = {"REEFLAB_CATALOGUE_URL": catalogue.url, "REEFLAB_CATALOGUE_TOKEN": catalogue.tokens["ana"]}
+        with LabServer(tmp_path_factory.mktemp("lab"), env=env) as server:
+            yield server
 
 
 @pytest.fixture(scope="session")

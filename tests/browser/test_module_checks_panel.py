@@ -83,4 +83,15 @@ def test_check_a_builtin_module_from_its_page(lab_page):
     expect(page.locator("body")).to_contain_text(metadata.locator("strong").inner_text())
     page.close()
 
+    # shared with every user through the platform's catalogue, then taken out again
+    sharing = detail.get_by_role("region", name="Sharing")
+    sharing.get_by_role("button", name="Publish").click()
+    expect(sharing).to_contain_text("In the platform's catalogue: published by ana on")
+    assert [m["id"] for m in lab.api("GET", "catalog/published").json()["modules"]] == ["image-classifier"]
+    sharing.scroll_into_view_if_needed()
+    lab_page.screenshot("published")
+    sharing.get_by_role("button", name="Unpublish").click()
+    expect(sharing.get_by_role("button", name="Publish")).to_be_enabled()
+    assert lab.api("GET", "catalog/published").json()["modules"] == []
+
     lab.api("DELETE", f"checks/{check_run['id']}")

@@ -2,7 +2,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { ChecksAPI, checksApi } from './checks';
+import { ChecksAPI, checksApi, PublishAPI } from './checks';
 import { pipelinesApi } from './pipelines';
 import { serverlessApi } from './serverless';
 import { apiURL, fetchOK, json, ReefLabError, requestAPI } from './transport';
@@ -199,6 +199,9 @@ export const api = {
   check: checksApi.check,
   startCheck: checksApi.startCheck,
   checkLog: checksApi.checkLog,
+  published: checksApi.published,
+  publish: checksApi.publish,
+  unpublish: checksApi.unpublish,
   runPipeline: pipelinesApi.runPipeline,
   makeServerless: serverlessApi.makeServerless,
   serverlessAvailability: serverlessApi.serverlessAvailability,
@@ -213,7 +216,13 @@ export type MarketplaceAPI = Pick<
   Partial<
     Pick<
       typeof api,
-      'info' | 'makeServerless' | 'serverlessAvailability' | 'platformStorage' | 'runPipeline' | keyof ChecksAPI
+      | 'info'
+      | 'makeServerless'
+      | 'serverlessAvailability'
+      | 'platformStorage'
+      | 'runPipeline'
+      | keyof ChecksAPI
+      | keyof PublishAPI
     >
   >;
 

@@ -30,8 +30,20 @@ export const checksApi = {
   checkLog: (id: string, tail = 200, signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<string[]> =>
     requestAPI<{ lines: string[] }>(`${checkEndpoint(id, 'log')}?tail=${tail}`, { signal }, settings).then(
       answer => answer.lines
+    ),
+  published: (signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Checks.IPublication[]> =>
+    requestAPI<{ modules: Checks.IPublication[] }>('catalog/published', { signal }, settings).then(
+      answer => answer.modules
+    ),
+  publish: (module: string, settings?: ServerConnection.ISettings): Promise<Checks.IPublication> =>
+    requestAPI<Checks.IPublication>('catalog/published', json({ module }), settings),
+  unpublish: (module: string, settings?: ServerConnection.ISettings): Promise<void> =>
+    requestAPI<unknown>(URLExt.join('catalog/published', encodeURIComponent(module)), { method: 'DELETE' }, settings).then(
+      () => undefined
     )
 };
 
 /** The calls a module's page makes to check it. */
 export type ChecksAPI = Pick<typeof checksApi, 'checks' | 'check' | 'startCheck' | 'checkLog'>;
+/** The calls that share a checked module through the platform's catalogue. */
+export type PublishAPI = Pick<typeof checksApi, 'published' | 'publish' | 'unpublish'>;

@@ -602,6 +602,17 @@ export namespace Checks {
     finished_at: string | null;
   }
 
+  /** A module in the platform's catalogue (GET /reeflab/api/catalog/published). */
+  export interface IPublication {
+    id: string;
+    /** the hub user who published it: only they can replace or remove it */
+    publisher: string;
+    /** ISO date */
+    published: string;
+    /** the passing report it was published with */
+    check: IReport;
+  }
+
   /** What a module's card and page show: its latest check (a catalogue entry's "check"). */
   export interface IBadge {
     state: 'passed' | 'failed' | 'unchecked';
