@@ -19,7 +19,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: up test install install-test fuse sandbox reachable lint bench lock clean fish-weights fish-classifier-weights
 
-up: install fuse sandbox reachable
+up: install .venv-labelstudio/.stamp fuse sandbox reachable
 	$(VENV)/bin/reeflab up
 
 # Storage mounts need FUSE 3; without it (no root to install it) ReefLab says so and copies instead.
@@ -47,7 +47,7 @@ test: install install-test fuse reachable
 
 install: $(VENV)/.platform.stamp $(VENV)/.reeflab.stamp
 
-install-test: $(VENV)/.test.stamp .venv-oidc/.stamp $(CHROMIUM) $(FUSERMOUNT) $(BWRAP)
+install-test: $(VENV)/.test.stamp .venv-oidc/.stamp .venv-labelstudio/.stamp $(CHROMIUM) $(FUSERMOUNT) $(BWRAP)
 
 $(VENV)/.torch.stamp: requirements/torch.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -68,6 +68,14 @@ $(VENV)/.test.stamp: $(VENV)/.platform.stamp requirements/test.txt
 	python3 -m venv .venv-oidc
 	quiet_pip() { .venv-oidc/bin/pip "$$@" 2>&1 | { grep -v 'is ignored: it is neither' || true; }; }; \
 	  quiet_pip install -q "oidc-provider-mock>=0.3,<0.4"
+	touch $@
+
+# Label Studio (annotation): its own environment (its Django stack clashes with the platform's); each user's
+# server starts their own from it (reeflab/annotation/labelstudio.py finds it beside .venv)
+.venv-labelstudio/.stamp:
+	python3 -m venv .venv-labelstudio
+	quiet_pip() { .venv-labelstudio/bin/pip "$$@" 2>&1 | { grep -v 'is ignored: it is neither' || true; }; }; \
+	  quiet_pip install -q "label-studio==1.23.2"
 	touch $@
 
 $(FUSERMOUNT):
@@ -119,6 +127,7 @@ bench: install install-test
 	$(PY) bench/storage.py
 	$(PY) bench/federated.py
 
+	$(PY) bench/distributed.py
 # Re-train the fish detector's shipped weights (CPU, about 35 min on 2 cores; see weights/TRAINING.md): from
 # scratch on generated fish scenes, then fine-tuned with fish-free scenes and photos as negatives
 fish-weights: install
@@ -137,4 +146,4 @@ lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^reeflab' | sed '1i # pip freeze of a working environment (make lock); every install is constrained to it.' > requirements/constraints.txt
 
 clean:
-	rm -rf $(VENV) .venv-oidc node_modules $(LABEXT_BUILD) labextension/lib .reeflab
+	rm -rf $(VENV) .venv-oidc .venv-labelstudio node_modules $(LABEXT_BUILD) labextension/lib .reeflab

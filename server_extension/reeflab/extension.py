@@ -10,10 +10,12 @@ import zmq
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Type, Unicode, default
 
+from .annotation.service import AnnotationService
 from .catalog.service import CatalogService
 from .checks.service import ModuleCheckService
 from .deployments.service import DeploymentService
 from .examples import ExamplesService
+from .handlers.annotation import ExportHandler, PreannotateHandler, ProjectHandler, ProjectsHandler
 from .handlers.base import ReefLabHandler
 from .handlers.catalog import ModuleFormHandler, ModuleHandler, ModulesHandler, RefreshHandler
 from .handlers.checks import (
@@ -90,6 +92,7 @@ BATCH_ID = r"(?P<batch_id>[a-f0-9]{8})"
 # a check's id, or a shared report's name ('<module>@<version>'); unknown ones get a 404 that says how to list yours
 CHECK_ID = r"(?P<check_id>[\w\-.@%+]{1,128})"  # "@" may come as %40
 MODEL_NAME = r"(?P<model_name>[a-z0-9][a-z0-9\-_.]*)"
+PROJECT_ID = r"(?P<project_id>[0-9]{1,9})"
 
 
 class ReefLabApp(ExtensionApp):
@@ -141,6 +144,7 @@ class ReefLabApp(ExtensionApp):
             tracking=tracking,
             publish=PublishService(catalog, tracking, registry),
             checks=checks,
+            annotation=AnnotationService(parent=self, catalog=catalog, workspace=self.serverapp.root_dir),
         )
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
@@ -161,6 +165,7 @@ class ReefLabApp(ExtensionApp):
     async def stop_extension(self) -> None:
         """Stop the background watchers; what they watch goes on, and the next start re-attaches to it."""
         await asyncio.gather(*(runs.stop_watching() for runs in self.settings["reeflab"].runs))
+        await self.settings["reeflab"].annotation.stop()  # the user's Label Studio starts again when needed
         # the server is about to exit: Python's last garbage collections would scan its whole heap (the
         # modules' libraries, loaded models) for seconds, and keep a stopping platform waiting
         gc.freeze()
@@ -222,6 +227,10 @@ class ReefLabApp(ExtensionApp):
                 (r"/reeflab/api/serverless/services", ServicesFromModulesHandler),
                 (r"/reeflab/api/serverless/batches", BatchesHandler),
                 (rf"/reeflab/api/serverless/batches/{BATCH_ID}", BatchHandler),
+                (r"/reeflab/api/annotation/projects", ProjectsHandler),
+                (rf"/reeflab/api/annotation/projects/{PROJECT_ID}", ProjectHandler),
+                (rf"/reeflab/api/annotation/projects/{PROJECT_ID}/preannotate", PreannotateHandler),
+                (rf"/reeflab/api/annotation/projects/{PROJECT_ID}/export", ExportHandler),
             ]
         )
 

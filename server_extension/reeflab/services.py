@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .annotation.service import AnnotationService
 from .catalog.service import CatalogService
 from .checks.service import ModuleCheckService
 from .deployments.service import DeploymentService
@@ -37,6 +38,7 @@ class Services:
     tracking: TrackingService
     publish: PublishService
     checks: ModuleCheckService
+    annotation: AnnotationService
 
     @property
     def runs(self) -> tuple[RunService, ...]:

@@ -1,12 +1,13 @@
 """ReefLab from Python (notebooks, scripts): the same REST API the panel uses."""
 
-from . import catalog, checks, deployments, serverless, storage, training
+from . import annotation, catalog, checks, deployments, serverless, storage, training
 from .connection import Connection, ReefLabClientError
 from .deployments import deploy
 
 __all__ = [
     "Connection",
     "ReefLabClientError",
+    "annotation",
     "catalog",
     "checks",
     "deploy",

@@ -1,0 +1,193 @@
+"""Each user's own Label Studio: one process per user, started on demand by their server, reached only through it.
+
+Label Studio's community edition puts every account of an instance in one organization where all see all
+projects, so ReefLab never shares an instance: the user's server starts one for its user alone, in their own
+OS account, with its SQLite database and media in their data folder, on a free 127.0.0.1 port, with sign-up
+closed (DISABLE_SIGNUP_WITHOUT_LINK) and one account whose random password and API token only that folder
+(0600) holds. The platform talks to it with the token; the user types no second password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+from ..errors import NotFound, ReefLabError
+from ..files import free_port, write_private
+from ..processes import stop_group, tail_lines
+
+VERSION = "1.23.2"  # the Makefile's .venv-labelstudio pin
+START_TIMEOUT = 180  # seconds: migrations of a fresh database take ~30 s on two cores
+
+
+class LabelStudioError(ReefLabError):
+    """Label Studio could not be started or answered with an error the user cannot fix (502)."""
+
+    status = 502
+
+
+def default_command() -> str | None:
+    """`label-studio` from $REEFLAB_LABEL_STUDIO, else the `.venv-labelstudio` next to ReefLab's venv
+    (`make` installs it there), else on PATH."""
+    if os.environ.get("REEFLAB_LABEL_STUDIO"):
+        return os.environ["REEFLAB_LABEL_STUDIO"]
+    beside = Path(sys.prefix).parent / ".venv-labelstudio" / "bin" / "label-studio"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("label-studio")
+
+
+class LabelStudio:
+    """The user's Label Studio: `await ensure()` starts it (once) and answers its API client."""
+
+    def __init__(self, data_dir: Path, document_root: Path, command: str | None = None):
+        self.data_dir = Path(data_dir)
+        self.document_root = Path(document_root)
+        self.command = command
+        self.log_path = self.data_dir / "label-studio.log"
+        self._process: asyncio.subprocess.Process | None = None
+        self._api: LabelStudioAPI | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def exists(self) -> bool:
+        """Whether this user ever started theirs (no credentials yet: no projects either)."""
+        return (self.data_dir / "credentials.json").exists()
+
+    def credentials(self) -> dict[str, str]:
+        path = self.data_dir / "credentials.json"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            user = os.environ.get("JUPYTERHUB_USER") or "user"
+            created = {
+                "username": f"{user}@reeflab.local",
+                "password": secrets.token_urlsafe(24),
+                "token": secrets.token_hex(20),
+            }
+            write_private(path, json.dumps(created))
+        return json.loads(path.read_text())
+
+    async def ensure(self) -> LabelStudioAPI:
+        async with self._lock:
+            if self._api is not None and self._process is not None and self._process.returncode is None:
+                return self._api
+            return await self._start()
+
+    async def _start(self) -> LabelStudioAPI:
+        command = self.command or default_command()
+        if not command or not Path(command).exists():
+            raise LabelStudioError(
+                "Label Studio is not installed on this server: run `make up` (it makes .venv-labelstudio) "
+                "or set $REEFLAB_LABEL_STUDIO to a label-studio program"
+            )
+        login = self.credentials()
+        port = free_port()
+        env = {
+            **os.environ,
+            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",  # images are read in place from the workspace
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root),
+            "DISABLE_SIGNUP_WITHOUT_LINK": "true",  # no second account can join this instance
+            "LABEL_STUDIO_DISABLE_TELEMETRY": "true",
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+        }
+        argv = [
+            command,
+            "start",
+            "--no-browser",
+            "--data-dir",
+            str(self.data_dir / "data"),
+            "--internal-host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--username",
+            login["username"],
+            "--password",
+            login["password"],
+            "--user-token",
+            login["token"],
+            "--enable-legacy-api-token",
+        ]
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=self.data_dir,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # started from the event loop's thread, which lives as long as the server
+            )
+        finally:
+            log.close()
+        api = LabelStudioAPI(f"http://127.0.0.1:{port}", login["token"])
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.returncode is not None:
+                last = "\n".join(tail_lines(self.log_path, 15))
+                status = self._process.returncode
+                raise LabelStudioError(f"Label Studio exited while starting (status {status}):\n{last}")
+            if await asyncio.get_running_loop().run_in_executor(None, api.healthy):
+                self._api = api
+                # where it listens, for the user's own tools (0600, beside the credentials)
+                write_private(self.data_dir / "server.json", json.dumps({"url": api.url, "pid": self._process.pid}))
+                return api
+            await asyncio.sleep(0.5)
+        await self.stop()
+        raise LabelStudioError(f"Label Studio did not answer within {START_TIMEOUT} s: see {self.log_path}")
+
+    async def stop(self) -> None:
+        process, self._process, self._api = self._process, None, None
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(psutil.Error):
+                await stop_group(psutil.Process(process.pid), grace=10)
+
+
+def _die_with_parent() -> None:
+    from ..oscar_engine.worker import die_with_parent
+
+    die_with_parent()
+
+
+class LabelStudioAPI:
+    """Label Studio's REST API with the user's token (plain requests: label-studio-sdk's pins clash with the
+    platform's stack)."""
+
+    def __init__(self, url: str, token: str):
+        self.url = url
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {token}"
+
+    def healthy(self) -> bool:
+        try:
+            return self.session.get(self.url + "/api/projects", params={"page_size": 1}, timeout=5).ok
+        except requests.RequestException:
+            return False
+
+    def call(self, method: str, path: str, **kwargs) -> Any:
+        try:
+            answer = self.session.request(method, self.url + path, timeout=kwargs.pop("timeout", 120), **kwargs)
+        except requests.RequestException as error:
+            raise LabelStudioError(f"Label Studio did not answer {method} {path}: {type(error).__name__}") from None
+        if answer.status_code == 404:
+            raise NotFound(f"Label Studio has no {path}")
+        if not answer.ok:
+            problem = f"{answer.status_code}: {answer.text[:300]}"
+            raise LabelStudioError(f"Label Studio answered {method} {path} with {problem}")
+        if answer.headers.get("Content-Type", "").startswith("application/json"):
+            return answer.json()
+        return answer.content

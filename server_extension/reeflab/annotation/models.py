@@ -1,0 +1,34 @@
+"""Requests of the annotation API: make a project, pre-annotate it with a module, export it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Kind = Literal["detection", "classification"]
+
+
+class ProjectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=3, max_length=50, description="The project's name in Label Studio")
+    folder: str = Field(min_length=1, description="Folder of images in your workspace, e.g. 'surveys/reef-2026'")
+    kind: Kind = Field("detection", description="'detection' (boxes) or 'classification' (one label an image)")
+    labels: list[str] = Field(default_factory=list, description="The labels; empty: the module's classes")
+    module: str | None = Field(None, description="A marketplace module whose classes are the labels")
+
+
+class PreannotateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    module: str = Field(min_length=1, description="A marketplace detector (detection) or classifier")
+    conf: float | None = Field(None, ge=0, le=1, description="Detectors: confidence threshold (default: the module's)")
+
+
+class ExportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    folder: str = Field(min_length=1, description="New folder of your workspace for the dataset")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of the labelled images held out for validation")
+    seed: int = Field(0, description="Seed of the train/val split")

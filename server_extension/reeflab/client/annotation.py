@@ -1,0 +1,64 @@
+"""Annotation from Python: label a folder of images in your own Label Studio, with a module's help.
+
+from reeflab.client import annotation
+project = annotation.create("Reef survey", "surveys/reef-2026", module="fish-detector")  # labels: the module's
+project.preannotate("fish-detector")        # its boxes, with scores, for you to accept or correct
+project.refresh().info                      # {"total": 120, "preannotated": 120, "labelled": 14, ...}
+project.export("datasets/reef-2026")        # an Ultralytics YOLO dataset: data.yaml, images/, labels/
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .connection import Connection, Resource, default_connection
+
+
+class Project(Resource):
+    """One of your annotation projects; `info` has its labels and labelled / pre-annotated / total counts."""
+
+    collection = ("annotation", "projects")
+    listed_as = "projects"
+
+    def __repr__(self) -> str:
+        info = self.info
+        return f"<Project {info['id']} '{info['title']}': {info['labelled']}/{info['total']} labelled>"
+
+    def refresh(self) -> Project:
+        self.info = self.connection.get(*self.collection, str(self.id))
+        return self
+
+    def delete(self) -> None:
+        self.connection.request("DELETE", *self.collection, str(self.id))
+
+    def preannotate(self, module: str, conf: float | None = None) -> dict[str, Any]:
+        """Run `module` over every image and store its answers as predictions; what it found."""
+        body = {"module": module, **({"conf": conf} if conf is not None else {})}
+        return self.connection.post(*self.collection, str(self.id), "preannotate", json=body)
+
+    def export(self, folder: str, val_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
+        """The labelled images as a YOLO dataset in a new folder of your files; its data.yaml path and counts."""
+        body = {"folder": folder, "val_fraction": val_fraction, "seed": seed}
+        return self.connection.post(*self.collection, str(self.id), "export", json=body)
+
+
+def create(
+    title: str,
+    folder: str,
+    kind: str = "detection",
+    labels: list[str] | None = None,
+    module: str | None = None,
+    connection: Connection | None = None,
+) -> Project:
+    """A project over a folder of images of your workspace; labels given, or a module's classes."""
+    body = {"title": title, "folder": folder, "kind": kind, "labels": labels, "module": module}
+    return Project.create(body, connection)
+
+
+def projects(connection: Connection | None = None) -> list[Project]:
+    return Project.all(connection)
+
+
+def get(project_id: int, connection: Connection | None = None) -> Project:
+    connection = connection or default_connection()
+    return Project(connection.get(*Project.collection, str(project_id)), connection)

@@ -1,0 +1,67 @@
+"""Annotation: projects in the user's own Label Studio, pre-annotation with a module, export to a dataset."""
+
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from ..annotation.models import ExportRequest, PreannotateRequest, ProjectRequest
+from ..annotation.service import AnnotationService
+from .base import ReefLabHandler
+
+
+class AnnotationBase(ReefLabHandler):
+    auth_resource = "reeflab:annotation"
+
+    @property
+    def annotation(self) -> AnnotationService:
+        return self.services.annotation
+
+
+class ProjectsHandler(AnnotationBase):
+    """GET: your projects with labelled / pre-annotated / total counts. POST: a project over a folder."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json({"projects": await self.annotation.list()})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        request = self.parse_body(ProjectRequest, "annotation project")
+        self.write_json(await self.annotation.create(request), status=201)
+
+
+class ProjectHandler(AnnotationBase):
+    @web.authenticated
+    @authorized
+    async def get(self, project_id: str) -> None:
+        self.write_json(await self.annotation.get(int(project_id)))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, project_id: str) -> None:
+        await self.annotation.delete(int(project_id))
+        self.set_status(204)
+        self.finish()
+
+
+class PreannotateHandler(AnnotationBase):
+    """POST {module}: the module's boxes or labels on every image, stored as predictions with their scores."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, project_id: str) -> None:
+        request = self.parse_body(PreannotateRequest, "pre-annotation")
+        self.write_json(await self.annotation.preannotate(int(project_id), request))
+
+
+class ExportHandler(AnnotationBase):
+    """POST {folder}: the labelled images as an Ultralytics YOLO dataset (data.yaml, train/val) in your files."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, project_id: str) -> None:
+        request = self.parse_body(ExportRequest, "export")
+        self.write_json(await self.annotation.export(int(project_id), request), status=201)

@@ -1,0 +1,189 @@
+"""Annotation with a real Label Studio: alice's server starts her own (once for this module), she labels a folder of
+generated scenes with the fish detector's help, corrects a box as an annotator does, and exports a YOLO dataset;
+bob neither sees nor opens her project; bad inputs get messages that say what to fix."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import requests
+import yaml
+from reeflab.client import Connection, ReefLabClientError, annotation
+from reeflab.modules.fish_detector.synth import generate_samples
+
+SCENES = 6
+
+
+def iou(a, b) -> float:
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def pixels(region: dict) -> list[float]:
+    """A Label Studio rectangle (percent of the image) as pixel [x1, y1, x2, y2]."""
+    v, w, h = region["value"], region["original_width"], region["original_height"]
+    return [v["x"] * w / 100, v["y"] * h / 100, (v["x"] + v["width"]) * w / 100, (v["y"] + v["height"]) * h / 100]
+
+
+@pytest.fixture(scope="module")
+def hub_users():
+    # names of their own: OS accounts are per hub user name, and another module's hub retires an account of
+    # the same name (killing what runs as it) when it creates its user
+    return ("ann", "ben")
+
+
+@pytest.fixture(scope="module")
+def alice(servers) -> Connection:
+    return Connection(*servers["ann"])
+
+
+@pytest.fixture(scope="module")
+def bob(servers) -> Connection:
+    return Connection(*servers["ben"])
+
+
+def upload(user: Connection, path: str, data: bytes | None) -> None:
+    """A file (None: a folder) into the user's files, as the file browser uploads it (the contents API)."""
+    url = user.url + "api/contents/" + path
+    body = (
+        {"type": "directory"}
+        if data is None
+        else {"type": "file", "format": "base64", "content": base64.b64encode(data).decode()}
+    )
+    user.session.put(url, json=body, timeout=30).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def scenes(alice, tmp_path_factory) -> dict:
+    """Generated underwater scenes in alice's folder 'scenes'; their ground truth (pixel boxes by file name)."""
+    local = tmp_path_factory.mktemp("scenes")
+    truth = json.loads(generate_samples(local, n=SCENES, seed=77).read_text())["images"]
+    upload(alice, "scenes", None)
+    for name in truth:
+        upload(alice, f"scenes/{name}", (local / name).read_bytes())
+    return truth
+
+
+@pytest.fixture(scope="module")
+def studio(hub, alice, scenes):
+    """Alice's project over her scenes (her Label Studio starts for it) and that Label Studio's API, as her own
+    tools reach it (its address and token are in her data folder only)."""
+    project = annotation.create("Reef survey", "scenes", module="fish-detector", connection=alice)
+    folder = hub.homes / "ann" / ".local" / "share" / "jupyter" / "reeflab" / "annotation"
+    session = requests.Session()
+    session.headers["Authorization"] = "Token " + json.loads((folder / "credentials.json").read_text())["token"]
+    session.base = json.loads((folder / "server.json").read_text())["url"]
+    yield project, session
+    project.delete()
+
+
+def test_a_project_over_a_folder_takes_the_module_labels(studio, scenes):
+    project, _ = studio
+    assert project.info["labels"] == ["fish"]  # the fish detector's classes
+    assert project.info["kind"] == "detection"
+    assert (project.info["total"], project.info["labelled"], project.info["preannotated"]) == (SCENES, 0, 0)
+
+
+def test_preannotation_labelling_and_yolo_export(alice, studio, scenes, hub):
+    project, ls = studio
+    done = project.preannotate("fish-detector")
+    assert done["predicted"] == SCENES and not done["failed"]
+    listed = {p.id: p.info for p in annotation.projects(connection=alice)}
+    assert listed[project.id]["preannotated"] == SCENES
+
+    # the predictions are the detector's boxes, with scores, close to the generated fish
+    tasks = ls.get(ls.base + "/api/tasks", params={"project": project.id, "page_size": 100}, timeout=30).json()["tasks"]
+    found = matched = 0
+    first = None
+    for task in tasks:
+        name = task["data"]["file"].split("/")[-1]
+        predictions = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()
+        assert len(predictions) == 1 and predictions[0]["model_version"] == "fish-detector"
+        regions = predictions[0]["result"]
+        assert all(0 < r["score"] <= 1 and r["value"]["rectanglelabels"] == ["fish"] for r in regions)
+        boxes = [pixels(r) for r in regions]
+        for truth in scenes[name]["boxes"]:
+            found += 1
+            matched += any(iou(truth, box) > 0.5 for box in boxes)
+        if first is None and regions:
+            first = (task, name, regions)
+    assert matched / found >= 0.8, f"{matched} of {found} fish found"
+
+    # an annotator accepts two images' predictions and corrects one box of a third, through Label Studio's API
+    task, name, regions = first
+    corrected = json.loads(json.dumps(regions))
+    for region in corrected:
+        region.pop("score", None)
+    corrected[0]["value"].update(x=10.0, y=20.0, width=30.0, height=25.0)  # the box the annotator drew
+    ls.post(ls.base + f"/api/tasks/{task['id']}/annotations", json={"result": corrected}, timeout=30).raise_for_status()
+    for other in [t for t in tasks if t["id"] != task["id"]][:2]:
+        accepted = ls.get(ls.base + "/api/predictions", params={"task": other["id"]}, timeout=30).json()[0]["result"]
+        ls.post(
+            ls.base + f"/api/tasks/{other['id']}/annotations", json={"result": accepted}, timeout=30
+        ).raise_for_status()
+    assert project.refresh().info["labelled"] == 3
+
+    exported = project.export("datasets/reef", val_fraction=0.34)
+    assert (exported["train"], exported["val"], exported["names"]) == (2, 1, ["fish"])
+    root = hub.homes / "ann"
+    data = yaml.safe_load((root / exported["data"]).read_text())
+    assert data["names"] == {0: "fish"} and data["train"] == "images/train" and data["val"] == "images/val"
+    dataset = root / "datasets" / "reef"
+    stem = name.rsplit(".", 1)[0]
+    label = next(dataset.glob(f"labels/*/{stem}.txt"))
+    assert (label.parent.parent.parent / "images" / label.parent.name / name).is_file()
+    lines = [[float(v) for v in line.split()] for line in label.read_text().splitlines()]
+    assert len(lines) == len(regions)
+    # YOLO: class, centre and size as fractions of the image; the corrected box is there as drawn
+    assert any(
+        c == 0 and abs(x - 0.25) < 1e-3 and abs(y - 0.325) < 1e-3 and abs(w - 0.30) < 1e-3 and abs(h - 0.25) < 1e-3
+        for c, x, y, w, h in lines
+    )
+    assert len(list(dataset.glob("images/*/*.jpg"))) == 3  # the labelled images only
+
+    with pytest.raises(ReefLabClientError) as again:
+        project.export("datasets/reef")
+    assert again.value.status == 409 and "not empty" in again.value.message
+
+
+def test_another_user_neither_sees_nor_opens_the_project(studio, alice, bob, servers):
+    project, _ = studio
+    assert annotation.projects(connection=bob) == []
+    with pytest.raises(ReefLabClientError) as missing:
+        annotation.get(project.id, connection=bob)
+    assert missing.value.status == 404 and "no annotation project" in missing.value.message
+    # bob's token on alice's server: the hub refuses it
+    intruder = Connection(servers["ann"][0], servers["ben"][1])
+    with pytest.raises(ReefLabClientError) as refused:
+        annotation.get(project.id, connection=intruder)
+    assert refused.value.status == 403
+
+
+def test_bad_inputs_say_what_to_fix(alice, studio):
+    upload(alice, "empty", None)
+    upload(alice, "mixed", None)
+    upload(alice, "mixed/notes.txt", b"not an image")
+    cases = [
+        ({"folder": "empty"}, "holds no images"),
+        ({"folder": "mixed"}, "'notes.txt'"),
+        ({"folder": "no-such-folder"}, "is not a folder of your workspace"),
+        ({"folder": "../.."}, "outside your workspace"),
+        ({"folder": "scenes", "module": "fish-classifier"}, "is not a detector"),
+        ({"folder": "scenes", "labels": []}, "give the labels"),
+        ({"folder": "scenes", "kind": "segmentation", "labels": ["fish"]}, "kind"),
+    ]
+    for body, message in cases:
+        with pytest.raises(ReefLabClientError) as refused:
+            alice.post("annotation", "projects", json={"title": "Bad project", **body})
+        assert refused.value.status == 400 and message in refused.value.message, (body, refused.value.message)
+    project, _ = studio
+    with pytest.raises(ReefLabClientError) as wrong:
+        project.preannotate("fish-classifier")
+    assert wrong.value.status == 400 and "is not a detector" in wrong.value.message
+    with pytest.raises(ReefLabClientError) as unknown:
+        project.preannotate("no-such-module")
+    assert unknown.value.status == 404
