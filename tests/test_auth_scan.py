@@ -19,6 +19,7 @@ SAMPLES = {
     "path": "v2/models/",
     "job_id": "0123abcd",
     "batch_id": "0123abcd",
+    "project_id": "1",
 }
 # the two routes that pass requests on to another web service: a deployment's DEEPaaS API, MLflow
 PROXIES = ("reeflab/deployments/0123abcd/v2/models/", "reeflab/mlflow/ajax-api/2.0/mlflow/experiments/create")
