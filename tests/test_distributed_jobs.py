@@ -26,6 +26,7 @@ from reeflab.jobs.distributed import torchrun_args
 from reeflab.jobs.models import Job
 from reeflab.profiles import load_profiles
 from test_jobs import call, ended, notebook, processes_of, refused, wait_for
+from test_jobs_client import cli
 from torch.distributed.run import parse_args
 from tornado.httpclient import HTTPClientError
 
@@ -201,6 +202,17 @@ async def test_rank_logs_are_only_for_distributed_jobs_and_only_their_owners(jp_
     with pytest.raises(HTTPClientError) as err:
         await call(jp_fetch, "GET", "nosuchjob", "log", params={"rank": "0"})
     assert err.value.code == 404
+
+
+@with_server
+async def test_the_cli_runs_a_distributed_job_and_shows_a_ranks_log(server_url, jp_serverapp, jp_root_dir):
+    token = jp_serverapp.identity_provider.token
+    name = notebook(jp_root_dir / "hello.ipynb", "import os\nprint('hello from rank', os.environ['RANK'])")
+    code, out = await cli(server_url, token, jp_root_dir, "run", name, "--nproc", "2")
+    assert code == 0 and "torchrun --nproc-per-node 2" in out and "job completed" in out, out
+    job_id = out.split()[1].rstrip(":")
+    code, out = await cli(server_url, token, jp_root_dir, "logs", job_id, "--rank", "1")
+    assert code == 0 and "hello from rank 1" in out and "hello from rank 0" not in out, out
 
 
 # ---------------------------------------------------------------- kubernetes mode: the manifests, offline

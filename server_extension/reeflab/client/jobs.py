@@ -61,10 +61,14 @@ def submit(
     profile: str | None = None,
     kernel: str | None = None,
     title: str | None = None,
+    processes: int | None = None,
+    nodes: int | None = None,
     connection: Connection | None = None,
 ) -> Job:
-    """Run a notebook (path relative to your Jupyter root folder) with parameters as a job."""
+    """Run a notebook (path relative to your Jupyter root folder) with parameters as a job; with `processes`, a
+    distributed one (torchrun: that many ranks on each of its `nodes`; `job.logs(rank=N)` reads a rank's log)."""
     body = {"notebook": notebook, "parameters": parameters or {}, "profile": profile, "kernel": kernel, "title": title}
+    body.update({k: v for k, v in (("processes", processes), ("nodes", nodes)) if v is not None})
     return Job.create(body, connection)
 
 

@@ -25,7 +25,10 @@ def run(args: argparse.Namespace) -> int:
     from ..client.connection import ReefLabClientError
 
     try:
-        job = jobs.submit(args.notebook, dict(args.parameters), profile=args.profile, kernel=args.kernel)
+        job = jobs.submit(
+            args.notebook, dict(args.parameters), profile=args.profile, kernel=args.kernel,
+            processes=args.processes, nodes=args.nodes,
+        )  # fmt: skip
         print(f"job {job.id}: {args.notebook} -> {job.output}", flush=True)
         if args.detach:
             return 0
@@ -53,7 +56,8 @@ def list_jobs(args: argparse.Namespace) -> int:
 def logs(args: argparse.Namespace) -> int:
     from ..client import jobs
 
-    print("\n".join(jobs.get(args.id).logs(args.tail)))
+    rank = {"rank": args.rank} if args.rank is not None else {}
+    print("\n".join(jobs.get(args.id).logs(args.tail, **rank)))
     return 0
 
 
@@ -79,11 +83,14 @@ def add_commands(commands) -> None:
     start.add_argument("--profile", help="hardware profile (default: yours)")
     start.add_argument("--kernel", help="kernel name (default: the notebook's)")
     start.add_argument("--detach", action="store_true", help="submit and return at once")
+    start.add_argument("--processes", "--nproc", type=int, help="distributed: ranks per node, started by torchrun")
+    start.add_argument("--nodes", type=int, help="distributed: nodes (kubernetes mode)")
     start.set_defaults(func=run)
     job.add_parser("list", help="your jobs").set_defaults(func=list_jobs)
     show = job.add_parser("logs", help="the last lines of a job's log")
     show.add_argument("id")
     show.add_argument("--tail", type=int, default=200)
+    show.add_argument("--rank", type=int, help="a distributed job's rank: its own log")
     show.set_defaults(func=logs)
     stop = job.add_parser("cancel", help="cancel a running job (its kernel is stopped)")
     stop.add_argument("id")
