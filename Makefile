@@ -55,8 +55,9 @@ $(VENV)/.torch.stamp: requirements/torch.txt
 	$(PIP) install -q -r requirements/torch.txt
 	touch $@
 
-$(VENV)/.platform.stamp: $(VENV)/.torch.stamp requirements/platform.txt requirements/constraints.txt
+$(VENV)/.platform.stamp: $(VENV)/.torch.stamp requirements/platform.txt requirements/no-deps.txt requirements/constraints.txt
 	$(PIP) install -q -c requirements/constraints.txt -r requirements/platform.txt
+	$(PIP) install -q --no-deps -c requirements/constraints.txt -r requirements/no-deps.txt
 	touch $@
 
 $(VENV)/.test.stamp: $(VENV)/.platform.stamp requirements/test.txt

@@ -43,6 +43,7 @@ from .handlers.federated import (
     TokensHandler,
 )
 from .handlers.jobs import CancelHandler, JobHandler, JobLogHandler, JobsHandler, OutputHandler
+from .handlers.monitoring import DeploymentMetricsHandler, DriftHandler, PrometheusHandler
 from .handlers.pipelines import PipelineCancelHandler, PipelineLogHandler, PipelineRunHandler, PipelinesHandler
 from .handlers.serverless import BatchesHandler, BatchHandler, OscarProxyHandler, ServicesFromModulesHandler
 from .handlers.storage import (
@@ -69,6 +70,7 @@ from .handlers.training import (
 )
 from .identity import HubIdentity
 from .jobs.service import JobService
+from .monitoring.service import MonitoringService
 from .pipelines.service import PipelineService
 from .profiles import ProfileStore, default_profiles_path
 from .serverless.gateway import ServerlessGateway
@@ -130,11 +132,12 @@ class ReefLabApp(ExtensionApp):
         registry = ModelRegistry(catalog.registry_dir, self.serverapp.root_dir)
         catalog.sources.append(registry.entries)  # the user's registered models are modules too
         checks = ModuleCheckService(parent=self, catalog=catalog)
+        deployments = DeploymentService(parent=self, catalog=catalog, storage=storage, checks=checks)
         self.settings["reeflab"] = Services(
             profiles=ProfileStore(self.profiles_file),
             identity=self.identity_class(parent=self),
             catalog=catalog,
-            deployments=DeploymentService(parent=self, catalog=catalog, storage=storage, checks=checks),
+            deployments=deployments,
             jobs=JobService(parent=self, notebook_root=self.serverapp.root_dir, storage=storage),
             pipelines=PipelineService(parent=self, notebook_root=self.serverapp.root_dir),
             storage=storage,
@@ -145,6 +148,7 @@ class ReefLabApp(ExtensionApp):
             publish=PublishService(catalog, tracking, registry),
             checks=checks,
             annotation=AnnotationService(parent=self, catalog=catalog, workspace=self.serverapp.root_dir),
+            monitoring=MonitoringService(parent=self, deployments=deployments, workspace=self.serverapp.root_dir),
         )
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
@@ -190,6 +194,9 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}", DeploymentHandler),
                 (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}/restart", RestartHandler),
                 (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}/logs", LogsHandler),
+                (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}/metrics", DeploymentMetricsHandler),
+                (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}/drift", DriftHandler),
+                (r"/reeflab/api/metrics", PrometheusHandler),
                 (rf"/reeflab/deployments/{DEPLOYMENT_ID}/?(?P<path>.*)", DeploymentProxyHandler),
                 (r"/reeflab/api/jobs", JobsHandler),
                 (rf"/reeflab/api/jobs/{JOB_ID}", JobHandler),

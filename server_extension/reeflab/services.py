@@ -11,6 +11,7 @@ from .deployments.service import DeploymentService
 from .examples import ExamplesService
 from .identity import HubIdentity
 from .jobs.service import JobService
+from .monitoring.service import MonitoringService
 from .pipelines.service import PipelineService
 from .profiles import ProfileStore
 from .runs.service import RunService
@@ -39,6 +40,7 @@ class Services:
     publish: PublishService
     checks: ModuleCheckService
     annotation: AnnotationService
+    monitoring: MonitoringService
 
     @property
     def runs(self) -> tuple[RunService, ...]:

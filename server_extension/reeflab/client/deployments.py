@@ -64,6 +64,24 @@ class Deployment(Resource):
         self.info = self.connection.post("deployments", self.id, "restart", json=body)
         return self
 
+    def metrics(self, since: int = 3600, step: int | None = None) -> dict[str, Any]:
+        """Its predict requests as the platform counted them: `total` (requests, errors, items since it was
+        created), `window` (the last `since` seconds: counts, latency_s p50/p95/p99, and `buckets` of `step`
+        seconds) and `drift` (settings, alert, last evaluation)."""
+        params = {"since": since, **({"step": step} if step else {})}
+        return self.connection.get("deployments", self.id, "metrics", **params)
+
+    def drift(self) -> dict[str, Any]:
+        """Drift detection: its settings, `alert`, the `evaluations` (statistic, p-value) and `events`."""
+        return self.connection.get("deployments", self.id, "drift")
+
+    def monitor_drift(self, reference: str | None = None, enabled: bool = True, **options: Any) -> dict[str, Any]:
+        """Watch its inputs for drift against `reference`, a folder of your files with images like the training
+        data (at least 20), e.g. `d.monitor_drift("data/reference", window=50, alpha=0.01)`; `enabled=False`
+        stops it. Only image statistics are kept of the inputs, never the images."""
+        body = {"enabled": enabled, "reference": reference, **options}
+        return self.connection.request("PUT", "deployments", self.id, "drift", json=body)
+
     def delete(self) -> None:
         super().delete()
         self.info = {**self.info, "state": "stopped"}

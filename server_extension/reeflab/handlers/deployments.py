@@ -7,7 +7,7 @@ import re
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.utils import url_path_join
 from jupyter_server_proxy.handlers import RewritableResponse
-from tornado import web
+from tornado import httputil, web
 
 from ..deployments.models import DeploymentRequest, RestartRequest
 from ..deployments.service import DeploymentService
@@ -54,6 +54,7 @@ _DEEPAAS3_DOCUMENTS = {"openapi.json": "swagger.json"}
 
 
 _TEXT_TYPES = ("text/", "application/json", "application/javascript")
+_PREDICT = re.compile(r"^/?v2/models/[^/]+/predict/?$")  # the requests monitoring counts
 
 
 def _requote(decoded: str, route: str, response: RewritableResponse) -> None:
@@ -90,6 +91,9 @@ class DeploymentProxyHandler(AuthorizedProxyHandler):
         deployment_id = self.path_kwargs["deployment_id"]
         try:
             owner = self.services.identity.name(self.current_user)
+            self.services.deployments.get(owner, deployment_id)  # its owner's: from here its predicts are counted
+            if self.request.method == "POST" and _PREDICT.match(self.path_kwargs.get("path", "")):
+                self.monitored = (owner, deployment_id)
             endpoint = self.services.deployments.endpoint(owner, deployment_id)
         except ReefLabError as err:
             raise web.HTTPError(err.status, err.message) from None
@@ -122,6 +126,23 @@ class DeploymentProxyHandler(AuthorizedProxyHandler):
         """The URL at DEEPaaS, with DEEPaaS 3's URL forms mapped to DEEPaaS 2's."""
         # under a base path, "" gives the base path itself, where DEEPaaS lists its versions (no trailing slash)
         return super().get_client_uri(protocol, host, port, deepaas2_path(proxied_path.lstrip("/")))
+
+    def on_finish(self) -> None:
+        """Count a predict request of the owner's (answered, refused or failed) with its latency and files."""
+        super().on_finish()
+        monitored = getattr(self, "monitored", None)
+        if monitored is None:
+            return
+        arguments: dict = {}
+        files: dict[str, list[httputil.HTTPFile]] = {}
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type.startswith("multipart/form-data"):
+            httputil.parse_body_arguments(content_type, self.request.body, arguments, files)
+        uploads = [f.body for parts in files.values() for f in parts]
+        try:
+            self.services.monitoring.record(*monitored, self.get_status(), self.request.request_time(), uploads)
+        except ReefLabError:
+            pass  # deleted while it answered: nothing to count it in
 
     def proxy_request_headers(self):
         """The request's headers without the user's Jupyter token, cookies and XSRF token: module code gets none."""

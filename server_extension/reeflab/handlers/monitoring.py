@@ -1,0 +1,46 @@
+"""Monitoring of deployments: request metrics (JSON and Prometheus' text format) and drift settings/results."""
+
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import authorized
+from prometheus_client import CONTENT_TYPE_LATEST
+from tornado import web
+
+from ..monitoring.models import DriftRequest
+from .deployments import DeploymentsBase
+
+
+class DeploymentMetricsHandler(DeploymentsBase):
+    """GET ?since=<seconds>&step=<seconds>: a deployment's requests, errors, items and latency percentiles,
+    in total and over time, and its drift state."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, deployment_id: str) -> None:
+        since = self.int_argument("since", 3600, 60, 90 * 86400)
+        step = self.int_argument("step", max(1, since // 60), 1, since)
+        self.write_json(self.services.monitoring.metrics(self.username, deployment_id, since, step))
+
+
+class DriftHandler(DeploymentsBase):
+    """GET: drift settings, evaluations (statistic, p-value) and events. PUT: turn drift detection on or off."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, deployment_id: str) -> None:
+        self.write_json(self.services.monitoring.drift(self.username, deployment_id))
+
+    @web.authenticated
+    @authorized
+    async def put(self, deployment_id: str) -> None:
+        request = self.parse_body(DriftRequest, "drift settings")
+        self.write_json(await self.services.monitoring.configure_drift(self.username, deployment_id, request))
+
+
+class PrometheusHandler(DeploymentsBase):
+    """GET: your deployments' metrics in Prometheus' text format (scrape with `Authorization: token <yours>`)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish(self.services.monitoring.prometheus(self.username), set_content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,211 @@
+"""MonitoringService: what the authenticated route to a deployment saw of its requests, and drift of its inputs.
+
+The route (handlers/deployments.py) calls `record` after each predict request, with the uploaded files; the
+store lives in the deployment's own folder (private to its owner, removed with it), so it survives restarts of
+the user's server and inputs never leave it: only their features are kept, never the images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from traitlets import Any as AnyTrait
+from traitlets import Float, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..errors import BadRequest
+from .drift import MIN_REFERENCE, DriftDetector
+from .features import image_features
+from .models import DriftRequest
+from .store import BUCKETS, MetricsStore
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+MAX_REFERENCE = 2000
+
+
+class MonitoringService(LoggingConfigurable):
+    deployments = AnyTrait(help="The DeploymentService whose deployments are monitored")
+    workspace = Unicode(help="The user's Jupyter root: reference folders are named relative to it")
+    retention_days = Float(30, config=True, help="Days of per-request rows kept; older ones become running totals")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._stores: dict[str, MetricsStore] = {}
+        self._detectors: dict[str, DriftDetector] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._pending: dict[str, int] = {}  # requests whose inputs are still being looked at, by deployment
+
+    def store(self, owner: str, deployment_id: str) -> MetricsStore:
+        """The deployment's store (NotFound for another user's or a missing one)."""
+        deployment = self.deployments.get(owner, deployment_id)
+        store = self._stores.get(deployment.id)
+        if store is None or not store.path.exists():  # deleted meanwhile and made again: a new file
+            for gone in [i for i in self._stores if i not in {d.id for d in self.deployments.list(owner)}]:
+                self._stores.pop(gone).close()
+                self._detectors.pop(gone, None)
+            store = self._stores[deployment.id] = MetricsStore(self.deployments.folder(deployment), self.retention_days)
+        return store
+
+    # -- requests --------------------------------------------------------------------
+
+    def record(self, owner: str, deployment_id: str, status: int, latency: float, files: list[bytes]) -> None:
+        """One predict request through the route; its files go on to drift detection (after the answer)."""
+        store = self.store(owner, deployment_id)
+        store.record(status, latency, max(1, len(files)))
+        settings = store.get_config("drift") if files and status < 400 else None
+        if settings and settings.get("enabled"):
+            task = asyncio.ensure_future(self._observe(deployment_id, store, settings, files))
+            self._tasks.add(task)
+            self._pending[deployment_id] = self._pending.get(deployment_id, 0) + 1
+
+            def done(task: asyncio.Task) -> None:
+                self._tasks.discard(task)
+                self._pending[deployment_id] -= 1
+                if not task.cancelled() and task.exception() is not None:
+                    self.log.error("drift of deployment %s: %r", deployment_id, task.exception())
+
+            task.add_done_callback(done)
+
+    def metrics(self, owner: str, deployment_id: str, since: float = 3600, step: float = 60) -> dict[str, Any]:
+        store = self.store(owner, deployment_id)
+        totals = store.totals()
+        return {
+            "deployment": deployment_id,
+            "total": {k: totals[k] for k in ("requests", "errors", "items")},
+            "window": store.summary(since, step),
+            "drift": self._drift_state(store),
+        }
+
+    def prometheus(self, owner: str) -> bytes:
+        """The owner's deployments' metrics in Prometheus' text format."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(self, owner))
+        return generate_latest(registry)
+
+    # -- drift -----------------------------------------------------------------------
+
+    def drift(self, owner: str, deployment_id: str) -> dict[str, Any]:
+        store = self.store(owner, deployment_id)
+        return {
+            **self._drift_state(store),
+            "pending": self._pending.get(deployment_id, 0),
+            "evaluations": store.evaluations(),
+            "events": store.events(),
+        }
+
+    def _drift_state(self, store: MetricsStore) -> dict[str, Any]:
+        settings = store.get_config("drift") or {"enabled": False}
+        last = store.evaluations(1)
+        return {"settings": settings, "alert": bool(last and last[0]["drift"]), "last": last[0] if last else None}
+
+    async def configure_drift(self, owner: str, deployment_id: str, request: DriftRequest) -> dict[str, Any]:
+        store = self.store(owner, deployment_id)
+        key = self.deployments.get(owner, deployment_id).id
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            settings = request.model_dump()
+            settings["every"] = request.every or request.window
+            if request.enabled:
+                folder = self._reference_folder(request.reference)
+                reference = await asyncio.to_thread(_reference_features, folder)
+                detector = await asyncio.to_thread(DriftDetector, reference, request.permutations)
+                store.set_config("reference", reference)
+                self._detectors[key] = detector
+                settings["reference_images"] = len(reference)
+                message = f"drift monitoring on: {len(reference)} reference images from '{request.reference}'"
+            else:
+                self._detectors.pop(key, None)
+                message = "drift monitoring off"
+            store.clear_inputs()
+            store.set_config("drift", settings)
+            store.add_event("drift-settings", message)
+        return self.drift(owner, deployment_id)
+
+    def _reference_folder(self, name: str) -> Path:
+        root = Path(self.workspace).resolve()
+        folder = (root / name).resolve()
+        if not folder.is_relative_to(root):
+            raise BadRequest(f"reference: '{name}' is outside your files; name a folder below your Jupyter root")
+        if not folder.is_dir():
+            raise BadRequest(f"reference: no folder '{name}' in your files")
+        return folder
+
+    async def _observe(self, deployment_id: str, store: MetricsStore, settings: dict, files: list[bytes]) -> None:
+        features = await asyncio.to_thread(lambda: [f for f in map(image_features, files) if f is not None])
+        if not features:
+            return
+        async with self._locks.setdefault(deployment_id, asyncio.Lock()):
+            window, every = settings["window"], settings["every"]
+            added = store.add_inputs(features, keep=window)
+            if added < window or (added // every) == ((added - len(features)) // every):
+                return  # the window is not full yet, or no evaluation is due
+            detector = self._detectors.get(deployment_id)
+            if detector is None:  # after a restart of the server: from the reference's stored features
+                reference = store.get_config("reference")
+                detector = await asyncio.to_thread(DriftDetector, reference, settings["permutations"])
+                self._detectors[deployment_id] = detector
+            was = self._drift_state(store)["alert"]
+            result = await asyncio.to_thread(detector.evaluate, store.window(window))
+            drifted = result.p_value < settings["alpha"]
+            store.add_evaluation(result.statistic, result.p_value, result.size, drifted)
+            data = {"statistic": result.statistic, "p_value": result.p_value, "window": result.size}
+            if drifted and not was:
+                message = (
+                    f"drift detected: the last {result.size} inputs differ from the reference "
+                    f"(MMD {result.statistic:.4g}, p = {result.p_value:.4g} < {settings['alpha']:g})"
+                )
+                store.add_event("drift-alert", message, data)
+                self.log.warning("deployment %s: %s", deployment_id, message)
+            elif was and not drifted:
+                store.add_event(
+                    "drift-cleared", f"inputs look like the reference again (p = {result.p_value:.4g})", data
+                )
+
+
+def _reference_features(folder: Path) -> np.ndarray:
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())[:MAX_REFERENCE]
+    features = [f for f in (image_features(p.read_bytes()) for p in paths) if f is not None]
+    if len(features) < MIN_REFERENCE:
+        raise BadRequest(
+            f"reference: '{folder.name}' has {len(features)} readable images; drift needs at least {MIN_REFERENCE}"
+        )
+    return np.array(features)
+
+
+class _Collector:
+    """Reads the stores at each scrape (prometheus_client's custom collector protocol)."""
+
+    def __init__(self, service: MonitoringService, owner: str):
+        self.service, self.owner = service, owner
+
+    def collect(self):
+        labels = ["deployment", "module"]
+        requests = CounterMetricFamily(
+            "reeflab_deployment_requests", "Predict requests through the route", labels=labels
+        )
+        errors = CounterMetricFamily("reeflab_deployment_errors", "Predict requests answered >= 400", labels=labels)
+        items = CounterMetricFamily("reeflab_deployment_items", "Inputs (files) predicted on", labels=labels)
+        latency = HistogramMetricFamily(
+            "reeflab_deployment_request_duration_seconds", "Predict latency at the route", labels=labels
+        )
+        p_value = GaugeMetricFamily("reeflab_deployment_drift_p_value", "Last drift test's p-value", labels=labels)
+        alert = GaugeMetricFamily("reeflab_deployment_drift_alert", "1 while inputs have drifted", labels=labels)
+        for deployment in self.service.deployments.list(self.owner):
+            store = self.service.store(self.owner, deployment.id)
+            values = [deployment.id, deployment.module]
+            totals = store.totals()
+            requests.add_metric(values, totals["requests"])
+            errors.add_metric(values, totals["errors"])
+            items.add_metric(values, totals["items"])
+            buckets = [(str(b), totals[f"le_{b}"]) for b in BUCKETS] + [("+Inf", totals["requests"])]
+            latency.add_metric(values, buckets, totals["latency_sum"])
+            state = self.service._drift_state(store)
+            if state["last"] is not None:
+                p_value.add_metric(values, state["last"]["p_value"])
+            alert.add_metric(values, float(state["alert"]))
+        yield from (requests, errors, items, latency, p_value, alert)
