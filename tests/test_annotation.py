@@ -90,7 +90,8 @@ def test_a_project_over_a_folder_takes_the_module_labels(studio, scenes):
 
 def test_preannotation_labelling_and_yolo_export(alice, studio, scenes, hub):
     project, ls = studio
-    done = project.preannotate("fish-detector")
+    project.preannotate("fish-detector", conf=0.9)
+    done = project.preannotate("fish-detector")  # again: it replaces the first one's predictions
     assert done["predicted"] == SCENES and not done["failed"]
     listed = {p.id: p.info for p in annotation.projects(connection=alice)}
     assert listed[project.id]["preannotated"] == SCENES
@@ -148,6 +149,33 @@ def test_preannotation_labelling_and_yolo_export(alice, studio, scenes, hub):
     with pytest.raises(ReefLabClientError) as again:
         project.export("datasets/reef")
     assert again.value.status == 409 and "not empty" in again.value.message
+
+
+def test_a_classification_project_exports_image_folders(alice, studio, hub):
+    _, ls = studio
+    project = annotation.create(
+        "Fish colours", "scenes", kind="classification", module="fish-classifier", connection=alice
+    )
+    try:
+        assert {"no-fish", "red", "blue"} <= set(project.info["labels"])  # the fish classifier's classes
+        with pytest.raises(ReefLabClientError) as wrong:
+            project.preannotate("fish-detector")
+        assert wrong.value.status == 400 and "is not a classifier" in wrong.value.message
+        assert project.preannotate("fish-classifier")["predicted"] == SCENES
+        tasks = ls.get(ls.base + "/api/tasks", params={"project": project.id}, timeout=30).json()["tasks"]
+        chosen = {}
+        for task in tasks:  # the annotator accepts each prediction
+            result = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()[0]["result"]
+            assert result[0]["type"] == "choices" and 0 < result[0]["score"] <= 1
+            chosen[task["data"]["file"].split("/")[-1]] = result[0]["value"]["choices"][0]
+            ls.post(ls.base + f"/api/tasks/{task['id']}/annotations", json={"result": result}, timeout=30)
+        exported = project.export("datasets/colours")
+        assert exported["train"] + exported["val"] == SCENES and exported["val"] >= 1
+        images = list((hub.homes / "ann" / "datasets" / "colours").glob("*/*/*.jpg"))
+        assert sorted(i.name for i in images) == sorted(chosen)
+        assert all(i.parent.name == chosen[i.name] and i.parent.parent.name in ("train", "val") for i in images)
+    finally:
+        project.delete()
 
 
 def test_another_user_neither_sees_nor_opens_the_project(studio, alice, bob, servers):

@@ -273,7 +273,7 @@ class AnnotationService(LoggingConfigurable):
         options = {"conf": request.conf} if request.conf is not None and project["kind"] == "detection" else {}
         answer = await loop.run_in_executor(None, self._predict, entry, files, options, project["kind"])
         by_file = {t["data"]["file"]: t for t in tasks if t.get("data", {}).get("file")}
-        stored, failed, boxes = 0, [], 0
+        predictions, failed = [], []
         for file, result in zip(files, answer["results"], strict=True):
             task = by_file[file.relative_to(self.workspace).as_posix()]
             if not result["ok"]:
@@ -283,11 +283,15 @@ class AnnotationService(LoggingConfigurable):
             if prediction is None:
                 want = "detector" if project["kind"] == "detection" else "classifier"
                 raise BadRequest(f"'{entry.id}' does not answer as a {want} does: pick a {want} for this project")
-            boxes += len(prediction["result"])
-            await self._call(
-                "POST", "/api/predictions", json={"task": task["id"], "model_version": entry.id, **prediction}
-            )
-            stored += 1
+            predictions.append({"task": task["id"], "model_version": entry.id, **prediction})
+        # a new pre-annotation replaces the earlier ones (annotations are kept), in one import
+        every = {"selectedItems": {"all": True, "excluded": []}}
+        await self._call(
+            "POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project_id}, json=every
+        )
+        if predictions:
+            await self._call("POST", f"/api/projects/{project_id}/import/predictions", json=predictions)
+        stored, boxes = len(predictions), sum(len(p["result"]) for p in predictions)
         return {
             "project": project_id,
             "module": entry.id,
@@ -301,17 +305,47 @@ class AnnotationService(LoggingConfigurable):
 
     async def export(self, project_id: int, request: ExportRequest) -> dict[str, Any]:
         project = self._describe(await self._project(project_id), [])
-        if project["kind"] != "detection":
-            raise BadRequest("only detection projects export to a YOLO dataset for now")
         target = self._folder(request.folder, must_exist=False)
         if target.exists() and any(target.iterdir()):
             raise Conflict(f"'{request.folder}' already exists and is not empty: export into a new folder")
         labelled = [t for t in await self._tasks(project_id) if t.get("total_annotations", 0) > 0]
         if not labelled:
             raise BadRequest("no image of this project is labelled yet: label (or accept pre-annotations) first")
-        archive = await self._call("GET", f"/api/projects/{project_id}/export", params={"exportType": "YOLO"})
         loop = asyncio.get_running_loop()
+        if project["kind"] == "classification":
+            exported = await self._call("GET", f"/api/projects/{project_id}/export", params={"exportType": "JSON"})
+            exported = json.loads(exported) if isinstance(exported, bytes) else exported  # sent as a download
+            return await loop.run_in_executor(None, self._write_folders, exported, target, request)
+        archive = await self._call("GET", f"/api/projects/{project_id}/export", params={"exportType": "YOLO"})
         return await loop.run_in_executor(None, self._write_yolo, archive, labelled, target, request)
+
+    def _write_folders(self, tasks: list[dict[str, Any]], target: Path, request: ExportRequest) -> dict[str, Any]:
+        """An image-folder classification dataset (train/<label>/, val/<label>/), as Ultralytics classifies from:
+        each labelled image under the label of its latest annotation."""
+        chosen: dict[str, str] = {}
+        for task in tasks:
+            annotations = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
+            latest = max(annotations, key=lambda a: a.get("updated_at") or "", default=None)
+            choices = [r["value"]["choices"][0] for r in (latest or {}).get("result", []) if r.get("type") == "choices"]
+            if choices and task.get("data", {}).get("file"):
+                chosen[task["data"]["file"]] = choices[0]
+        if not chosen:
+            raise BadRequest("no image of this project has a label yet: label (or accept pre-annotations) first")
+        counts = {}
+        for split, files in split_files(sorted(chosen), request).items():
+            for relative in files:
+                source = self.workspace / relative
+                folder = target / split / chosen[relative]
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, folder / source.name)
+            counts[split] = len(files)
+        return {
+            "folder": target.relative_to(self.workspace).as_posix(),
+            "data": target.relative_to(self.workspace).as_posix(),
+            "train": counts["train"],
+            "val": counts["val"],
+            "names": sorted(set(chosen.values())),
+        }
 
     def _write_yolo(
         self, archive: bytes, tasks: list[dict[str, Any]], target: Path, request: ExportRequest
@@ -325,13 +359,8 @@ class AnnotationService(LoggingConfigurable):
                 if n.startswith("labels/") and n.endswith(".txt")
             }
         files = sorted(t["data"]["file"] for t in tasks if t.get("data", {}).get("file"))
-        random.Random(request.seed).shuffle(files)
-        n_val = round(len(files) * request.val_fraction)
-        if request.val_fraction > 0 and len(files) > 1:
-            n_val = min(max(n_val, 1), len(files) - 1)
-        splits = {"val": files[:n_val], "train": files[n_val:]}
         counts = {}
-        for split, chosen in splits.items():
+        for split, chosen in split_files(files, request).items():
             (target / "images" / split).mkdir(parents=True, exist_ok=True)
             (target / "labels" / split).mkdir(parents=True, exist_ok=True)
             for relative in chosen:
@@ -353,6 +382,17 @@ class AnnotationService(LoggingConfigurable):
             "val": counts["val"],
             "names": names,
         }
+
+
+def split_files(files: list[str], request: ExportRequest) -> dict[str, list[str]]:
+    """{"train": ..., "val": ...}: a seeded shuffle, `val_fraction` held out (at least one image, if any is asked
+    for and there are two or more)."""
+    files = list(files)
+    random.Random(request.seed).shuffle(files)
+    n_val = round(len(files) * request.val_fraction)
+    if request.val_fraction > 0 and len(files) > 1:
+        n_val = min(max(n_val, 1), len(files) - 1)
+    return {"train": files[n_val:], "val": files[:n_val]}
 
 
 def to_prediction(kind: str, labels: list[str], answer: dict[str, Any]) -> dict[str, Any] | None:

@@ -37,7 +37,8 @@ class Project(Resource):
         return self.connection.post(*self.collection, str(self.id), "preannotate", json=body)
 
     def export(self, folder: str, val_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
-        """The labelled images as a YOLO dataset in a new folder of your files; its data.yaml path and counts."""
+        """The labelled images as a dataset in a new folder of your files (YOLO with a data.yaml for detection, image
+        folders for classification); where it is and its counts."""
         body = {"folder": folder, "val_fraction": val_fraction, "seed": seed}
         return self.connection.post(*self.collection, str(self.id), "export", json=body)
 

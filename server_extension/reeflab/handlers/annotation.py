@@ -58,7 +58,8 @@ class PreannotateHandler(AnnotationBase):
 
 
 class ExportHandler(AnnotationBase):
-    """POST {folder}: the labelled images as an Ultralytics YOLO dataset (data.yaml, train/val) in your files."""
+    """POST {folder}: the labelled images as a dataset in your files: Ultralytics YOLO (data.yaml, train/val) for
+    detection, image folders (train/<label>, val/<label>) for classification."""
 
     @web.authenticated
     @authorized
