@@ -12,19 +12,23 @@ not synchronised), each of which changes the trajectory and so the loss by far m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import kmock
 import kubernetes_validate
 import nbformat
 import pytest
 from kubeflow_trainer_api.models import JobsetV1alpha2JobSet
+from kubernetes_asyncio import client
 from reeflab.hub.config import REPO
 from reeflab.jobs.backends.kubernetes import KubernetesJobBackend
 from reeflab.jobs.distributed import torchrun_args
 from reeflab.jobs.models import Job
 from reeflab.profiles import load_profiles
+from test_deployments_kubernetes import Emulator
 from test_jobs import call, ended, notebook, processes_of, refused, wait_for
 from test_jobs_client import cli
 from torch.distributed.run import parse_args
@@ -320,3 +324,53 @@ def test_the_node_rank_and_node_0s_address_reach_torchrun(monkeypatch):
     assert args.module and args.training_script == "reeflab.jobs.rank" and not args.standalone
     local = parse_args(torchrun_args({"distributed": {"processes": 2, "nodes": 1}}, FOLDER))
     assert local.standalone and local.nproc_per_node == "2"
+
+
+class JobSetEmulator(Emulator):
+    """The emulator answering a creation 201 Created, as the API server does (clients of custom objects read the
+    created object from a 201 only)."""
+
+    async def _handle(self, request: kmock.Request):
+        response = await super()._handle(request)
+        if request.action == kmock.action.CREATE and response.status == 200:
+            response.set_status(201)
+        return response
+
+
+async def test_a_jobset_is_created_watched_and_deleted_in_the_users_namespace(tmp_path):
+    (path := tmp_path / "profiles.yaml").write_text(GPU_PROFILES)
+    profile = {p.slug: p for p in load_profiles(path).profiles}["a100x4"]
+    jobsets, secrets = "jobset.x-k8s.io/v1alpha2/jobsets", "v1/secrets"
+    async with contextlib.AsyncExitStack() as stack:
+        emulator = await stack.enter_async_context(JobSetEmulator())
+        for resource in (jobsets, secrets, "batch/v1/jobs"):
+            emulator.resources[resource] = {}
+        await stack.enter_async_context(kmock.Server(emulator))
+        api = client.ApiClient(client.Configuration(host=str(emulator.url).rstrip("/")))
+        stack.push_async_callback(api.close)
+        backend = KubernetesJobBackend(api_client=api, namespace="reeflab-alice", profiles_file=str(path))
+        job = distributed_job("a100x4", processes=4, nodes=2)
+        folder = tmp_path / "job"
+        folder.mkdir()
+        job.runtime = await backend.start(
+            job, folder, {"distributed": {}}, profile, secrets={"AWS_SECRET_ACCESS_KEY": "k"}
+        )
+        assert job.runtime == {"namespace": "reeflab-alice", "name": "reeflab-job-0badf00d", "kind": "JobSet"}
+        stored = emulator.objects[jobsets, "reeflab-alice", "reeflab-job-0badf00d"]
+        pod = stored.raw["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+        assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
+        owner = emulator.objects[secrets, "reeflab-alice", "reeflab-job-0badf00d"].raw["metadata"]["ownerReferences"]
+        assert owner == [{"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "name": "reeflab-job-0badf00d",
+                          "uid": stored.raw["metadata"]["uid"]}]  # fmt: skip
+        assert (await backend.status(job, folder)).get("state") != "failed"
+
+        failed = {"type": "Failed", "status": "True", "reason": "FailedJobs", "message": "jobset failed: node-0 failed"}
+        stored.patch({"status": {"conditions": [failed]}})
+        (folder / "job.log").write_text("[reeflab] torchrun --nproc-per-node 4 --max-restarts 0 --nnodes 2\n")
+        status = await backend.status(job, folder)
+        assert status["state"] == "failed" and "its JobSet failed (jobset failed: node-0 failed)" in status["reason"]
+        assert "torchrun --nproc-per-node 4" in status["reason"]  # the last lines of the job's log
+
+        await backend.stop(job, folder)
+        assert stored.deleted
+        assert (await backend.status(job, folder))["reason"] == "its JobSet disappeared"
