@@ -27,8 +27,9 @@ FINAL = ("completed", "failed", "cancelled")
 def job_env(job: Job, base: dict[str, str]) -> dict[str, str]:
     """The runner's (and so the kernel's) environment: thread counts and GPUs of the job's hardware."""
     threads = str(max(1, math.ceil(job.cpu)))
-    if job.processes:  # the profile's CPUs shared among the ranks (torchrun's own default would be 1 each)
-        threads = str(max(1, math.floor(job.cpu / job.processes)))
+    processes = getattr(job, "processes", None)  # pipeline runs start their runner with this environment too
+    if processes:  # the profile's CPUs shared among the ranks (torchrun's own default would be 1 each)
+        threads = str(max(1, math.floor(job.cpu / processes)))
         env_backend = {"REEFLAB_DDP_BACKEND": "nccl" if job.gpu else "gloo"}
     else:
         env_backend = {}
