@@ -208,7 +208,11 @@ export function ModuleChecks(props: {
       {polled.error && <ErrorNotice message={polled.error} onRetry={polled.refresh} />}
       {run && <CheckRun key={run.id} api={api} run={run} />}
       {installed && publishing && !active && (
-        <Publishing api={publishing} module={module.id} passed={run?.report?.passed ?? module.check?.state === 'passed'} />
+        <Publishing
+          api={publishing}
+          module={module.id}
+          passed={run?.report?.passed ?? module.check?.state === 'passed'}
+        />
       )}
     </div>
   );

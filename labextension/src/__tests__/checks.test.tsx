@@ -193,6 +193,41 @@ describe('a module page checks the module', () => {
   });
 });
 
+describe('a module page shares a module that passed its checks', () => {
+  const sharing = (host: HTMLElement) => host.querySelector<HTMLElement>('[aria-label="Sharing"]');
+
+  it('publishes it once it passed, says who published it and when, and unpublishes it', async () => {
+    const api = new FakeAPI();
+    const report = checkReport('image-classifier');
+    api.checkRuns.push(checkRun('check1', 'image-classifier', { state: 'completed', report }));
+    const host = await show(api, CLASSIFIER);
+    expect(sharing(host)?.textContent).toContain('It passed its checks: publish it');
+    await click(button(host, 'Publish'));
+    await pass(0);
+    expect(api.publish).toHaveBeenCalledWith('image-classifier');
+    expect(sharing(host)?.textContent).toContain("In the platform's catalogue: published by ana on 2026-12-06");
+    await click(button(host, 'Unpublish'));
+    await pass(0);
+    expect(api.unpublish).toHaveBeenCalledWith('image-classifier');
+    expect(button(host, 'Publish')!.disabled).toBe(false);
+  });
+
+  it('offers Publish only once a check passed, and says why publishing is off', async () => {
+    const api = new FakeAPI();
+    let host = await show(api, CLASSIFIER);
+    expect(button(host, 'Publish')!.disabled).toBe(true);
+    expect(sharing(host)?.textContent).toContain('Once it passes its checks');
+    view?.unmount();
+
+    api.published.mockRejectedValueOnce(new ReefLabError('Publishing is off on this server.', 400));
+    host = await show(api, CLASSIFIER);
+    expect(button(host, 'Publish')).toBeUndefined();
+    expect(host.querySelector('.jp-ReefLab-checks')?.textContent).toContain(
+      'Sharing: Publishing is off on this server.'
+    );
+  });
+});
+
 describe('module cards show whether the module passed its checks', () => {
   it('as "checked", "check failed" or "not checked", never as a link inside the card', async () => {
     const cards = [

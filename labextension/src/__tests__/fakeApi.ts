@@ -192,6 +192,21 @@ export class FakeAPI implements MarketplaceAPI {
 
   checkLog = vi.fn(async (): Promise<string[]> => ['PASS metadata  ai4-metadata is valid (0.1 s)']);
 
+  /** the platform catalogue's publications, as its service keeps them */
+  publications: Checks.IPublication[] = [];
+
+  published = vi.fn(async (): Promise<Checks.IPublication[]> => this.publications.map(item => ({ ...item })));
+
+  publish = vi.fn(async (module: string): Promise<Checks.IPublication> => {
+    const item = { id: module, publisher: 'ana', published: '2026-12-06T05:00:00+00:00', check: checkReport(module) };
+    this.publications.push(item);
+    return { ...item };
+  });
+
+  unpublish = vi.fn(async (module: string): Promise<void> => {
+    this.publications = this.publications.filter(item => item.id !== module);
+  });
+
   /** the server's refusal of the next deployment */
   refuseNext: ReefLabError | null = null;
 
