@@ -14,6 +14,7 @@ import {
   jobActive,
   jobsInterval,
   newestFirstByCreated,
+  rankCount,
   SLOW_MS
 } from './panelState';
 import { PolledLog } from './logsViewer';
@@ -21,11 +22,41 @@ import { PipelinesView } from './pipelines';
 import { PolledList } from './polledList';
 import { usePolled, without } from './usePolled';
 
-/** The last lines of a job's log, asked again every 2 s while it runs. */
+/** The last lines of a job's log (or of one rank's, for a distributed job), asked again every 2 s while it runs. */
 function JobLog(props: { api: JobsAPI; job: Jobs.IJob }): JSX.Element {
   const { api, job } = props;
-  const fetch = React.useCallback((signal: AbortSignal) => api.jobLog(job.id, 200, signal), [api, job.id]);
-  return <PolledLog name={job.title} active={jobActive(job)} fetch={fetch} empty="The log is empty." />;
+  const ranks = rankCount(job);
+  const [rank, setRank] = React.useState<number | null>(typeof job.failed_rank === 'number' ? job.failed_rank : null);
+  const fetch = React.useCallback(
+    (signal: AbortSignal) => api.jobLog(job.id, 200, signal, undefined, rank),
+    [api, job.id, rank]
+  );
+  return (
+    <>
+      {ranks > 0 && (
+        <select
+          className="jp-mod-styled"
+          aria-label={`Log of ${job.title}`}
+          value={rank === null ? 'job' : String(rank)}
+          onChange={event => setRank(event.target.value === 'job' ? null : Number(event.target.value))}
+        >
+          <option value="job">Job (torchrun)</option>
+          {Array.from({ length: ranks }, (_, r) => (
+            <option key={r} value={String(r)}>
+              Rank {r}
+            </option>
+          ))}
+        </select>
+      )}
+      <PolledLog
+        key={rank ?? 'job'}
+        name={job.title}
+        active={jobActive(job)}
+        fetch={fetch}
+        empty="The log is empty."
+      />
+    </>
+  );
 }
 
 function JobRow(props: {
@@ -51,6 +82,7 @@ function JobRow(props: {
       </div>
       <div className="jp-ReefLab-muted">
         {job.notebook} · {job.profile}
+        {rankCount(job) > 0 && ` · ${rankCount(job)} ranks`}
       </div>
       {active && job.progress.cells > 0 && (
         <>

@@ -237,9 +237,15 @@ export function describeProgress(job: Jobs.IJob): string {
 export function describeFailure(job: Jobs.IJob): string | null {
   if (job.error) {
     const where = job.error.cell_index !== null ? ` in cell ${job.error.cell_index + 1}` : '';
-    return `${job.error.ename}${where}: ${job.error.evalue}`;
+    const rank = typeof job.failed_rank === 'number' ? `Rank ${job.failed_rank}: ` : '';
+    return `${rank}${job.error.ename}${where}: ${job.error.evalue}`;
   }
-  return job.reason;
+  return job.reason; // a distributed job's names the rank
+}
+
+/** A distributed job's ranks in all (processes on each node × nodes); 0: not a distributed one. */
+export function rankCount(job: Jobs.IJob): number {
+  return job.processes ? job.processes * (job.nodes ?? 1) : 0;
 }
 
 export function newestFirstByCreated<T extends { created: string }>(items: T[]): T[] {

@@ -7,7 +7,7 @@ import { Jobs, JobsAPI, ReefLabError, Serverless, ServerlessAPI, Storage, Storag
 import { JobsView } from '../jobs';
 import { ServerlessView } from '../serverless';
 import { StorageView } from '../storage';
-import { button, click, field, IRendered, render, settle, typeInto } from './render';
+import { button, click, field, IRendered, render, select, settle, typeInto } from './render';
 
 let view: IRendered | null = null;
 afterEach(() => {
@@ -298,5 +298,43 @@ describe('Jobs section', () => {
     const link = view.host.querySelector<HTMLAnchorElement>('[aria-label="Your training runs"] a')!;
     expect(link.textContent).toBe('yolo-run');
     expect(link.getAttribute('href')).toMatch(/reeflab\/mlflow\/#\/experiments\/1\/runs\/r1$/);
+  });
+
+  it('shows a distributed job with its ranks, the failing rank, and each rank\'s log', async () => {
+    const failed = job('ddp', {
+      state: 'failed',
+      processes: 2,
+      nodes: 1,
+      failed_rank: 1,
+      reason: 'rank 1 failed: ValueError: rank 1 found no data',
+      error: { cell_index: 1, execution_count: 2, ename: 'ValueError', evalue: 'rank 1 found no data', source: '' }
+    });
+    const api: JobsAPI = {
+      jobs: vi.fn(async () => [failed]),
+      cancelJob: vi.fn(),
+      deleteJob: vi.fn(async () => undefined),
+      jobLog: vi.fn(
+        async (_id: string, _tail?: number, _signal?: AbortSignal, _settings?: unknown, rank?: number | null) =>
+          typeof rank === 'number' ? [`output of rank ${rank}`] : ['[reeflab] torchrun --nproc-per-node 2']
+      ),
+      trainingRuns: vi.fn(async () => [])
+    };
+    view = await render(<JobsView api={api} />);
+    await settle();
+    const row = view.host.querySelector('[aria-label="train ddp"]')!;
+    expect(row.textContent).toContain('cpu-small · 2 ranks');
+    expect(row.textContent).toContain('Rank 1: ValueError in cell 2: rank 1 found no data');
+    await click(button(row, 'Logs'));
+    await settle();
+    expect(row.textContent).toContain('output of rank 1'); // the failing rank's log first
+    const picker = row.querySelector<HTMLSelectElement>('select[aria-label="Log of train ddp"]')!;
+    expect([...picker.options].map(o => o.text)).toEqual(['Job (torchrun)', 'Rank 0', 'Rank 1']);
+    await select(picker, '0');
+    await settle();
+    expect(row.textContent).toContain('output of rank 0');
+    await select(picker, 'job');
+    await settle();
+    expect(row.textContent).toContain('torchrun --nproc-per-node 2');
+    expect(api.jobLog).toHaveBeenCalledWith('ddp', 200, expect.anything(), undefined, 0);
   });
 });

@@ -20,10 +20,19 @@ export const jobsApi = {
     requestAPI<Jobs.IJob>(jobEndpoint(id, 'cancel'), { method: 'POST' }, settings),
   deleteJob: (id: string, settings?: ServerConnection.ISettings): Promise<void> =>
     requestAPI<unknown>(jobEndpoint(id), { method: 'DELETE' }, settings).then(() => undefined),
-  jobLog: (id: string, tail = 200, signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<string[]> =>
-    requestAPI<{ lines: string[] }>(`${jobEndpoint(id, 'log')}?tail=${tail}`, { signal }, settings).then(
-      answer => answer.lines
-    ),
+  /** its log's last lines; with `rank`, that rank's own log (a distributed job) */
+  jobLog: (
+    id: string,
+    tail = 200,
+    signal?: AbortSignal,
+    settings?: ServerConnection.ISettings,
+    rank?: number | null
+  ): Promise<string[]> =>
+    requestAPI<{ lines: string[] }>(
+      `${jobEndpoint(id, 'log')}?tail=${tail}${typeof rank === 'number' ? `&rank=${rank}` : ''}`,
+      { signal },
+      settings
+    ).then(answer => answer.lines),
   trainingRuns: (max = 10, signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Jobs.IRun[]> =>
     requestAPI<{ runs: Jobs.IRun[] }>(`training/runs?max_results=${max}`, { signal }, settings).then(
       answer => answer.runs

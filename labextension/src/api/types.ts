@@ -399,6 +399,11 @@ export namespace Jobs {
     cpu: number;
     memory_MB: number;
     gpu: number;
+    /** a distributed job's ranks on each node (torchrun); null: not a distributed one */
+    processes?: number | null;
+    nodes?: number;
+    /** the rank whose failure failed a distributed job */
+    failed_rank?: number | null;
     state: State;
     reason: string | null;
     progress: IProgress;
