@@ -38,9 +38,11 @@ export const checksApi = {
   publish: (module: string, settings?: ServerConnection.ISettings): Promise<Checks.IPublication> =>
     requestAPI<Checks.IPublication>('catalog/published', json({ module }), settings),
   unpublish: (module: string, settings?: ServerConnection.ISettings): Promise<void> =>
-    requestAPI<unknown>(URLExt.join('catalog/published', encodeURIComponent(module)), { method: 'DELETE' }, settings).then(
-      () => undefined
-    )
+    requestAPI<unknown>(
+      URLExt.join('catalog/published', encodeURIComponent(module)),
+      { method: 'DELETE' },
+      settings
+    ).then(() => undefined)
 };
 
 /** The calls a module's page makes to check it. */
