@@ -17,13 +17,12 @@ import logging
 import os
 import signal
 from pathlib import Path
-from urllib.parse import urlparse
 
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Float, Integer, List, Set, Unicode, default
-from traitlets.config import Application
 
 from .._version import __version__
+from ..service_app import HubServiceApp
 from ..storage.platform_s3 import PlatformS3
 from ..storage.seaweedfs import read_key
 from .auth import HubUsers, RequestAuthenticator
@@ -41,10 +40,11 @@ def worker_env() -> dict[str, str]:
     return {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
 
 
-class ServerlessApp(Application):
+class ServerlessApp(HubServiceApp):
     """The engine's configuration (traitlets: command line or a config file) and its lifecycle."""
 
     name = "reeflab-serverless"
+    default_port = 8095
     version = __version__
     description = "ReefLab's local OSCAR-compatible serverless engine"
     aliases = {
@@ -56,9 +56,6 @@ class ServerlessApp(Application):
     }
 
     config_file = Unicode("", config=True, help="A Python traitlets config file to load")
-    ip = Unicode(config=True, help="Interface to listen on (default: from JUPYTERHUB_SERVICE_URL, else 127.0.0.1)")
-    port = Integer(config=True, help="Port to listen on (default: from JUPYTERHUB_SERVICE_URL, else 8095)")
-    base_url = Unicode(config=True, help="URL prefix of every route (default: JUPYTERHUB_SERVICE_PREFIX, else /)")
     state_dir = Unicode(config=True, help="Folder of the job queue, inputs, outputs and logs (kept private)")
     static_tokens_file = Unicode(
         "", config=True, help="Tests/development only: JSON file {token: user name} accepted as Bearer tokens"
@@ -113,22 +110,6 @@ class ServerlessApp(Application):
         "$REEFLAB_STATE_DIR/homes): an OS account the engine creates gets its home there",
     )
 
-    @default("log_level")
-    def _default_log_level(self) -> int:
-        return logging.INFO
-
-    @default("ip")
-    def _default_ip(self) -> str:
-        return urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "")).hostname or "127.0.0.1"
-
-    @default("port")
-    def _default_port(self) -> int:
-        return urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "")).port or 8095
-
-    @default("base_url")
-    def _default_base_url(self) -> str:
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-
     @default("homes_dir")
     def _default_homes_dir(self) -> str:
         if os.environ.get("REEFLAB_HOMES"):
@@ -177,14 +158,6 @@ class ServerlessApp(Application):
         if not self.s3_admin_key_file:
             raise SystemExit("--ServerlessApp.s3_admin_key_file is needed with s3_endpoint")
         return PlatformS3(self.s3_endpoint, read_key(Path(self.s3_admin_key_file)))
-
-    def hub_auth(self):
-        """HubAuth when running under JupyterHub (it sets JUPYTERHUB_API_TOKEN and _URL), else None."""
-        if not (os.environ.get("JUPYTERHUB_API_TOKEN") and os.environ.get("JUPYTERHUB_API_URL")):
-            return None
-        from jupyterhub.services.auth import HubAuth
-
-        return HubAuth(parent=self)
 
     def start(self) -> None:
         asyncio.run(self.serve())

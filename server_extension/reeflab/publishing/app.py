@@ -20,18 +20,17 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Integer, Set, Unicode, default
-from traitlets.config import Application
+from traitlets import Bool, Set, Unicode, default
 
 from .._version import __version__
 from ..checks.models import CheckReport
 from ..errors import BadRequest, ReefLabError
 from ..modules.metadata import validate_metadata
+from ..service_app import HubServiceApp
 from .index import PublishedIndex
 from .platform_checks import PlatformChecks
 
@@ -164,48 +163,22 @@ def routes(base_url: str, **context: Any) -> list:
     ]
 
 
-class CatalogueApp(Application):
+class CatalogueApp(HubServiceApp):
     name = "reeflab-catalogue"
+    default_port = 8097
     version = __version__
     description = "ReefLab's catalogue service: published modules and the platform's module checks"
     aliases = {"ip": "CatalogueApp.ip", "port": "CatalogueApp.port", "base-url": "CatalogueApp.base_url"}
     aliases["state-dir"] = "CatalogueApp.state_dir"
 
-    ip = Unicode(config=True, help="Interface to listen on (default: from JUPYTERHUB_SERVICE_URL, else 127.0.0.1)")
-    port = Integer(config=True, help="Port to listen on (default: from JUPYTERHUB_SERVICE_URL, else 8097)")
-    base_url = Unicode(config=True, help="URL prefix of every route (default: JUPYTERHUB_SERVICE_PREFIX, else /)")
     state_dir = Unicode(config=True, help="Folder of the index and the reports (kept private to this service)")
     static_tokens_file = Unicode("", config=True, help="Tests/development only: JSON file {token: user name}")
     admin_users = Set(Unicode(), config=True, help="Users who may unpublish any module (besides hub admins)")
     check_installed = Bool(True, config=True, help="Check the installed modules at start (again when they changed)")
 
-    @default("ip")
-    def _default_ip(self) -> str:
-        return urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "")).hostname or "127.0.0.1"
-
-    @default("port")
-    def _default_port(self) -> int:
-        return urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "")).port or 8097
-
-    @default("base_url")
-    def _default_base_url(self) -> str:
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-
     @default("state_dir")
     def _default_state_dir(self) -> str:
         return str(Path(os.environ.get("REEFLAB_STATE_DIR") or Path.home() / ".reeflab") / "catalogue")
-
-    @default("log_level")
-    def _default_log_level(self) -> int:
-        return logging.INFO
-
-    def hub_auth(self) -> Any:
-        """HubAuth when running under JupyterHub (it sets JUPYTERHUB_API_TOKEN and _URL), else None."""
-        if not (os.environ.get("JUPYTERHUB_API_TOKEN") and os.environ.get("JUPYTERHUB_API_URL")):
-            return None
-        from jupyterhub.services.auth import HubAuth
-
-        return HubAuth(parent=self)
 
     def start(self) -> None:
         asyncio.run(self.serve())
