@@ -12,11 +12,12 @@ import io
 import time
 
 import numpy as np
+import psutil
 import pytest
 import requests
 from PIL import Image, ImageFilter
 from prometheus_client.parser import text_string_to_metric_families
-from reeflab.client import Connection, ReefLabClientError, deploy
+from reeflab.client import Connection, ReefLabClientError, deploy, monitoring, training
 from reeflab.modules.fish_detector.synth import SAMPLE_SIZE, _rng, render_scene
 
 WINDOW = 50
@@ -149,12 +150,17 @@ def test_requests_are_counted_and_drift_raises_an_alert_only_for_shifted_inputs(
     drift = send(deployment, (blur(scene(i, "check", seed=14)) for i in range(WINDOW)))
     kinds = [e["kind"] for e in drift["events"] if e["kind"] != "drift-settings"]
     assert drift["alert"] and kinds == ["drift-alert", "drift-cleared", "drift-alert"], drift["events"]
+    # each change logged to alice's MLflow experiment (the hub runs MLflow), a run for the deployment
+    [run] = training.runs("monitoring", connection=deployment.connection)
+    assert run["id"] == drift["mlflow_run"] and run["metrics"]["drift_alert"] == 1.0, run
+    assert run["metrics"]["drift_p_value"] == drift["last"]["p_value"]
 
 
 def test_prometheus_text_matches_the_rest_figures(deployment, alice):
     metrics = deployment.metrics()
     response = alice.session.get(alice.api_url("metrics"), timeout=30)
     assert response.ok and response.headers["Content-Type"].startswith("text/plain")
+    assert monitoring.prometheus_text(alice) == response.text
     samples = {
         (s.name, s.labels.get("le")): s.value
         for family in text_string_to_metric_families(response.text)
@@ -168,11 +174,23 @@ def test_prometheus_text_matches_the_rest_figures(deployment, alice):
     assert samples[("reeflab_deployment_drift_alert", None)] == float(metrics["drift"]["alert"])
 
 
+def test_status_shows_what_the_user_runs_and_what_the_machine_has_free(deployment, alice, servers):
+    status = monitoring.status(alice)
+    [running] = status["running"]["deployments"]
+    assert running["id"] == deployment.id and running["state"] == "ready"
+    assert status["held"]["cpu"] == deployment.info["hardware"]["cpu"]
+    assert status["held"]["memory_MB"] == deployment.info["hardware"]["memory_MB"]
+    machine = status["machine"]
+    assert 0 <= machine["cpu"]["free"] <= machine["cpu"]["count"] == psutil.cpu_count()
+    assert 0 < machine["memory_MB"]["available"] <= machine["memory_MB"]["total"]
+    assert monitoring.status(Connection(*servers["bob"]))["running"]["deployments"] == []
+
+
 def test_another_user_cannot_read_them(deployment, servers):
     alice_url, _ = servers["alice"]
     bob_url, bob_token = servers["bob"]
     headers = {"Authorization": f"token {bob_token}"}
-    for path in (f"deployments/{deployment.id}/metrics", f"deployments/{deployment.id}/drift", "metrics"):
+    for path in (f"deployments/{deployment.id}/metrics", f"deployments/{deployment.id}/drift", "metrics", "status"):
         on_alices = requests.get(f"{alice_url}reeflab/api/{path}", headers=headers, timeout=30, allow_redirects=False)
         assert on_alices.status_code in (302, 401, 403), (path, on_alices.status_code)
     as_bob = Connection(bob_url, bob_token)

@@ -43,7 +43,7 @@ from .handlers.federated import (
     TokensHandler,
 )
 from .handlers.jobs import CancelHandler, JobHandler, JobLogHandler, JobsHandler, OutputHandler
-from .handlers.monitoring import DeploymentMetricsHandler, DriftHandler, PrometheusHandler
+from .handlers.monitoring import DeploymentMetricsHandler, DriftHandler, PrometheusHandler, StatusHandler
 from .handlers.pipelines import PipelineCancelHandler, PipelineLogHandler, PipelineRunHandler, PipelinesHandler
 from .handlers.serverless import BatchesHandler, BatchHandler, OscarProxyHandler, ServicesFromModulesHandler
 from .handlers.storage import (
@@ -148,7 +148,9 @@ class ReefLabApp(ExtensionApp):
             publish=PublishService(catalog, tracking, registry),
             checks=checks,
             annotation=AnnotationService(parent=self, catalog=catalog, workspace=self.serverapp.root_dir),
-            monitoring=MonitoringService(parent=self, deployments=deployments, workspace=self.serverapp.root_dir),
+            monitoring=MonitoringService(
+                parent=self, deployments=deployments, workspace=self.serverapp.root_dir, tracking=tracking
+            ),
         )
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
@@ -197,6 +199,7 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}/metrics", DeploymentMetricsHandler),
                 (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}/drift", DriftHandler),
                 (r"/reeflab/api/metrics", PrometheusHandler),
+                (r"/reeflab/api/status", StatusHandler),
                 (rf"/reeflab/deployments/{DEPLOYMENT_ID}/?(?P<path>.*)", DeploymentProxyHandler),
                 (r"/reeflab/api/jobs", JobsHandler),
                 (rf"/reeflab/api/jobs/{JOB_ID}", JobHandler),

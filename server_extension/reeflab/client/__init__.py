@@ -1,6 +1,6 @@
 """ReefLab from Python (notebooks, scripts): the same REST API the panel uses."""
 
-from . import annotation, catalog, checks, deployments, serverless, storage, training
+from . import annotation, catalog, checks, deployments, monitoring, serverless, storage, training
 from .connection import Connection, ReefLabClientError
 from .deployments import deploy
 
@@ -12,6 +12,7 @@ __all__ = [
     "checks",
     "deploy",
     "deployments",
+    "monitoring",
     "serverless",
     "storage",
     "training",

@@ -131,7 +131,7 @@ class DeploymentProxyHandler(AuthorizedProxyHandler):
         """Count a predict request of the owner's (answered, refused or failed) with its latency and files."""
         super().on_finish()
         monitored = getattr(self, "monitored", None)
-        if monitored is None:
+        if monitored is None or not self.services.monitoring.enabled:
             return
         arguments: dict = {}
         files: dict[str, list[httputil.HTTPFile]] = {}

@@ -7,6 +7,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from tornado import web
 
 from ..monitoring.models import DriftRequest
+from ..monitoring.status import machine_status, user_status
+from .base import ReefLabHandler
 from .deployments import DeploymentsBase
 
 
@@ -44,3 +46,15 @@ class PrometheusHandler(DeploymentsBase):
     @authorized
     async def get(self) -> None:
         self.finish(self.services.monitoring.prometheus(self.username), set_content_type=CONTENT_TYPE_LATEST)
+
+
+class StatusHandler(ReefLabHandler):
+    """GET /reeflab/api/status: what you run now (deployments, jobs, pipelines, checks), what it holds, and
+    what this machine has free (CPUs, memory, GPUs)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        status = user_status(self.username, self.services.runs)
+        status["machine"] = await self.run_blocking(machine_status)
+        self.write_json(status)

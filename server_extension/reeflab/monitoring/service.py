@@ -15,10 +15,10 @@ import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from traitlets import Any as AnyTrait
-from traitlets import Float, Unicode
+from traitlets import Bool, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..errors import BadRequest
+from ..errors import BadRequest, ReefLabError
 from .drift import MIN_REFERENCE, DriftDetector
 from .features import image_features
 from .models import DriftRequest
@@ -31,6 +31,9 @@ MAX_REFERENCE = 2000
 class MonitoringService(LoggingConfigurable):
     deployments = AnyTrait(help="The DeploymentService whose deployments are monitored")
     workspace = Unicode(help="The user's Jupyter root: reference folders are named relative to it")
+    tracking = AnyTrait(None, help="The TrackingService drift alerts are logged to (MLflow); None: not logged")
+    experiment = Unicode("monitoring", config=True, help="MLflow experiment (<user>/<this>) of drift alerts")
+    enabled = Bool(True, config=True, help="Count deployments' predict requests at their route (False: not at all)")
     retention_days = Float(30, config=True, help="Days of per-request rows kept; older ones become running totals")
 
     def __init__(self, **kwargs):
@@ -60,17 +63,21 @@ class MonitoringService(LoggingConfigurable):
         store.record(status, latency, max(1, len(files)))
         settings = store.get_config("drift") if files and status < 400 else None
         if settings and settings.get("enabled"):
-            task = asyncio.ensure_future(self._observe(deployment_id, store, settings, files))
-            self._tasks.add(task)
-            self._pending[deployment_id] = self._pending.get(deployment_id, 0) + 1
+            self._background(deployment_id, self._observe(owner, deployment_id, store, settings, files))
 
-            def done(task: asyncio.Task) -> None:
-                self._tasks.discard(task)
-                self._pending[deployment_id] -= 1
-                if not task.cancelled() and task.exception() is not None:
-                    self.log.error("drift of deployment %s: %r", deployment_id, task.exception())
+    def _background(self, deployment_id: str, work) -> None:
+        """Run `work` after the answer; `pending` counts it until it is done."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        self._pending[deployment_id] = self._pending.get(deployment_id, 0) + 1
 
-            task.add_done_callback(done)
+        def done(task: asyncio.Task) -> None:
+            self._tasks.discard(task)
+            self._pending[deployment_id] -= 1
+            if not task.cancelled() and task.exception() is not None:
+                self.log.error("drift of deployment %s: %r", deployment_id, task.exception())
+
+        task.add_done_callback(done)
 
     def metrics(self, owner: str, deployment_id: str, since: float = 3600, step: float = 60) -> dict[str, Any]:
         store = self.store(owner, deployment_id)
@@ -95,6 +102,7 @@ class MonitoringService(LoggingConfigurable):
         return {
             **self._drift_state(store),
             "pending": self._pending.get(deployment_id, 0),
+            "mlflow_run": store.get_config("mlflow_run"),
             "evaluations": store.evaluations(),
             "events": store.events(),
         }
@@ -135,7 +143,9 @@ class MonitoringService(LoggingConfigurable):
             raise BadRequest(f"reference: no folder '{name}' in your files")
         return folder
 
-    async def _observe(self, deployment_id: str, store: MetricsStore, settings: dict, files: list[bytes]) -> None:
+    async def _observe(
+        self, owner: str, deployment_id: str, store: MetricsStore, settings: dict, files: list[bytes]
+    ) -> None:
         features = await asyncio.to_thread(lambda: [f for f in map(image_features, files) if f is not None])
         if not features:
             return
@@ -154,6 +164,9 @@ class MonitoringService(LoggingConfigurable):
             drifted = result.p_value < settings["alpha"]
             store.add_evaluation(result.statistic, result.p_value, result.size, drifted)
             data = {"statistic": result.statistic, "p_value": result.p_value, "window": result.size}
+            if drifted != was:  # MLflow may be slow or down: not while this deployment's inputs wait
+                log = asyncio.to_thread(self._log_to_mlflow, owner, deployment_id, store, data, drifted)
+                self._background(deployment_id, log)
             if drifted and not was:
                 message = (
                     f"drift detected: the last {result.size} inputs differ from the reference "
@@ -165,6 +178,38 @@ class MonitoringService(LoggingConfigurable):
                 store.add_event(
                     "drift-cleared", f"inputs look like the reference again (p = {result.p_value:.4g})", data
                 )
+
+    def _log_to_mlflow(
+        self, owner: str, deployment_id: str, store: MetricsStore, data: dict, drifted: bool
+    ) -> str | None:
+        """Log an alert (or its end) to the owner's MLflow experiment `<owner>/monitoring`, a run per deployment
+        (drift_alert, drift_p_value, drift_statistic; the step is the evaluation's number); its run id, or None
+        where tracking is not set up or fails (the alert stands in the events all the same)."""
+        if self.tracking is None or not self.tracking.tracking_uri:
+            return None
+        try:
+            deployment = self.deployments.get(owner, deployment_id)
+            client = self.tracking.client()
+            run_id = store.get_config("mlflow_run")
+            if run_id is None:
+                experiment = self.tracking.experiment(deployment.owner, self.experiment)
+                run = self.tracking._call(
+                    client.create_run,
+                    experiment["id"],
+                    run_name=f"{deployment.module} {deployment.id}",
+                    tags={"reeflab.deployment": deployment.id, "reeflab.module": deployment.module},
+                )
+                run_id = run.info.run_id
+                store.set_config("mlflow_run", run_id)
+            step = len(store.evaluations(100000))
+            for key, value in (("drift_p_value", data["p_value"]), ("drift_statistic", data["statistic"])):
+                self.tracking._call(client.log_metric, run_id, key, value, step=step)
+            self.tracking._call(client.log_metric, run_id, "drift_alert", float(drifted), step=step)
+            return run_id
+        except Exception as err:  # MLflow's client raises its own errors and requests' too
+            why = err.message if isinstance(err, ReefLabError) else repr(err)
+            self.log.warning("deployment %s: drift alert not logged to MLflow: %s", deployment_id, why)
+            return None
 
 
 def _reference_features(folder: Path) -> np.ndarray:

@@ -1,0 +1,21 @@
+"""Monitoring from Python: the platform's status for you; per deployment see `Deployment.metrics()`/`drift()`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .connection import Connection, default_connection
+
+
+def status(connection: Connection | None = None) -> dict[str, Any]:
+    """What you run now (`running`: deployments, jobs, pipelines, checks), what it holds (`held`: cpu,
+    memory_MB, gpu) and what your server's machine has free (`machine`: cpu, memory_MB, gpus)."""
+    return (connection or default_connection()).get("status")
+
+
+def prometheus_text(connection: Connection | None = None) -> str:
+    """Your deployments' metrics in Prometheus' text format (what an operator's Prometheus scrapes)."""
+    connection = connection or default_connection()
+    response = connection.session.get(connection.api_url("metrics"), timeout=connection.timeout)
+    response.raise_for_status()
+    return response.text
