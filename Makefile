@@ -128,6 +128,7 @@ bench: install install-test
 	$(PY) bench/storage.py
 	$(PY) bench/federated.py
 	$(PY) bench/distributed.py
+	$(PY) bench/monitoring.py
 
 # Re-train the fish detector's shipped weights (CPU, about 35 min on 2 cores; see weights/TRAINING.md): from
 # scratch on generated fish scenes, then fine-tuned with fish-free scenes and photos as negatives
