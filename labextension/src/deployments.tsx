@@ -15,13 +15,14 @@ import {
   tickInterval
 } from './deploymentsState';
 import { LogsViewer } from './logsViewer';
+import { MonitoringView } from './monitoringView';
 import { PolledList } from './polledList';
 import type { IOpener } from './mainArea';
 import { formatMemory } from './marketplaceState';
 import { TryView } from './tryView';
 import { IDeploymentsList, useNow } from './useDeployments';
 
-type Open = 'logs' | 'try' | null;
+type Open = 'logs' | 'try' | 'metrics' | null;
 
 function Address(props: { deployment: Deployments.IDeployment }): JSX.Element {
   const url = deploymentURL(props.deployment);
@@ -187,6 +188,15 @@ function DeploymentRow(props: IRowProps): JSX.Element {
         >
           Logs
         </button>
+        <button
+          type="button"
+          className="jp-ReefLab-button"
+          title="Its requests, errors and latency over the last hour, and drift of its inputs"
+          aria-expanded={open === 'metrics'}
+          onClick={() => toggle('metrics')}
+        >
+          Metrics
+        </button>
         <button type="button" className="jp-ReefLab-button" disabled={busy} onClick={() => restart()}>
           Restart
         </button>
@@ -207,6 +217,7 @@ function DeploymentRow(props: IRowProps): JSX.Element {
       <ActionStatus action={action} />
       {open === 'logs' && <LogsViewer deployment={d} api={api} />}
       {open === 'try' && ready && <TryView deployment={d} api={api} />}
+      {open === 'metrics' && <MonitoringView deploymentId={d.id} />}
     </li>
   );
 }
