@@ -185,6 +185,8 @@ def configure_kubernetes(c) -> None:
     c.KubeSpawner.working_dir = "/home/jovyan"
     c.KubeSpawner.uid = 1000
     c.KubeSpawner.fs_gid = 100
+    if _env("REEFLAB_MLFLOW_URL"):
+        configure_tracking_cluster(c)
 
 
 def configure_local_login(c) -> None:
@@ -433,6 +435,30 @@ def configure_tracking(c) -> None:
     c.Spawner.pre_spawn_hook = tracking_pre_spawn_hook(f"http://127.0.0.1:{port}", state, previous=previous)
     add_template_vars(c, reeflab_mlflow_path=TRACKING_UI)  # the hub's Services menu links it
     c.RevokingAuthenticator.tracking_url = f"http://127.0.0.1:{port}"
+    c.RevokingAuthenticator.tracking_state_dir = str(state)
+
+
+def configure_tracking_cluster(c) -> None:
+    """Kubernetes mode: MLflow runs in the cluster (hub_config/kubernetes/mlflow.yaml) at REEFLAB_MLFLOW_URL, and
+    the same pre-spawn hook as in local mode gives each user server its account. The hub holds the secrets MLflow
+    holds (REEFLAB_MLFLOW_ADMIN_PASSWORD, REEFLAB_MLFLOW_USER_KEY, from MLflow's Secret), kept as 0600 files in
+    its state folder, with its record of whose account is whose."""
+    from ..training.accounts import tracking_pre_spawn_hook
+    from ..training.tracking_server import SECRET_ENV, secrets_from_env
+
+    missing = [SECRET_ENV[name] for name in ("admin_password", "user_key") if not _env(SECRET_ENV[name])]
+    if missing:
+        raise ValueError(
+            f"REEFLAB_MLFLOW_URL is set but {', '.join(missing)} is not: give the hub the keys admin-password and "
+            "user-key of MLflow's Secret (hub_config/kubernetes/mlflow.yaml says how)"
+        )
+    url = _env("REEFLAB_MLFLOW_URL").rstrip("/")
+    state = state_dir() / "mlflow"
+    secrets_from_env(state)
+    previous = c.Spawner.pre_spawn_hook if "pre_spawn_hook" in c.Spawner else None
+    c.Spawner.pre_spawn_hook = tracking_pre_spawn_hook(url, state, previous=previous)
+    add_template_vars(c, reeflab_mlflow_path=TRACKING_UI)
+    c.RevokingAuthenticator.tracking_url = url
     c.RevokingAuthenticator.tracking_state_dir = str(state)
 
 

@@ -19,6 +19,12 @@ directory and reach MLflow through its environment, never its command line. Besi
 hub's account store (`hub-accounts.json`) records which incarnation of each hub user (their
 generation, generations.py) owns the MLflow account of that name; the password derives from both,
 so a namesake of a deleted user never gets the old password.
+
+In kubernetes mode (hub_config/kubernetes/mlflow.yaml, rendered by training/kubernetes.py) the same
+entry point runs in a pod: the secrets come from a Secret through SECRET_ENV (the hub reads the same
+Secret, so both derive the same passwords), the runs and accounts are in the operator's database
+(MLFLOW_BACKEND_STORE_URI, REEFLAB_MLFLOW_AUTH_DATABASE_URI) and the artifacts in the platform's S3
+(`--artifacts-destination=s3://...`, MLFLOW_S3_ENDPOINT_URL and AWS_* from the Secret).
 """
 
 from __future__ import annotations
@@ -59,17 +65,40 @@ def _secret(path: Path) -> str:
     return path.read_text().strip()
 
 
+# the secret files of the state folder, and the variables that give them in kubernetes mode (from a Secret)
+SECRET_ENV = {
+    "admin_password": "REEFLAB_MLFLOW_ADMIN_PASSWORD",
+    "user_key": "REEFLAB_MLFLOW_USER_KEY",
+    "flask_secret": "REEFLAB_MLFLOW_FLASK_SECRET",
+}
+AUTH_DATABASE_ENV = "REEFLAB_MLFLOW_AUTH_DATABASE_URI"
+
+
+def secrets_from_env(state: Path, environ: dict[str, str] | None = None) -> None:
+    """Write the secrets given in the environment (SECRET_ENV) into the state folder (0600), where
+    _secret() finds them: the MLflow pod and the hub then hold the same ones."""
+    environ = os.environ if environ is None else environ
+    state = Path(state).resolve()
+    for name, variable in SECRET_ENV.items():
+        value = environ.get(variable, "").strip()
+        if value and (not (state / name).exists() or (state / name).read_text().strip() != value):
+            state.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_private(state / name, value)
+
+
 def prepare(state: Path) -> dict[str, str]:
     """Create the state folder, secrets and auth config; return the environment MLflow needs."""
     state = Path(state).resolve()
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(state, 0o700)
     (state / "artifacts").mkdir(exist_ok=True, mode=0o700)
+    secrets_from_env(state)
     config = state / "auth.ini"
+    auth_database = os.environ.get(AUTH_DATABASE_ENV, "").strip() or f"sqlite:///{state / 'auth.db'}"
     text = (
         "[mlflow]\n"
         "default_permission = NO_PERMISSIONS\n"
-        f"database_uri = sqlite:///{state / 'auth.db'}\n"
+        f"database_uri = {auth_database}\n"
         f"admin_username = {ADMIN}\n"
         "authorization_function = reeflab.training.tracking_server:authenticate_request\n"
         "grant_default_workspace_access = false\n"
@@ -176,9 +205,14 @@ def record_generation(state: Path, username: str, generation: str | None) -> Non
         write_private(path, json.dumps({"version": 1, "users": users}, indent=1, sort_keys=True))
 
 
-def command(state: Path, host: str = "127.0.0.1", port: int = 5005, workers: int = 1) -> list[str]:
+def command(state: Path, host: str = "127.0.0.1", port: int = 5005, workers: int = 1, artifacts: str = "") -> list[str]:
+    """`mlflow server`: runs in sqlite and artifacts in the state folder, unless the environment names a
+    database (MLFLOW_BACKEND_STORE_URI, which MLflow reads itself: a DSN's password stays off the command
+    line) and `artifacts` another destination (s3://bucket/prefix)."""
     state = Path(state).resolve()
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    sqlite = f"--backend-store-uri=sqlite:///{state / 'mlflow.db'}"
+    store = [] if os.environ.get("MLFLOW_BACKEND_STORE_URI") else [sqlite]
     return [
         mlflow,
         "server",
@@ -186,8 +220,8 @@ def command(state: Path, host: str = "127.0.0.1", port: int = 5005, workers: int
         f"--host={host}",
         f"--port={port}",
         f"--workers={workers}",
-        f"--backend-store-uri=sqlite:///{state / 'mlflow.db'}",
-        f"--artifacts-destination={state / 'artifacts'}",
+        *store,
+        f"--artifacts-destination={artifacts or state / 'artifacts'}",
         "--serve-artifacts",
     ]
 
@@ -198,12 +232,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5005)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--artifacts-destination", default="", help="e.g. s3://bucket/ (default: the state folder)")
     parser.add_argument("--log-file", type=Path, help="where MLflow's output goes (default: stdout and stderr)")
     args = parser.parse_args(argv)
     if args.log_file:
         output_to(args.log_file)
     env = {**os.environ, **prepare(Path(args.state_dir))}
-    cmd = command(Path(args.state_dir), args.host, args.port, args.workers)
+    cmd = command(Path(args.state_dir), args.host, args.port, args.workers, args.artifacts_destination)
     os.execve(cmd[0], cmd, env)  # the hub (or a test) manages MLflow itself under this pid
 
 
