@@ -38,7 +38,7 @@ def hub_users():
 
 @pytest.fixture(scope="module")
 def alice(servers) -> Connection:
-    return Connection(*servers["ann"])
+    return Connection(*servers["ann"], timeout=600)  # her first call starts her Label Studio (~30 s, more if busy)
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +215,18 @@ def test_bad_inputs_say_what_to_fix(alice, studio):
     with pytest.raises(ReefLabClientError) as unknown:
         project.preannotate("no-such-module")
     assert unknown.value.status == 404
+
+
+def test_projects_outlive_a_restart_of_the_server(hub, alice, studio):
+    """Label Studio stops with the user's server; the next call starts it again on the same database."""
+    project, _ = studio
+    before = project.refresh().info
+    hub.stop_server("ann")
+    hub.spawn("ann")
+    again = annotation.get(project.id, connection=alice).info
+    assert (again["title"], again["total"], again["labelled"], again["preannotated"]) == (
+        before["title"],
+        before["total"],
+        before["labelled"],
+        before["preannotated"],
+    )
