@@ -80,6 +80,7 @@ from .training.federated import FederatedService
 from .training.publish import PublishService
 from .training.registry import ModelRegistry
 from .training.tracking import TrackingService
+from .training.weights_store import platform_store
 
 MODULE_ID = r"(?P<module_id>[a-z0-9][a-z0-9\-_.]*)"
 DEPLOYMENT_ID = r"(?P<deployment_id>[a-f0-9]{8})"
@@ -133,6 +134,8 @@ class ReefLabApp(ExtensionApp):
         catalog.sources.append(registry.entries)  # the user's registered models are modules too
         checks = ModuleCheckService(parent=self, catalog=catalog)
         deployments = DeploymentService(parent=self, catalog=catalog, storage=storage, checks=checks)
+        if deployments.backend.name == "kubernetes":  # its pods fetch registered weights from the owner's S3
+            registry.store = platform_store(storage)
         self.settings["reeflab"] = Services(
             profiles=ProfileStore(self.profiles_file),
             identity=self.identity_class(parent=self),

@@ -6,6 +6,9 @@ metadata is the base module's, with title, summary, dates, training data, metric
 MLflow run filled in, and validated with the ai4-metadata schema. The catalogue lists it
 (source `registered`) with the base module's entry point, and a deployment of it runs the base
 module's `deepaas-run` with REEFLAB_WEIGHTS pointing at the newest version's weights.
+
+In kubernetes mode (a `store`: the owner's bucket on the platform's S3) each version is also uploaded to
+`s3://<bucket>/models/<name>/<version>/` (weights_store.py), and its deployments fetch it from there.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..catalog.models import ModuleEntry
 from ..checks.shared import FOLDER as CHECKS_FOLDER
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import BadRequest, Conflict, NotFound, ReefLabError
 from ..files import write_private
 from ..modules.metadata import METADATA_FILE, validate_metadata
+from ..storage.platform_s3 import StorageUnavailable
+from . import weights_store
+from .weights_store import WEIGHTS_FILE, ObjectStore
 
-WEIGHTS_FILE = "weights.pt"
 RECORD_FILE = "model.json"
 WEIGHTS_ENV = "REEFLAB_WEIGHTS"
 MLFLOW_WEIGHTS = "weights/best.pt"  # where Ultralytics' MLflow callback puts the best checkpoint
@@ -72,6 +78,7 @@ class ModelVersion(BaseModel):
     run_id: str | None = None
     run_path: str | None = None
     source: str = Field(description="Where the weights came from: the run, or the file")
+    location: str | None = Field(None, description="kubernetes mode: s3://<bucket>/models/<name>/<version>/")
 
 
 class RegisteredModel(BaseModel):
@@ -91,9 +98,16 @@ class RegisteredModel(BaseModel):
 class ModelRegistry:
     """Registered models of one user (a user server has one owner), stored under `root`."""
 
-    def __init__(self, root: str | os.PathLike, contents_root: str | os.PathLike):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        contents_root: str | os.PathLike,
+        store: Callable[[str], ObjectStore | None] | None = None,
+    ):
+        """`store(owner)`: in kubernetes mode, the owner's bucket, where versions are uploaded (None: none now)."""
         self.root = Path(root)
         self.contents_root = Path(contents_root).resolve()
+        self.store = store
 
     # -- queries -------------------------------------------------------------------
 
@@ -129,10 +143,18 @@ class ModelRegistry:
                     entry_point=model.entry_point,
                     versions=[v.version for v in model.versions],
                     owner=model.owner,
-                    deploy_env={WEIGHTS_ENV: str(self.weights(model))},
+                    deploy_env=self.deploy_env(model),
                 )
             )
         return entries
+
+    def deploy_env(self, model: RegisteredModel) -> dict[str, str]:
+        """What a deployment of its newest version gets: the weights, and where a pod fetches them from."""
+        latest = model.versions[-1]
+        env = {WEIGHTS_ENV: str(self.weights(model))}
+        if latest.location:
+            env.update({weights_store.SOURCE_ENV: latest.location, weights_store.SHA256_ENV: latest.sha256})
+        return env
 
     # -- changes -----------------------------------------------------------------------
 
@@ -189,8 +211,15 @@ class ModelRegistry:
         if problems:
             listed = "; ".join(f"{p.field or 'metadata'}: {p.message}" for p in problems)
             raise BadRequest(f"The new module's metadata would be invalid: {listed}")
+        store = self._store(owner)
         folder = self.root / model.name / version.version
         self._write(folder, weights, document)
+        if store is not None:
+            try:
+                version.location = weights_store.upload(store, folder, model.name, version.version)
+            except Exception as err:  # no half version: the folder goes, and the user learns why
+                shutil.rmtree(folder, ignore_errors=True)
+                raise ReefLabError(f"Could not upload the weights to your bucket {store.bucket}: {err}") from None
         model.versions.append(version)
         write_private(self.root / model.name / RECORD_FILE, model.model_dump_json(indent=1))
         return model
@@ -209,8 +238,21 @@ class ModelRegistry:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _store(self, owner: str) -> ObjectStore | None:
+        if self.store is None:
+            return None
+        store = self.store(owner)
+        if store is None:  # kubernetes mode: a version only in this server's folder could never be deployed
+            raise StorageUnavailable(
+                "Your platform storage (S3) is not available, and deployments in this cluster fetch registered "
+                "weights from it: try again in a minute, or ask an admin."
+            )
+        return store
+
     def delete(self, name: str) -> None:
-        self.get(name)
+        model = self.get(name)
+        if self.store is not None and any(v.location for v in model.versions):
+            weights_store.delete(self._store(model.owner), name)
         shutil.rmtree(self.root / name)
 
 

@@ -39,6 +39,8 @@ from ...kube import (
 )
 from ...profiles import HardwareProfile
 from ...storage.kubernetes import MOUNT_MODES, MountSpec, render_mounts
+from ...training import weights_store
+from ...training.registry import WEIGHTS_ENV
 from ..models import Deployment, storage_env
 from .base import BackendStatus, DeploymentBackend, Endpoint
 
@@ -49,6 +51,45 @@ USERNAME = "hub.jupyter.org/username"  # KubeSpawner's label of each user's pods
 SERVER_LABELS = {"component": "singleuser-server"}  # KubeSpawner's component_label of user server pods
 Labels = dict[str, str] | None
 Manifest = dict[str, Any]
+WEIGHTS_DIR = "/reeflab/weights"  # a registered model's weights, fetched there by the init container
+FETCH_IMAGE = "quay.io/reeflab/singleuser:0.1.0"  # reeflab and boto3 (a module image may lack boto3)
+_WEIGHTS_KEYS = (WEIGHTS_ENV, weights_store.SOURCE_ENV, weights_store.SHA256_ENV)  # set by the backend, not envFrom
+
+
+def user_env(dep: Deployment) -> dict[str, str]:
+    """The deployment's variables that go into its Secret: all but a registered model's weights (the pod's own)."""
+    fetched = weights_store.SOURCE_ENV in dep.env
+    return {k: v for k, v in dep.env.items() if not (fetched and k in _WEIGHTS_KEYS)}
+
+
+def weights_secret_name(dep: Deployment) -> str:
+    return object_slug(f"reeflab-{dep.id}-weights")
+
+
+def weights_secret_manifest(dep: Deployment, namespace: str, key: dict[str, str], *, extra: Labels = None) -> Manifest:
+    """The owner's S3 key, for the init container that fetches their registered weights (never the module's)."""
+    meta = {**_metadata(dep, namespace, extra), "name": weights_secret_name(dep)}
+    data = {"AWS_ACCESS_KEY_ID": key["access_key"], "AWS_SECRET_ACCESS_KEY": key["secret_key"]}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "stringData": data}
+
+
+def fetch_container(dep: Deployment, endpoint: str, image: str = FETCH_IMAGE) -> Manifest:
+    """The init container that puts the registered version (REEFLAB_WEIGHTS_SOURCE) in the weights volume,
+    checked against its registered digest, before the module starts (training/weights_store.py)."""
+    command = ["python", "-m", "reeflab.training.weights_store", "fetch"]
+    command += [f"--source={dep.env[weights_store.SOURCE_ENV]}", f"--sha256={dep.env[weights_store.SHA256_ENV]}"]
+    resources = {"cpu": "500m", "memory": "512M"}
+    return {
+        "name": "fetch-weights",
+        "image": image,
+        "command": [*command, f"--dest={WEIGHTS_DIR}"],
+        "env": [{"name": "REEFLAB_S3_ENDPOINT", "value": endpoint}],
+        "envFrom": [{"secretRef": {"name": weights_secret_name(dep)}}],
+        "volumeMounts": [{"name": "reeflab-weights", "mountPath": WEIGHTS_DIR}],
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
 
 
 def object_name(deployment_id: str) -> str:
@@ -86,6 +127,7 @@ def deployment_manifest(
     extra: Labels = None,
     mounts: MountSpec | None = None,
     base_path: str = "",
+    fetch: Manifest | None = None,
 ) -> Manifest:
     """One replica of `deepaas-run` serving dep.entry_point, with exactly the hardware of dep.hardware.
 
@@ -94,6 +136,9 @@ def deployment_manifest(
 
     With `mounts` (storage_mounts()), CSI volumes or rclone sidecars mount dep.storage; the module finds each
     connection at $REEFLAB_STORAGE_<NAME> and never sees its credentials (they are in the mounts' Secret only).
+
+    With `fetch` (fetch_container()), a registered model's weights are fetched into an emptyDir first, and the
+    module finds them at $REEFLAB_WEIGHTS, as in local mode.
     """
     hw = dep.hardware
     resources = {"cpu": cpu_quantity(hw.cpu), "memory": str(hw.memory_MB * 10**6)}
@@ -109,6 +154,8 @@ def deployment_manifest(
     env = dict(DEEPAAS_V2_MODEL=dep.entry_point, YOLO_OFFLINE="1", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     if mounts and mounts.volumes:
         env.update({storage_env(name): f"{STORAGE_ROOT}/storage/{name}" for name in dep.storage})
+    if fetch:
+        env[WEIGHTS_ENV] = f"{WEIGHTS_DIR}/{weights_store.WEIGHTS_FILE}"
     container: Manifest = {
         "name": CONTAINER,
         "image": image,
@@ -125,12 +172,17 @@ def deployment_manifest(
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
-    if dep.env:  # user values may be secrets: never inline in the Deployment
+    if user_env(dep):  # user values may be secrets: never inline in the Deployment
         container["envFrom"] = [{"secretRef": {"name": object_name(dep.id)}}]
     security = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100}
     if mounts and mounts.volumes:
         container["volumeMounts"] = list(mounts.volume_mounts)
         pod["volumes"] = list(mounts.volumes)
+    if fetch:
+        weights = {"name": "reeflab-weights", "mountPath": WEIGHTS_DIR, "readOnly": True}
+        container["volumeMounts"] = [*container.get("volumeMounts", []), weights]
+        pod["volumes"] = [*pod.get("volumes", []), {"name": "reeflab-weights", "emptyDir": {"sizeLimit": "2Gi"}}]
+        pod["initContainers"] = [fetch]
     sidecars = list(mounts.extra_containers) if mounts else []
     pod.update(containers=[container, *sidecars], automountServiceAccountToken=False, enableServiceLinks=False)
     pod["securityContext"] = {**security, "seccompProfile": {"type": "RuntimeDefault"}}
@@ -175,7 +227,7 @@ def storage_mounts(
 def secret_manifest(dep: Deployment, namespace: str, *, extra: Labels = None) -> Manifest:
     """The user's environment variables, which the module container reads through envFrom."""
     meta = _metadata(dep, namespace, extra)
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "stringData": dict(dep.env)}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "stringData": user_env(dep)}
 
 
 def service_manifest(dep: Deployment, namespace: str, *, extra: Labels = None) -> Manifest:
@@ -318,6 +370,7 @@ class KubernetesBackend(KubernetesClient, DeploymentBackend):
     gpu_image = Unicode("", config=True, help="Image of deployments with a GPU (CUDA torch); empty: `image`")
     ingress_host = Unicode("", config=True, help="Parent domain: if set, an Ingress serves <name>.<ingress_host>")
     ingress_annotations = Dict(config=True, help="Annotations of those Ingresses, e.g. to require authentication")
+    fetch_image = Unicode(FETCH_IMAGE, config=True, help="Image of the init container fetching registered weights")
     service_account = Unicode("", config=True, help="serviceAccountName of module pods (its token is not mounted)")
     unschedulable_patience = Float(90, config=True, help="Seconds a pod may wait for a node before it counts as failed")
     server_namespace = Unicode(
@@ -366,7 +419,12 @@ class KubernetesBackend(KubernetesClient, DeploymentBackend):
         ns, name, extra = self.namespace, object_name(deployment.id), {"extra": self.extra_labels}
         image = self.gpu_image if deployment.hardware.gpu and self.gpu_image else self.image
         image, profile = image.replace("{module}", deployment.module), self._profile(deployment)
-        manifests = [("Secret", secret_manifest(deployment, ns, **extra))] if deployment.env else []
+        manifests = [("Secret", secret_manifest(deployment, ns, **extra))] if user_env(deployment) else []
+        fetch = None
+        if weights_store.SOURCE_ENV in deployment.env:  # a registered model: its weights come from the owner's S3
+            endpoint, key = await asyncio.to_thread(self._weights_key, deployment)
+            manifests.append(("Secret", weights_secret_manifest(deployment, ns, key, **extra)))
+            fetch = fetch_container(deployment, endpoint, self.fetch_image)
         # its connections are read off the event loop (the platform's may ask the serverless engine for keys)
         mounts = await asyncio.to_thread(self._storage, deployment, ns) if deployment.storage else None
         if mounts:
@@ -374,8 +432,9 @@ class KubernetesBackend(KubernetesClient, DeploymentBackend):
         route = getattr(self.parent, "route_path", None)  # served under its route's path, as local ones are
         base_path = route(deployment.id) if route is not None else ""
         spec = deployment_manifest(
-            deployment, profile, image, ns, account=self.service_account, mounts=mounts, base_path=base_path, **extra
-        )
+            deployment, profile, image, ns, account=self.service_account, mounts=mounts, base_path=base_path,
+            fetch=fetch, **extra,
+        )  # fmt: skip
         peers = self.ingress_from if self.ingress_host else None
         policy = network_policy_manifest(
             deployment, ns, self.server_namespace, server_labels=self.server_labels, ingress_from=peers, **extra
@@ -400,6 +459,18 @@ class KubernetesBackend(KubernetesClient, DeploymentBackend):
         url = {"url": f"https://{name}.{self.ingress_host}{quote(base_path)}/"} if self.ingress_host else {}
         where = {"namespace": ns, "name": name, "service_host": f"{name}.{ns}.svc", "port": PORT}
         return {**where, **({"base_path": base_path} if base_path else {}), **url}
+
+    def _weights_key(self, deployment: Deployment) -> tuple[str, dict[str, str]]:
+        """The S3 endpoint and the owner's own key (their platform connection), which open their bucket only."""
+        storage = getattr(self.parent, "storage", None)
+        connection = storage.ensure_platform_connection(deployment.owner) if storage is not None else None
+        if connection is None:
+            raise BadRequest(
+                "This registered model's weights are in your platform storage (S3), which is not available now: "
+                "try again in a minute, or ask an admin."
+            )
+        spec = connection.spec
+        return spec.endpoint, {"access_key": spec.access_key, "secret_key": spec.secret_key.get_secret_value()}
 
     def _storage(self, deployment: Deployment, namespace: str) -> MountSpec:
         """Mounts of the deployment's connections, read from its owner's store (this server's)."""
@@ -464,6 +535,8 @@ class KubernetesBackend(KubernetesClient, DeploymentBackend):
         await self._delete(ns, name, ["Ingress"] * with_ingress + ["Service", "Deployment", "NetworkPolicy", "Secret"])
         if deployment.storage:
             await self._delete(ns, storage_secret_name(deployment), ["Secret"])
+        if weights_store.SOURCE_ENV in deployment.env:
+            await self._delete(ns, weights_secret_name(deployment), ["Secret"])
         self.log.info("Deleted Kubernetes objects %s of deployment %s in namespace %s", name, deployment.id, ns)
 
     def endpoint(self, deployment: Deployment) -> Endpoint:
