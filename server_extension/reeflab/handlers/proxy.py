@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from abc import ABCMeta, abstractmethod
 from urllib.parse import urlparse
 
 from jupyter_server.utils import ensure_async
@@ -12,7 +13,7 @@ from tornado import web
 from ..services import Services
 
 
-class AuthorizedProxyHandler(ProxyHandler):
+class AuthorizedProxyHandler(ProxyHandler, metaclass=ABCMeta):
     """jupyter-server-proxy's handler (it authenticates every request, and passes websockets and streams on),
     with ReefLab's authorization check, cross-site writes refused, and errors as {"message"}.
 
@@ -26,10 +27,10 @@ class AuthorizedProxyHandler(ProxyHandler):
     def services(self) -> Services:
         return self.settings["reeflab"]
 
+    @abstractmethod
     def target(self) -> tuple[str, int]:
         """The host and port to send the request to (the route's arguments are in `self.path_kwargs`); raise
         web.HTTPError to refuse it."""
-        raise NotImplementedError
 
     async def prepare(self, *args, **kwargs):
         await super().prepare(*args, **kwargs)

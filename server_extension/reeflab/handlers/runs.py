@@ -4,6 +4,7 @@ logs (tail and follow), cancel. A kind's handler file subclasses them, naming it
 from __future__ import annotations
 
 import functools
+from abc import ABCMeta, abstractmethod
 from typing import Any, ClassVar
 
 from jupyter_server.auth.decorator import HTTP_METHOD_TO_AUTH_ACTION
@@ -31,12 +32,13 @@ def authorized_each_time(method):
     return checked
 
 
-class RunsBase(ReefLabHandler):
+class RunsBase(ReefLabHandler, metaclass=ABCMeta):
     """A kind's handlers name its service (`runs`); each route has one argument, the run's id."""
 
     @property
+    @abstractmethod
     def runs(self) -> RunService:
-        raise NotImplementedError
+        """The kind's service."""
 
     @staticmethod
     def run_id(route: dict[str, str]) -> str:

@@ -9,11 +9,11 @@ from typing import Any
 from traitlets.config import LoggingConfigurable
 
 
-class _AbstractConfigurable(type(LoggingConfigurable), ABCMeta):
+class AbstractConfigurable(type(LoggingConfigurable), ABCMeta):
     pass
 
 
-class RunBackend(LoggingConfigurable, metaclass=_AbstractConfigurable):
+class RunBackend(LoggingConfigurable, metaclass=AbstractConfigurable):
     """Runs one kind of record somewhere. `name` is kept in each record (`backend`)."""
 
     name = "base"

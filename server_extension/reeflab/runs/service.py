@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import abstractmethod
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from traitlets.config import LoggingConfigurable
 from ..errors import BadRequest, Conflict, NotFound
 from ..profiles import ProfileCatalog
 from .activity import HubActivity
-from .backend import RunBackend
+from .backend import AbstractConfigurable, RunBackend
 from .models import RunRecord
 from .store import RecordStore
 
@@ -32,7 +33,7 @@ def check_tail(tail: int) -> None:
         raise BadRequest("tail must be between 1 and 10000 lines")
 
 
-class RunService(LoggingConfigurable, Generic[R]):
+class RunService(LoggingConfigurable, Generic[R], metaclass=AbstractConfigurable):
     """Subclasses set the class attributes, a `backend_class` trait, and `check`."""
 
     folder_name: ClassVar[str]  # where its records are kept: <Jupyter data dir>/reeflab/<folder_name>
@@ -101,9 +102,9 @@ class RunService(LoggingConfigurable, Generic[R]):
 
     # -- changes ---------------------------------------------------------------
 
+    @abstractmethod
     async def submit(self, owner: str, groups: list[str], request: Any, profiles: ProfileCatalog) -> R:
-        """Start a run of `request` for `owner` on a profile their `groups` allow (subclasses)."""
-        raise NotImplementedError
+        """Start a run of `request` for `owner` on a profile their `groups` allow."""
 
     async def cancel(self, owner: str, record_id: str) -> R:
         """Stop a run before it ends by itself; it stays listed, cancelled."""
@@ -198,6 +199,6 @@ class RunService(LoggingConfigurable, Generic[R]):
                 except Exception:
                     self.log.exception("checking %s %s failed", self.noun, record.id)
 
+    @abstractmethod
     async def check(self, record: R) -> None:
-        """Move one active run along from what its backend says (subclasses)."""
-        raise NotImplementedError
+        """Move one active run along from what its backend says."""
