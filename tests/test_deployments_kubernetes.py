@@ -489,3 +489,34 @@ def test_a_csi_deployment_mounts_each_connection_as_an_inline_volume_of_its_own_
     assert container(manifest)["volumeMounts"] == [{"name": volume["name"], "mountPath": "/mnt/storage/lake"}]
     assert {"name": "REEFLAB_STORAGE_LAKE", "value": "/mnt/storage/lake"} in container(manifest)["env"]
     assert "SK-9" not in json.dumps(manifest) and mounts.secret["metadata"]["name"] == kb.storage_secret_name(dep)
+
+
+async def test_a_registered_model_fetches_its_weights_with_the_owners_key_and_stop_deletes_it(cluster, tmp_path):
+    """A registered model's deployment (tests/test_registry_kubernetes.py runs the fetch against a real S3): the
+    owner's platform key in a Secret of its own, read by the init container only; stop deletes that Secret too."""
+    from reeflab.storage.service import StorageService
+
+    emulator, plain = cluster
+    storage = StorageService(root_dir=str(tmp_path / "storage"), workspace=str(tmp_path), platform_config_url=None)
+    storage.set_platform_connection("alice", "http://s3.example.org", "AKIAALICE", "alice-secret", "alice")
+    service = DeploymentService(root_dir=str(tmp_path), backend_class=kb.KubernetesBackend, storage=storage)
+    backend = service.backend
+    backend.api_client, backend.namespace, backend.profiles_file = plain.api_client, NS, plain.profiles_file
+    source, digest = "s3://alice/models/reef-fish/1.0.0/", "ab" * 32
+    env = {"REEFLAB_WEIGHTS": "/home/alice/models/weights.pt", "REEFLAB_WEIGHTS_SOURCE": source}
+    dep = make(env={**env, "REEFLAB_WEIGHTS_SHA256": digest})
+    dep.runtime = await backend.start(dep, folder=None)
+    assert seen(emulator, "POST") == ["networkpolicies", "secrets", "deployments", "services"]  # no user values
+    secret = emulator.objects["v1/secrets", NS, f"{NAME}-weights"].raw
+    kubernetes_validate.validate(secret, K8S_VERSION, strict=True)
+    assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "AKIAALICE", "AWS_SECRET_ACCESS_KEY": "alice-secret"}
+    pod = stored(emulator, DEPLOYMENTS)["spec"]["template"]["spec"]
+    kubernetes_validate.validate(stored(emulator, DEPLOYMENTS), K8S_VERSION, strict=True)
+    [init] = pod["initContainers"]
+    assert f"--source={source}" in init["command"] and f"--sha256={digest}" in init["command"]
+    assert init["env"] == [{"name": "REEFLAB_S3_ENDPOINT", "value": "http://s3.example.org"}]
+    module = pod["containers"][0]
+    assert {"name": "REEFLAB_WEIGHTS", "value": "/reeflab/weights/weights.pt"} in module["env"]
+    assert "envFrom" not in module  # the key is not the module's
+    await backend.stop(dep)
+    assert emulator.objects["v1/secrets", NS, f"{NAME}-weights"].deleted

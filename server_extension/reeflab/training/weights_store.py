@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..modules.metadata import METADATA_FILE
+from ..storage.models import PLATFORM
 
 WEIGHTS_FILE = "weights.pt"  # as registry.py stores it
 FILES = (WEIGHTS_FILE, METADATA_FILE)
@@ -54,7 +55,8 @@ def platform_store(storage) -> Callable[[str], ObjectStore | None]:
     """ModelRegistry's `store`: an owner's platform connection (StorageService), their own bucket and key."""
 
     def store(owner: str) -> ObjectStore | None:
-        connection = storage.ensure_platform_connection(owner)
+        # refreshed from the serverless engine where there is one, else the connection set for the user
+        connection = storage.ensure_platform_connection(owner) or storage.store.load(owner).get(PLATFORM)
         if connection is None:
             return None
         spec = connection.spec

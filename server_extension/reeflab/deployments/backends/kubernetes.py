@@ -463,14 +463,13 @@ class KubernetesBackend(KubernetesClient, DeploymentBackend):
     def _weights_key(self, deployment: Deployment) -> tuple[str, dict[str, str]]:
         """The S3 endpoint and the owner's own key (their platform connection), which open their bucket only."""
         storage = getattr(self.parent, "storage", None)
-        connection = storage.ensure_platform_connection(deployment.owner) if storage is not None else None
-        if connection is None:
+        store = weights_store.platform_store(storage)(deployment.owner) if storage is not None else None
+        if store is None:
             raise BadRequest(
                 "This registered model's weights are in your platform storage (S3), which is not available now: "
                 "try again in a minute, or ask an admin."
             )
-        spec = connection.spec
-        return spec.endpoint, {"access_key": spec.access_key, "secret_key": spec.secret_key.get_secret_value()}
+        return store.endpoint, {"access_key": store.access_key, "secret_key": store.secret_key}
 
     def _storage(self, deployment: Deployment, namespace: str) -> MountSpec:
         """Mounts of the deployment's connections, read from its owner's store (this server's)."""
