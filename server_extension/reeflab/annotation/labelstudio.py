@@ -94,11 +94,13 @@ class LabelStudio:
         login = self.credentials()
         port = free_port()
         env = {
-            **os.environ,
+            **private_environment(),
             "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",  # images are read in place from the workspace
             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root),
             "DISABLE_SIGNUP_WITHOUT_LINK": "true",  # no second account can join this instance
-            "LABEL_STUDIO_DISABLE_TELEMETRY": "true",
+            # nothing leaves the machine: no analytics, error reports or version checks
+            "COLLECT_ANALYTICS": "false",
+            "LATEST_VERSION_CHECK": "false",
             "SENTRY_DSN": "",
             "FRONTEND_SENTRY_DSN": "",
         }
@@ -155,6 +157,16 @@ class LabelStudio:
         if process is not None and process.returncode is None:
             with contextlib.suppress(psutil.Error):
                 await stop_group(psutil.Process(process.pid), grace=10)
+
+
+def private_environment() -> dict[str, str]:
+    """The server's environment without its credentials (hub API token, keys, passwords): Label Studio needs none."""
+    secret = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("JUPYTERHUB_") and not any(w in k.upper() for w in secret)
+    }
 
 
 def _die_with_parent() -> None:

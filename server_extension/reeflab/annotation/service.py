@@ -144,15 +144,21 @@ class AnnotationService(LoggingConfigurable):
             log = Path(self.root_dir) / "preannotate.log"
             log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             with open(log, "ab") as output:
-                done = subprocess.run(  # fixed argv
-                    [sys.executable, "-m", "reeflab.annotation.predict", str(spec), str(result)],
-                    env={**os.environ, **entry.deploy_env},
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    timeout=self.predict_timeout,
-                    check=False,
-                )
+                try:
+                    done = subprocess.run(  # fixed argv
+                        [sys.executable, "-m", "reeflab.annotation.predict", str(spec), str(result)],
+                        env={**os.environ, **entry.deploy_env},
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        timeout=self.predict_timeout,
+                        check=False,
+                    )
+                except subprocess.TimeoutExpired:
+                    raise BadRequest(
+                        f"'{entry.id}' took more than {self.predict_timeout:.0f} s over {len(files)} images: "
+                        "split the folder into smaller projects"
+                    ) from None
             if not result.exists():
                 raise BadRequest(f"'{entry.id}' failed to run (status {done.returncode}): see {log}")
             answer = json.loads(result.read_text())
