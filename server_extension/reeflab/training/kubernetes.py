@@ -129,7 +129,7 @@ TRACKING_HEADER = """\
 # Generated from reeflab.training.kubernetes.tracking_manifests(); tests/test_tracking_kubernetes.py checks this
 # file is the same and valid. Before applying it (kubectl apply -f hub_config/kubernetes/mlflow.yaml):
 # - a PostgreSQL database for MLflow (the operator's), and the bucket reeflab-mlflow on the platform's S3 with
-#   a key that may write it;
+#   a key that may write it (MLFLOW_S3_ENDPOINT_URL below: that S3's in-cluster URL, e.g. OSCAR's MinIO);
 # - the Secret it reads, e.g.
 #     kubectl -n reeflab create secret generic reeflab-mlflow \\
 #       --from-literal=admin-password=$(openssl rand -hex 32) --from-literal=user-key=$(openssl rand -hex 32) \\
