@@ -26,8 +26,9 @@ export function RequestsPlot(props: { metrics: Monitoring.IMetrics }): JSX.Eleme
       role="img"
       aria-label={`Requests per ${step} s over the last ${Math.round(since / 60)} minutes`}
       viewBox={`0 0 ${WIDTH} ${HEIGHT}`}
-      width={WIDTH}
+      width="100%"
       height={HEIGHT}
+      preserveAspectRatio="none"
     >
       {buckets.map(b => {
         const x = Math.min(slots - 1, Math.max(0, Math.floor((b.start - start) / step))) * width;
@@ -53,8 +54,10 @@ export function RequestsPlot(props: { metrics: Monitoring.IMetrics }): JSX.Eleme
 export function DriftPlot(props: { evaluations: Monitoring.IEvaluation[]; alpha: number }): JSX.Element {
   const points = props.evaluations.slice(-60);
   const y = (p: number) => (Math.min(4, -Math.log10(Math.max(p, 1e-4))) / 4) * (HEIGHT - 4) + 2;
-  const step = points.length > 1 ? WIDTH / (points.length - 1) : 0;
-  const line = points.map((e, i) => `${i * step},${HEIGHT - y(e.p_value)}`).join(' ');
+  // the newest at the right edge, the others spread to the left (a margin of the dots' radius)
+  const step = points.length > 1 ? (WIDTH - 6) / (points.length - 1) : 0;
+  const x = (i: number) => (points.length > 1 ? 3 + i * step : WIDTH - 3);
+  const line = points.map((e, i) => `${x(i)},${HEIGHT - y(e.p_value)}`).join(' ');
   const threshold = HEIGHT - y(props.alpha);
   return (
     <svg
@@ -62,7 +65,7 @@ export function DriftPlot(props: { evaluations: Monitoring.IEvaluation[]; alpha:
       role="img"
       aria-label="Drift p-value of each window (lower is more drift; the line is the alert threshold)"
       viewBox={`0 0 ${WIDTH} ${HEIGHT}`}
-      width={WIDTH}
+      width="100%"
       height={HEIGHT}
     >
       <line className="jp-ReefLab-plotThreshold" x1={0} x2={WIDTH} y1={threshold} y2={threshold} />
@@ -71,9 +74,9 @@ export function DriftPlot(props: { evaluations: Monitoring.IEvaluation[]; alpha:
         <circle
           key={e.ts}
           className={e.drift ? 'jp-ReefLab-plotError' : 'jp-ReefLab-plotOk'}
-          cx={i * step}
+          cx={x(i)}
           cy={HEIGHT - y(e.p_value)}
-          r={2}
+          r={2.5}
         >
           <title>
             p = {e.p_value.toPrecision(2)} over {e.size} inputs
@@ -108,7 +111,8 @@ export function MonitoringView(props: { deploymentId: string; api?: MonitoringAP
   return (
     <section className="jp-ReefLab-monitoring" aria-label="Monitoring">
       <div aria-label="Requests in the last hour">
-        <strong>{w.requests}</strong> requests in the last hour · <strong>{w.errors}</strong> errors · latency p50{' '}
+        <strong>{w.requests}</strong> requests in the last hour · <strong>{w.errors}</strong>{' '}
+        {w.errors === 1 ? 'error' : 'errors'} · latency p50{' '}
         {ms(w.latency_s.p50)}, p95 {ms(w.latency_s.p95)}, p99 {ms(w.latency_s.p99)}
         <span className="jp-ReefLab-muted"> · {m.total.requests} since it started</span>
       </div>
