@@ -504,6 +504,9 @@ async def test_a_registered_model_fetches_its_weights_with_the_owners_key_and_st
     backend.api_client, backend.namespace, backend.profiles_file = plain.api_client, NS, plain.profiles_file
     source, digest = "s3://alice/models/reef-fish/1.0.0/", "ab" * 32
     env = {"REEFLAB_WEIGHTS": "/home/alice/models/weights.pt", "REEFLAB_WEIGHTS_SOURCE": source}
+    with pytest.raises(BadRequest, match="needs REEFLAB_WEIGHTS_SHA256"):  # a source set by hand, without a digest
+        await backend.start(make(env=env), folder=None)
+    assert seen(emulator, "POST") == []
     dep = make(env={**env, "REEFLAB_WEIGHTS_SHA256": digest})
     dep.runtime = await backend.start(dep, folder=None)
     assert seen(emulator, "POST") == ["networkpolicies", "secrets", "deployments", "services"]  # no user values

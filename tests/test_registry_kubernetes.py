@@ -185,3 +185,47 @@ def test_without_platform_storage_nothing_is_registered(stores, base, tmp_path):
     with pytest.raises(StorageUnavailable, match="platform storage"):
         register(registry, "ana", base, "reef-fish")
     assert registry.list() == []
+
+
+# -- through ReefLab's API: a server whose deployments go to Kubernetes registers into the owner's bucket ----------
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config, tmp_path):
+    return {
+        **jp_server_config,
+        "HubIdentity": {"standalone_name": "ana"},
+        "DeploymentService": {
+            "root_dir": str(tmp_path / "deployments"),
+            "backend_class": "reeflab.deployments.backends.kubernetes.KubernetesBackend",
+        },
+        "CatalogService": {"cache_dir": str(tmp_path / "cache"), "registry_dir": str(tmp_path / "models")},
+        "ModuleCheckService": {"check_registrations": False},
+        "TrackingService": {"tracking_uri": ""},
+        "StorageService": {"root_dir": str(tmp_path / "storage"), "platform_config_url": None},
+    }
+
+
+async def test_registering_on_a_kubernetes_server_uploads_to_the_owners_bucket(jp_fetch, jp_serverapp, jp_root_dir, s3):
+    import json
+
+    from tornado.httpclient import HTTPClientError
+
+    (jp_root_dir / "runs").mkdir()
+    shutil.copy(FISH_WEIGHTS, jp_root_dir / "runs" / "fish.pt")
+    body = {"name": "reef-api", "version": "1.0.0", "base_module": "yolo-detector", "weights": "runs/fish.pt"}
+
+    async def post():
+        answer = await jp_fetch("reeflab", "api", "training", "models", method="POST", body=json.dumps(body))
+        return json.loads(answer.body)
+
+    # no platform storage yet: refused, saying why, and nothing registered
+    with pytest.raises(HTTPClientError) as err:
+        await post()
+    assert err.value.code == 503 and "platform storage" in json.loads(err.value.response.body)["message"]
+    storage = jp_serverapp.web_app.settings["reeflab"].storage
+    storage.set_platform_connection("ana", s3.endpoint, s3.ana_key["access_key"], s3.ana_key["secret_key"], "ana")
+    model = await post()
+    assert model["versions"][0]["location"] == "s3://ana/models/reef-api/1.0.0/"
+    got = s3.client(key=s3.ana_key).get_object(Bucket="ana", Key="models/reef-api/1.0.0/weights.pt")["Body"].read()
+    assert hashlib.sha256(got).hexdigest() == model["versions"][0]["sha256"] == sha256(FISH_WEIGHTS)

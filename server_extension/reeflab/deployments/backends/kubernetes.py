@@ -422,6 +422,11 @@ class KubernetesBackend(KubernetesClient, DeploymentBackend):
         manifests = [("Secret", secret_manifest(deployment, ns, **extra))] if user_env(deployment) else []
         fetch = None
         if weights_store.SOURCE_ENV in deployment.env:  # a registered model: its weights come from the owner's S3
+            if not deployment.env.get(weights_store.SHA256_ENV):
+                raise BadRequest(
+                    f"{weights_store.SOURCE_ENV} needs {weights_store.SHA256_ENV} (the weights' sha256): deploy the "
+                    "registered model itself, whose versions carry both."
+                )
             endpoint, key = await asyncio.to_thread(self._weights_key, deployment)
             manifests.append(("Secret", weights_secret_manifest(deployment, ns, key, **extra)))
             fetch = fetch_container(deployment, endpoint, self.fetch_image)
