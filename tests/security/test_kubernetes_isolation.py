@@ -735,3 +735,21 @@ async def test_other_users_pods_reach_neither_the_server_nor_the_deployments(wor
     for (source, target), allowed in expected.items():
         port = 5000 if "deployment" in target else 8888
         assert reachable(policies, pods[source], pods[target], port) is allowed, (source, target)
+
+
+def test_a_registered_models_pod_and_mlflows_pod_pass_pod_security_restricted(tmp_path):
+    """The init container fetching registered weights, and the cluster's MLflow (hub_config/kubernetes/mlflow.yaml)."""
+    from reeflab.training.kubernetes import tracking_manifests
+
+    (profiles := tmp_path / "profiles.yaml").write_text(PROFILES)
+    source = {"REEFLAB_WEIGHTS_SOURCE": "s3://alice/models/m/1/", "REEFLAB_WEIGHTS_SHA256": "ab" * 32}
+    dep = deployment(env=source)
+    fetch = kb.fetch_container(dep, "http://s3.example.org")
+    manifest = kb.deployment_manifest(
+        dep, load_profiles(profiles).profiles[0], "example.org/module:1", ALICE, fetch=fetch
+    )
+    pod = manifest["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["fetch-weights"]
+    assert restricted_violations(pod) == [] and pod["automountServiceAccountToken"] is False
+    mlflow = tracking_manifests()[0]["spec"]["template"]["spec"]
+    assert restricted_violations(mlflow) == [] and mlflow["automountServiceAccountToken"] is False
