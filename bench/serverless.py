@@ -6,6 +6,8 @@ Starts a real engine with SeaweedFS, puts N images in a bucket and measures, wit
 - naive:  one fresh process per file that loads the model and predicts (OSCAR async's default);
           target: batch >= 4 x naive;
 - sync:   POST /run latency minus the module's own predict time, p50 (target <= 10 ms);
+- burst:  50 concurrent sync calls on a service with one warm worker (max_scale = cores): p50, p99 and
+          p99 / p50 (target <= 2: no call waits for a model load);
 - async:  files/s from uploading into a triggered input path to every result in S3, / batch.
 
     .venv/bin/python bench/serverless.py [--module fish-detector] [-n 240]
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from reeflab.oscar_engine.testing import EngineProcess
@@ -111,6 +114,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=240)
     parser.add_argument("--naive", type=int, default=12, help="files for the per-file reload baseline")
     parser.add_argument("--sync", type=int, default=100, help="sync calls timed")
+    parser.add_argument("--burst", type=int, default=50, help="concurrent sync calls of the burst")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     samples = sorted(SAMPLES.glob("*.jpg"))
@@ -169,6 +173,24 @@ def main() -> None:
                 f"sync call: p50 {statistics.median(latencies):.1f} ms, of which the engine adds "
                 f"p50 {statistics.median(overheads):.1f} ms (target <= 10 ms) over the module's own predict"
             )
+
+            bursty = {**service, "name": "bench-burst", "synchronous": {"min_scale": 1, "max_scale": cores}}
+            assert engine.request("POST", "/system/services", "alice", json=bursty).status_code == 201
+            wait_warm(engine, "alice", cores + 1)
+
+            def call(_) -> float:
+                start = time.perf_counter()
+                assert engine.request("POST", "/run/bench-burst", "alice", data=body).ok
+                return (time.perf_counter() - start) * 1000
+
+            with ThreadPoolExecutor(args.burst) as pool:
+                burst = sorted(pool.map(call, range(args.burst)))
+            p50, p99 = statistics.median(burst), burst[min(len(burst) - 1, round(0.99 * (len(burst) - 1)))]
+            print(
+                f"burst of {args.burst} concurrent sync calls, one warm worker (max_scale {cores}): p50 {p50:.0f} ms, "
+                f"p99 {p99:.0f} ms  -> p99 / p50 {p99 / p50:.2f} (target <= 2)"
+            )
+            engine.request("DELETE", "/system/services/bench-burst", "alice")
 
             triggered = {
                 **service,
