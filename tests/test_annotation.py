@@ -38,7 +38,7 @@ def hub_users():
 
 @pytest.fixture(scope="module")
 def alice(servers) -> Connection:
-    return Connection(*servers["ann"], timeout=600)  # her first call starts her Label Studio (~30 s, more if busy)
+    return Connection(*servers["ann"])
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,9 @@ from typing import Any
 
 from .connection import Connection, Resource, default_connection
 
+# the first call of a session starts your Label Studio (~30 s); a pre-annotation runs the module over every image
+SLOW = 3600
+
 
 class Project(Resource):
     """One of your annotation projects; `info` has its labels and labelled / pre-annotated / total counts."""
@@ -25,22 +28,22 @@ class Project(Resource):
         return f"<Project {info['id']} '{info['title']}': {info['labelled']}/{info['total']} labelled>"
 
     def refresh(self) -> Project:
-        self.info = self.connection.get(*self.collection, str(self.id))
+        self.info = self.connection.request("GET", *self.collection, str(self.id), timeout=SLOW)
         return self
 
     def delete(self) -> None:
-        self.connection.request("DELETE", *self.collection, str(self.id))
+        self.connection.request("DELETE", *self.collection, str(self.id), timeout=SLOW)
 
     def preannotate(self, module: str, conf: float | None = None) -> dict[str, Any]:
         """Run `module` over every image and store its answers as predictions; what it found."""
         body = {"module": module, **({"conf": conf} if conf is not None else {})}
-        return self.connection.post(*self.collection, str(self.id), "preannotate", json=body)
+        return self.connection.request("POST", *self.collection, str(self.id), "preannotate", json=body, timeout=SLOW)
 
     def export(self, folder: str, val_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
         """The labelled images as a dataset in a new folder of your files (YOLO with a data.yaml for detection, image
         folders for classification); where it is and its counts."""
         body = {"folder": folder, "val_fraction": val_fraction, "seed": seed}
-        return self.connection.post(*self.collection, str(self.id), "export", json=body)
+        return self.connection.request("POST", *self.collection, str(self.id), "export", json=body, timeout=SLOW)
 
 
 def create(
@@ -52,14 +55,18 @@ def create(
     connection: Connection | None = None,
 ) -> Project:
     """A project over a folder of images of your workspace; labels given, or a module's classes."""
+    connection = connection or default_connection()
     body = {"title": title, "folder": folder, "kind": kind, "labels": labels, "module": module}
-    return Project.create(body, connection)
+    body = {k: v for k, v in body.items() if v is not None}
+    return Project(connection.request("POST", *Project.collection, json=body, timeout=SLOW), connection)
 
 
 def projects(connection: Connection | None = None) -> list[Project]:
-    return Project.all(connection)
+    connection = connection or default_connection()
+    listed = connection.request("GET", *Project.collection, timeout=SLOW)[Project.listed_as]
+    return [Project(info, connection) for info in listed]
 
 
 def get(project_id: int, connection: Connection | None = None) -> Project:
     connection = connection or default_connection()
-    return Project(connection.get(*Project.collection, str(project_id)), connection)
+    return Project(connection.request("GET", *Project.collection, str(project_id), timeout=SLOW), connection)

@@ -56,8 +56,10 @@ class Connection:
         return self.url + "reeflab/api/" + "/".join(p.strip("/") for p in path)
 
     def request(self, method: str, *path: str, **kwargs) -> Any:
+        """`timeout=` (seconds, None: no limit) for a call that may take longer than the connection's timeout."""
+        timeout = kwargs.pop("timeout", self.timeout)
         try:
-            response = self.session.request(method, self.api_url(*path), timeout=self.timeout, **kwargs)
+            response = self.session.request(method, self.api_url(*path), timeout=timeout, **kwargs)
         except requests.ConnectionError as err:
             raise ReefLabClientError(0, f"Cannot reach {self.url}: {err}") from None
         if not response.ok:
