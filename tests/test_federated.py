@@ -1,13 +1,16 @@
-"""Federated learning for real: a Flower server process and client processes on 127.0.0.1.
+"""Federated learning for real, on Flower's current architecture, all on 127.0.0.1.
 
-Two sites with valid tokens complete the rounds; a client without a token and one whose token was
-revoked after the server started are refused (an error at the client, nothing from them at the
-server); stopping a server leaves no process behind.
+A federation is its own `flower-superlink` (TLS, SuperNode authentication) running the built-in Flower
+App through `flwr run`. Two sites join with `flower-supernode` and the keys their tokens derive, and
+complete the rounds; a SuperNode without a token and one whose token was revoked after the federation
+started are refused; another user cannot see or stop the federation; stopping leaves no process behind.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -17,27 +20,43 @@ import pytest
 from reeflab.errors import BadRequest, Conflict, NotFound
 from reeflab.testing.process import wait_until
 from reeflab.training.federated import FederatedService
+from reeflab.training.federated_auth import node_public_key
 from reeflab.training.federated_models import ServerRequest
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(420)
 
 
-@pytest.fixture
-def service(tmp_path):
-    service = FederatedService(root_dir=str(tmp_path / "federated"))
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    service = FederatedService(root_dir=str(tmp_path_factory.mktemp("federated")))
     yield service
     service.stop_all()
 
 
-def client_process(tmp_path, address: str, site: int, token: str | None) -> subprocess.Popen:
-    """A site as a scientist runs it: its own process, its token in a file, the default task."""
-    command = [sys.executable, "-m", "reeflab.training.federated_client", "--server", address, "--site", str(site)]
+def site_process(tmp_path, server, site: int, token: str | None) -> subprocess.Popen:
+    """A site as a scientist runs it: its own process, its token in a file, the federation's CA."""
+    ca = tmp_path / f"ca-{server.id}.crt"
+    ca.write_text(server.root_certificates)
+    command = [sys.executable, "-m", "reeflab.training.federated_client", "--superlink", server.address]
+    command += ["--root-certificates", str(ca), "--site", str(site), "--wait", "20"]
     if token is not None:
         token_file = tmp_path / f"site{site}.token"
         token_file.write_text(token)
         command += ["--token-file", str(token_file)]
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+
+def stop_site(process: subprocess.Popen) -> str:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            return process.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    return process.communicate(timeout=30)[0]
 
 
 def session_members(pid: int) -> list[int]:
@@ -51,48 +70,51 @@ def session_members(pid: int) -> list[int]:
     return found
 
 
-def test_two_sites_train_and_bad_tokens_are_refused(service, tmp_path):
+def test_two_supernodes_train_and_bad_tokens_are_refused(service, tmp_path):
     site_a = service.create_token("alice", "site-a")
     site_b = service.create_token("alice", "site-b")
     old = service.create_token("alice", "old-laptop")
-    server = service.start("alice", ServerRequest(strategy="FedAvg", rounds=2, min_clients=2, round_timeout=120))
-    assert server.address.startswith("127.0.0.1:")
+    server = service.start("alice", ServerRequest(strategy="FedAvg", rounds=2, min_clients=2, round_timeout=240))
+    assert server.address.startswith("127.0.0.1:") and "BEGIN CERTIFICATE" in server.root_certificates
     assert service.wait_listening(server)
-    service.revoke_token("alice", old["id"])  # after the server started: refused from the next connection on
+    service.revoke_token("alice", old["id"])  # after the federation started: unregistered, refused from then on
+    log = lambda: "\n".join(service.logs("alice", server.id, 2000))  # noqa: E731
+    wait_until(lambda: "token 'old-laptop' revoked" in log(), 60, "the revoked token's SuperNode unregistered")
 
-    clients = {
-        "none": client_process(tmp_path, server.address, 7, None),
-        "revoked": client_process(tmp_path, server.address, 8, old["token"]),
-        "site-a": client_process(tmp_path, server.address, 1, site_a["token"]),
-        "site-b": client_process(tmp_path, server.address, 2, site_b["token"]),
+    refused = {
+        "none": site_process(tmp_path, server, 7, None),
+        "revoked": site_process(tmp_path, server, 8, old["token"]),
     }
-    outputs = {name: proc.communicate(timeout=180)[0] for name, proc in clients.items()}
-    codes = {name: proc.returncode for name, proc in clients.items()}
+    sites = {
+        "site-a": site_process(tmp_path, server, 1, site_a["token"]),
+        "site-b": site_process(tmp_path, server, 2, site_b["token"]),
+    }
+    try:
+        outputs = {name: proc.communicate(timeout=120)[0] for name, proc in refused.items()}
+        # refused by the SuperLink, with a message that says what to do
+        assert refused["none"].returncode == 3, outputs["none"]
+        assert "refused this SuperNode: no token was given" in outputs["none"]
+        assert refused["revoked"].returncode == 3, outputs["revoked"]
+        assert "unknown or was revoked" in outputs["revoked"]
 
-    # refused at the client, with a message that says what to do
-    assert codes["none"] == 3, outputs["none"]
-    assert "refused this client" in outputs["none"] and "no bearer token" in outputs["none"]
-    assert codes["revoked"] == 3, outputs["revoked"]
-    assert "invalid or revoked token" in outputs["revoked"]
-    assert codes["site-a"] == 0 and codes["site-b"] == 0, outputs
-
-    server = wait_until(lambda: (s := service.get("alice", server.id)).state != "running" and s, 30, "the end")
-    assert server.state == "finished", server.reason
-    history = service.history(server)
+        finished = wait_until(lambda: (s := service.get("alice", server.id)).state != "running" and s, 300, "rounds")
+    finally:
+        site_logs = {name: stop_site(proc) for name, proc in sites.items()}
+    assert finished.state == "finished", (finished.reason, site_logs)
+    history = service.history(finished)
     assert history["finished"] and [r["round"] for r in history["rounds"]] == [1, 2]
     for entry in history["rounds"]:  # both sites contributed to every round, nobody else did
         assert entry["fit"]["clients"] == ["site-a", "site-b"] and entry["fit"]["failures"] == 0
+        assert entry["fit"]["examples"] == 2 * 192  # each site's 3/4 of 256 generated samples
         assert entry["evaluate"]["clients"] == ["site-a", "site-b"]
         assert 0 <= entry["evaluate"]["metrics"]["accuracy"] <= 1
     assert [rnd for rnd, _ in history["metrics_distributed"]["accuracy"]] == [1, 2]
-    assert len(history["losses_distributed"]) == 2
-    log = "\n".join(service.logs("alice", server.id, 1000))
-    assert "connection refused: no bearer token" in log
-    assert "connection refused: invalid or revoked token" in log
-    assert "client connected with token 'old-laptop'" not in log
-    assert log.count("client connected with token") == 2
+    text = log()
+    assert "token 'site-a': SuperNode" in text and "flwr run: run" in text
     for secret in (site_a["token"], site_b["token"], old["token"]):
-        assert secret not in log
+        assert secret not in text
+    service.revoke_token("alice", site_a["id"])
+    service.revoke_token("alice", site_b["id"])
 
 
 def test_stop_leaves_no_process(service):
@@ -100,7 +122,7 @@ def test_stop_leaves_no_process(service):
     server = service.start("bob", ServerRequest(min_clients=2))
     assert service.wait_listening(server)
     pid = server.runtime["pid"]
-    assert session_members(pid)
+    assert len(session_members(pid)) >= 2  # the supervisor and its SuperLink (and Flower's SuperExec)
     stopped = service.stop("bob", server.id)
     assert stopped.state == "stopped" and stopped.reason == "stopped by its owner"
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -117,6 +139,8 @@ def test_tokens_are_private_hashed_and_shown_once(service):
     path = service.tokens_file("carol")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert created["token"] not in path.read_text()
+    [entry] = json.loads(path.read_text())  # what the platform keeps: the hash and the SuperNode's public key
+    assert entry["public_key"] == node_public_key(created["token"]) and entry["public_key"].startswith("ecdsa-")
     assert service.list_tokens("dave") == []  # users see only their own
     with pytest.raises(NotFound):
         service.revoke_token("dave", created["id"])
@@ -126,7 +150,7 @@ def test_tokens_are_private_hashed_and_shown_once(service):
     assert service.list_tokens("carol") == []
 
 
-def test_servers_are_per_user_and_need_a_token(service):
+def test_federations_are_per_user_and_need_a_token(service):
     with pytest.raises(BadRequest, match="token first"):
         service.start("erin", ServerRequest())
     service.create_token("erin", "site")
@@ -139,3 +163,5 @@ def test_servers_are_per_user_and_need_a_token(service):
         service.stop("frank", server.id)
     assert service.get("erin", server.id).state == "running"
     assert stat.S_IMODE(service.folder(server.id).joinpath("server.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE(service.folder(server.id).joinpath("tls", "server.key").stat().st_mode) == 0o600
+    service.stop("erin", server.id)

@@ -1,4 +1,6 @@
-"""Federated learning through the REST API, the Python client, the CLI and the notebooks (run by papermill)."""
+"""Federated learning through the REST API, the Python client, the CLI and the notebooks (run by papermill).
+
+Each federation is a real Flower SuperLink running the built-in Flower App; sites are real SuperNodes."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from reeflab.training.federated_client import spawn_site
 from tornado.httpclient import HTTPClientError
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(480)
 
 
 @pytest.fixture
@@ -99,18 +101,31 @@ async def test_tokens_and_bad_requests_over_rest(jp_fetch):
 
 
 async def test_client_notebook_and_a_second_site_train_together(connection, platform_env, tmp_path, stop_servers):
-    """The server from the Python client; one site runs the client notebook, another the CLI's demo client."""
+    """The federation from the Python client; one site runs the client notebook, another a SuperNode of its own."""
     lab = await off_loop(federated.create_token, "lab", connection=connection)
     boat = await off_loop(federated.create_token, "boat", connection=connection)
     server = await off_loop(federated.start_server, rounds=1, min_clients=2, connection=connection)
     assert server.state == "running" and server.address.startswith("127.0.0.1:")
     assert [s.id for s in await off_loop(federated.list_servers, connection=connection)] == [server.id]
+    ca = server.save_root_certificates(str(tmp_path / "federation-ca.crt"))
+    assert f"--superlink {server.address}" in server.join_command
 
-    other_site = spawn_site(server.address, boat["token"], site=3, log_path=tmp_path / "boat.log")
-    env = {**platform_env, "REEFLAB_FLOWER_TOKEN": lab["token"]}
-    notebook = await papermill("federated_client.ipynb", tmp_path / "client.ipynb", env, server_address=server.address)
-    assert await off_loop(other_site.wait, 60) == 0
-    assert "global model on local test data" in text_of(notebook)
+    other_site = spawn_site(server.address, boat["token"], 3, ca, log_path=tmp_path / "boat.log")
+    try:
+        env = {**platform_env, "REEFLAB_FLOWER_TOKEN": lab["token"]}
+        notebook = await papermill(
+            "federated_client.ipynb",
+            tmp_path / "client.ipynb",
+            env,
+            superlink_address=server.address,
+            root_certificates=ca,
+            site=1,
+            federation_id=server.id,
+        )
+    finally:
+        other_site.terminate()
+        await off_loop(other_site.wait, 60)
+    assert "Site 1 took part: 2 ClientApp runs" in text_of(notebook)
     assert lab["token"] not in json.dumps(notebook)  # the token stays out of the saved notebook
 
     await off_loop(server.wait_finished, 60)
@@ -140,6 +155,8 @@ async def test_server_notebook_with_demo_sites_and_the_cli(platform_env, tmp_pat
     code, tokens = await run([*cli, "token", "list"], platform_env)
     assert code == 0 and tokens.strip() == ""  # the notebook revoked what it created
     code, created = await run([*cli, "token", "create", "ship"], platform_env)
-    assert code == 0 and "rlf_" in created and "x-authorization: Bearer" in created
+    assert code == 0 and "rlf_" in created and "reeflab federated join --superlink" in created
+    code, ca = await run([*cli, "server", "ca", server_id], platform_env)
+    assert code == 0 and ca.startswith("-----BEGIN CERTIFICATE-----")
     code, refused = await run([*cli, "server", "stop", "0123abcd"], platform_env)
     assert code == 2 and "No federated server '0123abcd'" in refused

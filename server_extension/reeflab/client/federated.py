@@ -1,21 +1,22 @@
-"""Federated learning from Python: start a Flower server, hand tokens to sites, follow the rounds.
+"""Federated learning from Python: start a federation (a Flower SuperLink running the built-in Flower App),
+hand tokens to sites, follow the rounds.
 
     from reeflab.client import federated
     token = federated.create_token("site-lisbon")["token"]   # shown once: give it to that site
     server = federated.start_server(strategy="FedProx", rounds=5, min_clients=2)
-    print(server.address)                                    # what the sites connect to
+    print(server.join_command)                               # what a site runs (with its token)
     server.wait_finished(); server.history()["rounds"]
 
-At a site (needs only flwr and this package, or the 30 lines of `reeflab.training.federated_auth`):
+At a site (needs flwr==1.41.0, torch and this package): a Flower SuperNode whose key the token derives,
 
-    federated.connect(address, token, MyNumPyClient())
+    federated.join(server.address, token, "federation-ca.crt", site=1)   # runs until stopped
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..training.federated_client import FederatedAuthError, connect
+from ..training.federated_client import FederatedAuthError, join
 from .connection import Connection, ReefLabClientError, Resource, default_connection
 
 
@@ -26,8 +27,19 @@ class FederatedServer(Resource):
 
     @property
     def address(self) -> str:
-        """HOST:PORT that clients connect to with `connect(address, token, client)`."""
+        """HOST:PORT of the federation's SuperLink, where the sites' SuperNodes connect."""
         return self.info["address"]
+
+    def save_root_certificates(self, path: str) -> str:
+        """Write the federation's CA (sites verify the SuperLink with it) to `path`; returns the path."""
+        with open(path, "w") as file:
+            file.write(self.info["root_certificates"])
+        return path
+
+    @property
+    def join_command(self) -> str:
+        """The command a site runs to join (token in $REEFLAB_FLOWER_TOKEN, the CA saved as federation-ca.crt)."""
+        return f"reeflab federated join --superlink {self.address} --root-certificates federation-ca.crt --site N"
 
     def __repr__(self) -> str:
         return f"<FederatedServer {self.id} {self.info['config']['strategy']} {self.state} at {self.address}>"
@@ -92,7 +104,7 @@ def revoke_token(token_id: str, connection: Connection | None = None) -> None:
 __all__ = [
     "FederatedAuthError",
     "FederatedServer",
-    "connect",
+    "join",
     "create_token",
     "get",
     "list_servers",

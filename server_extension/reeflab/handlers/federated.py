@@ -1,4 +1,4 @@
-"""Federated learning: REST for a user's Flower servers and the tokens their clients authenticate with."""
+"""Federated learning: REST for a user's federations (Flower SuperLinks running a Flower App) and site tokens."""
 
 from __future__ import annotations
 

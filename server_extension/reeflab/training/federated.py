@@ -1,10 +1,14 @@
-"""FederatedService: a user's Flower servers (start, stop, status, logs, history) and their client tokens.
+"""FederatedService: a user's federations (start, stop, status, logs, history) and their site tokens.
 
-On one machine each server is a `python -m reeflab.training.federated_server` process in its own
-session, bound to `bind_ip` (127.0.0.1) on a free port. At scale the same process runs in a pod bound
-to 0.0.0.0 behind a Kubernetes Service / TLS-passthrough ingress; `public_host` is then the name
-remote sites connect to. Tokens are per user: stored as SHA-256 hashes in a 0600 file that the server
-processes re-read, so a revoked token is refused from its next connection on.
+Each federation runs on Flower's current architecture: a `python -m reeflab.training.federated_superlink`
+process in its own session starts the federation's own `flower-superlink` (TLS with a CA made for the
+federation, SuperNode authentication on, bound to `bind_ip`, 127.0.0.1, on a free port; state in the
+federation's folder), registers the SuperNode keys of the owner's tokens and runs the built-in Flower
+App with `flwr run`. Stopping or deleting the federation stops the whole session. At scale the same
+process runs in a pod bound to 0.0.0.0 behind a TLS-passthrough Service; `public_host` is then the
+name sites connect to. Tokens are per user: their SHA-256 hash and the public SuperNode key derived
+from them stored in a 0600 file that running federations follow, so a revoked token's SuperNode is
+unregistered and refused from then on.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from traitlets.config import LoggingConfigurable
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..files import free_port, write_private
 from ..processes import exited, running, tail_lines
-from .federated_auth import PREFIX, token_hash
+from .federated_auth import PREFIX, make_tls, node_public_key, token_hash
 from .federated_models import FederatedServer, ServerRequest
 
 LOG_FILE = "server.log"
@@ -41,7 +45,7 @@ def now() -> datetime:
 
 
 class FederatedService(LoggingConfigurable):
-    """Per-user Flower servers and bearer tokens; no HTTP here (handlers, client and CLI share it)."""
+    """Per-user federations (SuperLink + Flower run) and site tokens; no HTTP here (handlers, client, CLI share it)."""
 
     root_dir = Unicode(config=True, help="Where federated servers keep their config, logs, history and tokens")
 
@@ -49,7 +53,7 @@ class FederatedService(LoggingConfigurable):
     def _default_root_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "reeflab" / "federated")
 
-    bind_ip = Unicode("127.0.0.1", config=True, help="Address Flower servers listen on (0.0.0.0 in a pod)")
+    bind_ip = Unicode("127.0.0.1", config=True, help="Address the federations' SuperLinks listen on (0.0.0.0 in a pod)")
     public_host = Unicode(
         config=True,
         help="Host name remote clients use to reach the servers (default: bind_ip); at scale the "
@@ -60,7 +64,7 @@ class FederatedService(LoggingConfigurable):
     def _default_public_host(self) -> str:
         return self.bind_ip
 
-    python = Unicode(sys.executable, config=True, help="Python that runs the Flower server processes")
+    python = Unicode(sys.executable, config=True, help="Python (with flwr) that runs the federations' processes")
     max_servers = Int(2, config=True, help="Federated servers a user may have running at once")
     stop_grace = Float(3, config=True, help="Seconds a server gets to stop before it is killed")
 
@@ -93,7 +97,13 @@ class FederatedService(LoggingConfigurable):
         if any(t["name"] == name for t in tokens):
             raise Conflict(f"You already have a token named '{name}'; revoke it or choose another name.")
         value = PREFIX + secrets.token_urlsafe(32)
-        entry = {"id": secrets.token_hex(4), "name": name, "created": now().isoformat(), "hash": token_hash(value)}
+        entry = {
+            "id": secrets.token_hex(4),
+            "name": name,
+            "created": now().isoformat(),
+            "hash": token_hash(value),
+            "public_key": node_public_key(value),  # the SuperNode key the token derives, for `flwr supernode register`
+        }
         write_private(self.tokens_file(owner), json.dumps([*tokens, entry], indent=1))
         return {"id": entry["id"], "name": name, "created": entry["created"], "token": value}
 
@@ -127,11 +137,23 @@ class FederatedService(LoggingConfigurable):
         return {**server.public(), "history": self.history(server)}
 
     def history(self, server: FederatedServer) -> dict[str, Any]:
-        path = self.folder(server.id) / "history.json"
+        """The ServerApp's history, each round's contributing nodes named by the tokens they joined with."""
+        folder = self.folder(server.id)
         try:
-            return json.loads(path.read_text())
+            history = json.loads((folder / "history.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return {"rounds": [], "finished": False}
+        try:
+            nodes = json.loads((folder / "nodes.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            nodes = {}
+        for entry in history.get("rounds", []):
+            for stage in ("fit", "evaluate"):
+                if stage in entry:
+                    entry[stage]["clients"] = sorted(
+                        nodes.get(str(n), {}).get("name", "?") for n in entry[stage]["nodes"]
+                    )
+        return history
 
     def logs(self, owner: str, server_id: str, tail: int = 200) -> list[str]:
         if not 1 <= tail <= 10000:
@@ -149,19 +171,20 @@ class FederatedService(LoggingConfigurable):
         folder = self.folder(server_id)
         folder.mkdir(parents=True, mode=0o700)
         port = free_port(self.bind_ip)
+        tls = make_tls(folder / "tls", [self.public_host, self.bind_ip, "localhost"])
         config = {
             **request.model_dump(),
             "owner": owner,
             "host": self.bind_ip,
             "port": port,
             "tokens_file": str(self.tokens_file(owner)),
-            "max_workers": max(16, 4 * request.min_clients),
+            "tls": {name: str(path) for name, path in tls.items()},
         }
         write_private(folder / "server.json", json.dumps(config, indent=1))
         env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         with open(folder / LOG_FILE, "ab") as log:
             child = subprocess.Popen(
-                [self.python, "-m", "reeflab.training.federated_server", str(folder)],
+                [self.python, "-m", "reeflab.training.federated_superlink", str(folder)],
                 cwd=folder,
                 env=env,
                 stdout=log,
@@ -175,6 +198,7 @@ class FederatedService(LoggingConfigurable):
             title=request.title or f"{request.strategy}, {request.rounds} rounds",
             config=request,
             address=f"{self.public_host}:{port}",
+            root_certificates=tls["ca"].read_text(),
             created=now(),
             runtime={
                 "pid": child.pid,
@@ -187,17 +211,15 @@ class FederatedService(LoggingConfigurable):
         self._save(server)
         return server
 
-    def wait_listening(self, server: FederatedServer, timeout: float = 30) -> bool:
-        """True once the server accepts connections (clients started right after may otherwise wait)."""
-        import socket
-
+    def wait_listening(self, server: FederatedServer, timeout: float = 120) -> bool:
+        """True once the SuperLink listens, the sites' keys are registered and `flwr run` started the run."""
         deadline = time.monotonic() + timeout
-        address = (server.runtime["host"], server.runtime["port"])
+        ready = self.folder(server.id) / "run.json"
         while time.monotonic() < deadline and self._refresh(server).active:
-            with contextlib.suppress(OSError), socket.create_connection(address, timeout=1):
+            if ready.exists():
                 return True
             time.sleep(0.2)
-        return False
+        return ready.exists()
 
     def stop(self, owner: str, server_id: str) -> FederatedServer:
         server = self.get(owner, server_id)

@@ -1,26 +1,32 @@
-"""Bearer tokens for Flower clients: the ai4-flwr convention, gRPC metadata `x-authorization: Bearer <token>`.
+"""Site tokens as Flower SuperNode keys, and the TLS a federation's SuperLink serves.
 
-The server side is a gRPC server interceptor that checks every new call against the owner's token file
-(hashes only, re-read when it changes, so a revoked token is refused from its next connection on). The
-client side is a gRPC client interceptor that adds the header to every call of the Flower connection.
-No tornado, no Jupyter: the Flower server process and remote clients import only this and grpc.
+ReefLab uses Flower's own SuperNode authentication (`flower-superlink --enable-supernode-auth`):
+every request a SuperNode makes is signed with its private key, and the SuperLink accepts only nodes
+whose public key was registered with `flwr supernode register` (and refuses them again once
+`flwr supernode unregister`ed). The platform manages the keys: a site's token (`rlf_...`, shown once)
+*is* its key, because the SuperNode's P-384 private key is derived from it. The platform keeps only
+the token's hash and the derived public key; `reeflab federated join` derives the private key at the
+site. One secret per site, nothing to send but the token, revocation through Flower itself.
+
+Flower requires TLS for node authentication: each federation gets its own CA and server certificate
+(for `bind_ip` and `public_host`); sites verify the SuperLink with that CA (`--root-certificates`).
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
-import hmac
-import json
-import os
-import threading
-from collections import namedtuple
+import ipaddress
 from pathlib import Path
-from typing import Any, NamedTuple
 
-import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-HEADER = "x-authorization"
 PREFIX = "rlf_"  # ReefLab Flower token: recognisable in a leak scan
+_CURVE = ec.SECP384R1()
+_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973
 
 
 def token_hash(token: str) -> str:
@@ -28,145 +34,70 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def bearer_of(metadata) -> str | None:
-    """The token of an `x-authorization: Bearer <token>` header, if any."""
-    for key, value in metadata or ():
-        if key.lower() == HEADER:
-            scheme, _, token = str(value).partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-    return None
+def node_key(token: str) -> ec.EllipticCurvePrivateKey:
+    """The SuperNode private key of a token (P-384, deterministic: the site derives it from the token alone)."""
+    if not token.startswith(PREFIX):
+        raise ValueError(f"not a ReefLab federated token (they start with '{PREFIX}')")
+    digest = hashlib.sha512(b"reeflab-flower-supernode\0" + token.encode()).digest()
+    return ec.derive_private_key(int.from_bytes(digest, "big") % (_ORDER - 1) + 1, _CURVE)
 
 
-class TokenFile:
-    """The hashed tokens of one user (a JSON list of {id, name, created, hash}), re-read when it changes."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._entries: list[dict[str, Any]] = []
-
-    def entries(self) -> list[dict[str, Any]]:
-        with self._lock:
-            try:
-                stat = self.path.stat()
-                stamp = (stat.st_mtime_ns, stat.st_size)
-            except FileNotFoundError:
-                self._stamp, self._entries = None, []
-                return []
-            if stamp != self._stamp:
-                self._entries = json.loads(self.path.read_text() or "[]")
-                self._stamp = stamp
-            return list(self._entries)
-
-    def match(self, token: str | None) -> dict[str, Any] | None:
-        """The entry of a valid token, compared in constant time; None for a missing/unknown/revoked one."""
-        if not token:
-            return None
-        digest = token_hash(token)
-        found = None
-        for entry in self.entries():
-            if hmac.compare_digest(entry["hash"], digest):
-                found = entry
-        return found
+def node_public_key(token: str) -> str:
+    """The OpenSSH public key `flwr supernode register` takes."""
+    public = node_key(token).public_key()
+    return public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
 
 
-class Caller(NamedTuple):
-    token_id: str
-    token_name: str
-
-
-# The token of the call a gRPC worker thread is serving: the Flower servicer creates the client's
-# proxy in that thread, so the server can tell which token each client contribution came from.
-current = threading.local()
-
-
-class BearerTokenInterceptor(grpc.ServerInterceptor):
-    """Refuses calls without a valid token with UNAUTHENTICATED, before any Flower code runs."""
-
-    def __init__(self, tokens: TokenFile, on_reject=None):
-        self.tokens = tokens
-        self.on_reject = on_reject or (lambda reason: None)
-
-    def intercept_service(self, continuation, handler_call_details):
-        token = bearer_of(handler_call_details.invocation_metadata)
-        entry = self.tokens.match(token)
-        if entry is None:
-            reason = "no bearer token" if token is None else "invalid or revoked token"
-            self.on_reject(reason)
-            return _refusal(f"ReefLab federated server: {reason} (send '{HEADER}: Bearer <token>')")
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        return _with_caller(handler, Caller(entry["id"], entry["name"]))
-
-
-def _refusal(details: str) -> grpc.RpcMethodHandler:
-    def abort(request, context):
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, details)
-
-    # Flower's Join is stream-stream; refusing every kind keeps unknown methods closed too
-    return grpc.stream_stream_rpc_method_handler(abort)
-
-
-def _with_caller(handler: grpc.RpcMethodHandler, caller: Caller) -> grpc.RpcMethodHandler:
-    """The same handler, with `current.caller` set while its behaviour runs."""
-    if handler.stream_stream is None:
-        return handler
-    behaviour = handler.stream_stream
-
-    def stream_stream(request_iterator, context):
-        current.caller = caller
-        try:
-            yield from behaviour(request_iterator, context)
-        finally:
-            current.caller = None
-
-    return grpc.stream_stream_rpc_method_handler(
-        stream_stream,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
+def node_private_pem(token: str) -> bytes:
+    """The private key as `flower-supernode --auth-supernode-private-key` reads it (OpenSSH PEM)."""
+    return node_key(token).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
     )
 
 
-class _CallDetails(
-    namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
-    grpc.ClientCallDetails,
-):
-    """Call details with our header added (grpc wants a ClientCallDetails)."""
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-class BearerTokenClientInterceptor(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
-    """Adds `x-authorization: Bearer <token>` to every call on a channel."""
-
-    def __init__(self, token: str):
-        self._header = (HEADER, f"Bearer {token}")
-
-    def _details(self, details) -> _CallDetails:
-        metadata = [*(details.metadata or ()), self._header]
-        return _CallDetails(
-            details.method,
-            details.timeout,
-            metadata,
-            details.credentials,
-            getattr(details, "wait_for_ready", None),
-            getattr(details, "compression", None),
-        )
-
-    def intercept_unary_unary(self, continuation, client_call_details, request):
-        return continuation(self._details(client_call_details), request)
-
-    def intercept_unary_stream(self, continuation, client_call_details, request):
-        return continuation(self._details(client_call_details), request)
-
-    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        return continuation(self._details(client_call_details), request_iterator)
-
-    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
-        return continuation(self._details(client_call_details), request_iterator)
+def make_tls(folder: Path, hosts: list[str], days: int = 365) -> dict[str, Path]:
+    """A CA and a server certificate for `hosts` in `folder`: {ca, cert, key} paths (keys 0600)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(_CURVE)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("ReefLab federation CA"))
+        .issuer_name(_name("ReefLab federation CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    names: list[x509.GeneralName] = []
+    for host in dict.fromkeys(hosts):
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    key = ec.generate_private_key(_CURVE)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(hosts[0]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = {"ca": folder / "ca.crt", "cert": folder / "server.crt", "key": folder / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    paths["key"].touch(mode=0o600)
+    paths["key"].write_bytes(pem)
+    return paths

@@ -1,10 +1,11 @@
-"""Connect a Flower client to a ReefLab federated server from anywhere: a notebook, a script, another site.
+"""Join a ReefLab federation as a site: a Flower SuperNode authenticated with the site's token.
 
-`connect(address, token, client)` runs Flower's own client loop (`flwr.client.start_client`, the
-gRPC bidirectional transport) with `x-authorization: Bearer <token>` added to its gRPC calls, and
-turns the server's refusal into a `FederatedAuthError` that says what to do. Also a command:
-`python -m reeflab.training.federated_client --server HOST:PORT --token-file F --site N` trains the
-default task (used by the tests and handy to try a server).
+`join(superlink, token, root_certificates)` runs Flower's own `flower-supernode` with the SuperNode
+key derived from the token (written to a private temporary file for the SuperNode's start, removed
+when it stops) and the federation's CA. The SuperNode runs the federation's ClientApp on this site's
+data for every run, until it is stopped. A SuperLink that refuses the key (no token, an unknown or a
+revoked one) ends it with Flower's exit code 305 (printed, the process exits 1), turned here into `FederatedAuthError`.
+Also a command (`reeflab federated join`, `python -m reeflab.training.federated_client`).
 """
 
 from __future__ import annotations
@@ -12,107 +13,125 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
+import tempfile
 from pathlib import Path
 
-import grpc
-
-from .federated_auth import BearerTokenClientInterceptor
+from .federated_auth import node_private_pem
 
 TOKEN_ENV = "REEFLAB_FLOWER_TOKEN"
-_patch_lock = threading.Lock()
+REFUSED = b"Exit Code: 305"  # flower-supernode: the SuperLink did not let it connect (Flower's exit code)
 
 
 class FederatedAuthError(PermissionError):
-    """The federated server refused this client's token (missing, wrong or revoked)."""
+    """The federation's SuperLink refused this site's SuperNode (no, an unknown or a revoked token)."""
 
 
-@contextlib.contextmanager
-def _bearer_channels(token: str) -> Iterator[None]:
-    """Flower's client builds its channel with `create_channel`; add our interceptor to what it returns."""
-    from flwr.compat.client.grpc_client import connection
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
-    original = connection.create_channel
 
-    def create_channel(*args, **kwargs):
-        return grpc.intercept_channel(original(*args, **kwargs), BearerTokenClientInterceptor(token))
+def supernode_command(
+    superlink: str, key_file: str, root_certificates: str, site: int, runtime_port: int, wait: float
+) -> list[str]:
+    """The `flower-supernode` command line a site runs (what `join` runs)."""
+    return [
+        str(Path(sys.executable).parent / "flower-supernode"),
+        *("--superlink", superlink, "--root-certificates", root_certificates),
+        *("--auth-supernode-private-key", key_file),
+        *("--node-config", f"site={int(site)}"),
+        *("--port", str(runtime_port), "--max-wait-time", str(wait)),
+    ]
 
-    with _patch_lock:
-        connection.create_channel = create_channel
+
+def join(
+    superlink: str,
+    token: str | None,
+    root_certificates: str | os.PathLike,
+    *,
+    site: int = 0,
+    wait: float = 60,
+    log=None,
+) -> int:
+    """Run this site's SuperNode until it is stopped (SIGTERM/SIGINT); its exit code.
+
+    `superlink` is the federation's HOST:PORT, `root_certificates` the federation's CA file (both
+    shown by `reeflab federated server show`), `token` one of the owner's federated tokens (default:
+    $REEFLAB_FLOWER_TOKEN). `site` picks the built-in task's generated data partition.
+    """
+    token = token or os.environ.get(TOKEN_ENV)
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    env.update({"FLWR_TELEMETRY_ENABLED": "0", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # flower-superexec, flwr-clientapp
+    with tempfile.TemporaryDirectory(prefix="reeflab-supernode-") as tmp:
+        env.setdefault("FLWR_HOME", str(Path(tmp) / "flwr"))
+        key_file = Path(tmp) / "node.key"
+        if token:
+            key_file.touch(mode=0o600)
+            key_file.write_bytes(node_private_pem(token))
+        command = supernode_command(superlink, str(key_file), str(root_certificates), site, _free_port(), wait)
+        if not token:  # a SuperNode without a key: the SuperLink refuses it, and says so
+            command = [part for part in command if part not in ("--auth-supernode-private-key", str(key_file))]
+        child = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the SuperNode and the SuperExec it starts end together
+        )
+
+        def forward(signum, frame):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+        refused = False
+        out = log or sys.stdout.buffer
         try:
-            yield
+            for line in child.stdout:  # the SuperNode's own output, passed on; its refusal recognised
+                refused = refused or REFUSED in line
+                out.write(line)
+                out.flush()
+                if refused:
+                    break
+            code = child.wait()
         finally:
-            connection.create_channel = original
+            with contextlib.suppress(ProcessLookupError):  # its SuperExec would wait for a parent that is gone
+                os.killpg(child.pid, signal.SIGKILL)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if refused:
+        why = "no token was given" if not token else "its token is unknown or was revoked"
+        raise FederatedAuthError(
+            f"The federation at {superlink} refused this SuperNode: {why}. Ask the federation's owner for a "
+            "token (`reeflab federated token create NAME`) and pass it in $REEFLAB_FLOWER_TOKEN or --token-file."
+        )
+    return code
 
 
-def connect(
+def spawn_site(
     address: str,
     token: str | None,
-    client,
-    *,
-    root_certificates: bytes | str | None = None,
-    insecure: bool | None = None,
+    site: int,
+    root_certificates: str | os.PathLike,
+    log_path: str | os.PathLike | None = None,
     wait: float = 60,
-) -> None:
-    """Take part in the server's rounds until it ends them; `client` is a `flwr.client.NumPyClient` or `Client`.
-
-    `address` is the `HOST:PORT` your platform shows for the server; `token` one of your federated
-    tokens (default: $REEFLAB_FLOWER_TOKEN). Waits up to `wait` seconds for an unreachable server.
-    """
-    from flwr.client import NumPyClient, start_client
-
-    token = token or os.environ.get(TOKEN_ENV)
-    as_client = client.to_client() if isinstance(client, NumPyClient) else client
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            if token:
-                with _bearer_channels(token):
-                    start_client(
-                        server_address=address, client=as_client, root_certificates=root_certificates, insecure=insecure
-                    )
-            else:
-                start_client(
-                    server_address=address, client=as_client, root_certificates=root_certificates, insecure=insecure
-                )
-            return
-        except grpc.RpcError as err:
-            code = err.code() if callable(getattr(err, "code", None)) else None
-            if code == grpc.StatusCode.UNAUTHENTICATED:
-                raise FederatedAuthError(
-                    f"The federated server at {address} refused this client: {err.details()}. "
-                    "Create a token with `reeflab federated token create NAME` (or the panel) and pass it."
-                ) from None
-            if code == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline:
-                time.sleep(1)
-                continue
-            raise
-
-
-def spawn_site(address: str, token: str | None, site: int, log_path: str | os.PathLike | None = None, wait: float = 60):
-    """Run the default task as one site in its own process (a demo site on this machine, or a test's).
+) -> subprocess.Popen:
+    """One site's SuperNode in its own process (a demo site on this machine, or a test's); stop it with terminate().
 
     The token travels in the environment, never on the command line where `ps` would show it.
     """
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
-    env.update({"FLWR_TELEMETRY_ENABLED": "0", "OMP_NUM_THREADS": "1"})
     if token:
         env[TOKEN_ENV] = token
-    command = [
-        sys.executable,
-        "-m",
-        "reeflab.training.federated_client",
-        "--server",
-        address,
-        "--site",
-        str(site),
-        "--wait",
-        str(wait),
-    ]
+    command = [sys.executable, "-m", "reeflab.training.federated_client", "--superlink", address]
+    command += ["--root-certificates", str(root_certificates), "--site", str(site), "--wait", str(wait)]
     output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -122,21 +141,22 @@ def spawn_site(address: str, token: str | None, site: int, log_path: str | os.Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train ReefLab's default federated task as one site")
-    parser.add_argument("--server", required=True, help="HOST:PORT of the federated server")
+    parser = argparse.ArgumentParser(description="Join a ReefLab federation as a site (a Flower SuperNode)")
+    parser.add_argument("--superlink", required=True, help="HOST:PORT of the federation's SuperLink")
+    parser.add_argument("--root-certificates", required=True, help="the federation's CA certificate (PEM file)")
     parser.add_argument("--token-file", help=f"file holding the token (default: ${TOKEN_ENV})")
-    parser.add_argument("--site", type=int, default=0, help="which site's generated data to train on")
-    parser.add_argument("--wait", type=float, default=60, help="seconds to wait for the server")
+    parser.add_argument("--site", type=int, default=0, help="which site's generated data the built-in task uses")
+    parser.add_argument("--wait", type=float, default=60, help="seconds to keep trying to reach the SuperLink")
     args = parser.parse_args(argv)
-    from .federated_task import TaskClient
-
     token = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get(TOKEN_ENV)
     try:
-        connect(args.server, token, TaskClient(site=args.site), wait=args.wait)
+        return join(args.superlink, token, args.root_certificates, site=args.site, wait=args.wait)
     except FederatedAuthError as err:
-        print(f"reeflab federated client: {err}", file=sys.stderr)
+        print(f"reeflab federated join: {err}", file=sys.stderr)
         return 3
-    return 0
+    except ValueError as err:
+        print(f"reeflab federated join: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ class TokenRequest(BaseModel):
 
 
 class FederatedServer(BaseModel):
-    """One Flower server and everything the platform keeps about it."""
+    """One federation (a SuperLink and its Flower run) and everything the platform keeps about it."""
 
     id: str
     owner: str
@@ -52,7 +52,10 @@ class FederatedServer(BaseModel):
     config: ServerRequest
     state: State = "running"
     reason: str | None = None
-    address: str = Field(description="HOST:PORT clients connect to")
+    address: str = Field(description="HOST:PORT of the SuperLink's Fleet API, where sites' SuperNodes connect")
+    root_certificates: str | None = Field(
+        None, description="PEM of the federation's CA: sites verify the SuperLink with it"
+    )
     created: datetime
     stopped_at: datetime | None = None
     runtime: dict[str, Any] = Field(default_factory=dict, description="pid, start time, bind address")

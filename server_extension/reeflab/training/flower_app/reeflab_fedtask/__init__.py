@@ -1,0 +1,1 @@
+"""ReefLab's built-in federated task as a Flower App (ServerApp + ClientApp), run with `flwr run`."""
