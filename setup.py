@@ -60,6 +60,9 @@ setup(
             "modules/*/samples/*",
             "modules/template/package/**/*",
             "hub/templates/*.html",
+            # the built-in Flower App (`flwr run` builds it from this folder)
+            "training/flower_app/pyproject.toml",
+            "training/flower_app/reeflab_fedtask/*.py",
         ]
     },
     entry_points={
