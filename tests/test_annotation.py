@@ -5,7 +5,9 @@ bob neither sees nor opens her project; bad inputs get messages that say what to
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import time
 
 import pytest
 import requests
@@ -151,6 +153,37 @@ def test_preannotation_labelling_and_yolo_export(alice, studio, scenes, hub):
     assert again.value.status == 409 and "not empty" in again.value.message
 
 
+def test_train_on_the_project_runs_the_retraining_pipeline_on_its_labels(alice, studio, hub):
+    """After the labelling above (3 images): the retraining pipeline starts from the fish detector's weights on a
+    fresh YOLO export of them, and its train node trains on exactly that dataset."""
+    project, _ = studio
+    assert project.refresh().info["module"] == "fish-detector"  # the module that pre-annotated it
+    run = project.train(epochs=1)
+    try:
+        info, params = run.info, run.info["parameters"]
+        assert info["pipeline"] == "notebooks/retrain.pipeline" and "3 labelled images" in info["title"]
+        assert (params["ANNOTATION_PROJECT"], params["LABELLED_IMAGES"]) == (str(project.id), "3")
+        assert params["EPOCHS"] == "1"
+        assert (params["BASE_MODULE"], params["MODEL_NAME"]) == ("fish-detector", "fish-detector-retrained")
+        assert params["BASE_WEIGHTS"].endswith("fish-yolo.pt")  # continuing from its current weights
+        assert "Reef survey" in params["TRAINING_DATA"] and "3 labelled images" in params["TRAINING_DATA"]
+        home = hub.homes / "ann"
+        dataset = info["dataset"]
+        assert dataset["train"] + dataset["val"] == 3 and params["DATA"].endswith(dataset["data"])
+        assert len(list((home / dataset["folder"]).glob("images/*/*.jpg"))) == 3
+        deadline = time.monotonic() + 300
+        while run.nodes()["train"]["state"] in ("pending", "running") and time.monotonic() < deadline:
+            time.sleep(2)
+            run.refresh()
+        assert run.nodes()["train"]["state"] == "completed", (run.info, run.logs(node="train"))
+        trained = json.loads(next(home.glob(f"notebooks/pipelines/work/{run.info['run_name']}/train.json")).read_text())
+        assert trained["data"].endswith(dataset["data"]) and trained["epochs"] == 1
+        assert trained["base"] == params["BASE_WEIGHTS"] and trained["training_data"] == params["TRAINING_DATA"]
+    finally:
+        with contextlib.suppress(ReefLabClientError):  # ended already
+            run.cancel()
+
+
 def test_a_classification_project_exports_image_folders(alice, studio, hub):
     _, ls = studio
     project = annotation.create(
@@ -161,6 +194,9 @@ def test_a_classification_project_exports_image_folders(alice, studio, hub):
         with pytest.raises(ReefLabClientError) as wrong:
             project.preannotate("fish-detector")
         assert wrong.value.status == 400 and "is not a classifier" in wrong.value.message
+        with pytest.raises(ReefLabClientError) as classes:
+            project.train(module="fish-classifier", epochs=1)
+        assert classes.value.status == 400 and "trains detectors" in classes.value.message
         assert project.preannotate("fish-classifier")["predicted"] == SCENES
         tasks = ls.get(ls.base + "/api/tasks", params={"project": project.id}, timeout=30).json()["tasks"]
         chosen = {}
@@ -215,6 +251,16 @@ def test_bad_inputs_say_what_to_fix(alice, studio):
     with pytest.raises(ReefLabClientError) as unknown:
         project.preannotate("no-such-module")
     assert unknown.value.status == 404
+    with pytest.raises(ReefLabClientError) as untrainable:
+        project.train(module="fish-classifier", epochs=1)
+    assert untrainable.value.status == 400 and "is not a detector" in untrainable.value.message
+    unlabelled = annotation.create("Nothing labelled", "scenes", labels=["fish"], connection=alice)
+    try:
+        with pytest.raises(ReefLabClientError) as empty:
+            unlabelled.train(module="fish-detector", epochs=1)
+        assert empty.value.status == 400 and "no image of this project is labelled" in empty.value.message
+    finally:
+        unlabelled.delete()
 
 
 def test_projects_outlive_a_restart_of_the_server(hub, alice, studio):

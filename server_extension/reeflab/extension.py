@@ -15,7 +15,7 @@ from .catalog.service import CatalogService
 from .checks.service import ModuleCheckService
 from .deployments.service import DeploymentService
 from .examples import ExamplesService
-from .handlers.annotation import ExportHandler, PreannotateHandler, ProjectHandler, ProjectsHandler
+from .handlers.annotation import ExportHandler, PreannotateHandler, ProjectHandler, ProjectsHandler, TrainHandler
 from .handlers.base import ReefLabHandler
 from .handlers.catalog import ModuleFormHandler, ModuleHandler, ModulesHandler, RefreshHandler
 from .handlers.checks import (
@@ -244,6 +244,7 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/annotation/projects/{PROJECT_ID}", ProjectHandler),
                 (rf"/reeflab/api/annotation/projects/{PROJECT_ID}/preannotate", PreannotateHandler),
                 (rf"/reeflab/api/annotation/projects/{PROJECT_ID}/export", ExportHandler),
+                (rf"/reeflab/api/annotation/projects/{PROJECT_ID}/train", TrainHandler),
             ]
         )
 

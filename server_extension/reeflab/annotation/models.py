@@ -32,3 +32,14 @@ class ExportRequest(BaseModel):
     folder: str = Field(min_length=1, description="New folder of your workspace for the dataset")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of the labelled images held out for validation")
     seed: int = Field(0, description="Seed of the train/val split")
+
+
+class TrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    module: str | None = Field(
+        None, description="The detector to continue training from; default: the one that pre-annotated the project"
+    )
+    epochs: int = Field(10, ge=1, le=1000, description="Training epochs")
+    profile: str | None = Field(None, description="Hardware profile of the pipeline run; default: yours")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of the labelled images held out for evaluation")

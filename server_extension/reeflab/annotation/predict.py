@@ -3,7 +3,9 @@
 The module is loaded and called as the serverless engine's warm workers do (oscar_engine/worker.py's
 ModuleRunner: its own argument schema validates each image, `predict_batch` in chunks when it has one), with
 the environment of the catalogue entry (a registered version's weights). SPEC (JSON) names the module, the
-images and the predict options; RESULT receives {"task", "labels", "results": [one predict answer an image]}.
+images and the predict options; RESULT receives {"task", "labels", "results": [one predict answer an image], "weights",
+"imgsz"} (weights: what the module serves now, which retraining continues from; None when it is not an
+Ultralytics module).
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                     results.append({"file": name, "ok": True, "answer": json.loads(found[0].read_text())})
                 else:
                     results.append({"file": name, "ok": False, "error": reply.get("error", "no JSON answer")})
-    return {"task": task, "labels": labels, "results": results}
+    model_path = getattr(runner.model, "model_path", None)
+    weights = model_path() if callable(model_path) else None
+    imgsz = getattr(runner.model, "imgsz", None)
+    return {"task": task, "labels": labels, "results": results, "weights": weights, "imgsz": imgsz}
 
 
 def main(argv: list[str]) -> int:

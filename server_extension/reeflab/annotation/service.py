@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,15 @@ from traitlets.config import LoggingConfigurable
 
 from ..catalog.service import CatalogService
 from ..errors import BadRequest, Conflict, NotFound
+from ..pipelines.models import PipelineRequest
+from ..training.registry import ModelRegistry
 from .labelstudio import LabelStudio, LabelStudioAPI
-from .models import ExportRequest, PreannotateRequest, ProjectRequest
+from .models import ExportRequest, PreannotateRequest, ProjectRequest, TrainRequest
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 TASKS = {"detection": "detect", "classification": "classify"}
 MAX_IMAGES = 10000
+RETRAIN_PIPELINE = "notebooks/retrain.pipeline"  # the shipped retraining pipeline, in the user's examples
 
 
 def label_config(kind: str, labels: list[str]) -> str:
@@ -191,7 +195,9 @@ class AnnotationService(LoggingConfigurable):
         body = {
             "title": request.title,
             "label_config": label_config(request.kind, list(dict.fromkeys(labels))),
-            "description": json.dumps({"reeflab": {"folder": request.folder, "kind": request.kind}}),
+            "description": json.dumps(
+                {"reeflab": {"folder": request.folder, "kind": request.kind, "module": request.module}}
+            ),
         }
         project = await self._call("POST", "/api/projects", json=body)
         try:
@@ -226,17 +232,23 @@ class AnnotationService(LoggingConfigurable):
             page += 1
         return tasks
 
-    def _describe(self, project: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    @staticmethod
+    def _about(project: dict[str, Any]) -> dict[str, Any]:
+        """What ReefLab keeps in a project's description: its folder, kind and module."""
         try:
-            about = json.loads(project.get("description") or "{}").get("reeflab") or {}
-        except ValueError:
-            about = {}
+            return json.loads(project.get("description") or "{}").get("reeflab") or {}
+        except (ValueError, AttributeError):
+            return {}
+
+    def _describe(self, project: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
+        about = self._about(project)
         parsed = (project.get("parsed_label_config") or {}).get("label") or {}
         return {
             "id": project["id"],
             "title": project["title"],
             "kind": about.get("kind", "detection" if parsed.get("type") == "RectangleLabels" else "classification"),
             "folder": about.get("folder"),
+            "module": about.get("module"),
             "labels": parsed.get("labels", []),
             "total": len(tasks),
             "labelled": sum(1 for t in tasks if t.get("total_annotations", 0) > 0),
@@ -271,7 +283,8 @@ class AnnotationService(LoggingConfigurable):
     # -- pre-annotation -------------------------------------------------------------------
 
     async def preannotate(self, project_id: int, request: PreannotateRequest) -> dict[str, Any]:
-        project = self._describe(await self._project(project_id), [])
+        stored = await self._project(project_id)
+        project = self._describe(stored, [])
         loop = asyncio.get_running_loop()
         entry = await loop.run_in_executor(None, self._module, request.module)
         tasks = await self._tasks(project_id)
@@ -297,6 +310,8 @@ class AnnotationService(LoggingConfigurable):
         )
         if predictions:
             await self._call("POST", f"/api/projects/{project_id}/import/predictions", json=predictions)
+        about = {**self._about(stored), "module": entry.id}  # the module "Train on this project" continues from
+        await self._call("PATCH", f"/api/projects/{project_id}", json={"description": json.dumps({"reeflab": about})})
         stored, boxes = len(predictions), sum(len(p["result"]) for p in predictions)
         return {
             "project": project_id,
@@ -324,6 +339,66 @@ class AnnotationService(LoggingConfigurable):
             return await loop.run_in_executor(None, self._write_folders, exported, target, request)
         archive = await self._call("GET", f"/api/projects/{project_id}/export", params={"exportType": "YOLO"})
         return await loop.run_in_executor(None, self._write_yolo, archive, labelled, target, request)
+
+    # -- training -------------------------------------------------------------------------
+
+    async def training(self, project_id: int, request: TrainRequest) -> tuple[dict[str, Any], PipelineRequest]:
+        """Export the project's labelled images into a new dataset folder and make the request that runs the
+        retraining pipeline on it from the module's current weights; (the export, the pipeline request)."""
+        stored = await self._project(project_id)
+        project = self._describe(stored, [])
+        if project["kind"] != "detection":
+            raise BadRequest(
+                "the retraining pipeline trains detectors: export this classification project (image folders) and "
+                "train a classifier on it in a notebook"
+            )
+        if not (self.workspace / RETRAIN_PIPELINE).is_file():
+            raise BadRequest(
+                f"no {RETRAIN_PIPELINE} in your files: Refresh examples (ReefLab panel) brings the shipped ones back"
+            )
+        labelled = [t for t in await self._tasks(project_id) if t.get("total_annotations", 0) > 0]
+        if not labelled:
+            raise BadRequest("no image of this project is labelled yet: label (or accept pre-annotations) first")
+        module_id = request.module or project["module"]
+        if not module_id:
+            raise BadRequest("give the module to train on this project, e.g. 'fish-detector'")
+        loop = asyncio.get_running_loop()
+        entry = await loop.run_in_executor(None, self._module, module_id)
+        answer = await loop.run_in_executor(None, self._predict, entry, [], {}, "detection")
+        if not answer.get("weights") or answer.get("task") != "detect":
+            raise BadRequest(
+                f"'{entry.id}' cannot be retrained here: the retraining pipeline fine-tunes Ultralytics YOLO "
+                "detectors (e.g. fish-detector, or a version you registered from it)"
+            )
+        if entry.source == "registered":  # a new version of the same model, served by the same code
+            registry = ModelRegistry(self.catalog.registry_dir, self.workspace)
+            model_name, base_module = entry.id, registry.get(entry.id).base_module
+        else:
+            model_name, base_module = f"{entry.id}-retrained", entry.id
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        folder = f"datasets/annotation-{project_id}-{stamp}"
+        exported = await self.export(project_id, ExportRequest(folder=folder, val_fraction=request.val_fraction))
+        data = str(self.workspace / exported["data"])
+        count = exported["train"] + exported["val"]
+        described = f"annotation project '{project['title']}' ({project_id}): {count} labelled images in {folder}"
+        parameters: dict[str, str | int | float | bool] = {
+            "DATA": data,
+            "EVAL_DATA": data,  # its held-out images
+            "BASE_WEIGHTS": answer["weights"],  # continue from what the module serves now
+            "BASE_MODULE": base_module,
+            "MODEL_NAME": model_name,
+            "EPOCHS": request.epochs,
+            "TRAINING_DATA": described[:500],
+            "ANNOTATION_PROJECT": project_id,
+            "LABELLED_IMAGES": count,
+        }
+        if answer.get("imgsz"):
+            parameters["IMGSZ"] = answer["imgsz"]
+        title = f"Train {entry.id} on '{project['title']}' ({count} labelled images)"[:120]
+        pipeline = PipelineRequest(
+            pipeline=RETRAIN_PIPELINE, parameters=parameters, profile=request.profile, title=title
+        )
+        return exported, pipeline
 
     def _write_folders(self, tasks: list[dict[str, Any]], target: Path, request: ExportRequest) -> dict[str, Any]:
         """An image-folder classification dataset (train/<label>/, val/<label>/), as Ultralytics classifies from:

@@ -5,6 +5,7 @@ project = annotation.create("Reef survey", "surveys/reef-2026", module="fish-det
 project.preannotate("fish-detector")        # its boxes, with scores, for you to accept or correct
 project.refresh().info                      # {"total": 120, "preannotated": 120, "labelled": 14, ...}
 project.export("datasets/reef-2026")        # an Ultralytics YOLO dataset: data.yaml, images/, labels/
+run = project.train(epochs=10)              # the retraining pipeline on the labels, from the module's weights
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .connection import Connection, Resource, default_connection
+from .pipelines import PipelineRun
 
 # the first call of a session starts your Label Studio (~30 s); a pre-annotation runs the module over every image
 SLOW = 3600
@@ -44,6 +46,17 @@ class Project(Resource):
         folders for classification); where it is and its counts."""
         body = {"folder": folder, "val_fraction": val_fraction, "seed": seed}
         return self.connection.request("POST", *self.collection, str(self.id), "export", json=body, timeout=SLOW)
+
+    def train(
+        self, module: str | None = None, epochs: int = 10, profile: str | None = None, val_fraction: float = 0.2
+    ) -> PipelineRun:
+        """Export the labelled images to a new dataset and run the retraining pipeline on them, continuing from
+        `module`'s current weights (default: the module that pre-annotated the project); the pipeline run
+        (`run.wait()`; its `info["dataset"]` is the export)."""
+        body = {"module": module, "epochs": epochs, "profile": profile, "val_fraction": val_fraction}
+        body = {k: v for k, v in body.items() if v is not None}
+        info = self.connection.request("POST", *self.collection, str(self.id), "train", json=body, timeout=SLOW)
+        return PipelineRun(info, self.connection)
 
 
 def create(

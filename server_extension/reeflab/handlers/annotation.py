@@ -5,7 +5,7 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..annotation.models import ExportRequest, PreannotateRequest, ProjectRequest
+from ..annotation.models import ExportRequest, PreannotateRequest, ProjectRequest, TrainRequest
 from ..annotation.service import AnnotationService
 from .base import ReefLabHandler
 
@@ -66,3 +66,20 @@ class ExportHandler(AnnotationBase):
     async def post(self, project_id: str) -> None:
         request = self.parse_body(ExportRequest, "export")
         self.write_json(await self.annotation.export(int(project_id), request), status=201)
+
+
+class TrainHandler(AnnotationBase):
+    """POST {module?, epochs?, profile?}: export the labelled images (YOLO) into a new dataset folder and start the
+    retraining pipeline on them from the module's current weights; the pipeline run (201), with the project and
+    the number of labelled images in its title and parameters."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, project_id: str) -> None:
+        request = self.parse_body(TrainRequest, "training request")
+        self.services.profiles.catalog().choose(request.profile, self.groups)  # a wrong profile: before exporting
+        exported, pipeline = await self.annotation.training(int(project_id), request)
+        run = await self.services.pipelines.submit(
+            self.username, self.groups, pipeline, self.services.profiles.catalog()
+        )
+        self.write_json({**run.public(), "dataset": exported}, status=201)
