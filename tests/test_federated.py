@@ -117,6 +117,85 @@ def test_two_supernodes_train_and_bad_tokens_are_refused(service, tmp_path):
     service.revoke_token("alice", site_b["id"])
 
 
+OWN_APP = {
+    "pyproject.toml": """
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "census"
+version = "0.1.0"
+dependencies = ["flwr"]
+
+[tool.hatch.build.targets.wheel]
+packages = ["."]
+
+[tool.flwr.app]
+publisher = "tester"
+
+[tool.flwr.app.components]
+serverapp = "census.apps:server"
+clientapp = "census.apps:client"
+
+[tool.flwr.app.config]
+out = ""
+nodes = 2
+""",
+    "census/__init__.py": "",
+    "census/apps.py": """
+import json
+import time
+
+from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+
+server = ServerApp()
+client = ClientApp()
+
+
+@client.query()
+def answer(msg: Message, context: Context) -> Message:
+    site = int(context.node_config.get("site", -1))
+    return Message(content=RecordDict({"answer": MetricRecord({"site": site})}), reply_to=msg)
+
+
+@server.main()
+def main(grid: Grid, context: Context) -> None:
+    while len(nodes := list(grid.get_node_ids())) < int(context.run_config["nodes"]):
+        time.sleep(1)
+    asks = [Message(RecordDict(), dst_node_id=node, message_type="query") for node in nodes]
+    sites = sorted(int(reply.content["answer"]["site"]) for reply in grid.send_and_receive(asks, timeout=300))
+    with open(str(context.run_config["out"]), "w") as out:
+        json.dump(sites, out)
+""",
+}
+
+
+def test_a_users_own_flower_app(service, tmp_path):
+    app = tmp_path / "census-app"
+    for name, text in OWN_APP.items():
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text(text.lstrip())
+    tokens = [service.create_token("gina", name)["token"] for name in ("north", "south")]
+    with pytest.raises(BadRequest, match="not a Flower App: no pyproject.toml"):
+        service.start("gina", ServerRequest(app=str(tmp_path)))
+    with pytest.raises(ValueError, match="run_config is for your own Flower App"):
+        ServerRequest(run_config={"out": "x"})
+    out = tmp_path / "sites.json"
+    server = service.start("gina", ServerRequest(app=str(app), run_config={"out": str(out)}))
+    assert service.wait_listening(server)
+    sites = [site_process(tmp_path, server, 10 + i, token) for i, token in enumerate(tokens)]
+    try:
+        finished = wait_until(lambda: (s := service.get("gina", server.id)).state != "running" and s, 240, "the run")
+    finally:
+        site_logs = [stop_site(proc) for proc in sites]
+    assert finished.state == "finished", (finished.reason, site_logs)
+    assert json.loads(out.read_text()) == [10, 11]  # the user's ServerApp heard from both sites' ClientApps
+    assert service.history(finished)["flower"]["status"] == "finished:completed"
+
+
 def test_stop_leaves_no_process(service):
     service.create_token("bob", "site")
     server = service.start("bob", ServerRequest(min_clients=2))

@@ -85,6 +85,8 @@ async def test_tokens_and_bad_requests_over_rest(jp_fetch):
         (("servers",), {"strategy": "FedSGD"}, 400, "strategy"),
         (("servers",), {"rounds": 0}, 400, "rounds"),
         (("servers",), {"min_clients": 2, "colour": "red"}, 400, "colour"),
+        (("servers",), {"run_config": {"lr": 0.1}}, 400, "run_config is for your own Flower App"),
+        (("servers",), {"app": "/nowhere/app"}, 400, "'/nowhere/app' is not a Flower App: no pyproject.toml"),
     ]:
         with pytest.raises(HTTPClientError) as err:
             await jp_fetch("reeflab", "api", "federated", *path, method="POST", body=json.dumps(body))

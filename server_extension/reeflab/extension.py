@@ -144,7 +144,7 @@ class ReefLabApp(ExtensionApp):
             jobs=JobService(parent=self, notebook_root=self.serverapp.root_dir, storage=storage),
             pipelines=PipelineService(parent=self, notebook_root=self.serverapp.root_dir),
             storage=storage,
-            federated=FederatedService(parent=self),
+            federated=FederatedService(parent=self, apps_root=self.serverapp.root_dir),  # users' own Flower Apps
             serverless=ServerlessGateway(parent=self),
             examples=ExamplesService(parent=self, notebook_root=self.serverapp.root_dir),
             tracking=tracking,

@@ -35,6 +35,10 @@ def add_parser(commands) -> None:
     start.add_argument("--proximal-mu", type=float, default=0.1, help="FedProx proximal term weight")
     start.add_argument("--server-learning-rate", type=float, default=0.1, help="FedAdam eta")
     start.add_argument("--title")
+    start.add_argument("--app", help="folder of your own Flower App (default: the built-in task)")
+    start.add_argument(
+        "--run-config", action="append", default=[], metavar="KEY=VALUE", help="your own app's run config (TOML values)"
+    )
     server.add_parser("list", help="your servers")
     for name, about in (
         ("show", "state and history"),
@@ -93,6 +97,20 @@ def _token(federated, args) -> int:
     return 0
 
 
+def _run_config(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs, each VALUE read as TOML (numbers, booleans, quoted strings) or else a plain string."""
+    import tomllib
+
+    config = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            config[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            config[key.strip()] = value
+    return config
+
+
 def _server(federated, args) -> int:
     if args.action == "start":
         server = federated.start_server(
@@ -103,6 +121,8 @@ def _server(federated, args) -> int:
             proximal_mu=args.proximal_mu,
             server_learning_rate=args.server_learning_rate,
             **({"title": args.title} if args.title else {}),
+            **({"app": args.app} if args.app else {}),
+            **({"run_config": _run_config(args.run_config)} if args.run_config else {}),
         )
         print(f"Started {server.id}: its SuperLink is at {server.address}; a site joins with")
         print(f"  reeflab federated server ca {server.id} > federation-ca.crt")

@@ -64,6 +64,14 @@ class FederatedService(LoggingConfigurable):
     def _default_public_host(self) -> str:
         return self.bind_ip
 
+    apps_root = Unicode(
+        config=True, help="Folder that relative paths of users' own Flower Apps start from (default: the cwd)"
+    )
+
+    @default("apps_root")
+    def _default_apps_root(self) -> str:
+        return os.getcwd()
+
     python = Unicode(sys.executable, config=True, help="Python (with flwr) that runs the federations' processes")
     max_servers = Int(2, config=True, help="Federated servers a user may have running at once")
     stop_grace = Float(3, config=True, help="Seconds a server gets to stop before it is killed")
@@ -167,6 +175,7 @@ class FederatedService(LoggingConfigurable):
             raise Forbidden(f"You have {len(running)} federated servers running, the most allowed; stop one first.")
         if not self._tokens(owner):
             raise BadRequest("Create a federated token first: clients cannot connect to a server without one.")
+        app = self._own_app(request.app) if request.app else None
         server_id = secrets.token_hex(4)
         folder = self.folder(server_id)
         folder.mkdir(parents=True, mode=0o700)
@@ -178,6 +187,7 @@ class FederatedService(LoggingConfigurable):
             "host": self.bind_ip,
             "port": port,
             "tokens_file": str(self.tokens_file(owner)),
+            "app": app,
             "tls": {name: str(path) for name, path in tls.items()},
         }
         write_private(folder / "server.json", json.dumps(config, indent=1))
@@ -210,6 +220,25 @@ class FederatedService(LoggingConfigurable):
         self._children[server_id] = child
         self._save(server)
         return server
+
+    def _own_app(self, path: str) -> str:
+        """The absolute folder of a user's Flower App, checked before anything starts."""
+        import tomllib
+
+        folder = Path(self.apps_root, path).expanduser().resolve()
+        project = folder / "pyproject.toml"
+        try:
+            flwr = tomllib.loads(project.read_text()).get("tool", {}).get("flwr", {}).get("app", {})
+        except FileNotFoundError:
+            raise BadRequest(f"'{path}' is not a Flower App: no pyproject.toml in {folder}") from None
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise BadRequest(f"'{path}': its pyproject.toml cannot be read ({err})") from None
+        if not flwr.get("components", {}).get("serverapp") or not flwr.get("components", {}).get("clientapp"):
+            raise BadRequest(
+                f"'{path}' is not a Flower App: its pyproject.toml needs [tool.flwr.app.components] serverapp and "
+                "clientapp (see `flwr new`)"
+            )
+        return str(folder)
 
     def wait_listening(self, server: FederatedServer, timeout: float = 120) -> bool:
         """True once the SuperLink listens, the sites' keys are registered and `flwr run` started the run."""

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Strategy = Literal["FedAvg", "FedProx", "FedAdam"]
 State = Literal["running", "finished", "failed", "stopped"]
@@ -26,6 +26,21 @@ class ServerRequest(BaseModel):
     proximal_mu: float = Field(0.1, ge=0, le=100, description="FedProx: weight of the proximal term")
     server_learning_rate: float = Field(0.1, gt=0, le=10, description="FedAdam: server-side learning rate (eta)")
     round_timeout: float = Field(600, ge=1, le=86400, description="Seconds a round may wait for its clients")
+    app: str | None = Field(
+        None,
+        max_length=4096,
+        description="Folder of your own Flower App (a pyproject.toml with [tool.flwr.app]), absolute or relative "
+        "to your files; default: the built-in task, which the settings above configure",
+    )
+    run_config: dict[str, int | float | str | bool] = Field(
+        default_factory=dict, description="Your own Flower App's run config overrides (flwr run --run-config)"
+    )
+
+    @model_validator(mode="after")
+    def _run_config_only_for_own_app(self) -> ServerRequest:
+        if self.run_config and not self.app:
+            raise ValueError("run_config is for your own Flower App ('app'); the built-in task takes the fields above")
+        return self
 
 
 class TokenRequest(BaseModel):
