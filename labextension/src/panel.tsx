@@ -7,7 +7,8 @@ import { launchIcon, ReactWidget, refreshIcon } from '@jupyterlab/ui-components'
 import type { Message } from '@lumino/messaging';
 import * as React from 'react';
 
-import { api, Deployments, jobsApi, ReefLab, serverlessApi, serverURL, storageApi } from './api';
+import { annotationApi, api, Deployments, jobsApi, ReefLab, serverlessApi, serverURL, storageApi } from './api';
+import { AnnotationView } from './annotation';
 import { DeploymentsView } from './deployments';
 import { summarize } from './deploymentsState';
 import { JobsView } from './jobs';
@@ -122,9 +123,11 @@ export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
   const pageVisible = usePageVisible();
   const polling = (props.visible ?? true) && pageVisible;
   const deployments = useDeployments(api, polling);
-  const [refresh, setRefresh] = React.useState({ storage: 0, serverless: 0, jobs: 0 });
+  const [refresh, setRefresh] = React.useState({ storage: 0, serverless: 0, jobs: 0, annotation: 0 });
   const bump = (what: keyof typeof refresh) => setRefresh(r => ({ ...r, [what]: r[what] + 1 }));
   const [focusId, setFocusId] = React.useState<string | null>(null);
+  // projects are listed only while the section is open: listing them wakes the user's Label Studio
+  const [annotationOpen, setAnnotationOpen] = React.useState(false);
   const deployed = React.useCallback(
     (deployment: Deployments.IDeployment) => {
       deployments.put(deployment);
@@ -182,6 +185,15 @@ export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
         actions={<RefreshButton what="your jobs" onClick={() => bump('jobs')} />}
       >
         <JobsView api={jobsApi} visible={polling} refreshKey={refresh.jobs} />
+      </Section>
+      <Section
+        title="Annotation"
+        defaultOpen={false}
+        className="jp-ReefLab-annotationSection"
+        onToggle={setAnnotationOpen}
+        actions={<RefreshButton what="your annotation projects" onClick={() => bump('annotation')} />}
+      >
+        <AnnotationView api={annotationApi} visible={polling && annotationOpen} refreshKey={refresh.annotation} />
       </Section>
       <AccountSection />
     </div>

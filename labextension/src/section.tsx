@@ -10,6 +10,8 @@ export interface ISectionProps {
   /** buttons at the right of the heading */
   actions?: React.ReactNode;
   className?: string;
+  /** told when the section unfolds (true) or folds (false), e.g. to ask the server only while it is open */
+  onToggle?: (open: boolean) => void;
   children: React.ReactNode;
 }
 
@@ -25,7 +27,10 @@ export function Section(props: ISectionProps): JSX.Element {
           className="jp-ReefLab-sectionToggle"
           aria-expanded={open}
           aria-controls={bodyId}
-          onClick={() => setOpen(!open)}
+          onClick={() => {
+            setOpen(!open);
+            props.onToggle?.(!open);
+          }}
         >
           <Caret.react tag="span" className="jp-ReefLab-caret" />
           <span className="jp-ReefLab-sectionTitle">{props.title}</span>

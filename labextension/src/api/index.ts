@@ -2,6 +2,7 @@
  * The one REST client of the ReefLab panel, by capability: every call to /reeflab/api/ goes through
  * transport.ts; the types mirror the server's JSON models (types.ts).
  */
+export * from './annotation';
 export * from './catalog';
 export * from './checks';
 export * from './jobs';

@@ -1,0 +1,162 @@
+/** The Annotation section against an API in memory, driven as a user would. */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import * as React from 'react';
+
+import { AnnotationView, describeCounts, parseLabels } from '../annotation';
+import { Annotation, AnnotationAPI, Catalog, ReefLabError } from '../api';
+import { button, click, field, IRendered, render, select, settle, typeInto } from './render';
+
+let view: IRendered | null = null;
+afterEach(() => {
+  view?.unmount();
+  view = null;
+});
+
+function card(id: string): Catalog.ICard {
+  return { id, title: id, deployable: true } as Catalog.ICard;
+}
+
+function project(id: number, changes: Partial<Annotation.IProject> = {}): Annotation.IProject {
+  return {
+    id,
+    title: `Project ${id}`,
+    kind: 'detection',
+    folder: 'scenes',
+    module: null,
+    labels: ['fish'],
+    total: 6,
+    labelled: 0,
+    preannotated: 0,
+    ...changes
+  };
+}
+
+function fakeAnnotation(projects: Annotation.IProject[]): AnnotationAPI {
+  return {
+    annotationProjects: vi.fn(async () => projects.map(p => ({ ...p }))),
+    createAnnotationProject: vi.fn(async (request: Annotation.IProjectRequest) => {
+      if (request.folder === 'empty') {
+        throw new ReefLabError("'empty' holds no images: put JPEG or PNG files in it first", 400);
+      }
+      const made = project(projects.length + 1, { title: request.title, folder: request.folder, kind: request.kind });
+      projects.push(made);
+      return made;
+    }),
+    preannotate: vi.fn(async (id: number, module: string) => {
+      if (module === 'fish-classifier') {
+        throw new ReefLabError("'fish-classifier' is not a detector (it is a classify module)", 400);
+      }
+      const p = projects.find(x => x.id === id)!;
+      p.preannotated = p.total;
+      p.module = module;
+      return { project: id, module, images: p.total, predicted: p.total, regions: 9, failed: [] };
+    }),
+    exportProject: vi.fn(async (_id: number, folder: string) => ({
+      folder,
+      data: `${folder}/data.yaml`,
+      train: 2,
+      val: 1,
+      names: ['fish']
+    })),
+    trainOnProject: vi.fn(async (id: number) => {
+      const p = projects.find(x => x.id === id)!;
+      if (!p.labelled) {
+        const words = 'no image of this project is labelled yet: label (or accept pre-annotations) first';
+        throw new ReefLabError(words, 400);
+      }
+      return {
+        id: 'run1',
+        title: `Train fish-detector on '${p.title}' (${p.labelled} labelled images)`,
+        dataset: {
+          folder: 'datasets/annotation-1', data: 'datasets/annotation-1/data.yaml', train: 2, val: 1, names: []
+        }
+      } as unknown as Annotation.ITraining;
+    }),
+    imageModules: vi.fn(async () => [card('fish-detector'), card('fish-classifier')])
+  };
+}
+
+describe('Annotation section', () => {
+  it('asks the server nothing while it is folded (listing wakes the Label Studio)', async () => {
+    const api = fakeAnnotation([project(1)]);
+    view = await render(<AnnotationView api={api} visible={false} />);
+    await settle();
+    expect(api.annotationProjects).not.toHaveBeenCalled();
+    expect(api.imageModules).not.toHaveBeenCalled();
+  });
+
+  it('lists projects with their counts', async () => {
+    const api = fakeAnnotation([project(1, { labelled: 3, preannotated: 6 })]);
+    view = await render(<AnnotationView api={api} visible={true} />);
+    await settle();
+    const row = view.host.querySelector('[aria-label="Project 1"]')!;
+    expect(row.textContent).toContain('3 of 6 labelled · 6 pre-annotated');
+    expect(describeCounts(project(2))).toBe('0 of 6 labelled · 0 pre-annotated');
+    expect(parseLabels(' fish, coral,,fish ')).toEqual(['fish', 'coral']);
+  });
+
+  it('makes a project over a folder, and shows what the server says is wrong', async () => {
+    const projects: Annotation.IProject[] = [];
+    const api = fakeAnnotation(projects);
+    view = await render(<AnnotationView api={api} visible={true} />);
+    await settle();
+    expect(view.host.textContent).toContain('No annotation project yet');
+    await click(button(view.host, 'New project'));
+    await click(button(view.host, 'Create'));
+    expect(view.host.textContent).toContain('Give the project a title');
+    expect(api.createAnnotationProject).not.toHaveBeenCalled();
+    await typeInto(field(view.host, 'Title'), 'Reef survey');
+    await typeInto(field(view.host, 'Folder of images'), 'empty');
+    await select(field<HTMLSelectElement>(view.host, 'Labels of a module'), 'fish-detector');
+    await click(button(view.host, 'Create'));
+    await settle();
+    expect(view.host.querySelector('[role="alert"]')?.textContent).toContain("'empty' holds no images");
+    await typeInto(field(view.host, 'Folder of images'), 'scenes');
+    await click(button(view.host, 'Create'));
+    await settle();
+    expect(api.createAnnotationProject).toHaveBeenLastCalledWith({
+      title: 'Reef survey',
+      folder: 'scenes',
+      kind: 'detection',
+      module: 'fish-detector'
+    });
+    await settle();
+    expect(view.host.querySelector('[aria-label="Reef survey"]')).not.toBeNull();
+  });
+
+  it('pre-annotates with a picked module, exports, and trains on the project', async () => {
+    const projects = [project(1)];
+    const api = fakeAnnotation(projects);
+    view = await render(<AnnotationView api={api} visible={true} />);
+    await settle();
+    const row = () => view!.host.querySelector('[aria-label="Project 1"]')!;
+    await select(field<HTMLSelectElement>(row(), 'Module for Project 1'), 'fish-classifier');
+    await click(button(row(), 'Pre-annotate'));
+    await settle();
+    expect(row().querySelector('[role="alert"]')?.textContent).toContain("'fish-classifier' is not a detector");
+    await select(field<HTMLSelectElement>(row(), 'Module for Project 1'), 'fish-detector');
+    await click(button(row(), 'Pre-annotate'));
+    await settle();
+    await settle();
+    expect(row().textContent).toContain('fish-detector pre-annotated 6 of 6 images (9 regions)');
+    expect(row().textContent).toContain('0 of 6 labelled · 6 pre-annotated');
+
+    await click(button(row(), 'Train on this project'));
+    await settle();
+    expect(row().querySelector('[role="alert"]')?.textContent).toContain('no image of this project is labelled yet');
+
+    projects[0].labelled = 3;
+    await typeInto(field(row(), 'Epochs for Project 1'), '1');
+    await click(button(row(), 'Train on this project'));
+    await settle();
+    expect(api.trainOnProject).toHaveBeenLastCalledWith(1, { module: 'fish-detector', epochs: 1 });
+    expect(row().textContent).toContain('Training started');
+    expect(row().textContent).toContain('pipeline run run1');
+
+    await typeInto(field(row(), 'Export folder of Project 1'), 'datasets/reef');
+    await click(button(row(), 'Export'));
+    await settle();
+    expect(api.exportProject).toHaveBeenLastCalledWith(1, 'datasets/reef');
+    expect(row().textContent).toContain('Exported 2 training and 1 validation images to datasets/reef');
+  });
+});
