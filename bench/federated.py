@@ -42,6 +42,19 @@ def compute_limit(rounds: int, epochs: int) -> float:
     return total
 
 
+def clientapp_start_s(runs: int = 2) -> float:
+    """What Flower's process isolation costs a site per message: a fresh Python importing the ClientApp."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import reeflab_fedtask.client_app"]
+    app = str(Path(__file__).parent.parent / "server_extension/reeflab/training/flower_app")
+    start = time.perf_counter()
+    for _ in range(runs):
+        subprocess.run([*command, app], check=True)
+    return (time.perf_counter() - start) / runs
+
+
 def key_derivation_ms(token: str, runs: int = 200) -> float:
     start = time.perf_counter()
     for _ in range(runs):
@@ -78,11 +91,13 @@ def main() -> None:
         per_round = (ends[-1] - ends[0]) / (len(ends) - 1)  # after round 1, which waits for the sites to start
         limit = compute_limit(args.rounds, args.epochs) / args.rounds
         derive = key_derivation_ms(tokens[0])
+        cold = clientapp_start_s()
     print(f"SuperLink up, 2 site keys registered, run submitted with flwr run after {listening:.2f} s")
     print(f"{args.rounds} rounds, 2 sites, {args.epochs} local epochs: {history['seconds']:.2f} s in the ServerApp")
     print(f"  rounds 2-{args.rounds} (round 1 waits for the sites to start): {per_round:.3f} s per round")
     print(f"sites' own fit+evaluate per round (the slower site): {limit:.3f} s")
     print(f"ratio per round, federated / compute limit: {per_round / limit:.2f}x")
+    print(f"a ClientApp process's start (Flower starts one per message: 2 a round): {cold:.2f} s")
     print(f"a site's SuperNode key from its token: {derive:.2f} ms (once, when the site joins)")
 
 
