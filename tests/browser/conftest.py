@@ -202,6 +202,7 @@ class LabServer:
             # and storage connections (the platform's own included): none leaks into another test's server
             f"--StorageService.root_dir={self.root / 'state' / 'storage'}",
             f"--ModuleCheckService.root_dir={self.root / 'state' / 'checks'}",
+            f"--AnnotationService.root_dir={self.root / 'state' / 'annotation'}",  # its own Label Studio
             "--PipelineService.poll_interval=0.5",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
