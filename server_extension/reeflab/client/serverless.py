@@ -140,6 +140,14 @@ def logs(name: str, job: str | None = None, engine: Engine | None = None) -> Any
     return api.call("GET", f"/system/logs/{name}").json()["jobs"]
 
 
+def metrics(name: str, since: float = 3600, step: float = 60, engine: Engine | None = None) -> dict[str, Any]:
+    """Your service's request metrics, counted by the engine: `total` since it was made (requests, errors, items;
+    `sync` and `async` apart), `window` the calls of the last `since` seconds (latency_s p50/p95/p99, `step`
+    second buckets), `async` jobs' queued-to-finished latency and run_s, `jobs` pending and running now."""
+    api = engine or connect()
+    return api.call("GET", f"/system/services/{name}/metrics", params={"since": since, "step": step}).json()
+
+
 def _storage(api: Engine):
     provider = api.call("GET", "/system/config").json()["minio_provider"]
     return s3_client(provider["endpoint"], provider)

@@ -37,11 +37,35 @@ CREATE TABLE IF NOT EXISTS events (ts REAL NOT NULL, kind TEXT NOT NULL, message
 """
 
 
-def _percentiles(latencies: list[float]) -> dict[str, float | None]:
+def percentiles(latencies: list[float]) -> dict[str, float | None]:
     if not latencies:
         return {"p50": None, "p95": None, "p99": None}
     p50, p95, p99 = np.percentile(np.asarray(latencies), [50, 95, 99])
     return {"p50": float(p50), "p95": float(p95), "p99": float(p99)}
+
+
+def describe(rows: list[tuple]) -> dict[str, Any]:
+    """Counts and latency percentiles of (ts, status, latency, items) rows."""
+    return {
+        "requests": len(rows),
+        "errors": sum(r[1] >= 400 for r in rows),
+        "items": sum(r[3] for r in rows),
+        "latency_s": percentiles([r[2] for r in rows]),
+    }
+
+
+def summarize(rows: list[tuple], start: float, since: float, step: float) -> dict[str, Any]:
+    """(ts, status, latency, items) rows since `start` (oldest first): `describe` overall and in `step` second
+    buckets (empty ones left out). Deployments' and serverless services' metrics share this shape."""
+    buckets: dict[int, list[tuple]] = {}
+    for row in rows:
+        buckets.setdefault(int((row[0] - start) // step), []).append(row)
+    return {
+        "since_s": since,
+        "step_s": step,
+        **describe(rows),
+        "buckets": [{"start": start + index * step, **describe(chunk)} for index, chunk in sorted(buckets.items())],
+    }
 
 
 def _array(data: bytes) -> np.ndarray:
@@ -119,24 +143,7 @@ class MetricsStore:
             rows = self._db.execute(
                 "SELECT ts, status, latency, items FROM requests WHERE ts >= ? ORDER BY ts", (start,)
             ).fetchall()
-        buckets: dict[int, list[tuple]] = {}
-        for row in rows:
-            buckets.setdefault(int((row[0] - start) // step), []).append(row)
-
-        def describe(chunk: list[tuple]) -> dict[str, Any]:
-            return {
-                "requests": len(chunk),
-                "errors": sum(r[1] >= 400 for r in chunk),
-                "items": sum(r[3] for r in chunk),
-                "latency_s": _percentiles([r[2] for r in chunk]),
-            }
-
-        return {
-            "since_s": since,
-            "step_s": step,
-            **describe(rows),
-            "buckets": [{"start": start + index * step, **describe(chunk)} for index, chunk in sorted(buckets.items())],
-        }
+        return summarize(rows, start, since, step)
 
     # -- drift ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import logging
 import os
 import posixpath
 import shutil
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from .payload import decode_event, event_file_name, failure_lines, sync_response
 from .pool import WorkerDied, WorkerPool, WorkerSpec
 from .sandbox import SandboxPolicy
 from .slices import slice_of, slice_problem
-from .store import RUNNING, SUCCEEDED, EngineStore, JobRecord, ServiceRecord
+from .store import RUNNING, SUCCEEDED, SYNC, EngineStore, JobRecord, ServiceRecord
 from .triggers import UploadedObject, from_event, from_listing, is_platform, matches, not_triggered
 
 log = logging.getLogger(__name__)
@@ -543,6 +544,18 @@ class OscarEngine:
         name for it, is what modules and error messages see.
         """
         record, user = self._invocable(caller, name)
+        started, status = time.monotonic(), 500
+        try:
+            answer = await self._run(record, user, body, filename)
+            status = 200
+            return answer
+        except ReefLabError as error:
+            status = error.status
+            raise
+        finally:  # every answered call counts, refused inputs and failures too (GET .../metrics)
+            self.store.record_call(record.name, SYNC, status, time.monotonic() - started)
+
+    async def _run(self, record: ServiceRecord, user: str | None, body: bytes, filename: str | None) -> bytes:
         data = _checked_input(decode_event(body))
         spec = self.spec(record.name)
         run_id = f"run-{uuid.uuid4().hex}"

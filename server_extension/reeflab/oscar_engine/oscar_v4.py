@@ -23,7 +23,7 @@ import psutil
 from ..errors import BadRequest, Forbidden, NotFound, ReefLabError
 from ..profiles import ProfileStore, default_profiles_path
 from .engine import TOKEN_SUBMITTER, OscarEngine, iso_time
-from .store import JobRecord, ServiceRecord
+from .store import SYNC, JobRecord, ServiceRecord
 
 NAMESPACE = "reeflab"
 RESOURCE_KIND = "reeflab_workers"  # OSCAR says knative_service or exposed_service: here, the engine's warm workers
@@ -72,7 +72,7 @@ METRICS = (
     "gpu-hours",
     "users-per-service",
 )
-SOURCE_NOTE = "jobs recorded by the local engine; synchronous calls and exposed services are not counted"
+SOURCE_NOTE = "jobs and synchronous calls recorded by the local engine; exposed services are not counted"
 
 
 class ProfilesUnavailable(ReefLabError):
@@ -263,8 +263,10 @@ def _cpu_hours(engine: OscarEngine, record: ServiceRecord, jobs: Iterable[JobRec
 def _service_totals(engine: OscarEngine, record: ServiceRecord, since: datetime, until: datetime) -> dict[str, Any]:
     jobs, _ = engine.store.list_jobs(record.name, None, 0, ALL_JOBS)
     jobs = [job for job in jobs if _in_window(job, since, until)]
+    sync = [c for c in engine.store.calls(record.name, since.timestamp(), SYNC) if c[0] <= until.timestamp()]
     return {
         "jobs": len(jobs),
+        "sync": len(sync),
         "cpu_hours": _cpu_hours(engine, record, jobs),
         "users": len({_submitter(job, record) for job in jobs}),
     }
@@ -281,16 +283,19 @@ def metrics_summary(engine: OscarEngine, user: str, start: str = "", end: str = 
     totals = [_service_totals(engine, r, since, until) for r in owned]
     up = {w.spec.service for w in engine.pool.live()}
     jobs = sum(t["jobs"] for t in totals)
+    sync = sum(t["sync"] for t in totals)
     return {
         "start": _rfc3339(since),
         "end": _rfc3339(until),
         "totals": {
             "services_count_total": len(owned),
-            "services_count_active": sum(1 for r, t in zip(owned, totals, strict=True) if t["jobs"] or r.name in up),
-            "requests_count_sync": 0,
+            "services_count_active": sum(
+                1 for r, t in zip(owned, totals, strict=True) if t["jobs"] or t["sync"] or r.name in up
+            ),
+            "requests_count_sync": sync,
             "requests_count_async": jobs,
             "requests_count_exposed": 0,
-            "requests_count_total": jobs,
+            "requests_count_total": jobs + sync,
             "cpu_hours_total": round(sum(t["cpu_hours"] for t in totals), 6),
             "gpu_hours_total": 0,
             "users": [user],
@@ -311,7 +316,7 @@ def service_metrics(
     since, until = window(start, end)
     totals = _service_totals(engine, record, since, until)
     values = {
-        "requests-sync-per-service": (0, "requests"),
+        "requests-sync-per-service": (totals["sync"], "requests"),
         "requests-async-per-service": (totals["jobs"], "requests"),
         "requests-exposed-per-service": (0, "requests"),
         "cpu-hours": (totals["cpu_hours"], "hours"),
@@ -339,21 +344,21 @@ def metrics_breakdown(engine: OscarEngine, user: str, group_by: str, start: str 
     if group_by == "service":
         for record in owned:
             totals = _service_totals(engine, record, since, until)
-            items.append(_breakdown_item(record.name, totals["jobs"], totals["users"]))
+            items.append(_breakdown_item(record.name, totals["jobs"], totals["sync"], totals["users"]))
     elif group_by == "user":
-        jobs = sum(_service_totals(engine, r, since, until)["jobs"] for r in owned)
-        items.append(_breakdown_item(user, jobs, 1))
+        totals = [_service_totals(engine, r, since, until) for r in owned]
+        items.append(_breakdown_item(user, sum(t["jobs"] for t in totals), sum(t["sync"] for t in totals), 1))
     return {"start": _rfc3339(since), "end": _rfc3339(until), "group_by": group_by, "items": items}
 
 
-def _breakdown_item(key: str, jobs: int, users: int) -> dict[str, Any]:
+def _breakdown_item(key: str, jobs: int, sync: int, users: int) -> dict[str, Any]:
     return {
         "key": key,
         "executions_count": jobs,
         "requests_count_async": jobs,
-        "requests_count_sync": 0,
+        "requests_count_sync": sync,
         "requests_count_exposed": 0,
-        "requests_count_total": jobs,
+        "requests_count_total": jobs + sync,
         "unique_users_count": users,
         "users": [],
         "countries": [],

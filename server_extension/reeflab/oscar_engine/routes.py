@@ -17,7 +17,7 @@ from tornado import web
 from .. import generations
 from ..errors import BadRequest, ReefLabError
 from ..serverless.invocations import given_name
-from . import oscar_v4, system
+from . import metrics, oscar_v4, system
 from .auth import RequestAuthenticator
 from .engine import Caller, OscarEngine
 from .inputs import parse_json
@@ -152,6 +152,14 @@ class ServiceHandler(EngineHandler):
         self.set_status(204)
 
 
+class ServiceMetricsHandler(EngineHandler):
+    """ReefLab's own route: the service's request metrics (metrics.py), for its owner only."""
+
+    def get(self, name: str) -> None:
+        since, step = metrics.window_arguments(self.get_argument("since", ""), self.get_argument("step", ""))
+        self.write_json(metrics.service_metrics(self.engine, self.user, name, since, step))
+
+
 class RunHandler(EngineHandler):
     requires_user = False  # a service token is enough (checked by the engine)
 
@@ -244,6 +252,7 @@ def routes(base_url: str, **context: Any) -> list[tuple[str, type, dict[str, Any
         (r"/system/config/?", ConfigHandler),
         (r"/system/services/?", ServicesHandler),
         (r"/system/services/([^/]+)/?", ServiceHandler),
+        (r"/system/services/([^/]+)/metrics/?", ServiceMetricsHandler),
         (r"/run/([^/]+)/?", RunHandler),
         (r"/job/([^/]+)/?", JobHandler),
         (r"/system/logs/([^/]+)/?", JobsHandler),

@@ -1,6 +1,9 @@
 """The engine's durable state in one sqlite database (WAL): services, jobs, results, user passwords,
 and who owns each bucket of the platform's S3 (recorded when the platform makes it, never guessed from its name).
 
+Every call of a service is counted in `calls` (a row per sync answer and per finished job; removed with the service),
+for its owner's request metrics (metrics.py).
+
 A job moves Pending -> Running -> Succeeded | Failed (the Kubernetes pod phases OSCAR reports).
 Its outcome is written once: `results` is keyed by job name, so a late or repeated completion
 of the same job (a retried attempt, a restart) cannot record a second output.
@@ -20,6 +23,7 @@ from typing import Any
 from ..errors import Conflict
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
+SYNC, ASYNC = "sync", "async"  # kinds of calls (the calls table)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (
@@ -73,6 +77,16 @@ CREATE TABLE IF NOT EXISTS s3_revocations (
     access_key TEXT NOT NULL,
     buckets TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS calls (
+    service TEXT NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    latency REAL NOT NULL,
+    run REAL,
+    items INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_by_service ON calls (service, ts);
 CREATE TABLE IF NOT EXISTS triggers (
     service TEXT NOT NULL,
     object TEXT NOT NULL,
@@ -162,6 +176,7 @@ class EngineStore:
             self.db.execute("DELETE FROM jobs WHERE service = ?", (name,))
             self.db.execute("DELETE FROM services WHERE name = ?", (name,))
             self.db.execute("DELETE FROM triggers WHERE service = ?", (name,))
+            self.db.execute("DELETE FROM calls WHERE service = ?", (name,))
         return jobs
 
     # -- jobs ----------------------------------------------------------------------------
@@ -212,7 +227,9 @@ class EngineStore:
         """Record the one outcome of a job; False (and nothing written) if it already has one."""
         now = time.time()
         with self._transaction():
-            job = self.db.execute("SELECT status, attempts FROM jobs WHERE name = ?", (name,)).fetchone()
+            job = self.db.execute(
+                "SELECT service, status, attempts, created, started FROM jobs WHERE name = ?", (name,)
+            ).fetchone()
             if job is None or job["status"] != RUNNING or job["attempts"] != attempt:
                 return False
             inserted = self.db.execute(
@@ -221,6 +238,9 @@ class EngineStore:
             ).rowcount
             if inserted:
                 self.db.execute("UPDATE jobs SET status = ?, finished = ? WHERE name = ?", (status, now, name))
+                run = now - job["started"] if job["started"] else None
+                code = 200 if status == SUCCEEDED else 500
+                self.record_call(job["service"], ASYNC, code, now - job["created"], run, ts=now)
         return bool(inserted)
 
     def recover(self) -> int:
@@ -295,6 +315,40 @@ class EngineStore:
                 (user, user),
             )
         return {row[0]: row[1] for row in rows}
+
+    # -- calls (request metrics: a row per sync call answered and per job finished) ---------------
+
+    def record_call(
+        self, service: str, kind: str, status: int, latency: float, run: float | None = None, ts: float | None = None
+    ) -> None:
+        """One invocation of `service`: `kind` SYNC (status as answered, latency request to answer) or ASYNC
+        (200 or 500 for Succeeded or Failed, latency queued to finished, `run` the last attempt's run time)."""
+        self.db.execute(
+            "INSERT INTO calls (service, ts, kind, status, latency, run, items) SELECT ?, ?, ?, ?, ?, ?, 1 "
+            "WHERE EXISTS (SELECT 1 FROM services WHERE name = ?)",  # not for a service deleted meanwhile
+            (service, time.time() if ts is None else ts, kind, status, latency, run, service),
+        )
+
+    def calls(self, service: str, since: float, kind: str | None = None) -> list[tuple]:
+        """(ts, status, latency, items, run) of the service's calls since `since` (of one kind if given), oldest
+        first."""
+        where, args = "service = ? AND ts >= ?", [service, since]
+        if kind:
+            where, args = where + " AND kind = ?", [*args, kind]
+        rows = self.db.execute(f"SELECT ts, status, latency, items, run FROM calls WHERE {where} ORDER BY ts", args)
+        return [tuple(row) for row in rows]
+
+    def call_totals(self, service: str) -> dict[str, dict[str, float]]:
+        """Per kind (sync, async): calls, errors, items and latency_sum since the service was made."""
+        rows = self.db.execute(
+            "SELECT kind, COUNT(*), SUM(status >= 400), SUM(items), SUM(latency) FROM calls WHERE service = ? "
+            "GROUP BY kind",
+            (service,),
+        )
+        totals = {kind: {"calls": 0, "errors": 0, "items": 0, "latency_sum": 0.0} for kind in (SYNC, ASYNC)}
+        for row in rows:
+            totals[row[0]] = {"calls": row[1], "errors": row[2] or 0, "items": row[3] or 0, "latency_sum": row[4] or 0}
+        return totals
 
     # -- buckets ---------------------------------------------------------------------------
 
@@ -377,6 +431,7 @@ class EngineStore:
                 self.db.execute("DELETE FROM jobs WHERE name = ?", (job,))
             for service in services:
                 self.db.execute("DELETE FROM triggers WHERE service = ?", (service,))
+                self.db.execute("DELETE FROM calls WHERE service = ?", (service,))
                 self.db.execute("DELETE FROM services WHERE name = ?", (service,))
             key = self.s3_key(user)
             pending = self.s3_revocation(user)

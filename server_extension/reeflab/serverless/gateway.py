@@ -3,9 +3,9 @@
 The user's server talks to the OSCAR-compatible engine (REEFLAB_SERVERLESS_URL, set by the hub)
 with its own hub token, so the engine knows which user calls; the browser never holds an engine
 credential. OSCAR routes (v4's logs, buckets and presigned URLs, deployment, start/stop/restart,
-exposed services, metrics and quotas included) are forwarded as they are, except /system/config (it
-carries the user's S3 key and login: the panel has no use for them, and API answers never carry
-credentials).
+exposed services, metrics and quotas included; ReefLab's per-service request metrics too) are forwarded
+as they are, except /system/config (it carries the user's S3 key and login: the panel has no use for
+them, and API answers never carry credentials).
 Batches started here run in this server (threads), so they go on when the browser tab closes.
 """
 
@@ -30,7 +30,7 @@ from .fdl import module_definition
 
 _V4 = (  # OSCAR v4's user routes (routes_v4.py): the engine checks who may do what
     r"logs|buckets|buckets/[^/]+|buckets/[^/]+/presign"
-    r"|services/[^/]+/(deployment|deployment/logs|start|stop|restart)"
+    r"|services/[^/]+/(deployment|deployment/logs|start|stop|restart|metrics)"
     r"|metrics|metrics/[^/]+|quotas/user|quotas/user/[^/]+"
 )
 FORWARDED = re.compile(

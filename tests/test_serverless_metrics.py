@@ -1,0 +1,90 @@
+"""Serverless services' request metrics, counted by the engine: what its owner sees after real calls.
+
+A real engine process (`python -m reeflab.oscar_engine`) on 127.0.0.1, restarted on the same state.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import requests
+from reeflab.client import serverless
+from reeflab.files import free_port
+from reeflab.oscar_engine.testing import EngineProcess
+from reeflab.serverless.batch import Engine
+from reeflab.serverless.gateway import FORWARDED
+from reeflab.testing.process import wait_until
+
+PICKY = 'grep -q good "$INPUT_FILE_PATH" || exit 3\necho ok\n'
+
+
+def service(name: str, **extra) -> dict:
+    return {"name": name, "image": "ghcr.io/example/alpine", "cpu": "0.5", "memory": "256Mi", "script": PICKY, **extra}
+
+
+def call(engine: EngineProcess, user: str, path: str, text: str) -> requests.Response:
+    return engine.request("POST", path, user, data=base64.b64encode(text.encode()))
+
+
+def metrics(engine: EngineProcess, user: str, name: str, **params) -> requests.Response:
+    return engine.request("GET", f"/system/services/{name}/metrics", user, params=params)
+
+
+def test_calls_errors_and_latencies_are_counted_kept_and_removed_with_the_service(tmp_path):
+    state, port = tmp_path / "state", free_port()
+    with EngineProcess(state, users=["alice", "bob"], port=port) as engine:
+        engine.request("POST", "/system/services", "alice", json=service("picky", visibility="public"))
+        statuses = [call(engine, "alice", "/run/picky", text).status_code for text in ["good"] * 3 + ["bad"] * 2]
+        statuses.append(call(engine, "bob", "/run/picky", "good too").status_code)  # a user of a public service
+        assert statuses == [200, 200, 200, 500, 500, 200]
+        jobs = [call(engine, "alice", "/job/picky", text).json()["jobName"] for text in ("good", "good", "bad")]
+
+        def finished():
+            listed = engine.request("GET", "/system/logs/picky", "alice").json()["jobs"]
+            done = [listed[job]["status"] for job in jobs if listed[job]["status"] in ("Succeeded", "Failed")]
+            return sorted(done) if len(done) == len(jobs) else None
+
+        assert wait_until(finished, 120, "the jobs to finish", interval=0.2) == ["Failed", "Succeeded", "Succeeded"]
+
+        seen = metrics(engine, "alice", "picky").json()
+        assert seen["total"] == {
+            "requests": 9,
+            "errors": 3,
+            "items": 9,
+            "sync": {"requests": 6, "errors": 2, "items": 6},
+            "async": {"requests": 3, "errors": 1, "items": 3},
+        }
+        window = seen["window"]
+        assert (window["requests"], window["errors"]) == (9, 3)
+        assert sum(b["requests"] for b in window["buckets"]) == 9
+        assert 0 < window["latency_s"]["p50"] <= window["latency_s"]["p95"] <= window["latency_s"]["p99"] < 120
+        assert (seen["sync"]["requests"], seen["async"]["requests"]) == (6, 3)
+        # a job's latency runs from queued to finished: never shorter than its run
+        assert 0 < seen["async"]["run_s"]["p50"] <= seen["async"]["latency_s"]["p99"]
+        assert seen["jobs"] == {"pending": 0, "running": 0}
+        # OSCAR v4's own metrics route counts the sync calls too
+        v4 = engine.request("GET", "/system/metrics/picky", "alice").json()["metrics"]
+        values = {m["metric"]: m["value"] for m in v4}
+        assert (values["requests-sync-per-service"], values["requests-async-per-service"]) == (6, 3)
+
+        # only the owner: a user of the public service is refused, another one's private service is not there
+        assert metrics(engine, "bob", "picky").status_code == 403
+        assert metrics(engine, "bob", "nope").status_code == 404
+        assert engine.request("GET", "/system/services/picky/metrics").status_code == 401
+        refused = metrics(engine, "alice", "picky", since="soon")
+        assert refused.status_code == 400 and "since and step are numbers of seconds" in refused.text
+        assert metrics(engine, "alice", "picky", since=60, step=0.001).status_code == 400
+
+        # the Python client, and the user's server forwards the route
+        client = Engine(engine.url, f"Bearer {engine.tokens['alice']}")
+        assert serverless.metrics("picky", since=600, step=600, engine=client)["total"]["requests"] == 9
+        assert FORWARDED.match("system/services/picky/metrics")
+
+    with EngineProcess(state, users=["alice", "bob"], port=port) as engine:  # the same state, a new process
+        assert metrics(engine, "alice", "picky").json()["total"] == seen["total"]
+        assert engine.request("DELETE", "/system/services/picky", "alice").status_code == 204
+        assert metrics(engine, "alice", "picky").status_code == 404
+        engine.request("POST", "/system/services", "alice", json=service("picky"))  # a namesake starts from zero
+        fresh = metrics(engine, "alice", "picky").json()
+        assert fresh["total"]["requests"] == 0 and fresh["window"]["buckets"] == []
+        assert fresh["window"]["latency_s"] == {"p50": None, "p95": None, "p99": None}
