@@ -9,8 +9,13 @@ Starts a real engine with SeaweedFS, puts N images in a bucket and measures, wit
 - burst:  50 concurrent sync calls on a service with one warm worker (max_scale = cores): p50, p99 and
           p99 / p50 (target <= 2: no call waits for a model load);
 - async:  files/s from uploading into a triggered input path to every result in S3, / batch.
+- counting: what the engine's request metrics add to a sync call: recording its row (kept in memory,
+          written each second in one transaction: its share of that write included) timed in-process, and
+          a synced INSERT per call for comparison (what it would cost unbuffered), / a sync call's p50 on a
+          script service of a real engine (no model); and the cost of GET .../metrics over those calls. Runs first;
+          `--counting-only` runs nothing else (no model needed).
 
-    .venv/bin/python bench/serverless.py [--module fish-detector] [-n 240]
+    .venv/bin/python bench/serverless.py [--module fish-detector] [-n 240] [--counting-only]
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from reeflab.oscar_engine.metrics import service_metrics
+from reeflab.oscar_engine.store import SYNC, EngineStore
 from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.serverless.batch import Batch, Engine
 from reeflab.testing.process import wait_until
@@ -108,6 +115,52 @@ def wait_warm(engine: EngineProcess, user: str, workers: int) -> None:
     wait_until(warm, 180, f"{workers} warm workers")
 
 
+def counting(n: int) -> None:
+    """The request metrics' share of a sync call (see the module's doc)."""
+    with tempfile.TemporaryDirectory() as root:
+        root = Path(root)
+        with EngineProcess(root / "state", users=["alice"]) as engine:
+            service = {"name": "echo", "image": "x", "cpu": "0.5", "memory": "256Mi", "script": "echo ok\n"}
+            assert engine.request("POST", "/system/services", "alice", json=service).status_code == 201
+            body, latencies = base64.b64encode(b"ping"), []
+            for _ in range(n + 5):
+                start = time.perf_counter()
+                assert engine.request("POST", "/run/echo", "alice", data=body).ok
+                latencies.append(time.perf_counter() - start)
+            latencies = latencies[5:]  # the first calls start the worker
+        store = EngineStore(root / "bench" / "engine.sqlite")
+        store.add_service("echo", "alice", {})
+        start = time.perf_counter()
+        for _ in range(n):
+            store.record_call("echo", SYNC, 200, 0.01)
+        store.flush_calls()
+        cost = (time.perf_counter() - start) / n
+        start = time.perf_counter()
+        for _ in range(n):  # unbuffered, for comparison: a synced transaction per call
+            store._unflushed.append(("echo", time.time(), SYNC, 200, 0.01, None, "echo"))
+            store.flush_calls()
+        unbuffered = (time.perf_counter() - start) / n
+
+        class Owner:  # what service_metrics reads of the engine: its store (owned_record goes through it)
+            def __init__(self, store):
+                self.store = store
+
+            def get_service(self, user, name):
+                return {}
+
+        start = time.perf_counter()
+        shown = service_metrics(Owner(store), "alice", "echo")
+        read = time.perf_counter() - start
+        assert shown["total"]["requests"] == 2 * n
+    call = statistics.median(latencies)
+    print(
+        f"counting: a sync call p50 {call * 1000:.1f} ms (script service, {n} calls); recording its row "
+        f"{cost * 1000:.4f} ms  -> {cost / call:.2%} of the call (target <= 1 %); a synced insert per call "
+        f"would be {unbuffered * 1000:.2f} ms ({unbuffered / call:.1%}); GET .../metrics over {2 * n} calls "
+        f"{read * 1000:.1f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", default="fish-detector")
@@ -115,7 +168,12 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=12, help="files for the per-file reload baseline")
     parser.add_argument("--sync", type=int, default=100, help="sync calls timed")
     parser.add_argument("--burst", type=int, default=50, help="concurrent sync calls of the burst")
+    parser.add_argument("--counting", type=int, default=300, help="sync calls and rows timed for counting's cost")
+    parser.add_argument("--counting-only", action="store_true", help="only measure what counting calls adds")
     args = parser.parse_args()
+    counting(args.counting)
+    if args.counting_only:
+        return
     cores = os.cpu_count() or 1
     samples = sorted(SAMPLES.glob("*.jpg"))
     paths = [samples[i % len(samples)] for i in range(args.n)]
@@ -174,9 +232,10 @@ def main() -> None:
                 f"p50 {statistics.median(overheads):.1f} ms (target <= 10 ms) over the module's own predict"
             )
 
+            engine.request("DELETE", "/system/services/bench", "alice")  # its warm workers make room
             bursty = {**service, "name": "bench-burst", "synchronous": {"min_scale": 1, "max_scale": cores}}
             assert engine.request("POST", "/system/services", "alice", json=bursty).status_code == 201
-            wait_warm(engine, "alice", cores + 1)
+            wait_warm(engine, "alice", 1)
 
             def call(_) -> float:
                 start = time.perf_counter()
@@ -198,7 +257,6 @@ def main() -> None:
                 "input": [{"storage_provider": "minio.default", "path": "alice/async-in"}],
                 "output": [{"storage_provider": "minio.default", "path": "alice/async-out"}],
             }
-            engine.request("DELETE", "/system/services/bench", "alice")
             assert engine.request("POST", "/system/services", "alice", json=triggered).status_code == 201
             wait_warm(engine, "alice", cores)
             start = time.perf_counter()
