@@ -185,6 +185,7 @@ def test_a_users_own_flower_app(service, tmp_path):
         ServerRequest(run_config={"out": "x"})
     out = tmp_path / "sites.json"
     server = service.start("gina", ServerRequest(app=str(app), run_config={"out": str(out)}))
+    assert server.title == "Flower App census-app"
     assert service.wait_listening(server)
     sites = [site_process(tmp_path, server, 10 + i, token) for i, token in enumerate(tokens)]
     try:

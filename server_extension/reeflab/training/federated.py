@@ -173,8 +173,8 @@ class FederatedService(LoggingConfigurable):
         running = [s for s in self.list(owner) if s.active]
         if len(running) >= self.max_servers:
             raise Forbidden(f"You have {len(running)} federated servers running, the most allowed; stop one first.")
-        if not self._tokens(owner):
-            raise BadRequest("Create a federated token first: clients cannot connect to a server without one.")
+        if not any(t.get("public_key") for t in self._tokens(owner)):  # (tokens made before SuperNode keys: none)
+            raise BadRequest("Create a federated token first: sites cannot join a federation without one.")
         app = self._own_app(request.app) if request.app else None
         server_id = secrets.token_hex(4)
         folder = self.folder(server_id)
@@ -205,7 +205,8 @@ class FederatedService(LoggingConfigurable):
         server = FederatedServer(
             id=server_id,
             owner=owner,
-            title=request.title or f"{request.strategy}, {request.rounds} rounds",
+            title=request.title
+            or (f"Flower App {Path(app).name}" if app else f"{request.strategy}, {request.rounds} rounds"),
             config=request,
             address=f"{self.public_host}:{port}",
             root_certificates=tls["ca"].read_text(),

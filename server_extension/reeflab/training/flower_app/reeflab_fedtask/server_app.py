@@ -44,7 +44,7 @@ class History:
             self.data["rounds"].append(entry)
         valid = [r for r in replies if r.has_content()]
         entry[stage] = {
-            "nodes": sorted(r.metadata.src_node_id for r in valid),
+            "nodes": sorted(str(r.metadata.src_node_id) for r in valid),  # 64-bit ids: strings for JSON readers
             "examples": int(sum(r.content["metrics"]["num-examples"] for r in valid)),
             "failures": len(replies) - len(valid),
             "metrics": {k: float(v) for k, v in (metrics or {}).items() if k != "num-examples"},
