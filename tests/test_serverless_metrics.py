@@ -79,9 +79,11 @@ def test_calls_errors_and_latencies_are_counted_kept_and_removed_with_the_servic
         client = Engine(engine.url, f"Bearer {engine.tokens['alice']}")
         assert serverless.metrics("picky", since=600, step=600, engine=client)["total"]["requests"] == 9
         assert FORWARDED.match("system/services/picky/metrics")
+        assert call(engine, "alice", "/run/picky", "good at the end").status_code == 200  # not read before the stop
 
     with EngineProcess(state, users=["alice", "bob"], port=port) as engine:  # the same state, a new process
-        assert metrics(engine, "alice", "picky").json()["total"] == seen["total"]
+        kept = metrics(engine, "alice", "picky").json()["total"]
+        assert (kept["requests"], kept["sync"]["requests"], kept["errors"]) == (10, 7, 3)
         assert engine.request("DELETE", "/system/services/picky", "alice").status_code == 204
         assert metrics(engine, "alice", "picky").status_code == 404
         engine.request("POST", "/system/services", "alice", json=service("picky"))  # a namesake starts from zero

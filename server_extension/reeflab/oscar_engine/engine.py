@@ -200,6 +200,10 @@ class OscarEngine:
                 self.exposed.maintain()
             except Exception:
                 log.exception("could not keep the exposed services running")
+            try:
+                self.store.flush_calls()
+            except Exception:
+                log.exception("could not record the last calls' metrics")
             await asyncio.sleep(1.0)
 
     # -- services -------------------------------------------------------------------------
