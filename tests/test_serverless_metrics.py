@@ -6,14 +6,16 @@ A real engine process (`python -m reeflab.oscar_engine`) on 127.0.0.1, restarted
 from __future__ import annotations
 
 import base64
+import json
 
+import pytest
 import requests
 from reeflab.client import serverless
 from reeflab.files import free_port
 from reeflab.oscar_engine.testing import EngineProcess
 from reeflab.serverless.batch import Engine
-from reeflab.serverless.gateway import FORWARDED
 from reeflab.testing.process import wait_until
+from tornado.httpclient import HTTPClientError
 
 PICKY = 'grep -q good "$INPUT_FILE_PATH" || exit 3\necho ok\n'
 
@@ -75,10 +77,9 @@ def test_calls_errors_and_latencies_are_counted_kept_and_removed_with_the_servic
         assert refused.status_code == 400 and "since and step are numbers of seconds" in refused.text
         assert metrics(engine, "alice", "picky", since=60, step=0.001).status_code == 400
 
-        # the Python client, and the user's server forwards the route
+        # the Python client (the user's server: the last test)
         client = Engine(engine.url, f"Bearer {engine.tokens['alice']}")
         assert serverless.metrics("picky", since=600, step=600, engine=client)["total"]["requests"] == 9
-        assert FORWARDED.match("system/services/picky/metrics")
         assert call(engine, "alice", "/run/picky", "good at the end").status_code == 200  # not read before the stop
 
     with EngineProcess(state, users=["alice", "bob"], port=port) as engine:  # the same state, a new process
@@ -90,3 +91,33 @@ def test_calls_errors_and_latencies_are_counted_kept_and_removed_with_the_servic
         fresh = metrics(engine, "alice", "picky").json()
         assert fresh["total"]["requests"] == 0 and fresh["window"]["buckets"] == []
         assert fresh["window"]["latency_s"] == {"p50": None, "p95": None, "p99": None}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    with EngineProcess(tmp_path_factory.mktemp("metrics") / "state", users=["alice"]) as engine:
+        yield engine
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config, engine):
+    return {**jp_server_config, "ServerlessGateway": {"url": engine.url, "token": engine.tokens["alice"]}}
+
+
+async def test_the_users_server_forwards_the_owners_metrics(jp_fetch, engine):
+    async def gateway(method: str, *path: str, **kwargs):
+        try:
+            answer = await jp_fetch("reeflab", "api", "serverless", "oscar", *path, method=method, **kwargs)
+        except HTTPClientError as error:
+            return error.code, json.loads(error.response.body)
+        return answer.code, json.loads(answer.body) if answer.body.startswith(b"{") else answer.body
+
+    code, _ = await gateway("POST", "system", "services", body=json.dumps(service("gw-picky")))
+    assert code == 201
+    assert (await gateway("POST", "run", "gw-picky", body=base64.b64encode(b"good")))[0] == 200
+    assert (await gateway("POST", "run", "gw-picky", body=base64.b64encode(b"bad")))[0] == 500
+    code, shown = await gateway("GET", "system", "services", "gw-picky", "metrics", params={"since": 600})
+    assert code == 200 and shown["total"]["sync"] == {"requests": 2, "errors": 1, "items": 2}
+    assert shown["window"]["since_s"] == 600
+    code, refused = await gateway("GET", "system", "services", "gw-picky", "metrics", params={"step": "x"})
+    assert code == 400 and "since and step" in refused["message"]
