@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 import requests
@@ -82,9 +83,19 @@ def test_calls_errors_and_latencies_are_counted_kept_and_removed_with_the_servic
         assert serverless.metrics("picky", since=600, step=600, engine=client)["total"]["requests"] == 9
         assert call(engine, "alice", "/run/picky", "good at the end").status_code == 200  # not read before the stop
 
-    with EngineProcess(state, users=["alice", "bob"], port=port) as engine:  # the same state, a new process
+    # the same state, a new process that keeps calls one by one for under a second: older ones become totals
+    time.sleep(1)
+    retention = ["--ServerlessApp.metrics_retention_days=0.00001"]
+    with EngineProcess(state, users=["alice", "bob"], port=port, args=retention) as engine:
         kept = metrics(engine, "alice", "picky").json()["total"]
         assert (kept["requests"], kept["sync"]["requests"], kept["errors"]) == (10, 7, 3)
+
+        def folded():
+            shown = metrics(engine, "alice", "picky").json()
+            return shown if shown["window"]["requests"] == 0 else None
+
+        pruned = wait_until(folded, 10, "the kept calls to be folded into the totals")
+        assert pruned["total"] == kept and pruned["window"]["buckets"] == []
         assert engine.request("DELETE", "/system/services/picky", "alice").status_code == 204
         assert metrics(engine, "alice", "picky").status_code == 404
         engine.request("POST", "/system/services", "alice", json=service("picky"))  # a namesake starts from zero

@@ -86,6 +86,9 @@ class ServerlessApp(HubServiceApp):
         "", config=True, help="File with the bearer token the S3 server sends with upload events (webhook)"
     )
     reconcile_seconds = Float(300, config=True, help="How often input paths are listed to catch missed upload events")
+    metrics_retention_days = Float(
+        30, config=True, help="Days a service's calls are kept one by one (GET .../metrics); older: running totals"
+    )
     public_exposed = Bool(
         False,
         config=True,
@@ -138,6 +141,7 @@ class ServerlessApp(HubServiceApp):
             worker_env=worker_env(),
             s3=self.s3(),
             reconcile_seconds=self.reconcile_seconds,
+            metrics_retention_days=self.metrics_retention_days,
             allow_unsandboxed=self.allow_unsandboxed,
             bwrap=self.bwrap,
             sandbox_dir=Path(self.sandbox_dir) if self.sandbox_dir else None,

@@ -87,6 +87,7 @@ class EngineSettings:
     worker_env: dict[str, str] = field(default_factory=dict)
     s3: PlatformS3 | None = None
     reconcile_seconds: float = 300.0
+    metrics_retention_days: float = 30.0  # calls kept one by one; older ones are folded into running totals
     allow_unsandboxed: bool = False  # without bubblewrap (and without root): run service code unconfined
     sandbox_dir: Path | None = None  # where workers' folders go (default: see sandbox.choose_root)
     homes_dir: Path | None = None  # the hub users' homes: new OS accounts get theirs there
@@ -191,6 +192,7 @@ class OscarEngine:
         self.store.close()
 
     async def _maintain(self) -> None:
+        pruned = 0.0
         while True:
             try:
                 self.pool.maintain({r.name: s for r in self.store.list_services() if (s := self.spec(r.name))})
@@ -202,6 +204,9 @@ class OscarEngine:
                 log.exception("could not keep the exposed services running")
             try:
                 self.store.flush_calls()
+                if time.time() - pruned > 3600:  # at start, then hourly
+                    pruned = time.time()
+                    self.store.prune_calls(pruned - self.settings.metrics_retention_days * 86400)
             except Exception:
                 log.exception("could not record the last calls' metrics")
             await asyncio.sleep(1.0)

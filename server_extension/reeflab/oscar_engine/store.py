@@ -87,6 +87,15 @@ CREATE TABLE IF NOT EXISTS calls (
     items INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS calls_by_service ON calls (service, ts);
+CREATE TABLE IF NOT EXISTS call_totals (
+    service TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    items INTEGER NOT NULL,
+    latency_sum REAL NOT NULL,
+    PRIMARY KEY (service, kind)
+);
 CREATE TABLE IF NOT EXISTS triggers (
     service TEXT NOT NULL,
     object TEXT NOT NULL,
@@ -184,6 +193,7 @@ class EngineStore:
             self.db.execute("DELETE FROM services WHERE name = ?", (name,))
             self.db.execute("DELETE FROM triggers WHERE service = ?", (name,))
             self.db.execute("DELETE FROM calls WHERE service = ?", (name,))
+            self.db.execute("DELETE FROM call_totals WHERE service = ?", (name,))
         return jobs
 
     # -- jobs ----------------------------------------------------------------------------
@@ -357,17 +367,35 @@ class EngineStore:
         return [tuple(row) for row in rows]
 
     def call_totals(self, service: str) -> dict[str, dict[str, float]]:
-        """Per kind (sync, async): calls, errors, items and latency_sum since the service was made."""
+        """Per kind (sync, async): calls, errors, items and latency_sum since the service was made (the rows kept
+        and the totals of those pruned)."""
         self.flush_calls()
         rows = self.db.execute(
             "SELECT kind, COUNT(*), SUM(status >= 400), SUM(items), SUM(latency) FROM calls WHERE service = ? "
-            "GROUP BY kind",
-            (service,),
+            "GROUP BY kind UNION ALL SELECT kind, calls, errors, items, latency_sum FROM call_totals WHERE service = ?",
+            (service, service),
         )
-        totals = {kind: {"calls": 0, "errors": 0, "items": 0, "latency_sum": 0.0} for kind in (SYNC, ASYNC)}
+        names = ("calls", "errors", "items", "latency_sum")
+        totals = {kind: dict.fromkeys(names, 0) for kind in (SYNC, ASYNC)}
         for row in rows:
-            totals[row[0]] = {"calls": row[1], "errors": row[2] or 0, "items": row[3] or 0, "latency_sum": row[4] or 0}
+            for name, value in zip(names, row[1:], strict=True):
+                totals[row[0]][name] += value or 0
         return totals
+
+    def prune_calls(self, before: float) -> int:
+        """Fold the calls older than `before` into the running totals (call_totals); returns how many."""
+        self.flush_calls()
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO call_totals (service, kind, calls, errors, items, latency_sum) "
+                "SELECT service, kind, COUNT(*), SUM(status >= 400), SUM(items), SUM(latency) FROM calls "
+                "WHERE ts < ? GROUP BY service, kind "
+                "ON CONFLICT (service, kind) DO UPDATE SET calls = calls + excluded.calls, "
+                "errors = errors + excluded.errors, items = items + excluded.items, "
+                "latency_sum = latency_sum + excluded.latency_sum",
+                (before,),
+            )
+            return self.db.execute("DELETE FROM calls WHERE ts < ?", (before,)).rowcount
 
     # -- buckets ---------------------------------------------------------------------------
 
@@ -452,6 +480,7 @@ class EngineStore:
             for service in services:
                 self.db.execute("DELETE FROM triggers WHERE service = ?", (service,))
                 self.db.execute("DELETE FROM calls WHERE service = ?", (service,))
+                self.db.execute("DELETE FROM call_totals WHERE service = ?", (service,))
                 self.db.execute("DELETE FROM services WHERE name = ?", (service,))
             key = self.s3_key(user)
             pending = self.s3_revocation(user)
