@@ -132,3 +132,10 @@ async def test_the_users_server_forwards_the_owners_metrics(jp_fetch, engine):
     assert shown["window"]["since_s"] == 600
     code, refused = await gateway("GET", "system", "services", "gw-picky", "metrics", params={"step": "x"})
     assert code == 400 and "since and step" in refused["message"]
+
+    # and in the Prometheus text the user's server exposes, beside its deployments'
+    text = (await jp_fetch("reeflab", "api", "metrics")).body.decode()
+    assert 'reeflab_serverless_requests_total{kind="sync",service="gw-picky"} 2.0' in text
+    assert 'reeflab_serverless_errors_total{kind="sync",service="gw-picky"} 1.0' in text
+    assert 'reeflab_serverless_requests_total{kind="async",service="gw-picky"} 0.0' in text
+    assert 'reeflab_serverless_latency_seconds{kind="sync",quantile="0.99",service="gw-picky"}' in text

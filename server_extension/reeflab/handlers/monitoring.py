@@ -40,12 +40,15 @@ class DriftHandler(DeploymentsBase):
 
 
 class PrometheusHandler(DeploymentsBase):
-    """GET: your deployments' metrics in Prometheus' text format (scrape with `Authorization: token <yours>`)."""
+    """GET: your deployments' and serverless services' metrics in Prometheus' text format (scrape with
+    `Authorization: token <yours>`)."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.finish(self.services.monitoring.prometheus(self.username), set_content_type=CONTENT_TYPE_LATEST)
+        serverless = await self.run_blocking(self.services.serverless.owned_metrics)
+        text = self.services.monitoring.prometheus(self.username, serverless)
+        self.finish(text, set_content_type=CONTENT_TYPE_LATEST)
 
 
 class StatusHandler(ReefLabHandler):

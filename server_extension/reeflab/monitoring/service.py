@@ -89,10 +89,13 @@ class MonitoringService(LoggingConfigurable):
             "drift": self._drift_state(store),
         }
 
-    def prometheus(self, owner: str) -> bytes:
-        """The owner's deployments' metrics in Prometheus' text format."""
+    def prometheus(self, owner: str, serverless: list[dict[str, Any]] = ()) -> bytes:
+        """The owner's deployments' metrics in Prometheus' text format, and their serverless services' (`serverless`:
+        what the engine answers for each, ServerlessGateway.owned_metrics)."""
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Collector(self, owner))
+        if serverless:
+            registry.register(_ServerlessCollector(serverless))
         return generate_latest(registry)
 
     # -- drift -----------------------------------------------------------------------
@@ -254,3 +257,29 @@ class _Collector:
                 p_value.add_metric(values, state["last"]["p_value"])
             alert.add_metric(values, float(state["alert"]))
         yield from (requests, errors, items, latency, p_value, alert)
+
+
+class _ServerlessCollector:
+    """Serverless services' counts as the engine keeps them (reeflab.oscar_engine.metrics)."""
+
+    def __init__(self, shown: list[dict[str, Any]]):
+        self.shown = shown
+
+    def collect(self):
+        labels = ["service", "kind"]
+        requests = CounterMetricFamily("reeflab_serverless_requests", "Calls (async: jobs finished)", labels=labels)
+        errors = CounterMetricFamily("reeflab_serverless_errors", "Calls answered >= 400 or jobs failed", labels=labels)
+        latency = GaugeMetricFamily(
+            "reeflab_serverless_latency_seconds",
+            "Latency over the last hour (sync: request to answer; async: queued to finished)",
+            labels=[*labels, "quantile"],
+        )
+        for shown in self.shown:
+            for kind in ("sync", "async"):
+                values = [shown["service"], kind]
+                requests.add_metric(values, shown["total"][kind]["requests"])
+                errors.add_metric(values, shown["total"][kind]["errors"])
+                for name, quantile in (("p50", "0.5"), ("p95", "0.95"), ("p99", "0.99")):
+                    if (value := shown[kind]["latency_s"][name]) is not None:
+                        latency.add_metric([*values, quantile], value)
+        yield from (requests, errors, latency)

@@ -25,7 +25,7 @@ from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import BadRequest, Conflict, NotFound, ReefLabError
-from .batch import Batch, Engine
+from .batch import Batch, BatchError, Engine
 from .fdl import module_definition
 
 _V4 = (  # OSCAR v4's user routes (routes_v4.py): the engine checks who may do what
@@ -89,6 +89,25 @@ class ServerlessGateway(LoggingConfigurable):
                 "start/stop/restart, exposed, metrics, quotas, info, status)"
             )
         return self.engine().url.rstrip("/") + "/" + path + (f"?{query}" if query else "")
+
+    def owned_metrics(self) -> list[dict[str, Any]]:
+        """The request metrics of this user's own services (GET /system/services/<name>/metrics; others' shared
+        services answer 403 and are left out); [] where no engine is configured or it does not answer."""
+        if not self.url:
+            return []
+        api = self.engine()
+        try:
+            names = [s.get("name", "") for s in api.call("GET", "/system/services", timeout=10).json()]
+        except BatchError as error:
+            self.log.warning("serverless metrics left out: %s", error)
+            return []
+        found = []
+        for name in names:
+            try:
+                found.append(api.call("GET", f"/system/services/{quote(name)}/metrics", timeout=10).json())
+            except BatchError:  # not this user's, or deleted meanwhile
+                continue
+        return found
 
     # -- services from modules ------------------------------------------------------------
 
