@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -81,6 +84,14 @@ def test_calls_errors_and_latencies_are_counted_kept_and_removed_with_the_servic
         # the Python client (the user's server: the last test)
         client = Engine(engine.url, f"Bearer {engine.tokens['alice']}")
         assert serverless.metrics("picky", since=600, step=600, engine=client)["total"]["requests"] == 9
+        env = {**os.environ, "REEFLAB_SERVERLESS_URL": engine.url, "REEFLAB_TOKEN": engine.tokens["alice"]}
+        reeflab = [sys.executable, "-m", "reeflab.cli", "serverless", "metrics"]
+        shown = subprocess.run([*reeflab, "picky"], env=env, capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0 and "picky: 9 calls, 3 errors since it was made" in shown.stdout, shown.stderr
+        assert "sync  last 3600 s: 6 calls, 2 errors; latency p50 " in shown.stdout
+        env["REEFLAB_TOKEN"] = engine.tokens["bob"]
+        refused = subprocess.run([*reeflab, "picky"], env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "only the owner of service 'picky'" in refused.stderr
         assert call(engine, "alice", "/run/picky", "good at the end").status_code == 200  # not read before the stop
 
     # the same state, a new process that keeps calls one by one for under a second: older ones become totals

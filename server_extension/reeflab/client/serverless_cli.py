@@ -75,6 +75,28 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics(args: argparse.Namespace) -> int:
+    shown = serverless.metrics(args.service, since=args.since, step=args.step, engine=_engine(args))
+    if args.json:
+        print(json.dumps(shown, indent=2))
+        return 0
+
+    def latency(part: dict) -> str:
+        values = part["latency_s"]
+        return " ".join(f"{k} {v * 1000:.0f} ms" for k, v in values.items() if v is not None) or "-"
+
+    total = shown["total"]
+    print(f"{shown['service']}: {total['requests']} calls, {total['errors']} errors since it was made")
+    for kind in ("sync", "async"):
+        part = shown[kind]
+        print(
+            f"  {kind:<5} last {args.since:g} s: {part['requests']} calls, {part['errors']} errors; "
+            f"latency {latency(part)}" + (f"; run {latency({'latency_s': part['run_s']})}" if kind == "async" else "")
+        )
+    print(f"  jobs now: {shown['jobs']['pending']} pending, {shown['jobs']['running']} running")
+    return 0
+
+
 def _batch(args: argparse.Namespace) -> int:
     result = serverless.batch(
         args.service,
@@ -134,7 +156,13 @@ def add_commands(commands) -> None:
     delete = actions.add_parser("delete", help="delete one of your services")
     delete.add_argument("service")
     delete.set_defaults(func=_guard(_delete))
-    for parser in (create, invoke, delete, actions.choices["list"]):
+    metrics = actions.add_parser("metrics", help="one of your services' calls, errors and latencies")
+    metrics.add_argument("service")
+    metrics.add_argument("--since", type=float, default=3600, help="seconds back (default 3600)")
+    metrics.add_argument("--step", type=float, default=60, help="seconds a bucket of --json's buckets (default 60)")
+    metrics.add_argument("--json", action="store_true", help="everything the engine answers, as JSON")
+    metrics.set_defaults(func=_guard(_metrics))
+    for parser in (create, invoke, delete, metrics, actions.choices["list"]):
         _connection_options(parser)
 
     batch = commands.add_parser("batch", help="run a service over every file under bucket/folder, with progress")
