@@ -9,12 +9,12 @@ const POLL_MS = 10000;
 const WIDTH = 240;
 const HEIGHT = 48;
 
-function ms(seconds: number | null): string {
+export function ms(seconds: number | null): string {
   return seconds === null ? '–' : `${(seconds * 1000).toFixed(seconds < 0.01 ? 1 : 0)} ms`;
 }
 
 /** Requests per bucket as bars (errors in the failure colour, stacked at the bottom). */
-export function RequestsPlot(props: { metrics: Monitoring.IMetrics }): JSX.Element {
+export function RequestsPlot(props: { metrics: Pick<Monitoring.IMetrics, 'window'> }): JSX.Element {
   const { since_s: since, step_s: step, buckets } = props.metrics.window;
   const slots = Math.max(1, Math.ceil(since / step));
   const start = Date.now() / 1000 - since;

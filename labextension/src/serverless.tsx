@@ -30,6 +30,7 @@ import {
   pathInBucket,
   toBatchRequest
 } from './serverlessForm';
+import { ServiceMetrics } from './serverlessMetrics';
 import { ResultPreview } from './serverlessResult';
 import { PolledList } from './polledList';
 import { IFetched, useFetched, usePolled, without } from './usePolled';
@@ -302,7 +303,7 @@ function ServiceJobs(props: {
   );
 }
 
-type Open = 'invoke' | 'jobs' | null;
+type Open = 'invoke' | 'jobs' | 'metrics' | null;
 
 /** Where a service takes files from and puts results, in words. */
 function folderWords(service: Serverless.IService): string {
@@ -350,6 +351,14 @@ function ServiceRow(props: {
         <button type="button" className="jp-ReefLab-button" aria-expanded={open === 'jobs'} onClick={() => toggle('jobs')}>
           Jobs
         </button>
+        <button
+          type="button"
+          className="jp-ReefLab-button"
+          aria-expanded={open === 'metrics'}
+          onClick={() => toggle('metrics')}
+        >
+          Metrics
+        </button>
         <button type="button" className="jp-ReefLab-button" disabled={busy} onClick={() => setConfirming(true)}>
           Delete
         </button>
@@ -362,6 +371,7 @@ function ServiceRow(props: {
       <ActionStatus action={action} />
       {open === 'invoke' && <Invoke api={api} service={s.name} />}
       {open === 'jobs' && <ServiceJobs api={api} service={s} storage={props.storage} />}
+      {open === 'metrics' && <ServiceMetrics api={api} service={s.name} />}
     </li>
   );
 }

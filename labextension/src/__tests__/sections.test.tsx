@@ -159,6 +159,9 @@ function fakeServerless(available = true): ServerlessAPI {
       { name: 'fish-2', status: 'Failed', creation_time: '2026-11-23T11:00:00', start_time: null, finish_time: null }
     ]),
     jobLog: vi.fn(async (_s: string, job: string) => `log of ${job}\nValueError: not an image`),
+    serviceMetrics: vi.fn(async () => {
+      throw new ReefLabError('not in this test', 404);
+    }),
     makeServerless: vi.fn(async () => ({ name: 'fish' })),
     batches: vi.fn(async () => [...batches]),
     startBatch: vi.fn(async (request: Serverless.IBatchRequest) => {

@@ -66,6 +66,35 @@ const FISH: Serverless.IService = {
 };
 const COUNTER: Serverless.IService = { name: 'counter', cpu: '0.5', memory: '256Mi' };
 
+const NOW = Date.now() / 1000;
+const LATENCY = { p50: 0.04, p95: 0.09, p99: 0.2 };
+const NONE = { p50: null, p95: null, p99: null };
+const METRICS: Serverless.IMetrics = {
+  service: 'fish',
+  total: {
+    requests: 12,
+    errors: 2,
+    items: 12,
+    sync: { requests: 9, errors: 1, items: 9 },
+    async: { requests: 3, errors: 1, items: 3 }
+  },
+  window: {
+    since_s: 3600,
+    step_s: 60,
+    requests: 7,
+    errors: 2,
+    items: 7,
+    latency_s: LATENCY,
+    buckets: [
+      { start: NOW - 300, requests: 5, errors: 1, items: 5, latency_s: LATENCY },
+      { start: NOW - 60, requests: 2, errors: 1, items: 2, latency_s: LATENCY }
+    ]
+  },
+  sync: { requests: 5, errors: 1, items: 5, latency_s: LATENCY },
+  async: { requests: 2, errors: 1, items: 2, latency_s: { p50: 1.5, p95: 2, p99: 2 }, run_s: NONE },
+  jobs: { pending: 1, running: 0 }
+};
+
 function fakeServerless(services: Serverless.IService[], jobs: Serverless.IJob[] = []): ServerlessAPI {
   const batches: Serverless.IBatch[] = [
     {
@@ -93,6 +122,12 @@ function fakeServerless(services: Serverless.IService[], jobs: Serverless.IJob[]
     invoke: vi.fn(async () => btoa(JSON.stringify(PREDICTION))),
     serviceJobs: vi.fn(async () => [...jobs]),
     jobLog: vi.fn(async (_s: string, name: string) => `log of ${name}`),
+    serviceMetrics: vi.fn(async (name: string) => {
+      if (name !== 'fish') {
+        throw new ReefLabError(`only the owner of service '${name}' may see its workers, logs and metrics or stop it`, 403);
+      }
+      return METRICS;
+    }),
     makeServerless: vi.fn(async (request: Serverless.IMakeRequest) => ({ name: request.name ?? request.module })),
     batches: vi.fn(async () => [...batches]),
     startBatch: vi.fn(async () => batches[0]),
@@ -257,6 +292,29 @@ describe('Serverless services with folders', () => {
     const answer = row.querySelector('[aria-label="Answer for reef.jpg"]')!;
     expect(answer.querySelectorAll('svg rect')).toHaveLength(2);
     expect(answer.textContent).toContain('2 fish');
+  });
+
+  it("shows a service's calls, errors and latencies, a bar a minute; another's answer in the engine's words", async () => {
+    const api = fakeServerless([FISH, COUNTER]);
+    view = await render(<ServerlessView api={api} />);
+    await settle();
+    const row = view.host.querySelector('[aria-label="fish"]')!;
+    await click(button(row, 'Metrics'));
+    await settle();
+    expect(api.serviceMetrics).toHaveBeenCalledWith('fish', 3600, 60, expect.anything());
+    const text = row.querySelector('[aria-label="Metrics"]')!.textContent;
+    expect(text).toContain('7 calls in the last hour · 2 errors · 12 calls since it was made');
+    expect(text).toContain('Sync: 5 calls, 1 error · latency p50 40 ms, p95 90 ms, p99 200 ms');
+    expect(text).toContain('Jobs: 2 finished, 1 error · queued to done p50 1500 ms');
+    expect(text).toContain('run p50 –');
+    expect(text).toContain('1 waiting, 0 running');
+    const bars = [...row.querySelectorAll('[data-requests]')].map(b => b.getAttribute('data-requests'));
+    expect(bars).toEqual(['5', '2']);
+
+    const counter = view.host.querySelector('[aria-label="counter"]')!;
+    await click(button(counter, 'Metrics'));
+    await settle();
+    expect(counter.querySelector('[role="alert"]')!.textContent).toContain("only the owner of service 'counter'");
   });
 
   it('removes a batch that ended', async () => {

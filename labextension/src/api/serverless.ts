@@ -53,6 +53,19 @@ export const serverlessApi = {
     const init = { method: 'POST', body: await fileToBase64(file), signal, headers };
     return requestText(oscarEndpoint('run', name), init, settings);
   },
+  /** Its calls, errors and latencies over the last `since` seconds (buckets of `step`), counted by the engine. */
+  serviceMetrics: (
+    name: string,
+    since = 3600,
+    step = 60,
+    signal?: AbortSignal,
+    settings?: ServerConnection.ISettings
+  ): Promise<Serverless.IMetrics> =>
+    requestAPI<Serverless.IMetrics>(
+      oscarEndpoint('system', 'services', name, 'metrics') + `?since=${since}&step=${step}`,
+      { signal },
+      settings
+    ),
   serviceJobs: (name: string, signal?: AbortSignal, settings?: ServerConnection.ISettings): Promise<Serverless.IJob[]> =>
     requestAPI<{ jobs: Record<string, Omit<Serverless.IJob, 'name'>> }>(
       oscarEndpoint('system', 'logs', name),

@@ -520,6 +520,34 @@ export namespace Serverless {
     outputs?: string[];
   }
 
+  export interface ILatency {
+    p50: number | null;
+    p95: number | null;
+    p99: number | null;
+  }
+
+  export interface ICounts {
+    requests: number;
+    errors: number;
+    items: number;
+  }
+
+  /** GET /system/services/<name>/metrics (ReefLab's engine; the owner only): calls counted by the engine. */
+  export interface IMetrics {
+    service: string;
+    total: ICounts & { sync: ICounts; async: ICounts };
+    window: ICounts & {
+      since_s: number;
+      step_s: number;
+      latency_s: ILatency;
+      buckets: Array<ICounts & { start: number; latency_s: ILatency }>;
+    };
+    sync: ICounts & { latency_s: ILatency };
+    /** latency_s: queued to finished; run_s: the job's run */
+    async: ICounts & { latency_s: ILatency; run_s: ILatency };
+    jobs: { pending: number; running: number };
+  }
+
   export interface IBatchRequest {
     service: string;
     inputs: string;
