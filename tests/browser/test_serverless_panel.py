@@ -92,6 +92,15 @@ def test_invoke_a_service_with_a_file_and_read_a_job_log(serverless_page, server
     expect(job.get_by_role("region")).to_contain_text("counting")
     page.screenshot("serverless")
 
+    # what the engine counted: the sync call(s) above and the fixture's job, with their latencies
+    row.get_by_role("button", name="Metrics", exact=True).click()
+    metrics = row.get_by_role("region", name="Metrics", exact=True)
+    expect(metrics).to_contain_text(re.compile(r"Sync: \d+ calls?, 0 errors · latency p50 \d+ ms"))
+    expect(metrics).to_contain_text("Jobs: 1 finished, 0 errors · queued to done p50")
+    expect(metrics.locator("[data-requests]").first).to_be_attached()
+    metrics.scroll_into_view_if_needed()
+    page.screenshot("serverless-metrics")
+
 
 def test_make_serverless_from_the_marketplace(serverless_page, serverless_lab):
     page = serverless_page
