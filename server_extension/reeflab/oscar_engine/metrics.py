@@ -44,11 +44,7 @@ def service_metrics(engine: OscarEngine, user: str, name: str, since: float = 36
     start = time.time() - since
     totals = store.call_totals(record.name)
     sync, jobs = store.calls(record.name, start, SYNC), store.calls(record.name, start, ASYNC)
-    queued = store.db.execute(
-        "SELECT status, COUNT(*) FROM jobs WHERE service = ? AND status IN (?, ?) GROUP BY status",
-        (record.name, PENDING, RUNNING),
-    )
-    waiting = dict(queued.fetchall())
+    waiting = store.job_counts(record.name)
     return {
         "service": record.name,
         "total": {

@@ -318,6 +318,11 @@ class EngineStore:
                 self.db.execute("DELETE FROM results WHERE job = ?", (name,))
                 self.db.execute("DELETE FROM jobs WHERE name = ?", (name,))
 
+    def job_counts(self, service: str) -> dict[str, int]:
+        """The service's jobs per status (those it has)."""
+        rows = self.db.execute("SELECT status, COUNT(*) FROM jobs WHERE service = ? GROUP BY status", (service,))
+        return {row[0]: row[1] for row in rows}
+
     def job_names(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT name FROM jobs")}
 
