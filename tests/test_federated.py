@@ -197,6 +197,48 @@ def test_a_users_own_flower_app(service, tmp_path):
     assert service.history(finished)["flower"]["status"] == "finished:completed"
 
 
+GUARDED = "only the federation's owner may use this API of its SuperLink"
+CALL = """
+import sys, httpx
+answer = httpx.post("https://" + sys.argv[1] + sys.argv[2], json={}, verify=False, timeout=30)
+print(answer.status_code, answer.text[:300])
+"""
+
+
+def call_superlink(address: str, path: str, account=None) -> str:
+    """POST to the SuperLink from a process of this account, or of `account` (another user of the machine)."""
+    ids = {"user": account.uid, "group": account.gid} if account else {}
+    done = subprocess.run([sys.executable, "-c", CALL, address, path], capture_output=True, text=True, **ids)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="another OS account for the caller needs root (CI runs as root)")
+def test_another_account_reaches_only_the_fleet_api_of_a_superlink(service, tmp_path):
+    """Open-source Flower's Control API has no login and starts runs of any uploaded app (code that runs as the
+    SuperLink's account): only the owner's processes reach it; SuperNodes' Fleet API stays open to all."""
+    from reeflab import accounts
+
+    service.create_token("guard-owner", "site")
+    server = service.start("guard-owner", ServerRequest(min_clients=2))
+    try:
+        assert service.wait_listening(server)
+        home = tmp_path / "mallory"
+        mallory = accounts.ensure_account("superlink-guard-mallory", home)
+        try:
+            for path in ("/v1/control/list-runs", "/v1/control/start-run", "/v1/runtime/acquire-task"):
+                refused = call_superlink(server.address, path, mallory)
+                assert refused.startswith("403 ") and GUARDED in refused, (path, refused)
+                assert GUARDED not in call_superlink(server.address, path)  # the owner's own flwr gets through
+            fleet = call_superlink(server.address, "/v1/fleet/register-node", mallory)
+            assert GUARDED not in fleet and not fleet.startswith("2"), fleet  # Flower itself refuses it
+        finally:
+            accounts.remove_account("superlink-guard-mallory")
+    finally:
+        service.stop("guard-owner", server.id)
+        service.delete("guard-owner", server.id)
+
+
 def test_stop_leaves_no_process(service):
     service.create_token("bob", "site")
     server = service.start("bob", ServerRequest(min_clients=2))

@@ -64,7 +64,9 @@ class Federation:
             f'address = "{c["host"]}:{c["port"]}"\nroot-certificates = "{tls["ca"]}"\n'
         )
         command = [
-            _bin("flower-superlink"),
+            sys.executable,
+            "-m",
+            "reeflab.training.superlink_guard",  # flower-superlink, its Control and runtime APIs for the owner only
             *("--ssl-certfile", tls["cert"], "--ssl-keyfile", tls["key"], "--ssl-ca-certfile", tls["ca"]),
             *("--database", str(self.folder / "state.db"), "--host", c["host"], "--port", str(c["port"])),
             "--enable-supernode-auth",
