@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from .store import read_status
+from .store import now, read_status
 
 RANK_LOG = "rank-{rank}.log"
 RANK_STATUS = "rank-{rank}.json"
@@ -121,8 +121,6 @@ def launch(folder: Path, spec: dict[str, Any], status) -> dict[str, Any] | None:
         try:
             run(parse_args(args))
         except SignalException as err:  # torchrun took over SIGTERM: it has stopped the ranks
-            from .runner import now
-
             status.update(state="cancelled", finished_at=now(), reason="cancelled")
             print(f"[reeflab] job cancelled ({err.sigval.name}); every rank stopped", flush=True)
             raise SystemExit(128 + signal.SIGTERM) from None

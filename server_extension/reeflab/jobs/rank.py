@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from .distributed import RANK_LOG, RANK_OUTPUT, RANK_STATUS
-from .runner import StatusFile, execute, kill_descendants, now
+from .runner import StatusFile, execute, kill_descendants
+from .store import now
 
 
 def main(argv: list[str] | None = None) -> int:

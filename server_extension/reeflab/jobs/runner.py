@@ -17,20 +17,15 @@ import re
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from ..files import write_private
-from .store import STATUS_FILE
+from .store import STATUS_FILE, now
 
 ENGINE = "reeflab"
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 class StatusFile:

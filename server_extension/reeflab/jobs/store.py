@@ -4,12 +4,18 @@ record, the runner writes the rest."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 JOB_FILE = "job.json"
 STATUS_FILE = "status.json"
 LOG_FILE = "job.log"
+
+
+def now() -> str:
+    """A status time stamp."""
+    return datetime.now(UTC).isoformat()
 
 
 def read_status(folder: Path, name: str = STATUS_FILE) -> dict[str, Any]:

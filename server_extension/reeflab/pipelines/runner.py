@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..jobs.runner import StatusFile, now
-from ..jobs.store import LOG_FILE, read_status
+from ..jobs.runner import StatusFile
+from ..jobs.store import LOG_FILE, now, read_status
 from ..processes import tail_lines
 
 NODE_KINDS = {"execute-notebook-node": "notebook", "execute-python-node": "python"}
