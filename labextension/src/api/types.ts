@@ -2,6 +2,8 @@
  * The JSON the ReefLab server answers, in one place: each namespace mirrors one capability's models
  * (server_extension/reeflab/handlers/, catalog/, deployments/, storage/, jobs/, pipelines/, serverless/, checks/).
  */
+import type { Monitoring } from './monitoring';
+
 export namespace ReefLab {
   export interface IBackends {
     [name: string]: string;
@@ -520,17 +522,9 @@ export namespace Serverless {
     outputs?: string[];
   }
 
-  export interface ILatency {
-    p50: number | null;
-    p95: number | null;
-    p99: number | null;
-  }
-
-  export interface ICounts {
-    requests: number;
-    errors: number;
-    items: number;
-  }
+  /** the same figures as a deployment's metrics */
+  export type ILatency = Monitoring.ILatency;
+  export type ICounts = Monitoring.ICounts;
 
   /** GET /system/services/<name>/metrics (ReefLab's engine; the owner only): calls counted by the engine. */
   export interface IMetrics {

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -70,10 +71,7 @@ class PlatformChecks:
                 log.warning("the check of module %s took more than %d s: stopped", module, self.timeout)
                 return
             finally:  # also when the service stops meanwhile
-                if process.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, 9)
-                    await process.wait()
+                await _stop(process)
             report = read_report(report_file)
             if report is None:
                 log.warning("the check of module %s ended without a report (exit %s)", module, process.returncode)
@@ -81,3 +79,14 @@ class PlatformChecks:
             page = page_file.read_bytes() if page_file.is_file() else None
             await asyncio.to_thread(self.reports.save, name, report, page)
             log.info("module %s: %s", module, "passed" if report.passed else "failed")
+
+
+async def _stop(process: asyncio.subprocess.Process, grace: float = 10) -> None:
+    """SIGTERM first: the runner then stops the module's API it started (in a session of its own); then SIGKILL."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        if process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), grace)

@@ -75,13 +75,6 @@ class HubProcess(ServerProcess):
     def healthy(self) -> bool:
         return requests.get(self.url + "hub/api/", timeout=2).ok
 
-    def start(self, timeout: float = 90):
-        try:
-            return super().start(timeout)
-        except BaseException:
-            self.stop()
-            raise
-
     def stop(self, timeout: float = 60) -> None:
         """Stop the hub as Ctrl-C does (it stops what its users started, hub/app.py); then, even after a
         failed test or a hub that had to be killed, nothing of its users may be left (hub/leftovers.py)."""

@@ -56,7 +56,11 @@ class ServerProcess:
             except OSError:
                 return False
 
-        wait_until(up, timeout, f"{self.what} to answer")
+        try:
+            wait_until(up, timeout, f"{self.what} to answer")
+        except BaseException:  # never left running by a start that failed (its `with` block is never entered)
+            self.stop()
+            raise
         return self
 
     def stop(self, timeout: float = 30) -> None:
