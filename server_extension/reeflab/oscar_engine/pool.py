@@ -87,7 +87,6 @@ class Worker:
         self.cgroup: Cgroup | None = None
         self.cgroup_name = ""
         self.busy = True  # a new worker belongs to whoever starts it
-        self.ready = False  # its module loaded: it answers calls
         self.retired = False
         self.last_used = time.monotonic()
 
@@ -297,36 +296,18 @@ class WorkerPool:
                 log.warning("could not take the log and outputs of %s back: %s", request.get("id"), error)
 
     async def _acquire(self, spec: WorkerSpec) -> Worker:
-        """A free worker of the service. With none warm this call waits for the first one to load; with every
-        warm one busy, one more loads in the background (room allowing) while the call waits for whichever is
-        free first: a busy worker usually is, long before a model loads."""
         while True:
             worker = self._idle(spec)
             if worker:
                 worker.busy = True
                 return worker
             if self._can_grow(spec):
-                if not self._of(spec):
-                    return await self._start(spec)
-                self._grow(spec)
-            else:
-                victim = self._evictable(spec)
-                if victim:
-                    self._drop(victim)
-                    continue
+                return await self._start(spec)
+            victim = self._evictable(spec)
+            if victim:
+                self._drop(victim)
+                continue
             await self._changed()
-
-    def _grow(self, spec: WorkerSpec) -> None:
-        """Start one more worker of a busy service in the background, one at a time (none again soon after a
-        start failed); it joins the free ones once loaded."""
-        if (
-            any(not w.ready for w in self._of(spec))
-            or time.monotonic() - self._failed_starts.get(spec.version, -1e9) < 30
-        ):
-            return
-        task = asyncio.ensure_future(self._start_free(spec))
-        self._prewarming.add(task)
-        task.add_done_callback(self._prewarming.discard)
 
     async def _start(self, spec: WorkerSpec) -> Worker:
         worker = Worker(spec)
@@ -338,7 +319,6 @@ class WorkerPool:
             self._drop(worker)
             self._failed_starts[spec.version] = time.monotonic()
             raise
-        worker.ready = True
         log.info("started worker %s for service %s", worker.pid, spec.service)
         return worker
 
@@ -480,9 +460,6 @@ class WorkerPool:
     async def _prewarm(self, spec: WorkerSpec) -> None:
         if len(self._of(spec)) >= spec.min_scale or not self._can_grow(spec):
             return  # another task or an invocation got there first
-        await self._start_free(spec)
-
-    async def _start_free(self, spec: WorkerSpec) -> None:
         try:
             worker = await self._start(spec)
         except Exception as error:
