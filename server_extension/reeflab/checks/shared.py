@@ -1,6 +1,6 @@
-"""Check reports the platform keeps for everyone (registered versions, published modules):
-`<CatalogService.registry_dir>/checks/<module>@<version or digest>.json`, read again only when the folder changed
-(the catalogue asks for them on every search)."""
+"""A folder of check reports, read again only when it changed (the catalogue asks for them on every search): the
+reports of a user's registered versions (`<CatalogService.registry_dir>/checks/<module>@<version>.json`), and the
+catalogue service's reports of installed modules (`<module>@platform`, reeflab.publishing)."""
 
 from __future__ import annotations
 
