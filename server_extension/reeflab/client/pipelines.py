@@ -41,9 +41,10 @@ class PipelineRun(Run):
         cells = [(n["label"], n["progress"]) for n in nodes if n["state"] == "running"]
         bar.set_postfix_str(", ".join(f"{label} {p['cell']}/{p['cells']}" for label, p in cells))
 
-    def logs(self, tail: int = 200, node: str | None = None) -> list[str]:
-        """The run's log, or one node's own (its cells' output)."""
-        return super().logs(tail, **({"node": node} if node else {}))
+    def logs(self, tail: int = 200, node: str | None = None, rank: int | None = None) -> list[str]:
+        """The run's log, or one node's own (its cells' output), or one rank's of a distributed node."""
+        options = {"node": node} if node else {}
+        return super().logs(tail, **options, **({"rank": rank} if rank is not None else {}))
 
 
 def submit(

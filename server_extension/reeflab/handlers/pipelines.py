@@ -32,7 +32,9 @@ class PipelineCancelHandler(PipelinesBase, RunCancelHandler):
 
 
 class PipelineLogHandler(PipelinesBase, RunLogHandler):
-    """GET ?tail=N: the run's log; ?node=<id>: that node's own log (its cells' output); ?follow=1 streams it."""
+    """GET ?tail=N: the run's log; ?node=<id>: that node's own log (its cells' output), with ?rank=N that rank's
+    (a distributed node); ?follow=1 streams it."""
 
     def log_options(self) -> dict[str, Any]:
-        return {"node": self.get_argument("node", "") or None}
+        rank = self.int_argument("rank", 0, 0) if self.get_argument("rank", "") else None
+        return {"node": self.get_argument("node", "") or None, "rank": rank}

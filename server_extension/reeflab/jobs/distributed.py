@@ -12,15 +12,20 @@ with its error. torchrun stops the other ranks when one fails, and on cancel (SI
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from ..errors import BadRequest
 from .store import now, read_status
+
+if TYPE_CHECKING:
+    from ..profiles import HardwareProfile
 
 RANK_LOG = "rank-{rank}.log"
 RANK_STATUS = "rank-{rank}.json"
@@ -29,6 +34,21 @@ RANK_OUTPUT = "rank-{rank}.ipynb"  # the executed notebook of every rank but 0 (
 
 def rank_status(folder: Path, rank: int) -> dict[str, Any]:
     return read_status(folder, RANK_STATUS.format(rank=rank))
+
+
+def check_ranks(processes: int, profile: HardwareProfile, what: str = "") -> None:
+    """`processes` ranks fit the profile: one per GPU where it has GPUs, else one per CPU;
+    else a 400 saying so (`what`: whose processes, e.g. a pipeline's node)."""
+    if profile.gpu_count:
+        most, per = profile.gpu_count, f"one per GPU: profile '{profile.slug}' has {profile.gpu_count}"
+    else:
+        most = max(1, math.floor(profile.cpu))
+        per = f"one per CPU: profile '{profile.slug}' has {profile.cpu:g} and no GPU"
+    if processes > most:
+        raise BadRequest(
+            f"{what}{processes} processes do not fit: at most {most} ({per}). "
+            "Ask for fewer processes or choose a larger profile."
+        )
 
 
 def torchrun_args(spec: dict[str, Any], folder: Path) -> list[str]:

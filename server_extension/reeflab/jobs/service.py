@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import secrets
 from datetime import datetime
@@ -21,7 +20,7 @@ from ..runs.service import RunService, check_tail, now
 from ..storage.bindings import Bindings, bind
 from .backends.base import JobBackend
 from .backends.local import LocalJobBackend
-from .distributed import RANK_LOG
+from .distributed import RANK_LOG, check_ranks
 from .models import Job, JobError, JobRequest, Progress
 from .store import JOB_FILE
 
@@ -148,16 +147,7 @@ class JobService(RunService[Job]):
             if request.nodes > 1:
                 raise BadRequest("A job on several nodes is a distributed one: give 'processes' (ranks per node) too.")
             return
-        if profile.gpu_count:
-            most, per = profile.gpu_count, f"one per GPU: profile '{profile.slug}' has {profile.gpu_count}"
-        else:
-            most = max(1, math.floor(profile.cpu))
-            per = f"one per CPU: profile '{profile.slug}' has {profile.cpu:g} and no GPU"
-        if request.processes > most:
-            raise BadRequest(
-                f"{request.processes} processes do not fit: at most {most} ({per}). "
-                "Ask for fewer processes or choose a larger profile."
-            )
+        check_ranks(request.processes, profile)
         if request.nodes > self.backend.max_nodes:
             raise BadRequest(
                 f"Jobs here run on one machine ({self.backend.name} mode): 'nodes' must be 1, not {request.nodes}. "

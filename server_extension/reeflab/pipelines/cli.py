@@ -112,7 +112,7 @@ def show(args: argparse.Namespace) -> int:
 def logs(args: argparse.Namespace) -> int:
     from ..client import pipelines
 
-    print("\n".join(pipelines.get(args.id).logs(args.tail, node=args.node)))
+    print("\n".join(pipelines.get(args.id).logs(args.tail, node=args.node, rank=args.rank)))
     return 0
 
 
@@ -147,6 +147,7 @@ def add_commands(commands) -> None:
     log = pipeline.add_parser("logs", help="the last lines of a run's log, or of one node's")
     log.add_argument("id")
     log.add_argument("--node", help="node id (see `show`); default: the run's own log")
+    log.add_argument("--rank", type=int, help="with --node, a distributed node's rank: its own log")
     log.add_argument("--tail", type=int, default=200)
     log.set_defaults(func=logs)
     stop = pipeline.add_parser("cancel", help="cancel a running pipeline (its running node and kernel are stopped)")

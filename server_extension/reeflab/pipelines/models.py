@@ -42,6 +42,9 @@ class NodeState(BaseModel):
     label: str
     filename: str = Field(description="The node's file, relative to your Jupyter root folder")
     parents: list[str] = Field(default_factory=list)
+    processes: int | None = Field(
+        None, description="Ranks of a distributed node (its 'processes' property): torchrun starts them, as for jobs"
+    )
     state: NodeStateName = "pending"
     reason: str | None = None
     progress: Progress = Field(default_factory=Progress)

@@ -6,7 +6,8 @@ the Jupyter server. Elyra reads the pipeline: its parser and validation (the che
 `ELYRA_RUN_NAME`, the node's and the pipeline's `env_vars`, here overridden by the run's
 parameters). Each node then runs as a notebook job of its own (`reeflab.jobs.runner`, in the
 node's folder as Elyra's local runtime does), so every node has its own log, cell progress and
-failing cell, and independent nodes run side by side up to `max_parallel`. `status.json` holds the
+failing cell (a node with a `processes` property runs as a distributed job: torchrun's ranks, one
+log each), and independent nodes run side by side up to `max_parallel`. `status.json` holds the
 run's and every node's state while it runs. The executed notebooks go to the run's output folder:
 the pipeline's own notebooks stay as they were.
 """
@@ -84,6 +85,7 @@ class Runner:
             n["id"]: {"state": "pending", "label": n["label"]} for n in self.spec["nodes"]
         }
         self.outputs = {n["id"]: n["output"] for n in self.spec["nodes"]}
+        self.processes = {n["id"]: n.get("processes") for n in self.spec["nodes"]}
         self.procs: dict[str, subprocess.Popen] = {}
         self.cancelled = False
 
@@ -112,6 +114,8 @@ class Runner:
             output.parent.mkdir(parents=True, exist_ok=True)
             node_spec = {"input": str(path), "output": str(output), "cwd": str(path.parent), "parameters": {}}
             node_spec["kernel"] = _kernel(path)
+            if self.processes.get(operation.id):  # a distributed node: torchrun starts its ranks, as for a job
+                node_spec["distributed"] = self.distributed(operation.id, env)
             (folder / "spec.json").write_text(json.dumps(node_spec, indent=1))
             command = [sys.executable, "-m", "reeflab.jobs.runner", str(folder)]
         elif kind == "python":
@@ -124,6 +128,14 @@ class Runner:
             )
         node.update(state="running", started_at=now())
         self.say(f"node '{node['label']}' started ({path.name})")
+
+    def distributed(self, node_id: str, env: dict[str, str]) -> dict[str, Any]:
+        """A distributed node's torchrun settings; its ranks share the run's CPU threads and get the DDP backend."""
+        processes = self.processes[node_id]
+        threads = str(max(1, int(os.environ.get("OMP_NUM_THREADS") or 1) // processes))
+        backend = self.spec.get("ddp_backend", "gloo")
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, REEFLAB_DDP_BACKEND=backend)
+        return {"processes": processes, "nodes": 1, "backend": backend}
 
     def reap(self, node_id: str, code: int) -> None:
         """A node's process ended: take its end state (and failing cell) from its status file."""

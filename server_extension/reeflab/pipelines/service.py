@@ -13,6 +13,7 @@ from traitlets import Int, Type, Unicode, default
 
 from ..errors import BadRequest, Forbidden, NotFound
 from ..jobs.backends.base import JobBackend
+from ..jobs.distributed import RANK_LOG, check_ranks
 from ..jobs.models import JobError, Progress
 from ..jobs.store import JOB_FILE, LOG_FILE
 from ..processes import tail_lines
@@ -34,19 +35,43 @@ def read_nodes(pipeline: Path, root: Path) -> list[NodeState]:
     for node in raw:
         if node.get("type") != "execution_node":
             continue
-        app = node.get("app_data", {})
-        filename = app.get("component_parameters", {}).get("filename")
+        properties, label = node.get("app_data", {}).get("component_parameters", {}), _label(node)
+        filename = properties.get("filename")
         if not filename:
-            raise BadRequest(f"node '{app.get('label', node['id'])}' of '{pipeline.name}' has no file to run.")
+            raise BadRequest(f"node '{label}' of '{pipeline.name}' has no file to run.")
         path = (pipeline.parent / filename).resolve()
         if not path.is_relative_to(root) or not path.is_file():
-            raise BadRequest(f"node '{app.get('label', node['id'])}' runs '{filename}', which is not in your folder.")
+            raise BadRequest(f"node '{label}' runs '{filename}', which is not in your folder.")
+        processes = _processes(properties, label, pipeline.name, filename)
         parents = [link["node_id_ref"] for port in node.get("inputs", []) for link in port.get("links", [])]
-        label = app.get("label") or app.get("ui_data", {}).get("label") or node["id"]
-        nodes.append(NodeState(id=node["id"], label=label, filename=str(path.relative_to(root)), parents=parents))
+        relative = str(path.relative_to(root))
+        nodes.append(NodeState(id=node["id"], label=label, filename=relative, parents=parents, processes=processes))
     if not nodes:
         raise BadRequest(f"'{pipeline.name}' has no nodes to run; add notebooks or scripts in the editor.")
     return nodes
+
+
+def _label(node: dict) -> str:
+    app = node.get("app_data", {})
+    return app.get("label") or app.get("ui_data", {}).get("label") or node["id"]
+
+
+def _processes(properties: dict, label: str, pipeline: str, filename: str) -> int | None:
+    """A node's `processes` property (ranks under torchrun, as a distributed job has): None where not set."""
+    processes = properties.get("processes")
+    if processes in (None, "", 0):
+        return None
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise BadRequest(
+            f"node '{label}' of '{pipeline}': 'processes' must be a whole number of ranks (1 or more), "
+            f"not {processes!r}."
+        )
+    if not filename.endswith(".ipynb"):
+        raise BadRequest(
+            f"node '{label}' of '{pipeline}' asks for {processes} processes, but only notebook nodes run "
+            "distributed; remove 'processes' or make it a notebook."
+        )
+    return processes
 
 
 class PipelineService(RunService[PipelineRun]):
@@ -75,14 +100,26 @@ class PipelineService(RunService[PipelineRun]):
     max_running = Int(2, config=True, help="Pipeline runs a user may have at once")
     max_parallel = Int(2, config=True, help="Default number of independent nodes run at once")
 
-    async def logs(self, owner: str, run_id: str, tail: int = 200, node: str | None = None) -> list[str]:
+    async def logs(
+        self, owner: str, run_id: str, tail: int = 200, node: str | None = None, rank: int | None = None
+    ) -> list[str]:
+        """The run's log; with `node` that node's own; with `rank` too, that rank's log of a distributed node."""
         if not node:
+            if rank is not None:
+                raise BadRequest("'rank' is the rank of a distributed node: give 'node' too.")
             return await super().logs(owner, run_id, tail)
         check_tail(tail)
         run = self.get(owner, run_id)
-        if run.node(node) is None:
+        found = run.node(node)
+        if found is None:
             raise NotFound(f"Run '{run_id}' has no node '{node}'; its nodes: {', '.join(n.id for n in run.nodes)}.")
-        return tail_lines(self.folder(run) / "nodes" / node / LOG_FILE, tail)
+        if rank is None:
+            return tail_lines(self.folder(run) / "nodes" / node / LOG_FILE, tail)
+        if not found.processes:
+            raise BadRequest(f"Node '{node}' is not a distributed one: it has no ranks; leave out 'rank'.")
+        if not 0 <= rank < found.processes:
+            raise BadRequest(f"Node '{node}' has ranks 0 to {found.processes - 1}; 'rank' {rank} is none of them.")
+        return tail_lines(self.folder(run) / "nodes" / node / RANK_LOG.format(rank=rank), tail)
 
     # -- changes ---------------------------------------------------------------
 
@@ -105,6 +142,9 @@ class PipelineService(RunService[PipelineRun]):
         root = Path(self.notebook_root).resolve()
         nodes = read_nodes(pipeline, root)
         profile = profiles.choose(request.profile, groups)
+        for node in nodes:
+            if node.processes:
+                check_ranks(node.processes, profile, f"node '{node.label}' of '{pipeline.name}': ")
         active = self.active(owner)
         if len(active) >= self.max_running:
             raise Forbidden(f"You have {len(active)} pipelines running, the most allowed; wait or cancel one.")
@@ -140,7 +180,8 @@ class PipelineService(RunService[PipelineRun]):
             "run_name": run.run_name,
             "parameters": request.parameters,
             "max_parallel": run.max_parallel,
-            "nodes": [{"id": n.id, "label": n.label, "output": n.output} for n in nodes],
+            "nodes": [{"id": n.id, "label": n.label, "output": n.output, "processes": n.processes} for n in nodes],
+            "ddp_backend": "nccl" if profile.gpu_count else "gloo",  # distributed nodes' torch.distributed backend
         }
         self._save(run)
         await self._launch(run, self.backend.start(run, self.folder(run), spec, profile))
