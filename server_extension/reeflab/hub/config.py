@@ -110,6 +110,7 @@ def configure_local(c) -> None:
     configure_serverless(c)
     configure_tracking(c)
     configure_catalogue(c)
+    configure_usage(c)
 
 
 def protect_platform_state(state: Path, homes: Path) -> None:
@@ -481,6 +482,32 @@ def configure_catalogue(c) -> None:
     access = f"access:services!service={CATALOGUE_SERVICE}"
     _grant_scopes(c, "user", ["self"], [access])
     _grant_scopes(c, "server", ["users:activity!user", "access:servers!server"], [access])
+
+
+USAGE_SERVICE = "reeflab-usage"
+
+
+def configure_usage(c) -> None:
+    """The usage service (reeflab.usage) as the hub-managed service `reeflab-usage` on 127.0.0.1:$REEFLAB_USAGE_PORT
+    (default 8098): under the platform's account it samples each user's processes every $REEFLAB_USAGE_INTERVAL
+    seconds (60) and answers hub admins only (per-user usage over time, the platform's status)."""
+    port = int(_env("REEFLAB_USAGE_PORT", "8098"))
+    homes = Path(_env("REEFLAB_HOMES") or state_dir() / "homes")
+    command = [sys.executable, "-m", "reeflab.usage"]  # at /services/reeflab-usage/ through the proxy too
+    command += [
+        f"--state-dir={state_dir() / 'usage'}",
+        f"--homes={homes}",
+        f"--interval={_env('REEFLAB_USAGE_INTERVAL', '60')}",
+    ]
+    command.append(f"--engine-db={state_dir() / 'serverless' / 'engine.sqlite'}")
+    # its own token reads the hub's users and their servers; admins (and only they) get answers
+    add_service(
+        c,
+        {"name": USAGE_SERVICE, "url": f"http://127.0.0.1:{port}", "command": command, "display": False},
+        scopes=["list:users", "read:users", "read:servers"],
+    )
+    # every user may reach it, so that a non-admin hears why not (403) rather than an unknown token
+    _grant_scopes(c, "user", ["self"], [f"access:services!service={USAGE_SERVICE}"])
 
 
 def configure_oscar_cluster(c) -> None:

@@ -12,16 +12,21 @@ from typing import Any
 
 import psutil
 
+from ..runs.models import RunRecord
 from ..runs.service import RunService
 
 
 def user_status(owner: str, services: tuple[RunService, ...]) -> dict[str, Any]:
     """The owner's active runs of every kind, and the CPUs, memory and GPUs they asked for together."""
+    return runs_status(owner, {service.folder_name: service.active(owner) for service in services})
+
+
+def runs_status(owner: str, runs: dict[str, list[RunRecord]]) -> dict[str, Any]:
+    """`user_status` of active runs by kind (the usage service reads them from each user's records)."""
     running: dict[str, list[dict[str, Any]]] = {}
     held = {"cpu": 0.0, "memory_MB": 0, "gpu": 0}
-    for service in services:
-        active = service.active(owner)
-        running[service.folder_name] = [{"id": r.id, "title": r.title, "state": r.state} for r in active]
+    for kind, active in runs.items():
+        running[kind] = [{"id": r.id, "title": r.title, "state": r.state} for r in active]
         for record in active:
             hardware = getattr(record, "hardware", record)  # a deployment's hardware, a job's own fields
             held["cpu"] += float(getattr(hardware, "cpu", 0) or 0)

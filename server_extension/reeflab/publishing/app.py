@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import os
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,45 +26,14 @@ from traitlets import Bool, Set, Unicode, default
 
 from .._version import __version__
 from ..checks.models import CheckReport
-from ..errors import BadRequest, ReefLabError
+from ..errors import BadRequest
 from ..modules.metadata import validate_metadata
-from ..service_app import HubServiceApp
+from ..service_app import Caller, Callers, HubServiceApp, ServiceHandler
 from .index import PublishedIndex
 from .platform_checks import PlatformChecks
 
 MODULE_ID = r"(?P<module>[a-z0-9][a-z0-9\-_.]*)"
 log = logging.getLogger("reeflab.publishing")
-
-
-@dataclass
-class Caller:
-    user: str | None = None
-    admin: bool = False
-
-
-class Callers:
-    """Who holds a token: the hub says (HubAuth, with the service's access scope), else the static tokens."""
-
-    def __init__(self, hub_auth: Any, static: dict[str, str], admins: frozenset[str]):
-        self.hub_auth, self.static, self.admins = hub_auth, static, admins
-
-    async def identify(self, authorization: str) -> Caller:
-        scheme, _, token = authorization.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() not in ("token", "bearer") or not token:
-            return Caller()
-        for known, user in self.static.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
-                return Caller(user, user in self.admins)
-        if self.hub_auth is None:
-            return Caller()
-        model = await self.hub_auth.user_for_token(token, sync=False)
-        if not model or model.get("kind", "user") != "user":
-            return Caller()
-        required = self.hub_auth.access_scopes
-        if required and not self.hub_auth.check_scopes(required, model):
-            return Caller()
-        return Caller(model["name"], bool(model.get("admin")) or model["name"] in self.admins)
 
 
 class Publication(BaseModel):
@@ -79,31 +46,10 @@ class Publication(BaseModel):
     check: CheckReport = Field(description="The report of its latest check, which passed")
 
 
-class CatalogueHandler(web.RequestHandler):
+class CatalogueHandler(ServiceHandler):
     def initialize(self, index: PublishedIndex, checks: PlatformChecks, callers: Callers) -> None:
         self.index, self.checks, self.callers = index, checks, callers
         self.caller = Caller()
-
-    async def prepare(self) -> None:
-        self.caller = await self.callers.identify(self.request.headers.get("Authorization", ""))
-        if self.caller.user is None:
-            self.set_header("WWW-Authenticate", "token")
-            self.reply(401, {"message": "Send your hub token: 'Authorization: token <token>'."})
-
-    def reply(self, status: int, body: dict[str, Any] | None = None) -> None:
-        self.set_status(status)
-        self.finish(body)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None))[1]
-        message = error.message if isinstance(error, ReefLabError) else self._reason
-        self.finish({"message": message})
-
-    def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, ReefLabError):
-            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
-        else:
-            super()._handle_request_exception(e)
 
 
 class IndexHandler(CatalogueHandler):

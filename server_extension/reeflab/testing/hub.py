@@ -52,6 +52,7 @@ class HubProcess(ServerProcess):
             "REEFLAB_S3_PORT": str(free_port()),
             "REEFLAB_MLFLOW_PORT": str(free_port()),
             "REEFLAB_CATALOGUE_PORT": str(free_port()),
+            "REEFLAB_USAGE_PORT": str(free_port()),
             # the catalogue service's own checks of the installed modules: tests/test_catalogue_service.py
             "REEFLAB_CHECK_INSTALLED_MODULES": "false",
             **(env or {}),

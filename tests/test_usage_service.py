@@ -1,0 +1,104 @@
+"""The usage service (hub service `reeflab-usage`, the platform's account): hub admins see each user's usage over
+time and what each runs; other users are refused; its rows survive a restart of the service."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import psutil
+import pytest
+import requests
+from reeflab.testing.hub import HubProcess, run_in_kernel
+from reeflab.testing.process import wait_until
+
+ADMIN, USERS = "usage-ada", ("usage-ben", "usage-cyd")
+BUSY_S = 3  # CPU seconds each user's kernel burns
+BURN = f"import time\nt = time.process_time()\nwhile time.process_time() - t < {BUSY_S}: pass\nprint('burnt')"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    env = {"REEFLAB_USAGE_INTERVAL": "1", "REEFLAB_ADMINS": ADMIN}  # the hub makes its admins at start
+    with HubProcess(tmp_path_factory.mktemp("hub"), env=env) as hub:
+        for name in USERS:
+            hub.api("POST", f"users/{name}").raise_for_status()
+        yield hub
+        for name in USERS:
+            hub.api("DELETE", f"users/{name}/server")
+
+
+def usage(hub: HubProcess, token: str, query: str = "") -> requests.Response:
+    headers = {"Authorization": f"token {token}"}
+    return requests.get(f"{hub.url}services/reeflab-usage/usage{query}", headers=headers, timeout=30)
+
+
+def service_process(hub: HubProcess) -> psutil.Process | None:
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "reeflab.usage" in cmdline and f"--state-dir={hub.state / 'usage'}" in cmdline:
+            return proc
+    return None
+
+
+def test_an_admin_sees_each_users_usage_and_what_they_run_others_are_refused(hub):
+    admin = hub.user_token(ADMIN)
+    for name in USERS:
+        url = hub.spawn(name)
+        assert run_in_kernel(url, hub.user_token(name), BURN, timeout=120).strip() == "burnt"
+
+    def counted():
+        users = usage(hub, admin, "?since=7200&step=3600").json()["users"]
+        return users if all(users.get(name, {}).get("cpu_hours", 0) * 3600 >= BUSY_S * 0.9 for name in USERS) else None
+
+    users = wait_until(counted, 60, "the usage service to count both users' CPU")
+    for name in USERS:
+        row = users[name]
+        assert row["cpu_hours"] * 3600 < 120, row  # their kernel's seconds and their server's, not the machine's
+        assert row["gpu_hours"] == 0 and row["requests"] == 0
+        assert row["buckets"] and row["buckets"][-1]["memory_max_MB"] > 10  # a server and a kernel hold memory
+    assert users.get(ADMIN, {"cpu_hours": 0})["cpu_hours"] == 0  # never started anything
+
+    status = requests.get(
+        f"{hub.url}services/reeflab-usage/status", headers={"Authorization": f"token {admin}"}, timeout=30
+    ).json()
+    by_name = {entry["user"]: entry for entry in status["users"]}
+    for name in USERS:
+        assert by_name[name]["servers"]["default"]["ready"] is True
+        assert by_name[name]["running"] == {"deployments": [], "jobs": [], "pipelines": [], "checks": []}
+    assert by_name[ADMIN]["admin"] is True and by_name[ADMIN]["servers"] == {}
+    assert status["machine"]["cpu"]["count"] == psutil.cpu_count()
+    assert 0 < status["machine"]["memory_MB"]["available"] <= status["machine"]["memory_MB"]["total"]
+
+    # a user (not an admin) hears why not; a token the hub does not know is no caller at all
+    refused = usage(hub, hub.user_token(USERS[0]))
+    assert refused.status_code == 403 and "Only hub admins" in refused.json()["message"]
+    assert usage(hub, "not-a-token").status_code in (401, 403)
+    bad = usage(hub, admin, "?step=5400")
+    assert bad.status_code == 400 and "multiple of 3600" in bad.json()["message"]
+    assert usage(hub, admin, "?since=soon").status_code == 400
+    assert "between 3600 and" in usage(hub, admin, "?step=90").json()["message"]
+
+
+def test_the_rows_survive_a_restart_of_the_service(hub):
+    admin = hub.user_token(ADMIN)
+    before = usage(hub, admin, "?since=7200").json()["users"]
+    assert all(before[name]["cpu_hours"] > 0 for name in USERS)
+    old = service_process(hub)
+    assert old is not None
+    os.kill(old.pid, signal.SIGTERM)
+    old.wait(30)
+
+    def restarted():  # the hub starts a managed service again when it ends
+        proc = service_process(hub)
+        if proc is None or proc.pid == old.pid:
+            return None
+        try:
+            answer = usage(hub, admin, "?since=7200")
+        except requests.RequestException:
+            return None
+        return answer.json()["users"] if answer.ok else None
+
+    after = wait_until(restarted, 60, "the hub to restart the usage service")
+    for name in USERS:  # what was counted is kept, and counting goes on from there (never lower)
+        assert after[name]["cpu_hours"] >= before[name]["cpu_hours"]
