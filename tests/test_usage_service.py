@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import psutil
 import pytest
 import requests
+from reeflab.client import Connection, deploy
+from reeflab.modules.fish_detector import model as fish
 from reeflab.testing.hub import HubProcess, run_in_kernel
 from reeflab.testing.process import wait_until
 
 ADMIN, USERS = "usage-ada", ("usage-ben", "usage-cyd")
 BUSY_S = 3  # CPU seconds each user's kernel burns
+PREDICTIONS = 3  # usage-ben's requests to his deployment
+IMAGE = Path(fish.model_path()).parents[1] / "samples" / "fish_04.jpg"
 BURN = f"import time\nt = time.process_time()\nwhile time.process_time() - t < {BUSY_S}: pass\nprint('burnt')"
 
 
@@ -43,19 +48,27 @@ def service_process(hub: HubProcess) -> psutil.Process | None:
 
 def test_an_admin_sees_each_users_usage_and_what_they_run_others_are_refused(hub):
     admin = hub.user_token(ADMIN)
+    urls = {}
     for name in USERS:
-        url = hub.spawn(name)
+        urls[name] = url = hub.spawn(name)
         assert run_in_kernel(url, hub.user_token(name), BURN, timeout=120).strip() == "burnt"
+    ben = USERS[0]
+    deployment = deploy("image-classifier", connection=Connection(urls[ben], hub.user_token(ben)))
+    deployment.wait_ready(timeout=180, progress=False)
+    for _ in range(PREDICTIONS):
+        deployment.predict(files=[IMAGE])
 
     def counted():
         users = usage(hub, admin, "?since=7200&step=3600").json()["users"]
-        return users if all(users.get(name, {}).get("cpu_hours", 0) * 3600 >= BUSY_S * 0.9 for name in USERS) else None
+        burnt = all(users.get(name, {}).get("cpu_hours", 0) * 3600 >= BUSY_S * 0.9 for name in USERS)
+        return users if burnt and users[ben]["requests"] >= PREDICTIONS else None
 
     users = wait_until(counted, 60, "the usage service to count both users' CPU")
+    assert users[ben]["requests"] == PREDICTIONS and users[USERS[1]]["requests"] == 0
     for name in USERS:
         row = users[name]
-        assert row["cpu_hours"] * 3600 < 120, row  # their kernel's seconds and their server's, not the machine's
-        assert row["gpu_hours"] == 0 and row["requests"] == 0
+        assert row["cpu_hours"] * 3600 < 300, row  # their processes' seconds, not the machine's
+        assert row["gpu_hours"] == 0
         assert row["buckets"] and row["buckets"][-1]["memory_max_MB"] > 10  # a server and a kernel hold memory
     assert users.get(ADMIN, {"cpu_hours": 0})["cpu_hours"] == 0  # never started anything
 
@@ -65,7 +78,9 @@ def test_an_admin_sees_each_users_usage_and_what_they_run_others_are_refused(hub
     by_name = {entry["user"]: entry for entry in status["users"]}
     for name in USERS:
         assert by_name[name]["servers"]["default"]["ready"] is True
-        assert by_name[name]["running"] == {"deployments": [], "jobs": [], "pipelines": [], "checks": []}
+    assert [d["id"] for d in by_name[ben]["running"]["deployments"]] == [deployment.id]
+    assert by_name[USERS[1]]["running"] == {"deployments": [], "jobs": [], "pipelines": [], "checks": []}
+    deployment.delete()  # its store goes with it; the hour's requests stay counted (next test)
     assert by_name[ADMIN]["admin"] is True and by_name[ADMIN]["servers"] == {}
     assert status["machine"]["cpu"]["count"] == psutil.cpu_count()
     assert 0 < status["machine"]["memory_MB"]["available"] <= status["machine"]["memory_MB"]["total"]
@@ -102,3 +117,4 @@ def test_the_rows_survive_a_restart_of_the_service(hub):
     after = wait_until(restarted, 60, "the hub to restart the usage service")
     for name in USERS:  # what was counted is kept, and counting goes on from there (never lower)
         assert after[name]["cpu_hours"] >= before[name]["cpu_hours"]
+    assert after[USERS[0]]["requests"] == PREDICTIONS  # though the deployment that counted them is gone
