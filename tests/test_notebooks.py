@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import warnings
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -85,10 +86,63 @@ def test_train_yolo_trains_logs_to_mlflow_and_saves_weights(kernel_env, monkeypa
     assert any(key.startswith("metrics/mAP50") for key in metrics)
 
 
-def test_train_yolo_without_tracking_writes_no_mlflow_files(kernel_env):
+def test_train_yolo_without_tracking_writes_no_mlflow_files(kernel_env, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # what a job on a CPU profile gets: the default device is the CPU
     run("train_yolo.ipynb", kernel_env, epochs=1, imgsz=64, batch=4)
     assert (kernel_env / "weights" / "best.pt").is_file()
     assert not (kernel_env / "mlflow.db").exists() and not (kernel_env / "mlruns").exists()
+    assert "device: cpu" in (kernel_env / "runs" / "train" / "args.yaml").read_text().splitlines()
+    metrics = json.loads((kernel_env / "train_metrics.json").read_text())
+    assert "metrics/mAP50(B)" in metrics and metrics["images_seen"] == 8
+
+
+def test_the_modules_train_entry_trains_on_the_cpu_of_a_cpu_profile(kernel_env, monkeypatch):
+    from reeflab.jobs.toolkit import tiny_fish_dataset
+    from reeflab.modules.fish_detector import model
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    data = tiny_fish_dataset(kernel_env / "data", n_train=4, n_val=2, imgsz=64)
+    done = model.train(data=str(data), epochs=1, imgsz=64, batch=4, project=str(kernel_env / "runs"))
+    assert Path(done["weights"]).is_file() and "metrics/mAP50(B)" in done["metrics"]
+    assert "device: cpu" in (Path(done["save_dir"]) / "args.yaml").read_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("asked", "visible", "device"),
+    [
+        ("", "0,1", [0, 1]),  # a profile with 2 GPUs: Ultralytics' own DDP on both (not torchrun around it)
+        ("", "GPU-5e1c,GPU-9a2f,GPU-77b0", [0, 1, 2]),  # UUIDs (a Kubernetes device plugin's)
+        ("", "3", 0),  # one GPU: Ultralytics on it, no DDP
+        ("", "", "cpu"),  # a CPU profile's job
+        ("", "-1", "cpu"),
+        ("", "0,-1,1", 0),  # CUDA stops at the first invalid entry
+        ("cpu", "0,1", "cpu"),  # what the user asked wins
+        ("0,1", "", "0,1"),
+        ("auto", "0,1,2,3", [0, 1, 2, 3]),
+    ],
+)
+def test_the_training_device_is_every_gpu_of_the_job_else_the_cpu(asked, visible, device):
+    from reeflab.modules.ultra import training_device
+
+    assert training_device(asked, {"CUDA_VISIBLE_DEVICES": visible}) == device
+
+
+def test_without_cuda_visible_devices_the_gpus_are_cudas_own_count():
+    import torch
+    from reeflab.modules.ultra import training_device
+
+    count = torch.cuda.device_count()  # 0 on this machine
+    assert training_device("", {}) == ("cpu" if count == 0 else 0 if count == 1 else list(range(count)))
+
+
+def test_train_metrics_read_the_metrics_object_or_the_ddp_checkpoints_dict():
+    from types import SimpleNamespace
+
+    from reeflab.modules.ultra import train_metrics
+
+    assert train_metrics(SimpleNamespace(results_dict={"fitness": 0.5})) == {"fitness": 0.5}
+    assert train_metrics({"metrics/mAP50(B)": 0.25}) == {"metrics/mAP50(B)": 0.25}  # under Ultralytics' DDP
+    assert train_metrics(None) == {}
 
 
 def test_evaluate_writes_metrics_pr_curve_and_confusion_matrix(kernel_env):

@@ -14,11 +14,40 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .metadata import load_module_metadata
+
+
+def training_device(asked: Any = "", environ: Mapping[str, str] | None = None) -> str | int | list[int]:
+    """The `device` for Ultralytics' `train`: what was asked if anything ("cpu", "0", "0,1", [0, 1]), else every GPU
+    this process may use: [0, 1, ...] with several (Ultralytics then starts its own DDP workers, one per GPU, and
+    is not wrapped in torchrun), 0 with one, "cpu" with none. The GPUs are those of CUDA_VISIBLE_DEVICES (a job's
+    are its profile's; empty on a CPU profile; CUDA stops at the first negative entry), else CUDA's own count."""
+    if asked not in (None, "", "auto"):
+        return asked
+    visible = (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        import torch
+
+        count = torch.cuda.device_count()
+    else:
+        count = 0
+        for entry in (e.strip() for e in visible.split(",")):
+            if not entry or entry.startswith("-"):
+                break
+            count += 1
+    return "cpu" if count == 0 else 0 if count == 1 else list(range(count))
+
+
+def train_metrics(results: Any) -> dict[str, float]:
+    """What Ultralytics' `train` returned, as {metric: value}: its metrics' `results_dict` on one device; under its
+    own DDP (several GPUs) validation ran in the workers and `train` returns the checkpoint's metrics dict."""
+    found = getattr(results, "results_dict", results) or {}
+    return {k: float(v) for k, v in found.items()}
 
 
 def _resolve(package: str, attribute: str) -> UltralyticsModule:
@@ -231,7 +260,8 @@ class UltralyticsModule:
                 },
             ),
             "device": fields.Str(
-                load_default="", metadata={"description": "'cpu', '0', '0,1' ...; default: GPU if any"}
+                load_default="",
+                metadata={"description": "'cpu', '0', '0,1' ...; default: every GPU (several: DDP), else cpu"},
             ),
             "project": fields.Str(load_default="", metadata={"description": "Folder for runs; default: ./runs"}),
         }
@@ -242,8 +272,7 @@ class UltralyticsModule:
         ultralytics_offline()
         network = YOLO(kwargs.get("model") or self.model_path(), task=self.task)
         options = {k: kwargs[k] for k in ("data", "epochs", "imgsz", "batch") if k in kwargs}
-        if kwargs.get("device"):
-            options["device"] = kwargs["device"]
+        options["device"] = training_device(kwargs.get("device"))  # several GPUs: Ultralytics' own DDP
         if kwargs.get("project"):
             options["project"] = kwargs["project"]
         results = network.train(amp=False, plots=False, exist_ok=True, **options)
@@ -251,7 +280,7 @@ class UltralyticsModule:
         return {
             "weights": str(trainer.best if Path(trainer.best).exists() else trainer.last),
             "save_dir": str(trainer.save_dir),
-            "metrics": {k: float(v) for k, v in (getattr(results, "results_dict", None) or {}).items()},
+            "metrics": train_metrics(results),
         }
 
     # -- helpers ---------------------------------------------------------------
