@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import psutil
@@ -74,6 +77,47 @@ def reference_folder(alice) -> str:
     return "monitoring-reference"
 
 
+class Receiver:
+    """A real HTTP server on a free 127.0.0.1 port that keeps the JSON POSTed to it; it answers 503 to the next
+    `failing` POSTs (a receiver that is down for a while), 204 afterwards."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        self.failing = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if receiver.failing:
+                    receiver.failing -= 1
+                    self.send_response(503)
+                else:
+                    receiver.received.append(body)
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/drift"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self, count: int, timeout: float = 30) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return [body["event"] for body in self.received]
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    receiver = Receiver()
+    yield receiver
+    receiver.server.shutdown()
+
+
 def predict(deployment, data: bytes, name: str = "scene.jpg", model: str | None = None) -> int:
     url = f"{deployment.url}v2/models/{model or deployment.info['entry_point']}/predict/"
     response = deployment.connection.session.post(url, files={"files": (name, data, "image/jpeg")}, timeout=120)
@@ -105,15 +149,18 @@ def test_drift_settings_are_checked_and_say_what_to_fix(deployment):
         ({"enabled": True, "reference": "no-such-folder"}, "no folder"),
         ({"enabled": True, "reference": "x", "window": 5}, "window"),
         ({"enabled": True, "reference": "x", "colour": 1}, "colour"),
+        ({"enabled": True, "reference": "x", "webhook": "file:///etc/passwd"}, "http:// or https:// URL"),
+        ({"enabled": True, "reference": "x", "webhook": "https://"}, "with a host"),
     ):
         with pytest.raises(ReefLabClientError) as err:
             deployment.monitor_drift(**body)
         assert err.value.status == 400 and expected in err.value.message, (body, err.value.message)
 
 
-def test_requests_are_counted_and_drift_raises_an_alert_only_for_shifted_inputs(deployment, reference_folder):
-    settings = deployment.monitor_drift(reference_folder, window=WINDOW, alpha=0.01)
+def test_requests_are_counted_and_drift_raises_an_alert_only_for_shifted_inputs(deployment, reference_folder, receiver):
+    settings = deployment.monitor_drift(reference_folder, window=WINDOW, alpha=0.01, webhook=receiver.url)
     assert settings["settings"]["enabled"] and settings["settings"]["reference_images"] == REFERENCE
+    assert settings["settings"]["webhook"] == receiver.url
     before = deployment.metrics()["total"]
 
     for i in range(IN_DISTRIBUTION):
@@ -140,16 +187,32 @@ def test_requests_are_counted_and_drift_raises_an_alert_only_for_shifted_inputs(
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"], latency
     assert sum(b["requests"] for b in metrics["window"]["buckets"]) == metrics["window"]["requests"]
 
-    # a colour cast: the alert comes within one window of it
+    assert receiver.received == []  # no alert, no webhook
+
+    # a colour cast: the alert comes within one window of it, and to the webhook (its first try answered 503)
+    receiver.failing = 1
     drift = send(deployment, (colour_cast(scene(i, "check", seed=12)) for i in range(WINDOW)))
     assert drift["alert"] and drift["last"]["p_value"] < 0.01, drift["last"]
     [alert] = [e for e in drift["events"] if e["kind"] == "drift-alert"]
     assert "drift detected" in alert["message"] and alert["data"]["window"] == WINDOW
-    # back to normal, then blurred images: cleared, then a second alert within one window
+    assert receiver.events(1) == ["drift-alert"]
+    hook = receiver.received[0]
+    assert hook["deployment"] == deployment.id and hook["message"] == alert["message"]
+    assert hook["p_value"] == drift["last"]["p_value"] and hook["window"] == WINDOW
+    # back to normal, then blurred images: cleared, then a second alert within one window; the receiver is down
+    # for the second alert: its failure is an event, predictions went on as ever
     assert not send(deployment, (scene(i, "check", seed=13) for i in range(WINDOW)))["alert"]
+    assert receiver.events(2) == ["drift-alert", "drift-cleared"]
+    receiver.failing = 3
     drift = send(deployment, (blur(scene(i, "check", seed=14)) for i in range(WINDOW)))
-    kinds = [e["kind"] for e in drift["events"] if e["kind"] != "drift-settings"]
+    kinds = [e["kind"] for e in drift["events"] if e["kind"] in ("drift-alert", "drift-cleared")]
     assert drift["alert"] and kinds == ["drift-alert", "drift-cleared", "drift-alert"], drift["events"]
+    deadline = time.monotonic() + 30
+    while not (failed := [e for e in deployment.drift()["events"] if e["kind"] == "webhook-failed"]):
+        assert time.monotonic() < deadline, "no webhook-failed event"
+        time.sleep(0.2)
+    assert "drift-alert not delivered" in failed[0]["message"] and "HTTP 503" in failed[0]["message"]
+    assert receiver.failing == 0 and receiver.events(2) == ["drift-alert", "drift-cleared"]
     # each change logged to alice's MLflow experiment (the hub runs MLflow), a run for the deployment
     [run] = training.runs("monitoring", connection=deployment.connection)
     assert run["id"] == drift["mlflow_run"] and run["metrics"]["drift_alert"] == 1.0, run

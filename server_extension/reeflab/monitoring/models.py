@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class DriftRequest(BaseModel):
@@ -23,6 +25,21 @@ class DriftRequest(BaseModel):
     )
     alpha: float = Field(0.01, gt=0, le=0.2, description="A window with a p-value below this raises an alert")
     permutations: int = Field(500, ge=100, le=5000, description="Permutations of the test (p-value resolution)")
+    webhook: str | None = Field(
+        None,
+        max_length=2000,
+        description="An http(s) URL that gets a JSON POST when an alert is raised or cleared (optional)",
+    )
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlparse(value)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"give an http:// or https:// URL with a host, not {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _reference_when_enabled(self) -> DriftRequest:

@@ -8,14 +8,20 @@ the user's server and inputs never leave it: only their features are kept, never
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Float, Unicode
+from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..errors import BadRequest, ReefLabError
@@ -35,6 +41,8 @@ class MonitoringService(LoggingConfigurable):
     experiment = Unicode("monitoring", config=True, help="MLflow experiment (<user>/<this>) of drift alerts")
     enabled = Bool(True, config=True, help="Count deployments' predict requests at their route (False: not at all)")
     retention_days = Float(30, config=True, help="Days of per-request rows kept; older ones become running totals")
+    webhook_timeout = Float(5, config=True, help="Seconds a drift webhook may take to answer, each try")
+    webhook_tries = Int(3, config=True, help="Tries of a drift webhook (1 s, then 2 s, ... apart) before giving up")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -177,10 +185,50 @@ class MonitoringService(LoggingConfigurable):
                 )
                 store.add_event("drift-alert", message, data)
                 self.log.warning("deployment %s: %s", deployment_id, message)
+                self._notify(deployment_id, store, settings, "drift-alert", message, data)
             elif was and not drifted:
-                store.add_event(
-                    "drift-cleared", f"inputs look like the reference again (p = {result.p_value:.4g})", data
-                )
+                message = f"inputs look like the reference again (p = {result.p_value:.4g})"
+                store.add_event("drift-cleared", message, data)
+                self._notify(deployment_id, store, settings, "drift-cleared", message, data)
+
+    def _notify(self, deployment_id: str, store: MetricsStore, settings: dict, kind: str, message: str, data: dict):
+        """POST the change to the owner's webhook, after the answer and apart from the inputs' work (a slow
+        receiver never holds predictions or evaluations); a delivery that fails every try is an event."""
+        url = settings.get("webhook")
+        if not url:
+            return
+        payload = {"event": kind, "deployment": deployment_id, "message": message, "ts": time.time(), **data}
+        task = asyncio.ensure_future(self._deliver(url, payload, store, deployment_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, url: str, payload: dict, store: MetricsStore, deployment_id: str) -> None:
+        client = AsyncHTTPClient()
+        why = ""
+        for attempt in range(self.webhook_tries):
+            if attempt:
+                await asyncio.sleep(2 ** (attempt - 1))
+            request = HTTPRequest(
+                url,
+                method="POST",
+                body=json.dumps(payload),
+                headers={"Content-Type": "application/json", "User-Agent": "ReefLab drift monitoring"},
+                request_timeout=self.webhook_timeout,
+                connect_timeout=self.webhook_timeout,
+                follow_redirects=False,
+            )
+            try:
+                await client.fetch(request)
+                return
+            except HTTPClientError as err:
+                why = f"HTTP {err.code}" if err.code != 599 else str(err.message or err)
+            except OSError as err:
+                why = str(err) or type(err).__name__
+        host = urlparse(url).netloc
+        message = f"{payload['event']} not delivered to the webhook at {host} after {self.webhook_tries} tries: {why}"
+        with contextlib.suppress(sqlite3.ProgrammingError):  # deleted meanwhile: its store is closed
+            store.add_event("webhook-failed", message, {"event": payload["event"]})
+        self.log.warning("deployment %s: %s", deployment_id, message)
 
     def _log_to_mlflow(
         self, owner: str, deployment_id: str, store: MetricsStore, data: dict, drifted: bool
