@@ -276,3 +276,109 @@ def test_projects_outlive_a_restart_of_the_server(hub, alice, studio):
         before["labelled"],
         before["preannotated"],
     )
+
+
+@pytest.fixture(scope="module")
+def survey(s3, alice, scenes, tmp_path_factory):
+    """The same generated scenes in alice's bucket on a real SeaweedFS (folder 'scenes'), a connection 'survey' to
+    it made as she makes one (her own key), and a project over that folder."""
+    from reeflab.client import storage
+    from reeflab.storage.platform_s3 import PlatformS3, s3_client, user_bucket
+
+    key = PlatformS3(s3.endpoint, s3.key).user_key("ann")
+    bucket = user_bucket("ann")
+    client = s3_client(s3.endpoint, key)
+    local = tmp_path_factory.mktemp("scenes-s3")
+    generate_samples(local, n=SCENES, seed=77)
+    for name in scenes:
+        client.upload_file(str(local / name), bucket, f"scenes/{name}")
+    client.put_object(Bucket=bucket, Key="mixed/notes.txt", Body=b"not an image")
+    client.put_object(Bucket=bucket, Key="mixed/a.jpg", Body=(local / next(iter(scenes))).read_bytes())
+    connection = storage.connect(
+        "survey",
+        endpoint=s3.endpoint,
+        bucket=bucket,
+        access_key=key["access_key"],
+        secret_key=key["secret_key"],
+        connection=alice,
+    )
+    project = annotation.create("Reef survey S3", "survey:scenes", module="fish-detector", connection=alice)
+    yield project, client, bucket, local
+    project.delete()
+    connection.remove()
+
+
+def test_a_project_over_a_storage_folder_reads_the_objects_in_place(alice, studio, survey, scenes, hub):
+    """Tasks reference the objects (nothing copied); Label Studio hands each image to the annotator from the
+    bucket; pre-annotation runs in the background with its progress, reads the objects, and matches the truth;
+    a corrected box is exported to YOLO with the images read from the bucket."""
+    project, client, bucket, local = survey
+    _, ls = studio
+    assert (project.info["folder"], project.info["total"], project.info["labels"]) == (
+        "survey:scenes",
+        SCENES,
+        ["fish"],
+    )
+    tasks = ls.get(ls.base + "/api/tasks", params={"project": project.id, "page_size": 100}, timeout=30).json()["tasks"]
+    assert sorted(t["data"]["file"] for t in tasks) == sorted(f"survey:scenes/{n}" for n in scenes)
+    # what the annotator's browser is given: Label Studio's own URL, answering the object's bytes
+    shown = ls.get(ls.base + f"/api/tasks/{tasks[0]['id']}", timeout=30).json()["data"]["image"]
+    assert shown.startswith("/") or shown.startswith(ls.base), shown
+    name = tasks[0]["data"]["file"].split("/")[-1]
+    image = ls.get(ls.base + shown if shown.startswith("/") else shown, timeout=30)
+    assert image.status_code == 200 and image.content == (local / name).read_bytes()
+    assert not (hub.homes / "ann" / "survey").exists()  # nothing copied into her files
+
+    started = project.preannotate("fish-detector", wait=False)  # 202: the progress document
+    assert (started["state"], started["total"], started["module"]) == ("running", SCENES, "fish-detector")
+    seen = [started["done"]]
+    done = started
+    deadline = time.monotonic() + 600
+    while done["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.3)
+        done = project.progress()
+        seen.append(done["done"])
+    assert done["state"] == "completed", done
+    assert (done["done"], done["predicted"], done["failed"]) == (SCENES, SCENES, [])
+    assert seen == sorted(seen) and project.refresh().info["preannotation"]["state"] == "completed"
+
+    found = matched = 0
+    for task in tasks:
+        predictions = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()
+        boxes = [pixels(r) for r in predictions[0]["result"]]
+        for truth in scenes[task["data"]["file"].split("/")[-1]]["boxes"]:
+            found += 1
+            matched += any(iou(truth, box) > 0.5 for box in boxes)
+    assert matched / found >= 0.8, f"{matched} of {found} fish found"
+
+    task = tasks[0]
+    regions = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()[0]["result"]
+    corrected = [{k: v for k, v in r.items() if k != "score"} for r in regions]
+    corrected[0]["value"].update(x=10.0, y=20.0, width=30.0, height=25.0)
+    ls.post(ls.base + f"/api/tasks/{task['id']}/annotations", json={"result": corrected}, timeout=30).raise_for_status()
+    exported = project.export("datasets/reef-s3", val_fraction=0)
+    assert (exported["train"], exported["val"], exported["names"]) == (1, 0, ["fish"])
+    dataset = hub.homes / "ann" / "datasets" / "reef-s3"
+    assert (dataset / "images" / "train" / name).read_bytes() == (local / name).read_bytes()  # read from the bucket
+    lines = (dataset / "labels" / "train" / f"{name.rsplit('.', 1)[0]}.txt").read_text().splitlines()
+    assert len(lines) == len(regions) and any(line.startswith("0 0.25 0.325 0.3 0.25") for line in lines), lines
+
+
+def test_a_storage_project_refuses_bad_folders(alice, survey):
+    cases = [
+        ({"folder": "survey:nothing-here"}, "holds no images"),
+        ({"folder": "survey:mixed"}, "'notes.txt'"),
+        ({"folder": "nosuch:scenes"}, "no storage connection 'nosuch'"),
+        ({"folder": "survey:../other"}, "'..' is not allowed"),
+    ]
+    for body, message in cases:
+        with pytest.raises(ReefLabClientError) as refused:
+            alice.post("annotation", "projects", json={"title": "Bad project", "labels": ["fish"], **body})
+        assert refused.value.status == 400 and message in refused.value.message, (body, refused.value.message)
+    project, *_ = survey
+    project.preannotate("fish-detector", wait=False)
+    with pytest.raises(ReefLabClientError) as busy:  # one pre-annotation of a project at a time
+        project.preannotate("fish-detector", wait=False)
+    assert busy.value.status == 409 and "being pre-annotated" in busy.value.message
+    while project.progress()["state"] == "running":
+        time.sleep(0.3)

@@ -150,7 +150,9 @@ class ReefLabApp(ExtensionApp):
             tracking=tracking,
             publish=PublishService(catalog, tracking, registry),
             checks=checks,
-            annotation=AnnotationService(parent=self, catalog=catalog, workspace=self.serverapp.root_dir),
+            annotation=AnnotationService(
+                parent=self, catalog=catalog, workspace=self.serverapp.root_dir, storage=storage
+            ),
             monitoring=MonitoringService(
                 parent=self, deployments=deployments, workspace=self.serverapp.root_dir, tracking=tracking
             ),

@@ -98,6 +98,9 @@ class LabelStudio:
             "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",  # images are read in place from the workspace
             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root),
             "DISABLE_SIGNUP_WITHOUT_LINK": "true",  # no second account can join this instance
+            # projects over the user's own S3 connections, whose endpoints may be private (the platform bucket's
+            # in-cluster address, 127.0.0.1): only this user's instance reaches them, with this user's keys
+            "SSRF_PROTECTION_ENABLED": "false",
             # nothing leaves the machine: no analytics, error reports or version checks
             "COLLECT_ANALYTICS": "false",
             "LATEST_VERSION_CHECK": "false",

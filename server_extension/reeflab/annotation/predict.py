@@ -3,9 +3,11 @@
 The module is loaded and called as the serverless engine's warm workers do (oscar_engine/worker.py's
 ModuleRunner: its own argument schema validates each image, `predict_batch` in chunks when it has one), with
 the environment of the catalogue entry (a registered version's weights). SPEC (JSON) names the module, the
-images and the predict options; RESULT receives {"task", "labels", "results": [one predict answer an image], "weights",
-"imgsz"} (weights: what the module serves now, which retraining continues from; None when it is not an
-Ultralytics module).
+images (a path, or `s3://bucket/key` read with the connection's AWS_* keys a chunk at a time, so nothing is
+copied first) and the predict options. RESULT receives JSON lines, written as they are known so that the
+platform shows progress: first {"task", "labels", "weights", "imgsz"} (weights: what the module serves now,
+which retraining continues from; None when it is not an Ultralytics module), or {"error"}; then one
+{"results": [one predict answer an image]} a chunk.
 """
 
 from __future__ import annotations
@@ -30,43 +32,80 @@ def module_task(model: Any) -> tuple[str | None, list[str]]:
     return (task if task in ("detect", "classify") else None), labels
 
 
-def run(spec: dict[str, Any]) -> dict[str, Any]:
+def fetch(items: list[tuple[str, str, Path]], scratch: Path) -> tuple[list[tuple[Path, str, Path]], list[str | None]]:
+    """Each item as a local file: an `s3://bucket/key` one read into `scratch` (boto3, from the connection's AWS_*
+    environment); the local items and, for each, why it could not be read (None: it was)."""
+    local: list[tuple[Path, str, Path]] = []
+    errors: list[str | None] = []
+    for path, name, out in items:
+        if not path.startswith("s3://"):
+            local.append((Path(path), name, out))
+            errors.append(None)
+            continue
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, _, key = path.removeprefix("s3://").partition("/")
+        target = scratch / "in" / out.name / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            boto3.client("s3").download_file(bucket, key, str(target))
+            errors.append(None)
+        except (BotoCoreError, ClientError) as error:
+            errors.append(f"could not be read from storage: {error}")
+        local.append((target, name, out))
+    return local, errors
+
+
+def run(spec: dict[str, Any], result: Any) -> None:
     from ..oscar_engine.worker import ModuleRunner
 
     runner = ModuleRunner({"module": spec["module"], "predict_args": spec.get("options") or {}})
     task, labels = module_task(runner.model)
-    results: list[dict[str, Any]] = []
+    model_path = getattr(runner.model, "model_path", None)
+    weights = model_path() if callable(model_path) else None
+    imgsz = getattr(runner.model, "imgsz", None)
+    write(result, {"task": task, "labels": labels, "weights": weights, "imgsz": imgsz})
     files = spec.get("files") or []
     if spec.get("expect") and task is not None and task != spec["expect"]:
         files = []  # a detector for a classification project, or the reverse: nothing to predict
     with tempfile.TemporaryDirectory(prefix="reeflab-preannotate-") as scratch:
         for start in range(0, len(files), CHUNK):
             chunk = files[start : start + CHUNK]
-            items = [(Path(path), name, Path(scratch) / str(start + i)) for i, (path, name) in enumerate(chunk)]
+            items = [(path, name, Path(scratch) / str(start + i)) for i, (path, name) in enumerate(chunk)]
+            items, unread = fetch(items, Path(scratch))
+            readable = [item for item, error in zip(items, unread, strict=True) if error is None]
             if callable(getattr(runner.model, "predict_batch", None)):
-                replies = runner.predict_files(items)
+                replies = iter(runner.predict_files(readable))
             else:
-                replies = [runner.predict_file(*item) for item in items]
-            for (_, name, out), reply in zip(items, replies, strict=True):
+                replies = iter([runner.predict_file(*item) for item in readable])
+            results: list[dict[str, Any]] = []
+            for (path, name, out), error in zip(items, unread, strict=True):
+                reply = next(replies) if error is None else {"ok": False, "error": error}
                 found = sorted(out.glob("*.json")) if out.exists() else []
                 if reply.get("ok") and found:
                     results.append({"file": name, "ok": True, "answer": json.loads(found[0].read_text())})
                 else:
                     results.append({"file": name, "ok": False, "error": reply.get("error", "no JSON answer")})
-    model_path = getattr(runner.model, "model_path", None)
-    weights = model_path() if callable(model_path) else None
-    imgsz = getattr(runner.model, "imgsz", None)
-    return {"task": task, "labels": labels, "results": results, "weights": weights, "imgsz": imgsz}
+                if path.is_relative_to(Path(scratch) / "in"):
+                    path.unlink(missing_ok=True)  # read images do not pile up
+            write(result, {"results": results})
+
+
+def write(result: Any, line: dict[str, Any]) -> None:
+    result.write(json.dumps(line) + "\n")
+    result.flush()
 
 
 def main(argv: list[str]) -> int:
     spec_path, result_path = argv
     spec = json.loads(Path(spec_path).read_text())
-    try:
-        answer = run(spec)
-    except Exception as error:  # the module could not be loaded: say why
-        answer = {"error": str(error) if isinstance(error, RuntimeError) else f"{type(error).__name__}: {error}"}
-    Path(result_path).write_text(json.dumps(answer))
+    with open(result_path, "a") as result:
+        try:
+            run(spec, result)
+        except Exception as error:  # the module could not be loaded, or failed: say why
+            text = str(error) if isinstance(error, RuntimeError) else f"{type(error).__name__}: {error}"
+            write(result, {"error": text})
     return 0
 
 

@@ -1,24 +1,36 @@
 """Annotation projects over the user's images, in their own Label Studio (labelstudio.py).
 
-A project is a Label Studio project whose tasks are the images of a workspace folder, read in place (Label
-Studio's local-files storage; nothing is copied). A marketplace module fills in the labels and pre-annotates:
-its predict runs over the images in its own process (predict.py, as serverless workers run modules) and
-its boxes or labels become Label Studio predictions with their scores, which the annotator accepts or
-corrects. Export: Label Studio's own YOLO export gives the labels; the images are copied beside them in a
-train/val split with a data.yaml, as Ultralytics trains from.
+A project is a Label Studio project whose tasks are the images of a workspace folder or of a folder of one of
+the user's S3 storage connections (the platform bucket, any S3), read in place: nothing is copied first. A
+workspace folder is Label Studio's local-files storage; a connection's folder is Label Studio's own S3 import
+storage with the connection's endpoint and keys and presigned URLs off, so that Label Studio reads each image
+and hands it to the annotator's browser itself (the storage's endpoint and keys never reach the browser, and a
+private endpoint works). ReefLab lists and checks the objects and imports one task an object (`s3://` URLs that
+this storage resolves), so a project's tasks are exactly the images checked.
+
+A marketplace module fills in the labels and pre-annotates: its predict runs over the images in its own process
+(predict.py, as serverless workers run modules; a connection's objects read with its keys a chunk at a time) and
+its boxes or labels become Label Studio predictions with their scores, which the annotator accepts or corrects.
+It runs in the background, each chunk's predictions stored as it ends; its progress (done / total / failed, the
+end state) is kept for the project. Export: Label Studio's own YOLO export gives the labels; the images are
+copied beside them (read from the connection where they are there) in a train/val split with a data.yaml, as
+Ultralytics trains from.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from datetime import UTC, datetime
 from functools import partial
@@ -35,6 +47,8 @@ from traitlets.config import LoggingConfigurable
 from ..catalog.service import CatalogService
 from ..errors import BadRequest, Conflict, NotFound
 from ..pipelines.models import PipelineRequest
+from ..storage.paths import join, remote_path
+from ..storage.service import StorageService
 from ..training.registry import ModelRegistry
 from .labelstudio import LabelStudio, LabelStudioAPI
 from .models import ExportRequest, PreannotateRequest, ProjectRequest, TrainRequest
@@ -43,6 +57,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 TASKS = {"detection": "detect", "classification": "classify"}
 MAX_IMAGES = 10000
 RETRAIN_PIPELINE = "notebooks/retrain.pipeline"  # the shipped retraining pipeline, in the user's examples
+SOURCE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):(.*)$")  # '<connection>:<folder>', as storage references are written
+
+
+def on_connection(folder: str) -> tuple[str, str] | None:
+    """(connection, folder in it) for a storage reference ('reeflab:surveys/2026'); None for a workspace folder."""
+    found = SOURCE.match(folder.strip())
+    return (found.group(1), remote_path(found.group(2))) if found else None
 
 
 def label_config(kind: str, labels: list[str]) -> str:
@@ -70,11 +91,15 @@ class AnnotationService(LoggingConfigurable):
     )
     predict_timeout = Float(1800, config=True, help="Seconds a pre-annotation may run")
 
-    def __init__(self, catalog: CatalogService, workspace: str, **kwargs):
+    def __init__(self, catalog: CatalogService, workspace: str, storage: StorageService | None = None, **kwargs):
         super().__init__(**kwargs)
         self.catalog = catalog
+        self.storage = storage
         self.workspace = Path(workspace).resolve()
         self.server = LabelStudio(Path(self.root_dir), self.workspace, self.label_studio or None)
+        self._progress: dict[int, dict[str, Any]] = {}  # project id -> its latest pre-annotation's progress
+        self._running: dict[int, asyncio.Task] = {}
+        self._probes: dict[tuple[str, str], dict[str, Any]] = {}  # (module, its environment) -> its task, labels
 
     async def _api(self) -> LabelStudioAPI:
         return await self.server.ensure()
@@ -84,6 +109,9 @@ class AnnotationService(LoggingConfigurable):
         return await asyncio.get_running_loop().run_in_executor(None, partial(api.call, method, path, **kwargs))
 
     async def stop(self) -> None:
+        for running in list(self._running.values()):
+            running.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
         await self.server.stop()
 
     # -- folders --------------------------------------------------------------------------
@@ -102,17 +130,7 @@ class AnnotationService(LoggingConfigurable):
 
         path = self._folder(folder)
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        others = [p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
-        if others:
-            shown = ", ".join(f"'{name}'" for name in others[:5]) + (" ..." if len(others) > 5 else "")
-            raise BadRequest(
-                f"'{folder}' holds files that are not images ({shown}): a project takes a folder of JPEG, PNG, BMP, "
-                "TIFF or WebP images only; move the others out"
-            )
-        if not files:
-            raise BadRequest(f"'{folder}' holds no images: put JPEG or PNG files in it first")
-        if len(files) > MAX_IMAGES:
-            raise BadRequest(f"'{folder}' holds {len(files)} images, more than {MAX_IMAGES}: split it into projects")
+        self._check_names(folder, [p.name for p in files])
         for file in files:
             try:
                 with Image.open(file) as image:
@@ -120,6 +138,77 @@ class AnnotationService(LoggingConfigurable):
             except (UnidentifiedImageError, OSError, SyntaxError):
                 raise BadRequest(f"'{file.name}' in '{folder}' is not a readable image: remove or replace it") from None
         return files
+
+    def _connection(self, owner: str, name: str) -> Any:
+        """The user's S3 connection `name` (Label Studio reads S3 only); a clear 400 otherwise."""
+        if self.storage is None:
+            raise BadRequest("storage connections are not available on this server: give a workspace folder")
+        try:
+            connection = self.storage.get(owner, name)
+        except NotFound:
+            raise BadRequest(
+                f"you have no storage connection '{name}': give one of yours (Storage in the ReefLab panel) as "
+                "'<connection>:<folder>', or a folder of your workspace"
+            ) from None
+        if connection.spec.kind != "s3":
+            raise BadRequest(
+                f"'{name}' is a WebDAV connection, which Label Studio cannot read: mount it (Storage in the ReefLab "
+                f"panel) and give its folder under storage/{name}/, or use an S3 connection"
+            )
+        return connection
+
+    def remote_images(self, owner: str, folder: str) -> list[tuple[str, str]]:
+        """The images of a connection's folder (its top level, hidden files left out), by suffix (reading every
+        object to check it would copy them all first; one that is not an image fails on its own at pre-annotation):
+        [(s3:// URL, 'connection:folder/name')]."""
+        name, path = on_connection(folder)
+        spec = self._connection(owner, name).spec
+        files, page = [], None
+        while True:
+            listed = self.storage.ls(owner, name, path, limit=1000, page=page)
+            files += [i["name"] for i in listed["items"] if i["type"] == "file" and not i["name"].startswith(".")]
+            page = listed["next_page"]
+            if not page or len(files) > MAX_IMAGES:
+                break
+        self._check_names(folder, sorted(files))
+        return [(f"s3://{spec.bucket}/{join(spec.prefix, path, f)}", f"{name}:{join(path, f)}") for f in sorted(files)]
+
+    @staticmethod
+    def _check_names(folder: str, names: list[str]) -> None:
+        others = [n for n in names if Path(n).suffix.lower() not in IMAGE_SUFFIXES]
+        if others:
+            shown = ", ".join(f"'{name}'" for name in others[:5]) + (" ..." if len(others) > 5 else "")
+            raise BadRequest(
+                f"'{folder}' holds files that are not images ({shown}): a project takes a folder of JPEG, PNG, BMP, "
+                "TIFF or WebP images only; move the others out"
+            )
+        if not names:
+            raise BadRequest(f"'{folder}' holds no images: put JPEG or PNG files in it first")
+        if len(names) > MAX_IMAGES:
+            raise BadRequest(f"'{folder}' holds {len(names)} images, more than {MAX_IMAGES}: split it into projects")
+
+    def _local(self, file: str) -> Path:
+        return self.workspace / file
+
+    def _copy(self, owner: str, file: str, target: Path) -> None:
+        """An image of a project (a workspace path, or 'connection:path') copied to `target`."""
+        remote = on_connection(file)
+        if remote is None:
+            shutil.copyfile(self._local(file), target)
+            return
+        with open(target, "wb") as out:
+            for chunk in self.storage.download(owner, *remote):
+                out.write(chunk)
+
+    def _readable(self, owner: str, file: str) -> tuple[str, dict[str, str]]:
+        """(where predict.py reads a project's image, the environment that lets it)."""
+        remote = on_connection(file)
+        if remote is None:
+            return str(self._local(file)), {}
+        name, path = remote
+        spec = self._connection(owner, name).spec
+        url = f"s3://{spec.bucket}/{join(spec.prefix, path)}"
+        return url, self.storage.credentials_env(owner, name)
 
     # -- modules --------------------------------------------------------------------------
 
@@ -131,43 +220,47 @@ class AnnotationService(LoggingConfigurable):
             )
         return entry
 
-    def _predict(self, entry: Any, files: list[Path], options: dict[str, Any], kind: str) -> dict[str, Any]:
-        """Run the module's predict over `files` in its own process (predict.py); its answer."""
-        with tempfile.TemporaryDirectory(prefix="reeflab-annotate-") as scratch:
-            spec, result = Path(scratch) / "spec.json", Path(scratch) / "result.json"
-            spec.write_text(
-                json.dumps(
-                    {
-                        "module": entry.entry_point,
-                        "files": [[str(f), f.name] for f in files],
-                        "options": options,
-                        "expect": TASKS[kind],
-                    }
-                )
-            )
-            log = Path(self.root_dir) / "preannotate.log"
-            log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with open(log, "ab") as output:
-                try:
-                    done = subprocess.run(  # fixed argv
-                        [sys.executable, "-m", "reeflab.annotation.predict", str(spec), str(result)],
-                        env={**os.environ, **entry.deploy_env},
-                        stdout=output,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        timeout=self.predict_timeout,
-                        check=False,
-                    )
-                except subprocess.TimeoutExpired:
-                    raise BadRequest(
-                        f"'{entry.id}' took more than {self.predict_timeout:.0f} s over {len(files)} images: "
-                        "split the folder into smaller projects"
-                    ) from None
-            if not result.exists():
-                raise BadRequest(f"'{entry.id}' failed to run (status {done.returncode}): see {log}")
-            answer = json.loads(result.read_text())
-        if answer.get("error"):
-            raise BadRequest(f"'{entry.id}' could not be loaded: {answer['error']}")
+    def _spec(
+        self, scratch: Path, entry: Any, files: list[tuple[str, str]], options: dict[str, Any], kind: str
+    ) -> Path:
+        spec = scratch / "spec.json"
+        body = {"module": entry.entry_point, "files": files, "options": options, "expect": TASKS[kind]}
+        spec.write_text(json.dumps(body))
+        return spec
+
+    def _log(self) -> Path:
+        log = Path(self.root_dir) / "preannotate.log"
+        log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return log
+
+    def _probe(self, entry: Any, kind: str) -> dict[str, Any]:
+        """What the module is ({"task", "labels", "weights", "imgsz"}), loading it in its own process (predict.py)
+        once for this server and this entry's environment; 400 if it fails to load or is not what `kind` needs."""
+        key = (entry.id, json.dumps(entry.deploy_env, sort_keys=True))
+        if key not in self._probes:
+            with tempfile.TemporaryDirectory(prefix="reeflab-annotate-") as scratch:
+                spec, result = self._spec(Path(scratch), entry, [], {}, kind), Path(scratch) / "result.jsonl"
+                with open(self._log(), "ab") as output:
+                    try:
+                        done = subprocess.run(  # fixed argv
+                            [sys.executable, "-m", "reeflab.annotation.predict", str(spec), str(result)],
+                            env={**os.environ, **entry.deploy_env},
+                            stdout=output,
+                            stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL,
+                            timeout=self.predict_timeout,
+                            check=False,
+                        )
+                    except subprocess.TimeoutExpired:
+                        raise BadRequest(f"'{entry.id}' took more than {self.predict_timeout:.0f} s to load") from None
+                lines = result.read_text().splitlines() if result.exists() else []
+                if not lines:
+                    raise BadRequest(f"'{entry.id}' failed to run (status {done.returncode}): see {self._log()}")
+                answer = json.loads(lines[0])
+            if answer.get("error"):
+                raise BadRequest(f"'{entry.id}' could not be loaded: {answer['error']}")
+            self._probes[key] = answer
+        answer = self._probes[key]
         self._check_kind(entry, kind, answer["task"])
         return answer
 
@@ -182,13 +275,17 @@ class AnnotationService(LoggingConfigurable):
 
     # -- projects -------------------------------------------------------------------------
 
-    async def create(self, request: ProjectRequest) -> dict[str, Any]:
+    async def create(self, request: ProjectRequest, owner: str = "") -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        files = await loop.run_in_executor(None, self.images, request.folder)
+        remote = on_connection(request.folder)
+        if remote is None:
+            files = await loop.run_in_executor(None, self.images, request.folder)
+        else:
+            objects = await loop.run_in_executor(None, self.remote_images, owner, request.folder)
         labels = [label.strip() for label in request.labels if label.strip()]
         if request.module:
             entry = await loop.run_in_executor(None, self._module, request.module)
-            answer = await loop.run_in_executor(None, self._predict, entry, [], {}, request.kind)
+            answer = await loop.run_in_executor(None, self._probe, entry, request.kind)
             labels = labels or answer["labels"]
         if not labels:
             raise BadRequest("give the labels, or a module whose classes are the labels")
@@ -201,16 +298,29 @@ class AnnotationService(LoggingConfigurable):
         }
         project = await self._call("POST", "/api/projects", json=body)
         try:
-            folder = self._folder(request.folder)
-            await self._call(
-                "POST",
-                "/api/storages/localfiles",
-                json={"project": project["id"], "path": str(folder), "use_blob_urls": True, "title": request.folder},
-            )
-            tasks = []
-            for file in files:
-                relative = file.relative_to(self.workspace).as_posix()
-                tasks.append({"image": f"/data/local-files/?d={quote(relative)}", "file": relative})
+            if remote is None:
+                folder = self._folder(request.folder)
+                storage = {"path": str(folder), "use_blob_urls": True, "title": request.folder}
+                await self._call("POST", "/api/storages/localfiles", json={"project": project["id"], **storage})
+                tasks = []
+                for file in files:
+                    relative = file.relative_to(self.workspace).as_posix()
+                    tasks.append({"image": f"/data/local-files/?d={quote(relative)}", "file": relative})
+            else:
+                spec = self._connection(owner, remote[0]).spec
+                storage = {
+                    "title": request.folder[:2048],
+                    "bucket": spec.bucket,
+                    "prefix": join(spec.prefix, remote[1]),
+                    "s3_endpoint": spec.endpoint,
+                    "region_name": spec.region,
+                    "aws_access_key_id": spec.access_key,
+                    "aws_secret_access_key": spec.secret_key.get_secret_value(),
+                    "presign": False,  # Label Studio reads the objects and serves them to the browser itself
+                    "use_blob_urls": True,
+                }
+                await self._call("POST", "/api/storages/s3", json={"project": project["id"], **storage})
+                tasks = [{"image": url, "file": file} for url, file in objects]
             await self._call("POST", f"/api/projects/{project['id']}/import", json=tasks)
         except BaseException:
             await self._call("DELETE", f"/api/projects/{project['id']}")
@@ -254,6 +364,7 @@ class AnnotationService(LoggingConfigurable):
             "labelled": sum(1 for t in tasks if t.get("total_annotations", 0) > 0),
             "preannotated": sum(1 for t in tasks if t.get("total_predictions", 0) > 0),
             "created": project.get("created_at"),
+            "preannotation": dict(self._progress[project["id"]]) if project["id"] in self._progress else None,
         }
 
     async def list(self) -> list[dict[str, Any]]:
@@ -278,53 +389,173 @@ class AnnotationService(LoggingConfigurable):
 
     async def delete(self, project_id: int) -> None:
         await self._project(project_id)
+        running = self._running.get(project_id)
+        if running is not None:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        self._progress.pop(project_id, None)
         await self._call("DELETE", f"/api/projects/{project_id}")
 
     # -- pre-annotation -------------------------------------------------------------------
 
-    async def preannotate(self, project_id: int, request: PreannotateRequest) -> dict[str, Any]:
+    async def preannotate(self, project_id: int, request: PreannotateRequest, owner: str = "") -> dict[str, Any]:
+        """Start the module over every image of the project, in the background; its progress document (202). The
+        module is checked first (404 unknown, 400 not what the project needs); one pre-annotation at a time."""
+        if project_id in self._running:
+            raise Conflict(
+                f"project {project_id} is being pre-annotated: wait for it to end "
+                f"(GET /reeflab/api/annotation/projects/{project_id}/preannotate)"
+            )
         stored = await self._project(project_id)
         project = self._describe(stored, [])
         loop = asyncio.get_running_loop()
         entry = await loop.run_in_executor(None, self._module, request.module)
-        tasks = await self._tasks(project_id)
-        files = [self.workspace / t["data"]["file"] for t in tasks if t.get("data", {}).get("file")]
+        await loop.run_in_executor(None, self._probe, entry, project["kind"])
+        tasks = [t for t in await self._tasks(project_id) if t.get("data", {}).get("file")]
+        files, env = [], {}
+        for task in tasks:
+            where, needs = await loop.run_in_executor(None, self._readable, owner, task["data"]["file"])
+            files.append([where, Path(task["data"]["file"]).name])
+            env.update(needs)
         options = {"conf": request.conf} if request.conf is not None and project["kind"] == "detection" else {}
-        answer = await loop.run_in_executor(None, self._predict, entry, files, options, project["kind"])
-        by_file = {t["data"]["file"]: t for t in tasks if t.get("data", {}).get("file")}
-        predictions, failed = [], []
-        for file, result in zip(files, answer["results"], strict=True):
-            task = by_file[file.relative_to(self.workspace).as_posix()]
+        # a new pre-annotation replaces the earlier ones (annotations are kept)
+        every = {"selectedItems": {"all": True, "excluded": []}}
+        await self._call(
+            "POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project_id}, json=every
+        )
+        progress = self._progress[project_id] = {
+            "project": project_id,
+            "module": entry.id,
+            "state": "running",
+            "total": len(files),
+            "done": 0,
+            "predicted": 0,
+            "regions": 0,
+            "failed": [],
+            "error": None,
+            "started": datetime.now(UTC).isoformat(),
+            "ended": None,
+        }
+        run = self._preannotation(stored, project, entry, tasks, files, options, env, progress)
+        self._running[project_id] = asyncio.create_task(run)
+        self._running[project_id].add_done_callback(lambda _: self._running.pop(project_id, None))
+        return dict(progress)
+
+    def progress(self, project_id: int) -> dict[str, Any]:
+        if project_id not in self._progress:
+            raise NotFound(f"project {project_id} was not pre-annotated since your server started")
+        return dict(self._progress[project_id])
+
+    async def wait_preannotation(self, project_id: int) -> None:
+        """Until the project's pre-annotation ends (tests, bench)."""
+        running = self._running.get(project_id)
+        if running is not None:
+            await asyncio.gather(running, return_exceptions=True)
+
+    async def _preannotation(
+        self,
+        stored: dict[str, Any],
+        project: dict[str, Any],
+        entry: Any,
+        tasks: list[dict[str, Any]],
+        files: list[list[str]],
+        options: dict[str, Any],
+        env: dict[str, str],
+        progress: dict[str, Any],
+    ) -> None:
+        """predict.py over the images; each chunk's answers stored as predictions as soon as they come."""
+        project_id = project["id"]
+        try:
+            with tempfile.TemporaryDirectory(prefix="reeflab-annotate-") as scratch:
+                spec = self._spec(Path(scratch), entry, files, options, project["kind"])
+                result = Path(scratch) / "result.jsonl"
+                with open(self._log(), "ab") as output:
+                    process = await asyncio.create_subprocess_exec(  # fixed argv
+                        sys.executable,
+                        "-m",
+                        "reeflab.annotation.predict",
+                        str(spec),
+                        str(result),
+                        env={**os.environ, **entry.deploy_env, **env},
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                    )
+                deadline = time.monotonic() + self.predict_timeout
+                read = 0
+                try:
+                    while True:
+                        ended = process.returncode is not None
+                        lines = result.read_text().splitlines(keepends=True) if result.exists() else []
+                        for line in lines[read:]:
+                            if not line.endswith("\n"):
+                                break  # being written
+                            read += 1
+                            await self._store(json.loads(line), project, entry, tasks, progress)
+                        if ended:
+                            break
+                        if time.monotonic() > deadline:
+                            raise BadRequest(
+                                f"'{entry.id}' took more than {self.predict_timeout:.0f} s over {len(files)} images: "
+                                "split the folder into smaller projects"
+                            )
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(process.wait(), 0.25)
+                finally:
+                    if process.returncode is None:
+                        process.kill()
+                        await process.wait()
+                if progress["done"] < progress["total"]:
+                    raise BadRequest(
+                        f"'{entry.id}' stopped after {progress['done']} of {progress['total']} images "
+                        f"(status {process.returncode}): see {self._log()}"
+                    )
+            about = {**self._about(stored), "module": entry.id}  # the module "Train on this project" continues from
+            description = json.dumps({"reeflab": about})
+            await self._call("PATCH", f"/api/projects/{project_id}", json={"description": description})
+            progress["state"] = "completed"
+        except asyncio.CancelledError:
+            progress.update(state="cancelled", error="your server stopped")
+            raise
+        except Exception as error:  # said in the progress document, which is how the user learns it
+            progress.update(state="failed", error=getattr(error, "message", None) or f"{type(error).__name__}: {error}")
+            self.log.warning("pre-annotation of project %s failed: %s", project_id, progress["error"])
+        finally:
+            progress["ended"] = datetime.now(UTC).isoformat()
+
+    async def _store(
+        self,
+        line: dict[str, Any],
+        project: dict[str, Any],
+        entry: Any,
+        tasks: list[dict[str, Any]],
+        progress: dict[str, Any],
+    ) -> None:
+        """One line of predict.py's answer: a chunk's results become predictions (its header and errors are said)."""
+        if line.get("error"):
+            raise BadRequest(f"'{entry.id}' failed: {line['error']}")
+        if "results" not in line:
+            return
+        predictions = []
+        for result in line["results"]:
+            task = tasks[progress["done"]]
+            progress["done"] += 1
             if not result["ok"]:
-                failed.append({"file": result["file"], "error": result["error"]})
+                progress["failed"].append({"file": task["data"]["file"], "error": result["error"]})
                 continue
             prediction = to_prediction(project["kind"], project["labels"], result["answer"])
             if prediction is None:
                 want = "detector" if project["kind"] == "detection" else "classifier"
                 raise BadRequest(f"'{entry.id}' does not answer as a {want} does: pick a {want} for this project")
             predictions.append({"task": task["id"], "model_version": entry.id, **prediction})
-        # a new pre-annotation replaces the earlier ones (annotations are kept), in one import
-        every = {"selectedItems": {"all": True, "excluded": []}}
-        await self._call(
-            "POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project_id}, json=every
-        )
         if predictions:
-            await self._call("POST", f"/api/projects/{project_id}/import/predictions", json=predictions)
-        about = {**self._about(stored), "module": entry.id}  # the module "Train on this project" continues from
-        await self._call("PATCH", f"/api/projects/{project_id}", json={"description": json.dumps({"reeflab": about})})
-        stored, boxes = len(predictions), sum(len(p["result"]) for p in predictions)
-        return {
-            "project": project_id,
-            "module": entry.id,
-            "images": len(files),
-            "predicted": stored,
-            "regions": boxes,
-            "failed": failed,
-        }
+            await self._call("POST", f"/api/projects/{project['id']}/import/predictions", json=predictions)
+        progress["predicted"] += len(predictions)
+        progress["regions"] += sum(len(p["result"]) for p in predictions)
 
     # -- export ---------------------------------------------------------------------------
 
-    async def export(self, project_id: int, request: ExportRequest) -> dict[str, Any]:
+    async def export(self, project_id: int, request: ExportRequest, owner: str = "") -> dict[str, Any]:
         project = self._describe(await self._project(project_id), [])
         target = self._folder(request.folder, must_exist=False)
         if target.exists() and any(target.iterdir()):
@@ -336,13 +567,15 @@ class AnnotationService(LoggingConfigurable):
         if project["kind"] == "classification":
             exported = await self._call("GET", f"/api/projects/{project_id}/export", params={"exportType": "JSON"})
             exported = json.loads(exported) if isinstance(exported, bytes) else exported  # sent as a download
-            return await loop.run_in_executor(None, self._write_folders, exported, target, request)
+            return await loop.run_in_executor(None, self._write_folders, exported, target, request, owner)
         archive = await self._call("GET", f"/api/projects/{project_id}/export", params={"exportType": "YOLO"})
-        return await loop.run_in_executor(None, self._write_yolo, archive, labelled, target, request)
+        return await loop.run_in_executor(None, self._write_yolo, archive, labelled, target, request, owner)
 
     # -- training -------------------------------------------------------------------------
 
-    async def training(self, project_id: int, request: TrainRequest) -> tuple[dict[str, Any], PipelineRequest]:
+    async def training(
+        self, project_id: int, request: TrainRequest, owner: str = ""
+    ) -> tuple[dict[str, Any], PipelineRequest]:
         """Export the project's labelled images into a new dataset folder and make the request that runs the
         retraining pipeline on it from the module's current weights; (the export, the pipeline request)."""
         stored = await self._project(project_id)
@@ -364,7 +597,7 @@ class AnnotationService(LoggingConfigurable):
             raise BadRequest("give the module to train on this project, e.g. 'fish-detector'")
         loop = asyncio.get_running_loop()
         entry = await loop.run_in_executor(None, self._module, module_id)
-        answer = await loop.run_in_executor(None, self._predict, entry, [], {}, "detection")
+        answer = await loop.run_in_executor(None, self._probe, entry, "detection")
         if not answer.get("weights") or answer.get("task") != "detect":
             raise BadRequest(
                 f"'{entry.id}' cannot be retrained here: the retraining pipeline fine-tunes Ultralytics YOLO "
@@ -377,7 +610,8 @@ class AnnotationService(LoggingConfigurable):
             model_name, base_module = f"{entry.id}-retrained", entry.id
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         folder = f"datasets/annotation-{project_id}-{stamp}"
-        exported = await self.export(project_id, ExportRequest(folder=folder, val_fraction=request.val_fraction))
+        split = ExportRequest(folder=folder, val_fraction=request.val_fraction)
+        exported = await self.export(project_id, split, owner)
         data = str(self.workspace / exported["data"])
         count = exported["train"] + exported["val"]
         described = f"annotation project '{project['title']}' ({project_id}): {count} labelled images in {folder}"
@@ -400,7 +634,9 @@ class AnnotationService(LoggingConfigurable):
         )
         return exported, pipeline
 
-    def _write_folders(self, tasks: list[dict[str, Any]], target: Path, request: ExportRequest) -> dict[str, Any]:
+    def _write_folders(
+        self, tasks: list[dict[str, Any]], target: Path, request: ExportRequest, owner: str
+    ) -> dict[str, Any]:
         """An image-folder classification dataset (train/<label>/, val/<label>/), as Ultralytics classifies from:
         each labelled image under the label of its latest annotation."""
         chosen: dict[str, str] = {}
@@ -415,10 +651,9 @@ class AnnotationService(LoggingConfigurable):
         counts = {}
         for split, files in split_files(sorted(chosen), request).items():
             for relative in files:
-                source = self.workspace / relative
                 folder = target / split / chosen[relative]
                 folder.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, folder / source.name)
+                self._copy(owner, relative, folder / Path(relative).name)
             counts[split] = len(files)
         return {
             "folder": target.relative_to(self.workspace).as_posix(),
@@ -429,7 +664,7 @@ class AnnotationService(LoggingConfigurable):
         }
 
     def _write_yolo(
-        self, archive: bytes, tasks: list[dict[str, Any]], target: Path, request: ExportRequest
+        self, archive: bytes, tasks: list[dict[str, Any]], target: Path, request: ExportRequest, owner: str
     ) -> dict[str, Any]:
         """Label Studio's YOLO labels with the images beside them, split into train/val, and a data.yaml."""
         with zipfile.ZipFile(io.BytesIO(archive)) as exported:
@@ -445,8 +680,8 @@ class AnnotationService(LoggingConfigurable):
             (target / "images" / split).mkdir(parents=True, exist_ok=True)
             (target / "labels" / split).mkdir(parents=True, exist_ok=True)
             for relative in chosen:
-                source = self.workspace / relative
-                shutil.copyfile(source, target / "images" / split / source.name)
+                source = Path(relative)
+                self._copy(owner, relative, target / "images" / split / source.name)
                 (target / "labels" / split / f"{source.stem}.txt").write_text(labels.get(source.stem, ""))
             counts[split] = len(chosen)
         data = {

@@ -2,7 +2,9 @@
 
 from reeflab.client import annotation
 project = annotation.create("Reef survey", "surveys/reef-2026", module="fish-detector")  # labels: the module's
-project.preannotate("fish-detector")        # its boxes, with scores, for you to accept or correct
+annotation.create("Reef survey", "reeflab:surveys/reef-2026", ...)  # a folder of a storage connection, read there
+project.preannotate("fish-detector")        # its boxes, with scores, for you to accept or correct (waits)
+project.preannotate("fish-detector", wait=False); project.progress()  # {"state", "done", "total", ...}
 project.refresh().info                      # {"total": 120, "preannotated": 120, "labelled": 14, ...}
 project.export("datasets/reef-2026")        # an Ultralytics YOLO dataset: data.yaml, images/, labels/
 run = project.train(epochs=10)              # the retraining pipeline on the labels, from the module's weights
@@ -10,9 +12,10 @@ run = project.train(epochs=10)              # the retraining pipeline on the lab
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from .connection import Connection, Resource, default_connection
+from .connection import Connection, ReefLabClientError, Resource, default_connection
 from .pipelines import PipelineRun
 
 # the first call of a session starts your Label Studio (~30 s); a pre-annotation runs the module over every image
@@ -36,10 +39,27 @@ class Project(Resource):
     def delete(self) -> None:
         self.connection.request("DELETE", *self.collection, str(self.id), timeout=SLOW)
 
-    def preannotate(self, module: str, conf: float | None = None) -> dict[str, Any]:
-        """Run `module` over every image and store its answers as predictions; what it found."""
+    def preannotate(
+        self, module: str, conf: float | None = None, wait: bool = True, timeout: float = SLOW
+    ) -> dict[str, Any]:
+        """Run `module` over every image and store its answers as predictions, in the background; its progress
+        document, at its end if `wait` ({"state": "completed", "predicted", "regions", "failed": [...]}; a
+        pre-annotation that failed raises ReefLabClientError with the reason)."""
         body = {"module": module, **({"conf": conf} if conf is not None else {})}
-        return self.connection.request("POST", *self.collection, str(self.id), "preannotate", json=body, timeout=SLOW)
+        progress = self.connection.request(
+            "POST", *self.collection, str(self.id), "preannotate", json=body, timeout=SLOW
+        )
+        deadline = time.monotonic() + timeout
+        while wait and progress["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            progress = self.progress()
+        if wait and progress["state"] != "completed":
+            raise ReefLabClientError(400, progress.get("error") or f"pre-annotation still {progress['state']}")
+        return progress
+
+    def progress(self) -> dict[str, Any]:
+        """The latest pre-annotation's progress: state, done / total, predicted, regions, failed images."""
+        return self.connection.request("GET", *self.collection, str(self.id), "preannotate", timeout=SLOW)
 
     def export(self, folder: str, val_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
         """The labelled images as a dataset in a new folder of your files (YOLO with a data.yaml for detection, image
@@ -67,7 +87,8 @@ def create(
     module: str | None = None,
     connection: Connection | None = None,
 ) -> Project:
-    """A project over a folder of images of your workspace; labels given, or a module's classes."""
+    """A project over a folder of images of your workspace, or of one of your S3 storage connections written
+    '<connection>:<folder>' (the platform bucket's is 'reeflab'); labels given, or a module's classes."""
     connection = connection or default_connection()
     body = {"title": title, "folder": folder, "kind": kind, "labels": labels, "module": module}
     body = {k: v for k, v in body.items() if v is not None}

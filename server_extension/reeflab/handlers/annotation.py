@@ -19,7 +19,8 @@ class AnnotationBase(ReefLabHandler):
 
 
 class ProjectsHandler(AnnotationBase):
-    """GET: your projects with labelled / pre-annotated / total counts. POST: a project over a folder."""
+    """GET: your projects with labelled / pre-annotated / total counts. POST: a project over a folder of your
+    workspace, or of one of your S3 storage connections ('<connection>:<folder>')."""
 
     @web.authenticated
     @authorized
@@ -30,7 +31,7 @@ class ProjectsHandler(AnnotationBase):
     @authorized
     async def post(self) -> None:
         request = self.parse_body(ProjectRequest, "annotation project")
-        self.write_json(await self.annotation.create(request), status=201)
+        self.write_json(await self.annotation.create(request, self.username), status=201)
 
 
 class ProjectHandler(AnnotationBase):
@@ -48,13 +49,21 @@ class ProjectHandler(AnnotationBase):
 
 
 class PreannotateHandler(AnnotationBase):
-    """POST {module}: the module's boxes or labels on every image, stored as predictions with their scores."""
+    """POST {module, conf?}: the module's boxes or labels on every image, stored as predictions with their scores,
+    in the background: 202 with the progress document. GET: that document (state running / completed / failed /
+    cancelled, done / total, predicted, regions, failed images, error)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, project_id: str) -> None:
+        await self.annotation.get(int(project_id))  # 404 for a project that is not yours
+        self.write_json(self.annotation.progress(int(project_id)))
 
     @web.authenticated
     @authorized
     async def post(self, project_id: str) -> None:
         request = self.parse_body(PreannotateRequest, "pre-annotation")
-        self.write_json(await self.annotation.preannotate(int(project_id), request))
+        self.write_json(await self.annotation.preannotate(int(project_id), request, self.username), status=202)
 
 
 class ExportHandler(AnnotationBase):
@@ -65,7 +74,7 @@ class ExportHandler(AnnotationBase):
     @authorized
     async def post(self, project_id: str) -> None:
         request = self.parse_body(ExportRequest, "export")
-        self.write_json(await self.annotation.export(int(project_id), request), status=201)
+        self.write_json(await self.annotation.export(int(project_id), request, self.username), status=201)
 
 
 class TrainHandler(AnnotationBase):
@@ -78,7 +87,7 @@ class TrainHandler(AnnotationBase):
     async def post(self, project_id: str) -> None:
         request = self.parse_body(TrainRequest, "training request")
         self.services.profiles.catalog().choose(request.profile, self.groups)  # a wrong profile: before exporting
-        exported, pipeline = await self.annotation.training(int(project_id), request)
+        exported, pipeline = await self.annotation.training(int(project_id), request, self.username)
         run = await self.services.pipelines.submit(
             self.username, self.groups, pipeline, self.services.profiles.catalog()
         )
