@@ -8,6 +8,7 @@ import os
 
 import zmq
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
 from traitlets import Type, Unicode, default
 
 from .annotation.service import AnnotationService
@@ -15,7 +16,15 @@ from .catalog.service import CatalogService
 from .checks.service import ModuleCheckService
 from .deployments.service import DeploymentService
 from .examples import ExamplesService
-from .handlers.annotation import ExportHandler, PreannotateHandler, ProjectHandler, ProjectsHandler, TrainHandler
+from .handlers.annotation import (
+    UI,
+    ExportHandler,
+    LabelStudioProxyHandler,
+    PreannotateHandler,
+    ProjectHandler,
+    ProjectsHandler,
+    TrainHandler,
+)
 from .handlers.base import ReefLabHandler
 from .handlers.catalog import ModuleFormHandler, ModuleHandler, ModulesHandler, RefreshHandler
 from .handlers.checks import (
@@ -157,6 +166,8 @@ class ReefLabApp(ExtensionApp):
                 parent=self, deployments=deployments, workspace=self.serverapp.root_dir, tracking=tracking
             ),
         )
+        # the user's Label Studio makes its links under the route that serves its pages (LabelStudioProxyHandler)
+        self.settings["reeflab"].annotation.server.prefix = url_path_join(self.serverapp.base_url, UI)
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         # deployments, jobs and pipelines started before a restart of this server: re-attach, or report them ended
@@ -247,6 +258,7 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/annotation/projects/{PROJECT_ID}/preannotate", PreannotateHandler),
                 (rf"/reeflab/api/annotation/projects/{PROJECT_ID}/export", ExportHandler),
                 (rf"/reeflab/api/annotation/projects/{PROJECT_ID}/train", TrainHandler),
+                (rf"/{UI}/(?P<path>.*)", LabelStudioProxyHandler),
             ]
         )
 

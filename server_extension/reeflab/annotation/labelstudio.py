@@ -5,6 +5,11 @@ projects, so ReefLab never shares an instance: the user's server starts one for 
 OS account, with its SQLite database and media in their data folder, on a free 127.0.0.1 port, with sign-up
 closed (DISABLE_SIGNUP_WITHOUT_LINK) and one account whose random password and API token only that folder
 (0600) holds. The platform talks to it with the token; the user types no second password.
+
+Its pages reach the browser only through the user's server (handlers/annotation.py, under `prefix`): it starts
+with LABEL_STUDIO_HOST = PROXY_ORIGIN + prefix, so every link it makes (pages, static files, images, API) goes
+through that route, and the route puts the browser's own origin in place of PROXY_ORIGIN. The route logs in
+with the stored password (`page_session`): the browser never gets Label Studio's password, token or cookies.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import psutil
 import requests
@@ -29,6 +35,8 @@ from ..processes import stop_group, tail_lines
 
 VERSION = "1.23.2"  # the Makefile's .venv-labelstudio pin
 START_TIMEOUT = 180  # seconds: migrations of a fresh database take ~30 s on two cores
+# the origin Label Studio puts in its links; the user's server replaces it with the browser's (never resolved)
+PROXY_ORIGIN = "http://label-studio.reeflab.invalid"
 
 
 class LabelStudioError(ReefLabError):
@@ -51,10 +59,12 @@ def default_command() -> str | None:
 class LabelStudio:
     """The user's Label Studio: `await ensure()` starts it (once) and answers its API client."""
 
-    def __init__(self, data_dir: Path, document_root: Path, command: str | None = None):
+    def __init__(self, data_dir: Path, document_root: Path, command: str | None = None, prefix: str = ""):
         self.data_dir = Path(data_dir)
         self.document_root = Path(document_root)
         self.command = command
+        self.prefix = prefix  # where the user's server serves its pages, e.g. /user/ann/reeflab/annotation/ui
+        self._cookies: dict[str, str] | None = None  # the page session the user's server holds (page_session)
         self.log_path = self.data_dir / "label-studio.log"
         self._process: asyncio.subprocess.Process | None = None
         self._api: LabelStudioAPI | None = None
@@ -98,6 +108,7 @@ class LabelStudio:
             "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",  # images are read in place from the workspace
             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root),
             "DISABLE_SIGNUP_WITHOUT_LINK": "true",  # no second account can join this instance
+            **({"LABEL_STUDIO_HOST": PROXY_ORIGIN + unquote(self.prefix).rstrip("/")} if self.prefix else {}),
             # projects over the user's own S3 connections, whose endpoints may be private (the platform bucket's
             # in-cluster address, 127.0.0.1): only this user's instance reaches them, with this user's keys
             "SSRF_PROTECTION_ENABLED": "false",
@@ -155,7 +166,23 @@ class LabelStudio:
         await self.stop()
         raise LabelStudioError(f"Label Studio did not answer within {START_TIMEOUT} s: see {self.log_path}")
 
+    async def page_session(self) -> tuple[LabelStudioAPI, dict[str, str]]:
+        """The running Label Studio and the cookies of a session logged in as the user (made once, with the stored
+        password, until `forget_session`): what the user's server adds to the pages' requests it forwards."""
+        api = await self.ensure()
+        async with self._lock:
+            if self._cookies is None:
+                login = self.credentials()
+                loop = asyncio.get_running_loop()
+                self._cookies = await loop.run_in_executor(None, api.login, login["username"], login["password"])
+            return api, self._cookies
+
+    def forget_session(self) -> None:
+        """Label Studio ended the page session (logged out, expired): the next request logs in again."""
+        self._cookies = None
+
     async def stop(self) -> None:
+        self._cookies = None
         process, self._process, self._api = self._process, None, None
         if process is not None and process.returncode is None:
             with contextlib.suppress(psutil.Error):
@@ -192,6 +219,31 @@ class LabelStudioAPI:
             return self.session.get(self.url + "/api/projects", params={"page_size": 1}, timeout=5).ok
         except requests.RequestException:
             return False
+
+    @property
+    def address(self) -> tuple[str, int]:
+        url = urlparse(self.url)
+        return url.hostname or "127.0.0.1", url.port or 80
+
+    def login(self, username: str, password: str) -> dict[str, str]:
+        """Log in through Label Studio's own login form (pages take no API token): the session's cookies
+        (sessionid, csrftoken)."""
+        browser = requests.Session()
+        try:
+            form = browser.get(self.url + "/user/login/", timeout=60)
+            csrf = browser.cookies.get("csrftoken", "")
+            answer = browser.post(
+                self.url + "/user/login/",
+                data={"csrfmiddlewaretoken": csrf, "email": username, "password": password},
+                allow_redirects=False,
+                timeout=60,
+            )
+        except requests.RequestException as error:
+            raise LabelStudioError(f"Label Studio's login did not answer: {type(error).__name__}") from None
+        cookies = browser.cookies.get_dict()
+        if not form.ok or answer.status_code != 302 or "sessionid" not in cookies:
+            raise LabelStudioError(f"Label Studio refused the stored login ({answer.status_code}): see its log")
+        return {"sessionid": cookies["sessionid"], "csrftoken": cookies.get("csrftoken", csrf)}
 
     def call(self, method: str, path: str, **kwargs) -> Any:
         try:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote, urlparse
+
 from jupyter_server.auth.decorator import authorized
+from jupyter_server.utils import url_path_join
 from tornado import web
 
+from ..annotation.labelstudio import PROXY_ORIGIN
 from ..annotation.models import ExportRequest, PreannotateRequest, ProjectRequest, TrainRequest
 from ..annotation.service import AnnotationService
 from .base import ReefLabHandler
+from .proxy import AuthorizedProxyHandler
+
+UI = "reeflab/annotation/ui"  # where the user's server serves their Label Studio's pages
+SAFE = ("GET", "HEAD", "OPTIONS")
 
 
 class AnnotationBase(ReefLabHandler):
@@ -92,3 +100,86 @@ class TrainHandler(AnnotationBase):
             self.username, self.groups, pipeline, self.services.profiles.catalog()
         )
         self.write_json({**run.public(), "dataset": exported}, status=201)
+
+
+class LabelStudioProxyHandler(AuthorizedProxyHandler):
+    """/reeflab/annotation/ui/...: the user's own Label Studio (its pages, static files, images and API), for the
+    server's owner only, logged in as them by this server.
+
+    Label Studio runs with its links under PROXY_ORIGIN + this route (labelstudio.py); here the browser's origin
+    replaces PROXY_ORIGIN in pages, API answers and redirects, and what it still puts at the site root (a task's
+    workspace image, /data/local-files/; its style sheet's fonts) gets this route's prefix. The browser's
+    cookies and tokens are not passed on: this server adds the session it logged in with, and Django's CSRF
+    token for writes (cross-site writes are refused before, as on every proxied route). Label Studio's cookies
+    do not reach the browser.
+    """
+
+    auth_resource = "reeflab:annotation"
+    what = "Label Studio"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.proxy_base = UI  # Label Studio's root-relative redirects land under this route
+        self.rewrite_response = (lambda response: self._rewrite(response),)  # (it asks for arguments by name)
+
+    async def prepare(self, *args, **kwargs):
+        await super().prepare(*args, **kwargs)
+        if self._finished:
+            return
+        server = self.settings["reeflab"].annotation.server
+        self._studio, self._cookies = await server.page_session()  # starts it on the first visit (~30 s)
+
+    async def open(self, path: str = "") -> None:
+        raise web.HTTPError(400, "Label Studio has no websockets")
+
+    def target(self) -> tuple[str, int]:
+        host, port = self._studio.address
+        self.host_allowlist = [host]
+        return host, port
+
+    def proxy_request_headers(self):
+        headers = super().proxy_request_headers()
+        for name in ("Cookie", "Authorization", "Origin", "Referer", "X-Xsrftoken", "X-Csrftoken"):
+            headers.pop(name, None)
+        host, port = self.target()
+        headers["Host"] = f"{host}:{port}"
+        headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self._cookies.items())
+        if self.request.method not in SAFE:
+            headers["X-CSRFToken"] = self._cookies["csrftoken"]
+        return headers
+
+    def _origin(self) -> str:
+        """The browser's origin (the hub's proxy says which scheme it was asked with)."""
+        scheme = self.request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip() or self.request.protocol
+        return f"{scheme}://{self.request.host}"
+
+    def _rewrite(self, response) -> None:
+        prefix = url_path_join(self.base_url, UI)  # as the browser writes it (a name's %-escapes kept)
+        made = unquote(prefix)  # as Label Studio writes it
+        origin = self._origin()
+        response.headers.pop("Set-Cookie", None)
+        location = response.headers.get("Location")
+        if location:
+            url = urlparse(location)
+            if url.path.startswith("/user/login"):  # the session ended: log in again, and ask for the same page
+                self.settings["reeflab"].annotation.server.forget_session()
+                location = origin + self.request.uri
+            elif location.startswith(PROXY_ORIGIN):
+                location = origin + _escaped(location[len(PROXY_ORIGIN) :], made, prefix)
+            elif location.startswith(made + "/") or location == made:
+                location = origin + _escaped(location, made, prefix)
+            response.headers["Location"] = location  # a root-relative other path: jupyter-server-proxy prefixes it
+        kind = response.headers.get("Content-Type", "")
+        if response.body and "text/css" in kind:  # its fonts, at the site root in its style sheet
+            response.body = response.body.replace(b"url(/static/", f"url({prefix}/static/".encode())
+        elif response.body and ("text/html" in kind or "application/json" in kind):
+            body = response.body.replace((PROXY_ORIGIN + made).encode(), (origin + prefix).encode())
+            body = body.replace(PROXY_ORIGIN.encode(), origin.encode())
+            if "application/json" in kind:  # a workspace image's address, as ReefLab stores it in a task
+                body = body.replace(b'"/data/local-files/', f'"{prefix}/data/local-files/'.encode())
+            response.body = body
+
+
+def _escaped(path: str, made: str, prefix: str) -> str:
+    """A Label Studio path with its prefix as the browser writes it."""
+    return prefix + path[len(made) :] if path.startswith(made) else path
