@@ -16,6 +16,22 @@ export function describeCounts(project: Annotation.IProject): string {
   return `${project.labelled} of ${project.total} labelled · ${project.preannotated} pre-annotated`;
 }
 
+/** How often a running pre-annotation's progress is asked (ms). */
+export const PROGRESS_MS = 1000;
+
+/** "Pre-annotating with fish-detector: 3 of 6 images" / "fish-detector pre-annotated 6 of 6 images (9 regions)" */
+export function describePreannotation(p: Annotation.IPreannotation): string {
+  const failed = p.failed.length ? `; ${p.failed.length} failed` : '';
+  if (p.state === 'running') {
+    return `Pre-annotating with ${p.module}: ${p.done} of ${p.total} images${failed}`;
+  }
+  if (p.state === 'completed') {
+    return `${p.module} pre-annotated ${p.predicted} of ${p.total} images (${p.regions} regions)${failed}`;
+  }
+  const reason = p.error ?? 'no reason given';
+  return `Pre-annotation with ${p.module} ${p.state} after ${p.done} of ${p.total} images: ${reason}`;
+}
+
 /** Labels typed as "fish, coral": trimmed, empty ones and repeats left out. */
 export function parseLabels(text: string): string[] {
   return [...new Set(text.split(',').map(label => label.trim()))].filter(Boolean);
@@ -145,6 +161,35 @@ function ProjectRow(props: {
   const [folder, setFolder] = React.useState(`datasets/${project.title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`);
   const [epochs, setEpochs] = React.useState('10');
   const [said, setSaid] = React.useState<string | null>(null);
+  // the latest pre-annotation: as the list said it, then asked every PROGRESS_MS while it runs
+  const [progress, setProgress] = React.useState<Annotation.IPreannotation | null>(project.preannotation ?? null);
+  React.useEffect(() => {
+    const listed = project.preannotation;
+    if (listed && (!progress || listed.started !== progress.started || listed.done > progress.done)) {
+      setProgress(listed);
+    }
+  }, [project.preannotation]);
+  React.useEffect(() => {
+    if (progress?.state !== 'running') {
+      return;
+    }
+    const controller = new AbortController();
+    const timer = setTimeout(() => {
+      api
+        .preannotation(project.id, controller.signal)
+        .then(next => {
+          setProgress(next);
+          if (next.state !== 'running') {
+            props.onChanged(); // the counts changed
+          }
+        })
+        .catch(() => undefined); // the list's next answer says it again
+    }, PROGRESS_MS);
+    return () => {
+      clearTimeout(timer);
+      controller.abort();
+    };
+  }, [progress]);
   React.useEffect(() => {
     if (!module && (project.module || props.modules.length)) {
       setModule(project.module ?? props.modules[0].id);
@@ -182,18 +227,13 @@ function ProjectRow(props: {
         <button
           type="button"
           className="jp-ReefLab-button"
-          disabled={busy || !module}
-          onClick={() =>
-            run(`Pre-annotating with ${module}…`, () =>
-              api
-                .preannotate(project.id, module)
-                .then(
-                  done =>
-                    `${module} pre-annotated ${done.predicted} of ${done.images} images (${done.regions} regions)` +
-                    (done.failed.length ? `; ${done.failed.length} failed` : '')
-                )
-            )
-          }
+          disabled={busy || !module || progress?.state === 'running'}
+          onClick={() => {
+            setSaid(null);
+            action.run(`Starting the pre-annotation with ${module}…`, () =>
+              api.preannotate(project.id, module).then(setProgress)
+            );
+          }}
         >
           Pre-annotate
         </button>
@@ -250,6 +290,18 @@ function ProjectRow(props: {
           Export
         </button>
       </div>
+      {progress && (
+        <div className="jp-ReefLab-muted" role={progress.state === 'failed' ? 'alert' : 'status'}>
+          {progress.state === 'running' && (
+            <progress
+              max={progress.total || 1}
+              value={progress.done}
+              aria-label={`Pre-annotation of ${project.title}`}
+            />
+          )}{' '}
+          {describePreannotation(progress)}
+        </div>
+      )}
       <ActionStatus action={action} />
       {said && (
         <p className="jp-ReefLab-muted" role="status">

@@ -1,8 +1,9 @@
 /** The Annotation section against an API in memory, driven as a user would. */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import * as React from 'react';
+import { act } from 'react';
 
-import { AnnotationView, describeCounts, parseLabels } from '../annotation';
+import { AnnotationView, describeCounts, describePreannotation, parseLabels, PROGRESS_MS } from '../annotation';
 import { Annotation, AnnotationAPI, Catalog, ReefLabError } from '../api';
 import { button, click, field, IRendered, render, select, settle, typeInto } from './render';
 
@@ -31,6 +32,28 @@ function project(id: number, changes: Partial<Annotation.IProject> = {}): Annota
   };
 }
 
+const preannotationCalls: Record<number, number> = {};
+
+function progressOf(
+  id: number,
+  module: string,
+  state: Annotation.IPreannotation['state'],
+  done: number,
+  total: number
+): Annotation.IPreannotation {
+  const ended = state === 'running' ? null : '2026-12-06T08:01:00Z';
+  const predicted = state === 'completed' ? total : done;
+  const started = '2026-12-06T08:00:00Z';
+  return { project: id, module, state, total, done, predicted, regions: 9, failed: [], error: null, started, ended };
+}
+
+/** Let `ms` pass, React updating as the timers fire. */
+async function waitFor(ms: number): Promise<void> {
+  await act(async () => {
+    await new Promise(resolve => setTimeout(resolve, ms));
+  });
+}
+
 function fakeAnnotation(projects: Annotation.IProject[]): AnnotationAPI {
   return {
     annotationProjects: vi.fn(async () => projects.map(p => ({ ...p }))),
@@ -47,9 +70,18 @@ function fakeAnnotation(projects: Annotation.IProject[]): AnnotationAPI {
         throw new ReefLabError("'fish-classifier' is not a detector (it is a classify module)", 400);
       }
       const p = projects.find(x => x.id === id)!;
-      p.preannotated = p.total;
       p.module = module;
-      return { project: id, module, images: p.total, predicted: p.total, regions: 9, failed: [] };
+      return progressOf(id, module, 'running', 0, p.total);
+    }),
+    // the server's answers while it runs: half the images, then all of them
+    preannotation: vi.fn(async (id: number) => {
+      const p = projects.find(x => x.id === id)!;
+      const asked = (preannotationCalls[id] = (preannotationCalls[id] ?? 0) + 1);
+      if (asked < 2) {
+        return progressOf(id, p.module!, 'running', p.total / 2, p.total);
+      }
+      p.preannotated = p.total;
+      return progressOf(id, p.module!, 'completed', p.total, p.total);
     }),
     exportProject: vi.fn(async (_id: number, folder: string) => ({
       folder,
@@ -95,6 +127,23 @@ describe('Annotation section', () => {
     expect(parseLabels(' fish, coral,,fish ')).toEqual(['fish', 'coral']);
   });
 
+  it("shows a pre-annotation the server says ended badly, in the server's words", async () => {
+    const failed = {
+      ...progressOf(1, 'fish-detector', 'failed', 2, 6),
+      error: "'fish-detector' stopped after 2 of 6 images (status 1): see preannotate.log",
+      failed: [{ file: 'survey:scenes/a.jpg', error: 'could not be read from storage' }]
+    };
+    const api = fakeAnnotation([project(1, { preannotation: failed })]);
+    view = await render(<AnnotationView api={api} visible={true} />);
+    await settle();
+    const row = view.host.querySelector('[aria-label="Project 1"]')!;
+    expect(row.querySelector('[role="alert"]')?.textContent).toContain('stopped after 2 of 6 images');
+    expect(describePreannotation({ ...failed, state: 'running' })).toBe(
+      'Pre-annotating with fish-detector: 2 of 6 images; 1 failed'
+    );
+    expect(api.preannotation).not.toHaveBeenCalled(); // it ended: nothing to ask
+  });
+
   it('makes a project over a folder, and shows what the server says is wrong', async () => {
     const projects: Annotation.IProject[] = [];
     const api = fakeAnnotation(projects);
@@ -137,9 +186,21 @@ describe('Annotation section', () => {
     await select(field<HTMLSelectElement>(row(), 'Module for Project 1'), 'fish-detector');
     await click(button(row(), 'Pre-annotate'));
     await settle();
+    // it runs in the background: the row shows its progress, asked again until it ends
+    expect(row().textContent).toContain('Pre-annotating with fish-detector: 0 of 6 images');
+    expect(row().querySelector<HTMLProgressElement>('progress[aria-label="Pre-annotation of Project 1"]')!.max).toBe(6);
+    expect(button(row(), 'Pre-annotate')!.disabled).toBe(true);
+    await waitFor(PROGRESS_MS + 100);
+    await settle();
+    expect(row().textContent).toContain('Pre-annotating with fish-detector: 3 of 6 images');
+    expect(row().querySelector<HTMLProgressElement>('progress')!.value).toBe(3);
+    await waitFor(PROGRESS_MS + 100);
+    await settle();
     await settle();
     expect(row().textContent).toContain('fish-detector pre-annotated 6 of 6 images (9 regions)');
-    expect(row().textContent).toContain('0 of 6 labelled · 6 pre-annotated');
+    expect(row().querySelector('progress')).toBeNull();
+    expect(row().textContent).toContain('0 of 6 labelled · 6 pre-annotated'); // the counts asked again
+    expect(api.preannotation).toHaveBeenCalledTimes(2);
 
     await click(button(row(), 'Train on this project'));
     await settle();

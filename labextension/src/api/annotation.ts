@@ -22,6 +22,8 @@ export namespace Annotation {
     labelled: number;
     preannotated: number;
     created?: string;
+    /** its latest pre-annotation since the server started (null: none) */
+    preannotation?: IPreannotation | null;
   }
 
   export interface IProjectRequest {
@@ -32,13 +34,19 @@ export namespace Annotation {
     module?: string;
   }
 
-  export interface IPreannotated {
+  /** A pre-annotation's progress (it runs in the background): images done of total, and how it ended. */
+  export interface IPreannotation {
     project: number;
     module: string;
-    images: number;
+    state: 'running' | 'completed' | 'failed' | 'cancelled';
+    total: number;
+    done: number;
     predicted: number;
     regions: number;
     failed: { file: string; error: string }[];
+    error: string | null;
+    started: string;
+    ended: string | null;
   }
 
   export interface IExported {
@@ -72,8 +80,19 @@ export const annotationApi = {
     request: Annotation.IProjectRequest,
     settings?: ServerConnection.ISettings
   ): Promise<Annotation.IProject> => requestAPI<Annotation.IProject>('annotation/projects', json(request), settings),
-  preannotate: (id: number, module: string, settings?: ServerConnection.ISettings): Promise<Annotation.IPreannotated> =>
-    requestAPI<Annotation.IPreannotated>(projectEndpoint(id, 'preannotate'), json({ module }), settings),
+  /** Start a pre-annotation (202): its progress document. */
+  preannotate: (
+    id: number,
+    module: string,
+    settings?: ServerConnection.ISettings
+  ): Promise<Annotation.IPreannotation> =>
+    requestAPI<Annotation.IPreannotation>(projectEndpoint(id, 'preannotate'), json({ module }), settings),
+  preannotation: (
+    id: number,
+    signal?: AbortSignal,
+    settings?: ServerConnection.ISettings
+  ): Promise<Annotation.IPreannotation> =>
+    requestAPI<Annotation.IPreannotation>(projectEndpoint(id, 'preannotate'), { signal }, settings),
   exportProject: (id: number, folder: string, settings?: ServerConnection.ISettings): Promise<Annotation.IExported> =>
     requestAPI<Annotation.IExported>(projectEndpoint(id, 'export'), json({ folder }), settings),
   trainOnProject: (
