@@ -21,6 +21,7 @@ import requests
 from PIL import Image, ImageFilter
 from prometheus_client.parser import text_string_to_metric_families
 from reeflab.client import Connection, ReefLabClientError, deploy, monitoring, training
+from reeflab.client.deployments import list_deployments
 from reeflab.modules.fish_detector.synth import SAMPLE_SIZE, _rng, render_scene
 
 WINDOW = 50
@@ -196,12 +197,14 @@ def test_requests_are_counted_and_drift_raises_an_alert_only_for_shifted_inputs(
     [alert] = [e for e in drift["events"] if e["kind"] == "drift-alert"]
     assert "drift detected" in alert["message"] and alert["data"]["window"] == WINDOW
     assert receiver.events(1) == ["drift-alert"]
+    assert deployment.refresh().info["drift"] == {"enabled": True, "alert": True}  # the badge on its row
     hook = receiver.received[0]
     assert hook["deployment"] == deployment.id and hook["message"] == alert["message"]
     assert hook["p_value"] == drift["last"]["p_value"] and hook["window"] == WINDOW
     # back to normal, then blurred images: cleared, then a second alert within one window; the receiver is down
     # for the second alert: its failure is an event, predictions went on as ever
     assert not send(deployment, (scene(i, "check", seed=13) for i in range(WINDOW)))["alert"]
+    assert list_deployments(connection=deployment.connection)[0].info["drift"] == {"enabled": True, "alert": False}
     assert receiver.events(2) == ["drift-alert", "drift-cleared"]
     receiver.failing = 3
     drift = send(deployment, (blur(scene(i, "check", seed=14)) for i in range(WINDOW)))

@@ -130,6 +130,16 @@ function DeploymentRow(props: IRowProps): JSX.Element {
         </span>
         <strong className="jp-ReefLab-deploymentTitle">{d.title}</strong>
         {d.kind === 'try' && <span className="jp-ReefLab-badge">try</span>}
+        {d.drift?.alert && (
+          <button
+            type="button"
+            className="jp-ReefLab-badge jp-mod-failed jp-ReefLab-driftBadge"
+            title="Its recent inputs differ from the reference images: open its Metrics"
+            onClick={() => setOpen('metrics')}
+          >
+            Drift alert
+          </button>
+        )}
       </div>
       <div className="jp-ReefLab-muted">
         {d.module} · {describeDeploymentHardware(d)} · started {describeAge(d.created, now)}

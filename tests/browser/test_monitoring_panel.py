@@ -63,7 +63,11 @@ def test_metrics_plot_and_drift_alert_in_the_panel(lab_page, monitored):
     section = lab_page.panel.get_by_role("region", name="Deployments", exact=True)
     row = section.locator(".jp-ReefLab-deployment", has_text="Monitored reef")
     expect(row.locator(".jp-ReefLab-state")).to_have_text("ready")
-    row.get_by_role("button", name="Metrics").click()
+    badge = row.get_by_role("button", name="Drift alert")  # on the row itself, its Metrics still closed
+    expect(badge).to_be_visible()
+    expect(row.get_by_role("button", name="Metrics")).to_have_attribute("aria-expanded", "false")
+    badge.click()  # opens them
+    expect(row.get_by_role("button", name="Metrics")).to_have_attribute("aria-expanded", "true")
     monitoring = row.get_by_role("region", name="Monitoring")
     expect(monitoring).to_contain_text(f"{WINDOW + 1} requests in the last hour · 1 error ·")
     expect(monitoring).to_contain_text(re.compile(r"latency p50 \d+ ms, p95 \d+ ms, p99 \d+ ms"))

@@ -99,6 +99,26 @@ describe('polling', () => {
 });
 
 describe('DeploymentsView', () => {
+  it('puts a drift alert on the row of a deployment whose inputs drifted; the badge opens its Metrics', async () => {
+    api.list = [
+      deployment({ id: 'aaaaaaaa', title: 'Drifted', drift: { enabled: true, alert: true } }),
+      deployment({ id: 'bbbbbbbb', title: 'Watched', drift: { enabled: true, alert: false } }),
+      deployment({ id: 'cccccccc', title: 'Unwatched', drift: null })
+    ];
+    const host = await show();
+    const badge = button(row(host, 'aaaaaaaa'), 'Drift alert');
+    expect(badge?.title).toContain('differ from the reference');
+    expect(button(row(host, 'bbbbbbbb'), 'Drift alert')).toBeUndefined();
+    expect(button(row(host, 'cccccccc'), 'Drift alert')).toBeUndefined();
+    expect(button(row(host, 'aaaaaaaa'), 'Metrics')?.getAttribute('aria-expanded')).toBe('false');
+    await click(badge!);
+    expect(button(row(host, 'aaaaaaaa'), 'Metrics')?.getAttribute('aria-expanded')).toBe('true');
+    // cleared at the next poll: the badge goes
+    api.list[0].drift = { enabled: true, alert: false };
+    await pass(15000);
+    expect(button(row(host, 'aaaaaaaa'), 'Drift alert')).toBeUndefined();
+  });
+
   it('shows state, module, hardware, age, the address, variable names and why one failed', async () => {
     api.list = [
       deployment({ id: 'aaaaaaaa', title: 'Old', created: '2026-11-23T09:00:00Z', env: ['SITE', 'TOKEN'] }),

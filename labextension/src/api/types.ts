@@ -248,6 +248,8 @@ export namespace Deployments {
     expires: string | null;
     /** under the server's base URL, e.g. "reeflab/deployments/1a2b3c4d/" */
     path: string;
+    /** drift detection of its inputs: watched, and alerting now (null or absent: monitoring is off) */
+    drift?: { enabled: boolean; alert: boolean } | null;
   }
 
   export interface IDetection {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.utils import url_path_join
@@ -23,6 +24,10 @@ class DeploymentsBase(RunsBase):
     def runs(self) -> DeploymentService:
         return self.services.deployments
 
+    def describe(self, record: Any) -> dict[str, Any]:
+        """With its drift state ({enabled, alert}) for the badge on its row; null where monitoring is off."""
+        return {**record.public(), "drift": self.services.monitoring.badge(record.owner, record.id)}
+
 
 class DeploymentsHandler(DeploymentsBase, RunsHandler):
     """GET: your deployments. POST: deploy a module (or try it, with kind 'try')."""
@@ -40,7 +45,7 @@ class RestartHandler(DeploymentsBase):
     async def post(self, deployment_id: str) -> None:
         request = self.parse_body(RestartRequest, "restart request")
         deployment = await self.runs.restart(self.username, deployment_id, request.hardware)
-        self.write_json(deployment.public())
+        self.write_json(self.describe(deployment))
 
 
 class LogsHandler(DeploymentsBase, RunLogHandler):

@@ -45,6 +45,10 @@ class RunsBase(ReefLabHandler, metaclass=ABCMeta):
         (value,) = route.values()
         return value
 
+    def describe(self, record: Any) -> dict[str, Any]:
+        """A run as GET answers it (a kind may add what its rows show)."""
+        return record.public()
+
 
 class RunsHandler(RunsBase):
     """GET: your runs of this kind. POST: start one (the body is the kind's `request_model`)."""
@@ -56,7 +60,7 @@ class RunsHandler(RunsBase):
     @web.authenticated
     @authorized_each_time
     async def get(self) -> None:
-        self.write_json({self.listed_as: [r.public() for r in self.runs.list(self.username)]})
+        self.write_json({self.listed_as: [self.describe(r) for r in self.runs.list(self.username)]})
 
     @web.authenticated
     @authorized_each_time
@@ -72,7 +76,7 @@ class RunHandler(RunsBase):
     @web.authenticated
     @authorized_each_time
     async def get(self, **route: str) -> None:
-        self.write_json((await self.runs.fresh(self.username, self.run_id(route))).public())
+        self.write_json(self.describe(await self.runs.fresh(self.username, self.run_id(route))))
 
     @web.authenticated
     @authorized_each_time

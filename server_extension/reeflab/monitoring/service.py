@@ -118,6 +118,13 @@ class MonitoringService(LoggingConfigurable):
             "events": store.events(),
         }
 
+    def badge(self, owner: str, deployment_id: str) -> dict[str, bool] | None:
+        """Whether drift is watched and alerting now (a deployment's row); None where monitoring is off."""
+        if not self.enabled:
+            return None
+        state = self._drift_state(self.store(owner, deployment_id))
+        return {"enabled": bool(state["settings"].get("enabled")), "alert": state["alert"]}
+
     def _drift_state(self, store: MetricsStore) -> dict[str, Any]:
         settings = store.get_config("drift") or {"enabled": False}
         last = store.evaluations(1)
