@@ -62,7 +62,9 @@ def parameters(**changes) -> dict:
 
 
 async def test_retraining_passes_the_gate_registers_and_deploys(jp_fetch, retrain):
-    body = {"pipeline": "retrain.pipeline", "parameters": parameters(MIN_MAP50=0.3)}
+    # as "Train on this project" (annotation) starts it: the project and its new images go into the lineage
+    lineage = {"ANNOTATION_PROJECT": 7, "LABELLED_IMAGES": 8, "NEW_IMAGES": 5}
+    body = {"pipeline": "retrain.pipeline", "parameters": parameters(MIN_MAP50=0.3, **lineage)}
     run = await call(jp_fetch, "POST", body=body)
     assert [n["id"] for n in run["nodes"]] == ["train", "evaluate", "gate", "register", "deploy"]
     run, _seen = await watch(jp_fetch, run["id"], timeout=400)
@@ -84,6 +86,19 @@ async def test_retraining_passes_the_gate_registers_and_deploys(jp_fetch, retrai
     models = await api(jp_fetch, "GET", "training", "models")
     version = models["models"][0]["versions"][0]
     assert version["metrics"]["map50"] == pytest.approx(metrics["map50"])
+    # the metrics before (the weights it continued from, on the same evaluation data) and after
+    before = metrics["before"]
+    assert {k: version["metrics"][f"{k}_before"] for k in before} == pytest.approx(before)
+    assert 0 <= before["map50_95"] <= before["map50"] <= 1
+    assert version["lineage"] == {
+        "base_weights": "fish-yolo.pt",
+        "epochs": 1,
+        "annotation_project": 7,
+        "labelled_images": 8,
+        "new_images": 5,
+    }
+    assert "**Lineage**: base weights fish-yolo.pt, epochs 1, annotation project 7" in detail["metadata"]["description"]
+    assert f"| map50_before | {before['map50']:.4g} |" in detail["metadata"]["description"]
     assert version["source"] == f"pipelines/work/{run['run_name']}/model.pt"  # a later run cannot overwrite it
 
     # the deployment answered the sample image with the registered weights, then was deleted

@@ -66,10 +66,12 @@ def register(
     summary: str | None = None,
     training_data: str | None = None,
     metrics: dict[str, float] | None = None,
+    lineage: dict[str, str | int | float] | None = None,
     connection: Connection | None = None,
 ) -> dict[str, Any]:
     """Publish trained weights (an MLflow run's weights/best.pt, or a .pt in your folder) as version
-    `version` of the marketplace module `name`, served by `base_module`'s code."""
+    `version` of the marketplace module `name`, served by `base_module`'s code; `lineage`: where it comes from
+    (e.g. the annotation project and its number of new images)."""
     body = {
         "name": name,
         "version": version,
@@ -80,6 +82,7 @@ def register(
         "summary": summary,
         "training_data": training_data,
         "metrics": metrics,
+        "lineage": lineage,
     }
     return _conn(connection).post("training", "models", json={k: v for k, v in body.items() if v is not None})
 

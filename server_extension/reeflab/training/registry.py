@@ -56,6 +56,11 @@ class RegisterRequest(BaseModel):
     summary: str | None = Field(None, max_length=250)
     training_data: str | None = Field(None, max_length=500, description="Dataset used; default: the run's 'data'")
     metrics: dict[str, float] = Field(default_factory=dict, description="Added to (and overriding) the run's")
+    lineage: dict[str, str | int | float] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Where the version comes from, e.g. the annotation project and its number of new images",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> RegisterRequest:
@@ -75,6 +80,7 @@ class ModelVersion(BaseModel):
     size: int
     metrics: dict[str, float] = Field(default_factory=dict)
     training_data: str | None = None
+    lineage: dict[str, str | int | float] = Field(default_factory=dict)
     run_id: str | None = None
     run_path: str | None = None
     source: str = Field(description="Where the weights came from: the run, or the file")
@@ -201,6 +207,7 @@ class ModelRegistry:
             size=weights.stat().st_size,
             metrics=metrics,
             training_data=training_data,
+            lineage=request.lineage,
             run_id=run.get("id"),
             run_path=run.get("path"),
             source=f"MLflow run {run['id']}" if run else str(weights.relative_to(self.contents_root)),
@@ -276,6 +283,8 @@ def metadata_for(base: ModuleEntry, request: RegisterRequest, version: ModelVers
         f"**Training data**: {version.training_data or 'not given'}",
         "",
     ]
+    if version.lineage:
+        lines += ["**Lineage**: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in version.lineage.items()), ""]
     if version.metrics:
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {name} | {value:.4g} |" for name, value in sorted(version.metrics.items())]
