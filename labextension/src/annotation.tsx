@@ -6,7 +6,7 @@
 import * as React from 'react';
 
 import { ActionStatus, FormEnd, useAction } from './actions';
-import { Annotation, AnnotationAPI, Catalog } from './api';
+import { Annotation, AnnotationAPI, Catalog, labellingPageURL } from './api';
 import { SLOW_MS } from './panelState';
 import { PolledList } from './polledList';
 import { useFetched, usePolled } from './usePolled';
@@ -210,6 +210,16 @@ function ProjectRow(props: {
       <div className="jp-ReefLab-deploymentHead">
         <strong className="jp-ReefLab-deploymentTitle">{project.title}</strong>
         <span className="jp-ReefLab-badge">{project.kind}</span>
+        <a
+          className="jp-ReefLab-button"
+          href={labellingPageURL(project.id)}
+          target="_blank"
+          rel="noopener noreferrer"
+          aria-label={`Open ${project.title} in Label Studio`}
+          title="Label its images in Label Studio, in a new tab (your server logs you in)"
+        >
+          Open in Label Studio
+        </a>
       </div>
       <div className="jp-ReefLab-muted" aria-label={`Counts of ${project.title}`}>
         {describeCounts(project)}

@@ -2,9 +2,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import * as React from 'react';
 import { act } from 'react';
+import { ServerConnection } from '@jupyterlab/services';
 
 import { AnnotationView, describeCounts, describePreannotation, parseLabels, PROGRESS_MS } from '../annotation';
-import { Annotation, AnnotationAPI, Catalog, ReefLabError } from '../api';
+import { Annotation, AnnotationAPI, Catalog, labellingPageURL, ReefLabError } from '../api';
 import { button, click, field, IRendered, render, select, settle, typeInto } from './render';
 
 let view: IRendered | null = null;
@@ -142,6 +143,23 @@ describe('Annotation section', () => {
       'Pre-annotating with fish-detector: 2 of 6 images; 1 failed'
     );
     expect(api.preannotation).not.toHaveBeenCalled(); // it ended: nothing to ask
+  });
+
+  it("opens each project's labelling page in Label Studio, through the user's server, in a new tab", async () => {
+    const api = fakeAnnotation([project(1), project(7)]);
+    view = await render(<AnnotationView api={api} visible={true} />);
+    await settle();
+    const link = view.host.querySelector<HTMLAnchorElement>('[aria-label="Project 7"] a')!;
+    expect(link.textContent).toBe('Open in Label Studio');
+    expect(link.getAttribute('aria-label')).toBe('Open Project 7 in Label Studio');
+    expect(new URL(link.href).pathname).toMatch(/\/reeflab\/annotation\/ui\/projects\/7\/data$/);
+    expect(new URL(link.href).search).toBe('?labeling=1');
+    expect(link.target).toBe('_blank');
+    expect(link.rel).toContain('noopener');
+    const settings = ServerConnection.makeSettings({ baseUrl: 'http://hub.example/user/a%40b/' });
+    expect(labellingPageURL(3, settings)).toBe(
+      'http://hub.example/user/a%40b/reeflab/annotation/ui/projects/3/data?labeling=1'
+    );
   });
 
   it('makes a project over a folder, and shows what the server says is wrong', async () => {

@@ -67,6 +67,17 @@ export namespace Annotation {
   export type ITraining = Pipelines.IRun & { dataset: IExported };
 }
 
+/**
+ * A project's labelling page in your Label Studio, served by your server (it logs you in there: no second
+ * password): the first task to label, with the image and the label buttons.
+ */
+export function labellingPageURL(
+  id: number,
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): string {
+  return URLExt.join(settings.baseUrl, 'reeflab/annotation/ui/projects', String(id), 'data') + '?labeling=1';
+}
+
 function projectEndpoint(id: number, ...rest: string[]): string {
   return URLExt.join('annotation', 'projects', String(id), ...rest);
 }

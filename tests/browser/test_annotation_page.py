@@ -1,0 +1,96 @@
+"""Label Studio's labelling page opened from the panel: "Open in Label Studio" on a project opens, in a new tab,
+the user's own Label Studio through their server (no Label Studio login), with the task's image and the
+project's label buttons; a box drawn and submitted there is counted in the panel. Light and dark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import expect
+from reeflab.modules.fish_detector.synth import generate_samples
+
+pytestmark = pytest.mark.timeout(400)
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+SCENES = 2
+SLOW_MS = 150_000  # Label Studio's first start, on 2 shared cores
+# Label Studio's own theme follows the panel's (its page keeps the choice in localStorage)
+STUDIO_THEME = "localStorage.setItem('preferred-color-scheme', '{}')"
+
+
+@pytest.fixture
+def project(lab):
+    """Two generated scenes in the lab's folder 'pages' and a detection project over them; none after."""
+    generate_samples(lab.root / "notebooks" / "pages", n=SCENES, seed=11).unlink()  # images only
+    made = requests.post(  # its Label Studio may start for it first (~1 min on a fresh database)
+        lab.api_url("reeflab/api/annotation/projects"),
+        headers=lab.headers,
+        json={"title": "Reef pages", "folder": "pages", "labels": ["fish", "coral"]},
+        timeout=300,
+    )
+    made.raise_for_status()
+    yield made.json()
+    lab.api("DELETE", f"annotation/projects/{made.json()['id']}")
+
+
+def open_labelling_page(lab_page, lab, project, theme: str, counts: str):
+    """The panel's Annotation section in `theme` (the project's row says `counts`), then "Open in Label Studio":
+    the new tab, once it shows the task's image and the label buttons."""
+    lab_page.page.context.add_init_script(STUDIO_THEME.format(theme.capitalize()))
+    lab_page.open_lab(theme)
+    lab_page.open_panel()
+    section = lab_page.panel.get_by_role("region", name="Annotation", exact=True)
+    section.get_by_role("button", name="Annotation", exact=True).click()  # folded at first
+    row = section.get_by_role("listitem", name="Reef pages")
+    expect(row).to_contain_text(counts, timeout=60_000)
+    link = row.get_by_role("link", name="Open Reef pages in Label Studio")
+    expect(link).to_have_attribute("target", "_blank")
+    row.scroll_into_view_if_needed()
+    lab_page.screenshot(theme)
+
+    images = []
+    lab_page.page.context.on("response", lambda r: images.append(r) if "/data/local-files/" in r.url else None)
+    with lab_page.page.context.expect_page() as opened:
+        link.click()
+    studio = opened.value
+    # the user's server's route, logged in by it: no Label Studio address, no login form
+    assert studio.url.startswith(f"{lab.url}reeflab/annotation/ui/projects/{project['id']}/data"), studio.url
+    expect(studio.get_by_role("button", name="Submit current annotation")).to_be_visible(timeout=SLOW_MS)
+    expect(studio.locator("input[name=password]")).to_have_count(0)
+    # the project's labels as buttons, and the task's image loaded through the server
+    expect(studio.get_by_text("fish", exact=True)).to_be_visible()
+    expect(studio.get_by_text("coral", exact=True)).to_be_visible()
+    studio.wait_for_function("() => [...document.images].some(i => i.complete && i.naturalWidth > 100)")
+    assert images and all(r.status == 200 and r.url.startswith(lab.url) for r in images), [
+        (r.status, r.url) for r in images
+    ]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    studio.screenshot(path=ARTIFACTS / f"{lab_page.name}-label-studio-{theme}.png", animations="disabled")
+    return studio
+
+
+def test_open_in_label_studio_labels_an_image_through_the_server(lab_page, lab, project):
+    studio = open_labelling_page(lab_page, lab, project, "light", f"0 of {SCENES} labelled")
+
+    # the annotator picks "fish", draws a box over the image and submits, as on any Label Studio
+    studio.get_by_text("fish", exact=True).click()
+    image = studio.locator("img[src^='blob:']").first
+    box = image.bounding_box()
+    studio.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+    studio.mouse.down()
+    studio.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=10)
+    studio.mouse.up()
+    studio.get_by_role("button", name="Submit current annotation").click()
+    project_url = f"annotation/projects/{project['id']}"
+    for _ in range(60):
+        if lab.api("GET", project_url).json()["labelled"] == 1:
+            break
+        studio.wait_for_timeout(1000)
+    stored = lab.api("GET", project_url).json()
+    assert stored["labelled"] == 1, stored
+    studio.close()
+
+    # dark: the panel counts the submitted box, and the page opens again as it did
+    open_labelling_page(lab_page, lab, project, "dark", f"1 of {SCENES} labelled").close()
