@@ -38,6 +38,7 @@ from reeflab.hub import kubernetes_isolation as iso
 from reeflab.hub.spawners import ReefLabKubeSpawner
 from reeflab.jobs.backends.kubernetes import KubernetesJobBackend, job_name
 from reeflab.jobs.models import Job
+from reeflab.monitoring.kube_status import cluster_capacity, namespace_status
 from reeflab.profiles import load_profiles
 from reeflab.storage.kubernetes import render_mounts
 from reeflab.storage.models import StorageConnection
@@ -552,6 +553,9 @@ async def test_the_backends_work_in_alices_namespace_and_need_every_rule_of_her_
     assert spread.runtime["kind"] == "JobSet" and (await jobs.status(spread, folder)).get("state") != "failed"
     await jobs.stop(spread, folder)
 
+    status = await namespace_status(mine, ALICE)  # her status in kubernetes mode: the pods of her namespace
+    assert status["namespace"] == ALICE and all(p["name"] for p in status["pods"])
+
     calls = world.cluster.calls
     assert calls and all(c.allowed and c.who == f"{ALICE}/reeflab-user" and c.namespace == ALICE for c in calls)
     used = {(c.verb, c.group, c.resource) for c in calls}
@@ -575,6 +579,7 @@ async def test_alices_server_cannot_list_read_or_delete_bobs_objects(world):
         "list his Secrets": core.list_namespaced_secret(BOB),
         "delete his Deployment": apps.delete_namespaced_deployment(dep.runtime["name"], BOB),
         "list every pod": core.list_pod_for_all_namespaces(),
+        "read the cluster's free capacity": cluster_capacity(mine),  # nodes and every pod: the hub's to read
         "read his namespace": core.read_namespace(BOB),
         "create a pod": core.create_namespaced_pod(ALICE, {"metadata": {"name": "x"}, "spec": {"containers": []}}),
     }

@@ -9,7 +9,8 @@ from .connection import Connection, default_connection
 
 def status(connection: Connection | None = None) -> dict[str, Any]:
     """What you run now (`running`: deployments, jobs, pipelines, checks), what it holds (`held`: cpu,
-    memory_MB, gpu) and what your server's machine has free (`machine`: cpu, memory_MB, gpus)."""
+    memory_MB, gpu) and what your server's machine has free (`machine`: cpu, memory_MB, gpus); in kubernetes
+    mode the pods of your namespace instead (`namespace`: pods with their requests, `requested`)."""
     return (connection or default_connection()).get("status")
 
 

@@ -6,6 +6,8 @@ from jupyter_server.auth.decorator import authorized
 from prometheus_client import CONTENT_TYPE_LATEST
 from tornado import web
 
+from ..kube import KubernetesClient
+from ..monitoring.kube_status import user_namespace_status
 from ..monitoring.models import DriftRequest
 from ..monitoring.status import machine_status, user_status
 from .base import ReefLabHandler
@@ -53,11 +55,15 @@ class PrometheusHandler(DeploymentsBase):
 
 class StatusHandler(ReefLabHandler):
     """GET /reeflab/api/status: what you run now (deployments, jobs, pipelines, checks), what it holds, and
-    what this machine has free (CPUs, memory, GPUs)."""
+    what this machine has free (CPUs, memory, GPUs); in kubernetes mode, the pods of your namespace instead."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
         status = user_status(self.username, self.services.runs)
-        status["machine"] = await self.run_blocking(machine_status)
+        backend = self.services.deployments.backend
+        if isinstance(backend, KubernetesClient):  # kubernetes mode: the pods in your namespace, from the cluster
+            status["namespace"] = await user_namespace_status(backend)
+        else:  # local mode: the machine your server runs on
+            status["machine"] = await self.run_blocking(machine_status)
         self.write_json(status)
