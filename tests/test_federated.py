@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -115,6 +116,48 @@ def test_two_supernodes_train_and_bad_tokens_are_refused(service, tmp_path):
         assert secret not in text
     service.revoke_token("alice", site_a["id"])
     service.revoke_token("alice", site_b["id"])
+
+
+def test_a_connected_supernode_is_cut_off_once_its_token_is_revoked(service, tmp_path):
+    """Revoking a token while its SuperNode takes part: the SuperLink refuses that SuperNode's next request (it
+    ends, saying why), and the federation goes on with the other site."""
+    kept = service.create_token("grace", "reef-station")
+    going = service.create_token("grace", "lost-laptop")
+    request = ServerRequest(strategy="FedAvg", rounds=200, min_clients=1, round_timeout=30)
+    server = service.start("grace", request)
+    assert service.wait_listening(server)
+    sites = {
+        "kept": site_process(tmp_path, server, 1, kept["token"]),
+        "going": site_process(tmp_path, server, 2, going["token"]),
+    }
+
+    def rounds() -> list[dict]:
+        return [e for e in service.history(service.get("grace", server.id))["rounds"] if "fit" in e]
+
+    try:
+        both = ["lost-laptop", "reef-station"]
+        wait_until(lambda: any(e["fit"]["clients"] == both for e in rounds()), 180, "a round with both sites")
+        assert sites["going"].poll() is None  # connected and training
+        service.revoke_token("grace", going["id"])
+        revoked_at, last = time.monotonic(), rounds()[-1]["round"]
+        output = sites["going"].communicate(timeout=60)[0]  # the bound: the SuperNode is refused well within it
+        print(f"the revoked SuperNode was refused {time.monotonic() - revoked_at:.1f} s after the revocation")
+        assert sites["going"].returncode == 3, output
+        assert "refused this SuperNode: its token is unknown or was revoked" in output
+
+        def alone() -> bool:
+            return any(e["round"] > last and e["fit"]["clients"] == ["reef-station"] for e in rounds())
+
+        wait_until(alone, 120, "a round with the remaining site alone")
+        assert sites["kept"].poll() is None and service.get("grace", server.id).state == "running"
+        log = "\n".join(service.logs("grace", server.id, 2000))
+        assert "token 'lost-laptop' revoked" in log and going["token"] not in log
+    finally:
+        outputs = {name: stop_site(proc) for name, proc in sites.items()}
+        service.stop("grace", server.id)
+        service.delete("grace", server.id)
+        service.revoke_token("grace", kept["id"])
+    assert "refused" not in outputs["kept"], outputs["kept"]
 
 
 OWN_APP = {

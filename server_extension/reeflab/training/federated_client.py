@@ -4,7 +4,9 @@
 key derived from the token (written to a private temporary file for the SuperNode's start, removed
 when it stops) and the federation's CA. The SuperNode runs the federation's ClientApp on this site's
 data for every run, until it is stopped. A SuperLink that refuses the key (no token, an unknown or a
-revoked one) ends it with Flower's exit code 305 (printed, the process exits 1), turned here into `FederatedAuthError`.
+revoked one) ends it with Flower's exit code 305 (printed, the process exits 1), turned here into `FederatedAuthError`;
+so does a token revoked while its SuperNode is connected (the SuperLink answers its next request with 401, the
+SuperNode stops itself: ~2-3 s after the revocation here).
 Also a command (`reeflab federated join`, `python -m reeflab.training.federated_client`).
 """
 
@@ -18,12 +20,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from .federated_auth import node_private_pem
 
 TOKEN_ENV = "REEFLAB_FLOWER_TOKEN"
 REFUSED = b"Exit Code: 305"  # flower-supernode: the SuperLink did not let it connect (Flower's exit code)
+ENDED = b"SuperNode terminated gracefully"  # flower-supernode stopped: by this site, else refused while connected
 
 
 class FederatedAuthError(PermissionError):
@@ -34,6 +38,15 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _reachable(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def supernode_command(
@@ -86,27 +99,39 @@ def join(
             start_new_session=True,  # the SuperNode and the SuperExec it starts end together
         )
 
+        stopping = threading.Event()  # set when this site stops its SuperNode (SIGTERM/SIGINT)
+
         def forward(signum, frame):
+            stopping.set()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGTERM)
 
-        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-        refused = False
+        seen = {"refused": False, "ended": False}
         out = log or sys.stdout.buffer
-        try:
-            for line in child.stdout:  # the SuperNode's own output, passed on; its refusal recognised
-                refused = refused or REFUSED in line
+
+        def relay() -> None:  # the SuperNode's (and its SuperExec's) output, passed on; a refusal recognised
+            for line in child.stdout:
+                seen["refused"] = seen["refused"] or REFUSED in line
+                seen["ended"] = seen["ended"] or ENDED in line
                 out.write(line)
                 out.flush()
-                if refused:
-                    break
-            code = child.wait()
+
+        reader = threading.Thread(target=relay, daemon=True)
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+        reader.start()
+        try:
+            code = child.wait()  # the SuperNode itself: its SuperExec would outlive it, retrying
         finally:
             with contextlib.suppress(ProcessLookupError):  # its SuperExec would wait for a parent that is gone
                 os.killpg(child.pid, signal.SIGKILL)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-    if refused:
+        reader.join(10)
+    # refused when connecting (Flower's exit code 305), or cut off while connected: a SuperNode whose key the
+    # SuperLink no longer knows gets 401 and stops itself (Flower: SIGINT to itself), with no word of why; one
+    # that ended by itself while its SuperLink still answers was cut off (a federation that ended does not answer)
+    cut_off = seen["ended"] and not stopping.is_set() and _reachable(superlink)
+    if seen["refused"] or cut_off:
         why = "no token was given" if not token else "its token is unknown or was revoked"
         raise FederatedAuthError(
             f"The federation at {superlink} refused this SuperNode: {why}. Ask the federation's owner for a "
