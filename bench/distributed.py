@@ -9,6 +9,9 @@ per second are counted between barriers after warm-up steps. Printed ratios:
 - 2 ranks x 1 thread ÷ 1 process x 2 threads (what a 1-process job on a 2-CPU profile gets): ideal about 1.0
   if PyTorch's intra-op threads scale as well as processes do; above 1.0, ranks use the CPUs better.
 
+It prints the load average before and after; where fewer than 2 CPUs were idle before it began (1-minute
+load average), it says the machine was busy.
+
     .venv/bin/python bench/distributed.py [--steps 60] [--warmup 10]
 """
 
@@ -81,12 +84,18 @@ def main() -> None:
         worker(args.steps, args.warmup, args.out)
         return
     cpus = len(os.sched_getaffinity(0))
-    print(f"load average before: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    before = os.getloadavg()
+    print(f"load average before (1, 5, 15 min): {', '.join(f'{v:.1f}' for v in before)}")
     one = measure(1, 1, args.steps, args.warmup)
     one_threaded = measure(1, 2, args.steps, args.warmup)
     two = measure(2, 1, args.steps, args.warmup)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"CPUs available: {cpus} (load average now {load}: other work on the machine skews these)")
+    print(f"CPUs available: {cpus}; load average now {load} (this benchmark's own ranks included)")
+    if cpus - before[0] < 2:  # the 2 ranks need a core each: the other work already running takes them
+        print(
+            f"BUSY: {before[0]:.1f} CPUs' worth of other work was running before on {cpus} CPUs, so the ranks "
+            "shared cores with it: the figures below are lower than on an idle machine and the ratios skewed"
+        )
     print(f"{args.steps} steps of {BATCH} samples per rank, MLP 256-1024-1024-10")
     print(f"1 process x 1 thread : {one:8.0f} samples/s")
     print(f"1 process x 2 threads: {one_threaded:8.0f} samples/s")
