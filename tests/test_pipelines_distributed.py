@@ -10,6 +10,7 @@ import nbformat
 import pytest
 from reeflab.hub.config import REPO
 from test_pipelines import call, node_notebook, small_pipeline, watch
+from test_pipelines_cli import reeflab  # noqa: F401 - the fixture running `reeflab pipeline ...`
 from tornado.httpclient import HTTPClientError
 
 ALLREDUCE = """\
@@ -55,7 +56,7 @@ async def node_log(jp_fetch, run_id: str, node: str, **params: str) -> str:
     return "\n".join(body["lines"])
 
 
-async def test_a_node_with_two_processes_runs_two_gloo_ranks_with_a_log_each(jp_fetch, jp_root_dir):
+async def test_a_node_with_two_processes_runs_two_gloo_ranks_with_a_log_each(jp_fetch, jp_root_dir, reeflab):  # noqa: F811
     node_notebook(jp_root_dir / "prepare.ipynb", "print('prepared')")
     node_notebook(jp_root_dir / "train.ipynb", ALLREDUCE)
     small_pipeline(
@@ -78,6 +79,8 @@ async def test_a_node_with_two_processes_runs_two_gloo_ranks_with_a_log_each(jp_
         assert f"rank {rank} of 2: sum of ranks+1 3" in log and f"rank {1 - rank} of 2" not in log
     log = await node_log(jp_fetch, run["id"], "train")
     assert "torchrun --nproc-per-node 2" in log and "job completed" in log
+    code, out = await reeflab("logs", run["id"], "--node", "train", "--rank", "1")  # the CLI, as in a terminal
+    assert code == 0 and "rank 1 of 2: sum of ranks+1 3" in out and "rank 0 of 2" not in out, out
     for node, params, says in (
         ("train", {"rank": "2"}, "ranks 0 to 1"),
         ("prepare", {"rank": "0"}, "'prepare' is not a distributed one"),
