@@ -101,6 +101,42 @@ def test_the_task_api_and_its_image_load_through_the_hub(uma, ui, project):
     assert loaded.content == project.scenes[task["data"]["file"].split("/")[-1]]
 
 
+@pytest.fixture(scope="module")
+def bucket_project(s3, uma, project):
+    """The same scenes in uma's bucket on a real SeaweedFS, her connection 'survey' to it, a project over them."""
+    from reeflab.client import storage
+    from reeflab.storage.platform_s3 import PlatformS3, s3_client, user_bucket
+
+    key = PlatformS3(s3.endpoint, s3.key).user_key("uma")
+    bucket = user_bucket("uma")
+    client = s3_client(s3.endpoint, key)
+    for name, data in project.scenes.items():
+        client.put_object(Bucket=bucket, Key=f"scenes/{name}", Body=data)
+    connection = storage.connect(
+        "survey",
+        endpoint=s3.endpoint,
+        bucket=bucket,
+        access_key=key["access_key"],
+        secret_key=key["secret_key"],
+        connection=uma,
+    )
+    made = annotation.create("Reef pages S3", "survey:scenes", labels=["fish"], connection=uma)
+    yield made
+    made.delete()
+    connection.remove()
+
+
+def test_a_bucket_image_loads_through_the_hub(uma, ui, project, bucket_project):
+    """A project over a storage connection: Label Studio hands out its own address for each object, which is
+    this route at the browser's origin."""
+    tasks = uma.session.get(ui + "api/tasks", params={"project": bucket_project.id}, timeout=60).json()["tasks"]
+    task = uma.session.get(ui + f"api/tasks/{tasks[0]['id']}", timeout=60).json()
+    image = task["data"]["image"]
+    assert image.startswith(ui + f"tasks/{task['id']}/resolve/"), image
+    loaded = uma.session.get(image, timeout=60)
+    assert loaded.status_code == 200 and loaded.content == project.scenes[task["data"]["file"].split("/")[-1]]
+
+
 def test_an_annotation_submitted_through_the_page_is_stored(uma, ui, project):
     task = uma.session.get(ui + "api/tasks", params={"project": project.id}, timeout=60).json()["tasks"][0]
     box = {
