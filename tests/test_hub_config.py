@@ -64,6 +64,15 @@ def test_kubernetes_mode_uses_the_gated_kubespawner(monkeypatch, tmp_path):
     assert "services" not in c.JupyterHub
 
 
+def test_kubernetes_mode_gives_admins_the_clusters_status_where_the_usage_service_has_an_address(monkeypatch, tmp_path):
+    c = load(monkeypatch, tmp_path, REEFLAB_MODE="kubernetes", REEFLAB_USAGE_URL="http://hub:8098")
+    [service] = c.JupyterHub.services
+    assert service["name"] == "reeflab-usage" and service["url"] == "http://hub:8098"
+    assert service["command"][-3:] == ["--kubernetes", "--ip=0.0.0.0", "--port=8098"]
+    role = next(r for r in c.JupyterHub.load_roles if r["name"] == "reeflab-usage")
+    assert role["scopes"] == ["list:users", "read:users", "read:servers"]
+
+
 OIDC = {
     "REEFLAB_AUTH": "oidc",
     "REEFLAB_OIDC_AUTHORIZE_URL": "https://aai.example/auth",

@@ -4,13 +4,19 @@ user's namespace lists what they run."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import os
+import sys
 
+import aiohttp.web
 import kmock
 import pytest
 from kubernetes_asyncio import client
+from reeflab.files import free_port
 from reeflab.monitoring.kube_status import cluster_capacity, namespace_status
+from tornado.httpclient import AsyncHTTPClient
 
 ALICE, BOB = "reeflab-alice", "reeflab-bob"
 READY = [{"type": "Ready", "status": "True"}]
@@ -41,12 +47,28 @@ def pod(name: str, namespace: str, node_name: str | None, *requests: dict, phase
     }
 
 
+class Emulator(kmock.KubernetesEmulator):
+    """kmock, plus the list of namespaces (cluster-scoped objects kmock does not parse) by label selector."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.namespaces: list[dict] = []
+
+    async def __call__(self, raw_request):
+        if raw_request.method != "GET" or raw_request.path.rstrip("/") != "/api/v1/namespaces":
+            return await super().__call__(raw_request)
+        selector = raw_request.query.get("labelSelector", "")
+        wanted = dict(term.split("=", 1) for term in selector.split(",") if term)
+        items = [n for n in self.namespaces if wanted.items() <= n["metadata"].get("labels", {}).items()]
+        return aiohttp.web.json_response({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": items})
+
+
 @pytest.fixture
 def cluster(jp_asyncio_loop):
     stack = contextlib.AsyncExitStack()
 
     async def start():
-        emulator = await stack.enter_async_context(kmock.KubernetesEmulator())
+        emulator = await stack.enter_async_context(Emulator())
         for resource in ("v1/pods", "v1/nodes"):
             emulator.resources[resource] = {}
         await stack.enter_async_context(kmock.Server(emulator))
@@ -139,3 +161,72 @@ async def test_a_users_status_lists_the_pods_of_their_own_namespace(jp_fetch, jp
         ],
         "requested": {"cpu": 2.0, "memory_MB": 4000, "gpu": 0},
     }
+
+
+# -- for admins: the usage service with the hub's account reads every user namespace and the nodes --------------
+
+
+def namespace(name: str, owner: str, kind: str = "user") -> dict:
+    labels = {"app.kubernetes.io/managed-by": "reeflab", "reeflab.io/namespace": kind}
+    return {"metadata": {"name": name, "labels": labels, "annotations": {"reeflab.io/owner": owner}}}
+
+
+async def test_admins_see_every_users_namespace_and_the_clusters_free_capacity(cluster, tmp_path):
+    emulator, _ = cluster
+    emulator.namespaces += [namespace(ALICE, "alice"), namespace(BOB, "bob@sea.org"), namespace("x", "y", "system")]
+    emulator.namespaces.append({"metadata": {"name": "kube-system"}})  # not a user's
+    put(emulator, "v1/nodes", node("gpu-1", "16", "64Gi", gpus=2))
+    put(emulator, "v1/pods", pod("reeflab-d3adb33f-1", ALICE, "gpu-1", {"cpu": "4", "nvidia.com/gpu": "1"}))
+    put(emulator, "v1/pods", pod("job-1", BOB, "gpu-1", {"cpu": "2"}))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "kmock", "cluster": {"server": str(emulator.url).rstrip("/")}}],
+                "users": [{"name": "hub", "user": {"token": "hub-service-account"}}],
+                "contexts": [{"name": "hub", "context": {"cluster": "kmock", "user": "hub"}}],
+                "current-context": "hub",
+            }
+        )
+    )
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"ada-token": "ada", "ben-token": "ben"}))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "KUBERNETES_"))}
+    service = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reeflab.usage", "--kubernetes", f"--port={port}", "--base-url=/",
+        f"--state-dir={tmp_path / 'usage'}", f"--UsageApp.static_tokens_file={tokens}", "--UsageApp.admin_users=ada",
+        env={**env, "KUBECONFIG": str(kubeconfig)},
+    )  # fmt: skip
+    fetch = AsyncHTTPClient().fetch
+
+    async def get(path: str, token: str):
+        return await fetch(
+            f"http://127.0.0.1:{port}/{path}", headers={"Authorization": f"token {token}"}, raise_error=False
+        )
+
+    try:
+        for _ in range(200):  # the loop serves the emulator meanwhile
+            try:
+                answer = await get("status", "ada-token")
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            if answer.code != 599:
+                break
+            await asyncio.sleep(0.1)
+        assert answer.code == 200, answer.body
+        status = json.loads(answer.body)
+        assert [(u["user"], u["namespace"]) for u in status["users"]] == [("alice", ALICE), ("bob@sea.org", BOB)]
+        assert status["users"][0]["requested"] == {"cpu": 4.0, "memory_MB": 0, "gpu": 1}
+        assert [p["name"] for p in status["users"][1]["pods"]] == ["job-1"]
+        assert status["cluster"]["free"] == {"cpu": 10.0, "memory_MB": 64 * 2**30 // 10**6, "gpu": 1}
+        refused = await get("status", "ben-token")
+        assert refused.code == 403 and "Only hub admins" in json.loads(refused.body)["message"]
+        rows = await get("usage", "ada-token")
+        assert rows.code == 501 and "local mode only" in json.loads(rows.body)["message"]
+    finally:
+        service.terminate()
+        await asyncio.wait_for(service.wait(), 30)

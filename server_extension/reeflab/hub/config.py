@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 from .. import accounts
 from ..profiles import default_profiles_path
@@ -188,6 +189,8 @@ def configure_kubernetes(c) -> None:
     c.KubeSpawner.fs_gid = 100
     if _env("REEFLAB_MLFLOW_URL"):
         configure_tracking_cluster(c)
+    if _env("REEFLAB_USAGE_URL"):  # the admins' status from the cluster, where the operator gives it an address
+        configure_usage(c, kubernetes=True)
 
 
 def configure_local_login(c) -> None:
@@ -487,23 +490,24 @@ def configure_catalogue(c) -> None:
 USAGE_SERVICE = "reeflab-usage"
 
 
-def configure_usage(c) -> None:
+def configure_usage(c, kubernetes: bool = False) -> None:
     """The usage service (reeflab.usage) as the hub-managed service `reeflab-usage` on 127.0.0.1:$REEFLAB_USAGE_PORT
-    (default 8098): under the platform's account it samples each user's processes every $REEFLAB_USAGE_INTERVAL
-    seconds (60) and answers hub admins only (per-user usage over time, the platform's status)."""
-    port = int(_env("REEFLAB_USAGE_PORT", "8098"))
-    homes = Path(_env("REEFLAB_HOMES") or state_dir() / "homes")
-    command = [sys.executable, "-m", "reeflab.usage"]  # at /services/reeflab-usage/ through the proxy too
-    command += [
-        f"--state-dir={state_dir() / 'usage'}",
-        f"--homes={homes}",
-        f"--interval={_env('REEFLAB_USAGE_INTERVAL', '60')}",
-    ]
-    command.append(f"--engine-db={state_dir() / 'serverless' / 'engine.sqlite'}")
-    # its own token reads the hub's users and their servers; admins (and only they) get answers
+    (default 8098), under the platform's account, answering hub admins only. Locally it samples each user's
+    processes every $REEFLAB_USAGE_INTERVAL seconds (60): usage over time and the platform's status; in kubernetes
+    mode (the hub's ServiceAccount, hub-rbac.yaml) the status from the cluster: users' namespaces and free capacity."""
+    url = f"http://127.0.0.1:{_env('REEFLAB_USAGE_PORT', '8098')}"
+    command = [sys.executable, "-m", "reeflab.usage", f"--state-dir={state_dir() / 'usage'}"]
+    if kubernetes:  # in the hub's pod, reached by the proxy's at $REEFLAB_USAGE_URL (e.g. a port of the hub Service)
+        url = _env("REEFLAB_USAGE_URL")
+        command += ["--kubernetes", "--ip=0.0.0.0", f"--port={urlparse(url).port or 8098}"]
+    else:
+        homes = Path(_env("REEFLAB_HOMES") or state_dir() / "homes")
+        command += [f"--homes={homes}", f"--interval={_env('REEFLAB_USAGE_INTERVAL', '60')}"]
+        command.append(f"--engine-db={state_dir() / 'serverless' / 'engine.sqlite'}")
+    # at /services/reeflab-usage/ through the proxy too; its own token reads the hub's users and their servers
     add_service(
         c,
-        {"name": USAGE_SERVICE, "url": f"http://127.0.0.1:{port}", "command": command, "display": False},
+        {"name": USAGE_SERVICE, "url": url, "command": command, "display": False},
         scopes=["list:users", "read:users", "read:servers"],
     )
     # every user may reach it, so that a non-admin hears why not (403) rather than an unknown token

@@ -58,9 +58,11 @@ USER_RULES: list[Rule] = [
 INGRESS_RULE: Rule = {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["create", "delete"]}
 
 # What the hub does itself: KubeSpawner (pods, PVCs, events, Secrets and Services of internal SSL) in every
-# user namespace, the objects of `ensure`, the storage Secret, and deleting a deleted user's namespace.
+# user namespace, the objects of `ensure`, the storage Secret, and deleting a deleted user's namespace; and its
+# usage service (reeflab.usage --kubernetes, the hub's account): users' namespaces, their pods, the nodes.
 HUB_RULES: list[Rule] = [
-    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create", "delete", "get", "patch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create", "delete", "get", "list", "patch"]},
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]},  # the usage service: the cluster's capacity
     {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
     {
         "apiGroups": [""],

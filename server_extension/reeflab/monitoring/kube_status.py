@@ -113,3 +113,16 @@ async def user_namespace_status(backend: KubernetesClient) -> dict[str, Any]:
         return await namespace_status(await backend._api(), backend.namespace)
     except client.ApiException as err:
         return {"namespace": backend.namespace, "error": f"the cluster answered {err.status} {err.reason}"}
+
+
+async def platform_status(api: client.ApiClient) -> dict[str, Any]:
+    """For admins, with the hub's account: each user's namespace (what runs there, what it asked for) and the
+    cluster's free capacity."""
+    from ..hub.kubernetes_isolation import KIND, MANAGED_BY, OWNER
+
+    found = await client.CoreV1Api(api).list_namespace(label_selector=f"{MANAGED_BY}=reeflab,{KIND}=user")
+    users = []
+    for namespace in sorted(found.items, key=lambda n: n.metadata.name):
+        owner = (namespace.metadata.annotations or {}).get(OWNER)
+        users.append({"user": owner, **await namespace_status(api, namespace.metadata.name)})
+    return {"users": users, "cluster": await cluster_capacity(api)}

@@ -7,6 +7,9 @@ restarts). Hub admins only (others: 403), with `Authorization: token <hub token>
   peak memory of each user, in total and in `step` buckets;
 - GET status: what each user runs now (their deployments, jobs, pipelines, checks, and their server) and what
   this machine has free (CPUs, memory, GPUs).
+
+With --kubernetes (the hub's account in the cluster): GET status answers from the cluster (each user namespace's
+pods and requests, the nodes' free capacity); nothing is sampled, GET usage says so (501).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
-from traitlets import Float, Unicode, default
+from traitlets import Bool, Float, Set, Unicode, default
 
 from .._version import __version__
 from ..errors import BadRequest, Forbidden
@@ -53,8 +56,10 @@ class Hub:
 
 
 class Usage:
-    def __init__(self, store: UsageStore, sampler: Sampler, hub: Hub, interval: float):
+    def __init__(self, store: UsageStore, sampler: Sampler, hub: Hub, interval: float, kubernetes: bool = False):
         self.store, self.sampler, self.hub, self.interval = store, sampler, hub, interval
+        self.kubernetes = kubernetes
+        self._api: Any = None
 
     async def sample_once(self) -> None:
         names = [user["name"] for user in await self.hub.users()]
@@ -70,6 +75,13 @@ class Usage:
             await asyncio.sleep(self.interval)
 
     async def status(self) -> dict[str, Any]:
+        if self.kubernetes:
+            from ..kube import connect_api
+            from ..monitoring.kube_status import platform_status
+
+            if self._api is None:
+                self._api = await connect_api()
+            return await platform_status(self._api)
         users = []
         for user in await self.hub.users():
             runs = await asyncio.to_thread(active_runs, self.sampler.home(user["name"]))
@@ -106,6 +118,10 @@ class UsageHandler(ServiceHandler):
 
 class UsageRowsHandler(UsageHandler):
     async def get(self) -> None:
+        if self.usage.kubernetes:
+            message = "Usage over time is sampled in local mode only; in kubernetes mode read the cluster's metrics."
+            self.reply(501, {"message": message})
+            return
         since = self.seconds("since", 86400, 1, MAX_SINCE)
         step = self.seconds("step", HOUR, HOUR, MAX_SINCE)
         if step % HOUR:
@@ -131,12 +147,15 @@ class UsageApp(HubServiceApp):
     aliases = {"ip": "UsageApp.ip", "port": "UsageApp.port", "base-url": "UsageApp.base_url"}
     aliases |= {"state-dir": "UsageApp.state_dir", "interval": "UsageApp.interval"}
     aliases |= {"homes": "UsageApp.homes_dir", "engine-db": "UsageApp.engine_db"}
+    flags = {"kubernetes": ({"UsageApp": {"kubernetes": True}}, "Status from the cluster; no sampling")}
 
     state_dir = Unicode(config=True, help="Folder of usage.sqlite (kept private to this service)")
     interval = Float(60, config=True, help="Seconds between samples")
     homes_dir = Unicode("", config=True, help="Users' homes (<homes>/<user>): their deployments' request counts")
     engine_db = Unicode("", config=True, help="The serverless engine's engine.sqlite: its services' calls")
+    kubernetes = Bool(False, config=True, help="Status from the cluster (the hub's account); no sampling")
     static_tokens_file = Unicode("", config=True, help="Tests/development only: JSON file {token: user name}")
+    admin_users = Set(Unicode(), config=True, help="Users of the static tokens who are admins (tests/development)")
 
     @default("state_dir")
     def _default_state_dir(self) -> str:
@@ -151,11 +170,11 @@ class UsageApp(HubServiceApp):
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(state, 0o700)  # other users' usage: read through the API by admins only
         static = json.loads(Path(self.static_tokens_file).read_text()) if self.static_tokens_file else {}
-        callers = Callers(self.hub_auth(), static, frozenset())
+        callers = Callers(self.hub_auth(), static, frozenset(self.admin_users))
         sampler = Sampler(
             Path(self.homes_dir) if self.homes_dir else None, Path(self.engine_db) if self.engine_db else None
         )
-        usage = Usage(UsageStore(state / "usage.sqlite"), sampler, Hub(), self.interval)
+        usage = Usage(UsageStore(state / "usage.sqlite"), sampler, Hub(), self.interval, self.kubernetes)
         server = HTTPServer(web.Application(routes(self.base_url, usage=usage, callers=callers), xsrf_cookies=False))
         server.listen(self.port, self.ip)
         log.info(
@@ -166,7 +185,7 @@ class UsageApp(HubServiceApp):
             self.interval,
             state,
         )
-        sampling = asyncio.create_task(usage.run())
+        sampling = asyncio.create_task(usage.run() if not self.kubernetes else asyncio.Event().wait())
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -177,6 +196,8 @@ class UsageApp(HubServiceApp):
         with contextlib.suppress(asyncio.CancelledError):
             await sampling
         usage.store.close()
+        if usage._api is not None:
+            await usage._api.close()
 
 
 def main() -> None:
