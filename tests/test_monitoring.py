@@ -152,6 +152,9 @@ def test_drift_settings_are_checked_and_say_what_to_fix(deployment):
         ({"enabled": True, "reference": "x", "colour": 1}, "colour"),
         ({"enabled": True, "reference": "x", "webhook": "file:///etc/passwd"}, "http:// or https:// URL"),
         ({"enabled": True, "reference": "x", "webhook": "https://"}, "with a host"),
+        ({"enabled": True, "reference": "x", "module_samples": True}, "not both"),
+        # the fish detector ships 6 sample images: too few for a reference, and the answer says so
+        ({"enabled": True, "module_samples": True}, "'fish-detector' ships 6 images in its samples folder"),
     ):
         with pytest.raises(ReefLabClientError) as err:
             deployment.monitor_drift(**body)

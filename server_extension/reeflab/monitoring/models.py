@@ -19,6 +19,11 @@ class DriftRequest(BaseModel):
         description="A folder of your files (relative to your Jupyter root) with at least 20 images that look like "
         "what the model was trained on, e.g. 'data/reference'",
     )
+    module_samples: bool = Field(
+        False,
+        description="Compare with the images the deployed module ships (its samples folder, at least 20) instead "
+        "of a folder of yours",
+    )
     window: int = Field(50, ge=10, le=1000, description="Recent inputs each evaluation compares with the reference")
     every: int | None = Field(
         None, ge=1, le=1000, description="Evaluate after this many new inputs; default: the window size"
@@ -43,6 +48,8 @@ class DriftRequest(BaseModel):
 
     @model_validator(mode="after")
     def _reference_when_enabled(self) -> DriftRequest:
-        if self.enabled and not self.reference:
-            raise ValueError("name a 'reference' folder of images to compare the inputs with")
+        if self.enabled and self.reference and self.module_samples:
+            raise ValueError("give either a 'reference' folder or 'module_samples', not both")
+        if self.enabled and not (self.reference or self.module_samples):
+            raise ValueError("name a 'reference' folder of images to compare the inputs with (or 'module_samples')")
         return self

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import sqlite3
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -25,6 +27,7 @@ from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..errors import BadRequest, ReefLabError
+from ..modules.contract import ENTRY_POINT_GROUP
 from .drift import MIN_REFERENCE, DriftDetector
 from .features import image_features
 from .models import DriftRequest
@@ -137,13 +140,17 @@ class MonitoringService(LoggingConfigurable):
             settings = request.model_dump()
             settings["every"] = request.every or request.window
             if request.enabled:
-                folder = self._reference_folder(request.reference)
+                if request.module_samples:
+                    deployment = self.deployments.get(owner, deployment_id)
+                    folder, source = _module_samples(deployment.module, deployment.entry_point), "its module's samples"
+                else:
+                    folder, source = self._reference_folder(request.reference), f"'{request.reference}'"
                 reference = await asyncio.to_thread(_reference_features, folder)
                 detector = await asyncio.to_thread(DriftDetector, reference, request.permutations)
                 store.set_config("reference", reference)
                 self._detectors[key] = detector
                 settings["reference_images"] = len(reference)
-                message = f"drift monitoring on: {len(reference)} reference images from '{request.reference}'"
+                message = f"drift monitoring on: {len(reference)} reference images from {source}"
             else:
                 self._detectors.pop(key, None)
                 message = "drift monitoring off"
@@ -270,8 +277,30 @@ class MonitoringService(LoggingConfigurable):
             return None
 
 
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _module_samples(module: str, entry_point: str) -> Path:
+    """The samples folder the deployed module ships beside its code (where its DEEPaaS entry point's module lives),
+    if it holds enough images for a reference; else a 400 saying how many it has and how many are needed."""
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == entry_point]
+    spec = importlib.util.find_spec(found[0].module) if found else None
+    origin = Path(spec.origin).parent if spec and spec.origin else None
+    places = (origin, origin.parent) if origin else ()
+    folder = next((d / "samples" for d in places if (d / "samples").is_dir()), None)
+    count = len(_images(folder)) if folder else 0
+    if count < MIN_REFERENCE:
+        raise BadRequest(
+            f"module_samples: the module '{module}' ships {count} images"
+            f"{' in its samples folder' if folder else ''}; a reference needs at least {MIN_REFERENCE}: "
+            "name a folder of yours with 'reference' instead"
+        )
+    return folder
+
+
 def _reference_features(folder: Path) -> np.ndarray:
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())[:MAX_REFERENCE]
+    paths = _images(folder)[:MAX_REFERENCE]
     features = [f for f in (image_features(p.read_bytes()) for p in paths) if f is not None]
     if len(features) < MIN_REFERENCE:
         raise BadRequest(
