@@ -12,8 +12,11 @@
 3. False alarms: a pool of in-distribution scenes' features (generated from other random streams than the
    reference); WINDOWS windows of 50 drawn from it at random, each tested at alpha 0.01: the share that alarms
    (expected about alpha). And the share of shifted windows (colour cast, blur) that alarm (power).
+4. The usage service's sample (reeflab.usage): one pass over this machine's processes (CPU times, memory, whose
+   each is), timed; its share of the 60 s between samples.
 
     .venv/bin/python bench/monitoring.py [--module fish-detector] [-n 200] [--windows 1000] [--pool 1000]
+    .venv/bin/python bench/monitoring.py --usage-only
 """
 
 from __future__ import annotations
@@ -214,6 +217,25 @@ def drift_costs(pool_size: int, windows: int) -> None:
         print(f"detected: {np.mean(hits):.2f} of 100 windows of {WINDOW} '{shift}' scenes")
 
 
+def usage_sample_cost(rounds: int = 20) -> None:
+    import psutil
+    from reeflab.usage.sampler import Sampler
+
+    sampler = Sampler(homes=None, engine_db=None)
+    processes = len(psutil.pids())
+    sampler.sample(["bench-user"])  # the baseline
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        sampler.sample(["bench-user", "bench-other"])
+        times.append(time.perf_counter() - start)
+    p50 = statistics.median(times)
+    print(
+        f"usage sample over {processes} processes: p50 {p50 * 1000:.1f} ms, max {max(times) * 1000:.1f} ms; "
+        f"{p50 / 60 * 100:.3f} % of the 60 s interval"
+    )
+
+
 def _ok(session: requests.Session, url: str) -> bool:
     try:
         return session.get(url, timeout=2).ok
@@ -228,11 +250,16 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=1000, help="in-distribution windows for the false-alarm rate")
     parser.add_argument("--pool", type=int, default=1000, help="in-distribution scenes the windows are drawn from")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--usage-only", action="store_true", help="only the usage service's sample (4.)")
     args = parser.parse_args()
+    if args.usage_only:
+        usage_sample_cost()
+        return
     if not args.skip_latency:
         latency(args.module, args.n)
     route_costs()
     drift_costs(args.pool, args.windows)
+    usage_sample_cost()
 
 
 if __name__ == "__main__":
