@@ -64,7 +64,8 @@ def origin_of(url: str) -> str:
 
 
 def test_the_labelling_page_and_its_files_load_through_the_hub(uma, ui, project, hub):
-    page = uma.session.get(ui + f"projects/{project.id}/data", timeout=300)  # her Label Studio may still start
+    assert project.page_url == ui + f"projects/{project.id}/data?labeling=1"  # what the panel opens
+    page = uma.session.get(project.page_url, timeout=300)  # her Label Studio may still start
     assert page.status_code == 200 and "text/html" in page.headers["Content-Type"], page.text[:500]
     html = page.text
     prefix = urlparse(ui).path.rstrip("/")  # /user/uma/reeflab/annotation/ui

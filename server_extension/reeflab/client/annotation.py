@@ -32,6 +32,12 @@ class Project(Resource):
         info = self.info
         return f"<Project {info['id']} '{info['title']}': {info['labelled']}/{info['total']} labelled>"
 
+    @property
+    def page_url(self) -> str:
+        """Its labelling page in your Label Studio, through your server (open it in the browser where you are
+        logged in to the hub: your server logs you in to Label Studio)."""
+        return f"{self.connection.url}reeflab/annotation/ui/projects/{self.id}/data?labeling=1"
+
     def refresh(self) -> Project:
         self.info = self.connection.request("GET", *self.collection, str(self.id), timeout=SLOW)
         return self
