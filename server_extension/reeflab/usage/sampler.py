@@ -102,8 +102,10 @@ class Sampler:
         return {key: count for key, count in counts.items() if count}
 
     def home(self, user: str) -> Path | None:
-        home = self.homes / user if self.homes is not None else None
-        return home if home is not None and home.is_dir() else None
+        if self.homes is None or "/" in user or user in ("", ".", ".."):  # <homes>/<name>, never beside it
+            return None
+        home = self.homes / user
+        return home if home.is_dir() else None
 
     def _deployment_stores(self, user: str) -> list[Path]:
         home = self.home(user)
