@@ -1,23 +1,33 @@
 """Label Studio's labelling page opened from the panel: "Open in Label Studio" on a project opens, in a new tab,
 the user's own Label Studio through their server (no Label Studio login), with the task's image and the
-project's label buttons; a box drawn and submitted there is counted in the panel. Light and dark."""
+project's label buttons; a box drawn and submitted there is counted in the panel. Light and dark; then the
+same on the real hub, as a user who logged in there."""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from playwright.sync_api import expect
+from reeflab.client import Connection, annotation
 from reeflab.modules.fish_detector.synth import generate_samples
+from reeflab.testing.hub import HubProcess
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = pytest.mark.timeout(480)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 SCENES = 2
 SLOW_MS = 150_000  # Label Studio's first start, on 2 shared cores
 # Label Studio's own theme follows the panel's (its page keeps the choice in localStorage)
 STUDIO_THEME = "localStorage.setItem('preferred-color-scheme', '{}')"
+HUB_USER = "lena"
+PASSWORD = "c0ral-Reef-77"
+SPAWN_MS = 90_000
 
 
 @pytest.fixture
@@ -94,3 +104,60 @@ def test_open_in_label_studio_labels_an_image_through_the_server(lab_page, lab, 
 
     # dark: the panel counts the submitted box, and the page opens again as it did
     open_labelling_page(lab_page, lab, project, "dark", f"1 of {SCENES} labelled").close()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory) -> Iterator[HubProcess]:
+    """The real hub with one user, whose server runs and who has a project over two scenes of her files."""
+    with HubProcess(tmp_path_factory.mktemp("hub")) as hub:
+        assert hub.api("POST", f"users/{HUB_USER}").status_code == 201
+        user = Connection(hub.spawn(HUB_USER), hub.user_token(HUB_USER), timeout=300)
+        local = tmp_path_factory.mktemp("scenes")
+        generate_samples(local, n=SCENES, seed=13)
+        user.session.put(user.url + "api/contents/scenes", json={"type": "directory"}, timeout=30)
+        for image in sorted(local.glob("*.jpg")):
+            body = {"type": "file", "format": "base64", "content": base64.b64encode(image.read_bytes()).decode()}
+            user.session.put(user.url + f"api/contents/scenes/{image.name}", json=body, timeout=30)
+        hub.project = annotation.create("Hub reef", "scenes", labels=["fish", "coral"], connection=user)
+        hub.user = user
+        yield hub
+        hub.project.delete()
+        hub.api("DELETE", f"users/{HUB_USER}/server")
+
+
+def test_open_in_label_studio_through_the_hub(hub_page, hub):
+    """Logged in at the hub (no other password), the panel's link opens the page under /user/<name>/."""
+    browser = hub_page.page
+    browser.goto(hub.url)
+    expect(browser).to_have_url(re.compile(r"/hub/login"))
+    browser.get_by_label("Username").fill(HUB_USER)
+    browser.get_by_label("Password").fill(PASSWORD)  # an added user's first login sets it
+    browser.get_by_role("button", name="Sign in").click()
+    browser.wait_for_url(re.compile(r"/hub/|/user/"))
+    for theme in ("light", "dark"):
+        settings = hub.user.url + "lab/api/settings/@jupyterlab/apputils-extension:themes"
+        chosen = {"theme": "JupyterLab Light" if theme == "light" else "JupyterLab Dark"}
+        hub.user.session.put(settings, json={"raw": json.dumps(chosen)}, timeout=30).raise_for_status()
+        browser.context.add_init_script(STUDIO_THEME.format(theme.capitalize()))
+        browser.goto(hub.user.url + "lab?reset")  # (reset: the panel is closed, as open_panel expects)
+        browser.locator(f'body[data-jp-theme-name="{chosen["theme"]}"]').wait_for(state="attached", timeout=SPAWN_MS)
+        browser.locator("#jp-main-dock-panel .jp-Launcher").wait_for(timeout=SPAWN_MS)
+        hub_page.open_panel()
+        section = hub_page.panel.get_by_role("region", name="Annotation", exact=True)
+        section.get_by_role("button", name="Annotation", exact=True).click()
+        row = section.get_by_role("listitem", name="Hub reef")
+        link = row.get_by_role("link", name="Open Hub reef in Label Studio")
+        row.scroll_into_view_if_needed()
+        hub_page.screenshot(f"hub-{theme}")
+        with browser.context.expect_page() as opened:
+            link.click()
+        studio = opened.value
+        expected = f"{hub.url}user/{HUB_USER}/reeflab/annotation/ui/projects/{hub.project.id}/data"
+        assert studio.url.startswith(expected), studio.url
+        expect(studio.get_by_role("button", name="Submit current annotation")).to_be_visible(timeout=SLOW_MS)
+        expect(studio.get_by_text("fish", exact=True)).to_be_visible()
+        expect(studio.get_by_text("coral", exact=True)).to_be_visible()
+        studio.wait_for_function("() => [...document.images].some(i => i.complete && i.naturalWidth > 100)")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        studio.screenshot(path=ARTIFACTS / f"{hub_page.name}-label-studio-{theme}.png", animations="disabled")
+        studio.close()
