@@ -108,6 +108,11 @@ class LabelStudio:
             "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",  # images are read in place from the workspace
             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root),
             "DISABLE_SIGNUP_WITHOUT_LINK": "true",  # no second account can join this instance
+            # its one account, in the environment (only this account reads /proc/<pid>/environ), never in the
+            # arguments: every account on the machine sees those (`ps`)
+            "LABEL_STUDIO_USERNAME": login["username"],
+            "LABEL_STUDIO_PASSWORD": login["password"],
+            "LABEL_STUDIO_USER_TOKEN": login["token"],
             **({"LABEL_STUDIO_HOST": PROXY_ORIGIN + unquote(self.prefix).rstrip("/")} if self.prefix else {}),
             # projects over the user's own S3 connections, whose endpoints may be private (the platform bucket's
             # in-cluster address, 127.0.0.1): only this user's instance reaches them, with this user's keys
@@ -128,12 +133,6 @@ class LabelStudio:
             "127.0.0.1",
             "--port",
             str(port),
-            "--username",
-            login["username"],
-            "--password",
-            login["password"],
-            "--user-token",
-            login["token"],
             "--enable-legacy-api-token",
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
