@@ -142,6 +142,7 @@ def test_open_in_label_studio_through_the_hub(hub_page, hub):
         browser.goto(hub.user.url + "lab?reset")  # (reset: the panel is closed, as open_panel expects)
         browser.locator(f'body[data-jp-theme-name="{chosen["theme"]}"]').wait_for(state="attached", timeout=SPAWN_MS)
         browser.locator("#jp-main-dock-panel .jp-Launcher").wait_for(timeout=SPAWN_MS)
+        browser.locator('.jp-SideBar.jp-mod-left [data-id="reeflab-panel"]').wait_for(timeout=SPAWN_MS)
         hub_page.open_panel()
         section = hub_page.panel.get_by_role("region", name="Annotation", exact=True)
         section.get_by_role("button", name="Annotation", exact=True).click()
