@@ -71,6 +71,10 @@ def test_kubernetes_mode_gives_admins_the_clusters_status_where_the_usage_servic
     assert service["command"][-3:] == ["--kubernetes", "--ip=0.0.0.0", "--port=8098"]
     role = next(r for r in c.JupyterHub.load_roles if r["name"] == "reeflab-usage")
     assert role["scopes"] == ["list:users", "read:users", "read:servers"]
+    # users' servers reach it (the panel's Platform section) with their own token, at its prefix
+    assert c.Spawner.environment["REEFLAB_USAGE_SERVICE_URL"] == "http://hub:8098/services/reeflab-usage/"
+    server = next(r for r in c.JupyterHub.load_roles if r["name"] == "server")
+    assert "access:services!service=reeflab-usage" in server["scopes"]
 
 
 OIDC = {

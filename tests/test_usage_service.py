@@ -10,12 +10,13 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from reeflab.client import Connection, deploy
+from reeflab.client import Connection, ReefLabClientError, deploy, monitoring
 from reeflab.modules.fish_detector import model as fish
 from reeflab.testing.hub import HubProcess, run_in_kernel
 from reeflab.testing.process import wait_until
 
 ADMIN, USERS = "usage-ada", ("usage-ben", "usage-cyd")
+PANEL_ADMIN, PANEL_USER = "usage-eve", "usage-fay"  # the admins' view through their servers (the last test)
 BUSY_S = 3  # CPU seconds each user's kernel burns
 PREDICTIONS = 3  # usage-ben's requests to his deployment
 IMAGE = Path(fish.model_path()).parents[1] / "samples" / "fish_04.jpg"
@@ -24,7 +25,10 @@ BURN = f"import time\nt = time.process_time()\nwhile time.process_time() - t < {
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    env = {"REEFLAB_USAGE_INTERVAL": "1", "REEFLAB_ADMINS": ADMIN}  # the hub makes its admins at start
+    env = {
+        "REEFLAB_USAGE_INTERVAL": "1",
+        "REEFLAB_ADMINS": f"{ADMIN},{PANEL_ADMIN}",
+    }  # the hub makes its admins at start
     with HubProcess(tmp_path_factory.mktemp("hub"), env=env) as hub:
         for name in USERS:
             hub.api("POST", f"users/{name}").raise_for_status()
@@ -118,3 +122,48 @@ def test_the_rows_survive_a_restart_of_the_service(hub):
     for name in USERS:  # what was counted is kept, and counting goes on from there (never lower)
         assert after[name]["cpu_hours"] >= before[name]["cpu_hours"]
     assert after[USERS[0]]["requests"] == PREDICTIONS  # though the deployment that counted them is gone
+
+
+def test_the_admins_platform_view_through_their_server(hub):
+    """The panel's Platform section asks its user's server (GET /reeflab/api/platform/...), which asks the usage
+    service with the server's own token: an admin's server answers the platform's status and usage, a user's
+    server passes on the service's refusal."""
+    admin, user = PANEL_ADMIN, PANEL_USER  # an admin the hub made at its start, and a user
+    hub.api("POST", f"users/{user}").raise_for_status()
+    try:
+        urls = {name: hub.spawn(name) for name in (admin, user)}
+        connection = Connection(urls[admin], hub.user_token(admin))
+        status = monitoring.platform_status(connection)
+        by_name = {entry["user"]: entry for entry in status["users"]}
+        assert by_name[admin]["admin"] is True and by_name[user]["admin"] is False
+        for name in (admin, user):  # both servers, as the hub knows them
+            assert by_name[name]["servers"]["default"]["ready"] is True
+        assert status["machine"]["cpu"]["count"] == psutil.cpu_count()
+        assert 0 < status["machine"]["memory_MB"]["available"] <= status["machine"]["memory_MB"]["total"]
+
+        # usage over the last two hours: what the service itself answers an admin, hour by hour
+        mine = monitoring.platform_usage(since=7200, step=3600, connection=connection)
+        assert mine["step_s"] == 3600
+        direct = usage(hub, hub.user_token(admin), "?since=7200&step=3600").json()
+        assert set(mine["users"]) == set(direct["users"]) and mine["since"] == direct["since"]
+        for name, row in mine["users"].items():  # sampled again in between: never lower
+            assert row["cpu_hours"] <= direct["users"][name]["cpu_hours"] + 1e-9
+            assert all(bucket["start"] >= mine["since"] for bucket in row["buckets"])
+
+        # bad input: a clear 400 saying what to fix (this server's check, then the service's)
+        with pytest.raises(ReefLabClientError) as bad:
+            connection.get("platform", "usage", since="yesterday")
+        assert bad.value.status == 400 and "'since' must be a whole number" in str(bad.value)
+        with pytest.raises(ReefLabClientError) as bad:
+            monitoring.platform_usage(since=86400, step=5400, connection=connection)
+        assert bad.value.status == 400 and "multiple of 3600" in str(bad.value)
+
+        # a user's server: the service's refusal, in its words, on both routes
+        theirs = Connection(urls[user], hub.user_token(user))
+        for call in (monitoring.platform_status, monitoring.platform_usage):
+            with pytest.raises(ReefLabClientError) as refused:
+                call(connection=theirs)
+            assert refused.value.status == 403 and "Only hub admins" in str(refused.value)
+    finally:
+        for name in (admin, user):
+            hub.api("DELETE", f"users/{name}/server")

@@ -52,7 +52,14 @@ from .handlers.federated import (
     TokensHandler,
 )
 from .handlers.jobs import CancelHandler, JobHandler, JobLogHandler, JobsHandler, OutputHandler
-from .handlers.monitoring import DeploymentMetricsHandler, DriftHandler, PrometheusHandler, StatusHandler
+from .handlers.monitoring import (
+    DeploymentMetricsHandler,
+    DriftHandler,
+    PlatformStatusHandler,
+    PlatformUsageHandler,
+    PrometheusHandler,
+    StatusHandler,
+)
 from .handlers.pipelines import PipelineCancelHandler, PipelineLogHandler, PipelineRunHandler, PipelinesHandler
 from .handlers.serverless import BatchesHandler, BatchHandler, OscarProxyHandler, ServicesFromModulesHandler
 from .handlers.storage import (
@@ -79,6 +86,7 @@ from .handlers.training import (
 )
 from .identity import HubIdentity
 from .jobs.service import JobService
+from .monitoring.platform import PlatformUsage
 from .monitoring.service import MonitoringService
 from .pipelines.service import PipelineService
 from .profiles import ProfileStore, default_profiles_path
@@ -165,6 +173,7 @@ class ReefLabApp(ExtensionApp):
             monitoring=MonitoringService(
                 parent=self, deployments=deployments, workspace=self.serverapp.root_dir, tracking=tracking
             ),
+            platform=PlatformUsage(parent=self),  # the admins' view: the usage service's answers
         )
         # the user's Label Studio makes its links under the route that serves its pages (LabelStudioProxyHandler)
         self.settings["reeflab"].annotation.server.prefix = url_path_join(self.serverapp.base_url, UI)
@@ -216,6 +225,8 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/deployments/{DEPLOYMENT_ID}/drift", DriftHandler),
                 (r"/reeflab/api/metrics", PrometheusHandler),
                 (r"/reeflab/api/status", StatusHandler),
+                (r"/reeflab/api/platform/status", PlatformStatusHandler),
+                (r"/reeflab/api/platform/usage", PlatformUsageHandler),
                 (rf"/reeflab/deployments/{DEPLOYMENT_ID}/?(?P<path>.*)", DeploymentProxyHandler),
                 (r"/reeflab/api/jobs", JobsHandler),
                 (rf"/reeflab/api/jobs/{JOB_ID}", JobHandler),

@@ -11,6 +11,7 @@ from .deployments.service import DeploymentService
 from .examples import ExamplesService
 from .identity import HubIdentity
 from .jobs.service import JobService
+from .monitoring.platform import PlatformUsage
 from .monitoring.service import MonitoringService
 from .pipelines.service import PipelineService
 from .profiles import ProfileStore
@@ -41,6 +42,7 @@ class Services:
     checks: ModuleCheckService
     annotation: AnnotationService
     monitoring: MonitoringService
+    platform: PlatformUsage
 
     @property
     def runs(self) -> tuple[RunService, ...]:

@@ -14,6 +14,18 @@ def status(connection: Connection | None = None) -> dict[str, Any]:
     return (connection or default_connection()).get("status")
 
 
+def platform_status(connection: Connection | None = None) -> dict[str, Any]:
+    """Hub admins: what each user runs (`users`: running, servers) and the platform's free capacity (`machine`, or
+    `cluster` in kubernetes mode), from the usage service; others get a ReefLabClientError (403)."""
+    return (connection or default_connection()).get("platform", "status")
+
+
+def platform_usage(since: int = 86400, step: int = 3600, connection: Connection | None = None) -> dict[str, Any]:
+    """Hub admins: each user's CPU-hours, GPU-hours, requests and peak memory over the last `since` seconds, in
+    total and in `step` second buckets (a whole number of hours): `{"users": {name: {..., "buckets": [...]}}}`."""
+    return (connection or default_connection()).get("platform", "usage", since=since, step=step)
+
+
 def prometheus_text(connection: Connection | None = None) -> str:
     """Your deployments' metrics in Prometheus' text format (what an operator's Prometheus scrapes)."""
     connection = connection or default_connection()

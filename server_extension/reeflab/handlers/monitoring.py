@@ -67,3 +67,25 @@ class StatusHandler(ReefLabHandler):
         else:  # local mode: the machine your server runs on
             status["machine"] = await self.run_blocking(machine_status)
         self.write_json(status)
+
+
+class PlatformStatusHandler(ReefLabHandler):
+    """GET /reeflab/api/platform/status, for hub admins: what each user runs, their servers, and the platform's
+    free CPU, memory and GPUs, as the usage service answers this server's token (others: its 403)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json(await self.services.platform.status())
+
+
+class PlatformUsageHandler(ReefLabHandler):
+    """GET /reeflab/api/platform/usage?since=<seconds, 86400>&step=<seconds, 3600>, for hub admins: each user's
+    CPU-hours, GPU-hours, requests and peak memory, in total and per step, from the usage service."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        since = self.int_argument("since", 86400, 3600, 366 * 86400)
+        step = self.int_argument("step", 3600, 3600, 366 * 86400)
+        self.write_json(await self.services.platform.usage(since, step))

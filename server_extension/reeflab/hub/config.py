@@ -512,6 +512,12 @@ def configure_usage(c, kubernetes: bool = False) -> None:
     )
     # every user may reach it, so that a non-admin hears why not (403) rather than an unknown token
     _grant_scopes(c, "user", ["self"], [f"access:services!service={USAGE_SERVICE}"])
+    # users' servers ask it with their own token for the panel's Platform section (the service answers admins only)
+    _grant_scopes(
+        c, "server", ["users:activity!user", "access:servers!server"], [f"access:services!service={USAGE_SERVICE}"]
+    )
+    service_url = f"{url.rstrip('/')}/services/{USAGE_SERVICE}/"
+    c.Spawner.environment = {**c.Spawner.environment, "REEFLAB_USAGE_SERVICE_URL": service_url}
 
 
 def configure_oscar_cluster(c) -> None:
