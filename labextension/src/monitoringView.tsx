@@ -13,32 +13,47 @@ export function ms(seconds: number | null): string {
   return seconds === null ? '–' : `${(seconds * 1000).toFixed(seconds < 0.01 ? 1 : 0)} ms`;
 }
 
-/** Requests per bucket as bars (errors in the failure colour, stacked at the bottom). */
-export function RequestsPlot(props: { metrics: Pick<Monitoring.IMetrics, 'window'> }): JSX.Element {
-  const { since_s: since, step_s: step, buckets } = props.metrics.window;
+/** One bar of a BarsPlot: `value` high, its `part` (errors) in the failure colour at the bottom; `data` becomes
+ * data-<key> attributes (what tests and browser checks read). */
+export interface IBar {
+  start: number;
+  value: number;
+  part?: number;
+  title: string;
+  data?: Record<string, number>;
+}
+
+/** Bars over time: a slot of `step` seconds for each bucket from `start` (default: `since` seconds ago) on. */
+export function BarsPlot(props: {
+  since: number;
+  step: number;
+  bars: IBar[];
+  label: string;
+  start?: number;
+}): JSX.Element {
+  const { since, step, bars } = props;
   const slots = Math.max(1, Math.ceil(since / step));
-  const start = Date.now() / 1000 - since;
-  const most = Math.max(1, ...buckets.map(b => b.requests));
+  const start = props.start ?? Date.now() / 1000 - since;
+  const most = Math.max(Number.MIN_VALUE, ...bars.map(b => b.value));
   const width = WIDTH / slots;
   return (
     <svg
       className="jp-ReefLab-plot"
       role="img"
-      aria-label={`Requests per ${step} s over the last ${Math.round(since / 60)} minutes`}
+      aria-label={props.label}
       viewBox={`0 0 ${WIDTH} ${HEIGHT}`}
       width="100%"
       height={HEIGHT}
       preserveAspectRatio="none"
     >
-      {buckets.map(b => {
+      {bars.map(b => {
         const x = Math.min(slots - 1, Math.max(0, Math.floor((b.start - start) / step))) * width;
-        const h = (b.requests / most) * HEIGHT;
-        const e = (b.errors / most) * HEIGHT;
+        const h = (b.value / most) * HEIGHT;
+        const e = ((b.part ?? 0) / most) * HEIGHT;
+        const data = Object.fromEntries(Object.entries(b.data ?? {}).map(([k, v]) => [`data-${k}`, v]));
         return (
-          <g key={b.start} data-requests={b.requests} data-errors={b.errors}>
-            <title>
-              {b.requests} requests, {b.errors} errors, p95 {ms(b.latency_s.p95)}
-            </title>
+          <g key={b.start} {...data}>
+            <title>{b.title}</title>
             <rect className="jp-ReefLab-plotOk" x={x} y={HEIGHT - h} width={Math.max(1, width - 1)} height={h - e} />
             {e > 0 && (
               <rect className="jp-ReefLab-plotError" x={x} y={HEIGHT - e} width={Math.max(1, width - 1)} height={e} />
@@ -48,6 +63,20 @@ export function RequestsPlot(props: { metrics: Pick<Monitoring.IMetrics, 'window
       })}
     </svg>
   );
+}
+
+/** Requests per bucket as bars (errors in the failure colour, stacked at the bottom). */
+export function RequestsPlot(props: { metrics: Pick<Monitoring.IMetrics, 'window'> }): JSX.Element {
+  const { since_s: since, step_s: step, buckets } = props.metrics.window;
+  const bars = buckets.map(b => ({
+    start: b.start,
+    value: b.requests,
+    part: b.errors,
+    title: `${b.requests} requests, ${b.errors} errors, p95 ${ms(b.latency_s.p95)}`,
+    data: { requests: b.requests, errors: b.errors }
+  }));
+  const label = `Requests per ${step} s over the last ${Math.round(since / 60)} minutes`;
+  return <BarsPlot since={since} step={step} bars={bars} label={label} />;
 }
 
 /** The p-value of each drift evaluation (log scale), with the alert threshold as a line. */

@@ -14,7 +14,9 @@ import { summarize } from './deploymentsState';
 import { JobsView } from './jobs';
 import type { IOpener } from './mainArea';
 import { Marketplace } from './marketplace';
+import { platformApi } from './api/platform';
 import { ErrorNotice, Loading } from './notice';
+import { PlatformSection } from './platform';
 import { Section } from './section';
 import { ServerlessView } from './serverless';
 import { StorageView } from './storage';
@@ -195,6 +197,7 @@ export function ReefLabPanelView(props: IPanelViewProps): JSX.Element {
       >
         <AnnotationView api={annotationApi} visible={polling && annotationOpen} refreshKey={refresh.annotation} />
       </Section>
+      <PlatformSection api={platformApi} visible={polling} />
       <AccountSection />
     </div>
   );
