@@ -153,16 +153,35 @@ def test_preannotation_labelling_and_yolo_export(alice, studio, scenes, hub):
     assert again.value.status == 409 and "not empty" in again.value.message
 
 
-def test_train_on_the_project_runs_the_retraining_pipeline_on_its_labels(alice, studio, hub):
+def test_train_on_the_project_registers_a_new_version_with_its_lineage(alice, studio, scenes, hub):
     """After the labelling above (3 images): the retraining pipeline starts from the fish detector's weights on a
-    fresh YOLO export of them, and its train node trains on exactly that dataset."""
-    project, _ = studio
+    fresh YOLO export of them, its train node trains on exactly that dataset, and past the quality gate a new
+    version is in the marketplace with the project, its new images and the metrics before and after."""
+    project, ls = studio
     assert project.refresh().info["module"] == "fish-detector"  # the module that pre-annotated it
-    run = project.train(epochs=1)
+    # the annotator puts the box moved above where the fish is (it may be held out to evaluate the weights)
+    tasks = ls.get(ls.base + "/api/tasks", params={"project": project.id, "page_size": 100}, timeout=30).json()["tasks"]
+    for task in tasks:
+        for made in ls.get(ls.base + f"/api/tasks/{task['id']}/annotations", timeout=30).json():
+            moved = [r for r in made["result"] if (r["value"]["x"], r["value"]["y"]) == (10.0, 20.0)]
+            if moved:
+                others = [pixels(r) for r in made["result"] if r not in moved]
+                truth = scenes[task["data"]["file"].split("/")[-1]]["boxes"]
+                x1, y1, x2, y2 = min(truth, key=lambda box: max((iou(box, o) for o in others), default=0.0))
+                w, h = moved[0]["original_width"], moved[0]["original_height"]
+                moved[0]["value"].update(
+                    x=100 * x1 / w, y=100 * y1 / h, width=100 * (x2 - x1) / w, height=100 * (y2 - y1) / h
+                )
+                answer = ls.patch(
+                    ls.base + f"/api/annotations/{made['id']}", json={"result": made["result"]}, timeout=30
+                )
+                answer.raise_for_status()
+    run = project.train(epochs=1, min_map50=0.3)
     try:
         info, params = run.info, run.info["parameters"]
         assert info["pipeline"] == "notebooks/retrain.pipeline" and "3 labelled images" in info["title"]
         assert (params["ANNOTATION_PROJECT"], params["LABELLED_IMAGES"]) == (str(project.id), "3")
+        assert (params["NEW_IMAGES"], params["MIN_MAP50"]) == ("3", "0.3")  # none was trained on before
         assert params["EPOCHS"] == "1"
         assert (params["BASE_MODULE"], params["MODEL_NAME"]) == ("fish-detector", "fish-detector-retrained")
         assert params["BASE_WEIGHTS"].endswith("fish-yolo.pt")  # continuing from its current weights
@@ -179,6 +198,25 @@ def test_train_on_the_project_runs_the_retraining_pipeline_on_its_labels(alice, 
         trained = json.loads(next(home.glob(f"notebooks/pipelines/work/{run.info['run_name']}/train.json")).read_text())
         assert trained["data"].endswith(dataset["data"]) and trained["epochs"] == 1
         assert trained["base"] == params["BASE_WEIGHTS"] and trained["training_data"] == params["TRAINING_DATA"]
+
+        deadline = time.monotonic() + 300
+        while run.info["state"] in ("pending", "running") and time.monotonic() < deadline:
+            time.sleep(2)
+            run.refresh()
+        assert run.info["state"] == "completed", (run.info, run.logs(node="register"))
+        models = {m["name"]: m for m in alice.get("training", "models")["models"]}
+        version = models["fish-detector-retrained"]["versions"][-1]
+        assert version["lineage"] == {
+            "base_weights": "fish-yolo.pt",
+            "epochs": 1,
+            "annotation_project": project.id,
+            "labelled_images": 3,
+            "new_images": 3,
+        }
+        assert {"map50", "map50_before", "recall", "recall_before"} <= set(version["metrics"])
+        assert "Reef survey" in version["training_data"]
+        card = alice.get("catalog", "modules", "fish-detector-retrained")  # in the marketplace
+        assert card["source"] == "registered" and version["version"] in card["versions"]
     finally:
         with contextlib.suppress(ReefLabClientError):  # ended already
             run.cancel()
@@ -263,21 +301,6 @@ def test_bad_inputs_say_what_to_fix(alice, studio):
         unlabelled.delete()
 
 
-def test_projects_outlive_a_restart_of_the_server(hub, alice, studio):
-    """Label Studio stops with the user's server; the next call starts it again on the same database."""
-    project, _ = studio
-    before = project.refresh().info
-    hub.stop_server("ann")
-    hub.spawn("ann")
-    again = annotation.get(project.id, connection=alice).info
-    assert (again["title"], again["total"], again["labelled"], again["preannotated"]) == (
-        before["title"],
-        before["total"],
-        before["labelled"],
-        before["preannotated"],
-    )
-
-
 @pytest.fixture(scope="module")
 def survey(s3, alice, scenes, tmp_path_factory):
     """The same generated scenes in alice's bucket on a real SeaweedFS (folder 'scenes'), a connection 'survey' to
@@ -321,11 +344,12 @@ def test_a_project_over_a_storage_folder_reads_the_objects_in_place(alice, studi
     )
     tasks = ls.get(ls.base + "/api/tasks", params={"project": project.id, "page_size": 100}, timeout=30).json()["tasks"]
     assert sorted(t["data"]["file"] for t in tasks) == sorted(f"survey:scenes/{n}" for n in scenes)
-    # what the annotator's browser is given: Label Studio's own URL, answering the object's bytes
+    # what the annotator's browser is given: Label Studio's own address for the object (under whatever origin it
+    # is served from), answering the object's bytes
     shown = ls.get(ls.base + f"/api/tasks/{tasks[0]['id']}", timeout=30).json()["data"]["image"]
-    assert shown.startswith("/") or shown.startswith(ls.base), shown
+    assert f"/tasks/{tasks[0]['id']}/resolve/" in shown and "s3://" not in shown, shown
     name = tasks[0]["data"]["file"].split("/")[-1]
-    image = ls.get(ls.base + shown if shown.startswith("/") else shown, timeout=30)
+    image = ls.get(ls.base + shown[shown.index("/tasks/") :], timeout=30)
     assert image.status_code == 200 and image.content == (local / name).read_bytes()
     assert not (hub.homes / "ann" / "survey").exists()  # nothing copied into her files
 
@@ -382,3 +406,18 @@ def test_a_storage_project_refuses_bad_folders(alice, survey):
     assert busy.value.status == 409 and "being pre-annotated" in busy.value.message
     while project.progress()["state"] == "running":
         time.sleep(0.3)
+
+
+def test_projects_outlive_a_restart_of_the_server(hub, alice, studio):
+    """Label Studio stops with the user's server; the next call starts it again on the same database."""
+    project, _ = studio
+    before = project.refresh().info
+    hub.stop_server("ann")
+    hub.spawn("ann")
+    again = annotation.get(project.id, connection=alice).info
+    assert (again["title"], again["total"], again["labelled"], again["preannotated"]) == (
+        before["title"],
+        before["total"],
+        before["labelled"],
+        before["preannotated"],
+    )

@@ -43,3 +43,6 @@ class TrainRequest(BaseModel):
     epochs: int = Field(10, ge=1, le=1000, description="Training epochs")
     profile: str | None = Field(None, description="Hardware profile of the pipeline run; default: yours")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of the labelled images held out for evaluation")
+    min_map50: float | None = Field(
+        None, ge=0, le=1, description="The quality gate: held-out mAP50 the new weights must reach to be registered"
+    )

@@ -12,16 +12,15 @@ A marketplace module fills in the labels and pre-annotates: its predict runs ove
 (predict.py, as serverless workers run modules; a connection's objects read with its keys a chunk at a time) and
 its boxes or labels become Label Studio predictions with their scores, which the annotator accepts or corrects.
 It runs in the background, each chunk's predictions stored as it ends; its progress (done / total / failed, the
-end state) is kept for the project. Export: Label Studio's own YOLO export gives the labels; the images are
-copied beside them (read from the connection where they are there) in a train/val split with a data.yaml, as
-Ultralytics trains from.
+end state) is kept for the project. Export: each labelled image's latest annotation (Label Studio's JSON export)
+becomes YOLO labels; the images are copied beside them (read from the connection where they are there) in a
+train/val split with a data.yaml, as Ultralytics trains from.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import os
 import random
@@ -31,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -564,12 +562,12 @@ class AnnotationService(LoggingConfigurable):
         if not labelled:
             raise BadRequest("no image of this project is labelled yet: label (or accept pre-annotations) first")
         loop = asyncio.get_running_loop()
+        exported = await self._call("GET", f"/api/projects/{project_id}/export", params={"exportType": "JSON"})
+        exported = json.loads(exported) if isinstance(exported, bytes) else exported  # sent as a download
         if project["kind"] == "classification":
-            exported = await self._call("GET", f"/api/projects/{project_id}/export", params={"exportType": "JSON"})
-            exported = json.loads(exported) if isinstance(exported, bytes) else exported  # sent as a download
             return await loop.run_in_executor(None, self._write_folders, exported, target, request, owner)
-        archive = await self._call("GET", f"/api/projects/{project_id}/export", params={"exportType": "YOLO"})
-        return await loop.run_in_executor(None, self._write_yolo, archive, labelled, target, request, owner)
+        names = project["labels"]
+        return await loop.run_in_executor(None, self._write_yolo, exported, names, target, request, owner)
 
     # -- training -------------------------------------------------------------------------
 
@@ -604,16 +602,21 @@ class AnnotationService(LoggingConfigurable):
                 "detectors (e.g. fish-detector, or a version you registered from it)"
             )
         if entry.source == "registered":  # a new version of the same model, served by the same code
-            registry = ModelRegistry(self.catalog.registry_dir, self.workspace)
-            model_name, base_module = entry.id, registry.get(entry.id).base_module
+            registered = ModelRegistry(self.catalog.registry_dir, self.workspace).get(entry.id)
+            model_name, base_module = entry.id, registered.base_module
+            earlier = registered.versions[-1].lineage if registered.versions else {}
         else:
             model_name, base_module = f"{entry.id}-retrained", entry.id
+            earlier = {}
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         folder = f"datasets/annotation-{project_id}-{stamp}"
         split = ExportRequest(folder=folder, val_fraction=request.val_fraction)
         exported = await self.export(project_id, split, owner)
         data = str(self.workspace / exported["data"])
         count = exported["train"] + exported["val"]
+        # images the weights it continues from were not trained on: all, unless they come from this project's labels
+        seen = earlier.get("labelled_images", 0) if earlier.get("annotation_project") == project_id else 0
+        new = max(0, count - int(seen))
         described = f"annotation project '{project['title']}' ({project_id}): {count} labelled images in {folder}"
         parameters: dict[str, str | int | float | bool] = {
             "DATA": data,
@@ -625,9 +628,12 @@ class AnnotationService(LoggingConfigurable):
             "TRAINING_DATA": described[:500],
             "ANNOTATION_PROJECT": project_id,
             "LABELLED_IMAGES": count,
+            "NEW_IMAGES": new,
         }
         if answer.get("imgsz"):
             parameters["IMGSZ"] = answer["imgsz"]
+        if request.min_map50 is not None:
+            parameters["MIN_MAP50"] = request.min_map50
         title = f"Train {entry.id} on '{project['title']}' ({count} labelled images)"[:120]
         pipeline = PipelineRequest(
             pipeline=RETRAIN_PIPELINE, parameters=parameters, profile=request.profile, title=title
@@ -664,17 +670,29 @@ class AnnotationService(LoggingConfigurable):
         }
 
     def _write_yolo(
-        self, archive: bytes, tasks: list[dict[str, Any]], target: Path, request: ExportRequest, owner: str
+        self, tasks: list[dict[str, Any]], names: list[str], target: Path, request: ExportRequest, owner: str
     ) -> dict[str, Any]:
-        """Label Studio's YOLO labels with the images beside them, split into train/val, and a data.yaml."""
-        with zipfile.ZipFile(io.BytesIO(archive)) as exported:
-            names = [n.strip() for n in exported.read("classes.txt").decode().splitlines() if n.strip()]
-            labels = {
-                Path(n).stem: exported.read(n).decode()
-                for n in exported.namelist()
-                if n.startswith("labels/") and n.endswith(".txt")
-            }
-        files = sorted(t["data"]["file"] for t in tasks if t.get("data", {}).get("file"))
+        """The labelled images with their latest annotation's boxes as YOLO labels (class, centre and size as
+        fractions of the image: Label Studio's own are percentages of it), split into train/val, and a data.yaml.
+        (Label Studio's YOLO export names label files after images it downloads itself, through its own address:
+        not for images of a connection.)"""
+        labels: dict[str, str] = {}
+        for task in tasks:
+            annotations = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
+            latest = max(annotations, key=lambda a: a.get("updated_at") or "", default=None)
+            if latest is None or not task.get("data", {}).get("file"):
+                continue
+            lines = []
+            for region in latest.get("result", []):
+                value = region.get("value", {})
+                if region.get("type") != "rectanglelabels" or value.get("rectanglelabels", [None])[0] not in names:
+                    continue
+                x, y, w, h = (value[k] / 100 for k in ("x", "y", "width", "height"))
+                lines.append(
+                    f"{names.index(value['rectanglelabels'][0])} {x + w / 2:.6g} {y + h / 2:.6g} {w:.6g} {h:.6g}"
+                )
+            labels[task["data"]["file"]] = "".join(line + "\n" for line in lines)
+        files = sorted(labels)
         counts = {}
         for split, chosen in split_files(files, request).items():
             (target / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -682,7 +700,7 @@ class AnnotationService(LoggingConfigurable):
             for relative in chosen:
                 source = Path(relative)
                 self._copy(owner, relative, target / "images" / split / source.name)
-                (target / "labels" / split / f"{source.stem}.txt").write_text(labels.get(source.stem, ""))
+                (target / "labels" / split / f"{source.stem}.txt").write_text(labels[relative])
             counts[split] = len(chosen)
         data = {
             "path": str(target),

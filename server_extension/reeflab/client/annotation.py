@@ -74,12 +74,20 @@ class Project(Resource):
         return self.connection.request("POST", *self.collection, str(self.id), "export", json=body, timeout=SLOW)
 
     def train(
-        self, module: str | None = None, epochs: int = 10, profile: str | None = None, val_fraction: float = 0.2
+        self,
+        module: str | None = None,
+        epochs: int = 10,
+        profile: str | None = None,
+        val_fraction: float = 0.2,
+        min_map50: float | None = None,
     ) -> PipelineRun:
         """Export the labelled images to a new dataset and run the retraining pipeline on them, continuing from
         `module`'s current weights (default: the module that pre-annotated the project); the pipeline run
-        (`run.wait()`; its `info["dataset"]` is the export)."""
+        (`run.wait()`; its `info["dataset"]` is the export). It registers a new version when the held-out mAP50
+        reaches `min_map50` (default: the pipeline's 0.5), with the project, its new images and the metrics before
+        and after in the version's lineage and metrics."""
         body = {"module": module, "epochs": epochs, "profile": profile, "val_fraction": val_fraction}
+        body["min_map50"] = min_map50
         body = {k: v for k, v in body.items() if v is not None}
         info = self.connection.request("POST", *self.collection, str(self.id), "train", json=body, timeout=SLOW)
         return PipelineRun(info, self.connection)
