@@ -171,6 +171,14 @@ def test_an_annotation_submitted_through_the_page_is_stored(uma, ui, project):
     assert len(uma.session.get(ui + f"api/tasks/{task['id']}/annotations", timeout=60).json()) == 1
 
 
+def test_label_studios_log_out_is_the_servers(uma, ui, project):
+    """Label Studio's own "Log out" leads to her server's logout (the hub's); the page still opens after it."""
+    out = uma.session.get(ui + "user/logout/", allow_redirects=False, timeout=60)
+    assert out.status_code == 302 and out.headers["Location"] == urlparse(uma.url).path + "logout"
+    again = uma.session.get(project.page_url, allow_redirects=False, timeout=60)
+    assert again.status_code == 200 and "react-app/main.js" in again.text
+
+
 def test_only_the_owner_reaches_her_label_studio(servers, ui, project):
     # vic's token on uma's route: the hub refuses it
     vic = requests.get(

@@ -176,6 +176,10 @@ class LabelStudio:
                 self._cookies = await loop.run_in_executor(None, api.login, login["username"], login["password"])
             return api, self._cookies
 
+    @property
+    def logged_in(self) -> bool:
+        return self._cookies is not None
+
     def forget_session(self) -> None:
         """Label Studio ended the page session (logged out, expired): the next request logs in again."""
         self._cookies = None

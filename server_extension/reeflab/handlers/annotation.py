@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import unquote, urlparse
 
 from jupyter_server.auth.decorator import authorized
@@ -16,6 +17,7 @@ from .proxy import AuthorizedProxyHandler
 
 UI = "reeflab/annotation/ui"  # where the user's server serves their Label Studio's pages
 SAFE = ("GET", "HEAD", "OPTIONS")
+REFUSED = "Label Studio refused the session this server logged in with: see label-studio.log in its data folder"
 
 
 class AnnotationBase(ReefLabHandler):
@@ -126,7 +128,11 @@ class LabelStudioProxyHandler(AuthorizedProxyHandler):
         await super().prepare(*args, **kwargs)
         if self._finished:
             return
+        if self.path_kwargs.get("path", "").startswith("user/logout"):  # Label Studio's Log out: the server's
+            self.redirect(url_path_join(self.base_url, "logout"))  # (on a hub, the hub's): its session stays
+            return
         server = self.settings["reeflab"].annotation.server
+        self._fresh = not server.logged_in  # a login made for this request that Label Studio refuses: no retry
         self._studio, self._cookies = await server.page_session()  # starts it on the first visit (~30 s)
 
     async def open(self, path: str = "") -> None:
@@ -158,11 +164,18 @@ class LabelStudioProxyHandler(AuthorizedProxyHandler):
         made = unquote(prefix)  # as Label Studio writes it
         origin = self._origin()
         response.headers.pop("Set-Cookie", None)
+        if response.code == 401:  # an API call after the session ended: the next request logs in again
+            self.settings["reeflab"].annotation.server.forget_session()
         location = response.headers.get("Location")
         if location:
             url = urlparse(location)
             if url.path.startswith("/user/login"):  # the session ended: log in again, and ask for the same page
                 self.settings["reeflab"].annotation.server.forget_session()
+                if self._fresh:
+                    response.code, response.body = 502, json.dumps({"message": REFUSED}).encode()
+                    response.headers["Content-Type"] = "application/json"
+                    del response.headers["Location"]
+                    return
                 location = origin + self.request.uri
             elif location.startswith(PROXY_ORIGIN):
                 location = origin + _escaped(location[len(PROXY_ORIGIN) :], made, prefix)
