@@ -20,7 +20,7 @@ from reeflab import accounts
 from reeflab.annotation.labelstudio import LabelStudioAPI
 from reeflab.client import Connection, annotation
 from reeflab.modules.fish_detector.synth import generate_samples
-from reeflab.testing.hub import HubProcess, run_in_kernel
+from reeflab.testing.hub import HubProcess, form_post, run_in_kernel
 
 pytestmark = pytest.mark.skipif(
     not accounts.isolation_available(), reason="per-user OS accounts need root (CI and `make up` run as root)"
@@ -197,6 +197,23 @@ def test_sol_is_refused_on_ria_label_studio_route_with_every_token_he_holds(serv
         timeout=60,
     )
     assert mine.status_code == 200 and mine.content == labelstudio["bytes"]
+
+
+def test_sol_logged_in_to_the_hub_is_refused_ria_label_studio_pages(hub, servers, labelstudio):
+    """His browser: the hub's login cookie (first login sets his password), which opens his own server."""
+    browser = requests.Session()
+    form_post(browser, hub.url + "hub/login", {"username": INTRUDER, "password": "sol-hub-password"})
+    own = browser.get(servers[INTRUDER][0] + "lab", timeout=60)
+    assert own.status_code == 200 and "JupyterLab" in own.text, own.text[:300]  # the cookie is his, and it works
+    ui = servers[OWNER][0] + "reeflab/annotation/ui/"
+    for path, params in (
+        (f"projects/{labelstudio['project']}/data", {}),
+        ("data/local-files/", {"d": labelstudio["image"]}),
+    ):
+        answer = browser.get(ui + path, params=params, timeout=60)  # the hub's OAuth redirects followed
+        # refused by the hub itself (its OAuth: sol may not access ria's server), before her server is reached
+        assert answer.status_code == 403 and "/hub/" in answer.url, (path, answer.status_code, answer.url)
+        assert labelstudio["bytes"][:64] not in answer.content and "Ria's survey" not in answer.text
 
 
 # -- the usage service -----------------------------------------------------------------------------------------
