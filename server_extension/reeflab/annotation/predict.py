@@ -19,6 +19,15 @@ from pathlib import Path
 from typing import Any
 
 CHUNK = 8  # images per forward pass, as the serverless engine's slices
+_CLIENT: list[Any] = []  # the process's one S3 client (making one costs more than reading an image)
+
+
+def s3_client() -> Any:
+    if not _CLIENT:
+        import boto3
+
+        _CLIENT.append(boto3.client("s3"))
+    return _CLIENT[0]
 
 
 def module_task(model: Any) -> tuple[str | None, list[str]]:
@@ -33,28 +42,32 @@ def module_task(model: Any) -> tuple[str | None, list[str]]:
 
 
 def fetch(items: list[tuple[str, str, Path]], scratch: Path) -> tuple[list[tuple[Path, str, Path]], list[str | None]]:
-    """Each item as a local file: an `s3://bucket/key` one read into `scratch` (boto3, from the connection's AWS_*
-    environment); the local items and, for each, why it could not be read (None: it was)."""
-    local: list[tuple[Path, str, Path]] = []
-    errors: list[str | None] = []
-    for path, name, out in items:
+    """Each item as a local file: the `s3://bucket/key` ones read into `scratch` together (one GET each, a thread
+    each: the boto3 client from the connection's AWS_* environment); the local items and, for each, why it could
+    not be read (None: it was)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item: tuple[str, str, Path]) -> tuple[Path, str | None]:
+        path, name, out = item
         if not path.startswith("s3://"):
-            local.append((Path(path), name, out))
-            errors.append(None)
-            continue
-        import boto3
+            return Path(path), None
         from botocore.exceptions import BotoCoreError, ClientError
 
         bucket, _, key = path.removeprefix("s3://").partition("/")
         target = scratch / "in" / out.name / name
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            boto3.client("s3").download_file(bucket, key, str(target))
-            errors.append(None)
+            target.write_bytes(s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
+            return target, None
         except (BotoCoreError, ClientError) as error:
-            errors.append(f"could not be read from storage: {error}")
-        local.append((target, name, out))
-    return local, errors
+            return target, f"could not be read from storage: {error}"
+
+    if any(path.startswith("s3://") for path, _, _ in items):
+        s3_client()  # made once, before the threads share it
+    with ThreadPoolExecutor(max_workers=CHUNK) as pool:
+        read = list(pool.map(one, items))
+    local = [(where, name, out) for (where, _), (_, name, out) in zip(read, items, strict=True)]
+    return local, [error for _, error in read]
 
 
 def run(spec: dict[str, Any], result: Any) -> None:

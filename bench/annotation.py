@@ -1,0 +1,128 @@
+"""Pre-annotation throughput / the same module's serverless batch throughput, on the same images, in one run.
+
+Starts a real serverless engine with SeaweedFS and puts N images in a bucket, then measures, with MODULE:
+- batch:          `reeflab batch` over the bucket (warm workers, slices, S3 in and out), as bench/serverless.py;
+- pre-annotation: ReefLab's annotation service (in this process, with a real Label Studio of its own) over a
+                  project on a storage connection to the same folder: from the POST to the end of the background
+                  run (the module loaded once in its own process, each chunk of images read from the bucket, its
+                  predictions stored in Label Studio as they come); target >= 0.8 x batch.
+Prints the machine's load average before and after (others' work on a shared machine skews both figures alike).
+
+    .venv/bin/python bench/annotation.py [--module fish-detector] [-n 240]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from reeflab.annotation.models import PreannotateRequest, ProjectRequest
+from reeflab.annotation.service import AnnotationService
+from reeflab.catalog.service import CatalogService
+from reeflab.oscar_engine.testing import EngineProcess
+from reeflab.serverless.batch import Batch, Engine
+from reeflab.storage.service import StorageService
+from reeflab.testing.process import wait_until
+
+SAMPLES = Path(__file__).parents[1] / "server_extension/reeflab/modules/fish_detector/samples"
+
+
+def load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def batch_rate(engine: EngineProcess, module: str, n: int, cores: int) -> float:
+    service = {
+        "name": "bench",
+        "image": "x",
+        "cpu": "0.8",
+        "memory": "1Gi",
+        "environment": {"variables": {"REEFLAB_MODULE": module}},
+        "output": [{"storage_provider": "minio.default", "path": "alice/bench-out"}],
+        "synchronous": {"min_scale": cores, "max_scale": cores},
+    }
+    assert engine.request("POST", "/system/services", "alice", json=service).status_code == 201
+
+    def warm() -> bool:
+        pods = engine.request("GET", "/system/status", "alice").json()["oscar"]["pods"]
+        return pods["states"].get("Idle", 0) >= cores
+
+    wait_until(warm, 180, f"{cores} warm workers")
+    batch = Batch(Engine(engine.url, f"Bearer {engine.tokens['alice']}"), "bench", "alice/bench-in")
+    result = batch.run(progress=False, poll=0.1)
+    assert result.processed == n and not result.failed, result.failed[:3]
+    engine.request("DELETE", "/system/services/bench", "alice")  # its warm workers leave the cores
+    print(f"batch ({result.parallel} parallel, {result.slices} slices, warm workers): {result.throughput:.1f} img/s")
+    return result.throughput
+
+
+async def preannotation_rate(root: Path, provider: dict, module: str, n: int) -> float:
+    workspace = root / "workspace"
+    workspace.mkdir()
+    storage = StorageService(root_dir=str(root / "storage"), workspace=str(workspace))
+    connection = {
+        "name": "bench",
+        "kind": "s3",
+        "endpoint": provider["endpoint"],
+        "bucket": "alice",
+        "access_key": provider["access_key"],
+        "secret_key": provider["secret_key"],
+    }
+    storage.create("alice", connection)
+    catalog = CatalogService(cache_dir=str(root / "cache"), registry_dir=str(root / "models"), remote_indexes=[])
+    annotation = AnnotationService(
+        catalog=catalog, workspace=str(workspace), storage=storage, root_dir=str(root / "ls")
+    )
+    try:
+        started = time.perf_counter()
+        project = await annotation.create(
+            ProjectRequest(title="Bench", folder="bench:bench-in", module=module), "alice"
+        )
+        print(
+            f"project over the bucket's folder ({project['total']} tasks, Label Studio's first start included): "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        started = time.perf_counter()
+        await annotation.preannotate(project["id"], PreannotateRequest(module=module), "alice")
+        await annotation.wait_preannotation(project["id"])
+        seconds = time.perf_counter() - started
+        progress = annotation.progress(project["id"])
+        assert progress["state"] == "completed" and progress["predicted"] == n, progress
+        rate = n / seconds
+        print(
+            f"pre-annotation (one process, chunks of 8, predictions stored as they come): {rate:.1f} img/s "
+            f"({seconds:.1f} s, {progress['regions']} regions)"
+        )
+        return rate
+    finally:
+        await annotation.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--module", default="fish-detector")
+    parser.add_argument("-n", type=int, default=240)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    samples = sorted(SAMPLES.glob("*.jpg"))
+    paths = [samples[i % len(samples)] for i in range(args.n)]
+    print(f"{args.module}, {args.n} images, {cores} cores; load average {load()}")
+    with tempfile.TemporaryDirectory() as root:
+        root = Path(root)
+        args_engine = [f"--ServerlessApp.max_workers={cores}", "--ServerlessApp.reconcile_seconds=3600"]
+        with EngineProcess(root / "state", users=["alice"], args=args_engine, s3=True) as engine:
+            s3 = engine.s3("alice")
+            for i, path in enumerate(paths):
+                s3.upload_file(str(path), "alice", f"bench-in/{i:05d}-{path.name}")
+            batch = batch_rate(engine, args.module, args.n, cores)
+            provider = engine.request("GET", "/system/config", "alice").json()["minio_provider"]
+            rate = asyncio.run(preannotation_rate(root, provider, args.module, args.n))
+    print(f"pre-annotation / batch: {rate / batch:.2f} (target >= 0.8); load average {load()}")
+
+
+if __name__ == "__main__":
+    main()
