@@ -6,15 +6,19 @@ Starts a real serverless engine with SeaweedFS and puts N images in a bucket, th
                   project on a storage connection to the same folder: from the POST to the end of the background
                   run (the module loaded once in its own process, each chunk of images read from the bucket, its
                   predictions stored in Label Studio as they come); target >= 0.8 x batch.
+- to the first epoch: on a real hub, a user's project over generated scenes, pre-annotated and accepted in
+                  Label Studio; seconds from "Train on this project" (its POST: export, pipeline start) until the
+                  train node's log says Ultralytics starts its first epoch (polled every 0.5 s; `--scenes`).
 Prints the machine's load average before and after (others' work on a shared machine skews both figures alike).
 
-    .venv/bin/python bench/annotation.py [--module fish-detector] [-n 240]
+    .venv/bin/python bench/annotation.py [--module fish-detector] [-n 240] [--scenes 12] [--only ratio|train]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import tempfile
 import time
@@ -102,11 +106,71 @@ async def preannotation_rate(root: Path, provider: dict, module: str, n: int) ->
         await annotation.stop()
 
 
+def to_first_epoch(root: Path, scenes: int) -> float:
+    """Seconds from "Train on this project" to the first epoch, through a real hub and the user's server."""
+    import base64
+
+    import requests
+    from reeflab.client import Connection, annotation
+    from reeflab.modules.fish_detector.synth import generate_samples
+    from reeflab.testing.hub import HubProcess
+
+    with HubProcess(root / "hub") as hub:
+        hub.api("POST", "users/bench")
+        try:
+            user = Connection(hub.spawn("bench"), hub.user_token("bench"))
+            local = root / "scenes"
+            truth = json.loads(generate_samples(local, n=scenes, seed=5).read_text())["images"]
+            user.session.put(user.url + "api/contents/scenes", json={"type": "directory"}, timeout=30)
+            for name in truth:
+                body = {
+                    "type": "file",
+                    "format": "base64",
+                    "content": base64.b64encode((local / name).read_bytes()).decode(),
+                }
+                user.session.put(user.url + f"api/contents/scenes/{name}", json=body, timeout=30).raise_for_status()
+            project = annotation.create("Bench", "scenes", module="fish-detector", connection=user)
+            project.preannotate("fish-detector")
+            folder = hub.homes / "bench" / ".local" / "share" / "jupyter" / "reeflab" / "annotation"
+            ls = requests.Session()
+            ls.headers["Authorization"] = "Token " + json.loads((folder / "credentials.json").read_text())["token"]
+            base = json.loads((folder / "server.json").read_text())["url"]
+            tasks = ls.get(base + "/api/tasks", params={"project": project.id, "page_size": 1000}, timeout=30).json()
+            for task in tasks["tasks"]:  # the annotator accepts every prediction
+                found = ls.get(base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()
+                ls.post(base + f"/api/tasks/{task['id']}/annotations", json={"result": found[0]["result"]}, timeout=30)
+            started = time.perf_counter()
+            run = project.train(epochs=1)
+            while time.perf_counter() - started < 600:
+                if any("Starting training for" in line for line in run.logs(node="train", tail=500)):
+                    return time.perf_counter() - started
+                run.refresh()
+                if run.info["state"] in ("completed", "failed", "cancelled"):
+                    shown = "\n".join(run.logs(node="train", tail=40))
+                    raise RuntimeError(f"the run ended ({run.info['state']}) before its first epoch:\n{shown}")
+                time.sleep(0.5)
+            raise RuntimeError("no first epoch within 600 s")
+        finally:
+            hub.api("DELETE", "users/bench/server")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", default="fish-detector")
     parser.add_argument("-n", type=int, default=240)
+    parser.add_argument("--scenes", type=int, default=12, help="labelled images of the project trained on")
+    parser.add_argument("--only", choices=["ratio", "train"])
     args = parser.parse_args()
+    if args.only != "ratio":
+        with tempfile.TemporaryDirectory() as root:
+            print(f"load average {load()}")
+            seconds = to_first_epoch(Path(root), args.scenes)
+            print(
+                f'"Train on this project" ({args.scenes} labelled images) to the first epoch: {seconds:.1f} s; '
+                f"load average {load()}"
+            )
+        if args.only == "train":
+            return
     cores = os.cpu_count() or 1
     samples = sorted(SAMPLES.glob("*.jpg"))
     paths = [samples[i % len(samples)] for i in range(args.n)]
