@@ -1,17 +1,24 @@
-"""What a ReefLab process run as a JupyterHub-managed service shares (the serverless engine, the catalogue): where
-it listens and its URL prefix, from the hub's environment unless given, and HubAuth to check users' hub tokens."""
+"""What a ReefLab process run as a JupyterHub-managed service shares (the serverless engine, the catalogue, the usage
+service): where it listens and its URL prefix, from the hub's environment unless given, HubAuth to check users'
+hub tokens; for the catalogue and usage services also their private state folder, who calls (`Callers`) and
+serving until SIGTERM (`serve_until_stopped`)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
 import os
+import signal
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from tornado import web
-from traitlets import Integer, Unicode, default
+from tornado.httpserver import HTTPServer
+from traitlets import Integer, Set, Unicode, default
 from traitlets.config import Application
 
 from .errors import ReefLabError
@@ -23,6 +30,14 @@ class HubServiceApp(Application):
     ip = Unicode(config=True, help="Interface to listen on (default: from JUPYTERHUB_SERVICE_URL, else 127.0.0.1)")
     port = Integer(config=True, help="Port to listen on (default: from JUPYTERHUB_SERVICE_URL, else the service's)")
     base_url = Unicode(config=True, help="URL prefix of every route (default: JUPYTERHUB_SERVICE_PREFIX, else /)")
+    state_dir = Unicode(
+        config=True,
+        help="Folder of the service's state, kept private to it (default: "
+        "$REEFLAB_STATE_DIR/<its folder>, else ~/.reeflab/<its folder>)",
+    )
+    state_folder = ""  # the state folder's name, under $REEFLAB_STATE_DIR
+    static_tokens_file = Unicode("", config=True, help="Tests/development only: JSON file {token: user name}")
+    admin_users = Set(Unicode(), config=True, help="Users who are admins of this service besides hub admins")
 
     @default("log_level")
     def _default_log_level(self) -> int:
@@ -39,6 +54,39 @@ class HubServiceApp(Application):
     @default("base_url")
     def _default_base_url(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+
+    @default("state_dir")
+    def _default_state_dir(self) -> str:
+        return str(Path(os.environ.get("REEFLAB_STATE_DIR") or Path.home() / ".reeflab") / self.state_folder)
+
+    def private_state(self) -> Path:
+        """The state folder, made if missing, 0700: what the service keeps is read through its API only."""
+        state = Path(self.state_dir)
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(state, 0o700)
+        return state
+
+    def callers(self) -> Callers:
+        static = json.loads(Path(self.static_tokens_file).read_text()) if self.static_tokens_file else {}
+        return Callers(self.hub_auth(), static, frozenset(self.admin_users))
+
+    def start(self) -> None:
+        logging.basicConfig(level=self.log_level, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        raise NotImplementedError
+
+    async def serve_until_stopped(self, app: web.Application, **server_options: Any) -> None:
+        """Listen with this application (HTTPServer's options) until SIGTERM or SIGINT."""
+        server = HTTPServer(app, **server_options)
+        server.listen(self.port, self.ip)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+        server.stop()
 
     def hub_auth(self) -> Any:
         """HubAuth when running under JupyterHub (it sets JUPYTERHUB_API_TOKEN and _URL), else None."""

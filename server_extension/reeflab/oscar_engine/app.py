@@ -8,18 +8,15 @@ without a hub, `--ServerlessApp.static_tokens_file` maps tokens to user names.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import fcntl
 import json
 import logging
 import os
-import signal
 from pathlib import Path
 
-from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, Integer, List, Set, Unicode, default
+from traitlets import Bool, Float, Integer, List, Unicode, default
 
 from .._version import __version__
 from ..service_app import HubServiceApp
@@ -56,18 +53,12 @@ class ServerlessApp(HubServiceApp):
     }
 
     config_file = Unicode("", config=True, help="A Python traitlets config file to load")
-    state_dir = Unicode(config=True, help="Folder of the job queue, inputs, outputs and logs (kept private)")
-    static_tokens_file = Unicode(
-        "", config=True, help="Tests/development only: JSON file {token: user name} accepted as Bearer tokens"
-    )
+    state_folder = "serverless"  # the job queue, inputs, outputs and logs
     cors_origins = List(
         Unicode(),
         config=True,
         help="Origins (scheme://host[:port]) whose pages may call the engine from a browser, e.g. an OSCAR "
         "dashboard served elsewhere; default none",
-    )
-    admin_users = Set(
-        Unicode(), config=True, help="Users who see platform-wide figures in /system/status (besides hub admins)"
     )
     idle_seconds = Float(300, config=True, help="Stop a warm worker idle this long (above its service's min_scale)")
     max_attempts = Integer(3, config=True, help="Runs of an async job whose worker died before it fails")
@@ -119,11 +110,6 @@ class ServerlessApp(HubServiceApp):
             return os.environ["REEFLAB_HOMES"]
         return str(Path(os.environ["REEFLAB_STATE_DIR"]) / "homes") if os.environ.get("REEFLAB_STATE_DIR") else ""
 
-    @default("state_dir")
-    def _default_state_dir(self) -> str:
-        root = os.environ.get("REEFLAB_STATE_DIR") or str(Path.home() / ".reeflab")
-        return str(Path(root) / "serverless")
-
     def initialize(self, argv=None) -> None:
         super().initialize(argv)
         if self.config_file:
@@ -163,15 +149,9 @@ class ServerlessApp(HubServiceApp):
             raise SystemExit("--ServerlessApp.s3_admin_key_file is needed with s3_endpoint")
         return PlatformS3(self.s3_endpoint, read_key(Path(self.s3_admin_key_file)))
 
-    def start(self) -> None:
-        asyncio.run(self.serve())
-
     async def serve(self) -> None:
-        logging.basicConfig(level=self.log_level, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
         logging.getLogger("alembic").setLevel(logging.WARNING)  # its "setup plugin" lines at import, via jupyterhub
-        state = Path(self.state_dir)
-        state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(state, 0o700)  # every user's OSCAR password and S3 key are in there
+        state = self.private_state()  # every user's OSCAR password and S3 key are in there
         lock = _lock(state / "engine.lock")
         _not_dumpable()
         engine = OscarEngine(self.settings())
@@ -192,18 +172,12 @@ class ServerlessApp(HubServiceApp):
             xsrf_cookies=False,
         )
         await engine.start()
-        server = HTTPServer(app, max_body_size=self.max_body_mb * 2**20, max_buffer_size=self.max_body_mb * 2**20)
-        server.listen(self.port, self.ip)
         self.log.info(
             "ReefLab serverless engine at http://%s:%s%s (state in %s)", self.ip, self.port, self.base_url, state
         )
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
-        await stopping.wait()
+        size = self.max_body_mb * 2**20
+        await self.serve_until_stopped(app, max_body_size=size, max_buffer_size=size)
         self.log.info("stopping: running jobs go back to the queue at the next start")
-        server.stop()
         await engine.stop()
         lock.close()
 

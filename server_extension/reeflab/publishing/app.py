@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import signal
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tornado import web
-from tornado.httpserver import HTTPServer
-from traitlets import Bool, Set, Unicode, default
+from traitlets import Bool
 
 from .._version import __version__
 from ..checks.models import CheckReport
@@ -117,37 +112,16 @@ class CatalogueApp(HubServiceApp):
     aliases = {"ip": "CatalogueApp.ip", "port": "CatalogueApp.port", "base-url": "CatalogueApp.base_url"}
     aliases["state-dir"] = "CatalogueApp.state_dir"
 
-    state_dir = Unicode(config=True, help="Folder of the index and the reports (kept private to this service)")
-    static_tokens_file = Unicode("", config=True, help="Tests/development only: JSON file {token: user name}")
-    admin_users = Set(Unicode(), config=True, help="Users who may unpublish any module (besides hub admins)")
+    state_folder = "catalogue"  # the index and the reports
     check_installed = Bool(True, config=True, help="Check the installed modules at start (again when they changed)")
 
-    @default("state_dir")
-    def _default_state_dir(self) -> str:
-        return str(Path(os.environ.get("REEFLAB_STATE_DIR") or Path.home() / ".reeflab") / "catalogue")
-
-    def start(self) -> None:
-        asyncio.run(self.serve())
-
     async def serve(self) -> None:
-        logging.basicConfig(level=self.log_level, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
-        state = Path(self.state_dir)
-        state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(state, 0o700)  # written by this service alone; users read through its API
-        static = json.loads(Path(self.static_tokens_file).read_text()) if self.static_tokens_file else {}
-        callers = Callers(self.hub_auth(), static, frozenset(self.admin_users))
+        state = self.private_state()  # written by this service alone; users read through its API
         checks = PlatformChecks(state / "reports")
-        context = {"index": PublishedIndex(state / "index.json"), "checks": checks, "callers": callers}
-        server = HTTPServer(web.Application(routes(self.base_url, **context), xsrf_cookies=False))
-        server.listen(self.port, self.ip)
+        context = {"index": PublishedIndex(state / "index.json"), "checks": checks, "callers": self.callers()}
         log.info("ReefLab catalogue at http://%s:%s%s (state in %s)", self.ip, self.port, self.base_url, state)
         checking = asyncio.create_task(checks.run()) if self.check_installed else None
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
-        await stopping.wait()
-        server.stop()
+        await self.serve_until_stopped(web.Application(routes(self.base_url, **context), xsrf_cookies=False))
         if checking is not None:
             checking.cancel()
             with contextlib.suppress(asyncio.CancelledError):

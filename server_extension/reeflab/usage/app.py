@@ -19,15 +19,13 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, Set, Unicode, default
+from traitlets import Bool, Float, Unicode
 
 from .._version import __version__
 from ..errors import BadRequest, Forbidden
@@ -149,34 +147,18 @@ class UsageApp(HubServiceApp):
     aliases |= {"homes": "UsageApp.homes_dir", "engine-db": "UsageApp.engine_db"}
     flags = {"kubernetes": ({"UsageApp": {"kubernetes": True}}, "Status from the cluster; no sampling")}
 
-    state_dir = Unicode(config=True, help="Folder of usage.sqlite (kept private to this service)")
+    state_folder = "usage"  # usage.sqlite
     interval = Float(60, config=True, help="Seconds between samples")
     homes_dir = Unicode("", config=True, help="Users' homes (<homes>/<user>): their deployments' request counts")
     engine_db = Unicode("", config=True, help="The serverless engine's engine.sqlite: its services' calls")
     kubernetes = Bool(False, config=True, help="Status from the cluster (the hub's account); no sampling")
-    static_tokens_file = Unicode("", config=True, help="Tests/development only: JSON file {token: user name}")
-    admin_users = Set(Unicode(), config=True, help="Users of the static tokens who are admins (tests/development)")
-
-    @default("state_dir")
-    def _default_state_dir(self) -> str:
-        return str(Path(os.environ.get("REEFLAB_STATE_DIR") or Path.home() / ".reeflab") / "usage")
-
-    def start(self) -> None:
-        asyncio.run(self.serve())
 
     async def serve(self) -> None:
-        logging.basicConfig(level=self.log_level, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
-        state = Path(self.state_dir)
-        state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(state, 0o700)  # other users' usage: read through the API by admins only
-        static = json.loads(Path(self.static_tokens_file).read_text()) if self.static_tokens_file else {}
-        callers = Callers(self.hub_auth(), static, frozenset(self.admin_users))
+        state = self.private_state()  # other users' usage: read through the API by admins only
         sampler = Sampler(
             Path(self.homes_dir) if self.homes_dir else None, Path(self.engine_db) if self.engine_db else None
         )
         usage = Usage(UsageStore(state / "usage.sqlite"), sampler, Hub(), self.interval, self.kubernetes)
-        server = HTTPServer(web.Application(routes(self.base_url, usage=usage, callers=callers), xsrf_cookies=False))
-        server.listen(self.port, self.ip)
         log.info(
             "ReefLab usage at http://%s:%s%s (every %ss; state in %s)",
             self.ip,
@@ -186,12 +168,8 @@ class UsageApp(HubServiceApp):
             state,
         )
         sampling = asyncio.create_task(usage.run() if not self.kubernetes else asyncio.Event().wait())
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
-        await stopping.wait()
-        server.stop()
+        app = web.Application(routes(self.base_url, usage=usage, callers=self.callers()), xsrf_cookies=False)
+        await self.serve_until_stopped(app)
         sampling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampling
