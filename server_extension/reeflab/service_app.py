@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ from traitlets import Integer, Set, Unicode, default
 from traitlets.config import Application
 
 from .errors import ReefLabError
+from .runs.backend import AbstractConfigurable
 
 
-class HubServiceApp(Application):
+class HubServiceApp(Application, metaclass=AbstractConfigurable):
     default_port = 8000  # where it listens outside the hub, unless told
 
     ip = Unicode(config=True, help="Interface to listen on (default: from JUPYTERHUB_SERVICE_URL, else 127.0.0.1)")
@@ -74,8 +76,9 @@ class HubServiceApp(Application):
         logging.basicConfig(level=self.log_level, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
         asyncio.run(self.serve())
 
+    @abstractmethod
     async def serve(self) -> None:
-        raise NotImplementedError
+        """Start the service's work and serve its routes (`serve_until_stopped`) until it is stopped."""
 
     async def serve_until_stopped(self, app: web.Application, **server_options: Any) -> None:
         """Listen with this application (HTTPServer's options) until SIGTERM or SIGINT."""
