@@ -5,6 +5,8 @@ oscar-python uploads with the user's own S3 key from /system/config, exactly as 
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import threading
 import time
@@ -164,3 +166,72 @@ def test_two_hundred_uploads_none_lost_through_a_worker_kill_and_an_engine_resta
     assert len(jobs) == total, "each upload makes exactly one job"
     assert {job["status"] for job in jobs.values()} == {"Succeeded"}
     alice.remove_service("sizes")
+
+
+def _serving_pids(engine) -> list[int]:
+    """Processes serving invocations: workers, or the workers a zygote forked (not the zygote itself)."""
+    found = []
+    for process in psutil.Process(engine.proc.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            command = " ".join(process.cmdline())
+            parent = " ".join(process.parent().cmdline())
+            if "reeflab.oscar_engine.worker" in command or (
+                "reeflab.oscar_engine.zygote" in command and "reeflab.oscar_engine.zygote" in parent
+            ):
+                found.append(process.pid)
+    return found
+
+
+def test_queued_uploads_run_together_each_its_own_job_through_a_worker_kill_and_a_restart(engine):
+    """Uploads queued faster than a module's workers take them go to a worker several at a time (one forward
+    pass); each still makes one job, gets its own result (its own file's answer), and a worker killed or an
+    engine restarted in the middle loses or doubles none; a file the module refuses fails alone in its group."""
+    alice = engine.client("alice")
+    service = {**fish_service("grouped", "alice--grouped/in", "alice--grouped/out"), "synchronous": {"max_scale": 2}}
+    assert alice.create_service(service).status_code == 201
+    s3 = engine.s3("alice")
+    samples = sorted(SAMPLES.glob("*.jpg"))
+    total = 48
+    names = [f"{i:03d}-{samples[i % len(samples)].name}" for i in range(total)]
+    for name in names[:24]:
+        s3.put_object(Bucket="alice--grouped", Key=f"in/{name}", Body=(SAMPLES / name[4:]).read_bytes())
+    s3.put_object(Bucket="alice--grouped", Key="in/notes.txt", Body=b"not an image")
+    wait_until(lambda: objects(s3, "alice--grouped", "out/"), 180, "a first result")
+    victim = wait_until(lambda: _serving_pids(engine), 60, "a serving worker")[0]
+    psutil.Process(victim).kill()
+    for name in names[24:]:
+        s3.put_object(Bucket="alice--grouped", Key=f"in/{name}", Body=(SAMPLES / name[4:]).read_bytes())
+    engine.stop()
+    engine.start()
+    results = wait_until(
+        lambda: len(found := objects(s3, "alice--grouped", "out/")) >= total and found, 300, f"{total} results"
+    )
+    assert set(results) == {f"out/{Path(name).stem}.json" for name in names}
+    alone = {}  # each sample's answer, predicted alone: a grouped job's result is its own file's
+    for sample in samples:
+        reply = engine.request("POST", "/run/grouped", "alice", data=base64.b64encode(sample.read_bytes()))
+        alone[sample.name] = json.loads(base64.b64decode(reply.text))
+    for name in names:
+        answer = json.loads(results[f"out/{Path(name).stem}.json"])
+        assert answer["file"] == name
+        expected = alone[name[4:]]
+        assert [d["box"] for d in answer["detections"]] == [d["box"] for d in expected["detections"]], name
+
+    def finished() -> dict[str, dict] | None:
+        jobs, page = {}, ""
+        while True:
+            listing = alice.list_jobs("grouped", page=page).json()
+            jobs.update(listing["jobs"])
+            page = listing["next_page"]
+            if not page:
+                break
+        done = len(jobs) == total + 1 and all(j["status"] in ("Succeeded", "Failed") for j in jobs.values())
+        return jobs if done else None
+
+    jobs = wait_until(finished, 120, "every job finished")
+    assert sorted(j["status"] for j in jobs.values()) == ["Failed"] + ["Succeeded"] * total, "one job an upload"
+    logs = {name: alice.get_job_logs("grouped", name).text for name in jobs}
+    failed = next(name for name, job in jobs.items() if job["status"] == "Failed")
+    assert "notes.txt" in logs[failed]
+    assert any("in one invocation with" in text for text in logs.values()), "queued uploads ran together"
+    alice.remove_service("grouped")

@@ -12,9 +12,12 @@ S3 is reached with the service owner's key (the AWS_* environment the engine giv
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
 import shutil
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +28,12 @@ from ..serverless.invocations import BATCH_KEY, marker_key
 from .inputs import sniff_json
 from .payload import output_files
 
-PREFETCH = 4
 CHUNK = 8  # files per forward pass when the module offers predict_batch
+TRANSFERS = 8  # S3 GETs and PUTs in flight at once (each a thread; boto3 releases the GIL while it waits)
 _BATCH_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _indexes: dict[str, dict[str, Any]] = {}  # index key -> index, kept for the worker's next slices
+_clients: dict[tuple[str, ...], Any] = {}  # one S3 client per worker process: its connections serve every slice
+_clients_lock = threading.Lock()
 
 
 def split(path: str) -> tuple[str, str]:
@@ -71,6 +76,20 @@ def slice_of(data: bytes) -> dict[str, Any] | None:
     return descriptor if isinstance(descriptor, dict) else None
 
 
+def s3_client():
+    """The worker's S3 client (the service owner's key, from the AWS_* environment the engine gives workers), made
+    once: making one costs tens of milliseconds, and its pool keeps connections open from one slice to the next."""
+    import boto3
+    from botocore.config import Config
+
+    key = tuple(os.environ.get(name, "") for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+    with _clients_lock:
+        if key not in _clients:
+            config = Config(max_pool_connections=TRANSFERS + 2, retries={"max_attempts": 3})
+            _clients[key] = boto3.client("s3", config=config)
+        return _clients[key]
+
+
 def _index(s3, location: str) -> dict[str, Any]:
     if location not in _indexes:
         bucket, key = split(location)
@@ -85,9 +104,7 @@ def run_slice(
     predict_many: Callable[[list[tuple[Path, str, Path]]], list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Process one slice (`predict_many`: CHUNK files per call); ok unless the slice itself is unreadable."""
-    import boto3
-
-    s3 = boto3.client("s3")
+    s3 = s3_client()
     try:
         index = _index(s3, descriptor["index"])
     except Exception as error:
@@ -103,8 +120,9 @@ def run_slice(
     items = index["items"][start:end]
     in_bucket, in_prefix = split(index["input"])
     out_bucket, out_prefix = split(index["output"])
-    scratch = workdir / "slice"
-    scratch.mkdir(parents=True, exist_ok=True)
+    # the slice's files in a private temporary folder (in the sandbox: its own tmpfs /tmp), not on the disk:
+    # creating and removing a few hundred small files and folders a second there costs more than the forward pass
+    scratch = Path(tempfile.mkdtemp(prefix="reeflab-slice-"))
     failed: list[dict[str, str]] = []
     began = time.perf_counter()
     chunk = CHUNK if predict_many else 1
@@ -116,40 +134,40 @@ def run_slice(
         target.write_bytes(body)
         return target
 
-    with ThreadPoolExecutor(PREFETCH) as pool:
-        downloads = {i: pool.submit(fetch, i) for i in range(min(len(items), chunk + PREFETCH))}
-        uploads = []
-        for first in range(0, len(items), chunk):
-            group = []
-            for position in range(first, min(first + chunk, len(items))):
-                for ahead in range(position, min(position + chunk + PREFETCH, len(items))):
-                    if ahead not in downloads:
-                        downloads[ahead] = pool.submit(fetch, ahead)
+    try:
+        # every download starts at once (a slice is a few dozen files), TRANSFERS at a time, in the order the model
+        # takes them; uploads have threads of their own, so a result never waits behind the next downloads
+        with ThreadPoolExecutor(TRANSFERS) as gets, ThreadPoolExecutor(TRANSFERS) as puts:
+            downloads = [gets.submit(fetch, i) for i in range(len(items))]
+            uploads = []
+            for first in range(0, len(items), chunk):
+                group = []
+                for position in range(first, min(first + chunk, len(items))):
+                    try:
+                        group.append((position, downloads[position].result()))
+                    except Exception as error:
+                        failed.append({"item": items[position], "error": f"could not download it: {error}"})
+                work = [(path, posixpath.basename(items[p]), scratch / f"out-{p}") for p, path in group]
+                replies = predict_many(work) if predict_many else [predict(*work[0])] if work else []
+                for (position, path), reply in zip(group, replies, strict=True):
+                    path.unlink(missing_ok=True)
+                    item, out = items[position], scratch / f"out-{position}"
+                    if not reply.get("ok"):
+                        failed.append({"item": item, "error": reply.get("error") or "failed"})
+                        continue
+                    folder = posixpath.join(out_prefix, posixpath.dirname(item))
+                    results = reply.get("outputs") or [(f.relative_to(out).as_posix(), f) for f in output_files(out)]
+                    for name, body in results:
+                        data = body if isinstance(body, bytes) else body.read_bytes()
+                        key = posixpath.join(folder, name)
+                        uploads.append((item, puts.submit(s3.put_object, Bucket=out_bucket, Key=key, Body=data)))
+            for item, upload in uploads:
                 try:
-                    path = downloads.pop(position).result()
+                    upload.result()
                 except Exception as error:
-                    failed.append({"item": items[position], "error": f"could not download it: {error}"})
-                    continue
-                group.append((position, path))
-            work = [(path, posixpath.basename(items[p]), scratch / f"out-{p}") for p, path in group]
-            replies = predict_many(work) if predict_many else [predict(*work[0])] if work else []
-            for (position, path), reply in zip(group, replies, strict=True):
-                path.unlink(missing_ok=True)
-                item, out = items[position], scratch / f"out-{position}"
-                if not reply.get("ok"):
-                    failed.append({"item": item, "error": reply.get("error") or "failed"})
-                    continue
-                folder = posixpath.join(out_prefix, posixpath.dirname(item))
-                for result in output_files(out):
-                    key = posixpath.join(folder, result.relative_to(out).as_posix())
-                    upload = pool.submit(s3.put_object, Bucket=out_bucket, Key=key, Body=result.read_bytes())
-                    uploads.append((item, upload))
-        for item, upload in uploads:
-            try:
-                upload.result()
-            except Exception as error:
-                failed.append({"item": item, "error": f"could not upload its result: {error}"})
-    shutil.rmtree(scratch, ignore_errors=True)
+                    failed.append({"item": item, "error": f"could not upload its result: {error}"})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     summary = {
         "start": start,
         "end": end,

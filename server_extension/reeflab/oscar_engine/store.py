@@ -222,14 +222,21 @@ class EngineStore:
 
     def claim(self, name: str) -> int | None:
         """Mark a pending job running; returns its attempt number, None if it is not pending."""
+        return self.claim_many([name]).get(name)
+
+    def claim_many(self, names: list[str]) -> dict[str, int]:
+        """`claim` for several jobs in one transaction (one synced write, not one each): name -> attempt number, for
+        those that were pending."""
+        claimed = {}
         with self._transaction():
-            changed = self.db.execute(
-                "UPDATE jobs SET status = ?, attempts = attempts + 1, started = ? WHERE name = ? AND status = ?",
-                (RUNNING, time.time(), name, PENDING),
-            ).rowcount
-            if not changed:
-                return None
-            return self.db.execute("SELECT attempts FROM jobs WHERE name = ?", (name,)).fetchone()[0]
+            for name in names:
+                changed = self.db.execute(
+                    "UPDATE jobs SET status = ?, attempts = attempts + 1, started = ? WHERE name = ? AND status = ?",
+                    (RUNNING, time.time(), name, PENDING),
+                ).rowcount
+                if changed:
+                    claimed[name] = self.db.execute("SELECT attempts FROM jobs WHERE name = ?", (name,)).fetchone()[0]
+        return claimed
 
     def requeue(self, name: str, attempt: int) -> bool:
         """Put a running job back in the queue (its worker died); False if it moved on meanwhile."""
@@ -242,23 +249,30 @@ class EngineStore:
 
     def complete(self, name: str, attempt: int, status: str, outputs: list[dict], error: str = "") -> bool:
         """Record the one outcome of a job; False (and nothing written) if it already has one."""
-        now = time.time()
+        return self.complete_many([(name, attempt, status, outputs, error)])[0]
+
+    def complete_many(self, outcomes: list[tuple[str, int, str, list[dict], str]]) -> list[bool]:
+        """`complete` for several jobs ((name, attempt, status, outputs, error) each) in one transaction."""
+        now, recorded = time.time(), []
         with self._transaction():
-            job = self.db.execute(
-                "SELECT service, status, attempts, created, started FROM jobs WHERE name = ?", (name,)
-            ).fetchone()
-            if job is None or job["status"] != RUNNING or job["attempts"] != attempt:
-                return False
-            inserted = self.db.execute(
-                "INSERT OR IGNORE INTO results (job, status, outputs, error, completed) VALUES (?, ?, ?, ?, ?)",
-                (name, status, json.dumps(outputs), error, now),
-            ).rowcount
-            if inserted:
-                self.db.execute("UPDATE jobs SET status = ?, finished = ? WHERE name = ?", (status, now, name))
-                run = now - job["started"] if job["started"] else None
-                code = 200 if status == SUCCEEDED else 500
-                self.record_call(job["service"], ASYNC, code, now - job["created"], run, ts=now)
-        return bool(inserted)
+            for name, attempt, status, outputs, error in outcomes:
+                job = self.db.execute(
+                    "SELECT service, status, attempts, created, started FROM jobs WHERE name = ?", (name,)
+                ).fetchone()
+                if job is None or job["status"] != RUNNING or job["attempts"] != attempt:
+                    recorded.append(False)
+                    continue
+                inserted = self.db.execute(
+                    "INSERT OR IGNORE INTO results (job, status, outputs, error, completed) VALUES (?, ?, ?, ?, ?)",
+                    (name, status, json.dumps(outputs), error, now),
+                ).rowcount
+                if inserted:
+                    self.db.execute("UPDATE jobs SET status = ?, finished = ? WHERE name = ?", (status, now, name))
+                    run = now - job["started"] if job["started"] else None
+                    code = 200 if status == SUCCEEDED else 500
+                    self.record_call(job["service"], ASYNC, code, now - job["created"], run, ts=now)
+                recorded.append(bool(inserted))
+        return recorded
 
     def recover(self) -> int:
         """After a restart: jobs left running go back to the queue; the lost attempt does not count."""

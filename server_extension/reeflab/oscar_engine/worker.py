@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import mimetypes
 import os
@@ -18,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import traceback
 import zipfile
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..modules.contract import file_args, predict_args
-from .slices import read_slice, run_slice, slice_problem
+from .slices import CHUNK, read_slice, run_slice, slice_problem
 
 PR_SET_PDEATHSIG = 1
 # a module with several file arguments gets a zip of its files: at most this much unpacked
@@ -119,6 +121,8 @@ class ModuleRunner:
         self.schema = Schema.from_dict(fields)()
 
     def invoke(self, request: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(request.get("group"), list):
+            return self.invoke_group(request)
         descriptor = read_slice(Path(request["input"]))
         if descriptor is not None:
             if not request.get("trusted"):
@@ -126,12 +130,50 @@ class ModuleRunner:
             problem = slice_problem(descriptor)
             if problem:
                 return {"ok": False, "kind": "input", "error": problem}
-            many = self.predict_files if callable(getattr(self.model, "predict_batch", None)) else None
+            many = None
+            if callable(getattr(self.model, "predict_batch", None)):
+                many = functools.partial(self.predict_files, in_memory=True)
             return run_slice(descriptor, self.predict_file, Path(request["workdir"]), many)
         return self.predict_file(Path(request["input"]), request["name"], Path(request["output_dir"]))
 
-    def predict_files(self, items: list[tuple[Path, str, Path]]) -> list[dict[str, Any]]:
-        """Several files through the module's `predict_batch` (one forward pass); each validated first."""
+    def invoke_group(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Several queued jobs in one invocation (dispatcher.py packs their inputs in a tar whose member `k` is the
+        `k`-th job's file): predicted together, CHUNK files a forward pass as batch slices are; job `k`'s outputs go
+        to `<output_dir>/<k>/`; the reply holds each job's own reply, in order (`replies`)."""
+        members, output = request["group"], Path(request["output_dir"])
+        scratch = Path(tempfile.mkdtemp(prefix="reeflab-group-"))  # in the sandbox: its own tmpfs /tmp
+        try:
+            items, alone = [], {}
+            with tarfile.open(request["input"]) as archive:
+                for k, member in enumerate(members):
+                    info = archive.getmember(str(k))
+                    source = archive.extractfile(info) if info.isfile() else None
+                    if source is None:
+                        return {"ok": False, "kind": "failure", "error": f"the engine's group has no file for job {k}"}
+                    path = scratch / str(k)
+                    path.write_bytes(source.read())
+                    if read_slice(path) is not None:  # an uploaded slice descriptor: processed alone, as one
+                        alone[k] = {**request, "group": None, "input": str(path), "name": member["name"]}
+                        alone[k]["output_dir"] = str(output / str(k))
+                    items.append((path, str(member["name"]), output / str(k)))
+            batched = [k for k in range(len(items)) if k not in alone]
+            replies: dict[int, dict[str, Any]] = {k: self.invoke(single) for k, single in alone.items()}
+            many = callable(getattr(self.model, "predict_batch", None))
+            step = CHUNK if many else 1
+            for first in range(0, len(batched), step):
+                chunk = [items[k] for k in batched[first : first + step]]
+                answers = self.predict_files(chunk) if many else [self.predict_file(*chunk[0])]
+                replies.update(zip(batched[first : first + step], answers, strict=True))
+        except (tarfile.TarError, KeyError, OSError) as error:
+            return {"ok": False, "kind": "failure", "error": f"could not read the engine's group of inputs: {error}"}
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return {"ok": True, "replies": [replies[k] for k in range(len(items))]}
+
+    def predict_files(self, items: list[tuple[Path, str, Path]], in_memory: bool = False) -> list[dict[str, Any]]:
+        """Several files through the module's `predict_batch` (one forward pass); each validated first.
+        `in_memory`: the JSON results of that pass come back in the replies (`outputs`: [(file name, bytes)])
+        instead of files in each item's output folder (files predicted one by one still go to their folder)."""
         replies: list[dict[str, Any] | None] = []
         valid, values = [], {}
         for path, name, _ in items:
@@ -150,8 +192,12 @@ class ModuleRunner:
             traceback.print_exc()
             return [reply or self.predict_file(*items[i]) for i, reply in enumerate(replies)]
         for i, result in zip(valid, results, strict=True):
-            save_result(result, items[i][2], Path(items[i][1]).stem or "result")
-            replies[i] = {"ok": True}
+            stem = Path(items[i][1]).stem or "result"
+            if in_memory:
+                replies[i] = {"ok": True, "outputs": [(stem + ".json", json.dumps(result, default=str).encode())]}
+            else:
+                save_result(result, items[i][2], stem)
+                replies[i] = {"ok": True}
         return replies
 
     def validate(

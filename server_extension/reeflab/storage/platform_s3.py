@@ -132,8 +132,8 @@ class PlatformS3:
     endpoint: str
     admin_key: dict[str, str]
 
-    def client(self, service: str = "s3"):
-        return s3_client(self.endpoint, self.admin_key, service)
+    def client(self, service: str = "s3", **config):
+        return s3_client(self.endpoint, self.admin_key, service, **config)
 
     def ensure_bucket(self, bucket: str) -> None:
         from botocore.exceptions import ClientError
