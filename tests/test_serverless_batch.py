@@ -162,3 +162,32 @@ def test_the_cli_runs_a_batch_and_explains_failures(engine):
         timeout=60,
     )
     assert unknown.returncode == 2 and "no service named 'no-such'" in unknown.stderr
+
+
+def test_a_file_removed_during_a_batch_fails_alone_with_the_reason(engine):
+    """An input deleted after the batch listed it (here: from the index of a batch resumed by its id) is reported
+    as failed with S3's reason; the slice's other files get their results."""
+    s3 = engine.s3("alice")
+    for name in ("fish_01.jpg", "fish_02.jpg"):
+        s3.upload_file(str(SAMPLES / name), "alice", f"gone/{name}")
+    service = {
+        "name": "fish-gone",
+        "image": "ai4oshub/ignored-locally",
+        "cpu": "0.5",
+        "memory": "1Gi",
+        "environment": {"variables": {"REEFLAB_MODULE": "fish-detector"}},
+        "output": [{"storage_provider": "minio.default", "path": "alice/gone-results"}],
+    }
+    assert engine.request("POST", "/system/services", "alice", json=service).status_code == 201
+    index = {"id": "gone-1", "service": "fish-gone", "input": "alice/gone", "output": "alice/gone-results"}
+    index["items"] = ["fish_01.jpg", "deleted.jpg", "fish_02.jpg"]
+    s3.put_object(Bucket="alice", Key="gone-results/.batch/gone-1/index.json", Body=json.dumps(index).encode())
+    result = Batch(login(engine, "alice"), "fish-gone", "alice/gone", resume="gone-1").run(progress=False)
+    assert result.processed == 2
+    assert [f["item"] for f in result.failed] == ["deleted.jpg"]
+    assert "could not download it" in result.failed[0]["error"] and "NoSuchKey" in result.failed[0]["error"]
+    written = s3.list_objects_v2(Bucket="alice", Prefix="gone-results/")["Contents"]
+    assert {"gone-results/fish_01.json", "gone-results/fish_02.json"} <= {item["Key"] for item in written}
+    answer = json.loads(s3.get_object(Bucket="alice", Key="gone-results/fish_02.json")["Body"].read())
+    assert answer["file"] == "fish_02.jpg" and answer["detections"]
+    engine.request("DELETE", "/system/services/fish-gone", "alice")

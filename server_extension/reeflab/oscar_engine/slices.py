@@ -2,8 +2,9 @@
 
 The coordinator (batch.py) writes the index — the input files of the batch — to S3 and sends
 `{"reeflab_batch": {"id", "index": "bucket/key", "start", "end"}}` as an invocation. The worker,
-whose model is already loaded, downloads the slice's files a few at a time ahead of the model,
-predicts each, uploads each result below the output path (same sub-folders as the input), and
+whose model is already loaded, downloads the slice's files (all requested at once, TRANSFERS at a time, with
+the MinIO SDK over connections kept from slice to slice) while the model takes them in forward passes of
+CHUNK, uploads each result below the output path (same sub-folders as the input) meanwhile, and
 finally writes a marker `<output>/.batch/<id>/done/<start>-<end>.json` with what it did: a
 resumed batch skips the slices that have one. A file that fails is listed there; the rest go on.
 S3 is reached with the service owner's key (the AWS_* environment the engine gives workers).
@@ -11,6 +12,7 @@ S3 is reached with the service owner's key (the AWS_* environment the engine giv
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..serverless.invocations import BATCH_KEY, marker_key
 from .inputs import sniff_json
@@ -32,7 +35,7 @@ CHUNK = 8  # files per forward pass when the module offers predict_batch
 TRANSFERS = 8  # S3 GETs and PUTs in flight at once (each a thread; boto3 releases the GIL while it waits)
 _BATCH_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _indexes: dict[str, dict[str, Any]] = {}  # index key -> index, kept for the worker's next slices
-_clients: dict[tuple[str, ...], Any] = {}  # one S3 client per worker process: its connections serve every slice
+_clients: dict[tuple[str, ...], Objects] = {}  # one per worker process: its connections serve every slice
 _clients_lock = threading.Lock()
 
 
@@ -76,24 +79,55 @@ def slice_of(data: bytes) -> dict[str, Any] | None:
     return descriptor if isinstance(descriptor, dict) else None
 
 
-def s3_client():
-    """The worker's S3 client (the service owner's key, from the AWS_* environment the engine gives workers), made
-    once: making one costs tens of milliseconds, and its pool keeps connections open from one slice to the next."""
-    import boto3
-    from botocore.config import Config
+class Objects:
+    """GET and PUT of whole objects with the MinIO SDK: a third of boto3's CPU per request (~0.4 against ~1.2 ms
+    here, measured), which a worker spends beside its model on every file of a slice; thread-safe."""
 
-    key = tuple(os.environ.get(name, "") for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str):
+        import urllib3
+        from minio import Minio
+
+        url = urlsplit(endpoint)
+        retries = urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504])
+        pool = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=60), maxsize=TRANSFERS + 2, retries=retries, block=False
+        )
+        self.client = Minio(
+            url.netloc,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=url.scheme == "https",
+            region=region,  # given: no request asks the bucket's location first
+            http_client=pool,
+        )
+
+    def get(self, bucket: str, key: str) -> bytes:
+        response = self.client.get_object(bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def put(self, bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+        self.client.put_object(bucket, key, io.BytesIO(body), len(body), content_type=content_type)
+
+
+def s3_client() -> Objects:
+    """The worker's S3 access (the service owner's key, from the AWS_* environment the engine gives workers), made
+    once: its connections are kept open from one slice to the next."""
+    names = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    key = tuple(os.environ.get(name, "") for name in names)
     with _clients_lock:
         if key not in _clients:
-            config = Config(max_pool_connections=TRANSFERS + 2, retries={"max_attempts": 3})
-            _clients[key] = boto3.client("s3", config=config)
+            _clients[key] = Objects(key[0], key[1], key[2], key[3] or "us-east-1")
         return _clients[key]
 
 
-def _index(s3, location: str) -> dict[str, Any]:
+def _index(s3: Objects, location: str) -> dict[str, Any]:
     if location not in _indexes:
         bucket, key = split(location)
-        _indexes[location] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        _indexes[location] = json.loads(s3.get(bucket, key))
     return _indexes[location]
 
 
@@ -129,8 +163,7 @@ def run_slice(
 
     def fetch(position: int) -> Path:
         target = scratch / f"{position}-{posixpath.basename(items[position])}"
-        # one GET (download_file would HEAD first, and run a transfer manager for a small file)
-        body = s3.get_object(Bucket=in_bucket, Key=posixpath.join(in_prefix, items[position]))["Body"].read()
+        body = s3.get(in_bucket, posixpath.join(in_prefix, items[position]))
         target.write_bytes(body)
         return target
 
@@ -160,7 +193,7 @@ def run_slice(
                     for name, body in results:
                         data = body if isinstance(body, bytes) else body.read_bytes()
                         key = posixpath.join(folder, name)
-                        uploads.append((item, puts.submit(s3.put_object, Bucket=out_bucket, Key=key, Body=data)))
+                        uploads.append((item, puts.submit(s3.put, out_bucket, key, data)))
             for item, upload in uploads:
                 try:
                     upload.result()
@@ -175,11 +208,7 @@ def run_slice(
         "failed": failed,
         "seconds": round(time.perf_counter() - began, 3),
     }
-    s3.put_object(
-        Bucket=out_bucket,
-        Key=marker_key(out_prefix, descriptor["id"], start, end),
-        Body=json.dumps(summary).encode(),
-        ContentType="application/json",
-    )
+    marker = marker_key(out_prefix, descriptor["id"], start, end)
+    s3.put(out_bucket, marker, json.dumps(summary).encode(), "application/json")
     print(f"batch {descriptor['id']} slice {start}-{end}: {summary['processed']} done, {len(failed)} failed")
     return {"ok": True}
