@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -70,16 +72,27 @@ def scenes(alice, tmp_path_factory) -> dict:
     return truth
 
 
+class StudioSession(requests.Session):
+    """Her Label Studio's API with her token; `base`, its address, read from her data folder each time (it starts
+    again on another port after her server restarts)."""
+
+    def __init__(self, folder):
+        super().__init__()
+        self.folder = folder
+        self.headers["Authorization"] = "Token " + json.loads((folder / "credentials.json").read_text())["token"]
+
+    @property
+    def base(self) -> str:
+        return json.loads((self.folder / "server.json").read_text())["url"]
+
+
 @pytest.fixture(scope="module")
 def studio(hub, alice, scenes):
     """Alice's project over her scenes (her Label Studio starts for it) and that Label Studio's API, as her own
     tools reach it (its address and token are in her data folder only)."""
     project = annotation.create("Reef survey", "scenes", module="fish-detector", connection=alice)
     folder = hub.homes / "ann" / ".local" / "share" / "jupyter" / "reeflab" / "annotation"
-    session = requests.Session()
-    session.headers["Authorization"] = "Token " + json.loads((folder / "credentials.json").read_text())["token"]
-    session.base = json.loads((folder / "server.json").read_text())["url"]
-    yield project, session
+    yield project, StudioSession(folder)
     project.delete()
 
 
@@ -222,7 +235,10 @@ def test_train_on_the_project_registers_a_new_version_with_its_lineage(alice, st
             run.cancel()
 
 
-def test_a_classification_project_exports_image_folders(alice, studio, hub):
+def test_a_classification_project_exports_image_folders_and_trains_a_classifier(alice, studio, hub):
+    """Pre-annotated with the fish classifier, accepted, exported as image folders; Train on this project runs the
+    retraining pipeline on them from the classifier's weights (one short epoch on the small crops it classifies)
+    and, past its gate on top-1 accuracy, registers a new version with its lineage and the metrics before/after."""
     _, ls = studio
     project = annotation.create(
         "Fish colours", "scenes", kind="classification", module="fish-classifier", connection=alice
@@ -232,9 +248,6 @@ def test_a_classification_project_exports_image_folders(alice, studio, hub):
         with pytest.raises(ReefLabClientError) as wrong:
             project.preannotate("fish-detector")
         assert wrong.value.status == 400 and "is not a classifier" in wrong.value.message
-        with pytest.raises(ReefLabClientError) as classes:
-            project.train(module="fish-classifier", epochs=1)
-        assert classes.value.status == 400 and "trains detectors" in classes.value.message
         assert project.preannotate("fish-classifier")["predicted"] == SCENES
         tasks = ls.get(ls.base + "/api/tasks", params={"project": project.id}, timeout=30).json()["tasks"]
         chosen = {}
@@ -248,6 +261,38 @@ def test_a_classification_project_exports_image_folders(alice, studio, hub):
         images = list((hub.homes / "ann" / "datasets" / "colours").glob("*/*/*.jpg"))
         assert sorted(i.name for i in images) == sorted(chosen)
         assert all(i.parent.name == chosen[i.name] and i.parent.parent.name in ("train", "val") for i in images)
+        labels = set(project.info["labels"])
+        assert {p.name for p in (hub.homes / "ann" / "datasets" / "colours" / "train").iterdir()} == labels
+        with pytest.raises(ReefLabClientError) as detector:
+            project.train(module="fish-detector", epochs=1)
+        assert detector.value.status == 400 and "is not a classifier" in detector.value.message
+
+        run = project.train(epochs=1, min_top1=0.0)  # the module that pre-annotated it: the fish classifier
+        try:
+            params = run.info["parameters"]
+            assert (params["BASE_MODULE"], params["MODEL_NAME"]) == ("fish-classifier", "fish-classifier-retrained")
+            assert params["BASE_WEIGHTS"].endswith("fish-cls.pt") and params["GATE_METRIC"] == "top1"
+            assert (params["LABELLED_IMAGES"], params["IMGSZ"]) == (str(SCENES), "64")
+            dataset = hub.homes / "ann" / run.info["dataset"]["folder"]
+            assert params["DATA"].endswith(run.info["dataset"]["folder"]) and (dataset / "train").is_dir()
+            run.wait_while(("pending", "starting", "running"), timeout=600, interval=2)
+            assert run.info["state"] == "completed", (run.info, run.logs(node="train"), run.logs(node="evaluate"))
+            models = {m["name"]: m for m in alice.get("training", "models")["models"]}
+            version = models["fish-classifier-retrained"]["versions"][-1]
+            assert version["lineage"] == {
+                "base_weights": "fish-cls.pt",
+                "epochs": 1,
+                "annotation_project": project.id,
+                "labelled_images": SCENES,
+                "new_images": SCENES,
+            }
+            assert {"top1", "top1_before", "top5", "top5_before"} <= set(version["metrics"]), version["metrics"]
+            assert all(0 <= version["metrics"][k] <= 1 for k in ("top1", "top1_before"))
+            card = alice.get("catalog", "modules", "fish-classifier-retrained")  # in the marketplace
+            assert card["source"] == "registered" and version["version"] in card["versions"]
+        finally:
+            with contextlib.suppress(ReefLabClientError):  # ended already
+                run.cancel()
     finally:
         project.delete()
 
@@ -421,3 +466,140 @@ def test_projects_outlive_a_restart_of_the_server(hub, alice, studio):
         before["labelled"],
         before["preannotated"],
     )
+
+
+@pytest.fixture(scope="module")
+def cloud(dav, alice, scenes, tmp_path_factory):
+    """The same generated scenes in a folder 'scenes' of a real WebDAV server (wsgidav, Nextcloud-style), alice's
+    connection 'cloud' to it made as she makes one, and a project over that folder."""
+    from reeflab.client import storage
+
+    local = tmp_path_factory.mktemp("scenes-dav")
+    generate_samples(local, n=SCENES, seed=77)
+    (dav.root / "scenes").mkdir()
+    (dav.root / "mixed").mkdir()
+    for name in scenes:
+        (dav.root / "scenes" / name).write_bytes((local / name).read_bytes())
+    (dav.root / "mixed" / "notes.txt").write_text("not an image")
+    connection = storage.connect("cloud", url=dav.url, user=dav.user, password=dav.password, connection=alice)
+    project = annotation.create("Reef survey WebDAV", "cloud:scenes", module="fish-detector", connection=alice)
+    yield project, local
+    project.delete()
+    connection.remove()
+
+
+def test_a_project_over_a_webdav_folder_reads_the_files_in_place(alice, bob, servers, studio, cloud, scenes, dav, hub):
+    """Label Studio reads no WebDAV: each task's image is the user's own server's download route, which the
+    annotator's page (same origin) reads with her login and which streams the file from WebDAV (the password never
+    reaches the page); pre-annotation reads the files from WebDAV; export copies the labelled ones."""
+    project, local = cloud
+    _, ls = studio
+    assert (project.info["folder"], project.info["total"], project.info["labels"]) == ("cloud:scenes", SCENES, ["fish"])
+    tasks = ls.get(ls.base + "/api/tasks", params={"project": project.id, "page_size": 100}, timeout=30).json()["tasks"]
+    assert sorted(t["data"]["file"] for t in tasks) == sorted(f"cloud:scenes/{n}" for n in scenes)
+    task = tasks[0]
+    name = task["data"]["file"].split("/")[-1]
+    shown = ls.get(ls.base + f"/api/tasks/{task['id']}", timeout=30).json()["data"]["image"]
+    assert shown == f"/user/ann/reeflab/api/storage/connections/cloud/file?path=scenes/{name}", shown
+    assert dav.password not in json.dumps(tasks) and dav.url not in json.dumps(tasks)
+    image = alice.session.get(hub.url.rstrip("/") + shown, timeout=30)  # as her page reads it (her hub login)
+    assert image.status_code == 200 and image.content == (local / name).read_bytes()
+    intruder = requests.get(hub.url.rstrip("/") + shown, headers={"Authorization": f"token {servers['ben'][1]}"})
+    assert intruder.status_code == 403 and intruder.content != image.content
+    assert not (hub.homes / "ann" / "cloud").exists()  # nothing copied into her files
+
+    done = project.preannotate("fish-detector")
+    assert (done["state"], done["done"], done["predicted"], done["failed"]) == ("completed", SCENES, SCENES, [])
+    found = matched = 0
+    for each in tasks:
+        predictions = ls.get(ls.base + "/api/predictions", params={"task": each["id"]}, timeout=30).json()
+        boxes = [pixels(r) for r in predictions[0]["result"]]
+        for truth in scenes[each["data"]["file"].split("/")[-1]]["boxes"]:
+            found += 1
+            matched += any(iou(truth, box) > 0.5 for box in boxes)
+    assert matched / found >= 0.8, f"{matched} of {found} fish found"
+
+    regions = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()[0]["result"]
+    accepted = [{k: v for k, v in r.items() if k != "score"} for r in regions]
+    ls.post(ls.base + f"/api/tasks/{task['id']}/annotations", json={"result": accepted}, timeout=30).raise_for_status()
+    exported = project.export("datasets/reef-dav", val_fraction=0)
+    assert (exported["train"], exported["val"]) == (1, 0)
+    dataset = hub.homes / "ann" / "datasets" / "reef-dav"
+    assert (dataset / "images" / "train" / name).read_bytes() == (local / name).read_bytes()  # read from WebDAV
+    assert len((dataset / "labels" / "train" / f"{name.rsplit('.', 1)[0]}.txt").read_text().splitlines()) == len(
+        regions
+    )
+
+    for body, message in [
+        ({"folder": "cloud:mixed"}, "'notes.txt'"),
+        ({"folder": "cloud:nothing-here"}, "holds no images"),
+    ]:
+        with pytest.raises(ReefLabClientError) as refused:
+            alice.post("annotation", "projects", json={"title": "Bad project", "labels": ["fish"], **body})
+        assert refused.value.status == 400 and message in refused.value.message, (body, refused.value.message)
+    assert annotation.projects(connection=bob) == []
+
+
+def test_a_preannotation_cut_off_by_a_restart_says_so_and_continues(hub, alice, studio, tmp_path_factory):
+    """The user's server stops while a pre-annotation runs: after it starts again the progress document says
+    `interrupted` and what was done (what it counts is stored in Label Studio); pre-annotating again with the same
+    module predicts only the images that have no prediction yet, and keeps the others.
+
+    To cut it off at a known point, her Label Studio is paused (SIGSTOP) right after the run starts: no
+    prediction can be stored any more, as when the server stops before the first answers are stored. The images
+    an earlier cut-off run had stored are then made with Label Studio's API (predictions of the same module, as
+    that run stores them), unless the run stored some before the pause."""
+    _, ls = studio
+    local = tmp_path_factory.mktemp("many")
+    names = sorted(json.loads(generate_samples(local, n=24, seed=5).read_text())["images"])
+    upload(alice, "many", None)
+    for name in names:
+        upload(alice, f"many/{name}", (local / name).read_bytes())
+    project = annotation.create("Many scenes", "many", labels=["fish"], connection=alice)
+    try:
+        progress = project.preannotate("fish-detector", wait=False)
+        assert progress["state"] == "running" and progress["total"] == len(names)
+        studio_group = json.loads((ls.folder / "server.json").read_text())["pid"]  # its own process group
+        os.killpg(studio_group, signal.SIGSTOP)
+        try:
+            hub.stop_server("ann")  # (the paused Label Studio is killed with the server)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(studio_group, signal.SIGCONT)
+        hub.spawn("ann")
+
+        cut = project.progress()
+        assert cut["state"] == "interrupted" and cut["done"] < len(names) and cut["ended"], cut
+        assert f"after {cut['done']} of {len(names)} images" in cut["error"] and "continue" in cut["error"]
+        assert project.refresh().info["preannotation"]["state"] == "interrupted"
+        tasks = ls.get(ls.base + "/api/tasks", params={"project": project.id, "page_size": 100}, timeout=30).json()
+        tasks = sorted(tasks["tasks"], key=lambda t: t["id"])
+        before = {}
+        for task in tasks:
+            made = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()
+            if made:
+                before[task["id"]] = [p["id"] for p in made]
+        assert len(before) == cut["predicted"]  # what it says was done, and only that, is in Label Studio
+        if not before:  # what a run cut off later had stored: the first five images' predictions
+            for task in tasks[:5]:
+                box = {"x": 10, "y": 10, "width": 20, "height": 20, "rotation": 0, "rectanglelabels": ["fish"]}
+                region = {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "value": box}
+                made = {"task": task["id"], "model_version": "fish-detector", "result": [region], "score": 0.9}
+                answer = ls.post(ls.base + "/api/predictions", json=made, timeout=30)
+                answer.raise_for_status()
+                before[task["id"]] = [answer.json()["id"]]
+
+        done = project.preannotate("fish-detector")
+        assert (done["state"], done["done"], done["total"]) == ("completed", len(names), len(names))
+        assert done["continued"] == len(before) and done["predicted"] == len(names) and not done["failed"]
+        for task in tasks:
+            answer = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()
+            made = [p["id"] for p in answer]
+            assert len(made) == 1 and made == before.get(task["id"], made)  # the first ones kept, not redone
+
+        again = project.preannotate("fish-detector", restart=True)  # asked to: every image again
+        assert (again["state"], again["continued"], again["predicted"]) == ("completed", 0, len(names))
+        redone = ls.get(ls.base + "/api/predictions", params={"task": tasks[0]["id"]}, timeout=30).json()
+        assert len(redone) == 1 and [redone[0]["id"]] != before.get(tasks[0]["id"])
+    finally:
+        project.delete()

@@ -177,6 +177,7 @@ class ReefLabApp(ExtensionApp):
         )
         # the user's Label Studio makes its links under the route that serves its pages (LabelStudioProxyHandler)
         self.settings["reeflab"].annotation.server.prefix = url_path_join(self.serverapp.base_url, UI)
+        self.settings["reeflab"].annotation.base_url = self.serverapp.base_url  # a WebDAV project's images
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         # deployments, jobs and pipelines started before a restart of this server: re-attach, or report them ended

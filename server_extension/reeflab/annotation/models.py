@@ -24,6 +24,9 @@ class PreannotateRequest(BaseModel):
 
     module: str = Field(min_length=1, description="A marketplace detector (detection) or classifier")
     conf: float | None = Field(None, ge=0, le=1, description="Detectors: confidence threshold (default: the module's)")
+    restart: bool = Field(
+        False, description="Redo every image; by default a run the server's restart interrupted continues where it was"
+    )
 
 
 class ExportRequest(BaseModel):
@@ -38,11 +41,14 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     module: str | None = Field(
-        None, description="The detector to continue training from; default: the one that pre-annotated the project"
+        None, description="The module to continue training from; default: the one that pre-annotated the project"
     )
     epochs: int = Field(10, ge=1, le=1000, description="Training epochs")
     profile: str | None = Field(None, description="Hardware profile of the pipeline run; default: yours")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of the labelled images held out for evaluation")
     min_map50: float | None = Field(
-        None, ge=0, le=1, description="The quality gate: held-out mAP50 the new weights must reach to be registered"
+        None, ge=0, le=1, description="Detection's quality gate: held-out mAP50 the new weights must reach"
+    )
+    min_top1: float | None = Field(
+        None, ge=0, le=1, description="Classification's quality gate: held-out top-1 accuracy they must reach"
     )

@@ -18,16 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import sources
+
 CHUNK = 8  # images per forward pass, as the serverless engine's slices
-_CLIENT: list[Any] = []  # the process's one S3 client (making one costs more than reading an image)
-
-
-def s3_client() -> Any:
-    if not _CLIENT:
-        import boto3
-
-        _CLIENT.append(boto3.client("s3"))
-    return _CLIENT[0]
 
 
 def module_task(model: Any) -> tuple[str | None, list[str]]:
@@ -42,28 +35,24 @@ def module_task(model: Any) -> tuple[str | None, list[str]]:
 
 
 def fetch(items: list[tuple[str, str, Path]], scratch: Path) -> tuple[list[tuple[Path, str, Path]], list[str | None]]:
-    """Each item as a local file: the `s3://bucket/key` ones read into `scratch` together (one GET each, a thread
-    each: the boto3 client from the connection's AWS_* environment); the local items and, for each, why it could
-    not be read (None: it was)."""
+    """Each item as a local file: the `s3://bucket/key` and `webdav:<path>` ones read into `scratch` together (one
+    GET each, a thread each: sources.py, with the connection's environment); the local items and, for each, why it
+    could not be read (None: it was)."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(item: tuple[str, str, Path]) -> tuple[Path, str | None]:
         path, name, out = item
-        if not path.startswith("s3://"):
+        if not sources.is_remote(path):
             return Path(path), None
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        bucket, _, key = path.removeprefix("s3://").partition("/")
         target = scratch / "in" / out.name / name
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            target.write_bytes(s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
+            target.write_bytes(sources.read(path))
             return target, None
-        except (BotoCoreError, ClientError) as error:
-            return target, f"could not be read from storage: {error}"
+        except OSError as error:
+            return target, str(error)
 
-    if any(path.startswith("s3://") for path, _, _ in items):
-        s3_client()  # made once, before the threads share it
+    sources.clients_for([path for path, _, _ in items])  # made once, before the threads share them
     with ThreadPoolExecutor(max_workers=CHUNK) as pool:
         read = list(pool.map(one, items))
     local = [(where, name, out) for (where, _), (_, name, out) in zip(read, items, strict=True)]

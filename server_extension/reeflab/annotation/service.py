@@ -39,6 +39,7 @@ from xml.sax.saxutils import quoteattr
 
 import yaml
 from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.utils import url_path_join
 from traitlets import Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
@@ -48,6 +49,7 @@ from ..pipelines.models import PipelineRequest
 from ..storage.paths import join, remote_path
 from ..storage.service import StorageService
 from ..training.registry import ModelRegistry
+from . import sources
 from .labelstudio import LabelStudio, LabelStudioAPI
 from .models import ExportRequest, PreannotateRequest, ProjectRequest, TrainRequest
 
@@ -88,6 +90,7 @@ class AnnotationService(LoggingConfigurable):
         "", config=True, help="The label-studio program (default: $REEFLAB_LABEL_STUDIO, else .venv-labelstudio)"
     )
     predict_timeout = Float(1800, config=True, help="Seconds a pre-annotation may run")
+    base_url = Unicode("/", help="The user's server's base URL (its routes serve a WebDAV project's images)")
 
     def __init__(self, catalog: CatalogService, workspace: str, storage: StorageService | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -95,7 +98,8 @@ class AnnotationService(LoggingConfigurable):
         self.storage = storage
         self.workspace = Path(workspace).resolve()
         self.server = LabelStudio(Path(self.root_dir), self.workspace, self.label_studio or None)
-        self._progress: dict[int, dict[str, Any]] = {}  # project id -> its latest pre-annotation's progress
+        # project id -> its latest pre-annotation's progress, kept in the root folder across restarts of the server
+        self._progress: dict[int, dict[str, Any]] = self._load_progress()
         self._running: dict[int, asyncio.Task] = {}
         self._probes: dict[tuple[str, str], dict[str, Any]] = {}  # (module, its environment) -> its task, labels
 
@@ -105,6 +109,37 @@ class AnnotationService(LoggingConfigurable):
     async def _call(self, method: str, path: str, **kwargs) -> Any:
         api = await self._api()
         return await asyncio.get_running_loop().run_in_executor(None, partial(api.call, method, path, **kwargs))
+
+    # -- pre-annotations' progress, kept across restarts ---------------------------------------
+
+    def _progress_dir(self) -> Path:
+        return Path(self.root_dir) / "preannotation"
+
+    def _save(self, progress: dict[str, Any]) -> None:
+        """The progress document in the root folder (written whole, then moved in: never half a file)."""
+        folder = self._progress_dir()
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        kept = folder / f"{progress['project']}.json"
+        partial = kept.with_suffix(".json.partial")
+        partial.write_text(json.dumps(progress))
+        os.replace(partial, kept)
+
+    def _load_progress(self) -> dict[int, dict[str, Any]]:
+        """The documents kept by earlier runs of the server; one still `running` was cut off by the server stopping
+        without saying so (killed): `interrupted`, with what was done."""
+        found: dict[int, dict[str, Any]] = {}
+        for kept in sorted(self._progress_dir().glob("*.json")) if self._progress_dir().is_dir() else []:
+            try:
+                progress = json.loads(kept.read_text())
+                project_id = int(progress["project"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if progress.get("state") == "running":
+                ended = datetime.fromtimestamp(kept.stat().st_mtime, UTC).isoformat()
+                progress.update(state="interrupted", error=interrupted(progress), ended=ended)
+                self._save(progress)
+            found[project_id] = progress
+        return found
 
     async def stop(self) -> None:
         for running in list(self._running.values()):
@@ -138,7 +173,7 @@ class AnnotationService(LoggingConfigurable):
         return files
 
     def _connection(self, owner: str, name: str) -> Any:
-        """The user's S3 connection `name` (Label Studio reads S3 only); a clear 400 otherwise."""
+        """The user's storage connection `name` (S3 or WebDAV); a clear 400 otherwise."""
         if self.storage is None:
             raise BadRequest("storage connections are not available on this server: give a workspace folder")
         try:
@@ -148,27 +183,33 @@ class AnnotationService(LoggingConfigurable):
                 f"you have no storage connection '{name}': give one of yours (Storage in the ReefLab panel) as "
                 "'<connection>:<folder>', or a folder of your workspace"
             ) from None
-        if connection.spec.kind != "s3":
-            raise BadRequest(
-                f"'{name}' is a WebDAV connection, which Label Studio cannot read: mount it (Storage in the ReefLab "
-                f"panel) and give its folder under storage/{name}/, or use an S3 connection"
-            )
         return connection
+
+    def image_url(self, name: str, path: str) -> str:
+        """Where the annotator's page reads an image of WebDAV connection `name`: the user's own server's download
+        route (storage handlers: authenticated, the server's owner only, streamed from WebDAV with the connection's
+        password, which never reaches the browser), under the same origin as the Label Studio pages it serves."""
+        return url_path_join(self.base_url, "reeflab/api/storage/connections", name, "file") + "?path=" + quote(path)
 
     def remote_images(self, owner: str, folder: str) -> list[tuple[str, str]]:
         """The images of a connection's folder (its top level, hidden files left out), by suffix (reading every
         object to check it would copy them all first; one that is not an image fails on its own at pre-annotation):
-        [(s3:// URL, 'connection:folder/name')]."""
+        [(what the task shows: an s3:// URL Label Studio resolves, or image_url's, 'connection:folder/name')]."""
         name, path = on_connection(folder)
         spec = self._connection(owner, name).spec
         files, page = [], None
         while True:
-            listed = self.storage.ls(owner, name, path, limit=1000, page=page)
+            try:
+                listed = self.storage.ls(owner, name, path, limit=1000, page=page)
+            except NotFound:  # (WebDAV: S3 lists an absent folder as an empty one)
+                raise BadRequest(f"'{folder}' holds no images: {name} has no folder '{path}'") from None
             files += [i["name"] for i in listed["items"] if i["type"] == "file" and not i["name"].startswith(".")]
             page = listed["next_page"]
             if not page or len(files) > MAX_IMAGES:
                 break
         self._check_names(folder, sorted(files))
+        if spec.kind == "webdav":
+            return [(self.image_url(name, join(path, f)), f"{name}:{join(path, f)}") for f in sorted(files)]
         return [(f"s3://{spec.bucket}/{join(spec.prefix, path, f)}", f"{name}:{join(path, f)}") for f in sorted(files)]
 
     @staticmethod
@@ -205,7 +246,7 @@ class AnnotationService(LoggingConfigurable):
             return str(self._local(file)), {}
         name, path = remote
         spec = self._connection(owner, name).spec
-        url = f"s3://{spec.bucket}/{join(spec.prefix, path)}"
+        url = f"{sources.WEBDAV}{path}" if spec.kind == "webdav" else f"s3://{spec.bucket}/{join(spec.prefix, path)}"
         return url, self.storage.credentials_env(owner, name)
 
     # -- modules --------------------------------------------------------------------------
@@ -306,18 +347,20 @@ class AnnotationService(LoggingConfigurable):
                     tasks.append({"image": f"/data/local-files/?d={quote(relative)}", "file": relative})
             else:
                 spec = self._connection(owner, remote[0]).spec
-                storage = {
-                    "title": request.folder[:2048],
-                    "bucket": spec.bucket,
-                    "prefix": join(spec.prefix, remote[1]),
-                    "s3_endpoint": spec.endpoint,
-                    "region_name": spec.region,
-                    "aws_access_key_id": spec.access_key,
-                    "aws_secret_access_key": spec.secret_key.get_secret_value(),
-                    "presign": False,  # Label Studio reads the objects and serves them to the browser itself
-                    "use_blob_urls": True,
-                }
-                await self._call("POST", "/api/storages/s3", json={"project": project["id"], **storage})
+                if spec.kind == "s3":  # Label Studio's own S3 storage resolves the tasks' s3:// URLs
+                    storage = {
+                        "title": request.folder[:2048],
+                        "bucket": spec.bucket,
+                        "prefix": join(spec.prefix, remote[1]),
+                        "s3_endpoint": spec.endpoint,
+                        "region_name": spec.region,
+                        "aws_access_key_id": spec.access_key,
+                        "aws_secret_access_key": spec.secret_key.get_secret_value(),
+                        "presign": False,  # Label Studio reads the objects and serves them to the browser itself
+                        "use_blob_urls": True,
+                    }
+                    await self._call("POST", "/api/storages/s3", json={"project": project["id"], **storage})
+                # (WebDAV, which Label Studio cannot read: the page reads each image through the server, image_url)
                 tasks = [{"image": url, "file": file} for url, file in objects]
             await self._call("POST", f"/api/projects/{project['id']}/import", json=tasks)
         except BaseException:
@@ -392,6 +435,7 @@ class AnnotationService(LoggingConfigurable):
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
         self._progress.pop(project_id, None)
+        (self._progress_dir() / f"{project_id}.json").unlink(missing_ok=True)
         await self._call("DELETE", f"/api/projects/{project_id}")
 
     # -- pre-annotation -------------------------------------------------------------------
@@ -410,30 +454,36 @@ class AnnotationService(LoggingConfigurable):
         entry = await loop.run_in_executor(None, self._module, request.module)
         await loop.run_in_executor(None, self._probe, entry, project["kind"])
         tasks = [t for t in await self._tasks(project_id) if t.get("data", {}).get("file")]
+        earlier = self._progress.get(project_id) or {}
+        resume = earlier.get("state") == "interrupted" and earlier.get("module") == entry.id and not request.restart
+        kept = [t for t in tasks if resume and t.get("total_predictions", 0) > 0]  # predicted before the cut
+        tasks = kept + [t for t in tasks if not (resume and t.get("total_predictions", 0) > 0)]  # counted on from
         files, env = [], {}
-        for task in tasks:
+        for task in tasks[len(kept) :]:
             where, needs = await loop.run_in_executor(None, self._readable, owner, task["data"]["file"])
             files.append([where, Path(task["data"]["file"]).name])
             env.update(needs)
         options = {"conf": request.conf} if request.conf is not None and project["kind"] == "detection" else {}
-        # a new pre-annotation replaces the earlier ones (annotations are kept)
-        every = {"selectedItems": {"all": True, "excluded": []}}
-        await self._call(
-            "POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project_id}, json=every
-        )
+        if not resume:  # a new pre-annotation replaces the earlier ones (annotations are kept)
+            every = {"selectedItems": {"all": True, "excluded": []}}
+            await self._call(
+                "POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project_id}, json=every
+            )
         progress = self._progress[project_id] = {
             "project": project_id,
             "module": entry.id,
             "state": "running",
-            "total": len(files),
-            "done": 0,
-            "predicted": 0,
-            "regions": 0,
+            "total": len(tasks),
+            "done": len(kept),
+            "predicted": len(kept),
+            "regions": earlier.get("regions", 0) if resume else 0,
+            "continued": len(kept),  # images an interrupted run had predicted, kept (0: all predicted here)
             "failed": [],
             "error": None,
             "started": datetime.now(UTC).isoformat(),
             "ended": None,
         }
+        self._save(progress)
         run = self._preannotation(stored, project, entry, tasks, files, options, env, progress)
         self._running[project_id] = asyncio.create_task(run)
         self._running[project_id].add_done_callback(lambda _: self._running.pop(project_id, None))
@@ -441,7 +491,7 @@ class AnnotationService(LoggingConfigurable):
 
     def progress(self, project_id: int) -> dict[str, Any]:
         if project_id not in self._progress:
-            raise NotFound(f"project {project_id} was not pre-annotated since your server started")
+            raise NotFound(f"project {project_id} was never pre-annotated: POST a module to pre-annotate it")
         return dict(self._progress[project_id])
 
     async def wait_preannotation(self, project_id: int) -> None:
@@ -512,14 +562,15 @@ class AnnotationService(LoggingConfigurable):
             description = json.dumps({"reeflab": about})
             await self._call("PATCH", f"/api/projects/{project_id}", json={"description": description})
             progress["state"] = "completed"
-        except asyncio.CancelledError:
-            progress.update(state="cancelled", error="your server stopped")
+        except asyncio.CancelledError:  # the server stops (or the project is deleted)
+            progress.update(state="interrupted", error=interrupted(progress))
             raise
         except Exception as error:  # said in the progress document, which is how the user learns it
             progress.update(state="failed", error=getattr(error, "message", None) or f"{type(error).__name__}: {error}")
             self.log.warning("pre-annotation of project %s failed: %s", project_id, progress["error"])
         finally:
             progress["ended"] = datetime.now(UTC).isoformat()
+            self._save(progress)
 
     async def _store(
         self,
@@ -534,12 +585,11 @@ class AnnotationService(LoggingConfigurable):
             raise BadRequest(f"'{entry.id}' failed: {line['error']}")
         if "results" not in line:
             return
-        predictions = []
-        for result in line["results"]:
-            task = tasks[progress["done"]]
-            progress["done"] += 1
+        predictions, failed = [], []
+        for index, result in enumerate(line["results"]):
+            task = tasks[progress["done"] + index]
             if not result["ok"]:
-                progress["failed"].append({"file": task["data"]["file"], "error": result["error"]})
+                failed.append({"file": task["data"]["file"], "error": result["error"]})
                 continue
             prediction = to_prediction(project["kind"], project["labels"], result["answer"])
             if prediction is None:
@@ -548,8 +598,12 @@ class AnnotationService(LoggingConfigurable):
             predictions.append({"task": task["id"], "model_version": entry.id, **prediction})
         if predictions:
             await self._call("POST", f"/api/projects/{project['id']}/import/predictions", json=predictions)
+        # counted once stored: what the progress says was done is in Label Studio, even if the server stops now
+        progress["done"] += len(line["results"])
+        progress["failed"] += failed
         progress["predicted"] += len(predictions)
         progress["regions"] += sum(len(p["result"]) for p in predictions)
+        self._save(progress)
 
     # -- export ---------------------------------------------------------------------------
 
@@ -564,9 +618,9 @@ class AnnotationService(LoggingConfigurable):
         loop = asyncio.get_running_loop()
         exported = await self._call("GET", f"/api/projects/{project_id}/export", params={"exportType": "JSON"})
         exported = json.loads(exported) if isinstance(exported, bytes) else exported  # sent as a download
-        if project["kind"] == "classification":
-            return await loop.run_in_executor(None, self._write_folders, exported, target, request, owner)
         names = project["labels"]
+        if project["kind"] == "classification":
+            return await loop.run_in_executor(None, self._write_folders, exported, names, target, request, owner)
         return await loop.run_in_executor(None, self._write_yolo, exported, names, target, request, owner)
 
     # -- training -------------------------------------------------------------------------
@@ -578,11 +632,7 @@ class AnnotationService(LoggingConfigurable):
         retraining pipeline on it from the module's current weights; (the export, the pipeline request)."""
         stored = await self._project(project_id)
         project = self._describe(stored, [])
-        if project["kind"] != "detection":
-            raise BadRequest(
-                "the retraining pipeline trains detectors: export this classification project (image folders) and "
-                "train a classifier on it in a notebook"
-            )
+        kind = project["kind"]
         if not (self.workspace / RETRAIN_PIPELINE).is_file():
             raise BadRequest(
                 f"no {RETRAIN_PIPELINE} in your files: Refresh examples (ReefLab panel) brings the shipped ones back"
@@ -590,16 +640,18 @@ class AnnotationService(LoggingConfigurable):
         labelled = [t for t in await self._tasks(project_id) if t.get("total_annotations", 0) > 0]
         if not labelled:
             raise BadRequest("no image of this project is labelled yet: label (or accept pre-annotations) first")
+        example = "fish-detector" if kind == "detection" else "fish-classifier"
         module_id = request.module or project["module"]
         if not module_id:
-            raise BadRequest("give the module to train on this project, e.g. 'fish-detector'")
+            raise BadRequest(f"give the module to train on this project, e.g. '{example}'")
         loop = asyncio.get_running_loop()
         entry = await loop.run_in_executor(None, self._module, module_id)
-        answer = await loop.run_in_executor(None, self._probe, entry, "detection")
-        if not answer.get("weights") or answer.get("task") != "detect":
+        answer = await loop.run_in_executor(None, self._probe, entry, kind)
+        if not answer.get("weights") or answer.get("task") != TASKS[kind]:
+            want = "detectors" if kind == "detection" else "classifiers"
             raise BadRequest(
                 f"'{entry.id}' cannot be retrained here: the retraining pipeline fine-tunes Ultralytics YOLO "
-                "detectors (e.g. fish-detector, or a version you registered from it)"
+                f"{want} (e.g. {example}, or a version you registered from it)"
             )
         if entry.source == "registered":  # a new version of the same model, served by the same code
             registered = ModelRegistry(self.catalog.registry_dir, self.workspace).get(entry.id)
@@ -612,7 +664,7 @@ class AnnotationService(LoggingConfigurable):
         folder = f"datasets/annotation-{project_id}-{stamp}"
         split = ExportRequest(folder=folder, val_fraction=request.val_fraction)
         exported = await self.export(project_id, split, owner)
-        data = str(self.workspace / exported["data"])
+        data = str(self.workspace / exported["data"])  # a data.yaml, or a classifier's image folders
         count = exported["train"] + exported["val"]
         # images the weights it continues from were not trained on: all, unless they come from this project's labels
         seen = earlier.get("labelled_images", 0) if earlier.get("annotation_project") == project_id else 0
@@ -632,8 +684,11 @@ class AnnotationService(LoggingConfigurable):
         }
         if answer.get("imgsz"):
             parameters["IMGSZ"] = answer["imgsz"]
-        if request.min_map50 is not None:
-            parameters["MIN_MAP50"] = request.min_map50
+        if kind == "classification":  # the gate on the held-out images' top-1 accuracy (the bar: MIN_MAP50)
+            parameters["GATE_METRIC"] = "top1"
+        bar = request.min_map50 if kind == "detection" else request.min_top1
+        if bar is not None:
+            parameters["MIN_MAP50"] = bar
         title = f"Train {entry.id} on '{project['title']}' ({count} labelled images)"[:120]
         pipeline = PipelineRequest(
             pipeline=RETRAIN_PIPELINE, parameters=parameters, profile=request.profile, title=title
@@ -641,10 +696,11 @@ class AnnotationService(LoggingConfigurable):
         return exported, pipeline
 
     def _write_folders(
-        self, tasks: list[dict[str, Any]], target: Path, request: ExportRequest, owner: str
+        self, tasks: list[dict[str, Any]], names: list[str], target: Path, request: ExportRequest, owner: str
     ) -> dict[str, Any]:
         """An image-folder classification dataset (train/<label>/, val/<label>/), as Ultralytics classifies from:
-        each labelled image under the label of its latest annotation."""
+        each labelled image under the label of its latest annotation; a folder for every label of the project, so
+        that a classifier trained on it has the project's classes (those of the module it continues from)."""
         chosen: dict[str, str] = {}
         for task in tasks:
             annotations = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
@@ -654,8 +710,13 @@ class AnnotationService(LoggingConfigurable):
                 chosen[task["data"]["file"]] = choices[0]
         if not chosen:
             raise BadRequest("no image of this project has a label yet: label (or accept pre-annotations) first")
+        unsafe = sorted(n for n in {*names, *chosen.values()} if "/" in n or "\\" in n or n in (".", "..") or not n)
+        if unsafe:
+            raise BadRequest(f"labels {unsafe} cannot be folder names: rename them in the project's labels")
         counts = {}
         for split, files in split_files(sorted(chosen), request).items():
+            for label in {*names, *chosen.values()}:
+                (target / split / label).mkdir(parents=True, exist_ok=True)
             for relative in files:
                 folder = target / split / chosen[relative]
                 folder.mkdir(parents=True, exist_ok=True)
@@ -666,7 +727,7 @@ class AnnotationService(LoggingConfigurable):
             "data": target.relative_to(self.workspace).as_posix(),
             "train": counts["train"],
             "val": counts["val"],
-            "names": sorted(set(chosen.values())),
+            "names": sorted({*names, *chosen.values()}),
         }
 
     def _write_yolo(
@@ -716,6 +777,15 @@ class AnnotationService(LoggingConfigurable):
             "val": counts["val"],
             "names": names,
         }
+
+
+def interrupted(progress: dict[str, Any]) -> str:
+    """What an interrupted pre-annotation's document says."""
+    left = progress["total"] - progress["done"]
+    return (
+        f"your server stopped after {progress['done']} of {progress['total']} images: pre-annotate again with "
+        f"{progress['module']} to continue with the {left} not predicted yet (restart: true redoes them all)"
+    )
 
 
 def split_files(files: list[str], request: ExportRequest) -> dict[str, list[str]]:

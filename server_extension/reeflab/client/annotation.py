@@ -46,12 +46,17 @@ class Project(Resource):
         self.connection.request("DELETE", *self.collection, str(self.id), timeout=SLOW)
 
     def preannotate(
-        self, module: str, conf: float | None = None, wait: bool = True, timeout: float = SLOW
+        self, module: str, conf: float | None = None, wait: bool = True, timeout: float = SLOW, restart: bool = False
     ) -> dict[str, Any]:
         """Run `module` over every image and store its answers as predictions, in the background; its progress
         document, at its end if `wait` ({"state": "completed", "predicted", "regions", "failed": [...]}; a
-        pre-annotation that failed raises ReefLabClientError with the reason)."""
-        body = {"module": module, **({"conf": conf} if conf is not None else {})}
+        pre-annotation that failed raises ReefLabClientError with the reason). After a run your server's restart
+        interrupted, the same module continues with the images not predicted yet (`restart`: redo them all)."""
+        body = {
+            "module": module,
+            **({"conf": conf} if conf is not None else {}),
+            **({"restart": True} if restart else {}),
+        }
         progress = self.connection.request(
             "POST", *self.collection, str(self.id), "preannotate", json=body, timeout=SLOW
         )
@@ -80,14 +85,15 @@ class Project(Resource):
         profile: str | None = None,
         val_fraction: float = 0.2,
         min_map50: float | None = None,
+        min_top1: float | None = None,
     ) -> PipelineRun:
         """Export the labelled images to a new dataset and run the retraining pipeline on them, continuing from
         `module`'s current weights (default: the module that pre-annotated the project); the pipeline run
         (`run.wait()`; its `info["dataset"]` is the export). It registers a new version when the held-out mAP50
-        reaches `min_map50` (default: the pipeline's 0.5), with the project, its new images and the metrics before
-        and after in the version's lineage and metrics."""
+        (a classification project: top-1 accuracy) reaches `min_map50` (`min_top1`; default: the pipeline's 0.5),
+        with the project, its new images and the metrics before and after in the version's lineage and metrics."""
         body = {"module": module, "epochs": epochs, "profile": profile, "val_fraction": val_fraction}
-        body["min_map50"] = min_map50
+        body.update(min_map50=min_map50, min_top1=min_top1)
         body = {k: v for k, v in body.items() if v is not None}
         info = self.connection.request("POST", *self.collection, str(self.id), "train", json=body, timeout=SLOW)
         return PipelineRun(info, self.connection)
@@ -101,8 +107,8 @@ def create(
     module: str | None = None,
     connection: Connection | None = None,
 ) -> Project:
-    """A project over a folder of images of your workspace, or of one of your S3 storage connections written
-    '<connection>:<folder>' (the platform bucket's is 'reeflab'); labels given, or a module's classes."""
+    """A project over a folder of images of your workspace, or of one of your storage connections (S3 or WebDAV)
+    written '<connection>:<folder>' (the platform bucket's is 'reeflab'); labels given, or a module's classes."""
     connection = connection or default_connection()
     body = {"title": title, "folder": folder, "kind": kind, "labels": labels, "module": module}
     body = {k: v for k, v in body.items() if v is not None}
