@@ -13,6 +13,8 @@ CHROMIUM := /usr/bin/chromium
 FUSERMOUNT := /usr/bin/fusermount3
 # serverless jobs run in bubblewrap sandboxes (the engine starts no worker without it)
 BWRAP := /usr/bin/bwrap
+# Label Studio on PostgreSQL (tests/test_annotation_postgres.py) runs a real server: Debian's
+POSTGRES := /usr/bin/pg_ctlcluster
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export YOLO_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -47,7 +49,7 @@ test: install install-test fuse reachable
 
 install: $(VENV)/.platform.stamp $(VENV)/.reeflab.stamp
 
-install-test: $(VENV)/.test.stamp .venv-oidc/.stamp .venv-labelstudio/.stamp $(CHROMIUM) $(FUSERMOUNT) $(BWRAP)
+install-test: $(VENV)/.test.stamp .venv-oidc/.stamp .venv-labelstudio/.stamp $(CHROMIUM) $(FUSERMOUNT) $(BWRAP) $(POSTGRES)
 
 $(VENV)/.torch.stamp: requirements/torch.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -86,6 +88,10 @@ $(FUSERMOUNT):
 $(BWRAP):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null
+
+$(POSTGRES):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 
 $(CHROMIUM):
 	apt-get update -qq

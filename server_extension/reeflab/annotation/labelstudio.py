@@ -6,6 +6,10 @@ OS account, with its SQLite database and media in their data folder, on a free 1
 closed (DISABLE_SIGNUP_WITHOUT_LINK) and one account whose random password and API token only that folder
 (0600) holds. The platform talks to it with the token; the user types no second password.
 
+At scale its database is the user's own PostgreSQL database instead (`database`: a postgresql:// URL, e.g. from
+$REEFLAB_LABEL_STUDIO_DATABASE): given to Label Studio as its own settings (DJANGO_DB=default, POSTGRE_*), and
+made on first start where it does not exist yet (the role may create databases) with Label Studio's own driver.
+
 Its pages reach the browser only through the user's server (handlers/annotation.py, under `prefix`): it starts
 with LABEL_STUDIO_HOST = PROXY_ORIGIN + prefix, so every link it makes (pages, static files, images, API) goes
 through that route, and the route puts the browser's own origin in place of PROXY_ORIGIN. The route logs in
@@ -59,10 +63,13 @@ def default_command() -> str | None:
 class LabelStudio:
     """The user's Label Studio: `await ensure()` starts it (once) and answers its API client."""
 
-    def __init__(self, data_dir: Path, document_root: Path, command: str | None = None, prefix: str = ""):
+    def __init__(
+        self, data_dir: Path, document_root: Path, command: str | None = None, prefix: str = "", database: str = ""
+    ):
         self.data_dir = Path(data_dir)
         self.document_root = Path(document_root)
         self.command = command
+        self.database = database  # a postgresql:// URL; empty: SQLite in data_dir
         self.prefix = prefix  # where the user's server serves its pages, e.g. /user/ann/reeflab/annotation/ui
         self._cookies: dict[str, str] | None = None  # the page session the user's server holds (page_session)
         self.log_path = self.data_dir / "label-studio.log"
@@ -101,6 +108,7 @@ class LabelStudio:
                 "Label Studio is not installed on this server: run `make up` (it makes .venv-labelstudio) "
                 "or set $REEFLAB_LABEL_STUDIO to a label-studio program"
             )
+        database = database_environment(self.database) if self.database else {}
         login = self.credentials()
         port = free_port()
         env = {
@@ -122,7 +130,10 @@ class LabelStudio:
             "LATEST_VERSION_CHECK": "false",
             "SENTRY_DSN": "",
             "FRONTEND_SENTRY_DSN": "",
+            **database,
         }
+        if database:
+            await self._ensure_database(command, env)
         argv = [
             command,
             "start",
@@ -165,6 +176,28 @@ class LabelStudio:
         await self.stop()
         raise LabelStudioError(f"Label Studio did not answer within {START_TIMEOUT} s: see {self.log_path}")
 
+    async def _ensure_database(self, command: str, env: dict[str, str]) -> None:
+        """The user's PostgreSQL database, made if it is not there yet (with the Python and psycopg of Label
+        Studio's own environment: the platform's has no PostgreSQL driver)."""
+        python = Path(command).parent / "python"
+        with open(self.log_path, "ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                str(python), "-c", ENSURE_DATABASE, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log
+            )
+            try:
+                status = await asyncio.wait_for(process.wait(), 60)
+            except TimeoutError:
+                process.kill()
+                status = await process.wait()
+        if status != 0:
+            last = "\n".join(tail_lines(self.log_path, 5))
+            host = f"{env['POSTGRE_HOST']}:{env['POSTGRE_PORT']}"
+            raise LabelStudioError(
+                f"Label Studio's PostgreSQL database '{env['POSTGRE_NAME']}' on {host} could not be reached or "
+                f"made (status {status}): check $REEFLAB_LABEL_STUDIO_DATABASE's user, password and database, and "
+                f"that the server answers:\n{last}"
+            )
+
     async def page_session(self) -> tuple[LabelStudioAPI, dict[str, str]]:
         """The running Label Studio and the cookies of a session logged in as the user (made once, with the stored
         password, until `forget_session`): what the user's server adds to the pages' requests it forwards."""
@@ -192,9 +225,49 @@ class LabelStudio:
                 await stop_group(psutil.Process(process.pid), grace=10)
 
 
+# run by Label Studio's Python: connect to the database, or make it from the server's maintenance database
+ENSURE_DATABASE = """
+import os, psycopg
+from psycopg import sql
+args = dict(host=os.environ["POSTGRE_HOST"], port=os.environ["POSTGRE_PORT"], user=os.environ["POSTGRE_USER"],
+            password=os.environ["POSTGRE_PASSWORD"], connect_timeout=10)
+try:
+    psycopg.connect(dbname=os.environ["POSTGRE_NAME"], **args).close()
+except psycopg.OperationalError as error:
+    if "does not exist" not in str(error):
+        raise
+    with psycopg.connect(dbname="postgres", autocommit=True, **args) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(os.environ["POSTGRE_NAME"])))
+    print("made the PostgreSQL database", os.environ["POSTGRE_NAME"])
+"""
+
+
+def database_environment(url: str) -> dict[str, str]:
+    """Label Studio's own settings for a PostgreSQL database (DJANGO_DB=default, POSTGRE_*) from its URL."""
+    parsed = urlparse(url)
+    name = unquote(parsed.path.lstrip("/"))
+    if parsed.scheme not in ("postgresql", "postgres") or not parsed.hostname or not name or "/" in name:
+        raise LabelStudioError(
+            "Label Studio's database must be written postgresql://<user>:<password>@<host>:<port>/<database> "
+            "($REEFLAB_LABEL_STUDIO_DATABASE): fix it, or leave it empty for SQLite in your data folder"
+        )
+    try:
+        port = parsed.port or 5432
+    except ValueError:
+        raise LabelStudioError("Label Studio's database URL has a port that is not a number: fix it") from None
+    return {
+        "DJANGO_DB": "default",
+        "POSTGRE_NAME": name,
+        "POSTGRE_USER": unquote(parsed.username or ""),
+        "POSTGRE_PASSWORD": unquote(parsed.password or ""),
+        "POSTGRE_HOST": parsed.hostname,
+        "POSTGRE_PORT": str(port),
+    }
+
+
 def private_environment() -> dict[str, str]:
     """The server's environment without its credentials (hub API token, keys, passwords): Label Studio needs none."""
-    secret = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
+    secret = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL", "DATABASE")  # (a database URL has a password)
     return {
         k: v
         for k, v in os.environ.items()

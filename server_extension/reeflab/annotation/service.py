@@ -89,6 +89,16 @@ class AnnotationService(LoggingConfigurable):
     label_studio = Unicode(
         "", config=True, help="The label-studio program (default: $REEFLAB_LABEL_STUDIO, else .venv-labelstudio)"
     )
+    label_studio_database = Unicode(
+        config=True,
+        help="The user's Label Studio database on PostgreSQL, postgresql://user:password@host:port/name (made on first "
+        "start if the role may); default $REEFLAB_LABEL_STUDIO_DATABASE; empty: SQLite in root_dir",
+    )
+
+    @default("label_studio_database")
+    def _default_label_studio_database(self) -> str:
+        return os.environ.get("REEFLAB_LABEL_STUDIO_DATABASE", "")
+
     predict_timeout = Float(1800, config=True, help="Seconds a pre-annotation may run")
     base_url = Unicode("/", help="The user's server's base URL (its routes serve a WebDAV project's images)")
 
@@ -97,7 +107,8 @@ class AnnotationService(LoggingConfigurable):
         self.catalog = catalog
         self.storage = storage
         self.workspace = Path(workspace).resolve()
-        self.server = LabelStudio(Path(self.root_dir), self.workspace, self.label_studio or None)
+        database = self.label_studio_database  # PostgreSQL at scale; empty: SQLite in root_dir
+        self.server = LabelStudio(Path(self.root_dir), self.workspace, self.label_studio or None, database=database)
         # project id -> its latest pre-annotation's progress, kept in the root folder across restarts of the server
         self._progress: dict[int, dict[str, Any]] = self._load_progress()
         self._running: dict[int, asyncio.Task] = {}
