@@ -106,6 +106,43 @@ def test_open_in_label_studio_labels_an_image_through_the_server(lab_page, lab, 
     open_labelling_page(lab_page, lab, project, "dark", f"1 of {SCENES} labelled").close()
 
 
+def test_a_webdav_projects_image_shows_in_the_labelling_page(lab_page, lab, dav):
+    """A project over a WebDAV folder (Label Studio reads no WebDAV): the labelling page shows the task's image, which
+    the browser reads from the server's own route with its login (streamed from WebDAV; no WebDAV address or
+    password reaches the page)."""
+    (dav.root / "pages").mkdir(exist_ok=True)
+    generate_samples(dav.root / "pages", n=SCENES, seed=17).unlink()  # images only
+    body = {"kind": "webdav", "name": "cloud", "url": dav.url, "user": dav.user, "password": dav.password}
+    assert lab.api("POST", "storage/connections", json=body).status_code == 201
+    made = requests.post(  # its Label Studio may start for it first (~1 min on a fresh database)
+        lab.api_url("reeflab/api/annotation/projects"),
+        headers=lab.headers,
+        json={"title": "Cloud pages", "folder": "cloud:pages", "labels": ["fish"]},
+        timeout=300,
+    )
+    assert made.status_code == 201, made.text
+    project = made.json()
+    try:
+        lab_page.open_lab("light")  # logged in to the server, as the panel's user is
+        loaded = []
+        lab_page.page.context.on("response", lambda r: loaded.append(r) if "/storage/connections/" in r.url else None)
+        studio = lab_page.page.context.new_page()
+        studio.goto(f"{lab.url}reeflab/annotation/ui/projects/{project['id']}/data?labeling=1")
+        expect(studio.get_by_role("button", name="Submit current annotation")).to_be_visible(timeout=SLOW_MS)
+        studio.wait_for_function("() => [...document.images].some(i => i.complete && i.naturalWidth > 100)")
+        assert loaded and all(r.status == 200 and r.url.startswith(f"{lab.url}reeflab/api/storage/") for r in loaded), [
+            (r.status, r.url) for r in loaded
+        ]
+        html = studio.content()
+        assert dav.password not in html and str(dav.port) not in html
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        studio.screenshot(path=ARTIFACTS / f"{lab_page.name}-label-studio-webdav.png", animations="disabled")
+        studio.close()
+    finally:
+        lab.api("DELETE", f"annotation/projects/{project['id']}")
+        lab.api("DELETE", "storage/connections/cloud")
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory) -> Iterator[HubProcess]:
     """The real hub with one user, whose server runs and who has a project over two scenes of her files."""
