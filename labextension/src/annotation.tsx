@@ -23,7 +23,8 @@ export const PROGRESS_MS = 1000;
 export function describePreannotation(p: Annotation.IPreannotation): string {
   const failed = p.failed.length ? `; ${p.failed.length} failed` : '';
   if (p.state === 'running') {
-    return `Pre-annotating with ${p.module}: ${p.done} of ${p.total} images${failed}`;
+    const kept = p.continued ? ` (${p.continued} kept from the interrupted run)` : '';
+    return `Pre-annotating with ${p.module}: ${p.done} of ${p.total} images${kept}${failed}`;
   }
   if (p.state === 'completed') {
     return `${p.module} pre-annotated ${p.predicted} of ${p.total} images (${p.regions} regions)${failed}`;
@@ -110,7 +111,7 @@ function NewProjectForm(props: {
         <input
           className="jp-mod-styled"
           value={folder}
-          placeholder="e.g. surveys/reef-2026"
+          placeholder="e.g. surveys/reef-2026, or cloud:surveys (a storage connection's folder)"
           onChange={e => setFolder(e.currentTarget.value)}
         />
       </label>

@@ -145,6 +145,24 @@ describe('Annotation section', () => {
     expect(api.preannotation).not.toHaveBeenCalled(); // it ended: nothing to ask
   });
 
+  it('says a pre-annotation the server restart interrupted, and what a continued run kept', async () => {
+    const cut = {
+      ...progressOf(1, 'fish-detector', 'interrupted', 8, 24),
+      error: 'your server stopped after 8 of 24 images: pre-annotate again with fish-detector to continue'
+    };
+    const api = fakeAnnotation([project(1, { preannotation: cut })]);
+    view = await render(<AnnotationView api={api} visible={true} />);
+    await settle();
+    const row = view.host.querySelector('[aria-label="Project 1"]')!;
+    expect(row.querySelector('[role="status"]')?.textContent).toContain(
+      'Pre-annotation with fish-detector interrupted after 8 of 24 images: your server stopped'
+    );
+    expect(api.preannotation).not.toHaveBeenCalled(); // it ended: nothing to ask
+    expect(describePreannotation({ ...cut, state: 'running', done: 10, continued: 8 })).toBe(
+      'Pre-annotating with fish-detector: 10 of 24 images (8 kept from the interrupted run)'
+    );
+  });
+
   it("opens each project's labelling page in Label Studio, through the user's server, in a new tab", async () => {
     const api = fakeAnnotation([project(1), project(7)]);
     view = await render(<AnnotationView api={api} visible={true} />);

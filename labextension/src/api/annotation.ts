@@ -38,9 +38,12 @@ export namespace Annotation {
   export interface IPreannotation {
     project: number;
     module: string;
-    state: 'running' | 'completed' | 'failed' | 'cancelled';
+    /** interrupted: the user's server stopped while it ran (pre-annotating again continues) */
+    state: 'running' | 'completed' | 'failed' | 'interrupted';
     total: number;
     done: number;
+    /** images an interrupted run had predicted, kept by this one */
+    continued?: number;
     predicted: number;
     regions: number;
     failed: { file: string; error: string }[];
