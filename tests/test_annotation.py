@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import signal
 import time
 
@@ -308,6 +309,75 @@ def test_another_user_neither_sees_nor_opens_the_project(studio, alice, bob, ser
     with pytest.raises(ReefLabClientError) as refused:
         annotation.get(project.id, connection=intruder)
     assert refused.value.status == 403
+
+
+def workers_started(hub, service: str) -> int:
+    """How many workers the serverless engine started for the service (each loads the module): its log, in the
+    hub's (a hub-managed service)."""
+    return len(re.findall(rf"started worker \d+ for service {re.escape(service)}\b", hub.log_path.read_text()))
+
+
+def test_preannotation_runs_on_warm_serverless_workers_of_her_own(alice, bob, studio, hub):
+    """Pre-annotation goes through ann's own service for the module on the serverless engine, fed by her server:
+    its workers load the module once and stay warm, so another run starts none; the engine counted each image as
+    a call; bob neither sees, reads nor calls that service."""
+    project, _ = studio
+    first = project.preannotate("fish-detector")
+    service = first["service"]
+    assert service.startswith("annotate-fish-detector-") and first["slices"] == 0  # her workspace: fed by her server
+    assert (first["state"], first["predicted"], first["failed"]) == ("completed", SCENES, [])
+    started = workers_started(hub, service)
+    assert started >= 1, hub.log_tail()
+    calls = alice.get("serverless", "oscar", "system", "services", service, "metrics")["total"]["requests"]
+    assert calls >= SCENES
+
+    again = project.preannotate("fish-detector")
+    assert (again["service"], again["predicted"]) == (service, SCENES)
+    assert workers_started(hub, service) == started  # the warm workers answered: the module was not loaded again
+    metrics = alice.get("serverless", "oscar", "system", "services", service, "metrics")["total"]
+    assert (metrics["requests"], metrics["errors"]) == (calls + SCENES, 0)
+
+    assert service in [s["name"] for s in alice.get("serverless", "oscar", "system", "services")]  # hers
+    assert service not in [s["name"] for s in bob.get("serverless", "oscar", "system", "services")]
+    for method, path in (("GET", ("system", "services", service)), ("POST", ("run", service))):
+        with pytest.raises(ReefLabClientError) as hidden:
+            bob.request(method, "serverless", "oscar", *path, data=b"x")
+        assert hidden.value.status == 404, (method, path, hidden.value.message)
+
+
+def test_a_platform_folder_is_read_by_the_workers_in_slices(alice, studio, scenes, hub, tmp_path):
+    """A project over a folder of her platform bucket (the `reeflab` connection, whose key her services' workers
+    have): the workers read the objects themselves in slices, as `reeflab batch` does, and the predictions match
+    the generated fish; the run's slice index and answers leave her bucket afterwards."""
+    from reeflab.client import storage
+
+    _, ls = studio
+    platform = storage.get("reeflab", connection=alice)
+    generate_samples(tmp_path, n=SCENES, seed=77)
+    for name in scenes:
+        platform.upload(tmp_path / name, f"platform-scenes/{name}")
+    project = annotation.create(
+        "Reef survey platform", "reeflab:platform-scenes", module="fish-detector", connection=alice
+    )
+    try:
+        done = project.preannotate("fish-detector")
+        assert (done["state"], done["predicted"], done["failed"]) == ("completed", SCENES, [])
+        assert done["slices"] >= 1 and done["service"].startswith("annotate-fish-detector-")
+        tasks = ls.get(ls.base + "/api/tasks", params={"project": project.id, "page_size": 100}, timeout=30).json()
+        found = matched = 0
+        for task in tasks["tasks"]:
+            predictions = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()
+            boxes = [pixels(r) for r in predictions[0]["result"]]
+            for truth in scenes[task["data"]["file"].split("/")[-1]]["boxes"]:
+                found += 1
+                matched += any(iou(truth, box) > 0.5 for box in boxes)
+        assert matched / found >= 0.8, f"{matched} of {found} fish found"
+        deadline = time.monotonic() + 30
+        while platform.ls(".reeflab-annotation") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert platform.ls(".reeflab-annotation") == []
+    finally:
+        project.delete()
 
 
 def test_bad_inputs_say_what_to_fix(alice, studio):

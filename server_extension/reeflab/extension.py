@@ -153,6 +153,7 @@ class ReefLabApp(ExtensionApp):
         deployments = DeploymentService(parent=self, catalog=catalog, storage=storage, checks=checks)
         if deployments.backend.name == "kubernetes":  # its pods fetch registered weights from the owner's S3
             registry.store = platform_store(storage)
+        serverless = ServerlessGateway(parent=self)  # also pre-annotation's way to the engine's warm workers
         self.settings["reeflab"] = Services(
             profiles=ProfileStore(self.profiles_file),
             identity=self.identity_class(parent=self),
@@ -162,13 +163,13 @@ class ReefLabApp(ExtensionApp):
             pipelines=PipelineService(parent=self, notebook_root=self.serverapp.root_dir),
             storage=storage,
             federated=FederatedService(parent=self, apps_root=self.serverapp.root_dir),  # users' own Flower Apps
-            serverless=ServerlessGateway(parent=self),
+            serverless=serverless,
             examples=ExamplesService(parent=self, notebook_root=self.serverapp.root_dir),
             tracking=tracking,
             publish=PublishService(catalog, tracking, registry),
             checks=checks,
             annotation=AnnotationService(
-                parent=self, catalog=catalog, workspace=self.serverapp.root_dir, storage=storage
+                parent=self, catalog=catalog, workspace=self.serverapp.root_dir, storage=storage, serverless=serverless
             ),
             monitoring=MonitoringService(
                 parent=self, deployments=deployments, workspace=self.serverapp.root_dir, tracking=tracking

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import posixpath
 import random
 import re
 import shutil
@@ -30,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -46,16 +49,21 @@ from traitlets.config import LoggingConfigurable
 from ..catalog.service import CatalogService
 from ..errors import BadRequest, Conflict, NotFound
 from ..pipelines.models import PipelineRequest
+from ..serverless.gateway import ServerlessGateway
 from ..storage.paths import join, remote_path
+from ..storage.platform_s3 import s3_client
 from ..storage.service import StorageService
 from ..training.registry import ModelRegistry
 from . import sources
+from .engine import WarmService
 from .labelstudio import LabelStudio, LabelStudioAPI
 from .models import ExportRequest, PreannotateRequest, ProjectRequest, TrainRequest
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 TASKS = {"detection": "detect", "classification": "classify"}
 MAX_IMAGES = 10000
+STORE_AT_MOST = 500  # predictions sent to Label Studio in one request
+STORE_EVERY = 1.0  # seconds between two requests storing predictions
 RETRAIN_PIPELINE = "notebooks/retrain.pipeline"  # the shipped retraining pipeline, in the user's examples
 SOURCE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):(.*)$")  # '<connection>:<folder>', as storage references are written
 
@@ -100,12 +108,23 @@ class AnnotationService(LoggingConfigurable):
         return os.environ.get("REEFLAB_LABEL_STUDIO_DATABASE", "")
 
     predict_timeout = Float(1800, config=True, help="Seconds a pre-annotation may run")
+    warm_seconds = Float(
+        600, config=True, help="Seconds the serverless engine keeps a module's pre-annotation workers warm when idle"
+    )
     base_url = Unicode("/", help="The user's server's base URL (its routes serve a WebDAV project's images)")
 
-    def __init__(self, catalog: CatalogService, workspace: str, storage: StorageService | None = None, **kwargs):
+    def __init__(
+        self,
+        catalog: CatalogService,
+        workspace: str,
+        storage: StorageService | None = None,
+        serverless: ServerlessGateway | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.catalog = catalog
         self.storage = storage
+        self.serverless = serverless  # where it has an engine, pre-annotation runs on its warm workers
         self.workspace = Path(workspace).resolve()
         database = self.label_studio_database  # PostgreSQL at scale; empty: SQLite in root_dir
         self.server = LabelStudio(Path(self.root_dir), self.workspace, self.label_studio or None, database=database)
@@ -491,11 +510,12 @@ class AnnotationService(LoggingConfigurable):
             "continued": len(kept),  # images an interrupted run had predicted, kept (0: all predicted here)
             "failed": [],
             "error": None,
+            "service": None,  # the serverless engine's service that runs it (None: a process of this server)
             "started": datetime.now(UTC).isoformat(),
             "ended": None,
         }
         self._save(progress)
-        run = self._preannotation(stored, project, entry, tasks, files, options, env, progress)
+        run = self._preannotation(stored, project, entry, tasks, files, options, env, progress, owner)
         self._running[project_id] = asyncio.create_task(run)
         self._running[project_id].add_done_callback(lambda _: self._running.pop(project_id, None))
         return dict(progress)
@@ -521,54 +541,17 @@ class AnnotationService(LoggingConfigurable):
         options: dict[str, Any],
         env: dict[str, str],
         progress: dict[str, Any],
+        owner: str = "",
     ) -> None:
-        """predict.py over the images; each chunk's answers stored as predictions as soon as they come."""
+        """The module over the images: on the serverless engine's warm workers where this server has an engine
+        (_through_engine), else in a process of its own (_in_process); each chunk's answers stored as predictions as
+        soon as they come."""
         project_id = project["id"]
         try:
-            with tempfile.TemporaryDirectory(prefix="reeflab-annotate-") as scratch:
-                spec = self._spec(Path(scratch), entry, files, options, project["kind"])
-                result = Path(scratch) / "result.jsonl"
-                with open(self._log(), "ab") as output:
-                    process = await asyncio.create_subprocess_exec(  # fixed argv
-                        sys.executable,
-                        "-m",
-                        "reeflab.annotation.predict",
-                        str(spec),
-                        str(result),
-                        env={**os.environ, **entry.deploy_env, **env},
-                        stdout=output,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                    )
-                deadline = time.monotonic() + self.predict_timeout
-                read = 0
-                try:
-                    while True:
-                        ended = process.returncode is not None
-                        lines = result.read_text().splitlines(keepends=True) if result.exists() else []
-                        for line in lines[read:]:
-                            if not line.endswith("\n"):
-                                break  # being written
-                            read += 1
-                            await self._store(json.loads(line), project, entry, tasks, progress)
-                        if ended:
-                            break
-                        if time.monotonic() > deadline:
-                            raise BadRequest(
-                                f"'{entry.id}' took more than {self.predict_timeout:.0f} s over {len(files)} images: "
-                                "split the folder into smaller projects"
-                            )
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(process.wait(), 0.25)
-                finally:
-                    if process.returncode is None:
-                        process.kill()
-                        await process.wait()
-                if progress["done"] < progress["total"]:
-                    raise BadRequest(
-                        f"'{entry.id}' stopped after {progress['done']} of {progress['total']} images "
-                        f"(status {process.returncode}): see {self._log()}"
-                    )
+            if self.serverless is not None and self.serverless.url:
+                await self._through_engine(project, entry, tasks, options, progress, owner)
+            else:
+                await self._in_process(project, entry, tasks, files, options, env, progress)
             about = {**self._about(stored), "module": entry.id}  # the module "Train on this project" continues from
             description = json.dumps({"reeflab": about})
             await self._call("PATCH", f"/api/projects/{project_id}", json={"description": description})
@@ -582,6 +565,147 @@ class AnnotationService(LoggingConfigurable):
         finally:
             progress["ended"] = datetime.now(UTC).isoformat()
             self._save(progress)
+
+    async def _in_process(
+        self,
+        project: dict[str, Any],
+        entry: Any,
+        tasks: list[dict[str, Any]],
+        files: list[list[str]],
+        options: dict[str, Any],
+        env: dict[str, str],
+        progress: dict[str, Any],
+    ) -> None:
+        """predict.py over the images, the module loaded for this run (a server with no serverless engine)."""
+        with tempfile.TemporaryDirectory(prefix="reeflab-annotate-") as scratch:
+            spec = self._spec(Path(scratch), entry, files, options, project["kind"])
+            result = Path(scratch) / "result.jsonl"
+            with open(self._log(), "ab") as output:
+                process = await asyncio.create_subprocess_exec(  # fixed argv
+                    sys.executable,
+                    "-m",
+                    "reeflab.annotation.predict",
+                    str(spec),
+                    str(result),
+                    env={**os.environ, **entry.deploy_env, **env},
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            deadline = time.monotonic() + self.predict_timeout
+            read = 0
+            try:
+                while True:
+                    ended = process.returncode is not None
+                    lines = result.read_text().splitlines(keepends=True) if result.exists() else []
+                    for line in lines[read:]:
+                        if not line.endswith("\n"):
+                            break  # being written
+                        read += 1
+                        await self._store(json.loads(line), project, entry, tasks, progress)
+                    if ended:
+                        break
+                    if time.monotonic() > deadline:
+                        raise BadRequest(
+                            f"'{entry.id}' took more than {self.predict_timeout:.0f} s over {len(files)} images: "
+                            "split the folder into smaller projects"
+                        )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(process.wait(), 0.25)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            if progress["done"] < progress["total"]:
+                raise BadRequest(
+                    f"'{entry.id}' stopped after {progress['done']} of {progress['total']} images "
+                    f"(status {process.returncode}): see {self._log()}"
+                )
+
+    async def _through_engine(
+        self,
+        project: dict[str, Any],
+        entry: Any,
+        tasks: list[dict[str, Any]],
+        options: dict[str, Any],
+        progress: dict[str, Any],
+        owner: str,
+    ) -> None:
+        """The images still to predict through the user's service for the module on the serverless engine (made on
+        first use, its workers kept warm across runs: engine.py): objects of the user's platform bucket in slices the
+        workers read themselves, as `reeflab batch` does; any other image fed by this server, a few at a time. The
+        answers are stored in order, those of about a second together."""
+        loop = asyncio.get_running_loop()
+        service = WarmService(self.serverless.engine(), entry, options, self.warm_seconds)
+        progress["service"] = await loop.run_in_executor(None, service.ensure)
+        todo = tasks[progress["done"] :]  # (those an interrupted run predicted are kept)
+        direct = await loop.run_in_executor(None, self._on_platform, owner, service, todo)
+        deadline = time.monotonic() + self.predict_timeout
+        pool = ThreadPoolExecutor(service.parallel + 2, thread_name_prefix="preannotate")  # reading: no idle worker
+        remove = None
+        try:
+            if direct is not None:
+                submitted, remove = await loop.run_in_executor(
+                    None, service.submit_slices, pool, *direct, self.predict_timeout
+                )
+            else:
+                items = [(self._reader(owner, t["data"]["file"]), Path(t["data"]["file"]).name) for t in todo]
+                submitted = service.submit(pool, items, self.predict_timeout)
+            progress["slices"] = len(submitted) if direct is not None else 0  # 0: fed image by image
+            futures = [asyncio.wrap_future(f) for f in submitted]
+            start = 0
+            while start < len(futures):
+                stored = time.monotonic()
+                try:
+                    await asyncio.wait_for(asyncio.shield(futures[start]), max(deadline - stored, 0.1))
+                except TimeoutError:
+                    raise BadRequest(
+                        f"'{entry.id}' took more than {self.predict_timeout:.0f} s over {len(todo)} images: "
+                        "split the folder into smaller projects"
+                    ) from None
+                # the answers of about a second, in order, in one request: Label Studio takes ~0.1 s a request,
+                # whatever its size, which would cost more than the predictions themselves 8 at a time
+                window = futures[start : start + STORE_AT_MOST]
+                await asyncio.wait(window, timeout=max(0.0, stored + STORE_EVERY - time.monotonic()))
+                end = start + next((i for i, future in enumerate(window) if not future.done()), len(window))
+                results = [reply for future in futures[start:end] for reply in future.result()]
+                await self._store({"results": results}, project, entry, tasks, progress)
+                start = end
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            if remove is not None:  # the run's index and answers go, meanwhile
+                loop.run_in_executor(None, remove).add_done_callback(self._removed)
+
+    def _removed(self, done: asyncio.Future) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            self.log.warning("a pre-annotation's slices were left in the platform bucket: %s", done.exception())
+
+    def _on_platform(self, owner: str, service: WarmService, tasks: list[dict[str, Any]]) -> tuple | None:
+        """(S3 client, 'bucket/folder', object names) where the images are objects the service's workers can read
+        themselves: one folder of a connection to the user's platform bucket with the key the engine gives their
+        workers (the `reeflab` connection); None for any other image (fed to the workers by this server)."""
+        places = [on_connection(t["data"]["file"]) for t in tasks]
+        if not places or None in places or len({(name, posixpath.dirname(path)) for name, path in places}) != 1:
+            return None
+        name, path = places[0]
+        spec = self._connection(owner, name).spec
+        names = [posixpath.basename(path) for _, path in places]
+        if spec.kind != "s3" or len({posixpath.splitext(n)[0] for n in names}) < len(names):  # answers by stem
+            return None
+        key = service.platform_key()
+        if spec.endpoint.rstrip("/") != key["endpoint"].rstrip("/") or spec.access_key != key["access_key"]:
+            return None
+        folder = "/".join(part for part in (spec.bucket, join(spec.prefix, posixpath.dirname(path))) if part)
+        return s3_client(key["endpoint"], key, max_pool_connections=16), folder, names
+
+    def _reader(self, owner: str, file: str) -> Callable[[], bytes]:
+        """How to read a project's image in this server: its workspace file, or its object through the connection
+        (StorageService's clients, kept per connection)."""
+        remote = on_connection(file)
+        if remote is None:
+            return self._local(file).read_bytes
+        storage = self.storage
+        return lambda: b"".join(storage.download(owner, *remote))
 
     async def _store(
         self,

@@ -1,0 +1,211 @@
+"""Pre-annotation through the serverless engine's warm workers (the user's own OSCAR service for the module).
+
+The user's server talks to the engine as its serverless gateway does (REEFLAB_SERVERLESS_URL, its own hub token:
+the engine knows the user). For a module (and a registered version's weights, and the predict options) it keeps
+one private service of the user's, `annotate-<module>-<digest>`, made on first use: the module served by warm
+workers (REEFLAB_MODULE), started on demand up to the engine's cores and kept warm `warm_seconds` after their
+last call (REEFLAB_IDLE_SECONDS), so that the model is loaded once and stays loaded across runs and projects.
+
+The images are fed to it as synchronous invocations (`POST /run/<service>`, the image as the body, its name in
+Content-Disposition), as many at once as the service has workers plus one waiting, and each JSON answer is read
+back. The server reads each image itself: from the user's workspace or from an S3 connection with its keys. The
+workers could reach neither in general (a connection's endpoint and keys are the user's, not the engine's; at
+scale the engine is an OSCAR cluster with no view of the user's files), so they are fed, never given paths.
+Measured against OSCAR-Batch slices over the same images (bench/annotation.py), this costs nothing noticeable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import posixpath
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..errors import ReefLabError
+from ..serverless.batch import Batch, Engine
+from ..serverless.fdl import IDLE_VAR, PREDICT_ARGS_VAR, module_definition
+from ..serverless.invocations import BATCH_KEY, content_disposition, marker_key
+
+PREFIX = "annotate-"
+NAME_LENGTH = 39  # OSCAR's longest service name
+READ_BACK = 8  # answers read back from S3 at once, a slice's
+RUN_FOLDER = ".reeflab-annotation"  # in the user's platform bucket: a run's slice index and answers, while it runs
+
+
+class EngineFailed(ReefLabError):
+    """The engine could not be used for this run (said in the progress document)."""
+
+    status = 502
+
+
+def service_name(entry: Any, env: dict[str, str], options: dict[str, Any]) -> str:
+    """The user's service for this module, these weights and options: `annotate-<module>-<digest>`."""
+    slug = re.sub(r"[^a-z0-9]+", "-", entry.id.lower()).strip("-")
+    slug = slug[: NAME_LENGTH - len(PREFIX) - 9].strip("-") or "module"
+    identity = json.dumps([entry.entry_point, env, options], sort_keys=True)
+    return f"{PREFIX}{slug}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+
+
+class WarmService:
+    """One run's use of the user's pre-annotation service: `ensure()` it, then `submit` the images to a pool."""
+
+    def __init__(self, engine: Engine, entry: Any, options: dict[str, Any], warm_seconds: float):
+        self.engine, self.entry, self.options = engine, entry, options
+        self.env = dict(entry.deploy_env)  # a registered version: its weights
+        self.name = service_name(entry, self.env, options)
+        self.warm_seconds = warm_seconds
+        self.parallel = 1
+        self._local = threading.local()
+
+    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
+        """A call to the engine as the user; its answer whatever the status, EngineFailed if it does not answer."""
+        headers = {"Authorization": self.engine.authorization, **kwargs.pop("headers", {})}
+        try:
+            return self._session().request(method, self.engine.url.rstrip("/") + path, headers=headers, **kwargs)
+        except requests.RequestException as error:
+            raise EngineFailed(f"the serverless engine did not answer ({type(error).__name__})") from None
+
+    def ensure(self) -> str:
+        """The service, made if the user has none for this module yet; sizes the run's parallelism from the
+        engine's cores (one worker a core, as `reeflab batch` uses them). Returns its name."""
+        status = self._request("GET", "/system/status", timeout=30)
+        if not status.ok:
+            raise EngineFailed(f"the serverless engine answered {status.status_code}: {status.text.strip()[:300]}")
+        cores = status.json()["cluster"]["metrics"]["cpu"].get("total_schedulable_cores", 1000)
+        self.parallel = max(1, int(cores) // 1000)
+        found = self._request("GET", f"/system/services/{quote(self.name)}", timeout=30)
+        if found.ok:
+            return self.name
+        definition = module_definition(self.entry.entry_point, self.entry.metadata, self.name, cpu="1")
+        definition["environment"]["variables"].update(
+            {**self.env, PREDICT_ARGS_VAR: json.dumps(self.options), IDLE_VAR: str(int(self.warm_seconds))}
+        )
+        definition["synchronous"] = {"min_scale": 0, "max_scale": self.parallel}
+        made = self._request("POST", "/system/services", json=definition, timeout=60)
+        if not made.ok and made.status_code != 409:  # 409: made meanwhile by another of the user's runs
+            text = made.text.strip()[:300]
+            raise EngineFailed(f"the serverless engine refused the module's service ({made.status_code}): {text}")
+        return self.name
+
+    def _session(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            session = requests.Session()
+            session.mount("http://", HTTPAdapter(pool_maxsize=2))
+            session.mount("https://", HTTPAdapter(pool_maxsize=2))
+            self._local.session = session
+        return self._local.session
+
+    def predict_one(self, read: Callable[[], bytes], name: str, timeout: float) -> dict[str, Any]:
+        """One image through a warm worker: {"ok": True, "answer": <its JSON>} or {"ok": False, "error"}. An image
+        that cannot be read or that the module refuses or fails on is this image's failure; an engine that does
+        not answer, or refuses the caller, fails the run (EngineFailed)."""
+        try:
+            body = read()
+        except Exception as error:  # the image alone: its file or object is gone, or unreadable
+            return {"ok": False, "error": f"could not be read: {error}"}
+        headers = {"Content-Disposition": content_disposition(name)}
+        answer = self._request("POST", f"/run/{quote(self.name)}", data=body, headers=headers, timeout=timeout)
+        if answer.status_code in (400, 500):  # the module refused this input, or failed on it
+            return {"ok": False, "error": answer.text.strip()[:500] or f"status {answer.status_code}"}
+        if not answer.ok:
+            text = answer.text.strip()[:300]
+            raise EngineFailed(f"the serverless engine answered {answer.status_code}: {text}")
+        try:
+            return {"ok": True, "answer": json.loads(base64.b64decode(answer.content, validate=True))}
+        except (binascii.Error, ValueError):
+            return {"ok": False, "error": "no JSON answer"}
+
+    def submit(
+        self, pool: ThreadPoolExecutor, items: list[tuple[Callable[[], bytes], str]], timeout: float
+    ) -> list[Future]:
+        """Every image queued on `pool` (its size: the parallelism), in order; futures of [its reply]."""
+        return [pool.submit(lambda *a: [self.predict_one(*a)], read, name, timeout) for read, name in items]
+
+    # -- objects the workers read themselves ----------------------------------------------------------------
+
+    def platform_key(self) -> dict[str, str]:
+        """The user's key to the platform's S3, as the engine gives it to them and to their services' workers."""
+        answer = self._request("GET", "/system/config", timeout=30)
+        if not answer.ok:
+            raise EngineFailed(f"the serverless engine answered {answer.status_code}: {answer.text.strip()[:300]}")
+        return answer.json()["minio_provider"]
+
+    def submit_slices(
+        self, pool: ThreadPoolExecutor, client: Any, folder: str, names: list[str], timeout: float
+    ) -> tuple[list[Future], Callable[[], None]]:
+        """The objects `names` of `folder` ('bucket/prefix' on the platform's S3, which the service's workers read
+        with the user's key) in OSCAR-Batch slices, as `reeflab batch` sends them (slices.py): an index and the
+        workers' answers in a run folder beside them, each slice a synchronous invocation on `pool` (so the worker
+        reads its objects ahead of the model and predicts 8 at a time). Futures of each slice's replies, in order,
+        and what removes the run folder."""
+        bucket = folder.partition("/")[0]
+        run = f"annotate-{uuid.uuid4().hex[:12]}"
+        scratch = f"{RUN_FOLDER}/{run}"
+        index = {"id": run, "service": self.name, "input": folder, "output": f"{bucket}/{scratch}/out", "items": names}
+        client.put_object(Bucket=bucket, Key=f"{scratch}/index.json", Body=json.dumps(index).encode())
+
+        def one(start: int, end: int) -> list[dict[str, Any]]:
+            descriptor = {"id": run, "index": f"{bucket}/{scratch}/index.json", "start": start, "end": end}
+            body = json.dumps({BATCH_KEY: descriptor}).encode()
+            answer = self._request("POST", f"/run/{quote(self.name)}", data=body, timeout=timeout)
+            if answer.status_code == 500:  # the slice's invocation failed (its worker died): its images did
+                return [{"ok": False, "error": answer.text.strip()[:500]}] * (end - start)
+            if not answer.ok:
+                raise EngineFailed(f"the serverless engine answered {answer.status_code}: {answer.text.strip()[:300]}")
+            marker = marker_key(f"{scratch}/out", run, start, end)
+            failed = {
+                f["item"]: f["error"]
+                for f in json.loads(client.get_object(Bucket=bucket, Key=marker)["Body"].read())["failed"]
+            }
+
+            def answer_of(name: str) -> dict[str, Any]:
+                if name in failed:
+                    return {"ok": False, "error": failed[name]}
+                key = f"{scratch}/out/{posixpath.splitext(name)[0]}.json"
+                try:
+                    return {"ok": True, "answer": json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())}
+                except (client.exceptions.NoSuchKey, ValueError):
+                    return {"ok": False, "error": "no JSON answer"}
+
+            with ThreadPoolExecutor(READ_BACK) as reading:  # small objects: their round trips overlap
+                return list(reading.map(answer_of, names[start:end]))
+
+        def remove() -> None:
+            """The run folder's objects, then its folders (SeaweedFS keeps a folder until its own `name/` goes,
+            and only once it is empty: the deepest first), and the runs' folder if no other run is in it."""
+            keys = []
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{scratch}/"):
+                keys += [item["Key"] for item in page.get("Contents", [])]
+            folders = {posixpath.dirname(key) for key in keys} | {scratch}
+            folders |= {parent for folder in folders for parent in _parents(folder, scratch)}
+            objects = [{"Key": key} for key in keys if not key.endswith("/")]
+            for first in range(0, len(objects), 1000):
+                client.delete_objects(Bucket=bucket, Delete={"Objects": objects[first : first + 1000], "Quiet": True})
+            ordered = [f"{folder}/" for folder in sorted(folders, key=lambda f: -f.count("/"))] + [f"{RUN_FOLDER}/"]
+            for key in ordered:  # one by one, in order (a batch delete may take them in any order)
+                with contextlib.suppress(Exception):
+                    client.delete_object(Bucket=bucket, Key=key)
+
+        pieces = Batch.slices(len(names), self.parallel, None)
+        return [pool.submit(one, start, end) for start, end in pieces], remove
+
+
+def _parents(folder: str, top: str) -> list[str]:
+    """The folders between `top` and `folder` (both included)."""
+    found = []
+    while folder.startswith(top) and folder != top:
+        found.append(folder)
+        folder = posixpath.dirname(folder)
+    return [*found, top]
