@@ -68,6 +68,12 @@ class ServerlessApp(HubServiceApp):
     max_workers_per_service = Integer(
         os.cpu_count() or 1, config=True, help="Default max_scale of a service whose FDL sets none"
     )
+    fork_workers = Bool(
+        True,
+        config=True,
+        help="Fork a module service's workers from one process that loaded the module (they share its memory, "
+        "and start in milliseconds); False: each worker loads its own copy",
+    )
     max_body_mb = Integer(200, config=True, help="Largest invocation body accepted (MB)")
     s3_endpoint = Unicode("", config=True, help="The platform's S3 server (SeaweedFS): buckets, triggers, outputs")
     s3_admin_key_file = Unicode(
@@ -124,6 +130,7 @@ class ServerlessApp(HubServiceApp):
             start_timeout=self.start_timeout,
             max_workers=self.max_workers,
             max_workers_per_service=self.max_workers_per_service,
+            fork_workers=self.fork_workers,
             worker_env=worker_env(),
             s3=self.s3(),
             reconcile_seconds=self.reconcile_seconds,

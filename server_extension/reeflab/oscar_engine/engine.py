@@ -96,6 +96,7 @@ class EngineSettings:
     base_url: str = "/"  # where the API is served: exposed services are under <base_url>/system/services/<name>/exposed
     public_exposed: bool = False  # exposed services without set_auth answer anyone (OSCAR's way); off: login needed
     max_body_bytes: int = 200 * 2**20  # the largest request or answer relayed to or from an exposed service
+    fork_workers: bool = True  # a module service's workers are forked from one zygote that loaded it (zygote.py)
 
 
 def installed_modules() -> list[str]:
@@ -125,7 +126,12 @@ class OscarEngine:
             bwrap=settings.bwrap,
         )
         self.pool = WorkerPool(
-            state / "workers", settings.worker_env, settings.max_workers, settings.start_timeout, self.sandbox
+            state / "workers",
+            settings.worker_env,
+            settings.max_workers,
+            settings.start_timeout,
+            self.sandbox,
+            fork=settings.fork_workers,
         )
         self.dispatcher = JobDispatcher(
             self.store,

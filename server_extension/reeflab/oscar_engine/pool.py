@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,9 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from ..errors import ReefLabError
 from ..limits import Cgroup, memory_limit_for, out_of_memory
 from .sandbox import SandboxPolicy, WorkerBox
+from .zygote import THREADS
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +102,19 @@ class Worker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
+    entry = "reeflab.oscar_engine.worker"  # the module it runs (python -m)
+
     async def start(self, python: str, env: dict[str, str], home: Path, timeout: float) -> None:
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        program = [python, "-m", "reeflab.oscar_engine.worker"]
+        program = [python, "-m", self.entry]
         enter = self.cgroup.enter if self.cgroup else None
+        stdio = self._stdio()
         with open(home / "worker.log", "ab") as worker_log:
             try:
                 self.proc = await asyncio.create_subprocess_exec(
                     *(self.box.command(program) if self.box else program),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
+                    stdin=stdio,
+                    stdout=stdio,
                     stderr=worker_log,
                     env=env,
                     cwd=home,
@@ -119,14 +126,16 @@ class Worker:
                 raise WorkerStartFailed(
                     f"service '{self.spec.service}' could not start: its worker process did not start ({error})"
                 ) from None
+            finally:
+                self._started()
         wire = {**self.spec.wire(), "sandboxed": bool(self.box and self.box.sandboxed)}
         try:
             ready = await self._exchange(wire, timeout)
         except WorkerDied:
             if self.oom_reason():
                 ready = {"error": self.oom_reason()}  # loading the module alone is more than its memory
-            elif self.proc.returncode is not None and self.proc.returncode < 0:
-                raise  # killed from outside while loading (not the module's fault): the caller may retry
+            elif self.proc.returncode is not None and (self.proc.returncode < 0 or self.proc.returncode > 128):
+                raise  # killed from outside while loading (not the module's fault; bwrap: 128 + N): may retry
             else:
                 ready = {"error": f"it exited while loading{self._sandbox_error(home)}; see {home / 'worker.log'}"}
         except TimeoutError:
@@ -134,6 +143,12 @@ class Worker:
         if not ready.get("ready"):
             self.kill()
             raise WorkerStartFailed(f"service '{self.spec.service}' could not start: {ready.get('error')}")
+
+    def _stdio(self) -> int:
+        return asyncio.subprocess.PIPE
+
+    def _started(self) -> None:
+        """Once the process started (or failed to): what the engine held for it only may go."""
 
     @staticmethod
     def _sandbox_error(home: Path) -> str:
@@ -167,7 +182,7 @@ class Worker:
         exited = asyncio.ensure_future(self.proc.wait())
         try:
             done, _ = await asyncio.wait({read, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if read in done and read.result():
+            if read in done and read.exception() is None and read.result():  # a reset socket: died too
                 return json.loads(read.result())
             if not done:
                 raise TimeoutError
@@ -198,6 +213,205 @@ class Worker:
             self.box.remove()
 
 
+class ForkedProcess:
+    """What the pool sees of a worker forked by a zygote, shaped like the asyncio process of a started one:
+    `stdin`/`stdout` its end of the socket pair, `pid` its pid on the engine's side, `wait()` until the
+    zygote reports its exit (or dies, taking its workers along)."""
+
+    def __init__(self, pid: int, sock: socket.socket, stdin: asyncio.StreamWriter, stdout: asyncio.StreamReader):
+        self.pid, self.stdin, self.stdout, self._sock = pid, stdin, stdout, sock
+        self.returncode: int | None = None
+        self._exited = asyncio.Event()
+        try:  # signals go to this very process even if its pid were reused after it exits
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except OSError:
+            self._pidfd = None
+
+    @property
+    def gone(self) -> bool:
+        """Its end of the socket closed: it died, even if the zygote has not said so yet (nor the loop seen it)."""
+        if self.returncode is not None or self.stdout.at_eof() or self.stdout.exception() is not None:
+            return True
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def kill(self) -> None:
+        if self.returncode is None and self._pidfd is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    def exited(self, returncode: int) -> None:
+        if self.returncode is not None:
+            return
+        self.returncode = returncode
+        self._exited.set()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        self.stdin.close()
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        return self.returncode
+
+
+class Zygote(Worker):
+    """A service version's zygote (zygote.py): started as a worker is (sandbox, account, cgroup), it loads and
+    warms the module once and never serves; `fork` makes a serving worker of it, sharing its memory."""
+
+    entry = "reeflab.oscar_engine.zygote"
+
+    def __init__(self, spec: WorkerSpec):
+        super().__init__(spec)
+        self.busy = False
+        self.children: dict[int, ForkedProcess] = {}  # by their pid in the zygote's (sandbox's) namespace
+        self._sock: socket.socket | None = None
+        self._theirs: socket.socket | None = None
+        self._replies: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._reader: asyncio.Task | None = None
+        self._forking = asyncio.Lock()
+
+    def _stdio(self) -> int:
+        self._sock, self._theirs = socket.socketpair()
+        return self._theirs.fileno()
+
+    def _started(self) -> None:
+        self._theirs.close()
+
+    async def _exchange(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send one line (with a file descriptor to hand over), wait for the zygote's answer line."""
+        if self._reader is None:
+            self._lines, self._writer = await asyncio.open_unix_connection(sock=self._sock, limit=2**20)
+            self._reader = asyncio.ensure_future(self._read())
+        data, fds = json.dumps({k: v for k, v in message.items() if k != "fd"}).encode() + b"\n", message.get("fd")
+        try:
+            socket.send_fds(self._sock, [data], [fds]) if fds is not None else self._sock.sendall(data)
+        except OSError:
+            raise WorkerDied(await self.proc.wait()) from None
+        answer = asyncio.ensure_future(self._replies.get())
+        exited = asyncio.ensure_future(self.proc.wait())
+        try:
+            done, _ = await asyncio.wait({answer, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if answer in done and answer.result() is not None:
+                return answer.result()
+            if not done:
+                raise TimeoutError
+            raise WorkerDied(await asyncio.wait_for(self.proc.wait(), 10))
+        finally:
+            answer.cancel()
+            exited.cancel()
+
+    async def _read(self) -> None:
+        """The zygote's lines: one answer per request, and the exits of its workers whenever they come. It runs
+        the owner's code: anything else (an answer nobody asked for, a line that is no such message) ends it."""
+        try:
+            while line := await self._lines.readline():
+                message = json.loads(line)
+                if not isinstance(message, dict) or self._replies.qsize() > 0 and "exited" not in message:
+                    raise ValueError(f"unexpected: {line[:200]!r}")
+                if "exited" in message:
+                    child = self.children.pop(message["exited"], None)
+                    if child is not None:
+                        child.exited(int(message.get("returncode", -signal.SIGKILL)))
+                else:
+                    self._replies.put_nowait(message)
+        except Exception as error:
+            log.warning("the zygote of service %s said something unreadable: %s", self.spec.service, error)
+            self.kill()
+        finally:
+            self._replies.put_nowait(None)
+            for child in self.children.values():  # they die with it (PR_SET_PDEATHSIG)
+                child.exited(-signal.SIGKILL)
+            self.children.clear()
+            self._writer.close()
+
+    async def fork(self, timeout: float) -> ForkedProcess:
+        """A new serving worker: its own socket pair, one end handed to the zygote, which forks."""
+        ours, theirs = socket.socketpair()
+        try:
+            async with self._forking:
+                answer = await self._exchange({"fork": uuid.uuid4().hex[:8], "fd": theirs.fileno()}, timeout)
+            inside = answer.get("pid")
+            pid = await asyncio.to_thread(self._engine_pid, inside) if isinstance(inside, int) else None
+            if pid is None:
+                raise WorkerStartFailed(f"service '{self.spec.service}' could not start: its forked worker vanished")
+            reader, writer = await asyncio.open_unix_connection(sock=ours, limit=2**20)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        child = ForkedProcess(pid, ours, writer, reader)
+        self.children[inside] = child
+        return child
+
+    def _engine_pid(self, inside: int) -> int | None:
+        """The forked worker's pid as the engine sees it (the zygote's sandbox has a pid namespace of its own)."""
+        if not (self.box and self.box.sandboxed):
+            return inside
+        with contextlib.suppress(psutil.Error):
+            for process in psutil.Process(self.proc.pid).children(recursive=True):
+                with contextlib.suppress(OSError, ValueError):
+                    status = Path(f"/proc/{process.pid}/status").read_text()
+                    line = next(line for line in status.splitlines() if line.startswith("NSpid:"))
+                    pids = [int(p) for p in line.split()[1:]]
+                    if len(pids) > 1 and pids[-1] == inside:
+                        return process.pid
+        return None
+
+
+class ForkedWorker(Worker):
+    """A serving worker forked from its service's zygote: the zygote's sandbox and account, a cgroup of its own
+    (the pages it shares stay charged to the zygote's); it starts in milliseconds, without loading anything."""
+
+    zygote: Zygote | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and not self.proc.gone
+
+    def adopt(self, zygote: Zygote) -> None:
+        self.zygote, self.box = zygote, zygote.box
+
+    async def start(self, python: str, env: dict[str, str], home: Path, timeout: float) -> None:
+        self.proc = await self.zygote.fork(timeout)
+        if self.cgroup is not None:
+            try:
+                await asyncio.to_thread(self.cgroup.add, self.proc.pid)
+            except OSError as error:
+                self.kill()
+                raise WorkerStartFailed(
+                    f"service '{self.spec.service}' could not start: its worker's cgroup refused it ({error})"
+                ) from None
+        try:
+            ready = await self._ready(timeout)
+        except TimeoutError:
+            ready = {"error": f"its forked worker did not answer within {timeout:.0f} s"}
+        if not ready.get("ready"):
+            self.kill()
+            raise WorkerStartFailed(f"service '{self.spec.service}' could not start: {ready.get('error')}")
+
+    async def _ready(self, timeout: float) -> dict[str, Any]:
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not line:
+            raise WorkerDied(await asyncio.wait_for(self.proc.wait(), 10))
+        return json.loads(line)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+
+    def release(self) -> None:
+        """Its cgroup goes; its folder is the zygote's."""
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
+
+
 class WorkerPool:
     """All warm workers of the engine, at most `max_workers` at a time across services."""
 
@@ -209,8 +423,11 @@ class WorkerPool:
         start_timeout: float,
         sandbox: SandboxPolicy,
         python: str = "",
+        fork: bool = True,
     ):
         self.home = Path(home)
+        self.fork = fork  # module services: workers forked from a zygote per service version
+        self.zygotes: dict[str, asyncio.Task] = {}  # service version -> the start of its zygote
         self.base_env = base_env
         self.max_workers = max_workers
         self.start_timeout = start_timeout
@@ -297,6 +514,7 @@ class WorkerPool:
 
     async def _acquire(self, spec: WorkerSpec) -> Worker:
         while True:
+            self._forget_dead()
             worker = self._idle(spec)
             if worker:
                 worker.busy = True
@@ -310,10 +528,16 @@ class WorkerPool:
             await self._changed()
 
     async def _start(self, spec: WorkerSpec) -> Worker:
-        worker = Worker(spec)
+        forked = self.fork and bool(spec.module)
+        worker = ForkedWorker(spec) if forked else Worker(spec)
         self.workers.append(worker)
         try:
-            env = await self.prepare(worker)
+            if forked:
+                worker.adopt(await self._zygote(spec))
+                self._give_cgroup(worker, await asyncio.to_thread(self._cgroup, spec, worker))
+                env = {}
+            else:
+                env = await self.prepare(worker)
             await worker.start(self.python, env, self.home / spec.service, self.start_timeout)
         except BaseException:
             self._drop(worker)
@@ -330,15 +554,60 @@ class WorkerPool:
         if problem:
             raise WorkerStartFailed(f"service '{spec.service}' could not start: {problem}")
         worker.box = await asyncio.to_thread(self.sandbox.prepare, spec.service, spec.owner, spec.owner_generation)
-        worker.cgroup = await asyncio.to_thread(self._cgroup, spec, worker)
-        if worker.cgroup is not None:
-            worker.cgroup_name = worker.cgroup.name
-            self._cgroup_names.add(worker.cgroup.name)
-            self._record_cgroups()
+        self._give_cgroup(worker, await asyncio.to_thread(self._cgroup, spec, worker))
         env = worker.box.environment({**self.base_env, **spec.env})
         if not worker.box.sandboxed:  # a sandboxed worker's parent is bwrap, which dies with the engine
             env["REEFLAB_ENGINE_PID"] = str(os.getpid())
         return env
+
+    def _give_cgroup(self, worker: Worker, cgroup: Cgroup | None) -> None:
+        worker.cgroup = cgroup
+        if cgroup is not None:
+            worker.cgroup_name = cgroup.name
+            self._cgroup_names.add(cgroup.name)
+            self._record_cgroups()
+
+    async def _zygote(self, spec: WorkerSpec) -> Zygote:
+        """The zygote of this version of the service, started (its module loaded) if none is."""
+        task = self.zygotes.get(spec.version)
+        if task is not None and task.done() and (task.cancelled() or task.exception() or not task.result().alive):
+            task = None  # its start failed, or it died since: a new one
+        if task is None:
+            task = asyncio.ensure_future(self._start_zygote(spec))
+            self.zygotes[spec.version] = task
+        return await asyncio.shield(task)
+
+    async def _start_zygote(self, spec: WorkerSpec) -> Zygote:
+        zygote = Zygote(spec)
+        try:
+            env = await self.prepare(zygote)
+            threads = {name: value for name, value in env.items() if name.endswith("_NUM_THREADS")}
+            env = {**env, **dict.fromkeys(threads, "1"), THREADS: json.dumps(threads)}  # one thread until forked
+            await zygote.start(self.python, env, self.home / spec.service, self.start_timeout)
+        except BaseException:
+            self._failed_starts[spec.version] = time.monotonic()
+            self._drop(zygote)
+            raise
+        log.info("started the zygote %s of service %s", zygote.pid, spec.service)
+        watch = asyncio.ensure_future(self._watch(zygote))
+        self._releasing.add(watch)
+        watch.add_done_callback(self._releasing.discard)
+        return zygote
+
+    async def _watch(self, zygote: Zygote) -> None:
+        """A zygote that exits (killed, out of memory) takes its workers along; its sandbox and cgroup go."""
+        await zygote.proc.wait()
+        self._drop_zygote(zygote)
+
+    def _drop_zygote(self, zygote: Zygote) -> None:
+        task = self.zygotes.get(zygote.spec.version)
+        if task is not None and task.done() and not task.cancelled() and task.exception() is None:
+            if task.result() is zygote:
+                del self.zygotes[zygote.spec.version]
+        self._drop(zygote)
+
+    def _started_zygotes(self) -> list[Zygote]:
+        return [t.result() for t in self.zygotes.values() if t.done() and not t.cancelled() and not t.exception()]
 
     def discard(self, worker: Worker) -> None:
         """Kill a worker (or an exposed service's process) now; its cgroup and folder go once it is dead."""
@@ -359,6 +628,11 @@ class WorkerPool:
         if worker.cgroup_name in self._cgroup_names:
             self._cgroup_names.discard(worker.cgroup_name)
             self._record_cgroups()
+
+    def _forget_dead(self) -> None:
+        """Workers that died while idle (killed, crashed) give their place up now, not once idle for too long."""
+        for worker in [w for w in self.workers if not w.busy and w.proc is not None and not w.alive]:
+            self._drop(worker)
 
     def _idle(self, spec: WorkerSpec) -> Worker | None:
         idle = [w for w in self._of(spec) if not w.busy and w.alive]
@@ -423,10 +697,13 @@ class WorkerPool:
         """Kill every worker of a service now, busy ones too (its owner was deleted: nothing of theirs runs on)."""
         for worker in [w for w in self.workers if w.spec.service == service]:
             self._drop(worker)
+        for zygote in [z for z in self._started_zygotes() if z.spec.service == service]:
+            self._drop_zygote(zygote)
 
     def maintain(self, specs: dict[str, WorkerSpec]) -> None:
         """Periodic: stop idle workers above min_scale, retire stale ones, start up to min_scale."""
         now = time.monotonic()
+        self._forget_dead()
         for worker in list(self.workers):
             current = specs.get(worker.spec.service)
             if current is None or current.version != worker.spec.version:
@@ -446,6 +723,16 @@ class WorkerPool:
                 task = asyncio.ensure_future(self._prewarm(spec))
                 self._prewarming.add(task)
                 task.add_done_callback(self._prewarming.discard)
+        for version, task in list(self.zygotes.items()):  # failed starts are forgotten
+            if task.done() and (task.cancelled() or task.exception()):
+                del self.zygotes[version]
+        for zygote in self._started_zygotes():  # one with no worker left goes, unless min_scale wants more
+            spec = specs.get(zygote.spec.service)
+            wanted = spec is not None and spec.version == zygote.spec.version and spec.service not in self.stopped
+            if not any(w.spec.version == zygote.spec.version for w in self.workers) and not (
+                wanted and spec.min_scale > 0
+            ):
+                self._drop_zygote(zygote)
 
     def failed_start(self, spec: WorkerSpec) -> float | None:
         """When (time.monotonic) a worker of this version of the service last failed to start, if ever."""
@@ -474,6 +761,10 @@ class WorkerPool:
         """Stop every worker now, and remove their cgroups and folders before returning."""
         for worker in list(self.workers):
             self._drop(worker)
+        for zygote in self._started_zygotes():
+            self._drop_zygote(zygote)
+        for task in self.zygotes.values():
+            task.cancel()
         for task in self._releasing:
             task.cancel()
         for worker in list(self._unreleased):

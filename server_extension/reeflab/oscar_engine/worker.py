@@ -349,21 +349,28 @@ def output_into(log_path: str):
             os.close(fd)
 
 
-def serve(requests: TextIO, replies: TextIO) -> int:
-    """Read the spec, load the service, then answer invocations until stdin closes."""
+def load(spec: dict[str, Any]) -> tuple[ModuleRunner | ScriptRunner | None, str]:
+    """The service's runner, or None and why it could not load."""
+    try:
+        return (ModuleRunner(spec) if spec.get("module") else ScriptRunner(spec)), ""
+    except Exception as error:
+        traceback.print_exc()
+        return None, str(error) if isinstance(error, RuntimeError) else f"{type(error).__name__}: {error}"
+
+
+def serve(requests: TextIO, replies: TextIO, runner: ModuleRunner | None = None) -> int:
+    """Read the spec, load the service (unless a zygote forked us with it loaded: `runner`), then answer
+    invocations until stdin closes."""
 
     def send(message: dict[str, Any]) -> None:
         replies.write(json.dumps(message) + "\n")
         replies.flush()
 
-    spec = json.loads(requests.readline() or "{}")
-    try:
-        runner = ModuleRunner(spec) if spec.get("module") else ScriptRunner(spec)
-    except Exception as error:
-        traceback.print_exc()
-        message = str(error) if isinstance(error, RuntimeError) else f"{type(error).__name__}: {error}"
-        send({"ready": False, "error": message})
-        return 1
+    if runner is None:
+        runner, problem = load(json.loads(requests.readline() or "{}"))
+        if runner is None:
+            send({"ready": False, "error": problem})
+            return 1
     send({"ready": True, "pid": os.getpid()})
     try:
         for line in requests:
