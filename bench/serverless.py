@@ -13,6 +13,8 @@ Starts a real engine with SeaweedFS, puts N images in a bucket and measures, wit
 - burst:  50 concurrent sync calls on a service with one warm worker (max_scale = cores): p50, p99 and
           p99 / p50 (target <= 2: no call waits for a model load);
 - async:  files/s from uploading into a triggered input path to every result in S3, / batch.
+- workers: workers forked from one zygote vs workers that each load the module, each on its own engine: PSS
+          of 1 vs 2 warm workers (target: the second adds <= 25 %) and the burst above (shared_model_workers).
 - counting: what the engine's request metrics add to a sync call: recording its row (kept in memory,
           written each second in one transaction: its share of that write included) timed in-process, and
           a synced INSERT per call for comparison (what it would cost unbuffered), / a sync call's p50 on a
@@ -23,13 +25,14 @@ Every figure is printed with the 1-minute load average when it was taken: a thro
 processes used the cores says little.
 
     .venv/bin/python bench/serverless.py [--module fish-detector] [-n 240] [--counting-only]
-        [--only raw,module,batch,naive,sync,burst,async] [--repeat 3]
+        [--only raw,module,batch,naive,sync,burst,async,workers] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import statistics
@@ -200,7 +203,7 @@ def counting(n: int) -> None:
     )
 
 
-PARTS = ("raw", "module", "batch", "naive", "sync", "burst", "async")
+PARTS = ("raw", "module", "batch", "naive", "sync", "burst", "async", "workers")
 
 
 def main() -> None:
@@ -223,6 +226,10 @@ def main() -> None:
     if args.counting_only:
         return
     cores = os.cpu_count() or 1
+    if "workers" in only:
+        shared_model_workers(args.module, args.burst, cores)
+        if only == {"workers"}:
+            return
     samples = sorted(SAMPLES.glob("*.jpg"))
     paths = [samples[i % len(samples)] for i in range(args.n)]
     print(f"{args.module}, {args.n} images, {cores} cores {load()}")
@@ -346,6 +353,63 @@ def main() -> None:
                 print(
                     f"async upload-to-result: {async_rate:.1f} img/s  -> {async_rate / batch_rate:.2f} x batch "
                     f"(target >= 0.85); {len(jobs)} jobs for {args.n} uploads, {succeeded} succeeded {load()}"
+                )
+
+
+def shared_model_workers(module: str, burst: int, cores: int) -> None:
+    """Workers forked from one zygote that loaded the module (oscar_engine/zygote.py) against workers that each
+    load it (--ServerlessApp.fork_workers=False), on a real engine each: the PSS of everything under the engine
+    (psutil; the zygote counts) with 1, then 2 warm workers (target: the second adds <= 25 % of the first's), and a
+    burst of concurrent sync calls on a service with one warm worker (max_scale = cores): p50, p99 (target p99 <=
+    2 x p50: no call waits for a model load). Each figure with the load average."""
+    import psutil
+
+    body = base64.b64encode(sorted(SAMPLES.glob("*.jpg"))[0].read_bytes())
+
+    def pss(engine: EngineProcess) -> int:
+        total = 0
+        for process in psutil.Process(engine.proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += process.memory_full_info().pss
+        return total
+
+    for fork in (True, False):
+        how = "forked from one zygote" if fork else "each loading the module"
+        with tempfile.TemporaryDirectory() as root:
+            options = [f"--ServerlessApp.max_workers={cores}", f"--ServerlessApp.fork_workers={fork}"]
+            with EngineProcess(Path(root) / "state", users=["alice"], args=options) as engine:
+                service = {
+                    "name": "shared",
+                    "image": "x",
+                    "cpu": "1",
+                    "memory": "2Gi",
+                    "environment": {"variables": {"REEFLAB_MODULE": module}},
+                    "synchronous": {"min_scale": 1, "max_scale": cores},
+                }
+                assert engine.request("POST", "/system/services", "alice", json=service).status_code == 201
+                wait_warm(engine, "alice", 1)
+                assert engine.request("POST", "/run/shared", "alice", data=body).ok  # the worker warm as in use
+                time.sleep(1)
+                one = pss(engine)
+
+                def call(_) -> float:
+                    start = time.perf_counter()
+                    assert engine.request("POST", "/run/shared", "alice", data=body, timeout=600).ok
+                    return (time.perf_counter() - start) * 1000
+
+                with ThreadPoolExecutor(burst) as pool:
+                    times = sorted(pool.map(call, range(burst)))
+                p50, p99 = statistics.median(times), times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
+                print(
+                    f"workers {how}: burst of {burst} concurrent sync calls, one warm worker (max_scale {cores}): "
+                    f"p50 {p50:.0f} ms, p99 {p99:.0f} ms  -> p99 / p50 {p99 / p50:.2f} (target <= 2) {load()}"
+                )
+                wait_warm(engine, "alice", min(2, cores))
+                time.sleep(1)
+                two = pss(engine)
+                print(
+                    f"workers {how}: PSS with 1 warm worker {one / 2**20:.0f} MiB, with 2 {two / 2**20:.0f} MiB  -> "
+                    f"the second adds {(two - one) / one:.0%} of the first (target <= 25 %) {load()}"
                 )
 
 
