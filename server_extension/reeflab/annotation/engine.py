@@ -40,6 +40,7 @@ from ..serverless.invocations import BATCH_KEY, content_disposition, marker_key
 
 PREFIX = "annotate-"
 NAME_LENGTH = 39  # OSCAR's longest service name
+SLICE_AT_LEAST = 8  # images a slice: one forward pass of predict_batch
 READ_BACK = 8  # answers read back from S3 at once, a slice's
 RUN_FOLDER = ".reeflab-annotation"  # in the user's platform bucket: a run's slice index and answers, while it runs
 
@@ -198,7 +199,10 @@ class WarmService:
                 with contextlib.suppress(Exception):
                     client.delete_object(Bucket=bucket, Key=key)
 
-        pieces = Batch.slices(len(names), self.parallel, None)
+        # smaller than a batch's (8 a worker at least, 8 rounds): the last slices' answers, read back and stored
+        # after the others, keep the run waiting less
+        size = max(SLICE_AT_LEAST, -(-len(names) // (self.parallel * 8)))
+        pieces = Batch.slices(len(names), self.parallel, size)
         return [pool.submit(one, start, end) for start, end in pieces], remove
 
 

@@ -398,13 +398,18 @@ class AnnotationService(LoggingConfigurable):
             raise
         return await self.get(project["id"])
 
-    async def _tasks(self, project_id: int) -> list[dict[str, Any]]:
+    async def _tasks(self, project_id: int, include: str = "") -> list[dict[str, Any]]:
+        """The project's tasks; `include`: only these fields of each (e.g. "id,data": a third of the time)."""
         tasks, page = [], 1
         while True:
             try:
-                answer = await self._call(
-                    "GET", "/api/tasks", params={"project": project_id, "page": page, "page_size": 500}
-                )
+                params = {
+                    "project": project_id,
+                    "page": page,
+                    "page_size": 500,
+                    **({"include": include} if include else {}),
+                }
+                answer = await self._call("GET", "/api/tasks", params=params)
             except NotFound:  # past the last page
                 break
             tasks += answer.get("tasks", [])
@@ -483,7 +488,8 @@ class AnnotationService(LoggingConfigurable):
         loop = asyncio.get_running_loop()
         entry = await loop.run_in_executor(None, self._module, request.module)
         await loop.run_in_executor(None, self._probe, entry, project["kind"])
-        tasks = [t for t in await self._tasks(project_id) if t.get("data", {}).get("file")]
+        listed = await self._tasks(project_id, include="id,data,total_predictions")
+        tasks = [t for t in listed if t.get("data", {}).get("file")]
         earlier = self._progress.get(project_id) or {}
         resume = earlier.get("state") == "interrupted" and earlier.get("module") == entry.id and not request.restart
         kept = [t for t in tasks if resume and t.get("total_predictions", 0) > 0]  # predicted before the cut
@@ -637,9 +643,11 @@ class AnnotationService(LoggingConfigurable):
         answers are stored in order, those of about a second together."""
         loop = asyncio.get_running_loop()
         service = WarmService(self.serverless.engine(), entry, options, self.warm_seconds)
-        progress["service"] = await loop.run_in_executor(None, service.ensure)
         todo = tasks[progress["done"] :]  # (those an interrupted run predicted are kept)
-        direct = await loop.run_in_executor(None, self._on_platform, owner, service, todo)
+        progress["service"], direct = await asyncio.gather(
+            loop.run_in_executor(None, service.ensure),
+            loop.run_in_executor(None, self._on_platform, owner, service, todo),
+        )
         deadline = time.monotonic() + self.predict_timeout
         pool = ThreadPoolExecutor(service.parallel + 2, thread_name_prefix="preannotate")  # reading: no idle worker
         remove = None
