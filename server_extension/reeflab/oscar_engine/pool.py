@@ -49,6 +49,10 @@ class WorkerStartFailed(ReefLabError):
     status = 500
 
 
+class Unforkable(WorkerStartFailed):
+    """The zygote's module holds what a fork cannot share (a CUDA context): its workers each load it."""
+
+
 class InvocationTimeout(ReefLabError):
     status = 504
 
@@ -142,7 +146,8 @@ class Worker:
             ready = {"error": f"it did not start within {timeout:.0f} s; see {home / 'worker.log'}"}
         if not ready.get("ready"):
             self.kill()
-            raise WorkerStartFailed(f"service '{self.spec.service}' could not start: {ready.get('error')}")
+            failed = Unforkable if ready.get("unforkable") else WorkerStartFailed
+            raise failed(f"service '{self.spec.service}' could not start: {ready.get('error')}")
 
     def _stdio(self) -> int:
         return asyncio.subprocess.PIPE
@@ -428,6 +433,7 @@ class WorkerPool:
         self.home = Path(home)
         self.fork = fork  # module services: workers forked from a zygote per service version
         self.zygotes: dict[str, asyncio.Task] = {}  # service version -> the start of its zygote
+        self._unforkable: set[str] = set()  # versions whose zygote said its module cannot be forked
         self.base_env = base_env
         self.max_workers = max_workers
         self.start_timeout = start_timeout
@@ -528,12 +534,18 @@ class WorkerPool:
             await self._changed()
 
     async def _start(self, spec: WorkerSpec) -> Worker:
-        forked = self.fork and bool(spec.module)
+        forked = self.fork and bool(spec.module) and spec.version not in self._unforkable
         worker = ForkedWorker(spec) if forked else Worker(spec)
         self.workers.append(worker)
         try:
             if forked:
-                worker.adopt(await self._zygote(spec))
+                try:
+                    worker.adopt(await self._zygote(spec))
+                except Unforkable as why:
+                    log.info("%s; its workers load it each", why)
+                    self._unforkable.add(spec.version)
+                    self.workers.remove(worker)
+                    return await self._start(spec)
                 self._give_cgroup(worker, await asyncio.to_thread(self._cgroup, spec, worker))
                 env = {}
             else:

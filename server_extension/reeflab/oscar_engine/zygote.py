@@ -110,6 +110,10 @@ def zygote(control: socket.socket) -> int:
         send(control, {"ready": False, "error": problem})
         return 1
     warm_up(runner)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():  # a forked child cannot use the parent's CUDA context
+        send(control, {"ready": False, "unforkable": True, "error": "the module holds a CUDA context"})
+        return 1
     threads = threading.active_count()
     if threads > 1:
         print(f"zygote: {threads} threads after loading: forked workers get only the calling one", file=sys.stderr)
