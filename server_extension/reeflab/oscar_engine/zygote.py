@@ -153,6 +153,8 @@ def zygote(control: socket.socket) -> int:
                 if "fork" in request and channels:
                     pid = fork_worker(channels.pop(0), runner, own)
                     send(control, {"forked": request["fork"], "pid": pid})
+                elif "fork" in request:  # answered all the same: the engine waits for it
+                    send(control, {"forked": request["fork"], "error": "no socket came with the request"})
             for extra in channels:
                 os.close(extra)
 
