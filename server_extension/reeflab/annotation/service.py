@@ -559,8 +559,9 @@ class AnnotationService(LoggingConfigurable):
             else:
                 await self._in_process(project, entry, tasks, files, options, env, progress)
             about = {**self._about(stored), "module": entry.id}  # the module "Train on this project" continues from
-            description = json.dumps({"reeflab": about})
-            await self._call("PATCH", f"/api/projects/{project_id}", json={"description": description})
+            if about != self._about(stored):  # (a project made with this module, or run with it before, says it)
+                description = json.dumps({"reeflab": about})
+                await self._call("PATCH", f"/api/projects/{project_id}", json={"description": description})
             progress["state"] = "completed"
         except asyncio.CancelledError:  # the server stops (or the project is deleted)
             progress.update(state="interrupted", error=interrupted(progress))
