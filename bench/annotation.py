@@ -6,10 +6,10 @@ Starts a real serverless engine with SeaweedFS and puts N images in a bucket, th
                   the same engine as the user alice) over a project on a storage connection to the same folder:
                   from the POST to the end of the background run (the user's service for the module on the
                   engine, each image read from the bucket and sent to a warm worker, its predictions stored in
-                  Label Studio about once a second). A first project's run starts the service's workers (cold:
-                  they load the model) and a first batch are not counted; then, `--rounds` times, a batch and a new project's
-                  pre-annotation in turns, both on warm workers (so a machine shared with others' work loads both
-                  sides alike): the ratio of their totals; target >= 0.8.
+                  Label Studio about once a second). A first project's run, which starts the service's workers
+                  (cold: they load the model), and a first batch are not counted; then, `--rounds` times, a batch
+                  and a new project's pre-annotation in turns, both on warm workers (so a machine shared with
+                  others' work loads both sides alike): the ratio of their totals; target >= 0.8.
 - to the first epoch: on a real hub, a user's project over generated scenes, pre-annotated and accepted in
                   Label Studio; seconds from "Train on this project" (its POST: export, pipeline start) until the
                   train node's log says Ultralytics starts its first epoch (polled every 0.5 s; `--scenes`).
