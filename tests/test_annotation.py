@@ -34,6 +34,18 @@ def pixels(region: dict) -> list[float]:
     return [v["x"] * w / 100, v["y"] * h / 100, (v["x"] + v["width"]) * w / 100, (v["y"] + v["height"]) * h / 100]
 
 
+def assert_fish_found(ls, tasks: list[dict], scenes: dict) -> None:
+    """At least 80 % of the generated fish of these tasks' scenes are matched (IoU > 0.5) by a predicted box."""
+    found = matched = 0
+    for task in tasks:
+        predictions = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()
+        boxes = [pixels(r) for r in predictions[0]["result"]]
+        for truth in scenes[task["data"]["file"].split("/")[-1]]["boxes"]:
+            found += 1
+            matched += any(iou(truth, box) > 0.5 for box in boxes)
+    assert matched / found >= 0.8, f"{matched} of {found} fish found"
+
+
 @pytest.fixture(scope="module")
 def hub_users():
     # names of their own: OS accounts are per hub user name, and another module's hub retires an account of
@@ -364,14 +376,7 @@ def test_a_platform_folder_is_read_by_the_workers_in_slices(alice, studio, scene
         assert (done["state"], done["predicted"], done["failed"]) == ("completed", SCENES, [])
         assert done["slices"] >= 1 and done["service"].startswith("annotate-fish-detector-")
         tasks = ls.get(ls.base + "/api/tasks", params={"project": project.id, "page_size": 100}, timeout=30).json()
-        found = matched = 0
-        for task in tasks["tasks"]:
-            predictions = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()
-            boxes = [pixels(r) for r in predictions[0]["result"]]
-            for truth in scenes[task["data"]["file"].split("/")[-1]]["boxes"]:
-                found += 1
-                matched += any(iou(truth, box) > 0.5 for box in boxes)
-        assert matched / found >= 0.8, f"{matched} of {found} fish found"
+        assert_fish_found(ls, tasks["tasks"], scenes)
         deadline = time.monotonic() + 30
         while platform.ls(".reeflab-annotation") and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -481,14 +486,7 @@ def test_a_project_over_a_storage_folder_reads_the_objects_in_place(alice, studi
     assert (done["done"], done["predicted"], done["failed"]) == (SCENES, SCENES, [])
     assert seen == sorted(seen) and project.refresh().info["preannotation"]["state"] == "completed"
 
-    found = matched = 0
-    for task in tasks:
-        predictions = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()
-        boxes = [pixels(r) for r in predictions[0]["result"]]
-        for truth in scenes[task["data"]["file"].split("/")[-1]]["boxes"]:
-            found += 1
-            matched += any(iou(truth, box) > 0.5 for box in boxes)
-    assert matched / found >= 0.8, f"{matched} of {found} fish found"
+    assert_fish_found(ls, tasks, scenes)
 
     task = tasks[0]
     regions = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()[0]["result"]
@@ -580,14 +578,7 @@ def test_a_project_over_a_webdav_folder_reads_the_files_in_place(alice, bob, ser
 
     done = project.preannotate("fish-detector")
     assert (done["state"], done["done"], done["predicted"], done["failed"]) == ("completed", SCENES, SCENES, [])
-    found = matched = 0
-    for each in tasks:
-        predictions = ls.get(ls.base + "/api/predictions", params={"task": each["id"]}, timeout=30).json()
-        boxes = [pixels(r) for r in predictions[0]["result"]]
-        for truth in scenes[each["data"]["file"].split("/")[-1]]["boxes"]:
-            found += 1
-            matched += any(iou(truth, box) > 0.5 for box in boxes)
-    assert matched / found >= 0.8, f"{matched} of {found} fish found"
+    assert_fish_found(ls, tasks, scenes)
 
     regions = ls.get(ls.base + "/api/predictions", params={"task": task["id"]}, timeout=30).json()[0]["result"]
     accepted = [{k: v for k, v in r.items() if k != "score"} for r in regions]
