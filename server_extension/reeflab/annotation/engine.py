@@ -6,12 +6,12 @@ one private service of the user's, `annotate-<module>-<digest>`, made on first u
 workers (REEFLAB_MODULE), started on demand up to the engine's cores and kept warm `warm_seconds` after their
 last call (REEFLAB_IDLE_SECONDS), so that the model is loaded once and stays loaded across runs and projects.
 
-The images are fed to it as synchronous invocations (`POST /run/<service>`, the image as the body, its name in
-Content-Disposition), as many at once as the service has workers plus one waiting, and each JSON answer is read
-back. The server reads each image itself: from the user's workspace or from an S3 connection with its keys. The
-workers could reach neither in general (a connection's endpoint and keys are the user's, not the engine's; at
-scale the engine is an OSCAR cluster with no view of the user's files), so they are fed, never given paths.
-Measured against OSCAR-Batch slices over the same images (bench/annotation.py), this costs nothing noticeable.
+A folder of the user's platform bucket is read by the workers themselves, in OSCAR-Batch slices (the key the
+engine gives the user's workers reads it; the slices' index and JSON answers sit in `.reeflab-annotation/<run>/`
+of that bucket while the run lasts). Any other image (the user's workspace, another S3 or a WebDAV connection)
+is read by the server and fed as a synchronous invocation (`POST /run/<service>`, the image as the body, its
+name in Content-Disposition), a few more at once than the service has workers, each JSON answer read back: the
+workers hold no path to the user's files nor a connection's keys (at scale they are an OSCAR cluster's pods).
 """
 
 from __future__ import annotations
