@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +35,8 @@ from .payload import output_files
 CHUNK = 8  # files per forward pass when the module offers predict_batch
 TRANSFERS = 8  # S3 GETs and PUTs in flight at once (each a thread; boto3 releases the GIL while it waits)
 _BATCH_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_indexes: dict[str, dict[str, Any]] = {}  # index key -> index, kept for the worker's next slices
+_indexes: OrderedDict[str, dict[str, Any]] = OrderedDict()  # index key -> index, kept for the worker's next slices
+KEPT_INDEXES = 4  # the latest batches' indexes a warm worker keeps (every pre-annotation run writes a new one)
 _clients: dict[tuple[str, ...], Objects] = {}  # one per worker process: its connections serve every slice
 _clients_lock = threading.Lock()
 
@@ -128,13 +130,15 @@ def _index(s3: Objects, location: str) -> dict[str, Any]:
     if location not in _indexes:
         bucket, key = split(location)
         _indexes[location] = json.loads(s3.get(bucket, key))
+        while len(_indexes) > KEPT_INDEXES:
+            _indexes.popitem(last=False)
+    _indexes.move_to_end(location)
     return _indexes[location]
 
 
 def run_slice(
     descriptor: dict[str, Any],
     predict: Callable[[Path, str, Path], dict[str, Any]],
-    workdir: Path,
     predict_many: Callable[[list[tuple[Path, str, Path]]], list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Process one slice (`predict_many`: CHUNK files per call); ok unless the slice itself is unreadable."""
