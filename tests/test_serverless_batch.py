@@ -191,3 +191,47 @@ def test_a_file_removed_during_a_batch_fails_alone_with_the_reason(engine):
     answer = json.loads(s3.get_object(Bucket="alice", Key="gone-results/fish_02.json")["Body"].read())
     assert answer["file"] == "fish_02.jpg" and answer["detections"]
     engine.request("DELETE", "/system/services/fish-gone", "alice")
+
+
+def test_a_slice_answers_in_its_reply_when_asked(engine, tmp_path):
+    """`"reply": "json"` (pre-annotation's slices): a synchronous slice's answers come back in its reply, each file's
+    JSON by its name (two files with the same stem apart), a missing one listed as failed, and nothing is written
+    to S3; any other value of `reply` is refused with the field named."""
+    from PIL import Image
+
+    s3 = engine.s3("alice")
+    Image.open(SAMPLES / "fish_01.jpg").save(tmp_path / "fish_01.png")
+    s3.upload_file(str(SAMPLES / "fish_01.jpg"), "alice", "reply/fish_01.jpg")
+    s3.upload_file(str(tmp_path / "fish_01.png"), "alice", "reply/fish_01.png")
+    service = {
+        "name": "fish-reply",
+        "image": "ai4oshub/ignored-locally",
+        "cpu": "0.5",
+        "memory": "1Gi",
+        "environment": {"variables": {"REEFLAB_MODULE": "fish-detector"}},
+    }
+    assert engine.request("POST", "/system/services", "alice", json=service).status_code == 201
+    index = {"id": "reply-1", "service": "fish-reply", "input": "alice/reply", "output": "alice/reply-results"}
+    index["items"] = ["fish_01.jpg", "deleted.jpg", "fish_01.png"]
+    s3.put_object(Bucket="alice", Key="reply-index/index.json", Body=json.dumps(index).encode())
+    descriptor = {"id": "reply-1", "index": "alice/reply-index/index.json", "start": 0, "end": 3}
+
+    def run(**extra):
+        body = base64.b64encode(json.dumps({"reeflab_batch": {**descriptor, **extra}}).encode())
+        return engine.request("POST", "/run/fish-reply", "alice", data=body, timeout=120)
+
+    answer = run(reply="json")
+    assert answer.status_code == 200, answer.text
+    done = json.loads(base64.b64decode(answer.content))
+    assert sorted(done["answers"]) == ["fish_01.jpg", "fish_01.png"]
+    assert [answer["file"] for answer in done["answers"].values()] == ["fish_01.jpg", "fish_01.png"]
+    truth = json.loads((SAMPLES / "ground_truth.json").read_text())["images"]["fish_01.jpg"]["boxes"]
+    for answer in done["answers"].values():
+        boxes, scores = [d["box"] for d in answer["detections"]], [d["confidence"] for d in answer["detections"]]
+        assert all(iou is not None for iou in greedy_match(truth, boxes, scores)[0])
+    assert [f["item"] for f in done["failed"]] == ["deleted.jpg"] and done["processed"] == 2
+    assert s3.list_objects_v2(Bucket="alice", Prefix="reply-results/").get("KeyCount") == 0, "nothing uploaded"
+
+    refused = run(reply="s3")
+    assert refused.status_code == 400 and "reeflab_batch.reply" in refused.text
+    engine.request("DELETE", "/system/services/fish-reply", "alice")

@@ -7,6 +7,9 @@ the MinIO SDK over connections kept from slice to slice) while the model takes t
 CHUNK, uploads each result below the output path (same sub-folders as the input) meanwhile, and
 finally writes a marker `<output>/.batch/<id>/done/<start>-<end>.json` with what it did: a
 resumed batch skips the slices that have one. A file that fails is listed there; the rest go on.
+A descriptor with `"reply": "json"` (pre-annotation: a synchronous invocation waits for its answers) uploads
+nothing: the marker's summary and each file's JSON result (`answers`: {item: its JSON}) are the invocation's
+output, which the engine returns in the reply, so the caller reads no object back.
 S3 is reached with the service owner's key (the AWS_* environment the engine gives workers).
 """
 
@@ -69,6 +72,8 @@ def slice_problem(descriptor: dict[str, Any]) -> str | None:
             return f"{BATCH_KEY}.{field}: a position in the index (a whole number, 0 or more), not {str(value)[:40]!r}"
     if end < start:
         return f"{BATCH_KEY}.end: {end} is before start {start}"
+    if descriptor.get("reply", "json") != "json":
+        return f'{BATCH_KEY}.reply: give "json" (the results in the reply) or leave it out (uploaded)'
     return None
 
 
@@ -140,8 +145,10 @@ def run_slice(
     descriptor: dict[str, Any],
     predict: Callable[[Path, str, Path], dict[str, Any]],
     predict_many: Callable[[list[tuple[Path, str, Path]]], list[dict[str, Any]]] | None = None,
+    output_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Process one slice (`predict_many`: CHUNK files per call); ok unless the slice itself is unreadable."""
+    """Process one slice (`predict_many`: CHUNK files per call); ok unless the slice itself is unreadable.
+    `output_dir`: the invocation's, where a `"reply": "json"` slice writes its summary and answers."""
     s3 = s3_client()
     try:
         index = _index(s3, descriptor["index"])
@@ -164,6 +171,7 @@ def run_slice(
     failed: list[dict[str, str]] = []
     began = time.perf_counter()
     chunk = CHUNK if predict_many else 1
+    answers: dict[str, Any] | None = {} if descriptor.get("reply") == "json" and output_dir is not None else None
 
     def fetch(position: int) -> Path:
         target = scratch / f"{position}-{posixpath.basename(items[position])}"
@@ -194,6 +202,12 @@ def run_slice(
                         continue
                     folder = posixpath.join(out_prefix, posixpath.dirname(item))
                     results = reply.get("outputs") or [(f.relative_to(out).as_posix(), f) for f in output_files(out)]
+                    if answers is not None:
+                        answers[item] = _json_answer(results)
+                        if answers[item] is None:
+                            del answers[item]
+                            failed.append({"item": item, "error": "no JSON answer"})
+                        continue
                     for name, body in results:
                         data = body if isinstance(body, bytes) else body.read_bytes()
                         key = posixpath.join(folder, name)
@@ -212,7 +226,21 @@ def run_slice(
         "failed": failed,
         "seconds": round(time.perf_counter() - began, 3),
     }
-    marker = marker_key(out_prefix, descriptor["id"], start, end)
-    s3.put(out_bucket, marker, json.dumps(summary).encode(), "application/json")
+    if answers is not None:
+        (output_dir / "slice.json").write_text(json.dumps({**summary, "answers": answers}))
+    else:
+        marker = marker_key(out_prefix, descriptor["id"], start, end)
+        s3.put(out_bucket, marker, json.dumps(summary).encode(), "application/json")
     print(f"batch {descriptor['id']} slice {start}-{end}: {summary['processed']} done, {len(failed)} failed")
     return {"ok": True}
+
+
+def _json_answer(results: list[tuple[str, bytes | Path]]) -> Any:
+    """A file's JSON result among its outputs ((name, bytes or file)), parsed; None if it has none."""
+    for name, body in results:
+        if name.endswith(".json"):
+            try:
+                return json.loads(body if isinstance(body, bytes) else body.read_bytes())
+            except ValueError:
+                return None
+    return None

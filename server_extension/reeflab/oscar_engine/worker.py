@@ -133,7 +133,7 @@ class ModuleRunner:
             many = None
             if callable(getattr(self.model, "predict_batch", None)):
                 many = functools.partial(self.predict_files, in_memory=True)
-            return run_slice(descriptor, self.predict_file, many)
+            return run_slice(descriptor, self.predict_file, many, Path(request["output_dir"]))
         return self.predict_file(Path(request["input"]), request["name"], Path(request["output_dir"]))
 
     def invoke_group(self, request: dict[str, Any]) -> dict[str, Any]:
