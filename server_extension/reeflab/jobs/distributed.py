@@ -3,8 +3,10 @@
 The job's runner calls torchrun's own entry point (`torch.distributed.run`, what the `torchrun` command runs) with
 `-m reeflab.jobs.rank <job folder>` as the training program, so every rank gets RANK, LOCAL_RANK, WORLD_SIZE,
 MASTER_ADDR and MASTER_PORT in its (and its kernel's) environment. On one machine the rendezvous is torchrun's
-`--standalone` one (c10d on a free port of 127.0.0.1); across nodes (kubernetes: a JobSet) torchrun's static one
-on node 0's address, every node's runner giving its node rank. Each rank writes `rank-<N>.log` and `rank-<N>.json`
+`--standalone` one (c10d on a free port of 127.0.0.1), in a network of the job's own (netns.py: no other account
+reaches the rendezvous nor the ranks' ports; torchrun then runs in `python -m reeflab.jobs.distributed`, the runner
+relaying the platform's services to it); across nodes (kubernetes: a JobSet) torchrun's static one on node 0's
+address, every node's runner giving its node rank. Each rank writes `rank-<N>.log` and `rank-<N>.json`
 (its own status) in the job folder; rank 0's cell progress is the job's, and the first rank to fail fails the job
 with its error. torchrun stops the other ranks when one fails, and on cancel (SIGTERM to the runner) all of them.
 """
@@ -12,9 +14,11 @@ with its error. torchrun stops the other ranks when one fails, and on cancel (SI
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,8 +130,37 @@ def failure_of(folder: Path, world_size: int, failures: dict[int, Any]) -> dict[
     return {"reason": "torchrun failed before the ranks started (see the job log)"}
 
 
+def private_network(spec: dict[str, Any]) -> bool:
+    """Whether the ranks get a network of their own: on one machine (in kubernetes the job's pods are its own, and
+    the nodes of a JobSet must reach each other)."""
+    return spec["distributed"].get("nodes", 1) == 1 and "KUBERNETES_SERVICE_HOST" not in os.environ
+
+
 def launch(folder: Path, spec: dict[str, Any], status) -> dict[str, Any] | None:
-    """Run the ranks with torchrun until they end; None if all completed, else why the job failed."""
+    """Run the ranks with torchrun until they end; None if all completed, else why the job failed. On one machine
+    torchrun and its ranks run in a private network (netns.py), its launcher in `python -m reeflab.jobs.distributed`:
+    this process relays the platform's services to it and takes its end from the job's status."""
+    from .netns import PrivateNetwork, forwarded_ports
+
+    network = PrivateNetwork.available() if private_network(spec) else None
+    if network is None:
+        if private_network(spec):
+            print("[reeflab] WARNING: no bubblewrap: the ranks' ports are open to every local account", flush=True)
+        return run_ranks(folder, spec, status)
+    ports = ", ".join(map(str, forwarded_ports(os.environ))) or "none"
+    print(f"[reeflab] ranks in a private network; 127.0.0.1 ports of the platform forwarded: {ports}", flush=True)
+    code = network.run([sys.executable, "-m", "reeflab.jobs.distributed", str(folder)], os.environ)
+    status.reload()
+    if status.data.get("state") == "cancelled":  # said by the launcher: torchrun has stopped the ranks
+        raise SystemExit(128 + signal.SIGTERM)
+    if code == 0:
+        return None
+    failure = {key: status.data[key] for key in ("reason", "rank", "error") if key in status.data}
+    return failure or {"reason": f"the ranks' launcher exited with status {code} before they started (see the job log)"}
+
+
+def run_ranks(folder: Path, spec: dict[str, Any], status) -> dict[str, Any] | None:
+    """torchrun in this process until the ranks end; None if all completed, else why the job failed."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
@@ -149,3 +182,31 @@ def launch(folder: Path, spec: dict[str, Any], status) -> dict[str, Any] | None:
         except Exception as err:  # the rendezvous could not be made...
             return {"reason": f"torchrun failed: {type(err).__name__}: {err}"}
     return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ranks' launcher in their private network: the forwarded ports handed over first, then torchrun; its
+    end written into the job's status (what the runner outside reads back)."""
+    import logging
+
+    from .netns import hand_over
+    from .runner import StatusFile
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m reeflab.jobs.distributed <job folder>", file=sys.stderr)
+        return 2
+    hand_over()
+    folder = Path(argv[0])
+    spec = json.loads((folder / "spec.json").read_text())
+    status = StatusFile(folder, resume=True)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
+    failure = run_ranks(folder, spec, status)
+    if failure:
+        status.update(**failure)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 
 from ..files import write_private
-from .store import STATUS_FILE, now
+from .store import STATUS_FILE, now, read_status
 
 ENGINE = "reeflab"
 
@@ -31,10 +31,16 @@ ENGINE = "reeflab"
 class StatusFile:
     """status.json of the job: merged updates, written atomically."""
 
-    def __init__(self, folder: Path, name: str = STATUS_FILE):
+    def __init__(self, folder: Path, name: str = STATUS_FILE, resume: bool = False):
         self.path = folder / name
         self.data: dict[str, Any] = {"pid": os.getpid(), "state": "starting", "started_at": now()}
+        if resume:  # another process of the job goes on with it (a distributed job's launcher)
+            self.reload()
         self.write()
+
+    def reload(self) -> None:
+        """Take what another process of the job wrote meanwhile."""
+        self.data.update(read_status(self.path.parent, self.path.name))
 
     def update(self, **fields: Any) -> None:
         self.data.update(fields)
