@@ -112,6 +112,31 @@ def test_storage_events_need_the_servers_token(engine):
     assert engine.request("POST", "/system/storage-events", "alice", json=event).status_code == 403
 
 
+def test_a_changed_input_path_triggers_at_once_and_the_old_one_no_longer(engine):
+    """The engine keeps the services' parsed definitions between upload events: a change is seen by the next one."""
+    service = {
+        "name": "moved",
+        "image": "alpine",
+        "script": SIZE_SCRIPT,
+        "cpu": "0.2",
+        "input": [{"storage_provider": "minio.default", "path": "alice/moved-a"}],
+        "output": [{"storage_provider": "minio.default", "path": "alice/moved-out"}],
+    }
+    assert engine.request("POST", "/system/services", "alice", json=service).status_code == 201
+    s3 = engine.s3("alice")
+    s3.put_object(Bucket="alice", Key="moved-a/one.dat", Body=b"12345")
+    wait_until(lambda: objects(s3, "alice", "moved-out/").get("moved-out/one.dat.size"), 60, "the first result")
+    moved = {**service, "input": [{"storage_provider": "minio.default", "path": "alice/moved-b"}]}
+    assert engine.request("PUT", "/system/services/moved", "alice", json=moved).ok
+    s3.put_object(Bucket="alice", Key="moved-a/two.dat", Body=b"12")
+    s3.put_object(Bucket="alice", Key="moved-b/three.dat", Body=b"123")
+    wait_until(lambda: objects(s3, "alice", "moved-out/").get("moved-out/three.dat.size"), 60, "the new path's result")
+    time.sleep(1)  # the old path's event came first: had it made a job, that job would be listed by now
+    jobs = engine.request("GET", "/system/logs/moved", "alice").json()["jobs"]
+    assert len(jobs) == 2 and "moved-out/two.dat.size" not in objects(s3, "alice", "moved-out/")
+    assert engine.request("DELETE", "/system/services/moved", "alice").status_code == 204
+
+
 def _worker_pids(engine) -> list[int]:
     children = psutil.Process(engine.proc.pid).children(recursive=True)
     return [p.pid for p in children if "reeflab.oscar_engine.worker" in " ".join(p.cmdline())]

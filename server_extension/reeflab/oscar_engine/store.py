@@ -145,6 +145,9 @@ class EngineStore:
             self.path.touch(mode=0o600)
         self.db = sqlite3.connect(self.path, isolation_level=None)
         self._unflushed: list[tuple] = []
+        # changes with every write to the services table (add, update, delete, a user's removal): who caches what
+        # it derives from the services (the engine's parsed definitions, read on every upload event) compares it
+        self.services_version = 0
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -171,10 +174,15 @@ class EngineStore:
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"a service named '{name}' already exists: choose another name") from None
+        finally:
+            self.services_version += 1
         return self.get_service(name)
 
     def update_service(self, name: str, definition: dict[str, Any]) -> None:
-        self.db.execute("UPDATE services SET definition = ? WHERE name = ?", (json.dumps(definition), name))
+        try:
+            self.db.execute("UPDATE services SET definition = ? WHERE name = ?", (json.dumps(definition), name))
+        finally:
+            self.services_version += 1
 
     def get_service(self, name: str) -> ServiceRecord | None:
         row = self.db.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone()
@@ -194,6 +202,7 @@ class EngineStore:
             self.db.execute("DELETE FROM triggers WHERE service = ?", (name,))
             self.db.execute("DELETE FROM calls WHERE service = ?", (name,))
             self.db.execute("DELETE FROM call_totals WHERE service = ?", (name,))
+        self.services_version += 1
         return jobs
 
     # -- jobs ----------------------------------------------------------------------------
@@ -521,6 +530,7 @@ class EngineStore:
                 "ON CONFLICT (name) DO UPDATE SET generation = '', revoked = excluded.revoked",
                 (user, revoked),
             )
+        self.services_version += 1
         return services, jobs, buckets
 
     def s3_revocation(self, user: str) -> dict[str, Any] | None:
