@@ -90,14 +90,14 @@ class Objects:
     """GET and PUT of whole objects with the MinIO SDK: a third of boto3's CPU per request (~0.4 against ~1.2 ms
     here, measured), which a worker spends beside its model on every file of a slice; thread-safe."""
 
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str):
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str, connections: int = TRANSFERS + 2):
         import urllib3
         from minio import Minio
 
         url = urlsplit(endpoint)
         retries = urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504])
         pool = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5, read=60), maxsize=TRANSFERS + 2, retries=retries, block=False
+            timeout=urllib3.Timeout(connect=5, read=60), maxsize=connections, retries=retries, block=False
         )
         self.client = Minio(
             url.netloc,
