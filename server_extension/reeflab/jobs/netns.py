@@ -68,6 +68,11 @@ def hand_over() -> None:
                     listener = socket.socket(family, socket.SOCK_STREAM)
                     try:
                         listener.bind((host, port))
+                    except PermissionError:  # below 1024: only root may, and the launcher has no capability
+                        listener.close()
+                        if family == socket.AF_INET:
+                            print(f"[reeflab] port {port} is not forwarded: a port below 1024", flush=True)
+                        continue
                     except OSError:
                         listener.close()
                         if family == socket.AF_INET:
