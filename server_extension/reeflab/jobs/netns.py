@@ -28,7 +28,7 @@ import threading
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from ..oscar_engine.bridge import _relay
+from ..oscar_engine.bridge import relay_to_port
 from ..oscar_engine.sandbox import find_bwrap
 
 CHANNEL = "REEFLAB_NETNS_FD"  # inside: the socket pair's end the listeners go back through
@@ -142,7 +142,9 @@ class PrivateNetwork:
 
         async def serve() -> None:
             for port, fd in listeners:
-                await asyncio.start_server(lambda r, w, port=port: _relay(port, r, w), sock=socket.socket(fileno=fd))
+                await asyncio.start_server(
+                    lambda r, w, port=port: relay_to_port(port, r, w), sock=socket.socket(fileno=fd)
+                )
             started.set()
 
         def relay() -> None:

@@ -35,8 +35,9 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def _relay(port: int, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-    """One connection from the engine, to the program's port (IPv4 loopback, else IPv6's)."""
+async def relay_to_port(port: int, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    """One connection (from the engine, or into a job's private network) to a port of the loopback (IPv4, else
+    IPv6)."""
     upstream = None
     for host in ("127.0.0.1", "::1"):
         with contextlib.suppress(OSError):
@@ -64,7 +65,7 @@ async def serve(spec: dict) -> int:
         program = ["/bin/sh", path]
     process = await asyncio.create_subprocess_exec(*program, stdin=asyncio.subprocess.DEVNULL, cwd=spec.get("cwd"))
     port = int(spec["port"])
-    server = await asyncio.start_unix_server(lambda r, w: _relay(port, r, w), sock=listener)
+    server = await asyncio.start_unix_server(lambda r, w: relay_to_port(port, r, w), sock=listener)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, process.terminate)
