@@ -360,23 +360,34 @@ def test_preannotation_runs_on_warm_serverless_workers_of_her_own(alice, bob, st
 def test_a_platform_folder_is_read_by_the_workers_in_slices(alice, studio, scenes, hub, tmp_path):
     """A project over a folder of her platform bucket (the `reeflab` connection, whose key her services' workers
     have): the workers read the objects themselves in slices, as `reeflab batch` does, and the predictions match
-    the generated fish; the run's slice index and answers leave her bucket afterwards."""
+    the generated fish, also for two images of the same name but their suffix; the run's slice index leaves her
+    bucket afterwards, and so does a run folder left there by a server that stopped mid-run."""
+    from PIL import Image
     from reeflab.client import storage
 
     _, ls = studio
     platform = storage.get("reeflab", connection=alice)
     generate_samples(tmp_path, n=SCENES, seed=77)
-    for name in scenes:
+    first, second = sorted(scenes)[:2]
+    twin = first.rsplit(".", 1)[0] + ".png"  # another scene under the first's stem: answers must not mix up
+    Image.open(tmp_path / second).save(tmp_path / twin)
+    truth = {**scenes, twin: scenes[second]}
+    for name in truth:
         platform.upload(tmp_path / name, f"platform-scenes/{name}")
+    (tmp_path / "left.json").write_text("{}")
+    for left in ("index.json", "out/fish.json"):
+        platform.upload(tmp_path / "left.json", f".reeflab-annotation/annotate-left0000/{left}")
     project = annotation.create(
         "Reef survey platform", "reeflab:platform-scenes", module="fish-detector", connection=alice
     )
     try:
         done = project.preannotate("fish-detector")
-        assert (done["state"], done["predicted"], done["failed"]) == ("completed", SCENES, [])
+        assert (done["state"], done["predicted"], done["failed"]) == ("completed", SCENES + 1, [])
         assert done["slices"] >= 1 and done["service"].startswith("annotate-fish-detector-")
         tasks = ls.get(ls.base + "/api/tasks", params={"project": project.id, "page_size": 100}, timeout=30).json()
-        assert_fish_found(ls, tasks["tasks"], scenes)
+        assert_fish_found(ls, tasks["tasks"], truth)
+        for name in (first, twin):  # each of the two has its own scene's fish
+            assert_fish_found(ls, [t for t in tasks["tasks"] if t["data"]["file"].endswith("/" + name)], truth)
         deadline = time.monotonic() + 30
         while platform.ls(".reeflab-annotation") and time.monotonic() < deadline:
             time.sleep(0.5)

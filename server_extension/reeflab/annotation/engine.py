@@ -7,11 +7,12 @@ workers (REEFLAB_MODULE), started on demand up to the engine's cores and kept wa
 last call (REEFLAB_IDLE_SECONDS), so that the model is loaded once and stays loaded across runs and projects.
 
 A folder of the user's platform bucket is read by the workers themselves, in OSCAR-Batch slices (the key the
-engine gives the user's workers reads it; the slices' index and JSON answers sit in `.reeflab-annotation/<run>/`
-of that bucket while the run lasts). Any other image (the user's workspace, another S3 or a WebDAV connection)
-is read by the server and fed as a synchronous invocation (`POST /run/<service>`, the image as the body, its
-name in Content-Disposition), a few more at once than the service has workers, each JSON answer read back: the
-workers hold no path to the user's files nor a connection's keys (at scale they are an OSCAR cluster's pods).
+engine gives the user's workers reads it; the slices' index sits in `.reeflab-annotation/<run>/` of that bucket
+while the run lasts), each slice's JSON answers coming back in its reply (no object read back an image). Any
+other image (the user's workspace, another S3 or a WebDAV connection) is read by the server and fed as a
+synchronous invocation (`POST /run/<service>`, the image as the body, its name in Content-Disposition), a few
+more at once than the service has workers, each JSON answer read back: the workers hold no path to the user's
+files nor a connection's keys (at scale they are an OSCAR cluster's pods).
 """
 
 from __future__ import annotations
@@ -36,12 +37,11 @@ from requests.adapters import HTTPAdapter
 from ..errors import ReefLabError
 from ..serverless.batch import Batch, Engine
 from ..serverless.fdl import IDLE_VAR, PREDICT_ARGS_VAR, module_definition
-from ..serverless.invocations import BATCH_KEY, content_disposition, marker_key
+from ..serverless.invocations import BATCH_KEY, content_disposition
 
 PREFIX = "annotate-"
 NAME_LENGTH = 39  # OSCAR's longest service name
 SLICE_AT_LEAST = 8  # images a slice: one forward pass of predict_batch
-READ_BACK = 8  # answers read back from S3 at once, a slice's
 RUN_FOLDER = ".reeflab-annotation"  # in the user's platform bucket: a run's slice index and answers, while it runs
 
 
@@ -144,66 +144,78 @@ class WarmService:
         return answer.json()["minio_provider"]
 
     def submit_slices(
-        self, pool: ThreadPoolExecutor, client: Any, folder: str, names: list[str], timeout: float
+        self, pool: ThreadPoolExecutor, client: Any, folder: str, names: list[str], timeout: float, live: set[str]
     ) -> tuple[list[Future], Callable[[], None]]:
         """The objects `names` of `folder` ('bucket/prefix' on the platform's S3, which the service's workers read
-        with the user's key) in OSCAR-Batch slices, as `reeflab batch` sends them (slices.py): an index and the
-        workers' answers in a run folder beside them, each slice a synchronous invocation on `pool` (so the worker
-        reads its objects ahead of the model and predicts 8 at a time). Futures of each slice's replies, in order,
-        and what removes the run folder."""
+        with the user's key) in OSCAR-Batch slices, as `reeflab batch` sends them (slices.py): an index in a run
+        folder beside them, each slice a synchronous invocation on `pool` (so the worker reads its objects ahead of
+        the model and predicts 8 at a time) whose reply holds its images' JSON answers (`"reply": "json"`: nothing
+        uploaded, nothing read back). Futures of each slice's replies, in order, and what removes the run folder
+        (and those left by earlier runs: any not in `live`, the server's runs using theirs, this one's added)."""
         bucket = folder.partition("/")[0]
         run = f"annotate-{uuid.uuid4().hex[:12]}"
+        live.add(run)
         scratch = f"{RUN_FOLDER}/{run}"
         index = {"id": run, "service": self.name, "input": folder, "output": f"{bucket}/{scratch}/out", "items": names}
         client.put_object(Bucket=bucket, Key=f"{scratch}/index.json", Body=json.dumps(index).encode())
 
         def one(start: int, end: int) -> list[dict[str, Any]]:
             descriptor = {"id": run, "index": f"{bucket}/{scratch}/index.json", "start": start, "end": end}
-            body = json.dumps({BATCH_KEY: descriptor}).encode()
+            body = json.dumps({BATCH_KEY: {**descriptor, "reply": "json"}}).encode()  # answers in the reply
             answer = self._request("POST", f"/run/{quote(self.name)}", data=body, timeout=timeout)
             if answer.status_code == 500:  # the slice's invocation failed (its worker died): its images did
                 return [{"ok": False, "error": answer.text.strip()[:500]}] * (end - start)
             if not answer.ok:
                 raise EngineFailed(f"the serverless engine answered {answer.status_code}: {answer.text.strip()[:300]}")
-            marker = marker_key(f"{scratch}/out", run, start, end)
-            failed = {
-                f["item"]: f["error"]
-                for f in json.loads(client.get_object(Bucket=bucket, Key=marker)["Body"].read())["failed"]
-            }
-
-            def answer_of(name: str) -> dict[str, Any]:
-                if name in failed:
-                    return {"ok": False, "error": failed[name]}
-                key = f"{scratch}/out/{posixpath.splitext(name)[0]}.json"
-                try:
-                    return {"ok": True, "answer": json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())}
-                except (client.exceptions.NoSuchKey, ValueError):
-                    return {"ok": False, "error": "no JSON answer"}
-
-            with ThreadPoolExecutor(READ_BACK) as reading:  # small objects: their round trips overlap
-                return list(reading.map(answer_of, names[start:end]))
+            try:
+                done = json.loads(base64.b64decode(answer.content, validate=True))
+                answers, failed = done["answers"], {f["item"]: f["error"] for f in done["failed"]}
+            except (binascii.Error, ValueError, KeyError, TypeError):
+                raise EngineFailed(f"the serverless engine's slice {start}-{end} gave no answers") from None
+            return [
+                {"ok": True, "answer": answers[name]}
+                if name in answers
+                else {"ok": False, "error": failed.get(name, "no JSON answer")}
+                for name in names[start:end]
+            ]
 
         def remove() -> None:
-            """The run folder's objects, then its folders (SeaweedFS keeps a folder until its own `name/` goes,
-            and only once it is empty: the deepest first), and the runs' folder if no other run is in it."""
-            keys = []
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{scratch}/"):
-                keys += [item["Key"] for item in page.get("Contents", [])]
-            folders = {posixpath.dirname(key) for key in keys} | {scratch}
-            folders |= {parent for folder in folders for parent in _parents(folder, scratch)}
-            objects = [{"Key": key} for key in keys if not key.endswith("/")]
-            for first in range(0, len(objects), 1000):
-                client.delete_objects(Bucket=bucket, Delete={"Objects": objects[first : first + 1000], "Quiet": True})
-            ordered = [f"{folder}/" for folder in sorted(folders, key=lambda f: -f.count("/"))] + [f"{RUN_FOLDER}/"]
-            for key in ordered:  # one by one, in order (a batch delete may take them in any order)
-                with contextlib.suppress(Exception):
-                    client.delete_object(Bucket=bucket, Key=key)
+            """This run's folder, and any other one no run of this server is using: left by a server that
+            stopped mid-run (the user's runs are this server's; a run started again writes a new folder)."""
+            live.discard(run)
+            remove_run(client, bucket, scratch)
+            for left in run_folders(client, bucket) - live:
+                remove_run(client, bucket, f"{RUN_FOLDER}/{left}")
 
-        # smaller than a batch's (8 a worker at least, 8 rounds): the last slices' answers, read back and stored
+        # smaller than a batch's (8 a worker at least, 8 rounds): the last slices' answers, stored
         # after the others, keep the run waiting less
         size = max(SLICE_AT_LEAST, -(-len(names) // (self.parallel * 8)))
         pieces = Batch.slices(len(names), self.parallel, size)
         return [pool.submit(one, start, end) for start, end in pieces], remove
+
+
+def run_folders(client: Any, bucket: str) -> set[str]:
+    """The names of the run folders in `bucket`'s RUN_FOLDER."""
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{RUN_FOLDER}/", Delimiter="/")
+    found = {posixpath.basename(p["Prefix"].rstrip("/")) for page in pages for p in page.get("CommonPrefixes", [])}
+    return found - {""}
+
+
+def remove_run(client: Any, bucket: str, scratch: str) -> None:
+    """A run folder's objects, then its folders (SeaweedFS keeps a folder until its own `name/` goes, and only
+    once it is empty: the deepest first), and the runs' folder if no other run is in it."""
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{scratch}/"):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    folders = {posixpath.dirname(key) for key in keys} | {scratch}
+    folders |= {parent for folder in folders for parent in _parents(folder, scratch)}
+    objects = [{"Key": key} for key in keys if not key.endswith("/")]
+    for first in range(0, len(objects), 1000):
+        client.delete_objects(Bucket=bucket, Delete={"Objects": objects[first : first + 1000], "Quiet": True})
+    ordered = [f"{folder}/" for folder in sorted(folders, key=lambda f: -f.count("/"))] + [f"{RUN_FOLDER}/"]
+    for key in ordered:  # one by one, in order (a batch delete may take them in any order)
+        with contextlib.suppress(Exception):
+            client.delete_object(Bucket=bucket, Key=key)
 
 
 def _parents(folder: str, top: str) -> list[str]:

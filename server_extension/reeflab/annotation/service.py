@@ -131,6 +131,8 @@ class AnnotationService(LoggingConfigurable):
         # project id -> its latest pre-annotation's progress, kept in the root folder across restarts of the server
         self._progress: dict[int, dict[str, Any]] = self._load_progress()
         self._running: dict[int, asyncio.Task] = {}
+        self._clearing: dict[int, asyncio.Future] = {}  # project id -> its earlier predictions being deleted
+        self._run_folders: set[str] = set()  # the platform bucket's run folders (engine.py) this server's runs use
         self._probes: dict[tuple[str, str], dict[str, Any]] = {}  # (module, its environment) -> its task, labels
 
     async def _api(self) -> LabelStudioAPI:
@@ -494,17 +496,12 @@ class AnnotationService(LoggingConfigurable):
         resume = earlier.get("state") == "interrupted" and earlier.get("module") == entry.id and not request.restart
         kept = [t for t in tasks if resume and t.get("total_predictions", 0) > 0]  # predicted before the cut
         tasks = kept + [t for t in tasks if not (resume and t.get("total_predictions", 0) > 0)]  # counted on from
-        files, env = [], {}
-        for task in tasks[len(kept) :]:
-            where, needs = await loop.run_in_executor(None, self._readable, owner, task["data"]["file"])
-            files.append([where, Path(task["data"]["file"]).name])
-            env.update(needs)
+        todo = [task["data"]["file"] for task in tasks[len(kept) :]]
+        files, env = await loop.run_in_executor(None, self._readables, owner, todo)
         options = {"conf": request.conf} if request.conf is not None and project["kind"] == "detection" else {}
-        if not resume:  # a new pre-annotation replaces the earlier ones (annotations are kept)
-            every = {"selectedItems": {"all": True, "excluded": []}}
-            await self._call(
-                "POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project_id}, json=every
-            )
+        # a new pre-annotation replaces the earlier ones (annotations are kept): removed while the first images
+        # are predicted, before any new one is stored (_store)
+        clear = not resume and any(t.get("total_predictions", 0) > 0 for t in tasks)
         progress = self._progress[project_id] = {
             "project": project_id,
             "module": entry.id,
@@ -521,10 +518,31 @@ class AnnotationService(LoggingConfigurable):
             "ended": None,
         }
         self._save(progress)
+        if clear:
+            every = {"selectedItems": {"all": True, "excluded": []}}
+            params = {"id": "delete_tasks_predictions", "project": project_id}
+            self._clearing[project_id] = asyncio.ensure_future(
+                self._call("POST", "/api/dm/actions", params=params, json=every)
+            )
         run = self._preannotation(stored, project, entry, tasks, files, options, env, progress, owner)
         self._running[project_id] = asyncio.create_task(run)
         self._running[project_id].add_done_callback(lambda _: self._running.pop(project_id, None))
         return dict(progress)
+
+    def _readables(self, owner: str, files: list[str]) -> tuple[list[list[str]], dict[str, str]]:
+        """[where predict.py reads each image, its name] and the environment that lets it (_readable) where this
+        server has no serverless engine; else each connection checked only (the engine's workers, or this server,
+        read the images: _through_engine)."""
+        if self.serverless is not None and self.serverless.url:
+            for name in {remote[0] for remote in map(on_connection, files) if remote is not None}:
+                self._connection(owner, name)
+            return [], {}
+        found, env = [], {}
+        for file in files:
+            where, needs = self._readable(owner, file)
+            found.append([where, Path(file).name])
+            env.update(needs)
+        return found, env
 
     def progress(self, project_id: int) -> dict[str, Any]:
         if project_id not in self._progress:
@@ -558,6 +576,7 @@ class AnnotationService(LoggingConfigurable):
                 await self._through_engine(project, entry, tasks, options, progress, owner)
             else:
                 await self._in_process(project, entry, tasks, files, options, env, progress)
+            await self._cleared(project_id)  # (every image failed: nothing stored waited for it)
             about = {**self._about(stored), "module": entry.id}  # the module "Train on this project" continues from
             if about != self._about(stored):  # (a project made with this module, or run with it before, says it)
                 description = json.dumps({"reeflab": about})
@@ -570,8 +589,19 @@ class AnnotationService(LoggingConfigurable):
             progress.update(state="failed", error=getattr(error, "message", None) or f"{type(error).__name__}: {error}")
             self.log.warning("pre-annotation of project %s failed: %s", project_id, progress["error"])
         finally:
+            clearing = self._clearing.pop(project_id, None)
+            if clearing is not None:  # the run failed first
+                clearing.cancel()
+                await asyncio.gather(clearing, return_exceptions=True)
             progress["ended"] = datetime.now(UTC).isoformat()
             self._save(progress)
+
+    async def _cleared(self, project_id: int) -> None:
+        """Until the project's earlier predictions are deleted (at the start of a new pre-annotation)."""
+        clearing = self._clearing.get(project_id)
+        if clearing is not None:
+            await clearing
+            self._clearing.pop(project_id, None)
 
     async def _in_process(
         self,
@@ -655,7 +685,7 @@ class AnnotationService(LoggingConfigurable):
         try:
             if direct is not None:
                 submitted, remove = await loop.run_in_executor(
-                    None, service.submit_slices, pool, *direct, self.predict_timeout
+                    None, service.submit_slices, pool, *direct, self.predict_timeout, self._run_folders
                 )
             else:
                 items = [(self._reader(owner, t["data"]["file"]), Path(t["data"]["file"]).name) for t in todo]
@@ -699,7 +729,7 @@ class AnnotationService(LoggingConfigurable):
         name, path = places[0]
         spec = self._connection(owner, name).spec
         names = [posixpath.basename(path) for _, path in places]
-        if spec.kind != "s3" or len({posixpath.splitext(n)[0] for n in names}) < len(names):  # answers by stem
+        if spec.kind != "s3":
             return None
         key = service.platform_key()
         if spec.endpoint.rstrip("/") != key["endpoint"].rstrip("/") or spec.access_key != key["access_key"]:
@@ -741,6 +771,7 @@ class AnnotationService(LoggingConfigurable):
                 raise BadRequest(f"'{entry.id}' does not answer as a {want} does: pick a {want} for this project")
             predictions.append({"task": task["id"], "model_version": entry.id, **prediction})
         if predictions:
+            await self._cleared(project["id"])
             await self._call("POST", f"/api/projects/{project['id']}/import/predictions", json=predictions)
         # counted once stored: what the progress says was done is in Label Studio, even if the server stops now
         progress["done"] += len(line["results"])
