@@ -13,7 +13,10 @@ Starts a real serverless engine with SeaweedFS and puts N images in a bucket, th
 - to the first epoch: on a real hub, a user's project over generated scenes, pre-annotated and accepted in
                   Label Studio; seconds from "Train on this project" (its POST: export, pipeline start) until the
                   train node's log says Ultralytics starts its first epoch (polled every 0.5 s; `--scenes`).
-Prints the machine's load average before and after (others' work on a shared machine skews both figures alike).
+Prints the machine's load average before and after (others' work on a shared machine skews both figures alike),
+and each side's CPU milliseconds an image by process (user + system, read from /proc before and after each run:
+what other work on the machine does not change): this process (the user's server side), Label Studio, the
+engine, its workers, SeaweedFS.
 
     .venv/bin/python bench/annotation.py [--module fish-detector] [-n 240] [--scenes 12] [--only ratio|train]
                                          [--rounds 3]
@@ -43,6 +46,51 @@ SAMPLES = Path(__file__).parents[1] / "server_extension/reeflab/modules/fish_det
 
 def load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+class CPU:
+    """CPU seconds (user + system) of the processes a run uses, summed over runs of each side."""
+
+    def __init__(self, engine: EngineProcess, annotation: AnnotationService):
+        self.engine, self.annotation = engine, annotation
+        self.totals: dict[str, dict[str, float]] = {}
+
+    def now(self) -> dict[str, float]:
+        import psutil
+
+        def own(process: psutil.Process) -> float:
+            try:
+                times = process.cpu_times()
+                return times.user + times.system
+            except psutil.Error:
+                return 0.0
+
+        def tree(pid: int | None) -> list[psutil.Process]:
+            try:
+                return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)] if pid else []
+            except psutil.Error:
+                return []
+
+        engine = self.engine.proc.pid
+        studio = self.annotation.server._process
+        return {
+            "server": own(psutil.Process()),
+            "Label Studio": sum(own(p) for p in tree(studio.pid if studio else None)),
+            "engine": own(psutil.Process(engine)),
+            "workers": sum(own(p) for p in tree(engine)[1:]),
+            "SeaweedFS": sum(own(p) for p in tree(self.engine.seaweed.proc.pid)),
+        }
+
+    def add(self, side: str, before: dict[str, float]) -> None:
+        after = self.now()
+        totals = self.totals.setdefault(side, dict.fromkeys(after, 0.0))
+        for name, value in after.items():
+            totals[name] += value - before[name]
+
+    def show(self, images: int) -> None:
+        for side, totals in self.totals.items():
+            shown = ", ".join(f"{name} {1000 * value / images:.1f}" for name, value in totals.items())
+            print(f"CPU ms an image, {side}: {shown}; all {1000 * sum(totals.values()) / images:.1f}")
 
 
 def batch_service(engine: EngineProcess, module: str, cores: int) -> None:
@@ -95,14 +143,16 @@ async def ratio(root: Path, engine: EngineProcess, module: str, n: int, cores: i
         catalog=catalog, workspace=str(workspace), storage=storage, serverless=gateway, root_dir=str(root / "ls")
     )
 
-    async def preannotate(title: str, what: str) -> float:
+    async def preannotate(title: str, what: str, cpu: CPU | None = None) -> float:
         made = time.perf_counter()
         project = await annotation.create(ProjectRequest(title=title, folder="bench:bench-in", module=module), "alice")
         made = time.perf_counter() - made
-        started = time.perf_counter()
+        before, started = cpu.now() if cpu else {}, time.perf_counter()
         await annotation.preannotate(project["id"], PreannotateRequest(module=module), "alice")
         await annotation.wait_preannotation(project["id"])
         seconds = time.perf_counter() - started
+        if cpu:
+            cpu.add("pre-annotation", before)
         progress = annotation.progress(project["id"])
         assert progress["state"] == "completed" and progress["predicted"] == n, progress
         print(
@@ -112,6 +162,7 @@ async def ratio(root: Path, engine: EngineProcess, module: str, n: int, cores: i
         return seconds
 
     try:
+        cpu = CPU(engine, annotation)
         batch_service(engine, module, cores)
         print(f"warm-up, not counted; load average {load()} (Label Studio's first start included)")
         batch_seconds(engine, n)  # its workers' first slices (their S3 client, the index)
@@ -119,10 +170,13 @@ async def ratio(root: Path, engine: EngineProcess, module: str, n: int, cores: i
         totals = {"batch": 0.0, "pre-annotation": 0.0}
         for round in range(1, rounds + 1):
             print(f"round {round}; load average {load()}")
+            before = cpu.now()
             totals["batch"] += batch_seconds(engine, n)
-            totals["pre-annotation"] += await preannotate(f"Bench {round}", "warm workers")
+            cpu.add("batch", before)
+            totals["pre-annotation"] += await preannotate(f"Bench {round}", "warm workers", cpu)
         batch_rate, rate = rounds * n / totals["batch"], rounds * n / totals["pre-annotation"]
         print(f"batch {batch_rate:.1f} img/s, pre-annotation {rate:.1f} img/s over {rounds} rounds")
+        cpu.show(rounds * n)
         return rate / batch_rate
     finally:
         await annotation.stop()
