@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import traceback
 import zipfile
 from pathlib import Path
@@ -32,6 +33,27 @@ from .slices import CHUNK, read_slice, run_slice, slice_problem
 PR_SET_PDEATHSIG = 1
 # a module with several file arguments gets a zip of its files: at most this much unpacked
 MAX_UNPACKED_BYTES = 2 * 1024**3
+# glibc malloc (mallopt): blocks up to KEPT_BLOCK come from the heap, and freed memory stays there while invocations
+# follow one another; given back (malloc_trim) after IDLE_TRIM_SECONDS without one
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEPT_BLOCK = 256 * 2**20
+IDLE_TRIM_SECONDS = 1.0
+
+
+def keep_freed_memory() -> None:
+    """Make glibc keep what a forward pass frees for the next one. By default it maps every block over its
+    (dynamic, at most 32 MiB) threshold anew and trims the heap when 64 MiB are free at its top: the network's
+    activations then come back as fresh pages, zeroed by the kernel at each pass (yolo-detector, 8 images of 640
+    pixels a pass: ~8,800 minor faults and 16 ms of system time per image, 15 % of its CPU; none with this)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: its own allocator's defaults
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_MMAP_THRESHOLD, KEPT_BLOCK)
+        libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+
+
+def give_freed_memory_back() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def die_with_parent() -> None:
@@ -98,6 +120,8 @@ class ModuleRunner:
         from importlib.metadata import entry_points
 
         from marshmallow import Schema
+
+        keep_freed_memory()  # before the module loads; a zygote's forked workers inherit it
 
         found = [ep for ep in entry_points(group="deepaas.v2.model") if ep.name == spec["module"]]
         if not found:
@@ -372,8 +396,11 @@ def serve(requests: TextIO, replies: TextIO, runner: ModuleRunner | None = None)
             send({"ready": False, "error": problem})
             return 1
     send({"ready": True, "pid": os.getpid()})
+    idle: threading.Timer | None = None  # a module worker's memory kept between invocations goes back after it
     try:
         for line in requests:
+            if idle is not None:
+                idle.cancel()
             request = json.loads(line)
             with output_into(request["log"]):
                 try:
@@ -382,7 +409,13 @@ def serve(requests: TextIO, replies: TextIO, runner: ModuleRunner | None = None)
                     traceback.print_exc()
                     reply = {"ok": False, "kind": "failure", "error": f"{type(error).__name__}: {error}"}
             send({"id": request["id"], **reply})
+            if isinstance(runner, ModuleRunner):
+                idle = threading.Timer(IDLE_TRIM_SECONDS, give_freed_memory_back)
+                idle.daemon = True
+                idle.start()
     finally:
+        if idle is not None:
+            idle.cancel()
         runner.close()
     return 0
 
