@@ -12,7 +12,11 @@ Starts a real engine with SeaweedFS, puts N images in a bucket and measures, wit
 - sync:   POST /run latency minus the module's own predict time, p50 (target <= 10 ms);
 - burst:  50 concurrent sync calls on a service with one warm worker (max_scale = cores): p50, p99 and
           p99 / p50 (target <= 2: no call waits for a model load);
-- async:  files/s from uploading into a triggered input path to every result in S3, / batch.
+- async:  files/s from uploading into a triggered input path to every result in S3, / batch (the bench uploads with
+          one put_object a file: boto3's upload_file makes a transfer manager a call, ~1 ms more CPU a file here,
+          spent on the cores it measures).
+- after batch and async: CPU ms an image of each process (S3 server, engine, workers, this bench as the client),
+  from their user + system times before and after: what contention with other processes does not distort.
 - workers: workers forked from one zygote vs workers that each load the module, each on its own engine: PSS
           of 1 vs 2 warm workers (target: the second adds <= 25 %) and the burst above (shared_model_workers).
 - counting: what the engine's request metrics add to a sync call: recording its row (kept in memory,
@@ -149,6 +153,34 @@ def naive(module: str, paths: list[Path], parallel: int, work: Path) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
+def cpu_seconds(engine: EngineProcess) -> dict[str, float]:
+    """User + system CPU seconds so far of the S3 server, the engine, its workers (every descendant, by pid: a
+    worker that ended meanwhile is not counted) and this process."""
+    import psutil
+
+    def used(process: psutil.Process) -> float:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            return times.user + times.system
+        return 0.0
+
+    main = psutil.Process(engine.proc.pid)
+    found = {"S3 server": used(psutil.Process(engine.seaweed.proc.pid)), "engine": used(main)}
+    found |= {f"worker {child.pid}": used(child) for child in main.children(recursive=True)}
+    return found | {"client (this bench)": used(psutil.Process())}
+
+
+def cpu_per_image(before: dict[str, float], after: dict[str, float], images: int) -> str:
+    spent = {name: seconds - before.get(name, 0.0) for name, seconds in after.items()}
+    shown = {
+        "S3 server": spent["S3 server"],
+        "engine": spent["engine"],
+        "workers": sum(v for name, v in spent.items() if name.startswith("worker ")),
+        "client (this bench)": spent["client (this bench)"],
+    }
+    return "CPU ms an image: " + ", ".join(f"{name} {1000 * v / images:.2f}" for name, v in shown.items())
+
+
 def wait_warm(engine: EngineProcess, user: str, workers: int) -> None:
     def warm() -> bool:
         pods = engine.request("GET", "/system/status", user).json()["oscar"]["pods"]
@@ -275,7 +307,9 @@ def main() -> None:
                         print(f"decode + forward + encode again: limit {limit:.1f} img/s {load()}")
                     login = Engine(engine.url, f"Bearer {engine.tokens['alice']}")
                     batch = Batch(login, "bench", "alice/bench-in", parallel=cores)
+                    before = cpu_seconds(engine)
                     result = batch.run(progress=False, poll=0.1)
+                    spent = cpu_per_image(before, cpu_seconds(engine), args.n)
                     assert result.processed == args.n and not result.failed, result.failed[:3]
                     batch_rate = result.throughput
                     inside = sum(marker["seconds"] for marker in batch.done_markers().values())
@@ -286,6 +320,7 @@ def main() -> None:
                         f"batch ({result.parallel} parallel, {result.slices} slices, warm workers): "
                         f"{batch_rate:.1f} img/s  -> {'; '.join(ratios) or 'no limit measured'}; {busy} {load()}"
                     )
+                    print(f"  {spent}")
 
             if "naive" in only:
                 naive_rate = naive(args.module, paths[: args.naive], cores, root)
@@ -337,23 +372,36 @@ def main() -> None:
                 }
                 assert engine.request("POST", "/system/services", "alice", json=triggered).status_code == 201
                 wait_warm(engine, "alice", cores)
+                bodies = [path.read_bytes() for path in paths]
+                before = cpu_seconds(engine)
                 start = time.perf_counter()
-                for i, path in enumerate(paths):
-                    s3.upload_file(str(path), "alice", f"async-in/{i:05d}-{path.name}")
+                for i, (path, body) in enumerate(zip(paths, bodies, strict=True)):
+                    s3.put_object(Bucket="alice", Key=f"async-in/{i:05d}-{path.name}", Body=body)
+
+                found: set[int] = set()
 
                 def all_results() -> bool:
-                    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="alice", Prefix="async-out/")
-                    found = [item for page in pages for item in page.get("Contents", [])]
-                    return sum(not item["Key"].endswith("/") for item in found) >= args.n  # not the folder
+                    # listed from the first result still missing on (results keep their input's number in front):
+                    # listing every result 5 times a second cost the S3 server and this client more than the jobs
+                    first = min(set(range(args.n)) - found, default=args.n)
+                    pages = s3.get_paginator("list_objects_v2").paginate(
+                        Bucket="alice", Prefix="async-out/", StartAfter=f"async-out/{first:05d}"
+                    )
+                    for item in (item for page in pages for item in page.get("Contents", [])):
+                        if not item["Key"].endswith("/"):  # not the folder
+                            found.add(int(item["Key"].removeprefix("async-out/").partition("-")[0]))
+                    return len(found) >= args.n
 
                 wait_until(all_results, 900, "every async result", interval=0.2)
                 async_rate = args.n / (time.perf_counter() - start)
+                spent = cpu_per_image(before, cpu_seconds(engine), args.n)
                 jobs = engine.request("GET", "/system/logs/bench-async", "alice").json()["jobs"]
                 succeeded = sum(job["status"] == "Succeeded" for job in jobs.values())
                 print(
                     f"async upload-to-result: {async_rate:.1f} img/s  -> {async_rate / batch_rate:.2f} x batch "
                     f"(target >= 0.85); {len(jobs)} jobs for {args.n} uploads, {succeeded} succeeded {load()}"
                 )
+                print(f"  {spent}")
 
 
 def shared_model_workers(module: str, burst: int, cores: int) -> None:
