@@ -13,7 +13,7 @@ Starts a real engine with SeaweedFS, puts N images in a bucket and measures, wit
 - burst:  50 concurrent sync calls on a service with one warm worker (max_scale = cores): p50, p99 and
           p99 / p50 (target <= 2: no call waits for a model load);
 - async:  files/s from uploading into a triggered input path to every result in S3, / batch (the bench uploads with
-          one put_object a file: boto3's upload_file makes a transfer manager a call, ~1 ms more CPU a file here,
+          one put_object a file: boto3's upload_file makes a transfer manager a call, ~1.5 ms more CPU a file here,
           spent on the cores it measures).
 - after batch and async: CPU ms an image of each process (S3 server, engine, workers, this bench as the client),
   from their user + system times before and after: what contention with other processes does not distort.
