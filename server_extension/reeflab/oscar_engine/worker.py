@@ -37,7 +37,7 @@ MAX_UNPACKED_BYTES = 2 * 1024**3
 # follow one another; given back (malloc_trim) after IDLE_TRIM_SECONDS without one
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 KEPT_BLOCK = 256 * 2**20
-IDLE_TRIM_SECONDS = 1.0
+IDLE_TRIM_SECONDS = 5.0
 
 
 def keep_freed_memory() -> None:
