@@ -86,6 +86,12 @@ def comment(hub_name: str, generation: str = "") -> str:
     return f"{COMMENT}{hub_name[:MAX_COMMENT_NAME]}" + (f" {generation}" if generation else "")
 
 
+def parse_comment(text: str) -> tuple[str, str] | None:
+    """(hub name, generation or '') of a comment written by `comment`; None for any other text."""
+    match = _COMMENT.fullmatch(text)
+    return (match.group("name"), match.group("generation") or "") if match else None
+
+
 def recorded_generation(hub_name: str) -> str | None:
     """The generation the user's account was made for ('' if it predates generations), None without an account."""
     try:

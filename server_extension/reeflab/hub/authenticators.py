@@ -34,6 +34,9 @@ class RevokingAuthenticator(Authenticator):
     tracking_state_dir = Unicode("", config=True, help="The MLflow state folder (admin password, account store)")
     homes_dir = Unicode("", config=True, help="Where users' homes are (<homes_dir>/<name>): moved aside on deletion")
     os_accounts = Bool(False, config=True, help="Users have OS accounts (the hub runs as root): delete them")
+    label_studio_admin_database = Unicode(
+        "", config=True, help="PostgreSQL admin URL of users' Label Studio databases (dropped with the user)"
+    )
     reconcile_at_start = Bool(True, config=True, help="At start, revoke accounts of users the hub no longer has")
 
     _reconcile_task: asyncio.Task | None = None
@@ -47,6 +50,7 @@ class RevokingAuthenticator(Authenticator):
             tracking_state_dir=self.tracking_state_dir,
             homes_dir=self.homes_dir,
             os_accounts=self.os_accounts,
+            label_studio_admin_database=self.label_studio_admin_database,
         )
 
     async def delete_user(self, user: Any) -> None:

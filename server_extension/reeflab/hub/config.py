@@ -112,6 +112,8 @@ def configure_local(c) -> None:
     configure_tracking(c)
     configure_catalogue(c)
     configure_usage(c)
+    if _env(LABEL_STUDIO_ADMIN_ENV):
+        configure_label_studio_databases(c)
 
 
 def protect_platform_state(state: Path, homes: Path) -> None:
@@ -191,6 +193,8 @@ def configure_kubernetes(c) -> None:
         configure_tracking_cluster(c)
     if _env("REEFLAB_USAGE_URL"):  # the admins' status from the cluster, where the operator gives it an address
         configure_usage(c, kubernetes=True)
+    if _env(LABEL_STUDIO_ADMIN_ENV):  # each user's pod gets their own database, from a Secret
+        configure_label_studio_databases(c)
 
 
 def configure_local_login(c) -> None:
@@ -464,6 +468,21 @@ def configure_tracking_cluster(c) -> None:
     add_template_vars(c, reeflab_mlflow_path=TRACKING_UI)
     c.RevokingAuthenticator.tracking_url = url
     c.RevokingAuthenticator.tracking_state_dir = str(state)
+
+
+LABEL_STUDIO_ADMIN_ENV = "REEFLAB_LABEL_STUDIO_ADMIN_DATABASE"
+
+
+def configure_label_studio_databases(c) -> None:
+    """Each user's Label Studio on their own PostgreSQL database (annotation/databases.py), either mode: a pre-spawn
+    hook makes the user's role and database with the operator's admin role ($REEFLAB_LABEL_STUDIO_ADMIN_DATABASE,
+    CREATEROLE + CREATEDB); passwords derive from a key kept 0600 in the hub's state folder."""
+    from ..annotation.databases import LabelStudioDatabases, label_studio_pre_spawn_hook
+
+    databases = LabelStudioDatabases(_env(LABEL_STUDIO_ADMIN_ENV), _secret(state_dir() / "label-studio-database-key"))
+    previous = c.Spawner.pre_spawn_hook if "pre_spawn_hook" in c.Spawner else None
+    c.Spawner.pre_spawn_hook = label_studio_pre_spawn_hook(databases, previous=previous)
+    c.RevokingAuthenticator.label_studio_admin_database = _env(LABEL_STUDIO_ADMIN_ENV)
 
 
 CATALOGUE_SERVICE = "reeflab-catalogue"

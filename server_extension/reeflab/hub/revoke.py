@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode
 import requests
 
 from .. import accounts, generations
+from ..annotation.databases import LabelStudioDatabases
 from ..limits import Cgroup
 from ..training.accounts import AccountRefused, TrackingAccounts
 from ..training.tracking_server import recorded_generations
@@ -40,6 +41,7 @@ class Targets:
     tracking_state_dir: str = ""
     homes_dir: str = ""
     os_accounts: bool = False
+    label_studio_admin_database: str = ""  # the operator's PostgreSQL admin URL (users' Label Studio databases)
     timeout: float = 60
 
 
@@ -60,6 +62,9 @@ def revoke_user(name: str, targets: Targets, generation: str = "", logger: loggi
     # the engine first: its workers run as the user's OS account, and must not be started again
     outcome["serverless"] = _attempt(name, "serverless", lambda: _revoke_serverless(name, targets, generation), logger)
     outcome["mlflow"] = _attempt(name, "mlflow", lambda: _revoke_tracking(name, targets), logger)
+    outcome["label_studio"] = _attempt(
+        name, "label_studio", lambda: _revoke_label_studio(name, targets, generation), logger
+    )
     outcome["os"] = _attempt(name, "os", lambda: _revoke_os(name, targets), logger)
     logger.info("revoked deleted hub user %s: %s", name, "; ".join(f"{k}: {v}" for k, v in outcome.items()))
     return outcome
@@ -103,6 +108,13 @@ def _revoke_tracking(name: str, targets: Targets) -> str:
     except AccountRefused as refused:
         return f"nothing ({refused})"
     return f"account deleted, {len(moved)} experiments moved aside"
+
+
+def _revoke_label_studio(name: str, targets: Targets, generation: str = "") -> str:
+    """The user's Label Studio database on PostgreSQL (their projects) and its role are dropped."""
+    if not targets.label_studio_admin_database:
+        return "not configured"
+    return LabelStudioDatabases(targets.label_studio_admin_database).revoke(name, generation)
 
 
 def _revoke_os(name: str, targets: Targets) -> str:
@@ -150,6 +162,21 @@ def reconcile(
     hub's users itself (serverless/engine.py `sweep_users`). Blocking: run it in a thread.
     """
     revoked: dict[str, list[str]] = {"os": [], "mlflow": []}
+    if targets.label_studio_admin_database:
+        revoked["label_studio"] = []
+        databases = LabelStudioDatabases(targets.label_studio_admin_database)
+        try:
+            made = databases.managed()
+        except Exception as error:  # PostgreSQL down: the next start tries again
+            logger.error("Label Studio databases of deleted users not dropped: %s", error)
+            made = {}
+        for name, recorded in sorted(made.items()):
+            if name in users and not (recorded and generations.older(recorded, users[name])):
+                continue
+            logger.warning("Label Studio database of %s is a deleted user's (%s): dropping it", name, recorded or "?")
+            outcome = _attempt(name, "label_studio", lambda n=name, g=recorded: databases.revoke(n, g), logger)
+            if not outcome.startswith("failed"):
+                revoked["label_studio"].append(name)
     if targets.os_accounts and os.geteuid() == 0:
         for found in list(accounts.managed_accounts()):
             home = home_of(found.hub_name, targets)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import os
 import subprocess
@@ -307,6 +308,7 @@ class ReefLabKubeSpawner(KubeSpawner):
         self._baseline = {name: copy.deepcopy(getattr(self, name)) for name in PROFILE_TRAITS}
         self._storage_secret: dict | None = None
         self._storage_added: dict[str, list] = {}  # what the last spawn added, taken out on the next
+        self._secret_environment: dict[str, str] = {}  # set_secret_environment's, in server_secret_name
         if self.enable_user_namespaces:  # ours, not KubeSpawner's template: length-safe for any prefix
             self.namespace = self.user_namespace_name
             self.dns_name = self.dns_name_template.format(namespace=self.namespace, name=self.pod_name)
@@ -380,9 +382,38 @@ class ReefLabKubeSpawner(KubeSpawner):
         if connections:
             self.log.info("mounting storage %s of %s", ", ".join(c.name for c in connections), self.user.name)
 
+    def set_secret_environment(self, name: str, value: str) -> None:
+        """Give the server `name`=`value` through its own Secret (server_secret_name, made in _start before the pod):
+        the pod spec holds a secretKeyRef, never the value (pre-spawn hooks call this, e.g. Label Studio's database)."""
+        self._secret_environment[name] = value
+        reference = {"secretKeyRef": {"name": self.server_secret_name, "key": name}}
+        self.environment = {**self.environment, name: {"valueFrom": reference}}
+
+    @property
+    def server_secret_name(self) -> str:
+        """The server's Secret: named after its pod (one per user and server, even in one shared namespace)."""
+        return f"{self.pod_name}-env"
+
+    def server_secret(self) -> dict | None:
+        """The Secret of the values set_secret_environment was given (None: none)."""
+        if not self._secret_environment:
+            return None
+        labels = {"app.kubernetes.io/part-of": "reeflab", "app.kubernetes.io/component": "singleuser-server"}
+        data = {
+            key: base64.b64encode(value.encode()).decode() for key, value in sorted(self._secret_environment.items())
+        }
+        metadata = {"name": self.server_secret_name, "namespace": self.namespace, "labels": labels}
+        return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata, "data": data}
+
+    async def apply_server_secret(self) -> None:
+        """Create or replace the Secret of the server's environment values (set_secret_environment)."""
+        await self._apply_secret(self.server_secret())
+
     async def apply_storage_secret(self) -> None:
         """Create or replace the user's storage Secret (credentials never go in the pod spec)."""
-        secret = self._storage_secret
+        await self._apply_secret(self._storage_secret)
+
+    async def _apply_secret(self, secret: dict | None) -> None:
         if secret is None:
             return
         name = secret["metadata"]["name"]
@@ -421,6 +452,7 @@ class ReefLabKubeSpawner(KubeSpawner):
             self.namespace = self.user_namespace_name  # never one remembered in an older state
             await self.ensure_user_namespace()
         await self.apply_storage_secret()
+        await self.apply_server_secret()
         return await super()._start()
 
     async def delete_forever(self):
