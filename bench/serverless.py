@@ -2,7 +2,8 @@
 
 Starts a real engine with SeaweedFS, puts N images in a bucket and measures, with MODULE:
 - raw:    the model's forward pass on pre-decoded, letterboxed batches (the limit), one process using every core
-          and one single-threaded process per core;
+          and one single-threaded process per core; raw and module keep freed memory as the workers do
+          (worker.keep_freed_memory), else they would pay page faults the workers no longer pay;
 - module: the module's own predict_batch on local files (decode + forward + encode to JSON), one single-threaded
           process per core, chunks of 8 as slices send them: the limit a batch could reach without S3;
 - batch:  `reeflab batch` over the bucket (warm workers of cpu 1 each, one per core; slices, S3 in and out);
@@ -50,6 +51,7 @@ from pathlib import Path
 from reeflab.oscar_engine.metrics import service_metrics
 from reeflab.oscar_engine.store import SYNC, EngineStore
 from reeflab.oscar_engine.testing import EngineProcess
+from reeflab.oscar_engine.worker import keep_freed_memory
 from reeflab.serverless.batch import Batch, Engine
 from reeflab.testing.process import wait_until
 
@@ -80,6 +82,7 @@ def raw_forward(module_name: str, paths: list[str], batch: int = 16, threads: in
 
     if threads:
         torch.set_num_threads(threads)
+    keep_freed_memory()
     module = load_module(module_name)
     network = module.network()
     network.predict(Image.open(paths[0]).convert("RGB"), imgsz=module.imgsz, verbose=False)
@@ -114,6 +117,7 @@ def module_forward(module_name: str, paths: list[str], chunk: int = 8) -> tuple[
     import torch
 
     torch.set_num_threads(1)
+    keep_freed_memory()
     module = load_module(module_name)
     module.predict_batch(paths[:2], ["warm"] * 2)
     start = time.perf_counter()
