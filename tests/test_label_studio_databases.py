@@ -1,10 +1,12 @@
 """Each user's own Label Studio database, made by the hub on the operator's PostgreSQL (a real server, Debian's, with
 an admin role that has CREATEROLE and CREATEDB and is no superuser): a user's URL opens their database and is refused
 on anyone else's; spawning again changes nothing; hostile names stay names; a deleted user's database goes to no
-namesake; in kubernetes mode the pod reads the URL from a Secret in the user's namespace (kmock), never its spec."""
+namesake; in kubernetes mode the pod reads the URL from a Secret in the user's namespace (kmock), never its spec; and a
+user's real Label Studio keeps its projects in the database made for it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -19,6 +21,7 @@ import psycopg2
 import pytest
 from kubernetes_asyncio import client
 from reeflab.annotation.databases import ENV, DatabaseRefused, LabelStudioDatabases, label_studio_pre_spawn_hook
+from reeflab.annotation.labelstudio import LabelStudio
 from reeflab.hub.revoke import Targets, reconcile, revoke_user
 from reeflab.hub.spawners import ReefLabLocalSpawner
 from reeflab.testing.postgres import PostgresProcess
@@ -216,3 +219,19 @@ def test_the_local_hub_takes_the_admin_url_from_its_environment(postgres, monkey
     monkeypatch.setenv("REEFLAB_LABEL_STUDIO_ADMIN_DATABASE", "mysql://root@db/labels")
     with pytest.raises(ValueError, match=r"postgresql://<user>:<password>@<host>:<port>/<database>"):
         PyFileConfigLoader("jupyterhub_config.py", path=str(REPO / "hub_config")).load_config()
+
+
+def test_a_users_label_studio_runs_on_the_database_the_hub_made(databases, postgres, tmp_path):
+    """Label Studio's migrations need no more than owning the database (the role may not create one)."""
+    url = databases.ensure("ann-ls", GEN1)
+    studio = LabelStudio(tmp_path / "annotation", tmp_path, database=url)
+
+    async def go():
+        try:
+            return (await studio.ensure()).call("POST", "/api/projects", json={"title": "Reef, hub-made database"})
+        finally:
+            await studio.stop()
+
+    project = asyncio.run(go())
+    assert scalar(url, "SELECT title FROM project WHERE id = %s", int(project["id"])) == "Reef, hub-made database"
+    assert not [p for p in (tmp_path / "annotation").rglob("*") if p.suffix in (".sqlite3", ".sqlite", ".db")]
