@@ -485,12 +485,16 @@ class AnnotationService(LoggingConfigurable):
                 f"project {project_id} is being pre-annotated: wait for it to end "
                 f"(GET /reeflab/api/annotation/projects/{project_id}/preannotate)"
             )
-        stored = await self._project(project_id)
-        project = self._describe(stored, [])
+        if not self.server.exists:
+            await self._project(project_id)  # 404, without starting a Label Studio to list its tasks
         loop = asyncio.get_running_loop()
-        entry = await loop.run_in_executor(None, self._module, request.module)
+        stored, entry, listed = await asyncio.gather(  # together: each waits on another process
+            self._project(project_id),
+            loop.run_in_executor(None, self._module, request.module),
+            self._tasks(project_id, include="id,data,total_predictions"),  # (none: no such project, said above)
+        )
+        project = self._describe(stored, [])
         await loop.run_in_executor(None, self._probe, entry, project["kind"])
-        listed = await self._tasks(project_id, include="id,data,total_predictions")
         tasks = [t for t in listed if t.get("data", {}).get("file")]
         earlier = self._progress.get(project_id) or {}
         resume = earlier.get("state") == "interrupted" and earlier.get("module") == entry.id and not request.restart
