@@ -185,6 +185,27 @@ def cpu_per_image(before: dict[str, float], after: dict[str, float], images: int
     return "CPU ms an image: " + ", ".join(f"{name} {1000 * v / images:.2f}" for name, v in shown.items())
 
 
+def between_slices(markers) -> str:
+    """What the workers waited between two slices of theirs (each marker: when its slice ran, and on which worker),
+    against the time from each worker's first slice to its last: the batch's start and end left out."""
+    ran: dict[int, list[tuple[float, float]]] = {}
+    for marker in markers:
+        if "ran" in marker:
+            began, ended, worker = marker["ran"]
+            ran.setdefault(worker, []).append((began, ended))
+    gaps, spans = [], 0.0
+    for slices in ran.values():
+        slices.sort()
+        gaps += [later[0] - earlier[1] for earlier, later in zip(slices, slices[1:], strict=False)]
+        spans += slices[-1][1] - slices[0][0]
+    if not gaps:
+        return "no worker ran two slices"
+    return (
+        f"idle between slices: {sum(gaps) / spans:.1%} of their time, "
+        f"p50 {1000 * statistics.median(gaps):.0f} ms, max {1000 * max(gaps):.0f} ms a wait"
+    )
+
+
 def wait_warm(engine: EngineProcess, user: str, workers: int) -> None:
     def warm() -> bool:
         pods = engine.request("GET", "/system/status", user).json()["oscar"]["pods"]
@@ -316,8 +337,10 @@ def main() -> None:
                     spent = cpu_per_image(before, cpu_seconds(engine), args.n)
                     assert result.processed == args.n and not result.failed, result.failed[:3]
                     batch_rate = result.throughput
-                    inside = sum(marker["seconds"] for marker in batch.done_markers().values())
+                    markers = batch.done_markers().values()
+                    inside = sum(marker["seconds"] for marker in markers)
                     busy = f"slices took {inside / (result.seconds * result.parallel):.0%} of the workers' time"
+                    busy += f" ({between_slices(markers)})"
                     ratios = [f"{batch_rate / raw:.2f} x raw forward (target >= 0.9)"] if raw else []
                     ratios += [f"{batch_rate / limit:.2f} x decode + forward + encode (target >= 0.7)"] if limit else []
                     print(

@@ -149,6 +149,7 @@ def run_slice(
 ) -> dict[str, Any]:
     """Process one slice (`predict_many`: CHUNK files per call); ok unless the slice itself is unreadable.
     `output_dir`: the invocation's, where a `"reply": "json"` slice writes its summary and answers."""
+    entered = time.time()
     s3 = s3_client()
     try:
         index = _index(s3, descriptor["index"])
@@ -225,6 +226,8 @@ def run_slice(
         "processed": len(items) - len(failed),
         "failed": failed,
         "seconds": round(time.perf_counter() - began, 3),
+        # when and where it ran (wall clock, worker pid): what a worker waited between slices (bench/serverless.py)
+        "ran": [round(entered, 3), round(time.time(), 3), os.getpid()],
     }
     if answers is not None:
         (output_dir / "slice.json").write_text(json.dumps({**summary, "answers": answers}))
