@@ -4,9 +4,12 @@
    `<output>/.batch/<id>/index.json` (the service's first output path unless one is given);
 2. size the parallelism from the engine's free CPU and memory: 80% of what is free divided by
    what one invocation of the service requests (its FDL `cpu` and `memory`), as OSCAR-Batch does;
-3. cut the index into `{start, end}` slices and keep that many slices in flight as async jobs;
-   each is processed by a warm worker that loaded the model once (slices.py);
-4. show progress from the slices' done markers (tqdm, or a callback), retry a failed slice once.
+3. cut the index into `{start, end}` slices and keep twice that many slices in flight as async jobs (one
+   running and one queued a worker: a worker that finishes one takes the next at once, whenever this client
+   looks next); each is processed by a warm worker that loaded the model once (slices.py);
+4. show progress from the slices' job statuses (one listing a poll, every POLL seconds at first, less often
+   while nothing ends, at most MAX_POLL apart: tqdm, or a callback), retry a failed slice once; read the
+   slices' done markers (what each did) once, at the end.
 
 A batch started again with the same id (`resume=`) skips every slice that has a done marker, and
 reuses the slice plan saved in its index: the same slices, whatever the cluster's free CPU is now.
@@ -33,6 +36,9 @@ from .invocations import BATCH_KEY, marker_key
 
 MAX_SLICE = 64
 RETRIES = 1
+POLL = 0.1  # seconds between the first looks at the slices' jobs; doubled while none ends, up to MAX_POLL and
+MAX_POLL = 1.0  # to half the time the queued slices last at the rate slices end (a progress bar lags at most 1 s)
+QUEUED = 1  # slices queued a worker beside the one it runs
 
 
 class BatchError(Exception):
@@ -101,6 +107,7 @@ class Batch:
         self.id = resume or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.slice_size, self.parallel_wanted = slice_size, parallel
         self._markers: dict[tuple[int, int], dict[str, Any]] = {}
+        self._page = ""  # the jobs listing's page where this batch's jobs were found last (its older jobs skipped)
 
     # -- plan ---------------------------------------------------------------------------
 
@@ -197,13 +204,24 @@ class Batch:
         return {job: piece for job, piece in sent.items() if statuses.get(job) in ("Pending", "Running")}
 
     def _statuses(self, jobs: set[str]) -> dict[str, str]:
-        found, page = {}, ""
+        """The jobs' statuses: the engine lists a service's jobs oldest first, so the listing starts at the page
+        where they were found last time (one request a poll however many jobs the service kept); from the first
+        page again if some were not found from there (older jobs deleted meanwhile shift the pages)."""
+        found: dict[str, str] = {}
+        start = page = self._page
         while True:
             listing = self.engine.call("GET", f"/system/logs/{self.service}", params={"page": page}).json()
-            found.update({name: job["status"] for name, job in listing["jobs"].items() if name in jobs})
+            here = {name: job["status"] for name, job in listing["jobs"].items() if name in jobs}
+            if here and not found:
+                self._page = page
+            found.update(here)
             page = listing.get("next_page") or ""
-            if not page or len(found) == len(jobs):
+            if len(found) == len(jobs):
                 return found
+            if not page:
+                if not start:
+                    return found
+                start = page = self._page = ""
 
     def plan(self, index: dict[str, Any]) -> tuple[int, list[tuple[int, int]]]:
         """(parallelism, slices): the plan saved in the index when resuming, else made now and saved there.
@@ -221,8 +239,9 @@ class Batch:
         self.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(index).encode(), ContentType="application/json")
         return parallel, slices
 
-    def run(self, progress: bool | Callable[[int, int], None] = True, poll: float = 0.5) -> BatchResult:
-        """Process the batch; if the engine or S3 stops answering, the error names the batch id to resume."""
+    def run(self, progress: bool | Callable[[int, int], None] = True, poll: float = POLL) -> BatchResult:
+        """Process the batch; if the engine or S3 stops answering, the error names the batch id to resume.
+        `poll`: the first seconds between looks at the slices' jobs (doubled while none ends, up to MAX_POLL)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -248,21 +267,35 @@ class Batch:
         running = {job: piece for job, piece in in_flight.items() if piece not in done}
         waiting = [s for s in plan if s not in done and s not in running.values()]
         tries: dict[tuple[int, int], int] = dict.fromkeys(running.values(), 1)
-        report = _progress(progress, total, sum(m["processed"] + len(m["failed"]) for m in done.values()))
+        # a slice whose job succeeded wrote its marker (its files processed or failed): counted from the job's status
+        finished = sum(m["processed"] + len(m["failed"]) for m in done.values())
+        report = _progress(progress, total, finished)
+        wait, looking, ends = poll, time.perf_counter(), 0
         while waiting or running:
-            while waiting and len(running) < parallel + 1:  # one queued: no worker waits for this loop
+            while waiting and len(running) < parallel * (1 + QUEUED):
                 piece = waiting.pop(0)
                 tries[piece] = tries.get(piece, 0) + 1
                 running[self._submit(index_key, *piece)] = piece
-            time.sleep(poll)
+            time.sleep(wait)
+            ended = 0
             for job, status in self._statuses(set(running)).items():
                 if status in ("Succeeded", "Failed"):
-                    piece = running.pop(job)
-                    if status == "Failed" and tries[piece] <= RETRIES:
+                    piece, ended = running.pop(job), ended + 1
+                    if status == "Succeeded":
+                        finished += piece[1] - piece[0]
+                    elif tries[piece] <= RETRIES:
                         waiting.append(piece)
-            done = self.done_markers()
-            report(sum(m["processed"] + len(m["failed"]) for m in done.values()))
+            report(finished)
+            # looked at half as often while nothing ends, but twice before the queued slices may run out, and every
+            # `poll` seconds once the last slices run (the batch's end is not seen late)
+            ends += ended
+            rate = ends / (time.perf_counter() - looking)
+            drained = parallel * QUEUED / rate if rate else MAX_POLL
+            wait = max(poll, min(MAX_POLL, drained / 2, wait if ended else wait * 2))
+            if not waiting and len(running) <= parallel:
+                wait = poll
         report(None)
+        done = self.done_markers()
         failed = [f for marker in done.values() for f in marker["failed"]]
         lost = [s for s in plan if s not in done]
         for start, end in lost:  # slices whose invocation failed on every try
