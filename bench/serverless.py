@@ -206,6 +206,14 @@ def between_slices(markers) -> str:
     )
 
 
+def outside_passes(markers) -> str:
+    """The share of the slices' time spent outside the module's predictions: waiting for the first downloads,
+    uploading the last results, writing and removing files."""
+    seconds = sum(marker["seconds"] for marker in markers if "predicting" in marker)
+    predicting = sum(marker["predicting"] for marker in markers if "predicting" in marker)
+    return f"{1 - predicting / seconds:.1%} outside the predictions" if seconds else "no predictions timed"
+
+
 def wait_warm(engine: EngineProcess, user: str, workers: int) -> None:
     def warm() -> bool:
         pods = engine.request("GET", "/system/status", user).json()["oscar"]["pods"]
@@ -332,7 +340,7 @@ def main() -> None:
                         print(f"decode + forward + encode again: limit {limit:.1f} img/s {load()}")
                     login = Engine(engine.url, f"Bearer {engine.tokens['alice']}")
                     batch = Batch(login, "bench", "alice/bench-in", parallel=cores)
-                    before = cpu_seconds(engine)
+                    before, started = cpu_seconds(engine), time.time()
                     result = batch.run(progress=False, poll=0.1)
                     spent = cpu_per_image(before, cpu_seconds(engine), args.n)
                     assert result.processed == args.n and not result.failed, result.failed[:3]
@@ -340,7 +348,7 @@ def main() -> None:
                     markers = batch.done_markers().values()
                     inside = sum(marker["seconds"] for marker in markers)
                     busy = f"slices took {inside / (result.seconds * result.parallel):.0%} of the workers' time"
-                    busy += f" ({between_slices(markers)})"
+                    busy += f" ({between_slices(markers)}); in slices, {outside_passes(markers)}"
                     ratios = [f"{batch_rate / raw:.2f} x raw forward (target >= 0.9)"] if raw else []
                     ratios += [f"{batch_rate / limit:.2f} x decode + forward + encode (target >= 0.7)"] if limit else []
                     print(
@@ -348,6 +356,14 @@ def main() -> None:
                         f"{batch_rate:.1f} img/s  -> {'; '.join(ratios) or 'no limit measured'}; {busy} {load()}"
                     )
                     print(f"  {spent}")
+                    ran = [marker["ran"] for marker in markers if "ran" in marker]
+                    if ran:
+                        first = min(r[0] for r in ran) - started
+                        last = started + result.seconds - max(r[1] for r in ran)
+                        print(
+                            f"  its first slice began {1000 * first:.0f} ms after the batch started, its last ended "
+                            f"{1000 * last:.0f} ms before the batch did (of {result.seconds:.1f} s)"
+                        )
 
             if "naive" in only:
                 naive_rate = naive(args.module, paths[: args.naive], cores, root)

@@ -170,7 +170,7 @@ def run_slice(
     # creating and removing a few hundred small files and folders a second there costs more than the forward pass
     scratch = Path(tempfile.mkdtemp(prefix="reeflab-slice-"))
     failed: list[dict[str, str]] = []
-    began = time.perf_counter()
+    began, predicted = time.perf_counter(), 0.0
     chunk = CHUNK if predict_many else 1
     answers: dict[str, Any] | None = {} if descriptor.get("reply") == "json" and output_dir is not None else None
 
@@ -194,7 +194,9 @@ def run_slice(
                     except Exception as error:
                         failed.append({"item": items[position], "error": f"could not download it: {error}"})
                 work = [(path, posixpath.basename(items[p]), scratch / f"out-{p}") for p, path in group]
+                predicting = time.perf_counter()
                 replies = predict_many(work) if predict_many else [predict(*work[0])] if work else []
+                predicted += time.perf_counter() - predicting
                 for (position, path), reply in zip(group, replies, strict=True):
                     path.unlink(missing_ok=True)
                     item, out = items[position], scratch / f"out-{position}"
@@ -228,6 +230,7 @@ def run_slice(
         "seconds": round(time.perf_counter() - began, 3),
         # when and where it ran (wall clock, worker pid): what a worker waited between slices (bench/serverless.py)
         "ran": [round(entered, 3), round(time.time(), 3), os.getpid()],
+        "predicting": round(predicted, 3),  # of `seconds`: the rest waited for downloads, or uploaded and wrote files
     }
     if answers is not None:
         (output_dir / "slice.json").write_text(json.dumps({**summary, "answers": answers}))
