@@ -35,7 +35,7 @@ from ..serverless.invocations import BATCH_KEY, marker_key
 from .inputs import sniff_json
 from .payload import output_files
 
-CHUNK = 8  # files per forward pass when the module offers predict_batch
+CHUNK = 16  # files per forward pass when the module offers predict_batch
 TRANSFERS = 8  # S3 GETs and PUTs in flight at once (each a thread; boto3 releases the GIL while it waits)
 _BATCH_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _indexes: OrderedDict[str, dict[str, Any]] = OrderedDict()  # index key -> index, kept for the worker's next slices
