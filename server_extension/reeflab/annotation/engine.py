@@ -41,7 +41,7 @@ from ..serverless.invocations import BATCH_KEY, content_disposition
 
 PREFIX = "annotate-"
 NAME_LENGTH = 39  # OSCAR's longest service name
-SLICE_AT_LEAST = 8  # images a slice: one forward pass of predict_batch
+SLICE_AT_LEAST = 8  # images a slice at least
 RUN_FOLDER = ".reeflab-annotation"  # in the user's platform bucket: a run's slice index and answers, while it runs
 
 
@@ -149,7 +149,7 @@ class WarmService:
         """The objects `names` of `folder` ('bucket/prefix' on the platform's S3, which the service's workers read
         with the user's key) in OSCAR-Batch slices, as `reeflab batch` sends them (slices.py): an index in a run
         folder beside them, each slice a synchronous invocation on `pool` (so the worker reads its objects ahead of
-        the model and predicts 8 at a time) whose reply holds its images' JSON answers (`"reply": "json"`: nothing
+        the model and predicts them in batches) whose reply holds its images' JSON answers (`"reply": "json"`: nothing
         uploaded, nothing read back). Futures of each slice's replies, in order, and what removes the run folder
         (and those left by earlier runs: any not in `live`, the server's runs using theirs, this one's added)."""
         bucket = folder.partition("/")[0]
