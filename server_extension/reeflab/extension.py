@@ -18,6 +18,7 @@ from .deployments.service import DeploymentService
 from .examples import ExamplesService
 from .handlers.annotation import (
     UI,
+    DatasetsHandler,
     ExportHandler,
     LabelStudioProxyHandler,
     PreannotateHandler,
@@ -271,6 +272,7 @@ class ReefLabApp(ExtensionApp):
                 (rf"/reeflab/api/annotation/projects/{PROJECT_ID}/preannotate", PreannotateHandler),
                 (rf"/reeflab/api/annotation/projects/{PROJECT_ID}/export", ExportHandler),
                 (rf"/reeflab/api/annotation/projects/{PROJECT_ID}/train", TrainHandler),
+                (r"/reeflab/api/annotation/datasets", DatasetsHandler),
                 (rf"/{UI}/(?P<path>.*)", LabelStudioProxyHandler),
             ]
         )

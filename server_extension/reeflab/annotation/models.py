@@ -1,4 +1,4 @@
-"""Requests of the annotation API: make a project, pre-annotate it with a module, export it."""
+"""Requests of the annotation API: make a project, pre-annotate it with a module, export it; read a dataset."""
 
 from __future__ import annotations
 
@@ -34,6 +34,20 @@ class ExportRequest(BaseModel):
 
     folder: str = Field(min_length=1, description="New folder of your workspace for the dataset")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of the labelled images held out for validation")
+    seed: int = Field(0, description="Seed of the train/val split")
+
+
+class DatasetRequest(BaseModel):
+    """Another tool's detection dataset in your workspace, read as training data (formats.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, description="Folder of your workspace holding the dataset, e.g. 'downloads/coco'")
+    format: Literal["auto", "coco", "voc", "cvat", "yolo"] = Field(
+        "auto", description="COCO, Pascal VOC, CVAT for images 1.1 or YOLO; 'auto': told apart by its files"
+    )
+    folder: str = Field(min_length=1, description="New folder of your workspace for the Ultralytics YOLO dataset")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of the images held out for validation")
     seed: int = Field(0, description="Seed of the train/val split")
 
 

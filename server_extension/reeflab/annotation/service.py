@@ -14,7 +14,8 @@ its boxes or labels become Label Studio predictions with their scores, which the
 It runs in the background, each chunk's predictions stored as it ends; its progress (done / total / failed, the
 end state) is kept for the project. Export: each labelled image's latest annotation (Label Studio's JSON export)
 becomes YOLO labels; the images are copied beside them (read from the connection where they are there) in a
-train/val split with a data.yaml, as Ultralytics trains from.
+train/val split with a data.yaml, as Ultralytics trains from. Datasets other tools exported (COCO, Pascal VOC,
+CVAT XML, YOLO) in a workspace folder are read and written the same way (formats.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import contextlib
 import json
 import os
 import posixpath
-import random
 import re
 import shutil
 import subprocess
@@ -40,7 +40,6 @@ from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
-import yaml
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.utils import url_path_join
 from traitlets import Float, Unicode, default
@@ -54,14 +53,13 @@ from ..storage.paths import join, remote_path
 from ..storage.platform_s3 import s3_client
 from ..storage.service import StorageService
 from ..training.registry import ModelRegistry
-from . import sources
+from . import formats, sources
 from .engine import WarmService
+from .formats import IMAGE_SUFFIXES, MAX_IMAGES, split_files, write_yolo
 from .labelstudio import LabelStudio, LabelStudioAPI
-from .models import ExportRequest, PreannotateRequest, ProjectRequest, TrainRequest
+from .models import DatasetRequest, ExportRequest, PreannotateRequest, ProjectRequest, TrainRequest
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 TASKS = {"detection": "detect", "classification": "classify"}
-MAX_IMAGES = 10000
 STORE_AT_MOST = 500  # predictions sent to Label Studio in one request
 STORE_EVERY = 1.0  # seconds between two requests storing predictions
 RETRAIN_PIPELINE = "notebooks/retrain.pipeline"  # the shipped retraining pipeline, in the user's examples
@@ -802,6 +800,20 @@ class AnnotationService(LoggingConfigurable):
             return await loop.run_in_executor(None, self._write_folders, exported, names, target, request, owner)
         return await loop.run_in_executor(None, self._write_yolo, exported, names, target, request, owner)
 
+    async def dataset(self, request: DatasetRequest) -> dict[str, Any]:
+        """Another tool's detection dataset (COCO, Pascal VOC, CVAT XML, YOLO) in a workspace folder, written as an
+        Ultralytics YOLO dataset into a new one (formats.py); what was converted and where."""
+        source = self._folder(request.source)
+        target = self._folder(request.folder, must_exist=False)
+        if target.exists() and any(target.iterdir()):
+            raise Conflict(f"'{request.folder}' already exists and is not empty: convert into a new folder")
+        if target == source or source in target.parents:
+            raise BadRequest(f"'{request.folder}' is inside '{request.source}': convert into a folder beside it")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            None, formats.convert, source, request.format, target, request, self.workspace
+        )
+
     # -- training -------------------------------------------------------------------------
 
     async def training(
@@ -932,23 +944,7 @@ class AnnotationService(LoggingConfigurable):
                     f"{names.index(value['rectanglelabels'][0])} {x + w / 2:.6g} {y + h / 2:.6g} {w:.6g} {h:.6g}"
                 )
             labels[task["data"]["file"]] = "".join(line + "\n" for line in lines)
-        files = sorted(labels)
-        counts = {}
-        for split, chosen in split_files(files, request).items():
-            (target / "images" / split).mkdir(parents=True, exist_ok=True)
-            (target / "labels" / split).mkdir(parents=True, exist_ok=True)
-            for relative in chosen:
-                source = Path(relative)
-                self._copy(owner, relative, target / "images" / split / source.name)
-                (target / "labels" / split / f"{source.stem}.txt").write_text(labels[relative])
-            counts[split] = len(chosen)
-        data = {
-            "path": str(target),
-            "train": "images/train",
-            "val": "images/val" if counts["val"] else "images/train",
-            "names": dict(enumerate(names)),
-        }
-        (target / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        counts = write_yolo(target, labels, names, request, partial(self._copy, owner))
         return {
             "folder": target.relative_to(self.workspace).as_posix(),
             "data": (target / "data.yaml").relative_to(self.workspace).as_posix(),
@@ -965,17 +961,6 @@ def interrupted(progress: dict[str, Any]) -> str:
         f"your server stopped after {progress['done']} of {progress['total']} images: pre-annotate again with "
         f"{progress['module']} to continue with the {left} not predicted yet (restart: true redoes them all)"
     )
-
-
-def split_files(files: list[str], request: ExportRequest) -> dict[str, list[str]]:
-    """{"train": ..., "val": ...}: a seeded shuffle, `val_fraction` held out (at least one image, if any is asked
-    for and there are two or more)."""
-    files = list(files)
-    random.Random(request.seed).shuffle(files)
-    n_val = round(len(files) * request.val_fraction)
-    if request.val_fraction > 0 and len(files) > 1:
-        n_val = min(max(n_val, 1), len(files) - 1)
-    return {"train": files[n_val:], "val": files[:n_val]}
 
 
 def to_prediction(kind: str, labels: list[str], answer: dict[str, Any]) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ project.preannotate("fish-detector", wait=False); project.progress()  # {"state"
 project.refresh().info                      # {"total": 120, "preannotated": 120, "labelled": 14, ...}
 project.export("datasets/reef-2026")        # an Ultralytics YOLO dataset: data.yaml, images/, labels/
 run = project.train(epochs=10)              # the retraining pipeline on the labels, from the module's weights
+annotation.convert("downloads/coco", "datasets/coco-yolo")  # another tool's COCO / VOC / CVAT / YOLO dataset as YOLO
 """
 
 from __future__ import annotations
@@ -124,3 +125,19 @@ def projects(connection: Connection | None = None) -> list[Project]:
 def get(project_id: int, connection: Connection | None = None) -> Project:
     connection = connection or default_connection()
     return Project(connection.request("GET", *Project.collection, str(project_id), timeout=SLOW), connection)
+
+
+def convert(
+    source: str,
+    folder: str,
+    format: str = "auto",
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    connection: Connection | None = None,
+) -> dict[str, Any]:
+    """A detection dataset another tool exported into a folder of your files (COCO, Pascal VOC, CVAT for images 1.1
+    or YOLO: `format`, or "auto") written into the new `folder` as an Ultralytics YOLO dataset (data.yaml, train/val
+    split as `export` makes); its format, classes and counts (images, boxes, background, dropped, missing)."""
+    connection = connection or default_connection()
+    body = {"source": source, "format": format, "folder": folder, "val_fraction": val_fraction, "seed": seed}
+    return connection.request("POST", "annotation", "datasets", json=body, timeout=SLOW)

@@ -10,7 +10,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from ..annotation.labelstudio import PROXY_ORIGIN
-from ..annotation.models import ExportRequest, PreannotateRequest, ProjectRequest, TrainRequest
+from ..annotation.models import DatasetRequest, ExportRequest, PreannotateRequest, ProjectRequest, TrainRequest
 from ..annotation.service import AnnotationService
 from .base import ReefLabHandler
 from .proxy import AuthorizedProxyHandler
@@ -85,6 +85,18 @@ class ExportHandler(AnnotationBase):
     async def post(self, project_id: str) -> None:
         request = self.parse_body(ExportRequest, "export")
         self.write_json(await self.annotation.export(int(project_id), request, self.username), status=201)
+
+
+class DatasetsHandler(AnnotationBase):
+    """POST {source, format?, folder, val_fraction?, seed?}: a detection dataset another tool exported (COCO, Pascal
+    VOC, CVAT for images 1.1, YOLO) in a folder of your files, written into a new folder as an Ultralytics YOLO
+    dataset (data.yaml, train/val): 201 with its format, classes and counts (images, boxes, dropped, missing)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        request = self.parse_body(DatasetRequest, "dataset conversion")
+        self.write_json(await self.annotation.dataset(request), status=201)
 
 
 class TrainHandler(AnnotationBase):
