@@ -187,6 +187,13 @@ class AnnotationService(LoggingConfigurable):
             raise BadRequest(f"'{folder}' is not a folder of your workspace: create it, or check the name")
         return path
 
+    def _new_folder(self, folder: str, verb: str) -> Path:
+        """A workspace folder to write into: absent or empty (else a 409 saying to `verb` into a new one)."""
+        target = self._folder(folder, must_exist=False)
+        if target.exists() and any(target.iterdir()):
+            raise Conflict(f"'{folder}' already exists and is not empty: {verb} into a new folder")
+        return target
+
     def images(self, folder: str) -> list[Path]:
         """The images of a workspace folder (its top level, hidden files left out), each checked to be one."""
         from PIL import Image, UnidentifiedImageError
@@ -786,9 +793,7 @@ class AnnotationService(LoggingConfigurable):
 
     async def export(self, project_id: int, request: ExportRequest, owner: str = "") -> dict[str, Any]:
         project = self._describe(await self._project(project_id), [])
-        target = self._folder(request.folder, must_exist=False)
-        if target.exists() and any(target.iterdir()):
-            raise Conflict(f"'{request.folder}' already exists and is not empty: export into a new folder")
+        target = self._new_folder(request.folder, "export")
         labelled = [t for t in await self._tasks(project_id) if t.get("total_annotations", 0) > 0]
         if not labelled:
             raise BadRequest("no image of this project is labelled yet: label (or accept pre-annotations) first")
@@ -804,9 +809,7 @@ class AnnotationService(LoggingConfigurable):
         """Another tool's detection dataset (COCO, Pascal VOC, CVAT XML, YOLO) in a workspace folder, written as an
         Ultralytics YOLO dataset into a new one (formats.py); what was converted and where."""
         source = self._folder(request.source)
-        target = self._folder(request.folder, must_exist=False)
-        if target.exists() and any(target.iterdir()):
-            raise Conflict(f"'{request.folder}' already exists and is not empty: convert into a new folder")
+        target = self._new_folder(request.folder, "convert")
         if target == source or source in target.parents:
             raise BadRequest(f"'{request.folder}' is inside '{request.source}': convert into a folder beside it")
         loop = asyncio.get_running_loop()

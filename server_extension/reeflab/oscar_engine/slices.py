@@ -206,10 +206,11 @@ def run_slice(
                     folder = posixpath.join(out_prefix, posixpath.dirname(item))
                     results = reply.get("outputs") or [(f.relative_to(out).as_posix(), f) for f in output_files(out)]
                     if answers is not None:
-                        answers[item] = _json_answer(results)
-                        if answers[item] is None:
-                            del answers[item]
+                        answer = _json_answer(results)
+                        if answer is None:
                             failed.append({"item": item, "error": "no JSON answer"})
+                        else:
+                            answers[item] = answer
                         continue
                     for name, body in results:
                         data = body if isinstance(body, bytes) else body.read_bytes()

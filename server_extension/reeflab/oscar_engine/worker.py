@@ -52,6 +52,7 @@ def keep_freed_memory() -> None:
 
 
 def give_freed_memory_back() -> None:
+    """What the heap keeps free goes back to the system (glibc malloc_trim)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import ctypes
 import gc
 import json
 import os
@@ -31,7 +30,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .worker import ModuleRunner, die_with_parent, load, serve
+from .worker import ModuleRunner, die_with_parent, give_freed_memory_back, load, serve
 
 THREADS = "REEFLAB_WORKER_THREADS"  # JSON: the thread variables the forked workers get (the zygote runs one)
 
@@ -119,8 +118,7 @@ def zygote(control: socket.socket) -> int:
         print(f"zygote: {threads} threads after loading: forked workers get only the calling one", file=sys.stderr)
     gc.collect()
     gc.freeze()  # loaded objects out of the collector's sight: its passes write no page the workers share
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)  # what loading freed goes back to the system, not into each fork
+    give_freed_memory_back()  # what loading freed goes back to the system, not into each fork
     send(control, {"ready": True, "pid": os.getpid()})
 
     read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
